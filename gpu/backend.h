@@ -1,0 +1,81 @@
+// The engine's device interface: one forward pass over a ragged batch that
+// attends over paged KV memory. A CPU and (later) a CUDA implementation sit
+// behind it so the actors never know which device runs them.
+//
+// Thread contract: a Backend is owned by one actor (generator or verifier)
+// and called from that actor's thread only. It may use worker threads inside
+// a call; nothing it owns is touched between calls by anyone else.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "gpu/model_config.h"
+#include "gpu/weights.h"
+#include "runtime/status.h"
+
+namespace flashtts {
+
+// One sequence's slice of a ragged batch: a prefill chunk (many tokens) or a
+// decode step (one token).
+struct BatchEntry {
+  std::span<const int32_t> tokens;       // new tokens; their KV is written
+  int32_t n_past = 0;                    // tokens of this sequence already in KV
+  std::span<const int32_t> block_table;  // REQUIRES: covers n_past + tokens.size()
+  std::span<const int32_t> out_rows;     // rows of `tokens` (0-based) to return output for
+};
+
+enum class OutputKind {
+  Logits,  // width = vocab_size: next-token logits (policy)
+  Hidden,  // width = hidden_size: final-normed hidden state (what PRM heads read)
+  Score,   // width = 1: the PRM's step probability (model must be a PRM)
+};
+
+// Row-major (n_rows, width); rows in batch order, then out_rows order.
+struct ForwardOutput {
+  int32_t n_rows = 0;
+  int32_t width = 0;
+  std::vector<float> data;
+  std::span<const float> row(int32_t r) const {
+    return {data.data() + static_cast<size_t>(r) * width, static_cast<size_t>(width)};
+  }
+};
+
+struct BlockCopyOp {
+  int32_t src = 0;
+  int32_t dst = 0;
+};
+
+struct BackendOptions {
+  int32_t n_blocks = 0;     // KV blocks to hold (from the KV byte budget)
+  int32_t block_size = 16;  // tokens per block
+  int32_t n_threads = 0;    // 0 = all cores
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Runs the model over `batch`, writing every new token's K/V into its block
+  // and returning the requested rows. Errors are input errors (token id out of
+  // range, a block table too short); the KV of a failed call is undefined for
+  // the rows it named.
+  virtual Status forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) = 0;
+
+  // Copies whole KV blocks (all layers), e.g. the partial block of a fork.
+  virtual void copy_blocks(std::span<const BlockCopyOp> copies) = 0;
+
+  virtual const ModelConfig& config() const = 0;
+  // Bytes of KV one token takes (K and V, all layers) in this backend.
+  virtual size_t kv_bytes_per_token() const = 0;
+};
+
+// Bytes one token of KV takes with float32 storage.
+size_t kv_bytes_per_token_f32(const ModelConfig& c);
+
+std::unique_ptr<Backend> make_cpu_backend(ModelConfig config, ModelWeights weights,
+                                          const BackendOptions& options);
+
+}  // namespace flashtts
