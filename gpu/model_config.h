@@ -31,6 +31,8 @@ struct PrmSpec {
   std::vector<int32_t> step_tag_ids; // its token ids; the score is read at the last one
   int32_t good_token_id = -1;        // LmLogits only
   int32_t bad_token_id = -1;         // LmLogits only
+  std::string good_token;            // LmLogits only: text of the good / bad label
+  std::string bad_token;             //   tokens ("+", "-"); the caller resolves the ids
 };
 
 struct ModelConfig {
@@ -46,6 +48,7 @@ struct ModelConfig {
   int32_t max_position = 0;          // max_position_embeddings
   float rms_eps = 1e-6f;
   float rope_theta = 10000.0f;
+  int32_t sliding_window = 0;        // Mistral / Qwen2 use_sliding_window; 0 = full attention
   bool qkv_bias = false;             // Qwen2 always; Llama/Mistral from attention_bias
   bool o_bias = false;               // Llama attention_bias also biases o_proj
   bool mlp_bias = false;             // Llama mlp_bias
