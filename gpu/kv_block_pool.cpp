@@ -1,0 +1,187 @@
+#include "gpu/kv_block_pool.h"
+
+#include <algorithm>
+#include <cassert>
+#include <string>
+
+namespace flashtts {
+
+namespace {
+
+// 64x64->128 multiply folded to 64 bits: the mixing step of wyhash.
+inline uint64_t mum(uint64_t a, uint64_t b) {
+  unsigned __int128 r = (unsigned __int128)a * b;
+  return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+constexpr uint64_t kSecret0 = 0xa0761d6478bd642full;
+constexpr uint64_t kSecret1 = 0xe7037ed1a0b428dbull;
+constexpr uint64_t kSecret2 = 0x8ebc6af09c88c6e3ull;
+
+}  // namespace
+
+uint64_t kv_block_hash(uint64_t parent_id, std::span<const int32_t> tokens) {
+  uint64_t h = mum(parent_id ^ kSecret0, kSecret1);
+  size_t i = 0;
+  for (; i + 2 <= tokens.size(); i += 2) {
+    uint64_t w = (uint64_t)(uint32_t)tokens[i] | (uint64_t)(uint32_t)tokens[i + 1] << 32;
+    h = mum(w ^ kSecret1, h ^ kSecret2);
+  }
+  if (i < tokens.size()) h = mum((uint64_t)(uint32_t)tokens[i] ^ kSecret2, h ^ kSecret0);
+  return mum(h ^ tokens.size(), kSecret1 ^ kSecret0);
+}
+
+KvBlockPool::KvBlockPool(int32_t n_blocks, int32_t block_size)
+    : block_size_(block_size), blocks_(n_blocks), tokens_((size_t)n_blocks * block_size) {
+  assert(n_blocks > 0 && block_size > 0);
+  // Low ids on top of the stack, so a fresh pool hands out 0, 1, 2, ...
+  free_.reserve(n_blocks);
+  for (int32_t b = n_blocks - 1; b >= 0; --b) free_.push_back(b);
+  index_.reserve(n_blocks);
+}
+
+int32_t KvBlockPool::allocate() {
+  assert(available() > 0);
+  if (free_.empty()) {
+    ++evictions_;
+    evict(lru_head_);
+  }
+  int32_t b = free_.back();
+  free_.pop_back();
+  blocks_[b].ref = 1;
+  return b;
+}
+
+void KvBlockPool::ref(int32_t block) {
+  Block& b = blocks_[block];
+  assert(b.ref > 0 || b.id != 0);  // not free
+  if (b.ref++ == 0) lru_remove(block);
+}
+
+void KvBlockPool::unref(int32_t block) {
+  Block& b = blocks_[block];
+  assert(b.ref > 0);
+  if (--b.ref > 0) return;
+  if (b.id != 0) {
+    lru_push_back(block);
+  } else {
+    free_.push_back(block);
+  }
+}
+
+int32_t KvBlockPool::lookup(uint64_t hash, uint64_t parent_id,
+                            std::span<const int32_t> tokens) const {
+  auto it = index_.find(hash);
+  if (it == index_.end()) return kNoBlock;
+  int32_t b = it->second;
+  if (blocks_[b].parent_id != parent_id) return kNoBlock;
+  std::span<const int32_t> stored = this->tokens(b);
+  if (!std::equal(stored.begin(), stored.end(), tokens.begin(), tokens.end())) return kNoBlock;
+  return b;
+}
+
+bool KvBlockPool::register_block(int32_t block, uint64_t hash, uint64_t parent_id,
+                                 std::span<const int32_t> tokens) {
+  Block& b = blocks_[block];
+  assert(b.ref > 0 && b.id == 0 && (int32_t)tokens.size() == block_size_);
+  if (!index_.try_emplace(hash, block).second) return false;
+  b.id = next_id_++;
+  b.hash = hash;
+  b.parent_id = parent_id;
+  std::copy(tokens.begin(), tokens.end(), tokens_.begin() + (size_t)block * block_size_);
+  return true;
+}
+
+void KvBlockPool::unregister(int32_t block) {
+  Block& b = blocks_[block];
+  assert(b.ref > 0 && b.id != 0);
+  index_.erase(b.hash);
+  b.id = 0;
+}
+
+std::span<const int32_t> KvBlockPool::tokens(int32_t block) const {
+  return {tokens_.data() + (size_t)block * block_size_, (size_t)block_size_};
+}
+
+void KvBlockPool::drop_cached() {
+  while (lru_head_ != kNoBlock) evict(lru_head_);
+}
+
+void KvBlockPool::evict(int32_t block) {
+  Block& b = blocks_[block];
+  assert(b.ref == 0 && b.id != 0);
+  lru_remove(block);
+  index_.erase(b.hash);
+  b.id = 0;
+  free_.push_back(block);
+}
+
+void KvBlockPool::lru_push_back(int32_t block) {
+  Block& b = blocks_[block];
+  b.lru_prev = lru_tail_;
+  b.lru_next = kNoBlock;
+  if (lru_tail_ != kNoBlock) {
+    blocks_[lru_tail_].lru_next = block;
+  } else {
+    lru_head_ = block;
+  }
+  lru_tail_ = block;
+  ++n_cached_;
+}
+
+void KvBlockPool::lru_remove(int32_t block) {
+  Block& b = blocks_[block];
+  if (b.lru_prev != kNoBlock) {
+    blocks_[b.lru_prev].lru_next = b.lru_next;
+  } else {
+    lru_head_ = b.lru_next;
+  }
+  if (b.lru_next != kNoBlock) {
+    blocks_[b.lru_next].lru_prev = b.lru_prev;
+  } else {
+    lru_tail_ = b.lru_prev;
+  }
+  b.lru_prev = b.lru_next = kNoBlock;
+  --n_cached_;
+}
+
+Status KvBlockPool::check_invariants() const {
+  auto fail = [](const std::string& what) { return Status(make_error("kv pool: " + what)); };
+  enum : uint8_t { kUnseen, kOnFree, kOnLru };
+  std::vector<uint8_t> where(blocks_.size(), kUnseen);
+  for (int32_t b : free_) {
+    if (b < 0 || b >= n_blocks()) return fail("free list holds a bad id");
+    if (where[b] != kUnseen) return fail("block " + std::to_string(b) + " twice on the free list");
+    where[b] = kOnFree;
+    if (blocks_[b].ref != 0 || blocks_[b].id != 0)
+      return fail("block " + std::to_string(b) + " on the free list is referenced or registered");
+  }
+  int32_t n_lru = 0, prev = kNoBlock;
+  for (int32_t b = lru_head_; b != kNoBlock; prev = b, b = blocks_[b].lru_next) {
+    if (where[b] != kUnseen) return fail("block " + std::to_string(b) + " on two lists");
+    where[b] = kOnLru;
+    if (blocks_[b].lru_prev != prev) return fail("LRU back link broken");
+    if (blocks_[b].ref != 0 || blocks_[b].id == 0)
+      return fail("block " + std::to_string(b) + " on the LRU list is referenced or unregistered");
+    ++n_lru;
+  }
+  if (prev != lru_tail_ || n_lru != n_cached_) return fail("LRU tail or count wrong");
+  size_t n_registered = 0;
+  for (int32_t b = 0; b < n_blocks(); ++b) {
+    const Block& blk = blocks_[b];
+    if (blk.ref == 0 && where[b] == kUnseen)
+      return fail("unreferenced block " + std::to_string(b) + " is on no list");
+    if (blk.ref < 0) return fail("negative ref count");
+    if (blk.id == 0) continue;
+    ++n_registered;
+    auto it = index_.find(blk.hash);
+    if (it == index_.end() || it->second != b)
+      return fail("registered block " + std::to_string(b) + " is not in the index");
+    if (blk.id >= next_id_ || blk.parent_id >= blk.id)
+      return fail("block " + std::to_string(b) + " has a parent newer than itself");
+  }
+  if (n_registered != index_.size()) return fail("index holds unregistered blocks");
+  return Status::success();
+}
+
+}  // namespace flashtts

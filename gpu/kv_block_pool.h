@@ -1,0 +1,112 @@
+// The blocks of one model's paged KV cache: reference counts, the free list,
+// and the prefix cache (full blocks findable by content, kept while
+// unreferenced and evicted least recently used first). Pure bookkeeping: the
+// K/V numbers live in a backend's storage, indexed by block id. KvCache builds
+// sequences on top of this.
+//
+// Thread contract: owned by one KvCache, hence by the one actor that owns that;
+// not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/status.h"
+
+namespace flashtts {
+
+// Hash of a full block's cache key: the cache id of the block before it in its
+// sequence (0 for the first block) and the block's token ids. Chaining through
+// the parent's id makes the key stand for the whole prefix.
+uint64_t kv_block_hash(uint64_t parent_id, std::span<const int32_t> tokens);
+
+// Every block is in exactly one state:
+//   free   - ref 0, unregistered, on the free list;
+//   cached - ref 0, registered, on the LRU list (reusable by a lookup, or evictable);
+//   used   - ref > 0, registered or not.
+// A registered block has a cache id, unique for the life of the pool (never
+// reused), and is found by lookup() under its key (parent id, tokens). The
+// hash only picks the candidate; the full key is compared, so a hash
+// collision can cost a miss but never returns a block with other content.
+class KvBlockPool {
+ public:
+  static constexpr int32_t kNoBlock = -1;
+
+  // REQUIRES: n_blocks > 0, block_size > 0
+  KvBlockPool(int32_t n_blocks, int32_t block_size);
+
+  int32_t n_blocks() const { return (int32_t)blocks_.size(); }
+  int32_t block_size() const { return block_size_; }
+  int32_t free_blocks() const { return (int32_t)free_.size(); }
+  int32_t cached_blocks() const { return n_cached_; }
+  int32_t used_blocks() const { return n_blocks() - free_blocks() - cached_blocks(); }
+  // Blocks allocate() can hand out now: free ones, then evicted cached ones.
+  int32_t available() const { return free_blocks() + cached_blocks(); }
+  int64_t evictions() const { return evictions_; }
+
+  // Returns an unregistered block with ref 1: the most recently freed one, or
+  // else the least recently used cached block, evicted (unregistered).
+  // REQUIRES: available() > 0
+  int32_t allocate();
+
+  // REQUIRES: the block is used or cached. A cached block leaves the LRU list.
+  void ref(int32_t block);
+  // REQUIRES: ref_count(block) > 0. At zero a registered block joins the LRU
+  // list as the most recently used; an unregistered one goes to the free list.
+  void unref(int32_t block);
+  int32_t ref_count(int32_t block) const { return blocks_[block].ref; }
+
+  // The registered block with key (parent_id, tokens), or kNoBlock.
+  int32_t lookup(uint64_t hash, uint64_t parent_id, std::span<const int32_t> tokens) const;
+
+  // Registers a used block under `hash` with key (parent_id, tokens), giving it
+  // a new cache id. Returns false, and leaves it unregistered, when another
+  // block already holds `hash` (a duplicate or a collision).
+  // REQUIRES: ref_count(block) > 0, cache_id(block) == 0, tokens.size() == block_size()
+  bool register_block(int32_t block, uint64_t hash, uint64_t parent_id,
+                      std::span<const int32_t> tokens);
+  // Makes a used block unfindable (its contents are about to change).
+  // REQUIRES: ref_count(block) > 0, cache_id(block) != 0
+  void unregister(int32_t block);
+
+  uint64_t cache_id(int32_t block) const { return blocks_[block].id; }  // 0: unregistered
+  // REQUIRES: cache_id(block) != 0
+  uint64_t parent_id(int32_t block) const { return blocks_[block].parent_id; }
+  std::span<const int32_t> tokens(int32_t block) const;
+
+  // Returns every cached block to the free list (not counted as evictions).
+  void drop_cached();
+
+  // Checks the state partition, the free and LRU lists and the index.
+  // O(n_blocks); for tests and debugging.
+  Status check_invariants() const;
+
+ private:
+  struct Block {
+    int32_t ref = 0;
+    int32_t lru_prev = kNoBlock;  // toward the least recently used, while cached
+    int32_t lru_next = kNoBlock;  // toward the most recently used, while cached
+    uint64_t id = 0;              // cache id while registered, else 0
+    uint64_t hash = 0;            // key of index_ while registered
+    uint64_t parent_id = 0;       // while registered
+  };
+
+  void lru_push_back(int32_t block);
+  void lru_remove(int32_t block);
+  void evict(int32_t block);  // cached -> free
+
+  int32_t block_size_;
+  std::vector<Block> blocks_;                    // (n_blocks)
+  std::vector<int32_t> tokens_;                  // (n_blocks, block_size) of registered blocks
+  std::vector<int32_t> free_;                    // a stack
+  int32_t lru_head_ = kNoBlock;                  // least recently used cached block
+  int32_t lru_tail_ = kNoBlock;                  // most recently used cached block
+  int32_t n_cached_ = 0;
+  std::unordered_map<uint64_t, int32_t> index_;  // hash -> registered block
+  uint64_t next_id_ = 1;
+  int64_t evictions_ = 0;
+};
+
+}  // namespace flashtts
