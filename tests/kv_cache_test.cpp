@@ -1,0 +1,695 @@
+// The paged KV-cache block manager: budget arithmetic, block tables, forks,
+// the prefix cache and its LRU eviction, exhaustion, and a randomized run
+// against a simulated KV store.
+#include "gpu/kv_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+#include <unordered_set>
+#include <vector>
+
+namespace flashtts {
+namespace {
+
+using Tokens = std::vector<int32_t>;
+
+// A cache of exactly n_blocks blocks of `block_size` tokens.
+KvCache make_cache(int32_t n_blocks, int32_t block_size = 4) {
+  KvCacheOptions o;
+  o.block_size = block_size;
+  o.bytes_per_token = 1;
+  o.byte_budget = (size_t)n_blocks * block_size;
+  auto kv = KvCache::create(o);
+  EXPECT_TRUE(kv.ok());
+  return std::move(kv).value();
+}
+
+Tokens range(int32_t first, int32_t n) {
+  Tokens t(n);
+  std::iota(t.begin(), t.end(), first);
+  return t;
+}
+
+Tokens concat(Tokens a, const Tokens& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+Tokens table_of(const KvCache& kv, KvCache::SeqId seq) {
+  auto t = kv.block_table(seq);
+  return Tokens(t.begin(), t.end());
+}
+
+// add_sequence, then "compute" the rest of the prompt and append it.
+int32_t add_computed(KvCache& kv, KvCache::SeqId seq, const Tokens& prompt) {
+  auto cached = kv.add_sequence(seq, prompt);
+  EXPECT_TRUE(cached.ok()) << (cached.ok() ? "" : cached.error().message);
+  if (!cached.ok()) return -1;
+  kv.append(seq, std::span<const int32_t>(prompt).subspan(*cached));
+  return *cached;
+}
+
+void expect_same_stats(const KvCacheStats& a, const KvCacheStats& b) {
+  EXPECT_EQ(a.hit_blocks, b.hit_blocks);
+  EXPECT_EQ(a.miss_blocks, b.miss_blocks);
+  EXPECT_EQ(a.evictions, b.evictions);
+  EXPECT_EQ(a.deduplicated_blocks, b.deduplicated_blocks);
+  EXPECT_EQ(a.free_blocks, b.free_blocks);
+  EXPECT_EQ(a.cached_blocks, b.cached_blocks);
+  EXPECT_EQ(a.used_blocks, b.used_blocks);
+}
+
+#define EXPECT_CONSISTENT(kv)                                          \
+  do {                                                                 \
+    Status st_ = (kv).check_invariants();                              \
+    EXPECT_TRUE(st_.ok()) << (st_.ok() ? "" : st_.message());          \
+  } while (0)
+
+// --- construction -----------------------------------------------------------
+
+TEST(KvCacheTest, TheByteBudgetDecidesTheNumberOfBlocks) {
+  KvCacheOptions o;  // Qwen2.5-1.5B in bf16: 2 * 28 layers * 2 kv heads * 128 * 2 bytes
+  o.bytes_per_token = 2 * 28 * 2 * 128 * 2;
+  o.byte_budget = 1ull << 30;
+  auto kv = KvCache::create(o);
+  ASSERT_TRUE(kv.ok());
+  EXPECT_EQ(kv->block_size(), 16);
+  EXPECT_EQ(kv->n_blocks(), (int32_t)((1ull << 30) / (o.bytes_per_token * 16)));
+  EXPECT_EQ(kv->n_blocks(), 2340);
+  KvCacheStats st = kv->stats();
+  EXPECT_EQ(st.free_blocks, 2340);
+  EXPECT_EQ(st.cached_blocks + st.used_blocks, 0);
+  EXPECT_EQ(kv->blocks_needed(0), 0);
+  EXPECT_EQ(kv->blocks_needed(16), 1);
+  EXPECT_EQ(kv->blocks_needed(17), 2);
+}
+
+TEST(KvCacheTest, ABudgetThatHoldsNoBlockIsAnError) {
+  KvCacheOptions o;
+  o.block_size = 16;
+  o.bytes_per_token = 1000;
+  o.byte_budget = 16 * 1000 - 1;
+  auto kv = KvCache::create(o);
+  ASSERT_FALSE(kv.ok());
+  EXPECT_NE(kv.error().message.find("holds no block"), std::string::npos) << kv.error().message;
+  o.byte_budget = 16 * 1000;
+  EXPECT_TRUE(KvCache::create(o).ok());
+}
+
+TEST(KvCacheTest, ABadBlockSizeOrTokenSizeIsAnError) {
+  KvCacheOptions o;
+  o.bytes_per_token = 8;
+  o.byte_budget = 1 << 20;
+  o.block_size = 0;
+  EXPECT_FALSE(KvCache::create(o).ok());
+  o.block_size = -4;
+  EXPECT_FALSE(KvCache::create(o).ok());
+  o.block_size = 16;
+  o.bytes_per_token = 0;
+  EXPECT_FALSE(KvCache::create(o).ok());
+}
+
+// --- block tables -----------------------------------------------------------
+
+TEST(KvCacheTest, ReserveAndAppendCrossBlockBoundaries) {
+  KvCache kv = make_cache(8);
+  EXPECT_EQ(add_computed(kv, 1, range(0, 3)), 0);
+  EXPECT_EQ(kv.n_tokens(1), 3);
+  EXPECT_EQ(kv.capacity(1), 4);
+  EXPECT_EQ(kv.block_table(1).size(), 1u);
+
+  EXPECT_TRUE(kv.reserve(1, 0));
+  EXPECT_TRUE(kv.reserve(1, 1));  // fits in the partial block
+  EXPECT_EQ(kv.block_table(1).size(), 1u);
+  EXPECT_TRUE(kv.reserve(1, 6));  // 3 + 6 = 9 tokens: 3 blocks
+  EXPECT_EQ(kv.capacity(1), 12);
+  kv.append(1, range(3, 6));
+  EXPECT_EQ(kv.n_tokens(1), 9);
+  EXPECT_EQ(kv.stats().used_blocks, 3);
+  EXPECT_TRUE(kv.reserve(1, 3));  // still inside the third block
+  EXPECT_EQ(kv.block_table(1).size(), 3u);
+  EXPECT_CONSISTENT(kv);
+
+  // Both blocks that became full are now in the prefix cache.
+  EXPECT_EQ(add_computed(kv, 2, range(0, 9)), 8);
+  EXPECT_EQ(Tokens(kv.block_table(2).begin(), kv.block_table(2).begin() + 2),
+            Tokens(kv.block_table(1).begin(), kv.block_table(1).begin() + 2));
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, ForkSharesFullBlocksAndCopiesThePartialBlock) {
+  KvCache kv = make_cache(8);
+  add_computed(kv, 1, range(0, 10));  // 2 full blocks + 2 tokens
+  Tokens parent = table_of(kv, 1);
+  auto copies = kv.fork(1, 2);
+  ASSERT_TRUE(copies.ok());
+  Tokens child = table_of(kv, 2);
+  ASSERT_EQ(child.size(), 3u);
+  EXPECT_EQ(child[0], parent[0]);
+  EXPECT_EQ(child[1], parent[1]);
+  EXPECT_NE(child[2], parent[2]);
+  EXPECT_EQ(kv.ref_count(parent[0]), 2);
+  EXPECT_EQ(kv.ref_count(parent[1]), 2);
+  EXPECT_EQ(kv.ref_count(parent[2]), 1);
+  EXPECT_EQ(kv.ref_count(child[2]), 1);
+  ASSERT_EQ(copies->size(), 1u);
+  EXPECT_EQ((*copies)[0].src, parent[2]);
+  EXPECT_EQ((*copies)[0].dst, child[2]);
+  EXPECT_EQ(kv.n_tokens(2), 10);
+  EXPECT_CONSISTENT(kv);
+
+  // Both go on writing their own partial block.
+  ASSERT_TRUE(kv.reserve(1, 1) && kv.reserve(2, 1));
+  kv.append(1, Tokens{100});
+  kv.append(2, Tokens{200});
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, ForkOfABlockAlignedSequenceCopiesNothing) {
+  KvCache kv = make_cache(8);
+  add_computed(kv, 1, range(0, 8));
+  ASSERT_TRUE(kv.reserve(1, 4));  // a reserved, empty third block stays the parent's
+  auto copies = kv.fork(1, 2);
+  ASSERT_TRUE(copies.ok());
+  EXPECT_TRUE(copies->empty());
+  EXPECT_EQ(table_of(kv, 2), Tokens(kv.block_table(1).begin(), kv.block_table(1).begin() + 2));
+  EXPECT_EQ(kv.capacity(2), 8);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, FreeingTheParentKeepsTheChildsBlocksValid) {
+  KvCache kv = make_cache(8);
+  add_computed(kv, 1, range(0, 10));
+  ASSERT_TRUE(kv.fork(1, 2).ok());
+  Tokens child = table_of(kv, 2);
+  kv.free_sequence(1);
+  EXPECT_FALSE(kv.has_sequence(1));
+  EXPECT_EQ(table_of(kv, 2), child);
+  for (int32_t b : child) EXPECT_EQ(kv.ref_count(b), 1);
+  KvCacheStats st = kv.stats();
+  EXPECT_EQ(st.used_blocks, 3);
+  EXPECT_EQ(st.free_blocks + st.cached_blocks, 5);
+  EXPECT_CONSISTENT(kv);
+}
+
+// --- prefix cache -----------------------------------------------------------
+
+TEST(KvCacheTest, APromptReusesTheBlocksOfALiveSequence) {
+  KvCache kv = make_cache(16);
+  const Tokens prompt = range(0, 9);
+  EXPECT_EQ(add_computed(kv, 1, prompt), 0);
+  EXPECT_EQ(kv.stats().miss_blocks, 2);
+  EXPECT_EQ(add_computed(kv, 2, prompt), 8);
+  Tokens a = table_of(kv, 1), b = table_of(kv, 2);
+  EXPECT_EQ(a[0], b[0]);
+  EXPECT_EQ(a[1], b[1]);
+  EXPECT_NE(a[2], b[2]);  // the partial block is never shared
+  EXPECT_EQ(kv.ref_count(a[0]), 2);
+  KvCacheStats st = kv.stats();
+  EXPECT_EQ(st.hit_blocks, 2);
+  EXPECT_EQ(st.miss_blocks, 2);
+  EXPECT_DOUBLE_EQ(st.hit_rate(), 0.5);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, APromptReusesTheBlocksOfAFreedSequence) {
+  KvCache kv = make_cache(16);
+  const Tokens prompt = range(0, 9);
+  add_computed(kv, 1, prompt);
+  Tokens first = table_of(kv, 1);
+  kv.free_sequence(1);
+  KvCacheStats st = kv.stats();
+  EXPECT_EQ(st.cached_blocks, 2);
+  EXPECT_EQ(st.used_blocks, 0);
+
+  // A later request with the same start gets the very same blocks back.
+  EXPECT_EQ(add_computed(kv, 2, concat(range(0, 8), {42, 43})), 8);
+  Tokens second = table_of(kv, 2);
+  EXPECT_EQ(second[0], first[0]);
+  EXPECT_EQ(second[1], first[1]);
+  st = kv.stats();
+  EXPECT_EQ(st.cached_blocks, 0);  // revived blocks leave the LRU list
+  EXPECT_EQ(st.used_blocks, 3);
+  EXPECT_EQ(st.hit_blocks, 2);
+  EXPECT_EQ(st.miss_blocks, 2);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, AtLeastOnePromptTokenIsAlwaysLeftToCompute) {
+  KvCache kv = make_cache(16);
+  add_computed(kv, 1, range(0, 8));  // exactly two full blocks
+  kv.free_sequence(1);
+  // The same 8 tokens: only the first block may be reused.
+  auto cached = kv.add_sequence(2, range(0, 8));
+  ASSERT_TRUE(cached.ok());
+  EXPECT_EQ(*cached, 4);
+  EXPECT_EQ(kv.n_tokens(2), 4);
+  EXPECT_EQ(kv.capacity(2), 8);
+  EXPECT_EQ(kv.stats().hit_blocks, 1);
+  // A block-sized prompt reuses nothing; an empty one needs no block.
+  EXPECT_EQ(*kv.add_sequence(3, range(0, 4)), 0);
+  EXPECT_EQ(*kv.add_sequence(4, Tokens{}), 0);
+  EXPECT_EQ(kv.capacity(4), 0);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, APromptAddedWithoutReuseGetsFreshBlocksButIsCachedItself) {
+  KvCache kv = make_cache(16);
+  add_computed(kv, 1, range(0, 9));
+  kv.free_sequence(1);
+  const KvCacheStats before = kv.stats();
+  ASSERT_EQ(*kv.add_sequence(2, range(0, 9), /*reuse_prefix=*/false), 0);
+  EXPECT_EQ(kv.stats().hit_blocks, before.hit_blocks);
+  EXPECT_EQ(kv.stats().miss_blocks, before.miss_blocks);
+  EXPECT_EQ(kv.stats().cached_blocks, 2);  // sequence 1's blocks are not taken
+  kv.append(2, range(0, 9));  // its full blocks equal the cached ones: shared
+  EXPECT_EQ(kv.stats().deduplicated_blocks, 2);
+  EXPECT_EQ(kv.stats().cached_blocks, 0);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, ReuseStopsAtTheFirstBlockThatDiffers) {
+  KvCache kv = make_cache(16);
+  add_computed(kv, 1, concat(range(0, 8), {9}));
+  // Same second block, other first block: the chain differs, nothing matches.
+  EXPECT_EQ(add_computed(kv, 2, concat(concat(range(100, 4), range(4, 4)), {9})), 0);
+  // Same first block, other second block: one block matches.
+  EXPECT_EQ(add_computed(kv, 3, concat(concat(range(0, 4), range(200, 4)), {9})), 4);
+  EXPECT_EQ(kv.stats().hit_blocks, 1);
+  EXPECT_EQ(kv.stats().miss_blocks, 5);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, AppendSharesAnIdenticalCachedBlockAndFreesItsOwn) {
+  KvCache kv = make_cache(16);
+  const Tokens prompt = range(0, 9);
+  // Both admitted before either computed its prompt: no hits, own blocks.
+  ASSERT_EQ(*kv.add_sequence(1, prompt), 0);
+  ASSERT_EQ(*kv.add_sequence(2, prompt), 0);
+  Tokens before = table_of(kv, 2);
+  kv.append(1, prompt);
+  kv.append(2, prompt);  // its two full blocks equal sequence 1's
+  Tokens a = table_of(kv, 1), b = table_of(kv, 2);
+  EXPECT_EQ(b[0], a[0]);
+  EXPECT_EQ(b[1], a[1]);
+  EXPECT_EQ(b[2], before[2]);
+  EXPECT_EQ(kv.ref_count(a[0]), 2);
+  KvCacheStats st = kv.stats();
+  EXPECT_EQ(st.deduplicated_blocks, 2);
+  EXPECT_EQ(st.used_blocks, 4);
+  EXPECT_EQ(st.free_blocks, 12);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, EvictionTakesTheLeastRecentlyUsedCachedBlockFirst) {
+  KvCache kv = make_cache(6);
+  add_computed(kv, 1, range(0, 8));
+  Tokens a = table_of(kv, 1);
+  kv.free_sequence(1);  // LRU: a1 a0
+  add_computed(kv, 2, range(100, 8));
+  Tokens b = table_of(kv, 2);
+  kv.free_sequence(2);  // LRU: a1 a0 b1 b0
+  EXPECT_EQ(kv.stats().cached_blocks, 4);
+  EXPECT_EQ(kv.stats().free_blocks, 2);
+
+  // Four blocks: the two free ones, then a1 and a0 are evicted (tail of a chain first).
+  ASSERT_TRUE(kv.add_sequence(3, range(200, 16)).ok());
+  Tokens c = table_of(kv, 3);
+  EXPECT_EQ(c[2], a[1]);
+  EXPECT_EQ(c[3], a[0]);
+  EXPECT_EQ(kv.stats().evictions, 2);
+  EXPECT_EQ(kv.stats().cached_blocks, 2);
+  kv.free_sequence(3);  // unwritten blocks go back to the free list, not the cache
+
+  // b survived, a did not.
+  EXPECT_EQ(*kv.add_sequence(4, range(100, 9)), 8);
+  EXPECT_EQ(*kv.add_sequence(5, range(0, 9)), 0);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, ACacheHitMakesABlockRecentlyUsedAgain) {
+  KvCache kv = make_cache(5);
+  add_computed(kv, 1, range(0, 8));
+  Tokens a = table_of(kv, 1);
+  kv.free_sequence(1);
+  add_computed(kv, 2, range(100, 8));
+  Tokens b = table_of(kv, 2);
+  kv.free_sequence(2);  // LRU: a1 a0 b1 b0
+  add_computed(kv, 3, range(0, 9));  // revives a0 a1
+  kv.free_sequence(3);  // LRU: b1 b0 a1 a0
+  EXPECT_EQ(kv.stats().cached_blocks, 4);
+  ASSERT_TRUE(kv.add_sequence(4, range(300, 12)).ok());  // 1 free + 2 evicted
+  Tokens c = table_of(kv, 4);
+  EXPECT_EQ(std::set<int32_t>(c.begin() + 1, c.end()), (std::set<int32_t>{b[0], b[1]}));
+  EXPECT_EQ(kv.stats().evictions, 2);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, APromptThatReusesCachedBlocksCannotAlsoEvictThem) {
+  KvCache kv = make_cache(3);
+  add_computed(kv, 1, range(0, 8));
+  kv.free_sequence(1);  // 2 cached, 1 free
+  // 2 hits + 2 new blocks: the cached hits are not available for the new ones.
+  KvCacheStats before = kv.stats();
+  EXPECT_FALSE(kv.add_sequence(2, range(0, 16)).ok());
+  expect_same_stats(before, kv.stats());
+  // 2 hits + 1 new block fits.
+  EXPECT_EQ(*kv.add_sequence(2, range(0, 12)), 8);
+  EXPECT_EQ(kv.stats().evictions, 0);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, ClearPrefixCacheDropsOnlyUnreferencedBlocks) {
+  KvCache kv = make_cache(16);
+  add_computed(kv, 1, range(0, 9));
+  add_computed(kv, 2, range(100, 9));
+  kv.free_sequence(2);
+  EXPECT_EQ(kv.stats().cached_blocks, 2);
+  kv.clear_prefix_cache();
+  EXPECT_EQ(kv.stats().cached_blocks, 0);
+  EXPECT_EQ(kv.stats().evictions, 0);
+  EXPECT_EQ(*kv.add_sequence(3, range(100, 9)), 0);
+  EXPECT_EQ(*kv.add_sequence(4, range(0, 9)), 8);  // sequence 1's blocks stay findable
+  EXPECT_CONSISTENT(kv);
+}
+
+// --- exhaustion -------------------------------------------------------------
+
+TEST(KvCacheTest, ExhaustionChangesNothingAndPassesOnceBlocksAreFreed) {
+  KvCache kv = make_cache(4);
+  add_computed(kv, 1, range(0, 11));  // 3 blocks, the last partial
+  add_computed(kv, 2, range(100, 4));  // 1 block: the pool is full
+  const Tokens t1 = table_of(kv, 1), t2 = table_of(kv, 2);
+  const KvCacheStats before = kv.stats();
+  EXPECT_EQ(before.free_blocks + before.cached_blocks, 0);
+
+  EXPECT_FALSE(kv.add_sequence(3, range(200, 2)).ok());
+  EXPECT_FALSE(kv.has_sequence(3));
+  EXPECT_FALSE(kv.reserve(2, 1));
+  EXPECT_FALSE(kv.reserve(1, 2));
+  EXPECT_TRUE(kv.reserve(1, 1));  // room left in its partial block
+  EXPECT_FALSE(kv.fork(1, 4).ok());
+  EXPECT_FALSE(kv.has_sequence(4));
+  expect_same_stats(before, kv.stats());
+  EXPECT_EQ(table_of(kv, 1), t1);
+  EXPECT_EQ(table_of(kv, 2), t2);
+  EXPECT_EQ(kv.n_tokens(1), 11);
+  EXPECT_EQ(kv.n_tokens(2), 4);
+  EXPECT_CONSISTENT(kv);
+
+  kv.free_sequence(2);  // its full block stays cached, so it is evicted for the fork
+  auto copies = kv.fork(1, 4);
+  ASSERT_TRUE(copies.ok());
+  EXPECT_EQ(copies->size(), 1u);
+  EXPECT_EQ(kv.stats().evictions, 1);
+  EXPECT_CONSISTENT(kv);
+}
+
+// --- truncate ---------------------------------------------------------------
+
+TEST(KvCacheTest, TruncateReleasesBlocksPastTheKeptTokens) {
+  KvCache kv = make_cache(8);
+  add_computed(kv, 1, range(0, 10));
+  ASSERT_TRUE(kv.reserve(1, 8));  // 5 blocks
+  const Tokens before = table_of(kv, 1);
+  EXPECT_EQ(kv.truncate(1, 5), 5);
+  EXPECT_EQ(kv.n_tokens(1), 5);
+  EXPECT_EQ(table_of(kv, 1), Tokens(before.begin(), before.begin() + 2));
+  KvCacheStats st = kv.stats();
+  EXPECT_EQ(st.used_blocks, 2);
+  EXPECT_EQ(st.free_blocks, 6);  // the cut block was its own: written on in place, unregistered
+  EXPECT_CONSISTENT(kv);
+
+  ASSERT_TRUE(kv.reserve(1, 3));
+  kv.append(1, Tokens{50, 51, 52});
+  EXPECT_CONSISTENT(kv);
+  // The old second block is gone from the cache; the new one is there.
+  EXPECT_EQ(*kv.add_sequence(2, range(0, 9)), 4);
+  EXPECT_EQ(*kv.add_sequence(3, concat(range(0, 5), {50, 51, 52, 7})), 8);
+  EXPECT_CONSISTENT(kv);
+
+  EXPECT_EQ(kv.truncate(1, 0), 0);
+  EXPECT_EQ(kv.capacity(1), 0);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, TruncateInsideASharedBlockGivesThatBlockUp) {
+  KvCache kv = make_cache(8);
+  add_computed(kv, 1, range(0, 10));
+  ASSERT_TRUE(kv.fork(1, 2).ok());
+  const Tokens shared = table_of(kv, 1);
+  // At a block boundary the shared full blocks are simply kept.
+  EXPECT_EQ(kv.truncate(2, 8), 8);
+  EXPECT_EQ(table_of(kv, 2), Tokens(shared.begin(), shared.begin() + 2));
+  // Inside a shared block: that block cannot be written, so it is given up.
+  EXPECT_EQ(kv.truncate(2, 6), 4);
+  EXPECT_EQ(kv.n_tokens(2), 4);
+  EXPECT_EQ(table_of(kv, 2), Tokens{shared[0]});
+  EXPECT_EQ(kv.ref_count(shared[1]), 1);
+  EXPECT_EQ(kv.n_tokens(1), 10);  // the parent is untouched
+  EXPECT_CONSISTENT(kv);
+}
+
+// --- hashing ----------------------------------------------------------------
+
+TEST(KvBlockPoolTest, AHashCollisionNeverMatchesOtherTokensOrAnotherParent) {
+  KvBlockPool pool(4, 2);
+  const Tokens mine = {1, 2}, other = {1, 3};
+  int32_t a = pool.allocate();
+  ASSERT_TRUE(pool.register_block(a, /*hash=*/42, /*parent_id=*/0, mine));
+  EXPECT_EQ(pool.lookup(42, 0, mine), a);
+  EXPECT_EQ(pool.lookup(42, 0, other), KvBlockPool::kNoBlock);
+  EXPECT_EQ(pool.lookup(42, pool.cache_id(a), mine), KvBlockPool::kNoBlock);
+  // A colliding block cannot take the slot; it stays private.
+  int32_t b = pool.allocate();
+  EXPECT_FALSE(pool.register_block(b, 42, 0, other));
+  EXPECT_EQ(pool.cache_id(b), 0u);
+  pool.unref(b);
+  EXPECT_EQ(pool.free_blocks(), 3);
+  EXPECT_TRUE(pool.check_invariants().ok());
+}
+
+TEST(KvBlockPoolTest, TheBlockHashSeparatesTokensParentsAndOrder) {
+  std::mt19937_64 rng(7);
+  std::unordered_set<uint64_t> seen;
+  Tokens t(16);
+  for (int i = 0; i < 200000; ++i) {
+    for (auto& x : t) x = (int32_t)(rng() % 152000);
+    seen.insert(kv_block_hash(rng() % 1000, t));
+  }
+  EXPECT_EQ(seen.size(), 200000u);
+  const Tokens a = {1, 2, 3}, b = {2, 1, 3}, c = {1, 2, 3, 0};
+  EXPECT_NE(kv_block_hash(0, a), kv_block_hash(0, b));
+  EXPECT_NE(kv_block_hash(0, a), kv_block_hash(1, a));
+  EXPECT_NE(kv_block_hash(0, a), kv_block_hash(0, c));
+}
+
+// --- randomized -------------------------------------------------------------
+
+// A simulated backend: every KV slot holds a fingerprint of the exact prefix
+// its token was computed from. Any wrong reuse, sharing or overwrite shows up
+// as a slot whose fingerprint differs from what its sequence expects.
+class Simulation {
+ public:
+  Simulation(int32_t n_blocks, int32_t block_size, uint64_t seed)
+      : kv_(make_cache(n_blocks, block_size)), slots_((size_t)n_blocks * block_size, 0),
+        rng_(seed) {}
+
+  void step() {
+    switch (rng_() % 6) {
+      case 0: case 1: add(); break;
+      case 2: extend(); break;
+      case 3: fork(); break;
+      case 4: truncate(); break;
+      case 5: release(); break;
+    }
+  }
+
+  void check() {
+    Status st = kv_.check_invariants();
+    ASSERT_TRUE(st.ok()) << st.message();
+    std::map<int32_t, int32_t> refs;
+    for (const auto& [seq, tokens] : seqs_) {
+      ASSERT_EQ(kv_.n_tokens(seq), (int32_t)tokens.size());
+      auto table = kv_.block_table(seq);
+      ASSERT_GE(kv_.capacity(seq), (int32_t)tokens.size());
+      for (int32_t b : table) ++refs[b];
+      uint64_t fp = 0;
+      for (size_t pos = 0; pos < tokens.size(); ++pos) {
+        fp = fingerprint(fp, tokens[pos]);
+        ASSERT_EQ(slot(table, (int32_t)pos), fp) << "sequence " << seq << " position " << pos;
+      }
+    }
+    KvCacheStats s = kv_.stats();
+    ASSERT_EQ(s.free_blocks + s.cached_blocks + s.used_blocks, s.n_blocks);
+    ASSERT_EQ(s.used_blocks, (int32_t)refs.size());
+    for (int32_t b = 0; b < kv_.n_blocks(); ++b)
+      ASSERT_EQ(kv_.ref_count(b), refs.count(b) ? refs[b] : 0) << "block " << b;
+  }
+
+  const KvCache& kv() const { return kv_; }
+
+ private:
+  static uint64_t fingerprint(uint64_t fp, int32_t token) {  // splitmix64 of the running value
+    uint64_t z = fp + 0x9e3779b97f4a7c15ull * (uint64_t)(token + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  uint64_t& slot(std::span<const int32_t> table, int32_t pos) {
+    const int32_t bs = kv_.block_size();
+    return slots_[(size_t)table[pos / bs] * bs + pos % bs];
+  }
+  Tokens random_tokens(int32_t n) {
+    Tokens t(n);
+    for (auto& x : t) x = (int32_t)(rng_() % 3);  // a tiny vocabulary: prefixes repeat
+    return t;
+  }
+  KvCache::SeqId pick() {
+    auto it = seqs_.begin();
+    std::advance(it, rng_() % seqs_.size());
+    return it->first;
+  }
+  // What the engine does: write the KV of tokens [n_past, ...) through the
+  // current table, then record them.
+  void compute(KvCache::SeqId seq, std::span<const int32_t> fresh) {
+    Tokens& tokens = seqs_[seq];
+    uint64_t fp = 0;
+    for (int32_t t : tokens) fp = fingerprint(fp, t);
+    auto table = kv_.block_table(seq);
+    for (int32_t t : fresh) {
+      fp = fingerprint(fp, t);
+      slot(table, (int32_t)tokens.size()) = fp;
+      tokens.push_back(t);
+    }
+    kv_.append(seq, fresh);
+  }
+  void copy_blocks(const std::vector<BlockCopy>& copies) {
+    const int32_t bs = kv_.block_size();
+    for (const BlockCopy& c : copies)
+      std::copy_n(slots_.begin() + (size_t)c.src * bs, bs, slots_.begin() + (size_t)c.dst * bs);
+  }
+  struct Snapshot {
+    std::map<KvCache::SeqId, Tokens> tables;
+    KvCacheStats stats;
+  };
+  Snapshot snapshot() const {
+    Snapshot s{{}, kv_.stats()};
+    for (const auto& [seq, t] : seqs_) s.tables[seq] = table_of(kv_, seq);
+    return s;
+  }
+  void expect_unchanged(const Snapshot& before) {
+    Snapshot now = snapshot();
+    EXPECT_EQ(before.tables, now.tables);
+    expect_same_stats(before.stats, now.stats);
+  }
+
+  void add() {
+    if (seqs_.size() >= 12) return;
+    static const Tokens bases[] = {{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0},
+                                   {2, 2, 1, 1, 0, 0, 2, 2, 1, 1, 0, 0, 2, 2, 1, 1},
+                                   {1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0}};
+    const Tokens& base = bases[rng_() % 3];
+    Tokens prompt(base.begin(), base.begin() + rng_() % (base.size() + 1));
+    prompt = concat(prompt, random_tokens((int32_t)(rng_() % 8)));
+    const KvCache::SeqId seq = next_seq_++;
+    Snapshot before = snapshot();
+    auto cached = kv_.add_sequence(seq, prompt);
+    if (!cached.ok()) {
+      EXPECT_FALSE(kv_.has_sequence(seq));
+      expect_unchanged(before);
+      return;
+    }
+    ASSERT_EQ(*cached % kv_.block_size(), 0);
+    ASSERT_TRUE(*cached < (int32_t)prompt.size() || prompt.empty());
+    seqs_[seq] = Tokens(prompt.begin(), prompt.begin() + *cached);
+    // The reused slots must hold exactly this prompt's KV.
+    uint64_t fp = 0;
+    for (int32_t pos = 0; pos < *cached; ++pos) {
+      fp = fingerprint(fp, prompt[pos]);
+      ASSERT_EQ(slot(kv_.block_table(seq), pos), fp);
+    }
+    compute(seq, std::span<const int32_t>(prompt).subspan(*cached));
+  }
+  void extend() {
+    if (seqs_.empty()) return;
+    const KvCache::SeqId seq = pick();
+    if (seqs_[seq].size() > 48) return;
+    const int32_t n = 1 + (int32_t)(rng_() % 6);
+    Snapshot before = snapshot();
+    if (!kv_.reserve(seq, n)) {
+      expect_unchanged(before);
+      return;
+    }
+    compute(seq, random_tokens(n));
+  }
+  void fork() {
+    if (seqs_.empty() || seqs_.size() >= 12) return;
+    const KvCache::SeqId parent = pick(), child = next_seq_++;
+    Snapshot before = snapshot();
+    auto copies = kv_.fork(parent, child);
+    if (!copies.ok()) {
+      EXPECT_FALSE(kv_.has_sequence(child));
+      expect_unchanged(before);
+      return;
+    }
+    copy_blocks(*copies);
+    seqs_[child] = seqs_[parent];
+  }
+  void truncate() {
+    if (seqs_.empty()) return;
+    const KvCache::SeqId seq = pick();
+    Tokens& tokens = seqs_[seq];
+    const int32_t n = (int32_t)(rng_() % (tokens.size() + 1));
+    const int32_t kept = kv_.truncate(seq, n);
+    ASSERT_LE(kept, n);
+    ASSERT_GT(kept, n - kv_.block_size());
+    tokens.resize(kept);
+  }
+  void release() {
+    if (seqs_.empty()) return;
+    const KvCache::SeqId seq = pick();
+    kv_.free_sequence(seq);
+    seqs_.erase(seq);
+  }
+
+  KvCache kv_;
+  std::vector<uint64_t> slots_;  // (n_blocks, block_size) simulated KV
+  std::map<KvCache::SeqId, Tokens> seqs_;
+  KvCache::SeqId next_seq_ = 1;
+  std::mt19937_64 rng_;
+};
+
+TEST(KvCacheTest, RandomOperationsKeepEveryInvariantAndTheRightKv) {
+  int64_t hits = 0, evictions = 0, dedups = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    Simulation sim(/*n_blocks=*/40, /*block_size=*/4, seed);
+    for (int i = 0; i < 3000; ++i) {
+      sim.step();
+      sim.check();
+      if (::testing::Test::HasFailure()) FAIL() << "seed " << seed << " step " << i;
+    }
+    hits += sim.kv().stats().hit_blocks;
+    evictions += sim.kv().stats().evictions;
+    dedups += sim.kv().stats().deduplicated_blocks;
+  }
+  // The run did exercise reuse, eviction and deduplication.
+  EXPECT_GT(hits, 0);
+  EXPECT_GT(evictions, 0);
+  EXPECT_GT(dedups, 0);
+}
+
+#ifndef NDEBUG
+TEST(KvCacheDeathTest, AnUnknownSequenceIsACallerBug) {
+  KvCache kv = make_cache(4);
+  EXPECT_DEATH(kv.n_tokens(99), "unknown sequence");
+}
+#endif
+
+}  // namespace
+}  // namespace flashtts
