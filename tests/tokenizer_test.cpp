@@ -5,10 +5,12 @@
 #include "gpu/tokenizer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -395,6 +397,29 @@ TEST(SharedTokenizers, StreamDecoderRebuildsEmojiAndCjkSplitAcrossTokens) {
     got += sd.flush();
     EXPECT_EQ(got, text) << which;
   }
+}
+
+TEST(SharedTokenizers, EncodeGivesTheSameIdsFromManyThreadsAtOnce) {
+  FLASHTTS_REQUIRE_TESTDATA();
+  const Tokenizer& t = shared("qwen3");
+  std::vector<std::string> texts;
+  std::istringstream in(slurp(tokdir() / "derived/qwen2_bpe_math500_ids.jsonl"));
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) texts.push_back(json::parse(line).at("text"));
+  std::vector<std::vector<int32_t>> want;
+  for (const auto& s : texts) want.push_back(t.encode(s));
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> pool;
+  for (int k = 0; k < 4; ++k)
+    pool.emplace_back([&, k] {
+      for (int round = 0; round < 3; ++round)
+        for (size_t i = k; i < texts.size() + k; ++i) {
+          const size_t j = i % texts.size();
+          if (t.encode(texts[j]) != want[j]) ++mismatches;
+        }
+    });
+  for (auto& th : pool) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 }  // namespace
