@@ -546,16 +546,21 @@ int main(int argc, char** argv) {
     total += specs.back().nbytes();
   }
   if (size_t(o.shards) > specs.size()) return fail("--shards is larger than the number of tensors");
-  std::vector<std::vector<TensorSpec>> groups(size_t(o.shards));
+  // Exactly --shards non-empty groups of consecutive tensors, of roughly equal bytes.
+  std::vector<std::vector<TensorSpec>> groups(1);
   {
-    const uint64_t per = (total + uint64_t(o.shards) - 1) / uint64_t(o.shards);
-    uint64_t before = 0;
-    for (auto& s : specs) {
-      size_t g = std::min(size_t(before / per), groups.size() - 1);
-      before += s.nbytes();
-      groups[g].push_back(std::move(s));
+    const size_t k = size_t(o.shards);
+    const uint64_t target = total / k;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const size_t tensors_left = specs.size() - i, shards_to_open = k - groups.size();
+      if (!groups.back().empty() && shards_to_open > 0 && (bytes >= target || tensors_left == shards_to_open)) {
+        groups.emplace_back();
+        bytes = 0;
+      }
+      bytes += specs[i].nbytes();
+      groups.back().push_back(std::move(specs[i]));
     }
-    std::erase_if(groups, [](const auto& g) { return g.empty(); });
   }
   const bool verbose = total > (256ull << 20);
   const size_t n_files = groups.size();
