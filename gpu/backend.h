@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "gpu/kv_cache.h"
 #include "gpu/model_config.h"
 #include "gpu/weights.h"
 #include "runtime/status.h"
@@ -43,11 +44,6 @@ struct ForwardOutput {
   }
 };
 
-struct BlockCopyOp {
-  int32_t src = 0;
-  int32_t dst = 0;
-};
-
 struct BackendOptions {
   int32_t n_blocks = 0;     // KV blocks to hold (from the KV byte budget)
   int32_t block_size = 16;  // tokens per block
@@ -65,7 +61,7 @@ class Backend {
   virtual Status forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) = 0;
 
   // Copies whole KV blocks (all layers), e.g. the partial block of a fork.
-  virtual void copy_blocks(std::span<const BlockCopyOp> copies) = 0;
+  virtual void copy_blocks(std::span<const BlockCopy> copies) = 0;
 
   virtual const ModelConfig& config() const = 0;
   // Bytes of KV one token takes (K and V, all layers) in this backend.

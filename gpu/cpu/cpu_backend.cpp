@@ -42,10 +42,10 @@ class CpuBackend final : public Backend {
   const ModelConfig& config() const override { return c_; }
   size_t kv_bytes_per_token() const override { return kv_bytes_per_token_f32(c_); }
 
-  void copy_blocks(std::span<const BlockCopyOp> copies) override {
+  void copy_blocks(std::span<const BlockCopy> copies) override {
     const size_t block_floats = 2 * (size_t)o_.block_size * kv_dim_;
     for (int64_t l = 0; l < c_.n_layers; ++l)
-      for (const BlockCopyOp& cp : copies)
+      for (const BlockCopy& cp : copies)
         std::copy_n(block_ptr(l, cp.src), block_floats, block_ptr(l, cp.dst));
   }
 

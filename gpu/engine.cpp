@@ -1,0 +1,150 @@
+#include "gpu/engine.h"
+
+#include <algorithm>
+#include <cassert>
+#include <string>
+
+namespace flashtts {
+
+Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeights weights,
+                                                 const EngineOptions& o) {
+  KvCacheOptions ko;
+  ko.block_size = o.block_size;
+  ko.bytes_per_token = kv_bytes_per_token_f32(config);
+  ko.byte_budget = o.kv_bytes;
+  auto kv = KvCache::create(ko);
+  if (!kv) return make_error("engine: " + kv.error().message);
+  BackendOptions bo;
+  bo.n_blocks = kv->n_blocks();
+  bo.block_size = o.block_size;
+  bo.n_threads = o.n_threads;
+  auto backend = make_cpu_backend(std::move(config), std::move(weights), bo);
+  return std::unique_ptr<Engine>(new Engine(std::move(backend), std::move(kv).value()));
+}
+
+Engine::Sequence& Engine::get(int64_t seq) {
+  auto it = seqs_.find(seq);
+  assert(it != seqs_.end());
+  return it->second;
+}
+
+const Engine::Sequence& Engine::get(int64_t seq) const {
+  auto it = seqs_.find(seq);
+  assert(it != seqs_.end());
+  return it->second;
+}
+
+Expected<int32_t> Engine::add_sequence(int64_t seq, std::span<const int32_t> tokens, bool reuse_prefix) {
+  assert(!has(seq));
+  if (tokens.empty()) return make_error("engine: a sequence needs at least one token");
+  auto cached = kv_.add_sequence(seq, tokens, reuse_prefix);
+  if (!cached) return cached.error();
+  seqs_[seq].tokens.assign(tokens.begin(), tokens.end());
+  return *cached;
+}
+
+void Engine::append(int64_t seq, std::span<const int32_t> tokens) {
+  auto& s = get(seq);
+  s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+}
+
+Status Engine::fork(int64_t parent, int64_t child) {
+  assert(has(parent) && !has(child));
+  auto copies = kv_.fork(parent, child);
+  if (!copies) return copies.error();
+  backend_->copy_blocks(*copies);
+  seqs_[child] = get(parent);
+  return Status::success();
+}
+
+void Engine::truncate(int64_t seq, int32_t n) {
+  auto& s = get(seq);
+  assert(n >= 0 && n <= (int32_t)s.tokens.size());
+  s.tokens.resize(n);
+  if (kv_.n_tokens(seq) > n) kv_.truncate(seq, n);
+}
+
+void Engine::release(int64_t seq) {
+  if (!has(seq)) return;
+  kv_.free_sequence(seq);
+  seqs_.erase(seq);
+}
+
+std::span<const int32_t> Engine::tokens(int64_t seq) const { return get(seq).tokens; }
+int32_t Engine::n_computed(int64_t seq) const { return kv_.n_tokens(seq); }
+int32_t Engine::n_pending(int64_t seq) const { return (int32_t)get(seq).tokens.size() - kv_.n_tokens(seq); }
+
+Status Engine::run(std::span<const RunItem> items, OutputKind kind, RunResult* r) {
+  *r = RunResult{};
+  const int32_t step_tag = config().prm.step_tag_ids.empty() ? -1 : config().prm.step_tag_ids.back();
+
+  // Reserve KV for every item first; the ones that cannot be served starve.
+  struct Planned {
+    size_t item;
+    int32_t n_past, n_new;
+    std::vector<int32_t> rows;
+  };
+  std::vector<Planned> plan;
+  plan.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const RunItem& it = items[i];
+    const Sequence& s = get(it.seq);
+    int32_t n_past = kv_.n_tokens(it.seq);
+    int32_t n_new = (int32_t)s.tokens.size() - n_past;
+    if (it.max_tokens > 0) n_new = std::min(n_new, it.max_tokens);
+    if (n_new <= 0) continue;
+    if (!kv_.reserve(it.seq, n_new)) {
+      r->starved.push_back(it.seq);
+      continue;
+    }
+    Planned p{i, n_past, n_new, {}};
+    if (it.rows == RowSelect::Last) {
+      p.rows.push_back(n_new - 1);
+    } else if (it.rows == RowSelect::StepTags) {
+      if (step_tag < 0) return make_error("engine: StepTags rows asked of a model with no step tag");
+      for (int32_t k = 0; k < n_new; ++k)
+        if (s.tokens[n_past + k] == step_tag) p.rows.push_back(k);
+    } else if (it.rows == RowSelect::Explicit) {
+      for (int32_t pos : it.positions)
+        if (pos >= n_past && pos < n_past + n_new) p.rows.push_back(pos - n_past);
+      std::sort(p.rows.begin(), p.rows.end());
+      p.rows.erase(std::unique(p.rows.begin(), p.rows.end()), p.rows.end());
+    }
+    plan.push_back(std::move(p));
+  }
+
+  std::vector<BatchEntry> batch;
+  batch.reserve(plan.size());
+  r->item_first_row.assign(items.size(), 0);
+  r->item_n_rows.assign(items.size(), 0);
+  int32_t row = 0;
+  for (const Planned& p : plan) {
+    const RunItem& it = items[p.item];
+    BatchEntry e;
+    e.tokens = std::span<const int32_t>(get(it.seq).tokens).subspan(p.n_past, p.n_new);
+    e.n_past = p.n_past;
+    e.block_table = kv_.block_table(it.seq);
+    e.out_rows = p.rows;
+    batch.push_back(e);
+    r->item_first_row[p.item] = row;
+    r->item_n_rows[p.item] = (int32_t)p.rows.size();
+    for (int32_t k : p.rows) r->row_position.push_back(p.n_past + k);
+    row += (int32_t)p.rows.size();
+  }
+  for (size_t i = 0; i < items.size(); ++i)
+    if (r->item_n_rows[i] == 0) r->item_first_row[i] = row;
+  if (batch.empty()) {
+    r->out.width = kind == OutputKind::Logits ? config().vocab_size
+                   : kind == OutputKind::Hidden ? config().hidden_size : 1;
+    return Status::success();
+  }
+
+  FLASHTTS_TRY(backend_->forward(batch, kind, &r->out));
+  for (const Planned& p : plan) {
+    const RunItem& it = items[p.item];
+    kv_.append(it.seq, std::span<const int32_t>(get(it.seq).tokens).subspan(p.n_past, p.n_new));
+  }
+  return Status::success();
+}
+
+}  // namespace flashtts

@@ -1,0 +1,105 @@
+// The engine: one model's weights, KV cache and backend, driven by sequence
+// ids. Sequences hold tokens; tokens whose KV is not yet computed are
+// "pending", and run() computes pending tokens for many sequences in one
+// ragged forward pass. This is the API the generator and verifier actors use;
+// the CLI's generate/score use it the same way.
+//
+// Thread contract: an Engine is owned by one actor and used from its thread
+// only (the backend may use worker threads inside a call).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "gpu/backend.h"
+#include "gpu/kv_cache.h"
+#include "gpu/model_config.h"
+#include "runtime/status.h"
+
+namespace flashtts {
+
+struct EngineOptions {
+  size_t kv_bytes = 256ull << 20;  // KV budget of this model
+  int32_t block_size = 16;
+  int32_t n_threads = 0;           // 0 = all cores
+};
+
+// Which rows of a sequence's pending chunk produce output.
+enum class RowSelect {
+  None,      // compute KV only
+  Last,      // the last pending token (next-token logits)
+  StepTags,  // every pending token equal to the PRM's step-tag id
+  Explicit,  // the pending tokens at RunItem::positions
+};
+
+struct RunItem {
+  int64_t seq = 0;
+  RowSelect rows = RowSelect::Last;
+  int32_t max_tokens = 0;  // cap on pending tokens computed in this call (chunked prefill); 0 = all
+  std::vector<int32_t> positions;  // Explicit: absolute token positions; those not computed now are ignored
+};
+
+// Output rows of one run(): for each item (in order) the positions that gave
+// a row of `out`, so callers can map rows back to sequences and tokens.
+struct RunResult {
+  ForwardOutput out;
+  std::vector<int32_t> item_first_row;  // (n_items) index of the item's first row in out
+  std::vector<int32_t> item_n_rows;     // (n_items)
+  std::vector<int32_t> row_position;    // (n_rows) absolute token position of each row
+  std::vector<int64_t> starved;         // sequences skipped: no KV blocks left (preempt, retry)
+};
+
+class Engine {
+ public:
+  static Expected<std::unique_ptr<Engine>> create(ModelConfig config, ModelWeights weights,
+                                                  const EngineOptions& options);
+
+  const ModelConfig& config() const { return backend_->config(); }
+
+  // A new sequence holding `tokens` (all pending, except a prefix whose KV the
+  // prefix cache already holds, when reuse_prefix). Returns how many tokens
+  // came from the cache. Error when the KV pool cannot hold the sequence.
+  Expected<int32_t> add_sequence(int64_t seq, std::span<const int32_t> tokens, bool reuse_prefix = true);
+
+  // Appends tokens to a sequence (pending until the next run()).
+  void append(int64_t seq, std::span<const int32_t> tokens);
+
+  // child = a copy of parent sharing its computed full blocks. Error when no
+  // block is left for the partial-block copy.
+  Status fork(int64_t parent, int64_t child);
+
+  // Keeps only the first n tokens (drops speculative or rejected tokens).
+  void truncate(int64_t seq, int32_t n);
+
+  void release(int64_t seq);
+  bool has(int64_t seq) const { return seqs_.count(seq) != 0; }
+  std::span<const int32_t> tokens(int64_t seq) const;
+  int32_t n_computed(int64_t seq) const;
+  int32_t n_pending(int64_t seq) const;
+
+  // Computes pending tokens of every item in one forward pass. Items whose KV
+  // cannot be reserved are skipped and listed in result->starved.
+  Status run(std::span<const RunItem> items, OutputKind kind, RunResult* result);
+
+  KvCacheStats kv_stats() const { return kv_.stats(); }
+  const KvCache& kv() const { return kv_; }
+
+ private:
+  Engine(std::unique_ptr<Backend> backend, KvCache kv) : backend_(std::move(backend)), kv_(std::move(kv)) {}
+
+  struct Sequence {
+    std::vector<int32_t> tokens;  // all tokens; the first kv_.n_tokens(seq) have KV
+  };
+  Sequence& get(int64_t seq);
+  const Sequence& get(int64_t seq) const;
+
+  std::unique_ptr<Backend> backend_;
+  KvCache kv_;
+  std::unordered_map<int64_t, Sequence> seqs_;
+};
+
+}  // namespace flashtts
