@@ -1,9 +1,19 @@
 // flashtts: the one binary, with one subcommand per job.
-#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "runtime/cli.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"flashtts: a test-time-scaling serving engine"};
   app.require_subcommand(1);
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
+  int rc = 0;
+  flashtts::cli::add_generate(app, &rc);
+  flashtts::cli::add_tokenize(app, &rc);
+  flashtts::cli::add_score(app, &rc);
   CLI11_PARSE(app, argc, argv);
-  return 0;
+  return rc;
 }

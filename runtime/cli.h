@@ -1,0 +1,28 @@
+// The flashtts command line: each subcommand registers its options on the
+// CLI11 app and runs when chosen. Errors print one line to stderr and exit 1.
+//
+// Thread contract: the main thread only.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+namespace flashtts::cli {
+
+// Each registers a subcommand whose callback stores its exit status in *rc.
+void add_generate(CLI::App& app, int* rc);
+void add_tokenize(CLI::App& app, int* rc);
+void add_score(CLI::App& app, int* rc);
+
+// Prints "flashtts <cmd>: error: <message>" to stderr; returns 1.
+int fail(const std::string& cmd, const std::string& message);
+
+// Engine flags shared by the commands that run a model.
+struct EngineFlags {
+  int threads = 0;
+  double kv_mb = 256;
+  int block_size = 16;
+  void add(CLI::App* sub);
+};
+
+}  // namespace flashtts::cli

@@ -1,0 +1,108 @@
+// flashtts generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T]
+//                   [--top-p P] [--top-k K] [--seed S] [--chat [--system S]] [--json]
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "gpu/chat_format.h"
+#include "gpu/generate.h"
+#include "gpu/open_model.h"
+#include "runtime/cli.h"
+
+namespace flashtts::cli {
+
+namespace {
+
+struct GenerateOpts {
+  std::string model, prompt, system;
+  int max_tokens = 128;
+  float temperature = 0.0f, top_p = 1.0f;
+  int top_k = 0;
+  uint64_t seed = 0;
+  bool json = false, chat = false, stats = false;
+  EngineFlags engine;
+};
+
+int run_generate(const GenerateOpts& o) {
+  EngineOptions eo;
+  eo.kv_bytes = (size_t)(o.engine.kv_mb * (1 << 20));
+  eo.block_size = o.engine.block_size;
+  eo.n_threads = o.engine.threads;
+  auto t0 = std::chrono::steady_clock::now();
+  auto m = open_model(o.model, eo);
+  if (!m) return fail("generate", m.error().message);
+  if (m->config().prm.kind != PrmKind::None && m->config().prm.kind != PrmKind::LmLogits)
+    return fail("generate", o.model + " is a process reward model (" + m->config().architecture +
+                                ") without a language-model head; use `flashtts score`");
+  const Tokenizer& tok = *m->tokenizer;
+
+  std::string text = o.prompt;
+  if (o.chat) {
+    auto fmt = detect_chat_format(tok);
+    if (!fmt) return fail("generate", fmt.error().message);
+    text = format_chat_prompt(*fmt, o.system, o.prompt);
+  }
+  GenerateRequest req;
+  req.prompt = tok.encode(text);
+  if (req.prompt.empty()) return fail("generate", "the prompt encodes to no tokens");
+  req.sampling = {o.temperature, o.top_p, o.top_k, o.seed};
+  req.max_tokens = o.max_tokens;
+  req.stop_ids = m->config().eos_token_ids;
+  if (o.chat) {
+    for (const char* end : {"<|im_end|>", "<|eot_id|>"})
+      if (int32_t id = tok.token_to_id(end); id >= 0) req.stop_ids.push_back(id);
+  }
+
+  auto t1 = std::chrono::steady_clock::now();
+  StreamDecoder stream(tok);
+  auto on_token = [&](size_t, int32_t id) {
+    if (o.json || tok.is_special(id)) return;
+    std::cout << stream.push(id) << std::flush;
+  };
+  auto res = generate(*m->engine, std::span<const GenerateRequest>(&req, 1), on_token);
+  if (!res) return fail("generate", res.error().message);
+  auto t2 = std::chrono::steady_clock::now();
+  const GenerateResult& g = (*res)[0];
+
+  if (o.json) {
+    nlohmann::json j = {{"prompt_ids", req.prompt},
+                        {"token_ids", g.tokens},
+                        {"text", tok.decode(g.tokens, /*skip_special=*/true)},
+                        {"finish_reason", g.finish_reason}};
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << stream.flush() << "\n";
+  }
+  if (o.stats) {
+    double load_s = std::chrono::duration<double>(t1 - t0).count();
+    double gen_s = std::chrono::duration<double>(t2 - t1).count();
+    std::fprintf(stderr, "flashtts generate: %zu prompt + %zu generated tokens, load %.2f s, generate %.2f s (%.1f tok/s), finish=%s\n",
+                 req.prompt.size(), g.tokens.size(), load_s, gen_s, g.tokens.size() / std::max(gen_s, 1e-9),
+                 g.finish_reason.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_generate(CLI::App& app, int* rc) {
+  auto o = std::make_shared<GenerateOpts>();
+  CLI::App* sub = app.add_subcommand("generate", "complete a prompt with a causal LM");
+  sub->add_option("--model", o->model, "Hugging Face model folder")->required();
+  sub->add_option("--prompt", o->prompt, "prompt text (raw unless --chat)")->required();
+  sub->add_option("--max-tokens", o->max_tokens, "tokens to generate at most")->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--temperature", o->temperature, "0 = greedy")->check(CLI::Range(0.0f, 100.0f));
+  sub->add_option("--top-p", o->top_p, "nucleus mass, (0, 1]")->check(CLI::Range(1e-6f, 1.0f));
+  sub->add_option("--top-k", o->top_k, "keep the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--seed", o->seed, "random seed");
+  sub->add_flag("--chat", o->chat, "wrap the prompt in the model's chat format");
+  sub->add_option("--system", o->system, "system message for --chat");
+  sub->add_flag("--json", o->json, "print prompt_ids, token_ids, text, finish_reason as JSON");
+  sub->add_flag("--stats", o->stats, "print token counts and speed to stderr");
+  o->engine.add(sub);
+  sub->callback([o, rc] { *rc = run_generate(*o); });
+}
+
+}  // namespace flashtts::cli
