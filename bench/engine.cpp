@@ -1,0 +1,129 @@
+// Engine throughput on the CPU backend: prefill tokens/s, and decode tokens/s
+// at several batch sizes, each next to its memory-bandwidth roofline (bytes a
+// decode step must read ÷ the copy bandwidth measured in the same run).
+//
+//   flashtts-bench-engine --model DIR [--batches 1,32] [--prompt 64] [--steps 32]
+//                         [--prefill 512] [--threads N]
+//
+// Make a model with e.g.
+//   flashtts-mkmodel --out /tmp/bench-model --arch qwen2 --hidden 512 --layers 8 \
+//     --heads 8 --kv-heads 2 --intermediate 1536 --vocab 8192
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "gpu/engine.h"
+#include "gpu/model_loader.h"
+
+using namespace flashtts;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Copy bandwidth in bytes/s (read + write counted), best of a few passes.
+double copy_bandwidth() {
+  const size_t n = 256ull << 20;
+  std::vector<char> a(n, 1), b(n, 2);
+  double best = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto t = Clock::now();
+    std::memcpy(b.data(), a.data(), n);
+    best = std::max(best, 2.0 * n / seconds_since(t));
+  }
+  return best + (b[n / 2] == 7);  // keep the copy observable
+}
+
+size_t weight_bytes(const ModelConfig& c) {
+  size_t h = c.hidden_size, f = c.intermediate_size, q = (size_t)c.n_heads * c.head_dim,
+         kv = (size_t)c.n_kv_heads * c.head_dim;
+  size_t layer = q * h + 2 * kv * h + h * q + 3 * f * h + 2 * h;
+  return 4 * (c.n_layers * layer + (size_t)c.vocab_size * h + h);  // f32; the embedding row read is negligible
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"flashtts-bench-engine: CPU prefill and decode throughput vs the memory roofline"};
+  std::string model;
+  std::vector<int> batches = {1, 32};
+  int prompt = 64, steps = 32, prefill = 512, threads = 0;
+  app.add_option("--model", model, "Hugging Face model folder")->required();
+  app.add_option("--batches", batches, "decode batch sizes")->delimiter(',');
+  app.add_option("--prompt", prompt, "prompt tokens per sequence before decoding");
+  app.add_option("--steps", steps, "decode steps timed");
+  app.add_option("--prefill", prefill, "tokens in the timed prefill");
+  app.add_option("--threads", threads, "CPU threads (0 = all)");
+  CLI11_PARSE(app, argc, argv);
+
+  auto loaded = load_model(model);
+  if (!loaded) return std::fprintf(stderr, "bench: %s\n", loaded.error().message.c_str()), 1;
+  const ModelConfig cfg = loaded->config;
+  int max_batch = *std::max_element(batches.begin(), batches.end());
+  EngineOptions eo;
+  eo.n_threads = threads;
+  eo.kv_bytes = kv_bytes_per_token_f32(cfg) * (size_t)std::max(max_batch * (prompt + steps + 32), prefill + 32);
+  auto engine = Engine::create(cfg, std::move(loaded->weights), eo);
+  if (!engine) return std::fprintf(stderr, "bench: %s\n", engine.error().message.c_str()), 1;
+  Engine& e = **engine;
+
+  const double bw = copy_bandwidth();
+  const double wbytes = (double)weight_bytes(cfg);
+  std::printf("model %s: %d layers, hidden %d, vocab %d, %.1f MB f32 weights\n", model.c_str(), cfg.n_layers,
+              cfg.hidden_size, cfg.vocab_size, wbytes / 1e6);
+  std::printf("copy bandwidth %.1f GB/s\n", bw / 1e9);
+
+  std::mt19937 rng(1);
+  auto random_tokens = [&](int n) {
+    std::vector<int32_t> t(n);
+    for (auto& x : t) x = (int32_t)(rng() % cfg.vocab_size);
+    return t;
+  };
+  int64_t next_id = 0;
+  RunResult r;
+
+  // Prefill: one sequence, one chunk.
+  {
+    int64_t id = next_id++;
+    auto toks = random_tokens(prefill);
+    if (!e.add_sequence(id, toks, false)) return 1;
+    RunItem it{id, RowSelect::Last, 0, {}};
+    auto t = Clock::now();
+    if (!e.run(std::span<const RunItem>(&it, 1), OutputKind::Logits, &r).ok()) return 1;
+    double s = seconds_since(t);
+    std::printf("prefill  %5d tokens: %8.1f tokens/s\n", prefill, prefill / s);
+    e.release(id);
+  }
+
+  for (int b : batches) {
+    std::vector<RunItem> items;
+    for (int i = 0; i < b; ++i) {
+      int64_t id = next_id++;
+      if (!e.add_sequence(id, random_tokens(prompt), false)) return 1;
+      items.push_back({id, RowSelect::Last, 0, {}});
+    }
+    if (!e.run(items, OutputKind::Logits, &r).ok()) return 1;  // prefill, not timed
+    double kv_read = 0;
+    auto t = Clock::now();
+    for (int s = 0; s < steps; ++s) {
+      for (auto& it : items) {
+        int32_t tok = (int32_t)(rng() % cfg.vocab_size);
+        e.append(it.seq, std::span<const int32_t>(&tok, 1));
+        kv_read += (double)kv_bytes_per_token_f32(cfg) * e.tokens(it.seq).size();
+      }
+      if (!e.run(items, OutputKind::Logits, &r).ok() || !r.starved.empty()) return 1;
+    }
+    double sec = seconds_since(t);
+    double tps = (double)b * steps / sec;
+    // Roofline: every step reads all weights once plus each sequence's KV.
+    double roof_sec = (steps * wbytes + kv_read) / (bw / 2);
+    std::printf("decode batch %3d: %8.1f tokens/s  (%.1f ms/step; roofline %.1f ms/step; %.0f%% of roofline)\n", b,
+                tps, 1e3 * sec / steps, 1e3 * roof_sec / steps, 100.0 * roof_sec / sec);
+    for (auto& it : items) e.release(it.seq);
+  }
+  return 0;
+}
