@@ -198,21 +198,27 @@ void CpuBackend::attention(int64_t layer, std::span<const BatchEntry> batch) {
     for (int64_t w = begin; w < end; ++w) {
       const int64_t t = w / nh, head = w % nh, g = head / group;
       const BatchEntry& b = batch[row_seq_[t]];
-      const int32_t n_ctx = pos_[t] + 1;  // causal: positions 0..pos
+      // Causal over positions first..pos; a sliding window (Mistral) keeps
+      // only the last `sliding_window` of them, as HF's mask does.
+      const int32_t pos = pos_[t];
+      const int32_t first = c_.sliding_window > 0 ? std::max(0, pos - c_.sliding_window + 1) : 0;
+      const int32_t n_ctx = pos + 1 - first;
       const float* q = q_.data() + t * q_dim_ + head * hd;
       scores.resize(n_ctx);
-      for (int32_t j = 0; j < n_ctx; ++j) {
+      for (int32_t i = 0; i < n_ctx; ++i) {
+        const int32_t j = first + i;
         const float* k = kv_slot(layer, b.block_table[j / o_.block_size], 0, j % o_.block_size) + g * hd;
         float s = 0.0f;
         for (int64_t d = 0; d < hd; ++d) s += q[d] * k[d];
-        scores[j] = s * scale;
+        scores[i] = s * scale;
       }
       cpu::softmax(scores.data(), n_ctx);
       float* o = att_.data() + t * q_dim_ + head * hd;
       std::fill_n(o, hd, 0.0f);
-      for (int32_t j = 0; j < n_ctx; ++j) {
+      for (int32_t i = 0; i < n_ctx; ++i) {
+        const int32_t j = first + i;
         const float* v = kv_slot(layer, b.block_table[j / o_.block_size], 1, j % o_.block_size) + g * hd;
-        const float p = scores[j];
+        const float p = scores[i];
         for (int64_t d = 0; d < hd; ++d) o[d] += p * v[d];
       }
     }
