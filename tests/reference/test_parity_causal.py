@@ -195,6 +195,26 @@ def hf_save_case(arch, cfg_kw, seed, dtype=torch.float32, shard=None, paths=Fals
     return s
 
 
+def negative_control(seed):
+    """The comparison must be able to fail: the same folder, with transformers
+    told rope_theta 1% off, must miss the tolerance by a wide margin."""
+    folder = mkmodel(scratch("neg") / "m", seed=seed, std=STD, **MKMODEL_CASES[0][1])
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["rope_theta"] *= 1.01
+    wrong = scratch("neg") / "m"
+    wrong.mkdir(parents=True, exist_ok=True)
+    (wrong / "config.json").write_text(json.dumps(cfg))
+    (wrong / "model.safetensors").symlink_to(folder / "model.safetensors")
+    model = hf_causal_from_folder(wrong)
+    try:
+        check_model(folder, model, cfg["vocab_size"] - 3, seed)
+    except AssertionError as e:
+        if "rel" in str(e):
+            return f"caught: {str(e)[:60]}..."
+        raise
+    raise AssertionError("a model with rope_theta 1% off passed the logit comparison")
+
+
 def main():
     rep = Report("test_parity_causal")
     for i, (name, flags) in enumerate(MKMODEL_CASES):
@@ -215,6 +235,10 @@ def main():
     rep.case("hf mistral GQA untied theta1e4 f32", hf_save_case, "mistral",
              dict(small, num_attention_heads=4, num_key_value_heads=2, rope_theta=1e4, tie_word_embeddings=False),
              seed=25)
+    rep.case("hf mistral GQA sliding_window=8 theta1e4 f32", hf_save_case, "mistral",
+             dict(small, num_attention_heads=4, num_key_value_heads=2, rope_theta=1e4, sliding_window=8),
+             seed=26, paths=True)
+    rep.case("negative control: 1% rope_theta change is caught", negative_control, seed=27)
     rep.finish()
 
 
