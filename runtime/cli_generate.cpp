@@ -75,6 +75,7 @@ int run_generate(const GenerateOpts& o) {
   } else {
     std::cout << stream.flush() << "\n";
   }
+  std::cout.flush();  // the stats line on stderr must come after the text
   if (o.stats) {
     double load_s = std::chrono::duration<double>(t1 - t0).count();
     double gen_s = std::chrono::duration<double>(t2 - t1).count();
