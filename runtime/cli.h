@@ -7,6 +7,8 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "gpu/engine.h"
+
 namespace flashtts::cli {
 
 // Each registers a subcommand whose callback stores its exit status in *rc.
@@ -23,6 +25,7 @@ struct EngineFlags {
   double kv_mb = 256;
   int block_size = 16;
   void add(CLI::App* sub);
+  EngineOptions options() const;
 };
 
 }  // namespace flashtts::cli

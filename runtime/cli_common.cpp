@@ -15,4 +15,12 @@ void EngineFlags::add(CLI::App* sub) {
   sub->add_option("--block-size", block_size, "tokens per KV block")->check(CLI::Range(1, 1024));
 }
 
+EngineOptions EngineFlags::options() const {
+  EngineOptions o;
+  o.kv_bytes = (size_t)(kv_mb * (1 << 20));
+  o.block_size = block_size;
+  o.n_threads = threads;
+  return o;
+}
+
 }  // namespace flashtts::cli

@@ -26,10 +26,7 @@ struct GenerateOpts {
 };
 
 int run_generate(const GenerateOpts& o) {
-  EngineOptions eo;
-  eo.kv_bytes = (size_t)(o.engine.kv_mb * (1 << 20));
-  eo.block_size = o.engine.block_size;
-  eo.n_threads = o.engine.threads;
+  const EngineOptions eo = o.engine.options();
   auto t0 = std::chrono::steady_clock::now();
   auto m = open_model(o.model, eo);
   if (!m) return fail("generate", m.error().message);

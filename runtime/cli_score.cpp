@@ -25,10 +25,7 @@ int run_score(const ScoreOpts& o) {
     return fail("score", "give either --raw TEXT, or --problem TEXT with --solution TEXT");
   if (o.raw.empty() && (o.problem.empty() || o.solution.empty()))
     return fail("score", "--problem and --solution go together");
-  EngineOptions eo;
-  eo.kv_bytes = (size_t)(o.engine.kv_mb * (1 << 20));
-  eo.block_size = o.engine.block_size;
-  eo.n_threads = o.engine.threads;
+  const EngineOptions eo = o.engine.options();
   PrmOverride ovr;
   if (!o.family.empty()) {
     auto fam = parse_prm_family(o.family);
