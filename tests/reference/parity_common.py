@@ -59,8 +59,11 @@ def run(cmd, stdin=None, timeout=120) -> str:
     return r.stdout
 
 
+_SCRATCH = tempfile.TemporaryDirectory(prefix="flashtts-parity-")  # removed at exit
+
+
 def scratch(tag: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"flashtts-{tag}-"))
+    return Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=_SCRATCH.name))
 
 
 # ---------------------------------------------------------------------------

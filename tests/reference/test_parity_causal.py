@@ -11,12 +11,14 @@ cache reuse) are checked on two of the models.
 Run: ctest -R reference.test_parity_causal --output-on-failure (see docs/testing.md).
 """
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from parity_common import (REL_TOL, Report, check_close, check_greedy, generate_cli, hf_causal_from_folder,
-                           hf_logits, mkmodel, perturb_, probe, rows, run_script, scratch)
+                           hf_logits, mkmodel, perturb_, probe, program, rows, run, run_script, scratch)
 
 PROMPT_TEXT = "the answer is the number of ways to choose the first term"
 
@@ -195,6 +197,28 @@ def hf_save_case(arch, cfg_kw, seed, dtype=torch.float32, shard=None, paths=Fals
     return s
 
 
+def aidreams_case():
+    """The real llama2.c model in ../shared/testdata, converted by
+    flashtts-convert-llama2c: transformers and the engine both reproduce the
+    float64 reference logits, and transformers' greedy ids equal run.c's."""
+    data = os.environ.get("FLASHTTS_TESTDATA", "")
+    d = Path(data) / "models" / "aidreams260K"
+    if not (d / "aidreams260K.bin").exists():
+        return "skipped: ../shared/testdata is absent"
+    want = json.loads((d / "expected_greedy_bos.json").read_text())
+    folder = scratch("l2c") / "m"
+    run([program("flashtts-convert-llama2c"), "--checkpoint", d / "aidreams260K.bin", "--out", folder])
+    model = hf_causal_from_folder(folder)
+    ids, ref = want["token_ids"], want["reference_logits"]
+    pos = ref["positions"]
+    r_hf = check_close("transformers vs reference", hf_logits(model, ids[:len(pos)])[pos], ref["logits"], pos)
+    item = probe(folder, [{"op": "run", "kind": "logits",
+                           "items": [{"seq": 1, "tokens": ids[:len(pos)], "rows": "all"}]}])["results"][0]["items"][0]
+    r_eng = check_close("engine vs reference", rows(item), ref["logits"], pos)
+    g = check_greedy("transformers greedy vs run.c", model, ids[:1], ids[1:])
+    return f"transformers rel {r_hf:.1e}, engine rel {r_eng:.1e}, {g}"
+
+
 def negative_control(seed):
     """The comparison must be able to fail: the same folder, with transformers
     told rope_theta 1% off, must miss the tolerance by a wide margin."""
@@ -238,6 +262,7 @@ def main():
     rep.case("hf mistral GQA sliding_window=8 theta1e4 f32", hf_save_case, "mistral",
              dict(small, num_attention_heads=4, num_key_value_heads=2, rope_theta=1e4, sliding_window=8),
              seed=26, paths=True)
+    rep.case("aidreams260K (llama2.c) converted", aidreams_case)
     rep.case("negative control: 1% rope_theta change is caught", negative_control, seed=27)
     rep.finish()
 
