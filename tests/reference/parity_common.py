@@ -51,8 +51,10 @@ def program(name: str) -> Path:
     return p
 
 
-def run(cmd, stdin=None, timeout=120) -> str:
-    """Runs a program; raises with its stderr when it fails."""
+def run(cmd, stdin=None, timeout=60) -> str:
+    """Runs a program; raises with its stderr when it fails. These models take
+    well under a second, so a timeout means a hang (subprocess.TimeoutExpired
+    ends the whole script, see Report)."""
     r = subprocess.run([str(c) for c in cmd], input=stdin, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(str(c) for c in cmd)} exited {r.returncode}: {r.stderr.strip()[:2000]}")
@@ -216,6 +218,11 @@ class Report:
         t = time.time()
         try:
             summary = fn(*args, **kwargs)
+        except subprocess.TimeoutExpired as e:
+            self.failed += 1
+            print(f"FAIL {name}: {e.cmd[0]} hung (killed after {e.timeout:g}s); not running the other cases",
+                  flush=True)
+            self.finish()
         except Exception as e:  # noqa: BLE001 — every failure becomes one line
             self.failed += 1
             print(f"FAIL {name}: {type(e).__name__}: {e}  [{time.time() - t:.1f}s]", flush=True)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from parity_common import (REL_TOL, Report, check_close, check_greedy, generate_cli, hf_causal_from_folder,
-                           hf_logits, mkmodel, perturb_, probe, program, rows, run, run_script, scratch)
+                           hf_logits, mkmodel, perturb_, probe, program, rel_err, rows, run, run_script, scratch)
 
 PROMPT_TEXT = "the answer is the number of ways to choose the first term"
 
@@ -118,8 +118,6 @@ def check_engine_paths(folder, model, n_regular, seed):
 
 
 def check_close_pair(a, b):
-    from parity_common import rel_err
-
     a_, r = rel_err(a, b)
     if not (r <= REL_TOL):
         raise AssertionError(f"prefix-reuse logits differ from the no-reuse ones: rel {r:.3g}")

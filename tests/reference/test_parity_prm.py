@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from parity_common import (PROB_TOL, REL_TOL, Report, check_close, hf_base_from_folder, hf_causal_from_folder,
-                           hf_hidden, hf_logits, mkmodel, perturb_, probe, program, rows, run, run_script, scratch)
+from parity_common import (PROB_TOL, Report, check_close, hf_base_from_folder, hf_causal_from_folder, hf_hidden,
+                           hf_logits, mkmodel, perturb_, probe, program, rows, run, scratch)
 
 STD = 0.15
 
