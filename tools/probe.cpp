@@ -18,7 +18,6 @@
 // item {"seq", "cached", "positions", "values": [[...] per row]}.
 #include <CLI/CLI.hpp>
 #include <iostream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "gpu/generate.h"
@@ -149,7 +148,7 @@ int main(int argc, char** argv) {
 
   json script;
   try {
-    script = json::parse(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    script = json::parse(std::cin);
   } catch (const json::exception& e) {
     return std::cerr << "flashtts-probe: bad script JSON: " << e.what() << "\n", 1;
   }
