@@ -79,7 +79,10 @@ class CpuBackend final : public Backend {
   std::vector<float> q_, att_;    // (T, nh*hd)
   std::vector<float> k_, v_;      // (T, nkv*hd)
   std::vector<float> gate_, up_;  // (T, f)
+  std::vector<float> cos_, sin_;  // (T, hd/2) RoPE angles, shared by q and k of every layer
   std::vector<int64_t> out_idx_;  // (R) token row of each requested output
+  std::vector<float> hid_;        // (R, h) final-normed rows the head reads
+  std::vector<float> mid_;        // (h) classifier PRM hidden layer
 };
 
 Status CpuBackend::validate(std::span<const BatchEntry> batch, OutputKind kind) const {
@@ -144,6 +147,9 @@ Status CpuBackend::forward(std::span<const BatchEntry> batch, OutputKind kind, F
   v_.resize(T * kv_dim_);
   gate_.resize(T * f);
   up_.resize(T * f);
+  cos_.resize(T * (hd / 2));
+  sin_.resize(T * (hd / 2));
+  cpu::rope_table(pos_.data(), T, hd, c_.rope_theta, cos_.data(), sin_.data());
 
   // Embedding lookup.
   {
@@ -159,8 +165,8 @@ Status CpuBackend::forward(std::span<const BatchEntry> batch, OutputKind kind, F
     cpu::linear(xn_.data(), L.wq.data(), bias(L.bq), q_.data(), T, h, q_dim_);
     cpu::linear(xn_.data(), L.wk.data(), bias(L.bk), k_.data(), T, h, kv_dim_);
     cpu::linear(xn_.data(), L.wv.data(), bias(L.bv), v_.data(), T, h, kv_dim_);
-    cpu::rope(q_.data(), pos_.data(), T, c_.n_heads, hd, c_.rope_theta);
-    cpu::rope(k_.data(), pos_.data(), T, c_.n_kv_heads, hd, c_.rope_theta);
+    cpu::rope(q_.data(), cos_.data(), sin_.data(), T, c_.n_heads, hd);
+    cpu::rope(k_.data(), cos_.data(), sin_.data(), T, c_.n_kv_heads, hd);
 
     // Write the new tokens' K and V into their slots before attending, so a
     // prefill chunk sees its own earlier tokens through the same paged path.
@@ -228,20 +234,20 @@ void CpuBackend::attention(int64_t layer, std::span<const BatchEntry> batch) {
 void CpuBackend::head(OutputKind kind, ForwardOutput* out) {
   const int64_t h = c_.hidden_size, R = (int64_t)out_idx_.size();
   // Final norm on the requested rows only.
-  std::vector<float> hid(R * h);
+  hid_.resize(R * h);
   for (int64_t r = 0; r < R; ++r)
-    cpu::rms_norm(x_.data() + out_idx_[r] * h, w_.final_norm.data(), hid.data() + r * h, 1, h, c_.rms_eps);
+    cpu::rms_norm(x_.data() + out_idx_[r] * h, w_.final_norm.data(), hid_.data() + r * h, 1, h, c_.rms_eps);
 
   out->n_rows = (int32_t)R;
   if (kind == OutputKind::Hidden) {
     out->width = (int32_t)h;
-    out->data = std::move(hid);
+    out->data.assign(hid_.begin(), hid_.end());
     return;
   }
   if (kind == OutputKind::Logits) {
     out->width = c_.vocab_size;
     out->data.resize(R * c_.vocab_size);
-    cpu::linear(hid.data(), w_.output().data(), nullptr, out->data.data(), R, h, c_.vocab_size);
+    cpu::linear(hid_.data(), w_.output().data(), nullptr, out->data.data(), R, h, c_.vocab_size);
     return;
   }
   // Score: the step probability of each requested row.
@@ -249,14 +255,14 @@ void CpuBackend::head(OutputKind kind, ForwardOutput* out) {
   out->data.resize(R);
   const PrmHeadWeights& P = w_.prm;
   for (int64_t r = 0; r < R; ++r) {
-    const float* x = hid.data() + r * h;
+    const float* x = hid_.data() + r * h;
     switch (c_.prm.kind) {
       case PrmKind::Classifier: {
-        std::vector<float> mid(h);
-        cpu::linear(x, P.w1.data(), P.b1.data(), mid.data(), 1, h, h);
-        for (float& m : mid) m = std::max(m, 0.0f);
+        mid_.resize(h);
+        cpu::linear(x, P.w1.data(), P.b1.data(), mid_.data(), 1, h, h);
+        for (float& m : mid_) m = std::max(m, 0.0f);
         float logit[2];
-        cpu::linear(mid.data(), P.w2.data(), P.b2.data(), logit, 1, h, 2);
+        cpu::linear(mid_.data(), P.w2.data(), P.b2.data(), logit, 1, h, 2);
         cpu::softmax(logit, 2);
         out->data[r] = logit[1];
         break;

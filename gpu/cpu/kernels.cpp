@@ -31,18 +31,24 @@ void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t d, 
   }
 }
 
-void rope(float* x, const int32_t* pos, int64_t n, int64_t n_heads, int64_t hd, float theta) {
+void rope_table(const int32_t* pos, int64_t n, int64_t hd, float theta, float* cos_out, float* sin_out) {
   const int64_t half = hd / 2;
   std::vector<float> inv_freq(half);
   for (int64_t i = 0; i < half; ++i) inv_freq[i] = 1.0f / std::pow(theta, (float)(2 * i) / (float)hd);
-  std::vector<float> cs(half), sn(half);
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t i = 0; i < half; ++i) {
-      // HF computes the angle in float32 as pos * inv_freq.
       float a = (float)pos[r] * inv_freq[i];
-      cs[i] = std::cos(a);
-      sn[i] = std::sin(a);
+      cos_out[r * half + i] = std::cos(a);
+      sin_out[r * half + i] = std::sin(a);
     }
+  }
+}
+
+void rope(float* x, const float* cos_t, const float* sin_t, int64_t n, int64_t n_heads, int64_t hd) {
+  const int64_t half = hd / 2;
+  for (int64_t r = 0; r < n; ++r) {
+    const float* cs = cos_t + r * half;
+    const float* sn = sin_t + r * half;
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + (r * n_heads + h) * hd;
       for (int64_t i = 0; i < half; ++i) {

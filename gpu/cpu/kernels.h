@@ -17,9 +17,13 @@ void linear(const float* x, const float* w, const float* b, float* y, int64_t n,
 // out (n, d) = x / rms(x) * w, per row, eps inside the sqrt as in HF.
 void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t d, float eps);
 
-// Rotates (n, n_heads, hd) in place at positions pos[0..n): HF "rotate_half"
-// convention, pairs (i, i + hd/2) with inv_freq_i = theta^(-2i/hd).
-void rope(float* x, const int32_t* pos, int64_t n, int64_t n_heads, int64_t hd, float theta);
+// RoPE angles for positions pos[0..n): cos and sin, each (n, hd/2), with
+// inv_freq_i = theta^(-2i/hd) and the angle pos * inv_freq_i in float32 as HF does.
+void rope_table(const int32_t* pos, int64_t n, int64_t hd, float theta, float* cos_out, float* sin_out);
+
+// Rotates (n, n_heads, hd) in place with a rope_table of the same n rows: HF
+// "rotate_half" convention, pairs (i, i + hd/2).
+void rope(float* x, const float* cos_t, const float* sin_t, int64_t n, int64_t n_heads, int64_t hd);
 
 // gate (n, f) <- silu(gate) * up.
 void silu_mul(float* gate, const float* up, int64_t count);
