@@ -48,11 +48,17 @@ double read_bandwidth(int threads) {
   return best + (sums[0] == -1.0);  // keep the sums observable
 }
 
+// f32 bytes a decode step reads: every tensor the loader lists
+// (model_tensor_slots), except an untied embedding, of which only a few rows are read.
 size_t weight_bytes(const ModelConfig& c) {
-  size_t h = c.hidden_size, f = c.intermediate_size, q = (size_t)c.n_heads * c.head_dim,
-         kv = (size_t)c.n_kv_heads * c.head_dim;
-  size_t layer = q * h + 2 * kv * h + h * q + 3 * f * h + 2 * h;
-  return 4 * (c.n_layers * layer + (size_t)c.vocab_size * h + h);  // f32; the embedding row read is negligible
+  size_t n = 0;
+  for (const TensorSlot& t : model_tensor_slots(c, nullptr)) {
+    if (t.name == "model.embed_tokens.weight" && !c.tie_embeddings) continue;
+    size_t numel = 1;
+    for (int64_t d : t.shape) numel *= (size_t)d;
+    n += numel;
+  }
+  return 4 * n;
 }
 
 }  // namespace
