@@ -22,6 +22,7 @@ packages=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libtoml11-dev
   nlohmann-json3-dev libcli11-dev libutf8proc-dev libopenblas-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-zmq python3-msgpack
 )
 if [ "$want_test" = 1 ]; then
   # The parity tests compare against Hugging Face transformers on CPU torch.

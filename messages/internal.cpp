@@ -1,0 +1,184 @@
+#include "messages/internal.h"
+
+namespace flashtts::msg {
+
+namespace {
+
+// A nested map carried as msgpack bytes; an empty string travels as {}.
+void put_map(MapWriter& w, std::string_view key, const std::string& packed) {
+  if (packed.empty()) w.put(key, MapWriter());
+  else w.put_raw(key, packed);
+}
+
+Status get_map(const MapReader& r, std::string_view key, std::string* out) {
+  MapReader m;
+  FLASHTTS_TRY(r.get(key, &m));
+  *out = m.bytes();
+  return Status::success();
+}
+
+}  // namespace
+
+void Start::write(MapWriter& w) const {
+  w.put("rid", rid).put("kind", kind);
+  MapWriter p;
+  if (kind == "solve") solve.write(p);
+  else if (kind == "generate") generate.write(p);
+  else score.write(p);
+  w.put("params", p);
+}
+
+Status Start::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("rid", &rid));
+  FLASHTTS_TRY(r.get("kind", &kind));
+  MapReader p;
+  FLASHTTS_TRY(r.get("params", &p));
+  if (kind == "solve") return solve.read(p);
+  if (kind == "generate") return generate.read(p);
+  if (kind == "score") return score.read(p);
+  return make_error("unknown kind '" + kind + "'");
+}
+
+void Reply::write(MapWriter& w) const {
+  w.put("rid", rid).put("ok", ok);
+  if (ok) put_map(w, "result", result);
+  else w.put("code", code).put("message", message);
+}
+
+Status Reply::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("rid", &rid));
+  FLASHTTS_TRY(r.get("ok", &ok));
+  if (ok) return get_map(r, "result", &result);
+  FLASHTTS_TRY(r.get("code", &code));
+  return r.get("message", &message);
+}
+
+void Progress::write(MapWriter& w) const {
+  w.put("rid", rid);
+  put_map(w, "event", event);
+}
+Status Progress::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("rid", &rid));
+  return get_map(r, "event", &event);
+}
+
+void Cancel::write(MapWriter& w) const { w.put("rid", rid).put("reason", reason); }
+Status Cancel::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("rid", &rid));
+  return r.get_opt("reason", &reason);
+}
+
+void Forget::write(MapWriter& w) const { w.put("rid", rid); }
+Status Forget::read(const MapReader& r) { return r.get("rid", &rid); }
+
+void GenJob::write(MapWriter& w) const {
+  w.put("job_id", job_id).put("rid", rid).put("beam", beam).put("tokens", tokens);
+  w.put("temperature", temperature).put("top_p", top_p).put("top_k", top_k).put("seed", seed);
+  w.put("max_tokens", max_tokens).put("stop_at_delimiter", stop_at_delimiter);
+  w.put("report_every", report_every).put("priority", priority);
+}
+
+Status GenJob::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("job_id", &job_id));
+  FLASHTTS_TRY(r.get("rid", &rid));
+  FLASHTTS_TRY(r.get("beam", &beam));
+  FLASHTTS_TRY(r.get("tokens", &tokens));
+  FLASHTTS_TRY(r.get("temperature", &temperature));
+  FLASHTTS_TRY(r.get("top_p", &top_p));
+  FLASHTTS_TRY(r.get("top_k", &top_k));
+  FLASHTTS_TRY(r.get("seed", &seed));
+  FLASHTTS_TRY(r.get("max_tokens", &max_tokens));
+  FLASHTTS_TRY(r.get("stop_at_delimiter", &stop_at_delimiter));
+  FLASHTTS_TRY(r.get_opt("report_every", &report_every));
+  return r.get_opt("priority", &priority);
+}
+
+void GenProgress::write(MapWriter& w) const {
+  w.put("job_id", job_id).put("rid", rid).put("beam", beam).put("text", text);
+}
+Status GenProgress::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("job_id", &job_id));
+  FLASHTTS_TRY(r.get("rid", &rid));
+  FLASHTTS_TRY(r.get("beam", &beam));
+  return r.get("text", &text);
+}
+
+void GenDone::write(MapWriter& w) const {
+  w.put("job_id", job_id).put("rid", rid).put("beam", beam).put("tokens", tokens).put("text", text);
+  w.put("finish", finish).put("error", error).put("n_context", n_context).put("n_cached", n_cached);
+  w.put("n_preempted", n_preempted).put("queue_ms", queue_ms).put("run_ms", run_ms);
+}
+
+Status GenDone::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("job_id", &job_id));
+  FLASHTTS_TRY(r.get("rid", &rid));
+  FLASHTTS_TRY(r.get("beam", &beam));
+  FLASHTTS_TRY(r.get("tokens", &tokens));
+  FLASHTTS_TRY(r.get("text", &text));
+  FLASHTTS_TRY(r.get("finish", &finish));
+  FLASHTTS_TRY(r.get_opt("error", &error));
+  FLASHTTS_TRY(r.get_opt("n_context", &n_context));
+  FLASHTTS_TRY(r.get_opt("n_cached", &n_cached));
+  FLASHTTS_TRY(r.get_opt("n_preempted", &n_preempted));
+  FLASHTTS_TRY(r.get_opt("queue_ms", &queue_ms));
+  return r.get_opt("run_ms", &run_ms);
+}
+
+void ScoreJob::write(MapWriter& w) const {
+  w.put("job_id", job_id).put("rid", rid).put("beam", beam).put("problem", problem).put("steps", steps);
+}
+Status ScoreJob::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("job_id", &job_id));
+  FLASHTTS_TRY(r.get("rid", &rid));
+  FLASHTTS_TRY(r.get("beam", &beam));
+  FLASHTTS_TRY(r.get("problem", &problem));
+  return r.get("steps", &steps);
+}
+
+void ScoreDone::write(MapWriter& w) const {
+  w.put("job_id", job_id).put("rid", rid).put("beam", beam).put("scores", scores).put("error", error);
+  w.put("n_tokens", n_tokens).put("n_computed", n_computed).put("run_ms", run_ms);
+}
+Status ScoreDone::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("job_id", &job_id));
+  FLASHTTS_TRY(r.get("rid", &rid));
+  FLASHTTS_TRY(r.get("beam", &beam));
+  FLASHTTS_TRY(r.get("scores", &scores));
+  FLASHTTS_TRY(r.get_opt("error", &error));
+  FLASHTTS_TRY(r.get_opt("n_tokens", &n_tokens));
+  FLASHTTS_TRY(r.get_opt("n_computed", &n_computed));
+  return r.get_opt("run_ms", &run_ms);
+}
+
+void Weights::write(MapWriter& w) const {
+  w.put("role", role).put("weight_bytes", weight_bytes).put("kv_bytes_per_token", kv_bytes_per_token);
+  w.put("block_size", block_size);
+}
+Status Weights::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("role", &role));
+  FLASHTTS_TRY(r.get("weight_bytes", &weight_bytes));
+  FLASHTTS_TRY(r.get("kv_bytes_per_token", &kv_bytes_per_token));
+  return r.get("block_size", &block_size);
+}
+
+void Grant::write(MapWriter& w) const { w.put("role", role).put("kv_bytes", kv_bytes).put("kv_tokens", kv_tokens); }
+Status Grant::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("role", &role));
+  FLASHTTS_TRY(r.get("kv_bytes", &kv_bytes));
+  return r.get("kv_tokens", &kv_tokens);
+}
+
+void StatsQuery::write(MapWriter& w) const { w.put("qid", qid); }
+Status StatsQuery::read(const MapReader& r) { return r.get("qid", &qid); }
+
+void StatsReply::write(MapWriter& w) const {
+  w.put("qid", qid).put("actor", actor);
+  put_map(w, "stats", stats);
+}
+Status StatsReply::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("qid", &qid));
+  FLASHTTS_TRY(r.get("actor", &actor));
+  return get_map(r, "stats", &stats);
+}
+
+}  // namespace flashtts::msg

@@ -1,0 +1,188 @@
+// Messages between the actors (DESIGN.md, "Shape"). Each type is defined once
+// here with its named fields; encode()/decode() in envelope.h carry it.
+//
+//   intake ──start, cancel──▶ beam_manager ──gen_job, score_job, forget──▶ scheduler
+//   scheduler ──gen_job, forget──▶ generator ──gen_progress, gen_done──▶ scheduler
+//   scheduler ──score_job, forget──▶ verifier ──score_done──▶ scheduler
+//   scheduler ──gen_*, score_done──▶ beam_manager ──progress, reply──▶ intake
+//   generator, verifier ──weights──▶ memory_arbiter ──grant──▶ generator, verifier, scheduler
+//   intake ──stats_query──▶ every actor ──stats_reply──▶ intake
+//
+// rid is the server's request id (the intake assigns it); job_id names one
+// unit of GPU work and is unique within the beam manager.
+//
+// Thread contract: plain values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "messages/requests.h"
+
+namespace flashtts::msg {
+
+// intake -> beam_manager: a validated client request.
+struct Start {
+  static constexpr const char* kType = "start";
+  uint64_t rid = 0;
+  std::string kind;  // "solve" | "generate" | "score"
+  SolveParams solve;
+  GenerateParams generate;
+  ScoreParams score;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// beam_manager -> intake: the one final answer to a request.
+struct Reply {
+  static constexpr const char* kType = "reply";
+  uint64_t rid = 0;
+  bool ok = true;
+  std::string result;  // ok: the result map, msgpack-encoded
+  std::string code;    // !ok: a code from error_codes.h
+  std::string message;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// beam_manager -> intake: a progress event of a streaming request.
+struct Progress {
+  static constexpr const char* kType = "progress";
+  uint64_t rid = 0;
+  std::string event;  // the event map, msgpack-encoded
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// intake -> beam_manager: the client cancelled, left, or ran out of time.
+struct Cancel {
+  static constexpr const char* kType = "cancel";
+  uint64_t rid = 0;
+  std::string reason;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// beam_manager -> scheduler -> generator, verifier: drop every queued or
+// running job of the request and any state kept for it.
+struct Forget {
+  static constexpr const char* kType = "forget";
+  uint64_t rid = 0;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// One policy generation: continue `tokens` until the step delimiter (when
+// stop_at_delimiter), an EOS token or max_tokens new tokens.
+struct GenJob {
+  static constexpr const char* kType = "gen_job";
+  uint64_t job_id = 0;
+  uint64_t rid = 0;
+  int32_t beam = 0;             // names the random stream with (seed, position)
+  std::vector<int32_t> tokens;  // the whole context: prompt and earlier steps
+  double temperature = 0.0;
+  double top_p = 1.0;
+  int32_t top_k = 0;
+  uint64_t seed = 0;
+  int32_t max_tokens = 256;
+  bool stop_at_delimiter = true;
+  int32_t report_every = 0;     // >0: send gen_progress every this many tokens
+  int32_t priority = 0;         // higher first, where the policy uses it
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// generator -> scheduler -> beam_manager: text generated so far.
+struct GenProgress {
+  static constexpr const char* kType = "gen_progress";
+  uint64_t job_id = 0;
+  uint64_t rid = 0;
+  int32_t beam = 0;
+  std::string text;  // new text since the last report
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+struct GenDone {
+  static constexpr const char* kType = "gen_done";
+  uint64_t job_id = 0;
+  uint64_t rid = 0;
+  int32_t beam = 0;
+  std::vector<int32_t> tokens;  // generated ids, the stop token included
+  std::string text;             // their decoded text
+  std::string finish;           // "delimiter" | "eos" | "length" | "error"
+  std::string error;            // finish == "error": why
+  int32_t n_context = 0;        // tokens of the job's context
+  int32_t n_cached = 0;         // of which the prefix cache held KV
+  int32_t n_preempted = 0;      // times the job was preempted and recomputed
+  double queue_ms = 0;          // from arrival at the generator to admission
+  double run_ms = 0;            // from admission to the last token
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// One PRM scoring: the score of every step of `steps` for `problem`.
+struct ScoreJob {
+  static constexpr const char* kType = "score_job";
+  uint64_t job_id = 0;
+  uint64_t rid = 0;
+  int32_t beam = 0;
+  std::string problem;
+  std::vector<std::string> steps;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+struct ScoreDone {
+  static constexpr const char* kType = "score_done";
+  uint64_t job_id = 0;
+  uint64_t rid = 0;
+  int32_t beam = 0;
+  std::vector<float> scores;  // one per step
+  std::string error;          // non-empty: the job failed
+  int32_t n_tokens = 0;       // tokens of the PRM input
+  int32_t n_computed = 0;     // of which this job computed (the rest came from caches)
+  double run_ms = 0;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// generator, verifier -> memory_arbiter: what the loaded model takes.
+struct Weights {
+  static constexpr const char* kType = "weights";
+  std::string role;  // "generator" | "verifier"
+  int64_t weight_bytes = 0;
+  int64_t kv_bytes_per_token = 0;
+  int32_t block_size = 16;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// memory_arbiter -> generator, verifier, scheduler: a KV budget.
+struct Grant {
+  static constexpr const char* kType = "grant";
+  std::string role;
+  int64_t kv_bytes = 0;
+  int64_t kv_tokens = 0;  // kv_bytes / kv_bytes_per_token, rounded down to blocks
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+struct StatsQuery {
+  static constexpr const char* kType = "stats_query";
+  uint64_t qid = 0;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+struct StatsReply {
+  static constexpr const char* kType = "stats_reply";
+  uint64_t qid = 0;
+  std::string actor;
+  std::string stats;  // a map, msgpack-encoded
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+}  // namespace flashtts::msg

@@ -1,0 +1,88 @@
+// The server's configuration, read from a TOML file (configs/default.toml
+// documents every key). Unknown keys, wrong types, bad values and missing
+// model folders are errors naming the key (as `section.key`) or the path.
+// Relative paths are relative to the configuration file's folder.
+//
+// Thread contract: plain values; loaded once by the main thread, then
+// copied into each actor's options.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "messages/requests.h"
+#include "runtime/status.h"
+
+namespace flashtts {
+
+// The six actors, in start-up order (shutdown runs in reverse, intake first).
+inline const std::vector<std::string>& actor_names() {
+  static const std::vector<std::string> names = {"memory_arbiter", "generator", "verifier",
+                                                 "scheduler",      "beam_manager", "intake"};
+  return names;
+}
+
+struct ModelsConfig {
+  std::filesystem::path policy;              // [models] policy: HF folder of the generator
+  std::filesystem::path prm;                 // [models] prm: HF folder of the verifier
+  std::string prm_family;                    // "" = detect; "qwen", "skywork", "lm"
+  std::string prompt_format = "auto";        // "auto" | "chatml" | "llama3" | "raw"
+  std::string system_prompt = "Please reason step by step, and put your final answer within \\boxed{}.";
+};
+
+struct MemoryConfig {
+  double budget_mb = 2048;                   // weights of both models + both KV caches
+  double generator_share = 0.75;             // static split: generator's share of the KV memory
+  int32_t block_size = 16;                   // tokens per KV block
+};
+
+struct EngineConfig {
+  std::string device = "cpu";                // "cpu" | "auto" | "cuda"
+  int32_t generator_threads = 0;             // 0 = all cores
+  int32_t verifier_threads = 0;
+  int32_t prefill_chunk = 512;               // tokens of one sequence's prompt per forward pass
+  int32_t max_batch = 256;                   // sequences in one forward pass
+};
+
+struct PolicyConfig {
+  std::string scheduling = "fifo";           // "fifo" (baseline); "prefix" comes with the flashtts policy
+  std::string memory_split = "static";       // "static" (baseline)
+  bool speculation = false;                  // speculative beam extension (not yet implemented)
+};
+
+struct EndpointsConfig {
+  std::vector<std::string> clients = {"ipc:///tmp/flashtts.sock"};  // where clients connect
+  std::map<std::string, std::string> actors;  // actor name -> its inbox (inproc:// by default)
+};
+
+struct Config {
+  std::filesystem::path source;              // the file read ("" for built-in defaults)
+  std::string log_level = "info";
+  ModelsConfig models;
+  MemoryConfig memory;
+  EngineConfig engine;
+  PolicyConfig policies;
+  EndpointsConfig endpoints;
+  std::string step_delimiter = "\n\n";       // [search] step_delimiter
+  msg::RequestDefaults defaults;             // [search]: solve defaults; generate/score keep theirs
+  msg::Limits limits;                        // [limits]
+};
+
+// Built-in defaults (inproc actor endpoints, no model folders).
+Config default_config();
+
+// Parses TOML text. `source` names the file in errors and anchors relative
+// paths. check_models: the model folders must exist and hold config.json.
+Expected<Config> parse_config(const std::string& text, const std::filesystem::path& source, bool check_models = true);
+Expected<Config> load_config(const std::filesystem::path& file, bool check_models = true);
+
+// The configuration file used when none is given: $FLASHTTS_CONFIG, else
+// configs/default.toml next to the executable's build folder, else in the
+// source tree this binary was built from.
+std::filesystem::path default_config_path();
+
+}  // namespace flashtts

@@ -1,0 +1,47 @@
+#include "runtime/mailbox.h"
+
+namespace flashtts {
+
+void configure_socket(zmq::socket_t& s) { s.set(zmq::sockopt::linger, 0); }
+
+Expected<Mailbox> Mailbox::open(zmq::context_t& ctx, const std::string& inbox_endpoint,
+                                const std::map<std::string, std::string>& peers) {
+  zmq::socket_t in(ctx, zmq::socket_type::pull);
+  configure_socket(in);
+  in.set(zmq::sockopt::rcvhwm, 0);
+  try {
+    in.bind(inbox_endpoint);
+  } catch (const zmq::error_t& e) {
+    return make_error("cannot bind '" + inbox_endpoint + "': " + e.what());
+  }
+  Mailbox mb(std::move(in));
+  for (const auto& [peer, ep] : peers) {
+    zmq::socket_t out(ctx, zmq::socket_type::push);
+    configure_socket(out);
+    out.set(zmq::sockopt::sndhwm, 0);
+    try {
+      out.connect(ep);
+    } catch (const zmq::error_t& e) {
+      return make_error("cannot connect to " + peer + " at '" + ep + "': " + e.what());
+    }
+    mb.out_.emplace(peer, std::move(out));
+  }
+  return mb;
+}
+
+void Mailbox::send(const std::string& peer, const std::string& bytes) {
+  auto it = out_.find(peer);
+  assert(it != out_.end());
+  // HWM 0: a PUSH with a pipe never reports EAGAIN; a blocking send is safe.
+  it->second.send(zmq::buffer(bytes), zmq::send_flags::none);
+  ++n_sent_;
+}
+
+std::optional<std::string> Mailbox::try_recv() {
+  zmq::message_t m;
+  if (!inbox_.recv(m, zmq::recv_flags::dontwait)) return std::nullopt;
+  ++n_received_;
+  return m.to_string();
+}
+
+}  // namespace flashtts
