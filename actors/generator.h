@@ -1,0 +1,57 @@
+// The generator actor: runs the policy model with continuous batching.
+//
+// GenJobs arrive in the order the scheduler chose; the generator only admits
+// them. Each iteration admits queued jobs while the KV pool holds their
+// context, runs one forward pass over every running job (a prefill chunk or
+// one decode token each), samples, and reports each job the moment it stops
+// at the step delimiter, an EOS token or its token limit. When decode runs
+// out of KV blocks the most recently admitted job is preempted by recompute:
+// its sequence is released and it goes back to the front of the queue with
+// the tokens it has generated, which are then prefilled as context.
+// A job that shares whole KV blocks with a running job which has not computed
+// them yet waits for it (and keeps the jobs behind it waiting, to keep the
+// scheduler's order), so sibling beams of one prompt prefill it once.
+//
+// Sampling follows gpu/generate.cpp exactly (stream = (seed, beam, position of
+// the new token)), so a job's tokens equal generate()'s for the same context
+// whatever else shares the batch, and across preemptions.
+//
+// Messages: in  gen_job, forget, grant, stats_query
+//           out weights -> memory_arbiter (once, after ready);
+//               gen_progress, gen_done -> scheduler; stats_reply -> intake
+//
+// Thread contract: run_generator() is an ActorBody; it runs on the actor's
+// thread and owns the model, the engine and its sockets.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "runtime/actor.h"
+#include "runtime/logging.h"
+
+namespace flashtts {
+
+struct GeneratorOptions {
+  std::filesystem::path model_dir;
+  std::string inbox;                          // this actor's endpoint
+  std::map<std::string, std::string> peers;   // endpoints of "scheduler", "memory_arbiter", "intake"
+  int32_t block_size = 16;                    // KV tokens per block
+  int32_t n_threads = 0;                      // engine worker threads; 0 = all cores
+  int32_t prefill_chunk = 512;                // most context tokens one job computes per iteration
+  int32_t max_batch = 256;                    // most jobs running at once
+  std::string step_delimiter = "\n\n";        // ends a step when a job has stop_at_delimiter
+  Logger log;                                 // may be null: then nothing is logged
+};
+
+// Loads the model and tokenizer (an error names the folder; Actor::start
+// returns it), reports the weights, waits for a KV grant, then serves jobs
+// until "$TERM". A grant too small for one KV block, or an engine failure,
+// ends the actor with an error (the supervisor reports it).
+Status run_generator(zmq::context_t& ctx, ActorPipe& pipe, const GeneratorOptions& o);
+
+}  // namespace flashtts

@@ -1,0 +1,448 @@
+// The generator actor through its messages only: test-owned sockets stand in
+// for the scheduler, the memory arbiter and the intake; the model is a tiny
+// random Qwen2 folder written by flashtts-mkmodel. Token equality is checked
+// against the synchronous generate() loop on a fresh engine.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+
+#include "actors/generator.h"
+#include "gpu/generate.h"
+#include "gpu/model_loader.h"
+#include "gpu/open_model.h"
+#include "messages/internal.h"
+#include "runtime/mailbox.h"
+#include "tests/test_support.h"
+
+namespace flashtts {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kBytesPerToken = 2 * 2 * 2 * 16 * 4;  // K,V * layers * kv heads * head_dim * f32
+constexpr int64_t kBlockBytes = kBytesPerToken * 16;
+
+const fs::path& model_dir() {
+  static fs::path d = [] {
+    fs::path out = test::scratch_dir("generator-qwen2");
+    std::string cmd = (test::binary_dir() / "flashtts-mkmodel").string() + " --out " + out.string() +
+                      " --arch qwen2 --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 128"
+                      " --vocab 512 --seed 5 >/dev/null";
+    EXPECT_EQ(test::run_command(cmd, nullptr), 0) << cmd;
+    return out;
+  }();
+  return d;
+}
+
+const Tokenizer& tokenizer() {
+  static std::unique_ptr<Tokenizer> tok = std::move(open_tokenizer(model_dir())).value();
+  return *tok;
+}
+
+std::vector<int32_t> encode(const std::string& text) { return tokenizer().encode(text); }
+
+// generate() on a fresh engine: what the actor must reproduce token for token.
+GenerateResult reference(const msg::GenJob& j) {
+  auto m = load_model(model_dir());
+  EXPECT_TRUE(m.ok());
+  EngineOptions eo;
+  eo.kv_bytes = 16 << 20;
+  eo.n_threads = 1;
+  GenerateRequest q;
+  q.prompt = j.tokens;
+  q.sampling = {(float)j.temperature, (float)j.top_p, j.top_k, j.seed};
+  q.max_tokens = j.max_tokens;
+  q.stop_ids = m->config.eos_token_ids;
+  q.seq_id = (uint64_t)j.beam;
+  auto e = Engine::create(m->config, std::move(m->weights), eo);
+  EXPECT_TRUE(e.ok());
+  auto r = generate(**e, std::span<const GenerateRequest>(&q, 1));
+  EXPECT_TRUE(r.ok());
+  return (*r)[0];
+}
+
+zmq::socket_t pull_at(zmq::context_t& ctx, const std::string& ep) {
+  zmq::socket_t s(ctx, zmq::socket_type::pull);
+  configure_socket(s);
+  s.bind(ep);
+  return s;
+}
+
+std::optional<msg::Envelope> recv_env(zmq::socket_t& s, std::chrono::milliseconds timeout) {
+  zmq::pollitem_t it{s.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&it, 1, timeout) <= 0) return std::nullopt;
+  zmq::message_t m;
+  if (!s.recv(m, zmq::recv_flags::dontwait)) return std::nullopt;
+  auto env = msg::open(m.to_string());
+  EXPECT_TRUE(env.ok());
+  if (!env) return std::nullopt;
+  return std::move(env).value();
+}
+
+// The next message of type M, skipping others (gen_progress while waiting for gen_done).
+template <class M>
+std::optional<M> recv(zmq::socket_t& s, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    auto env = recv_env(s, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+    if (!env) break;
+    if (env->type != M::kType) continue;
+    auto m = msg::decode<M>(*env);
+    EXPECT_TRUE(m.ok());
+    if (m) return std::move(m).value();
+  }
+  return std::nullopt;
+}
+
+// A generator with test sockets at its peers' endpoints (bound before it starts).
+struct Harness {
+  zmq::context_t ctx;
+  std::string base;
+  zmq::socket_t scheduler, arbiter, intake, to_actor;
+  std::unique_ptr<Actor> actor;
+
+  Harness() : base(next_base()) {
+    scheduler = pull_at(ctx, base + "-scheduler");
+    arbiter = pull_at(ctx, base + "-arbiter");
+    intake = pull_at(ctx, base + "-intake");
+  }
+  ~Harness() {
+    if (actor) actor->stop(5s);
+  }
+
+  static std::string next_base() {
+    static int n = 0;
+    return "inproc://generator-test-" + std::to_string(n++);
+  }
+
+  GeneratorOptions options() const {
+    GeneratorOptions o;
+    o.model_dir = model_dir();
+    o.inbox = base + "-inbox";
+    o.peers = {{"scheduler", base + "-scheduler"}, {"memory_arbiter", base + "-arbiter"}, {"intake", base + "-intake"}};
+    o.n_threads = 1;
+    return o;
+  }
+
+  Status start(const GeneratorOptions& o) {
+    auto a = Actor::start(ctx, "generator", [o](zmq::context_t& c, ActorPipe& p) { return run_generator(c, p, o); });
+    if (!a) return a.error();
+    actor = std::move(a).value();
+    to_actor = zmq::socket_t(ctx, zmq::socket_type::push);
+    configure_socket(to_actor);
+    to_actor.connect(o.inbox);
+    return Status::success();
+  }
+
+  // Starts with default options, checks the Weights report and grants `kv_bytes`.
+  void start_granted(int64_t kv_bytes, GeneratorOptions o) {
+    Status s = start(o);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_TRUE(recv<msg::Weights>(arbiter).has_value());
+    send(msg::Grant{"generator", kv_bytes, kv_bytes / kBytesPerToken});
+  }
+  void start_granted(int64_t kv_bytes) { start_granted(kv_bytes, options()); }
+
+  template <class M>
+  void send(const M& m) {
+    to_actor.send(zmq::buffer(msg::encode(m)), zmq::send_flags::none);
+  }
+
+  // The next `n` GenDone messages in arrival order.
+  std::vector<msg::GenDone> done(size_t n) {
+    std::vector<msg::GenDone> out;
+    while (out.size() < n) {
+      auto d = recv<msg::GenDone>(scheduler);
+      if (!d) {
+        ADD_FAILURE() << "only " << out.size() << " of " << n << " gen_done arrived";
+        break;
+      }
+      out.push_back(std::move(*d));
+    }
+    return out;
+  }
+
+  msg::MapReader stats() {
+    static uint64_t qid = 100;
+    send(msg::StatsQuery{++qid});
+    auto r = recv<msg::StatsReply>(intake);
+    EXPECT_TRUE(r.has_value());
+    if (!r) return {};
+    EXPECT_EQ(r->qid, qid);
+    EXPECT_EQ(r->actor, "generator");
+    return std::move(msg::MapReader::parse(r->stats)).value();
+  }
+};
+
+int64_t stat(const msg::MapReader& m, const char* key) {
+  int64_t v = -1;
+  EXPECT_TRUE(m.get(key, &v).ok()) << key;
+  return v;
+}
+
+msg::GenJob job(uint64_t id, uint64_t rid, int32_t beam, const std::string& prompt, int32_t max_tokens,
+                double temperature = 0.0, uint64_t seed = 0) {
+  msg::GenJob j;
+  j.job_id = id;
+  j.rid = rid;
+  j.beam = beam;
+  j.tokens = encode(prompt);
+  j.max_tokens = max_tokens;
+  j.temperature = temperature;
+  j.seed = seed;
+  j.stop_at_delimiter = false;
+  return j;
+}
+
+const char* finish_of(const GenerateResult& r) { return r.finish_reason == "stop" ? "eos" : "length"; }
+
+TEST(Generator, ReportsItsWeightsFirstAndRunsNoJobBeforeItsGrant) {
+  Harness h;
+  ASSERT_TRUE(h.start(h.options()).ok());
+  auto w = recv<msg::Weights>(h.arbiter);
+  ASSERT_TRUE(w.has_value());
+  auto cfg = load_model_config(model_dir());
+  ASSERT_TRUE(cfg.ok());
+  int64_t bytes = 0;
+  for (const TensorSlot& s : model_tensor_slots(*cfg, nullptr)) {
+    int64_t n = 4;
+    for (int64_t d : s.shape) n *= d;
+    bytes += n;
+  }
+  EXPECT_EQ(w->role, "generator");
+  EXPECT_EQ(w->weight_bytes, bytes);
+  EXPECT_EQ(w->kv_bytes_per_token, kBytesPerToken);
+  EXPECT_EQ(w->block_size, 16);
+
+  h.send(job(1, 1, 0, "Let a = 5.", 6));
+  EXPECT_FALSE(recv<msg::GenDone>(h.scheduler, 200ms).has_value());  // waits for the grant
+  h.send(msg::Grant{"generator", 1 << 20, (1 << 20) / kBytesPerToken});
+  auto d = h.done(1);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].job_id, 1u);
+  EXPECT_GE(d[0].queue_ms, 150.0);
+}
+
+TEST(Generator, GreedyAndSampledJobsGiveExactlyTheTokensOfGenerate) {
+  Harness h;
+  h.start_granted(1 << 20);
+  std::vector<msg::GenJob> jobs = {job(1, 7, 0, "What is 2+3?", 24), job(2, 7, 1, "What is 2+3?", 24, 0.8, 11),
+                                   job(3, 8, 2, "Solve x^2 = 4 step by step.", 24, 1.0, 11)};
+  jobs[1].top_p = 0.9;
+  jobs[2].top_k = 20;
+  for (const auto& j : jobs) h.send(j);
+  auto d = h.done(3);
+  ASSERT_EQ(d.size(), 3u);
+  for (const msg::GenDone& g : d) {
+    const msg::GenJob& j = jobs[g.job_id - 1];
+    GenerateResult ref = reference(j);
+    EXPECT_EQ(g.tokens, ref.tokens) << "job " << g.job_id;
+    EXPECT_EQ(g.finish, finish_of(ref));
+    EXPECT_EQ(g.text, tokenizer().decode(ref.tokens, true));
+    EXPECT_EQ(g.n_context, (int32_t)j.tokens.size());
+    EXPECT_EQ(g.rid, j.rid);
+    EXPECT_EQ(g.beam, j.beam);
+    EXPECT_EQ(g.n_preempted, 0);
+  }
+}
+
+TEST(Generator, ShortJobsAreReportedBeforeALongOneFinishes) {
+  Harness h;
+  h.start_granted(1 << 20);
+  h.send(job(1, 1, 0, "A long story:", 60));
+  h.send(job(2, 1, 1, "Short:", 4));
+  h.send(job(3, 1, 2, "Medium one:", 12));
+  auto d = h.done(3);
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_EQ(d[0].job_id, 2u);
+  EXPECT_EQ(d[1].job_id, 3u);
+  EXPECT_EQ(d[2].job_id, 1u);
+  EXPECT_EQ(d[0].tokens.size(), 4u);
+  EXPECT_EQ(d[1].tokens.size(), 12u);
+}
+
+TEST(Generator, ATightKvGrantPreemptsJobsAndTheirTokensStayTheSame) {
+  Harness h;
+  // 8 blocks of 16 tokens; four jobs that each grow to about 4 blocks.
+  h.start_granted(8 * kBlockBytes);
+  std::vector<msg::GenJob> jobs;
+  const char* prompts[] = {"First: a b c", "Second: d e f", "Third: g h i", "Fourth: j k l"};
+  for (int i = 0; i < 4; ++i) jobs.push_back(job(i + 1, 3, i, prompts[i], 40, i % 2 ? 0.9 : 0.0, 21));
+  for (const auto& j : jobs) h.send(j);
+  auto d = h.done(4);
+  ASSERT_EQ(d.size(), 4u);
+  int preempted = 0;
+  for (const msg::GenDone& g : d) {
+    GenerateResult ref = reference(jobs[g.job_id - 1]);
+    EXPECT_EQ(g.tokens, ref.tokens) << "job " << g.job_id;
+    EXPECT_EQ(g.finish, finish_of(ref));
+    preempted += g.n_preempted;
+  }
+  EXPECT_GT(preempted, 0);
+  auto st = h.stats();
+  EXPECT_EQ(stat(st, "preemptions"), preempted);
+  EXPECT_EQ(stat(st, "kv_blocks_used"), 0);
+}
+
+TEST(Generator, AJobStopsRightAfterTheTokenThatCompletesTheStepDelimiter) {
+  // Pick as delimiter a piece of text the model is known to produce.
+  msg::GenJob j = job(1, 1, 0, "Count: 1, 2, 3,", 40);
+  GenerateResult ref = reference(j);
+  ASSERT_GE(ref.tokens.size(), 12u);
+  std::string delim;
+  for (size_t k = 6; k < ref.tokens.size() && delim.empty(); ++k) {
+    std::string piece(tokenizer().token_bytes(ref.tokens[k]));
+    if (!piece.empty() && std::all_of(piece.begin(), piece.end(), [](char c) { return c > ' ' && c < 127; }))
+      delim = piece.substr(piece.size() - 1);
+  }
+  ASSERT_FALSE(delim.empty()) << "no ASCII token in the reference output";
+  size_t stop = 0;
+  while (tokenizer().decode(std::span(ref.tokens).first(stop + 1), true).find(delim) == std::string::npos) ++stop;
+
+  Harness h;
+  GeneratorOptions o = h.options();
+  o.step_delimiter = delim;
+  h.start_granted(1 << 20, o);
+  j.stop_at_delimiter = true;
+  h.send(j);
+  msg::GenJob free_running = j;
+  free_running.job_id = 2;
+  free_running.stop_at_delimiter = false;
+  h.send(free_running);
+  auto d = h.done(2);
+  ASSERT_EQ(d.size(), 2u);
+  const msg::GenDone& stopped = d[0].job_id == 1 ? d[0] : d[1];
+  const msg::GenDone& full = d[0].job_id == 1 ? d[1] : d[0];
+  EXPECT_EQ(stopped.finish, "delimiter") << "delimiter '" << delim << "'";
+  EXPECT_EQ(stopped.tokens, std::vector<int32_t>(ref.tokens.begin(), ref.tokens.begin() + stop + 1));
+  EXPECT_NE(stopped.text.find(delim), std::string::npos);
+  EXPECT_EQ(full.tokens, ref.tokens);
+  EXPECT_EQ(full.finish, finish_of(ref));
+}
+
+TEST(Generator, ProgressReportsCarryTheNewTextEveryFewTokens) {
+  Harness h;
+  h.start_granted(1 << 20);
+  msg::GenJob j = job(1, 4, 0, "Tell me more:", 20);
+  j.report_every = 4;
+  h.send(j);
+  std::string streamed;
+  int reports = 0;
+  std::optional<msg::GenDone> done;
+  while (!done) {
+    auto env = recv_env(h.scheduler, 10s);
+    ASSERT_TRUE(env.has_value());
+    if (env->type == msg::GenProgress::kType) {
+      auto p = msg::decode<msg::GenProgress>(*env);
+      ASSERT_TRUE(p.ok());
+      EXPECT_EQ(p->job_id, 1u);
+      EXPECT_EQ(p->rid, 4u);
+      EXPECT_FALSE(p->text.empty());
+      streamed += p->text;
+      ++reports;
+    } else if (env->type == msg::GenDone::kType) {
+      done = msg::decode<msg::GenDone>(*env).value();
+    }
+  }
+  EXPECT_GE(reports, 1);
+  EXPECT_LE(reports, 4);  // every 4th of at most 20 tokens, the last one reported by gen_done
+  EXPECT_EQ(done->text.substr(0, streamed.size()), streamed);
+}
+
+TEST(Generator, BeamsWithOnePromptComputeItOnce) {
+  Harness h;
+  h.start_granted(1 << 20);
+  const std::string prompt =
+      "Problem: a train leaves at noon at 60 miles per hour and another at one at 80; when does the second "
+      "catch up with the first? Think step by step.";
+  std::vector<msg::GenJob> jobs;
+  for (int b = 0; b < 4; ++b) jobs.push_back(job(b + 1, 5, b, prompt, 6, 0.8, 3));
+  ASSERT_GT(jobs[0].tokens.size(), 33u);
+  for (const auto& j : jobs) h.send(j);
+  auto d = h.done(4);
+  ASSERT_EQ(d.size(), 4u);
+  const int32_t reusable = ((int32_t)jobs[0].tokens.size() - 1) / 16 * 16;
+  int computed_fully = 0;
+  for (const msg::GenDone& g : d) {
+    EXPECT_EQ(g.tokens, reference(jobs[g.job_id - 1]).tokens);
+    if (g.n_cached == 0) ++computed_fully;
+    else EXPECT_EQ(g.n_cached, reusable);
+  }
+  EXPECT_EQ(computed_fully, 1);  // the siblings waited for the first one's KV
+}
+
+TEST(Generator, ForgetDropsARunningJobAndItsBlocksComeBack) {
+  Harness h;
+  h.start_granted(4 << 20);
+  msg::GenJob j = job(1, 9, 0, "Once upon a time", 3000);
+  j.report_every = 1;
+  h.send(j);
+  ASSERT_TRUE(recv<msg::GenProgress>(h.scheduler).has_value());  // it runs
+  h.send(msg::Forget{9});
+  auto st = h.stats();
+  EXPECT_EQ(stat(st, "running"), 0);
+  EXPECT_EQ(stat(st, "queued"), 0);
+  EXPECT_EQ(stat(st, "kv_blocks_used"), 0);
+  EXPECT_GT(stat(st, "kv_blocks_total"), 0);
+  EXPECT_FALSE(recv<msg::GenDone>(h.scheduler, 300ms).has_value());
+  // The actor is still serving.
+  h.send(job(2, 10, 0, "Next", 3));
+  auto d = h.done(1);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].job_id, 2u);
+}
+
+TEST(Generator, TermWhileJobsRunStopsPromptly) {
+  Harness h;
+  h.start_granted(4 << 20);
+  for (int b = 0; b < 4; ++b) {
+    msg::GenJob j = job(b + 1, 1, b, "Go on and on", 3000, 1.0, 1);
+    j.report_every = 1;
+    h.send(j);
+  }
+  ASSERT_TRUE(recv<msg::GenProgress>(h.scheduler).has_value());
+  auto t0 = Clock::now();
+  EXPECT_TRUE(h.actor->stop(5s));
+  EXPECT_LT(Clock::now() - t0, 1s);
+  EXPECT_FALSE(h.actor->poll_failure().has_value());
+}
+
+TEST(Generator, AMissingModelFolderFailsStartWithAMessageNamingIt) {
+  Harness h;
+  GeneratorOptions o = h.options();
+  o.model_dir = test::scratch_dir("generator-missing") / "no-such-model";
+  Status s = h.start(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(o.model_dir.string()), std::string::npos) << s.message();
+}
+
+TEST(Generator, AContextLargerThanTheWholeKvPoolFinishesWithAnError) {
+  Harness h;
+  h.start_granted(2 * kBlockBytes);  // 32 tokens
+  std::string long_prompt;
+  for (int i = 0; i < 40; ++i) long_prompt += " word" + std::to_string(i);
+  h.send(job(1, 1, 0, long_prompt, 4));
+  h.send(job(2, 1, 1, "Fits", 4));
+  auto d = h.done(2);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].job_id, 1u);
+  EXPECT_EQ(d[0].finish, "error");
+  EXPECT_NE(d[0].error.find("KV capacity"), std::string::npos) << d[0].error;
+  EXPECT_EQ(d[1].finish, "length");
+}
+
+TEST(Generator, AGrantTooSmallForOneBlockFailsTheActor) {
+  Harness h;
+  h.start_granted(kBlockBytes - 1);
+  auto failure = h.actor->poll_failure(5s);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_NE(failure->find("holds no block"), std::string::npos) << *failure;
+}
+
+}  // namespace
+}  // namespace flashtts

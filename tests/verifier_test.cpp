@@ -1,0 +1,291 @@
+// The verifier actor through its messages only: test-owned sockets stand in
+// for the scheduler, the memory arbiter and the intake; the PRM is a tiny
+// random Qwen2.5-Math-PRM-shaped folder written by flashtts-mkmodel. Scores
+// are checked against score_positions() on a fresh engine.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+
+#include "actors/verifier.h"
+#include "gpu/generate.h"
+#include "gpu/model_loader.h"
+#include "gpu/open_model.h"
+#include "gpu/prm_format.h"
+#include "messages/internal.h"
+#include "runtime/mailbox.h"
+#include "tests/test_support.h"
+
+namespace flashtts {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kBytesPerToken = 2 * 2 * 2 * 16 * 4;  // K,V * layers * kv heads * head_dim * f32
+constexpr int64_t kBlockBytes = kBytesPerToken * 16;
+
+const fs::path& model_dir(const std::string& arch) {
+  static std::map<std::string, fs::path> dirs;
+  auto it = dirs.find(arch);
+  if (it != dirs.end()) return it->second;
+  fs::path out = test::scratch_dir("verifier-" + arch);
+  std::string cmd = (test::binary_dir() / "flashtts-mkmodel").string() + " --out " + out.string() + " --arch " +
+                    arch + " --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 128 --vocab 512 --seed 9"
+                    " >/dev/null";
+  EXPECT_EQ(test::run_command(cmd, nullptr), 0) << cmd;
+  return dirs[arch] = out;
+}
+const fs::path& prm_dir() { return model_dir("qwen2-prm"); }
+
+const std::string kProblem = "What is 12 times 7, minus 4?";
+const std::string kS1 = "12 times 7 is 84.";
+const std::string kS2 = "84 minus 4 is 80.";
+const std::string kS2b = "Subtracting 4 from 84 leaves 80.";
+const std::string kS3 = "The answer is \\boxed{80}.";
+
+// The PRM input and score_positions() on a fresh engine: what the actor must give.
+struct Reference {
+  PrmInput in;
+  std::vector<float> scores;
+};
+
+Reference reference(const std::vector<std::string>& steps) {
+  auto m = load_model(prm_dir());
+  EXPECT_TRUE(m.ok());
+  auto tok = open_tokenizer(prm_dir());
+  EXPECT_TRUE(tok.ok());
+  EXPECT_TRUE(resolve_prm_tokens(**tok, &m->config).ok());
+  auto in = format_prm_input(**tok, m->config, kProblem, steps);
+  EXPECT_TRUE(in.ok());
+  EngineOptions eo;
+  eo.kv_bytes = 4 << 20;
+  eo.n_threads = 1;
+  auto e = Engine::create(m->config, std::move(m->weights), eo);
+  EXPECT_TRUE(e.ok());
+  auto s = score_positions(**e, in->ids, in->score_positions);
+  EXPECT_TRUE(s.ok());
+  return {*in, *s};
+}
+
+void expect_scores(const std::vector<float>& got, const std::vector<float>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << "step " << i;
+}
+
+zmq::socket_t pull_at(zmq::context_t& ctx, const std::string& ep) {
+  zmq::socket_t s(ctx, zmq::socket_type::pull);
+  configure_socket(s);
+  s.bind(ep);
+  return s;
+}
+
+template <class M>
+std::optional<M> recv(zmq::socket_t& s, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    zmq::pollitem_t it{s.handle(), 0, ZMQ_POLLIN, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (zmq::poll(&it, 1, left) <= 0) break;
+    zmq::message_t m;
+    if (!s.recv(m, zmq::recv_flags::dontwait)) continue;
+    auto env = msg::open(m.to_string());
+    EXPECT_TRUE(env.ok());
+    if (!env || env->type != M::kType) continue;
+    auto d = msg::decode<M>(*env);
+    EXPECT_TRUE(d.ok());
+    if (d) return std::move(d).value();
+  }
+  return std::nullopt;
+}
+
+// A verifier with test sockets at its peers' endpoints (bound before it starts).
+struct Harness {
+  zmq::context_t ctx;
+  std::string base;
+  zmq::socket_t scheduler, arbiter, intake, to_actor;
+  std::unique_ptr<Actor> actor;
+
+  Harness() : base(next_base()) {
+    scheduler = pull_at(ctx, base + "-scheduler");
+    arbiter = pull_at(ctx, base + "-arbiter");
+    intake = pull_at(ctx, base + "-intake");
+  }
+  ~Harness() {
+    if (actor) actor->stop(5s);
+  }
+
+  static std::string next_base() {
+    static int n = 0;
+    return "inproc://verifier-test-" + std::to_string(n++);
+  }
+
+  VerifierOptions options() const {
+    VerifierOptions o;
+    o.model_dir = prm_dir();
+    o.inbox = base + "-inbox";
+    o.peers = {{"scheduler", base + "-scheduler"}, {"memory_arbiter", base + "-arbiter"}, {"intake", base + "-intake"}};
+    o.n_threads = 1;
+    return o;
+  }
+
+  Status start(const VerifierOptions& o) {
+    auto a = Actor::start(ctx, "verifier", [o](zmq::context_t& c, ActorPipe& p) { return run_verifier(c, p, o); });
+    if (!a) return a.error();
+    actor = std::move(a).value();
+    to_actor = zmq::socket_t(ctx, zmq::socket_type::push);
+    configure_socket(to_actor);
+    to_actor.connect(o.inbox);
+    return Status::success();
+  }
+
+  void start_granted(int64_t kv_bytes, const VerifierOptions& o) {
+    Status s = start(o);
+    ASSERT_TRUE(s.ok()) << s.message();
+    auto w = recv<msg::Weights>(arbiter);
+    ASSERT_TRUE(w.has_value());
+    EXPECT_EQ(w->role, "verifier");
+    send(msg::Grant{"verifier", kv_bytes, kv_bytes / kBytesPerToken});
+  }
+  void start_granted(int64_t kv_bytes = 1 << 20) { start_granted(kv_bytes, options()); }
+
+  template <class M>
+  void send(const M& m) {
+    to_actor.send(zmq::buffer(msg::encode(m)), zmq::send_flags::none);
+  }
+
+  msg::ScoreDone score(uint64_t job_id, uint64_t rid, int32_t beam, const std::vector<std::string>& steps) {
+    send(msg::ScoreJob{job_id, rid, beam, kProblem, steps});
+    auto d = recv<msg::ScoreDone>(scheduler);
+    EXPECT_TRUE(d.has_value());
+    if (!d) return {};
+    EXPECT_EQ(d->job_id, job_id);
+    EXPECT_EQ(d->rid, rid);
+    EXPECT_EQ(d->beam, beam);
+    EXPECT_TRUE(d->error.empty()) << d->error;
+    return *d;
+  }
+
+  msg::MapReader stats() {
+    static uint64_t qid = 200;
+    send(msg::StatsQuery{++qid});
+    auto r = recv<msg::StatsReply>(intake);
+    EXPECT_TRUE(r.has_value());
+    if (!r) return {};
+    EXPECT_EQ(r->qid, qid);
+    EXPECT_EQ(r->actor, "verifier");
+    return std::move(msg::MapReader::parse(r->stats)).value();
+  }
+};
+
+int64_t stat(const msg::MapReader& m, const char* key) {
+  int64_t v = -1;
+  EXPECT_TRUE(m.get(key, &v).ok()) << key;
+  return v;
+}
+
+TEST(Verifier, ScoresEqualScorePositionsOnAFreshEngine) {
+  Harness h;
+  h.start_granted();
+  Reference ref = reference({kS1, kS2, kS3});
+  msg::ScoreDone d = h.score(1, 1, 0, {kS1, kS2, kS3});
+  expect_scores(d.scores, ref.scores);
+  EXPECT_EQ(d.n_tokens, (int32_t)ref.in.ids.size());
+  EXPECT_EQ(d.n_computed, d.n_tokens);  // nothing to reuse yet
+  auto st = h.stats();
+  EXPECT_EQ(stat(st, "jobs_done"), 1);
+  EXPECT_EQ(stat(st, "tokens_scored"), d.n_tokens);
+  EXPECT_EQ(stat(st, "tokens_computed"), d.n_tokens);
+  EXPECT_EQ(stat(st, "kv_blocks_used"), 0);
+  EXPECT_GT(stat(st, "kv_blocks_cached"), 0);
+}
+
+TEST(Verifier, ScoringOneMoreStepComputesOnlyTheNewTokens) {
+  Harness h;
+  h.start_granted();
+  msg::ScoreDone first = h.score(1, 4, 0, {kS1});
+  msg::ScoreDone second = h.score(2, 4, 0, {kS1, kS2});
+  expect_scores(first.scores, reference({kS1}).scores);
+  expect_scores(second.scores, reference({kS1, kS2}).scores);
+  ASSERT_EQ(second.scores.size(), 2u);
+  EXPECT_EQ(second.scores[0], first.scores[0]);
+  EXPECT_LT(second.n_computed, second.n_tokens);
+  EXPECT_GT(second.n_computed, 0);
+}
+
+TEST(Verifier, TwoBeamsOfARequestShareTheirCommonPrefix) {
+  Harness h;
+  h.start_granted();
+  h.send(msg::ScoreJob{1, 6, 0, kProblem, {kS1, kS2}});
+  h.send(msg::ScoreJob{2, 6, 1, kProblem, {kS1, kS2b}});
+  std::map<uint64_t, msg::ScoreDone> done;
+  for (int i = 0; i < 2; ++i) {
+    auto d = recv<msg::ScoreDone>(h.scheduler);
+    ASSERT_TRUE(d.has_value());
+    done[d->job_id] = *d;
+  }
+  expect_scores(done[1].scores, reference({kS1, kS2}).scores);
+  expect_scores(done[2].scores, reference({kS1, kS2b}).scores);
+  // The first computes everything; the second only what follows the blocks
+  // they share (it waits for them rather than computing them twice).
+  EXPECT_EQ(done[1].n_computed, done[1].n_tokens);
+  EXPECT_LT(done[2].n_computed, done[2].n_tokens);
+  EXPECT_EQ(done[1].scores[0], done[2].scores[0]);
+}
+
+TEST(Verifier, ForgetClearsTheScoreCacheAndRescoringStillMatches) {
+  Harness h;
+  h.start_granted();
+  h.score(1, 8, 0, {kS1, kS2});
+  EXPECT_EQ(stat(h.stats(), "score_cache_entries"), 2);
+  h.send(msg::Forget{8});
+  auto st = h.stats();
+  EXPECT_EQ(stat(st, "score_cache_entries"), 0);
+  EXPECT_EQ(stat(st, "score_cache_requests"), 0);
+  // The KV of the prefix is still cached but its scores are gone: the steps
+  // inside it are recomputed, not read from stale state.
+  msg::ScoreDone again = h.score(2, 8, 0, {kS1, kS2, kS3});
+  expect_scores(again.scores, reference({kS1, kS2, kS3}).scores);
+  EXPECT_LT(again.n_computed, again.n_tokens);
+}
+
+TEST(Verifier, ChunkedPrefillGivesTheSameScores) {
+  Harness h;
+  VerifierOptions o = h.options();
+  o.prefill_chunk = 7;
+  h.start_granted(1 << 20, o);
+  msg::ScoreDone d = h.score(1, 1, 0, {kS1, kS2, kS3});
+  expect_scores(d.scores, reference({kS1, kS2, kS3}).scores);
+  EXPECT_GT(stat(h.stats(), "iterations"), d.n_tokens / 7);
+}
+
+TEST(Verifier, AnInputLargerThanTheWholeKvPoolGetsAnErrorAndTheNextJobStillRuns) {
+  Harness h;
+  h.start_granted(2 * kBlockBytes);  // 32 tokens: less than the PRM's prompt alone
+  h.send(msg::ScoreJob{1, 1, 0, kProblem, {kS1, kS2, kS3}});
+  auto d = recv<msg::ScoreDone>(h.scheduler);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_NE(d->error.find("KV capacity"), std::string::npos) << d->error;
+  EXPECT_TRUE(d->scores.empty());
+  h.send(msg::ScoreJob{2, 1, 0, kProblem, {}});  // no steps: an error too, not a crash
+  auto e = recv<msg::ScoreDone>(h.scheduler);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_FALSE(e->error.empty());
+  EXPECT_FALSE(h.actor->poll_failure().has_value());
+}
+
+TEST(Verifier, AFolderThatIsNotAPrmFailsStartNamingIt) {
+  Harness h;
+  VerifierOptions o = h.options();
+  o.model_dir = model_dir("qwen2");
+  Status s = h.start(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(o.model_dir.string()), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("not a process reward model"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace flashtts
