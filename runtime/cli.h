@@ -8,13 +8,26 @@
 #include <string>
 
 #include "gpu/engine.h"
+#include "runtime/config.h"
 
 namespace flashtts::cli {
+
+// Options of the top-level command that subcommands read.
+struct Globals {
+  std::string log_level;  // "" = not given on the command line
+};
 
 // Each registers a subcommand whose callback stores its exit status in *rc.
 void add_generate(CLI::App& app, int* rc);
 void add_tokenize(CLI::App& app, int* rc);
 void add_score(CLI::App& app, int* rc);
+void add_serve(CLI::App& app, int* rc, const Globals* g);
+void add_ask(CLI::App& app, int* rc, const Globals* g);
+void add_run(CLI::App& app, int* rc, const Globals* g);
+
+// The configuration at `path` (the default one when empty), with the log
+// level of the command line when given. Model folders are not checked.
+Expected<Config> load_cli_config(const std::string& path, const Globals& g);
 
 // Prints "flashtts <cmd>: error: <message>" to stderr; returns 1.
 int fail(const std::string& cmd, const std::string& message);

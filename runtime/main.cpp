@@ -6,14 +6,18 @@
 int main(int argc, char** argv) {
   CLI::App app{"flashtts: a test-time-scaling serving engine"};
   app.require_subcommand(1);
-  std::string log_level = "warn";
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+  flashtts::cli::Globals g;
+  app.add_option("--log-level", g.log_level, "trace, debug, info, warn, error, off (serve: overrides the config)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
-  app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
+  app.parse_complete_callback(
+      [&] { spdlog::set_level(spdlog::level::from_str(g.log_level.empty() ? "warn" : g.log_level)); });
   int rc = 0;
   flashtts::cli::add_generate(app, &rc);
   flashtts::cli::add_tokenize(app, &rc);
   flashtts::cli::add_score(app, &rc);
+  flashtts::cli::add_serve(app, &rc, &g);
+  flashtts::cli::add_ask(app, &rc, &g);
+  flashtts::cli::add_run(app, &rc, &g);
   CLI11_PARSE(app, argc, argv);
   return rc;
 }

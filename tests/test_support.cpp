@@ -36,3 +36,66 @@ int run_command(const std::string& cmd, std::string* out) {
 }
 
 }  // namespace flashtts::test
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <mutex>
+#include <stdexcept>
+
+namespace flashtts::test {
+
+std::filesystem::path tiny_models() {
+  static std::mutex mu;
+  static std::filesystem::path dir;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!dir.empty()) return dir;
+  auto d = scratch_dir("tiny-models");
+  std::string common = " --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 128 --vocab 512 --seed 7";
+  for (auto [name, arch] : {std::pair{"policy", "qwen2"}, {"prm", "qwen2-prm"}}) {
+    std::string out;
+    std::string cmd = (binary_dir() / "flashtts-mkmodel").string() + " --out " + (d / name).string() + " --arch " +
+                      arch + common + " 2>&1";
+    if (run_command(cmd, &out) != 0) throw std::runtime_error("mkmodel failed: " + out);
+  }
+  dir = d;
+  return dir;
+}
+
+Config tiny_pipeline_config(const std::string& client_endpoint) {
+  Config c = default_config();
+  c.log_level = "warn";
+  c.models.policy = tiny_models() / "policy";
+  c.models.prm = tiny_models() / "prm";
+  c.memory.budget_mb = 64;
+  c.engine.generator_threads = 1;
+  c.engine.verifier_threads = 1;
+  c.endpoints.clients = {client_endpoint};
+  // Unique inproc names per configuration: tests may run several pipelines.
+  static std::atomic<int> n{0};
+  int k = n++;
+  for (auto& [name, ep] : c.endpoints.actors) ep = "inproc://test-" + std::to_string(k) + "-" + name;
+  auto& s = c.defaults.solve;
+  s.n = 4;
+  s.max_steps = 2;
+  s.max_tokens_per_step = 12;
+  s.temperature = 0.8;
+  return c;
+}
+
+int free_tcp_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+}  // namespace flashtts::test

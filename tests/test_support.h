@@ -28,3 +28,20 @@ int run_command(const std::string& cmd, std::string* out);
     if (flashtts::test::testdata_dir().empty())                                 \
       GTEST_SKIP() << "../shared/testdata is absent on this machine; skipped";  \
   } while (0)
+
+#include "runtime/config.h"
+
+namespace flashtts::test {
+
+// A tiny random-weight Qwen2 policy and Qwen2 PRM written once per test
+// process by flashtts-mkmodel: <dir>/policy and <dir>/prm.
+std::filesystem::path tiny_models();
+
+// A configuration of the whole pipeline on tiny_models(): actors over
+// inproc://, clients over `client_endpoint`, short search defaults.
+Config tiny_pipeline_config(const std::string& client_endpoint);
+
+// A TCP port that was free a moment ago on 127.0.0.1.
+int free_tcp_port();
+
+}  // namespace flashtts::test

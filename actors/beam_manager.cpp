@@ -1,0 +1,328 @@
+#include "actors/beam_manager.h"
+
+#include <chrono>
+#include <unordered_map>
+
+#include "actors/answer.h"
+#include "actors/strategy.h"
+#include "gpu/chat_format.h"
+#include "gpu/open_model.h"
+#include "messages/error_codes.h"
+#include "messages/internal.h"
+#include "runtime/mailbox.h"
+#include "runtime/poll_set.h"
+
+namespace flashtts {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// Per-request accounting for the result's stats.
+struct Tally {
+  int64_t policy_tokens = 0, context_tokens = 0, cached_tokens = 0, preemptions = 0;
+  int64_t prm_tokens = 0, prm_computed = 0;
+  double gen_busy_ms = 0, ver_busy_ms = 0;
+  std::unordered_map<int32_t, double> beam_done_ms;  // time of each beam's last result
+};
+
+struct Request {
+  msg::Start start;
+  Clock::time_point t0 = Clock::now();
+  std::unique_ptr<SearchStrategy> search;  // solve only
+  Tally tally;
+};
+
+class BeamManager;
+
+// The SearchHost of one request.
+class Host final : public SearchHost {
+ public:
+  Host(BeamManager& bm, uint64_t rid) : bm_(bm), rid_(rid) {}
+  uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop) override;
+  uint64_t score(int32_t beam, std::vector<std::string> steps) override;
+  void progress(const msg::MapWriter& event) override;
+
+ private:
+  BeamManager& bm_;
+  uint64_t rid_;
+};
+
+class BeamManager {
+ public:
+  BeamManager(const BeamManagerOptions& o, Mailbox& box, std::unique_ptr<Tokenizer> tok)
+      : o_(o), box_(box), tok_(std::move(tok)) {}
+
+  void handle(const std::string& bytes);
+
+  uint64_t submit_gen(uint64_t rid, int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop,
+                      int32_t report_every) {
+    const Request& r = requests_.at(rid);
+    msg::GenJob j;
+    j.job_id = ++next_job_, j.rid = rid, j.beam = beam, j.tokens = std::move(tokens);
+    j.max_tokens = max_tokens, j.stop_at_delimiter = stop, j.report_every = report_every;
+    if (r.start.kind == "solve") {
+      const auto& p = r.start.solve;
+      j.temperature = p.temperature, j.top_p = p.top_p, j.top_k = p.top_k, j.seed = p.seed;
+    } else {
+      const auto& p = r.start.generate;
+      j.temperature = p.temperature, j.top_p = p.top_p, j.top_k = p.top_k, j.seed = p.seed;
+    }
+    box_.post("scheduler", j);
+    ++jobs_;
+    return j.job_id;
+  }
+
+  uint64_t submit_score(uint64_t rid, int32_t beam, const std::string& problem, std::vector<std::string> steps) {
+    msg::ScoreJob j;
+    j.job_id = ++next_job_, j.rid = rid, j.beam = beam, j.problem = problem, j.steps = std::move(steps);
+    box_.post("scheduler", j);
+    ++jobs_;
+    return j.job_id;
+  }
+
+  const std::string& problem(uint64_t rid) const { return requests_.at(rid).start.solve.problem; }
+
+  void progress(uint64_t rid, const msg::MapWriter& event) {
+    auto it = requests_.find(rid);
+    if (it == requests_.end()) return;
+    const auto& s = it->second.start;
+    bool stream = s.kind == "solve" ? s.solve.stream : s.kind == "generate" ? s.generate.stream : false;
+    if (stream) box_.post("intake", msg::Progress{rid, event.bytes()});
+  }
+
+ private:
+  void on_start(msg::Start s);
+  void on_gen_done(const msg::GenDone& d);
+  void on_score_done(const msg::ScoreDone& d);
+  void finish_solve(uint64_t rid);
+  void reply_ok(uint64_t rid, const msg::MapWriter& result);
+  void reply_error(uint64_t rid, const std::string& code, const std::string& message);
+  void forget(uint64_t rid) {
+    requests_.erase(rid);
+    box_.post("scheduler", msg::Forget{rid});
+  }
+  Expected<std::vector<int32_t>> prompt_ids(const std::string& text, bool chat);
+  void stats(uint64_t qid);
+
+  const BeamManagerOptions& o_;
+  Mailbox& box_;
+  std::unique_ptr<Tokenizer> tok_;
+  std::unordered_map<uint64_t, Request> requests_;
+  uint64_t next_job_ = 0, jobs_ = 0, completed_ = 0, failed_ = 0, cancelled_ = 0;
+};
+
+uint64_t Host::generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop) {
+  return bm_.submit_gen(rid_, beam, std::move(tokens), max_tokens, stop, 0);
+}
+uint64_t Host::score(int32_t beam, std::vector<std::string> steps) {
+  return bm_.submit_score(rid_, beam, bm_.problem(rid_), std::move(steps));
+}
+void Host::progress(const msg::MapWriter& event) { bm_.progress(rid_, event); }
+
+Expected<std::vector<int32_t>> BeamManager::prompt_ids(const std::string& text, bool chat) {
+  if (!chat || o_.prompt_format == "raw") return tok_->encode(text);
+  ChatFormat f = ChatFormat::ChatML;
+  if (o_.prompt_format == "llama3") f = ChatFormat::Llama3;
+  else if (o_.prompt_format == "auto") {
+    auto d = detect_chat_format(*tok_);
+    if (!d) return tok_->encode(text);  // no chat template: the model reads raw text
+    f = *d;
+  }
+  return tok_->encode(format_chat_prompt(f, o_.system_prompt, text));
+}
+
+void BeamManager::handle(const std::string& bytes) {
+  auto env = msg::open(bytes);
+  if (!env) {
+    o_.log->warn("dropped a message: {}", env.error().message);
+    return;
+  }
+  const std::string& t = env->type;
+  if (t == msg::Start::kType) {
+    auto s = msg::decode<msg::Start>(*env);
+    if (!s) { o_.log->warn("{}", s.error().message); return; }
+    on_start(std::move(*s));
+  } else if (t == msg::GenDone::kType) {
+    if (auto d = msg::decode<msg::GenDone>(*env)) on_gen_done(*d);
+  } else if (t == msg::ScoreDone::kType) {
+    if (auto d = msg::decode<msg::ScoreDone>(*env)) on_score_done(*d);
+  } else if (t == msg::GenProgress::kType) {
+    auto g = msg::decode<msg::GenProgress>(*env);
+    if (!g) return;
+    msg::MapWriter ev;
+    ev.put("kind", "text").put("beam", g->beam).put("text", g->text);
+    progress(g->rid, ev);
+  } else if (t == msg::Cancel::kType) {
+    auto c = msg::decode<msg::Cancel>(*env);
+    if (!c || !requests_.count(c->rid)) return;
+    o_.log->debug("request {} cancelled: {}", c->rid, c->reason);
+    ++cancelled_;
+    forget(c->rid);
+  } else if (t == msg::StatsQuery::kType) {
+    if (auto q = msg::decode<msg::StatsQuery>(*env)) stats(q->qid);
+  } else {
+    o_.log->warn("ignored a '{}' message", t);
+  }
+}
+
+void BeamManager::on_start(msg::Start s) {
+  uint64_t rid = s.rid;
+  if (requests_.count(rid)) return;  // the intake never reuses an id
+  Request& r = requests_[rid];
+  r.start = std::move(s);
+  const msg::Start& st = r.start;
+  if (st.kind == "solve") {
+    auto ids = prompt_ids(st.solve.problem, true);
+    if (!ids) return reply_error(rid, msg::code::kBadRequest, ids.error().message);
+    SearchSetup setup{st.solve, std::move(*ids), o_.step_delimiter};
+    r.search = make_strategy(setup);
+    Host host(*this, rid);
+    r.search->start(host);
+  } else if (st.kind == "generate") {
+    auto ids = prompt_ids(st.generate.prompt, st.generate.chat);
+    if (!ids) return reply_error(rid, msg::code::kBadRequest, ids.error().message);
+    submit_gen(rid, 0, std::move(*ids), st.generate.max_tokens, st.generate.stop_at_step,
+               st.generate.stream ? 8 : 0);
+  } else {
+    submit_score(rid, 0, st.score.problem, st.score.steps);
+  }
+}
+
+void BeamManager::on_gen_done(const msg::GenDone& d) {
+  auto it = requests_.find(d.rid);
+  if (it == requests_.end()) return;  // cancelled or failed meanwhile
+  Request& r = it->second;
+  if (d.finish == "error") return reply_error(d.rid, msg::code::kInternal, "generation failed: " + d.error);
+  Tally& t = r.tally;
+  t.policy_tokens += (int64_t)d.tokens.size();
+  t.context_tokens += d.n_context;
+  t.cached_tokens += d.n_cached;
+  t.preemptions += d.n_preempted;
+  t.gen_busy_ms += d.run_ms;
+  t.beam_done_ms[d.beam] = ms_since(r.t0);
+  if (r.start.kind == "generate") {
+    msg::MapWriter res;
+    res.put("text", d.text).put("tokens", d.tokens).put("finish", d.finish);
+    res.put("n_prompt", d.n_context).put("n_cached", d.n_cached).put("latency_ms", ms_since(r.t0));
+    return reply_ok(d.rid, res);
+  }
+  Host host(*this, d.rid);
+  r.search->on_generated(host, d);
+  if (requests_.count(d.rid) && r.search->finished()) finish_solve(d.rid);
+}
+
+void BeamManager::on_score_done(const msg::ScoreDone& d) {
+  auto it = requests_.find(d.rid);
+  if (it == requests_.end()) return;
+  Request& r = it->second;
+  if (!d.error.empty()) return reply_error(d.rid, msg::code::kInternal, "scoring failed: " + d.error);
+  Tally& t = r.tally;
+  t.prm_tokens += d.n_tokens;
+  t.prm_computed += d.n_computed;
+  t.ver_busy_ms += d.run_ms;
+  t.beam_done_ms[d.beam] = ms_since(r.t0);
+  if (r.start.kind == "score") {
+    msg::MapWriter res;
+    res.put("scores", d.scores).put("n_tokens", d.n_tokens).put("n_computed", d.n_computed);
+    res.put("latency_ms", ms_since(r.t0));
+    return reply_ok(d.rid, res);
+  }
+  Host host(*this, d.rid);
+  r.search->on_scored(host, d);
+  if (requests_.count(d.rid) && r.search->finished()) finish_solve(d.rid);
+}
+
+void BeamManager::finish_solve(uint64_t rid) {
+  Request& r = requests_.at(rid);
+  const msg::SolveParams& p = r.start.solve;
+  std::vector<Completion> done = r.search->completions();
+  std::vector<Candidate> cands;
+  std::vector<std::string> answers;
+  for (const Completion& c : done) {
+    answers.push_back(extract_answer(c.text));
+    cands.push_back({normalize_answer(answers.back()), aggregate_scores(c.step_scores, p.aggregation)});
+  }
+  size_t best = select_candidate(cands, p.selection);
+  const Completion& c = done[best];
+
+  msg::MapWriter res;
+  res.put("answer", answers[best]).put("score", cands[best].score).put("text", c.text);
+  std::vector<msg::MapWriter> steps;
+  for (size_t i = 0; i < c.steps.size(); ++i) {
+    msg::MapWriter s;
+    s.put("text", c.steps[i]).put("score", i < c.step_scores.size() ? c.step_scores[i] : 0.0f);
+    steps.push_back(std::move(s));
+  }
+  res.put("steps", steps);
+  res.put("strategy", p.strategy).put("n", p.n).put("aggregation", p.aggregation).put("selection", p.selection);
+  if (p.return_completions) {
+    std::vector<msg::MapWriter> all;
+    for (size_t i = 0; i < done.size(); ++i) {
+      msg::MapWriter w;
+      w.put("beam", done[i].beam).put("text", done[i].text).put("answer", answers[i]).put("score", cands[i].score);
+      w.put("step_scores", done[i].step_scores).put("finish", done[i].finish).put("tokens", done[i].n_tokens);
+      all.push_back(std::move(w));
+    }
+    res.put("completions", all);
+  }
+  const Tally& t = r.tally;
+  double latency = ms_since(r.t0), tokens_sum = 0, time_sum = 0;
+  for (const Completion& x : done) tokens_sum += x.n_tokens;
+  for (const auto& [beam, ms] : t.beam_done_ms) time_sum += ms;
+  msg::MapWriter st;
+  st.put("latency_ms", latency).put("policy_tokens", t.policy_tokens).put("prm_tokens", t.prm_tokens);
+  st.put("prm_tokens_computed", t.prm_computed).put("preemptions", t.preemptions);
+  st.put("prefix_hit_rate", t.context_tokens ? double(t.cached_tokens) / double(t.context_tokens) : 0.0);
+  st.put("generation_busy_ms", t.gen_busy_ms).put("verification_busy_ms", t.ver_busy_ms);
+  // The paper's goodput: mean tokens per completed beam / mean beam completion time.
+  double mean_s = t.beam_done_ms.empty() ? 0 : time_sum / double(t.beam_done_ms.size()) / 1000.0;
+  st.put("goodput_tokens_per_s", mean_s > 0 ? (tokens_sum / double(done.size())) / mean_s : 0.0);
+  res.put("stats", st);
+  reply_ok(rid, res);
+}
+
+void BeamManager::reply_ok(uint64_t rid, const msg::MapWriter& result) {
+  msg::Reply rep;
+  rep.rid = rid, rep.ok = true, rep.result = result.bytes();
+  box_.post("intake", rep);
+  ++completed_;
+  forget(rid);
+}
+
+void BeamManager::reply_error(uint64_t rid, const std::string& code, const std::string& message) {
+  msg::Reply rep;
+  rep.rid = rid, rep.ok = false, rep.code = code, rep.message = message;
+  box_.post("intake", rep);
+  ++failed_;
+  o_.log->warn("request {} failed: {}", rid, message);
+  forget(rid);
+}
+
+void BeamManager::stats(uint64_t qid) {
+  msg::MapWriter st;
+  st.put("live_requests", uint64_t(requests_.size())).put("completed", completed_).put("failed", failed_);
+  st.put("cancelled", cancelled_).put("jobs_submitted", jobs_);
+  box_.post("intake", msg::StatsReply{qid, "beam_manager", st.bytes()});
+}
+
+}  // namespace
+
+Status run_beam_manager(zmq::context_t& ctx, ActorPipe& pipe, const BeamManagerOptions& o) {
+  auto tok = open_tokenizer(o.policy_dir);
+  if (!tok) return tok.error();
+  auto mb = Mailbox::open(ctx, o.inbox, o.peers);
+  if (!mb) return mb.error();
+  BeamManager bm(o, *mb, std::move(*tok));
+  pipe.ready();
+  PollSet poll(pipe, {&mb->inbox()});
+  while (poll.wait(std::chrono::milliseconds(-1)))
+    while (auto bytes = mb->try_recv()) bm.handle(*bytes);
+  return Status::success();
+}
+
+}  // namespace flashtts

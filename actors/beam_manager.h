@@ -1,0 +1,34 @@
+// The beam_manager actor: owns the state of every live request. A `start`
+// from the intake becomes a search (solve), one generation (generate) or one
+// scoring (score); the jobs go to the scheduler, their results come back
+// through it, and the final result or error goes to the intake. Cancels drop
+// the request and tell the GPU actors (through the scheduler) to forget it.
+//
+// Thread contract: run_beam_manager() is an ActorBody; it runs on the
+// actor's thread and owns everything it creates.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "runtime/actor.h"
+#include "runtime/logging.h"
+
+namespace flashtts {
+
+struct BeamManagerOptions {
+  std::string inbox;
+  std::map<std::string, std::string> peers;  // "intake", "scheduler"
+  std::filesystem::path policy_dir;          // for the policy's tokenizer
+  std::string prompt_format = "auto";        // "auto" | "chatml" | "llama3" | "raw"
+  std::string system_prompt;
+  std::string step_delimiter = "\n\n";
+  Logger log;
+};
+
+Status run_beam_manager(zmq::context_t& ctx, ActorPipe& pipe, const BeamManagerOptions& o);
+
+}  // namespace flashtts

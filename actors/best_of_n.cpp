@@ -1,0 +1,77 @@
+// best-of-N: the baseline strategy of every test-time-scaling comparison.
+#include <algorithm>
+
+#include "actors/strategy.h"
+#include "gpu/prm_format.h"
+
+namespace flashtts {
+
+namespace {
+
+class BestOfN final : public SearchStrategy {
+ public:
+  explicit BestOfN(SearchSetup s) : s_(std::move(s)), done_(s_.params.n, false) {
+    out_.resize(s_.params.n);
+  }
+
+  void start(SearchHost& host) override {
+    int32_t max_tokens = s_.params.max_steps * s_.params.max_tokens_per_step;
+    for (int32_t i = 0; i < s_.params.n; ++i) {
+      out_[i].beam = i;
+      host.generate(i, s_.prompt, max_tokens, /*stop_at_delimiter=*/false);
+    }
+  }
+
+  void on_generated(SearchHost& host, const msg::GenDone& d) override {
+    if (d.beam < 0 || d.beam >= s_.params.n) return;
+    Completion& c = out_[d.beam];
+    c.text = d.text;
+    c.finish = d.finish;
+    c.n_tokens = (int32_t)d.tokens.size();
+    c.steps = split_steps(d.text, s_.delimiter);
+    msg::MapWriter ev;
+    ev.put("kind", "generated").put("beam", d.beam).put("tokens", c.n_tokens).put("finish", d.finish);
+    host.progress(ev);
+    if (c.steps.empty()) {
+      finish(host, d.beam);  // nothing to score: an empty solution scores 0
+      return;
+    }
+    host.score(d.beam, c.steps);
+  }
+
+  void on_scored(SearchHost& host, const msg::ScoreDone& d) override {
+    if (d.beam < 0 || d.beam >= s_.params.n) return;
+    out_[d.beam].step_scores = d.scores;
+    finish(host, d.beam);
+  }
+
+  bool finished() const override { return n_done_ == s_.params.n; }
+  std::vector<Completion> completions() const override { return out_; }
+
+ private:
+  void finish(SearchHost& host, int32_t beam) {
+    if (done_[beam]) return;
+    done_[beam] = true;
+    ++n_done_;
+    msg::MapWriter ev;
+    ev.put("kind", "completed").put("beam", beam).put("done", n_done_).put("total", s_.params.n);
+    ev.put("step_scores", out_[beam].step_scores);
+    host.progress(ev);
+  }
+
+  SearchSetup s_;
+  std::vector<Completion> out_;
+  std::vector<bool> done_;
+  int32_t n_done_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<SearchStrategy> make_best_of_n(const SearchSetup& setup) { return std::make_unique<BestOfN>(setup); }
+
+std::unique_ptr<SearchStrategy> make_strategy(const SearchSetup& setup) {
+  // SolveParams::validate admits only the strategies listed here.
+  return make_best_of_n(setup);
+}
+
+}  // namespace flashtts

@@ -1,0 +1,383 @@
+#include "actors/intake.h"
+
+#include <atomic>
+#include <cstring>
+#include <chrono>
+#include <set>
+#include <unordered_map>
+
+#include "messages/error_codes.h"
+#include "messages/internal.h"
+#include "messages/protocol.h"
+#include "runtime/mailbox.h"
+#include "runtime/poll_set.h"
+
+namespace flashtts {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kStatsTimeout = std::chrono::seconds(2);
+
+// A request in flight.
+struct Live {
+  std::vector<std::string> envelope;  // routing frames to reply with
+  std::string client;                 // the routing id (first envelope frame)
+  std::string id;                     // the client's id, msgpack-encoded
+  std::string type;
+  int fd = -1;                        // the connection it came on (ZMQ_SRCFD)
+  Clock::time_point deadline = Clock::time_point::max();
+};
+
+struct PendingStats {
+  uint64_t rid = 0;
+  Clock::time_point deadline;
+  std::map<std::string, std::string> replies;  // actor -> stats map (msgpack)
+};
+
+class Intake {
+ public:
+  Intake(const IntakeOptions& o, Mailbox& box, zmq::socket_t& router) : o_(o), box_(box), router_(router) {
+    for (const char* a : {"beam_manager", "scheduler", "generator", "verifier", "memory_arbiter"})
+      if (o.peers.count(a)) stats_peers_.push_back(a);
+  }
+
+  void on_client_message();
+  void on_internal(const std::string& bytes);
+  void on_disconnect(int fd);
+  void on_command(const std::string& cmd);
+  void expire();
+  std::chrono::milliseconds next_timeout() const;
+  size_t live() const { return live_.size(); }
+
+ private:
+  void handle_request(std::vector<std::string> envelope, const std::string& payload, int fd);
+  void start_stats(uint64_t rid);
+  void finish_stats(uint64_t qid);
+  // Sends one frame to a client; false when the client is gone.
+  bool send(const std::vector<std::string>& envelope, const std::string& payload);
+  void reply_error(uint64_t rid, const std::string& code, const std::string& message, bool cancel_downstream);
+  void reply_result(uint64_t rid, const std::string& result);
+  void drop_client(const std::string& client);
+  void erase(uint64_t rid);
+
+  const IntakeOptions& o_;
+  Mailbox& box_;
+  zmq::socket_t& router_;
+  std::vector<std::string> stats_peers_;
+  std::unordered_map<uint64_t, Live> live_;
+  std::map<std::pair<std::string, std::string>, uint64_t> by_client_;  // (client, id) -> rid
+  std::unordered_map<uint64_t, PendingStats> stats_;                  // qid -> pending
+  uint64_t next_rid_ = 0, next_qid_ = 0;
+  bool draining_ = false;
+  std::string drain_code_, drain_message_;
+  Clock::time_point started_ = Clock::now();
+  uint64_t n_requests_ = 0, n_rejected_ = 0, n_results_ = 0, n_errors_ = 0, n_gone_ = 0;
+};
+
+bool Intake::send(const std::vector<std::string>& envelope, const std::string& payload) {
+  try {
+    for (const auto& f : envelope) router_.send(zmq::buffer(f), zmq::send_flags::sndmore);
+    router_.send(zmq::buffer(payload), zmq::send_flags::none);
+    return true;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EHOSTUNREACH) return false;  // ROUTER_MANDATORY: the client has gone
+    throw;
+  }
+}
+
+void Intake::on_client_message() {
+  std::vector<std::string> frames;
+  int fd = -1;
+  for (;;) {
+    zmq::message_t m;
+    if (!router_.recv(m, zmq::recv_flags::dontwait)) return;
+    if (frames.empty()) fd = zmq_msg_get(m.handle(), ZMQ_SRCFD);  // -1 for inproc
+    frames.push_back(m.to_string());
+    if (!m.more()) break;
+  }
+  if (frames.size() < 2) return;
+  // DEALER clients send [payload]; REQ clients [empty, payload].
+  std::vector<std::string> envelope = {frames[0]};
+  size_t first = 1;
+  if (frames.size() >= 3 && frames[1].empty()) {
+    envelope.push_back("");
+    first = 2;
+  }
+  if (frames.size() - first != 1) {
+    ++n_rejected_;
+    send(envelope, msg::encode_error("", msg::code::kBadMessage,
+                                     "send one msgpack map per message; this one had " +
+                                         std::to_string(frames.size() - first) + " frames"));
+    return;
+  }
+  handle_request(std::move(envelope), frames[first], fd);
+}
+
+void Intake::handle_request(std::vector<std::string> envelope, const std::string& payload, int fd) {
+  ++n_requests_;
+  auto parsed = msg::parse_request(payload, o_.limits, o_.defaults);
+  if (auto* e = std::get_if<msg::RequestError>(&parsed)) {
+    ++n_rejected_;
+    o_.log->debug("refused a request (id {}): {}", msg::id_text(e->id), e->message);
+    send(envelope, msg::encode_error(e->id, e->code, e->message));
+    return;
+  }
+  msg::ClientRequest& q = std::get<msg::ClientRequest>(parsed);
+  const std::string& client = envelope[0];
+  auto refuse = [&](const char* code, const std::string& message) {
+    ++n_rejected_;
+    send(envelope, msg::encode_error(q.id, code, message));
+  };
+
+  if (q.type == "ping") {
+    msg::MapWriter r;
+    r.put("pong", true).put("protocol", msg::kProtocolVersion).put("server", "flashtts");
+    r.put("uptime_ms", std::chrono::duration<double, std::milli>(Clock::now() - started_).count());
+    send(envelope, msg::encode_result(q.id, "ping", r.bytes()));
+    return;
+  }
+  if (q.type == "cancel") {
+    auto it = by_client_.find({client, q.target});
+    if (it == by_client_.end())
+      return refuse(msg::code::kNotFound, "no request with id " + msg::id_text(q.target) + " is in flight");
+    reply_error(it->second, msg::code::kCancelled, "cancelled by the client", true);
+    msg::MapWriter r;
+    r.put_raw("cancelled", q.target);
+    send(envelope, msg::encode_result(q.id, "cancel", r.bytes()));
+    return;
+  }
+  if (draining_) return refuse(drain_code_.c_str(), drain_message_);
+  if (by_client_.count({client, q.id}))
+    return refuse(msg::code::kDuplicateId, "a request with id " + msg::id_text(q.id) + " is still in flight");
+  if ((int64_t)live_.size() >= o_.limits.max_live_requests)
+    return refuse(msg::code::kOverloaded, "the server has " + std::to_string(live_.size()) +
+                                              " requests in flight, its limit; retry later");
+
+  uint64_t rid = ++next_rid_;
+  Live l;
+  l.envelope = std::move(envelope);
+  l.client = client;
+  l.id = q.id;
+  l.type = q.type;
+  l.fd = fd;
+  int64_t deadline_ms = q.type == "solve" ? q.solve.deadline_ms
+                        : q.type == "generate" ? q.generate.deadline_ms
+                        : q.type == "score" ? q.score.deadline_ms : 0;
+  if (deadline_ms > 0) l.deadline = Clock::now() + std::chrono::milliseconds(deadline_ms);
+  by_client_[{client, q.id}] = rid;
+  live_.emplace(rid, std::move(l));
+
+  if (q.type == "stats") return start_stats(rid);
+  msg::Start s;
+  s.rid = rid;
+  s.kind = q.type;
+  s.solve = std::move(q.solve);
+  s.generate = std::move(q.generate);
+  s.score = std::move(q.score);
+  box_.post("beam_manager", s);
+}
+
+void Intake::on_internal(const std::string& bytes) {
+  auto env = msg::open(bytes);
+  if (!env) {
+    o_.log->warn("dropped a message: {}", env.error().message);
+    return;
+  }
+  if (env->type == msg::Reply::kType) {
+    auto r = msg::decode<msg::Reply>(*env);
+    if (!r) return;
+    if (r->ok) reply_result(r->rid, r->result);
+    else reply_error(r->rid, r->code, r->message, false);
+  } else if (env->type == msg::Progress::kType) {
+    auto p = msg::decode<msg::Progress>(*env);
+    if (!p) return;
+    auto it = live_.find(p->rid);
+    if (it == live_.end()) return;
+    if (!send(it->second.envelope, msg::encode_progress(it->second.id, p->event))) drop_client(it->second.client);
+  } else if (env->type == msg::StatsReply::kType) {
+    auto s = msg::decode<msg::StatsReply>(*env);
+    if (!s) return;
+    auto it = stats_.find(s->qid);
+    if (it == stats_.end()) return;
+    it->second.replies[s->actor] = s->stats;
+    if (it->second.replies.size() == stats_peers_.size()) finish_stats(s->qid);
+  } else {
+    o_.log->warn("ignored a '{}' message", env->type);
+  }
+}
+
+void Intake::start_stats(uint64_t rid) {
+  uint64_t qid = ++next_qid_;
+  stats_[qid] = PendingStats{rid, Clock::now() + kStatsTimeout, {}};
+  for (const auto& a : stats_peers_) box_.post(a, msg::StatsQuery{qid});
+  if (stats_peers_.empty()) finish_stats(qid);
+}
+
+void Intake::finish_stats(uint64_t qid) {
+  PendingStats p = std::move(stats_.at(qid));
+  stats_.erase(qid);
+  if (!live_.count(p.rid)) return;
+  msg::MapWriter actors;
+  std::vector<std::string> missing;
+  for (const auto& a : stats_peers_) {
+    auto it = p.replies.find(a);
+    if (it == p.replies.end()) missing.push_back(a);
+    else actors.put_raw(a, it->second);
+  }
+  msg::MapWriter mine;
+  mine.put("live_requests", uint64_t(live_.size() - 1)).put("requests", n_requests_).put("rejected", n_rejected_);
+  mine.put("results", n_results_).put("errors", n_errors_).put("clients_gone", n_gone_);
+  actors.put("intake", mine);
+  msg::MapWriter r;
+  r.put("actors", actors);
+  if (!missing.empty()) r.put("missing", missing);
+  reply_result(p.rid, r.bytes());
+}
+
+void Intake::reply_result(uint64_t rid, const std::string& result) {
+  auto it = live_.find(rid);
+  if (it == live_.end()) return;  // already answered (cancelled, timed out)
+  ++n_results_;
+  if (!send(it->second.envelope, msg::encode_result(it->second.id, it->second.type, result))) ++n_gone_;
+  erase(rid);
+}
+
+void Intake::reply_error(uint64_t rid, const std::string& code, const std::string& message, bool cancel_downstream) {
+  auto it = live_.find(rid);
+  if (it == live_.end()) return;
+  ++n_errors_;
+  if (!send(it->second.envelope, msg::encode_error(it->second.id, code, message))) ++n_gone_;
+  if (cancel_downstream && it->second.type != "stats") box_.post("beam_manager", msg::Cancel{rid, code});
+  erase(rid);
+}
+
+void Intake::erase(uint64_t rid) {
+  auto it = live_.find(rid);
+  if (it == live_.end()) return;
+  by_client_.erase({it->second.client, it->second.id});
+  live_.erase(it);
+}
+
+// Nobody is left to answer: cancel quietly so the work stops and frees KV.
+void Intake::drop_client(const std::string& client) {
+  std::vector<uint64_t> rids;
+  for (const auto& [rid, l] : live_)
+    if (l.client == client) rids.push_back(rid);
+  for (uint64_t rid : rids) {
+    if (live_.at(rid).type != "stats") box_.post("beam_manager", msg::Cancel{rid, "client gone"});
+    erase(rid);
+  }
+  if (!rids.empty()) {
+    ++n_gone_;
+    o_.log->info("a client went away; cancelled its {} request(s)", rids.size());
+  }
+}
+
+void Intake::on_disconnect(int fd) {
+  std::set<std::string> clients;
+  for (const auto& [rid, l] : live_)
+    if (l.fd == fd && fd >= 0) clients.insert(l.client);
+  for (const auto& c : clients) drop_client(c);
+}
+
+void Intake::on_command(const std::string& cmd) {
+  if (cmd.rfind("$DRAIN ", 0) != 0) return;
+  std::string rest = cmd.substr(7);
+  size_t sp = rest.find(' ');
+  draining_ = true;
+  drain_code_ = rest.substr(0, sp);
+  drain_message_ = sp == std::string::npos ? "the server is stopping" : rest.substr(sp + 1);
+  std::vector<uint64_t> rids;
+  for (const auto& [rid, l] : live_) rids.push_back(rid);
+  for (uint64_t rid : rids) reply_error(rid, drain_code_, drain_message_, true);
+  // Let the replies leave before the socket closes (LINGER is 0 otherwise).
+  router_.set(zmq::sockopt::linger, 2000);
+  o_.log->info("draining: answered {} request(s) in flight with '{}'", rids.size(), drain_code_);
+}
+
+void Intake::expire() {
+  auto now = Clock::now();
+  std::vector<uint64_t> late;
+  for (const auto& [rid, l] : live_)
+    if (l.deadline <= now) late.push_back(rid);
+  for (uint64_t rid : late) reply_error(rid, msg::code::kDeadlineExceeded, "the request's deadline passed", true);
+  std::vector<uint64_t> qids;
+  for (const auto& [qid, p] : stats_)
+    if (p.deadline <= now) qids.push_back(qid);
+  for (uint64_t q : qids) finish_stats(q);
+}
+
+std::chrono::milliseconds Intake::next_timeout() const {
+  auto next = Clock::time_point::max();
+  for (const auto& [rid, l] : live_) next = std::min(next, l.deadline);
+  for (const auto& [qid, p] : stats_) next = std::min(next, p.deadline);
+  if (next == Clock::time_point::max()) return std::chrono::milliseconds(-1);
+  auto d = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()) + std::chrono::milliseconds(1);
+  return std::max(d, std::chrono::milliseconds(0));
+}
+
+std::string monitor_endpoint() {
+  static std::atomic<uint64_t> n{0};
+  return "inproc://flashtts-intake-monitor-" + std::to_string(n.fetch_add(1));
+}
+
+}  // namespace
+
+Status run_intake(zmq::context_t& ctx, ActorPipe& pipe, const IntakeOptions& o) {
+  auto mb = Mailbox::open(ctx, o.inbox, o.peers);
+  if (!mb) return mb.error();
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  configure_socket(router);
+  router.set(zmq::sockopt::router_mandatory, 1);
+  router.set(zmq::sockopt::sndhwm, 0);
+  // A frame far over the limit is dropped by ZeroMQ with its connection;
+  // up to 4x the limit it arrives and gets a too_large error.
+  router.set(zmq::sockopt::maxmsgsize, int64_t(o.limits.max_message_bytes) * 4);
+  std::string mon_ep = monitor_endpoint();
+  if (zmq_socket_monitor(router.handle(), mon_ep.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+    return make_error(std::string("cannot monitor the client socket: ") + zmq_strerror(zmq_errno()));
+  zmq::socket_t monitor(ctx, zmq::socket_type::pair);
+  configure_socket(monitor);
+  monitor.connect(mon_ep);
+  for (const auto& ep : o.client_endpoints) {
+    try {
+      router.bind(ep);
+    } catch (const zmq::error_t& e) {
+      return make_error("cannot listen on '" + ep + "': " + e.what());
+    }
+  }
+  Intake in(o, *mb, router);
+  pipe.ready();
+  for (const auto& ep : o.client_endpoints) o.log->info("listening on {}", ep);
+
+  PollSet poll(pipe, {&mb->inbox(), &router, &monitor});
+  while (poll.wait(in.next_timeout(), [&](const std::string& c) { in.on_command(c); })) {
+    while (auto bytes = mb->try_recv()) in.on_internal(*bytes);
+    if (poll.readable(1))
+      for (int i = 0; i < 256; ++i) {
+        zmq::pollitem_t p{router.handle(), 0, ZMQ_POLLIN, 0};
+        zmq::poll(&p, 1, std::chrono::milliseconds(0));
+        if (!(p.revents & ZMQ_POLLIN)) break;
+        in.on_client_message();
+      }
+    if (poll.readable(2)) {
+      zmq::message_t ev, addr;
+      while (monitor.recv(ev, zmq::recv_flags::dontwait)) {
+        if (ev.more()) (void)monitor.recv(addr, zmq::recv_flags::none);
+        if (ev.size() >= 6) {
+          uint16_t event;
+          int32_t value;
+          std::memcpy(&event, ev.data(), 2);
+          std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, 4);
+          if (event == ZMQ_EVENT_DISCONNECTED) in.on_disconnect(value);
+        }
+      }
+    }
+    in.expire();
+  }
+  zmq_socket_monitor(router.handle(), nullptr, 0);
+  return Status::success();
+}
+
+}  // namespace flashtts

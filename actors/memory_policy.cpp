@@ -1,0 +1,48 @@
+#include "actors/memory_policy.h"
+
+#include <cstdio>
+
+namespace flashtts {
+
+namespace {
+
+std::string mib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / (1 << 20));
+  return buf;
+}
+
+class StaticSplit final : public MemorySplitPolicy {
+ public:
+  explicit StaticSplit(double share) : share_(share) {}
+  const char* name() const override { return "static"; }
+
+  Expected<MemorySplit> split(int64_t budget, const ModelFootprint& g, const ModelFootprint& v) override {
+    int64_t kv = budget - g.weight_bytes - v.weight_bytes;
+    MemorySplit s;
+    s.generator_kv_bytes = int64_t(double(kv) * share_);
+    s.verifier_kv_bytes = kv - s.generator_kv_bytes;
+    int64_t g_block = g.kv_bytes_per_token * g.block_size, v_block = v.kv_bytes_per_token * v.block_size;
+    if (kv <= 0 || s.generator_kv_bytes < g_block || s.verifier_kv_bytes < v_block)
+      return make_error("memory budget of " + mib(budget) + " cannot hold the generator (" + mib(g.weight_bytes) +
+                        " of weights) and the verifier (" + mib(v.weight_bytes) +
+                        " of weights) with KV cache for both; raise memory.budget_mb");
+    return s;
+  }
+
+ private:
+  double share_;
+};
+
+}  // namespace
+
+std::unique_ptr<MemorySplitPolicy> make_static_split(double generator_share) {
+  return std::make_unique<StaticSplit>(generator_share);
+}
+
+Expected<std::unique_ptr<MemorySplitPolicy>> make_memory_policy(const std::string& name, double generator_share) {
+  if (name == "static") return make_static_split(generator_share);
+  return make_error("memory split policy '" + name + "' is not one of: static");
+}
+
+}  // namespace flashtts

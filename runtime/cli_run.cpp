@@ -1,0 +1,51 @@
+// flashtts run: the whole pipeline in this process for one problem: start
+// the actors on the configuration, ask over inproc, print, stop.
+#include <chrono>
+#include <cstdio>
+
+#include "runtime/cli.h"
+#include "runtime/cli_solve.h"
+#include "runtime/supervisor.h"
+
+namespace flashtts::cli {
+
+void add_run(CLI::App& app, int* rc, const Globals* g) {
+  auto* sub = app.add_subcommand("run", "Solve one problem with an in-process pipeline and exit");
+  struct Opts {
+    std::string config;
+    SolveFlags solve;
+  };
+  auto o = std::make_shared<Opts>();
+  sub->add_option("--config", o->config, "TOML configuration (default: configs/default.toml)");
+  o->solve.add(sub);
+  sub->callback([o, rc, g] {
+    auto t0 = std::chrono::steady_clock::now();
+    auto c = load_cli_config(o->config, *g);
+    if (!c) { *rc = fail("run", c.error().message); return; }
+    // Only this process talks to it: no socket file, no port.
+    c->endpoints.clients = {"inproc://flashtts-run"};
+    if (g->log_level.empty()) c->log_level = "warn";
+    for (auto [key, p] : {std::pair{"models.policy", c->models.policy}, {"models.prm", c->models.prm}})
+      if (!std::filesystem::is_regular_file(p / "config.json")) {
+        *rc = fail("run", c->source.string() + ": " + key + " = '" + p.string() + "' is not a model folder");
+        return;
+      }
+    auto level = parse_log_level(c->log_level);
+    if (!level) { *rc = fail("run", level.error().message); return; }
+    LogSink logs(*level);
+    zmq::context_t ctx;
+    auto sup = Supervisor::start(ctx, *c, logs);
+    if (!sup) { *rc = fail("run", sup.error().message); return; }
+    auto client = Client::connect(ctx, "inproc://flashtts-run");
+    if (!client) { *rc = fail("run", client.error().message); return; }
+    auto res = solve_and_wait(*client, o->solve, [&] { return (*sup)->watch(std::chrono::milliseconds(0)); });
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    client = make_error("closed");  // close the socket before the actors stop
+    (*sup)->shutdown();
+    if (!res) { *rc = fail("run", res.error().message); return; }
+    print_solve_result(*res, o->solve, seconds);
+    *rc = 0;
+  });
+}
+
+}  // namespace flashtts::cli

@@ -1,0 +1,89 @@
+// flashtts serve: runs the actors of a configuration until SIGINT/SIGTERM.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "runtime/cli.h"
+#include "runtime/supervisor.h"
+
+namespace flashtts::cli {
+
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;  // the signal handler's only output
+void on_signal(int sig) { g_stop_signal = sig; }
+
+// Checks the model folders that the actors run here read.
+Status check_models_for(const Config& c, const std::vector<std::string>& only) {
+  auto runs = [&](const char* a) { return only.empty() || std::find(only.begin(), only.end(), a) != only.end(); };
+  auto need = [&](const char* key, const std::filesystem::path& p) -> Status {
+    if (p.empty()) return make_error(c.source.string() + ": " + key + " is not set");
+    if (!std::filesystem::is_regular_file(p / "config.json"))
+      return make_error(c.source.string() + ": " + key + " = '" + p.string() + "' is not a model folder (no config.json)");
+    return Status::success();
+  };
+  if (runs("generator") || runs("beam_manager")) FLASHTTS_TRY(need("models.policy", c.models.policy));
+  if (runs("verifier")) FLASHTTS_TRY(need("models.prm", c.models.prm));
+  return Status::success();
+}
+
+}  // namespace
+
+Expected<Config> load_cli_config(const std::string& path, const Globals& g) {
+  std::filesystem::path file = path.empty() ? default_config_path() : std::filesystem::path(path);
+  auto c = load_config(file, /*check_models=*/false);
+  if (!c) return c.error();
+  if (!g.log_level.empty()) c->log_level = g.log_level == "critical" ? "error" : g.log_level;
+  return c;
+}
+
+void add_serve(CLI::App& app, int* rc, const Globals* g) {
+  auto* sub = app.add_subcommand("serve", "Run the actor pipeline and answer clients over ZeroMQ");
+  struct Opts {
+    std::string config;
+    std::vector<std::string> actors, endpoints;
+  };
+  auto o = std::make_shared<Opts>();
+  sub->add_option("--config", o->config, "TOML configuration (default: configs/default.toml)");
+  sub->add_option("--actors", o->actors, "Run only these actors here (the others run elsewhere)")->delimiter(',');
+  sub->add_option("--endpoint", o->endpoints, "Listen on these client endpoints instead of the configured ones");
+  sub->callback([o, rc, g] {
+    auto c = load_cli_config(o->config, *g);
+    if (!c) { *rc = fail("serve", c.error().message); return; }
+    if (!o->endpoints.empty()) c->endpoints.clients = o->endpoints;
+    if (Status s = check_models_for(*c, o->actors); !s.ok()) { *rc = fail("serve", s.message()); return; }
+    auto level = parse_log_level(c->log_level);
+    if (!level) { *rc = fail("serve", level.error().message); return; }
+    LogSink logs(*level);
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    zmq::context_t ctx;
+    auto sup = Supervisor::start(ctx, *c, logs, o->actors);
+    if (!sup) { *rc = fail("serve", sup.error().message); return; }
+    bool has_intake = o->actors.empty() || std::find(o->actors.begin(), o->actors.end(), "intake") != o->actors.end();
+    if (has_intake)
+      for (const auto& ep : c->endpoints.clients) std::printf("flashtts serve: listening on %s\n", ep.c_str());
+    else
+      std::printf("flashtts serve: running %zu actor(s), no client endpoint here\n", o->actors.size());
+    std::fflush(stdout);
+    for (;;) {
+      if (g_stop_signal) {
+        std::string name = g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+        (*sup)->shutdown("shutting_down", "the server was stopped (" + name + ")");
+        std::fprintf(stderr, "flashtts serve: stopped by %s\n", name.c_str());
+        *rc = 0;
+        return;
+      }
+      std::optional<std::string> failed;
+      try {
+        failed = (*sup)->watch(std::chrono::milliseconds(100));
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;  // a signal interrupted the poll: loop and look
+      }
+      if (failed) { *rc = fail("serve", *failed); return; }
+    }
+  });
+}
+
+}  // namespace flashtts::cli

@@ -1,0 +1,147 @@
+#include "runtime/supervisor.h"
+
+#include <algorithm>
+#include <map>
+
+#include "actors/beam_manager.h"
+#include "actors/generator.h"
+#include "actors/intake.h"
+#include "actors/memory_arbiter.h"
+#include "actors/scheduler.h"
+#include "actors/verifier.h"
+
+namespace flashtts {
+
+namespace {
+
+// Which actors each actor sends to (its outboxes).
+const std::map<std::string, std::vector<std::string>>& peers_of() {
+  static const std::map<std::string, std::vector<std::string>> p = {
+      {"intake", {"beam_manager", "scheduler", "generator", "verifier", "memory_arbiter"}},
+      {"beam_manager", {"intake", "scheduler"}},
+      {"scheduler", {"beam_manager", "generator", "verifier", "intake"}},
+      {"generator", {"scheduler", "memory_arbiter", "intake"}},
+      {"verifier", {"scheduler", "memory_arbiter", "intake"}},
+      {"memory_arbiter", {"generator", "verifier", "scheduler", "intake"}},
+  };
+  return p;
+}
+
+std::map<std::string, std::string> peers(const Config& c, const std::string& actor) {
+  std::map<std::string, std::string> out;
+  for (const auto& p : peers_of().at(actor)) out[p] = c.endpoints.actors.at(p);
+  return out;
+}
+
+ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs) {
+  const std::string inbox = c.endpoints.actors.at(name);
+  Logger log = logs.make(name);
+  if (name == "intake") {
+    IntakeOptions o{inbox, peers(c, name), c.endpoints.clients, c.limits, c.defaults, log};
+    return [o](zmq::context_t& ctx, ActorPipe& p) { return run_intake(ctx, p, o); };
+  }
+  if (name == "beam_manager") {
+    BeamManagerOptions o{inbox,           peers(c, name),         c.models.policy, c.models.prompt_format,
+                         c.models.system_prompt, c.step_delimiter, log};
+    return [o](zmq::context_t& ctx, ActorPipe& p) { return run_beam_manager(ctx, p, o); };
+  }
+  if (name == "scheduler") {
+    SchedulerOptions o{inbox, peers(c, name), c.policies.scheduling, log};
+    return [o](zmq::context_t& ctx, ActorPipe& p) { return run_scheduler(ctx, p, o); };
+  }
+  if (name == "generator") {
+    GeneratorOptions o;
+    o.model_dir = c.models.policy, o.inbox = inbox, o.peers = peers(c, name);
+    o.block_size = c.memory.block_size, o.n_threads = c.engine.generator_threads;
+    o.prefill_chunk = c.engine.prefill_chunk, o.max_batch = c.engine.max_batch;
+    o.step_delimiter = c.step_delimiter, o.log = log;
+    return [o](zmq::context_t& ctx, ActorPipe& p) { return run_generator(ctx, p, o); };
+  }
+  if (name == "verifier") {
+    VerifierOptions o;
+    o.model_dir = c.models.prm, o.inbox = inbox, o.peers = peers(c, name);
+    o.block_size = c.memory.block_size, o.n_threads = c.engine.verifier_threads;
+    o.prefill_chunk = c.engine.prefill_chunk, o.max_batch = c.engine.max_batch;
+    o.prm_family = c.models.prm_family, o.log = log;
+    return [o](zmq::context_t& ctx, ActorPipe& p) { return run_verifier(ctx, p, o); };
+  }
+  MemoryArbiterOptions o{inbox, peers(c, name), int64_t(c.memory.budget_mb * (1 << 20)), c.memory.generator_share,
+                         c.policies.memory_split, log};
+  return [o](zmq::context_t& ctx, ActorPipe& p) { return run_memory_arbiter(ctx, p, o); };
+}
+
+}  // namespace
+
+Status check_device(const std::string& device, const Logger& log) {
+  if (device == "cpu") return Status::success();
+  if (device == "auto") {
+    log->info("device 'auto': this build has no CUDA backend; running on the CPU");
+    return Status::success();
+  }
+  return make_error("device '" + device + "' is not available: this build has no CUDA backend (use \"cpu\" or \"auto\")");
+}
+
+Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, const Config& config, const LogSink& logs,
+                                                        std::vector<std::string> only) {
+  for (const auto& n : only)
+    if (std::find(actor_names().begin(), actor_names().end(), n) == actor_names().end())
+      return make_error("unknown actor '" + n + "' (known: memory_arbiter, generator, verifier, scheduler, "
+                        "beam_manager, intake)");
+  std::unique_ptr<Supervisor> s(new Supervisor(ctx, config, logs.make("supervisor")));
+  FLASHTTS_TRY(check_device(config.engine.device, s->log_));
+  for (const auto& name : actor_names()) {
+    if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
+    auto a = Actor::start(ctx, name, body_of(config, name, logs));
+    if (!a) {
+      s->shutdown();
+      return a.error();
+    }
+    s->log_->debug("actor {} ready", name);
+    s->actors_.push_back(std::move(*a));
+  }
+  return s;
+}
+
+Supervisor::~Supervisor() { shutdown(); }
+
+std::optional<std::string> Supervisor::watch(std::chrono::milliseconds timeout) {
+  if (actors_.empty()) return std::nullopt;
+  std::vector<zmq::pollitem_t> items;
+  for (auto& a : actors_) items.push_back({a->pipe().handle(), 0, ZMQ_POLLIN, 0});
+  zmq::poll(items.data(), items.size(), timeout);
+  for (size_t i = 0; i < actors_.size(); ++i) {
+    if (!(items[i].revents & ZMQ_POLLIN)) continue;
+    auto why = actors_[i]->poll_failure();
+    if (!why) continue;
+    std::string what = "actor " + actors_[i]->name() + " failed: " + *why;
+    log_->error("{}", what);
+    shutdown("server_failure", what + "; the server is stopping");
+    return what;
+  }
+  return std::nullopt;
+}
+
+void Supervisor::shutdown(const std::string& code, const std::string& message) {
+  if (actors_.empty()) return;
+  for (auto& a : actors_)
+    if (a->name() == "intake") a->send("$DRAIN " + code + " " + message);
+  bool cut = false;
+  for (auto it = actors_.rbegin(); it != actors_.rend(); ++it) {
+    Actor& a = **it;
+    if (a.stop(std::chrono::seconds(5))) continue;
+    // A body stuck outside its poll loop: wake every blocking call with
+    // ETERM, give it a moment, then leave it behind.
+    log_->error("actor {} did not stop within 5 s; shutting the ZeroMQ context down", a.name());
+    if (!cut) {
+      ctx_.shutdown();
+      cut = true;
+    }
+    if (!a.stop(std::chrono::seconds(2))) {
+      log_->error("actor {} is still running; abandoning it", a.name());
+      a.abandon();
+    }
+  }
+  actors_.clear();
+}
+
+}  // namespace flashtts

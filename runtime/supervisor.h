@@ -1,0 +1,61 @@
+// The supervisor: starts the actors a process runs (all six by default, or
+// a subset when others run in other processes), watches them, and stops
+// them in order (intake first, GPU actors last). When an actor fails it
+// logs which and why, has the intake answer every request in flight with a
+// `server_failure` error naming the actor, and shuts everything down; a
+// shutdown on request answers them with `shutting_down`. An actor that will
+// not stop is cut loose with zmq_ctx_shutdown, so nothing hangs.
+//
+// Thread contract: a Supervisor belongs to the thread that started it;
+// watch() and shutdown() are called from that thread only.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "runtime/actor.h"
+#include "runtime/config.h"
+#include "runtime/logging.h"
+
+namespace flashtts {
+
+class Supervisor {
+ public:
+  // Starts the actors named in `only` (all when empty) in start-up order.
+  // Error when one fails to start (the ones started are stopped again).
+  static Expected<std::unique_ptr<Supervisor>> start(zmq::context_t& ctx, const Config& config,
+                                                     const LogSink& logs, std::vector<std::string> only = {});
+  ~Supervisor();
+
+  // Waits up to `timeout` for an actor failure. On one: reports it, drains
+  // the intake, stops all actors and returns "actor <name> failed: <why>".
+  std::optional<std::string> watch(std::chrono::milliseconds timeout);
+
+  // Answers requests in flight with `code`/`message`, then stops every
+  // actor, intake first. Idempotent.
+  void shutdown(const std::string& code = "shutting_down", const std::string& message = "the server is shutting down");
+
+  const std::vector<std::string>& client_endpoints() const { return config_.endpoints.clients; }
+  bool running() const { return !actors_.empty(); }
+
+ private:
+  Supervisor(zmq::context_t& ctx, Config config, Logger log)
+      : ctx_(ctx), config_(std::move(config)), log_(std::move(log)) {}
+
+  zmq::context_t& ctx_;
+  Config config_;
+  Logger log_;
+  std::vector<std::unique_ptr<Actor>> actors_;  // start-up order
+};
+
+// Whether the device named in the configuration can be used: "cpu" always;
+// "auto" falls back to the CPU with one log line; "cuda" is an error until
+// the CUDA backend exists.
+Status check_device(const std::string& device, const Logger& log);
+
+}  // namespace flashtts
