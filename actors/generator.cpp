@@ -178,7 +178,7 @@ Status Generator::on_grant(const msg::Grant& g) {
   EngineOptions eo;
   eo.kv_bytes = (size_t)std::max<int64_t>(g.kv_bytes, 0);
   eo.block_size = o_.block_size;
-  eo.n_threads = o_.n_threads;
+  eo.n_threads = o_.device ? o_.device->threads_for(o_.n_threads) : o_.n_threads;
   auto e = Engine::create(std::move(model_.config), std::move(model_.weights), eo);
   if (!e) return make_error("generator: " + e.error().message);
   engine_ = std::move(e).value();

@@ -193,7 +193,7 @@ Status Verifier::on_grant(const msg::Grant& g) {
   EngineOptions eo;
   eo.kv_bytes = (size_t)std::max<int64_t>(g.kv_bytes, 0);
   eo.block_size = o_.block_size;
-  eo.n_threads = o_.n_threads;
+  eo.n_threads = o_.device ? o_.device->threads_for(o_.n_threads) : o_.n_threads;
   auto e = Engine::create(config_, std::move(model_.weights), eo);
   if (!e) return make_error("verifier: " + e.error().message);
   engine_ = std::move(e).value();

@@ -27,6 +27,7 @@
 
 #include <zmq.hpp>
 
+#include "gpu/device_context.h"
 #include "runtime/actor.h"
 #include "runtime/logging.h"
 
@@ -38,6 +39,7 @@ struct VerifierOptions {
   std::map<std::string, std::string> peers;   // endpoints of "scheduler", "memory_arbiter", "intake"
   int32_t block_size = 16;                    // KV tokens per block
   int32_t n_threads = 0;                      // engine worker threads; 0 = all cores
+  std::shared_ptr<const DeviceContext> device;  // the process's one device context (null = the CPU)
   int32_t prefill_chunk = 512;                // most input tokens one job computes per iteration
   int32_t max_batch = 256;                    // most jobs running at once
   std::string prm_family;                     // "" = what the folder says; else as parse_prm_family reads it

@@ -33,7 +33,8 @@ std::map<std::string, std::string> peers(const Config& c, const std::string& act
   return out;
 }
 
-ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs) {
+ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
+                  const std::shared_ptr<const DeviceContext>& device) {
   const std::string inbox = c.endpoints.actors.at(name);
   Logger log = logs.make(name);
   if (name == "intake") {
@@ -52,7 +53,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs)
   if (name == "generator") {
     GeneratorOptions o;
     o.model_dir = c.models.policy, o.inbox = inbox, o.peers = peers(c, name);
-    o.block_size = c.memory.block_size, o.n_threads = c.engine.generator_threads;
+    o.block_size = c.memory.block_size, o.n_threads = c.engine.generator_threads, o.device = device;
     o.prefill_chunk = c.engine.prefill_chunk, o.max_batch = c.engine.max_batch;
     o.step_delimiter = c.step_delimiter, o.log = log;
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_generator(ctx, p, o); };
@@ -60,7 +61,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs)
   if (name == "verifier") {
     VerifierOptions o;
     o.model_dir = c.models.prm, o.inbox = inbox, o.peers = peers(c, name);
-    o.block_size = c.memory.block_size, o.n_threads = c.engine.verifier_threads;
+    o.block_size = c.memory.block_size, o.n_threads = c.engine.verifier_threads, o.device = device;
     o.prefill_chunk = c.engine.prefill_chunk, o.max_batch = c.engine.max_batch;
     o.prm_family = c.models.prm_family, o.log = log;
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_verifier(ctx, p, o); };
@@ -72,15 +73,6 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs)
 
 }  // namespace
 
-Status check_device(const std::string& device, const Logger& log) {
-  if (device == "cpu") return Status::success();
-  if (device == "auto") {
-    log->info("device 'auto': this build has no CUDA backend; running on the CPU");
-    return Status::success();
-  }
-  return make_error("device '" + device + "' is not available: this build has no CUDA backend (use \"cpu\" or \"auto\")");
-}
-
 Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, const Config& config, const LogSink& logs,
                                                         std::vector<std::string> only) {
   for (const auto& n : only)
@@ -88,10 +80,13 @@ Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, con
       return make_error("unknown actor '" + n + "' (known: memory_arbiter, generator, verifier, scheduler, "
                         "beam_manager, intake)");
   std::unique_ptr<Supervisor> s(new Supervisor(ctx, config, logs.make("supervisor")));
-  FLASHTTS_TRY(check_device(config.engine.device, s->log_));
+  auto device = DeviceContext::open(config.engine.device);
+  if (!device) return device.error();
+  if (!(*device)->fallback().empty()) s->log_->info("{}", (*device)->fallback());
+  s->log_->debug("device: {}", (*device)->description());
   for (const auto& name : actor_names()) {
     if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
-    auto a = Actor::start(ctx, name, body_of(config, name, logs));
+    auto a = Actor::start(ctx, name, body_of(config, name, logs, *device));
     if (!a) {
       s->shutdown();
       return a.error();

@@ -53,9 +53,4 @@ class Supervisor {
   std::vector<std::unique_ptr<Actor>> actors_;  // start-up order
 };
 
-// Whether the device named in the configuration can be used: "cpu" always;
-// "auto" falls back to the CPU with one log line; "cuda" is an error until
-// the CUDA backend exists.
-Status check_device(const std::string& device, const Logger& log);
-
 }  // namespace flashtts

@@ -378,5 +378,19 @@ TEST(Pipeline, AMissingModelFolderFailsStartWithItsPath) {
   EXPECT_NE(sup.error().message.find("/nonexistent/policy-model"), std::string::npos) << sup.error().message;
 }
 
+TEST(Pipeline, DeviceCudaIsAClearErrorInABuildWithoutCudaAndAutoFallsBackToTheCpu) {
+  Config cfg = test::tiny_pipeline_config(ipc_endpoint("device"));
+  cfg.engine.device = "cuda";
+  zmq::context_t ctx;
+  LogSink logs(spdlog::level::off);
+  auto sup = Supervisor::start(ctx, cfg, logs);
+  ASSERT_FALSE(sup.ok());
+  EXPECT_NE(sup.error().message.find("no CUDA backend"), std::string::npos) << sup.error().message;
+  cfg.engine.device = "auto";
+  Pipeline p(cfg);
+  Client c = p.client();
+  EXPECT_TRUE(c.call("ping", msg::MapWriter(), 10s).ok());
+}
+
 }  // namespace
 }  // namespace flashtts

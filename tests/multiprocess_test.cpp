@@ -1,0 +1,175 @@
+// Actors in more than one process, and the command-line entry points:
+// the verifier runs in a `flashtts serve --actors verifier` child process
+// over ipc://; `flashtts serve` + `flashtts ask` and `flashtts run` are
+// driven as a user would.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include "runtime/client.h"
+#include "runtime/supervisor.h"
+#include "tests/test_support.h"
+
+namespace flashtts {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Writes a configuration file for the tiny models with every actor on an
+// ipc:// endpoint under `dir`; returns its path.
+std::filesystem::path write_config(const std::filesystem::path& dir, const std::string& extra_search = "") {
+  auto m = test::tiny_models();
+  std::ofstream f(dir / "flashtts.toml");
+  f << "log_level = \"warn\"\n"
+    << "[models]\npolicy = \"" << (m / "policy").string() << "\"\nprm = \"" << (m / "prm").string() << "\"\n"
+    << "[memory]\nbudget_mb = 64\n"
+    << "[engine]\ngenerator_threads = 1\nverifier_threads = 1\n"
+    << "[search]\nn = 4\nmax_steps = 2\nmax_tokens_per_step = 12\n" << extra_search
+    << "[endpoints]\nclients = [\"ipc://" << (dir / "client").string() << "\"]\n";
+  for (const auto& a : actor_names()) f << a << " = \"ipc://" << (dir / a).string() << "\"\n";
+  return dir / "flashtts.toml";
+}
+
+// A child process running `flashtts <args>`, killed with SIGKILL if the test
+// ends early.
+struct Child {
+  pid_t pid = -1;
+  explicit Child(const std::vector<std::string>& args, const std::filesystem::path& log) {
+    pid = fork();
+    if (pid == 0) {
+      FILE* out = std::freopen(log.c_str(), "w", stdout);
+      (void)out;
+      dup2(fileno(stdout), fileno(stderr));
+      std::vector<char*> argv;
+      std::string bin = (test::binary_dir() / "flashtts").string();
+      argv.push_back(bin.data());
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(bin.c_str(), argv.data());
+      _exit(127);
+    }
+  }
+  // Exit status after `sig`, or -1 if it did not exit within `t`.
+  int stop(int sig, std::chrono::milliseconds t) {
+    if (pid <= 0) return -1;
+    kill(pid, sig);
+    auto deadline = std::chrono::steady_clock::now() + t;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int st = 0;
+      if (waitpid(pid, &st, WNOHANG) == pid) {
+        pid = -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return -1;
+  }
+  ~Child() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+bool wait_for_text(const std::filesystem::path& log, const std::string& text, std::chrono::seconds t) {
+  auto deadline = std::chrono::steady_clock::now() + t;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (read_file(log).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+TEST(MultiProcess, TheVerifierInASecondProcessScoresForThePipeline) {
+  auto dir = test::scratch_dir("mp");
+  auto cfg_path = write_config(dir);
+  Child verifier({"serve", "--config", cfg_path.string(), "--actors", "verifier"}, dir / "verifier.log");
+  ASSERT_TRUE(wait_for_text(dir / "verifier.log", "running 1 actor", 60s)) << read_file(dir / "verifier.log");
+
+  auto cfg = load_config(cfg_path);
+  ASSERT_TRUE(cfg.ok()) << cfg.error().message;
+  zmq::context_t ctx;
+  LogSink logs(spdlog::level::warn);
+  auto sup = Supervisor::start(ctx, *cfg, logs,
+                               {"memory_arbiter", "generator", "scheduler", "beam_manager", "intake"});
+  ASSERT_TRUE(sup.ok()) << sup.error().message;
+  auto c = Client::connect(ctx, cfg->endpoints.clients.front());
+  ASSERT_TRUE(c.ok());
+  msg::MapWriter w;
+  w.put("problem", "Let a = 3. What is a?");
+  auto r = c->call("solve", w, 60s);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  std::vector<msg::MapReader> steps;
+  ASSERT_TRUE(r->body.get("steps", &steps).ok());
+  auto st = c->call("stats", msg::MapWriter(), 10s);
+  ASSERT_TRUE(st.ok());
+  msg::MapReader actors, v;
+  ASSERT_TRUE(st->body.get("actors", &actors).ok());
+  ASSERT_TRUE(actors.get("verifier", &v).ok()) << "the remote verifier did not answer stats";
+  int64_t scored = 0;
+  EXPECT_TRUE(v.get("tokens_scored", &scored).ok());
+  EXPECT_GT(scored, 0);
+  (*sup)->shutdown();
+  EXPECT_EQ(verifier.stop(SIGTERM, 5s), 0) << read_file(dir / "verifier.log");
+}
+
+TEST(CommandLine, ServeAnswersAskAndStopsCleanlyOnSigint) {
+  auto dir = test::scratch_dir("serve");
+  auto cfg_path = write_config(dir);
+  Child server({"serve", "--config", cfg_path.string()}, dir / "serve.log");
+  ASSERT_TRUE(wait_for_text(dir / "serve.log", "listening on ipc://", 60s)) << read_file(dir / "serve.log");
+  std::string out;
+  std::string ask = (test::binary_dir() / "flashtts").string() + " ask --quiet --endpoint ipc://" +
+                    (dir / "client").string() + " --n 2 --json 'Let a = 4. What is a?' 2>&1";
+  ASSERT_EQ(test::run_command(ask, &out), 0) << out;
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  EXPECT_TRUE(j.contains("answer"));
+  EXPECT_EQ(j["n"], 2);
+  EXPECT_EQ(server.stop(SIGINT, 5s), 0) << read_file(dir / "serve.log");
+}
+
+TEST(CommandLine, AskWithoutAServerFailsWithAClearMessage) {
+  std::string out;
+  std::string ask = (test::binary_dir() / "flashtts").string() +
+                    " ask --quiet --timeout 1 --endpoint ipc:///nonexistent/flashtts.sock 'Let a = 1. What is a?' 2>&1";
+  EXPECT_EQ(test::run_command(ask, &out), 1) << out;
+  EXPECT_NE(out.find("no answer within 1 s"), std::string::npos) << out;
+  EXPECT_NE(out.find("ipc:///nonexistent/flashtts.sock"), std::string::npos) << out;
+}
+
+TEST(CommandLine, RunSolvesInOneProcessAndPrintsAnswerStepsAndTime) {
+  auto dir = test::scratch_dir("run");
+  auto cfg_path = write_config(dir);
+  std::string out;
+  std::string run = (test::binary_dir() / "flashtts").string() + " run --quiet --config " + cfg_path.string() +
+                    " 'Let a = 5. Let b = a * 3. What is b?' 2>&1";
+  ASSERT_EQ(test::run_command(run, &out), 0) << out;
+  EXPECT_NE(out.find("answer:"), std::string::npos) << out;
+  EXPECT_NE(out.find("steps:"), std::string::npos) << out;
+  EXPECT_NE(out.find("time:"), std::string::npos) << out;
+}
+
+TEST(CommandLine, ServeWithAMissingModelFolderFailsNamingIt) {
+  auto dir = test::scratch_dir("serve-missing");
+  std::ofstream(dir / "bad.toml") << "[models]\npolicy = \"nowhere/policy\"\nprm = \"nowhere/prm\"\n";
+  std::string out;
+  std::string cmd = (test::binary_dir() / "flashtts").string() + " serve --config " + (dir / "bad.toml").string() +
+                    " 2>&1";
+  EXPECT_EQ(test::run_command(cmd, &out), 1) << out;
+  EXPECT_NE(out.find("nowhere/policy"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace flashtts

@@ -1,0 +1,148 @@
+// The scheduler and the memory arbiter, through their messages: FIFO order,
+// admission against the KV grant, immediate failure of jobs that can never
+// fit, forget; the arbiter's static split and its failure on a budget that
+// cannot hold the weights.
+#include <gtest/gtest.h>
+
+#include "actors/memory_arbiter.h"
+#include "actors/scheduler.h"
+#include "messages/internal.h"
+#include "runtime/mailbox.h"
+
+namespace flashtts {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Test-owned inboxes standing in for the scheduler's peers.
+struct Peers {
+  zmq::context_t& ctx;
+  std::map<std::string, zmq::socket_t> in;
+  std::map<std::string, std::string> endpoints;
+  Peers(zmq::context_t& c, const std::string& tag, std::vector<std::string> names) : ctx(c) {
+    for (const auto& n : names) {
+      zmq::socket_t s(ctx, zmq::socket_type::pull);
+      s.set(zmq::sockopt::linger, 0);
+      std::string ep = "inproc://" + tag + "-" + n;
+      s.bind(ep);
+      in.emplace(n, std::move(s));
+      endpoints[n] = ep;
+    }
+  }
+  // The next message at `peer` within `t`, decoded as M; nullopt on timeout.
+  template <class M>
+  std::optional<M> next(const std::string& peer, std::chrono::milliseconds t = 2s) {
+    zmq::pollitem_t it{in.at(peer).handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&it, 1, t);
+    if (!(it.revents & ZMQ_POLLIN)) return std::nullopt;
+    zmq::message_t m;
+    (void)in.at(peer).recv(m);
+    auto env = msg::open(m.to_string());
+    EXPECT_TRUE(env.ok());
+    EXPECT_EQ(env->type, M::kType);
+    auto d = msg::decode<M>(*env);
+    EXPECT_TRUE(d.ok());
+    return *d;
+  }
+};
+
+msg::GenJob job(uint64_t id, uint64_t rid, int n_context, int max_tokens) {
+  msg::GenJob j;
+  j.job_id = id, j.rid = rid, j.tokens.assign(n_context, 1), j.max_tokens = max_tokens;
+  return j;
+}
+
+TEST(Scheduler, DispatchesInArrivalOrderOnlyWhatFitsTheGrant) {
+  zmq::context_t ctx;
+  Peers p(ctx, "sched1", {"beam_manager", "generator", "verifier", "intake"});
+  LogSink logs(spdlog::level::off);
+  SchedulerOptions o{"inproc://sched1", p.endpoints, "fifo", logs.make("scheduler")};
+  auto a = Actor::start(ctx, "scheduler", [o](auto& c, auto& pipe) { return run_scheduler(c, pipe, o); });
+  ASSERT_TRUE(a.ok());
+  zmq::socket_t to(ctx, zmq::socket_type::push);
+  to.set(zmq::sockopt::linger, 0);
+  to.connect("inproc://sched1");
+  auto post = [&](const auto& m) { to.send(zmq::buffer(msg::encode(m))); };
+
+  post(job(1, 1, 30, 10));  // before the grant: held
+  EXPECT_FALSE(p.next<msg::GenJob>("generator", 200ms));
+  post(msg::Grant{"generator", 1 << 20, 100});
+  EXPECT_EQ(p.next<msg::GenJob>("generator")->job_id, 1u);  // 40 of 100 tokens
+  post(job(2, 1, 30, 10));
+  EXPECT_EQ(p.next<msg::GenJob>("generator")->job_id, 2u);  // 80 of 100
+  post(job(3, 2, 30, 10));
+  EXPECT_FALSE(p.next<msg::GenJob>("generator", 200ms));    // would be 120
+  post(job(4, 3, 5, 5));
+  EXPECT_FALSE(p.next<msg::GenJob>("generator", 200ms));    // FIFO: no overtaking
+
+  msg::GenDone d;
+  d.job_id = 1, d.rid = 1, d.finish = "eos";
+  post(d);
+  EXPECT_EQ(p.next<msg::GenDone>("beam_manager")->job_id, 1u);  // forwarded
+  EXPECT_EQ(p.next<msg::GenJob>("generator")->job_id, 3u);
+  EXPECT_EQ(p.next<msg::GenJob>("generator")->job_id, 4u);
+
+  post(job(5, 4, 150, 10));  // can never fit
+  auto fail = p.next<msg::GenDone>("beam_manager");
+  ASSERT_TRUE(fail);
+  EXPECT_EQ(fail->job_id, 5u);
+  EXPECT_EQ(fail->finish, "error");
+  EXPECT_NE(fail->error.find("160 tokens"), std::string::npos) << fail->error;
+
+  post(job(6, 9, 50, 10));  // queued behind the others
+  post(msg::Forget{9});
+  EXPECT_EQ(p.next<msg::Forget>("generator")->rid, 9u);
+  EXPECT_EQ(p.next<msg::Forget>("verifier")->rid, 9u);
+  d.job_id = 2, d.rid = 1;
+  post(d);
+  d.job_id = 3, d.rid = 2;
+  post(d);
+  EXPECT_FALSE(p.next<msg::GenJob>("generator", 200ms));  // job 6 was forgotten
+  EXPECT_TRUE((*a)->stop(2s));
+}
+
+TEST(MemoryArbiter, SplitsWhatTheWeightsLeaveAndGrantsBothModels) {
+  zmq::context_t ctx;
+  Peers p(ctx, "arb1", {"generator", "verifier", "scheduler", "intake"});
+  LogSink logs(spdlog::level::off);
+  MemoryArbiterOptions o{"inproc://arb1", p.endpoints, 1000 * 1024, 0.75, "static", logs.make("memory_arbiter")};
+  auto a = Actor::start(ctx, "memory_arbiter", [o](auto& c, auto& pipe) { return run_memory_arbiter(c, pipe, o); });
+  ASSERT_TRUE(a.ok());
+  zmq::socket_t to(ctx, zmq::socket_type::push);
+  to.set(zmq::sockopt::linger, 0);
+  to.connect("inproc://arb1");
+  to.send(zmq::buffer(msg::encode(msg::Weights{"generator", 400 * 1024, 1024, 16})));
+  EXPECT_FALSE(p.next<msg::Grant>("generator", 200ms));  // waits for both
+  to.send(zmq::buffer(msg::encode(msg::Weights{"verifier", 200 * 1024, 512, 16})));
+  auto g = p.next<msg::Grant>("generator"), v = p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(g && v);
+  EXPECT_EQ(g->kv_bytes, 300 * 1024);  // 0.75 of the 400 KiB left
+  EXPECT_EQ(v->kv_bytes, 100 * 1024);
+  EXPECT_EQ(g->kv_tokens, 288);        // 300 tokens, whole 16-token blocks
+  EXPECT_EQ(v->kv_tokens, 192);        // 200 tokens -> 12 blocks
+  EXPECT_TRUE(p.next<msg::Grant>("scheduler"));
+  EXPECT_TRUE(p.next<msg::Grant>("scheduler"));
+  EXPECT_TRUE((*a)->stop(2s));
+}
+
+TEST(MemoryArbiter, ABudgetSmallerThanTheWeightsFailsTheActorWithTheNumbers) {
+  zmq::context_t ctx;
+  Peers p(ctx, "arb2", {"generator", "verifier", "scheduler", "intake"});
+  LogSink logs(spdlog::level::off);
+  MemoryArbiterOptions o{"inproc://arb2", p.endpoints, 1 << 20, 0.75, "static", logs.make("memory_arbiter")};
+  auto a = Actor::start(ctx, "memory_arbiter", [o](auto& c, auto& pipe) { return run_memory_arbiter(c, pipe, o); });
+  ASSERT_TRUE(a.ok());
+  zmq::socket_t to(ctx, zmq::socket_type::push);
+  to.set(zmq::sockopt::linger, 0);
+  to.connect("inproc://arb2");
+  to.send(zmq::buffer(msg::encode(msg::Weights{"generator", 3 << 20, 1024, 16})));
+  to.send(zmq::buffer(msg::encode(msg::Weights{"verifier", 1 << 20, 512, 16})));
+  auto why = (*a)->poll_failure(2s);
+  ASSERT_TRUE(why.has_value());
+  EXPECT_NE(why->find("1.0 MiB"), std::string::npos) << *why;
+  EXPECT_NE(why->find("memory.budget_mb"), std::string::npos) << *why;
+  EXPECT_FALSE(p.next<msg::Grant>("generator", 100ms));
+}
+
+}  // namespace
+}  // namespace flashtts
