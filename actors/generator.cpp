@@ -200,6 +200,9 @@ void Generator::on_job(msg::GenJob job) {
   for (int32_t id : j.tokens)
     if (bad.empty() && (id < 0 || id >= config_.vocab_size))
       bad = "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(config_.vocab_size);
+  if (bad.empty() && config_.max_position > 0 && (int64_t)j.tokens.size() >= config_.max_position)
+    bad = "the context of " + std::to_string(j.tokens.size()) + " tokens leaves no room under the model's " +
+          "max_position_embeddings of " + std::to_string(config_.max_position);
   if (!bad.empty()) return finish(t, "error", "gen_job " + std::to_string(j.job_id) + ": " + bad);
   if (j.max_tokens <= 0) return finish(t, "length");
   queue_.push_back(std::move(t));
@@ -323,6 +326,9 @@ const char* Generator::stop_reason(GenTask& t, int32_t token, size_t text_before
     if (t.text.find(d, from) != std::string::npos) return "delimiter";
   }
   if ((int32_t)t.out.size() >= t.job.max_tokens) return "length";
+  // The model cannot place a token past its last position: stop there.
+  if (config_.max_position > 0 && int64_t(t.job.tokens.size() + t.out.size()) >= config_.max_position)
+    return "length";
   return nullptr;
 }
 

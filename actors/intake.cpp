@@ -92,7 +92,10 @@ void Intake::on_client_message() {
   for (;;) {
     zmq::message_t m;
     if (!router_.recv(m, zmq::recv_flags::dontwait)) return;
-    if (frames.empty()) fd = zmq_msg_get(m.handle(), ZMQ_SRCFD);  // -1 for inproc
+    // The routing-id frame is made by the ROUTER (no fd); the frames off the
+    // wire carry their connection's fd (-1 over inproc).
+    int f = zmq_msg_get(m.handle(), ZMQ_SRCFD);
+    if (f >= 0) fd = f;
     frames.push_back(m.to_string());
     if (!m.more()) break;
   }
@@ -155,6 +158,7 @@ void Intake::handle_request(std::vector<std::string> envelope, const std::string
                                               " requests in flight, its limit; retry later");
 
   uint64_t rid = ++next_rid_;
+  o_.log->debug("request {} ({} {} from connection {})", rid, q.type, msg::id_text(q.id), fd);
   Live l;
   l.envelope = std::move(envelope);
   l.client = client;
@@ -275,6 +279,7 @@ void Intake::drop_client(const std::string& client) {
 }
 
 void Intake::on_disconnect(int fd) {
+  o_.log->debug("connection {} closed", fd);
   std::set<std::string> clients;
   for (const auto& [rid, l] : live_)
     if (l.fd == fd && fd >= 0) clients.insert(l.client);

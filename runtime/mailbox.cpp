@@ -29,12 +29,17 @@ Expected<Mailbox> Mailbox::open(zmq::context_t& ctx, const std::string& inbox_en
   return mb;
 }
 
-void Mailbox::send(const std::string& peer, const std::string& bytes) {
+bool Mailbox::send(const std::string& peer, const std::string& bytes) {
   auto it = out_.find(peer);
   assert(it != out_.end());
-  // HWM 0: a PUSH with a pipe never reports EAGAIN; a blocking send is safe.
-  it->second.send(zmq::buffer(bytes), zmq::send_flags::none);
+  // HWM 0 never fills; EAGAIN means the peer's socket is gone (an actor
+  // that failed): drop rather than block this actor forever.
+  if (!it->second.send(zmq::buffer(bytes), zmq::send_flags::dontwait)) {
+    ++n_dropped_;
+    return false;
+  }
   ++n_sent_;
+  return true;
 }
 
 std::optional<std::string> Mailbox::try_recv() {

@@ -30,11 +30,13 @@ class Mailbox {
 
   zmq::socket_t& inbox() { return inbox_; }
 
+  // Never blocks. False (and counted) when the peer cannot take the message:
+  // its actor has gone; the supervisor reports that failure.
   // REQUIRES: `peer` was named at open().
-  void send(const std::string& peer, const std::string& bytes);
+  bool send(const std::string& peer, const std::string& bytes);
   template <class M>
-  void post(const std::string& peer, const M& m) {
-    send(peer, msg::encode(m));
+  bool post(const std::string& peer, const M& m) {
+    return send(peer, msg::encode(m));
   }
 
   // One message if one is waiting.
@@ -42,12 +44,13 @@ class Mailbox {
 
   uint64_t n_sent() const { return n_sent_; }
   uint64_t n_received() const { return n_received_; }
+  uint64_t n_dropped() const { return n_dropped_; }
 
  private:
   Mailbox(zmq::socket_t inbox) : inbox_(std::move(inbox)) {}
   zmq::socket_t inbox_;
   std::map<std::string, zmq::socket_t> out_;
-  uint64_t n_sent_ = 0, n_received_ = 0;
+  uint64_t n_sent_ = 0, n_received_ = 0, n_dropped_ = 0;
 };
 
 }  // namespace flashtts
