@@ -209,6 +209,9 @@ void Verifier::on_job(msg::ScoreJob job) {
   t.job = std::move(job);
   auto in = format_prm_input(*tok_, config_, t.job.problem, t.job.steps);
   if (!in) return finish(t, "score_job " + std::to_string(t.job.job_id) + ": " + in.error().message);
+  if (config_.max_position > 0 && (int64_t)in->ids.size() > config_.max_position)
+    return finish(t, "the PRM input of " + std::to_string(in->ids.size()) + " tokens is longer than the PRM's " +
+                         "max_position_embeddings of " + std::to_string(config_.max_position));
   t.in = std::move(in).value();
   t.keys = prefix_keys(t.in.ids, t.in.score_positions);
   t.scores.assign(t.in.score_positions.size(), 0.0f);

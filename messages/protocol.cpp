@@ -45,7 +45,9 @@ std::variant<ClientRequest, RequestError> parse_request(std::string_view bytes, 
                         ""};
   DecodeLimits dl;
   dl.max_bytes = size_t(limits.max_message_bytes);
-  dl.max_items = size_t(std::max<int32_t>(limits.max_score_steps, 64)) + 64;
+  // Every element takes at least one byte, so the frame size bounds the
+  // counts; field limits (steps, ...) are then checked with the id known.
+  dl.max_items = size_t(limits.max_message_bytes);
   auto r = MapReader::parse(bytes, dl);
   if (!r) return RequestError{code::kBadMessage, r.error().message, ""};
 

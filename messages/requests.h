@@ -34,13 +34,13 @@ struct SolveParams {
   int32_t n = 4;
   int32_t beam_width = 4;
   int32_t max_steps = 8;
-  int32_t max_tokens_per_step = 256;
+  int32_t max_tokens_per_step = 128;
   double temperature = 0.8;
   double top_p = 1.0;
   int32_t top_k = 0;
   uint64_t seed = 0;
   std::string aggregation = "last";  // how a solution's step scores become one score
-  std::string selection = "naive";   // how the answer is chosen among the completions
+  std::string selection = "weighted";  // how the answer is chosen among the completions
   bool return_completions = false;
   bool stream = false;
   int64_t deadline_ms = 0;           // 0 = none
