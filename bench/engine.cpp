@@ -6,8 +6,8 @@
 //                         [--prefill 512] [--threads N]
 //
 // Make a model with e.g.
-//   flashtts-mkmodel --out /tmp/bench-model --arch qwen2 --hidden 512 --layers 8 \
-//     --heads 8 --kv-heads 2 --intermediate 1536 --vocab 8192
+//   flashtts-mkmodel --out /tmp/bench-model --arch qwen2 --hidden 512 --layers 8
+//     --heads 8 --kv-heads 2 --intermediate 1536 --vocab 8192   (one command line)
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>

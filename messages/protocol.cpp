@@ -137,7 +137,12 @@ std::string id_text(std::string_view packed_id) {
   try {
     auto h = msgpack::unpack(packed_id.data(), packed_id.size());
     const auto& o = h.get();
-    if (o.type == msgpack::type::STR) return "'" + std::string(o.via.str.ptr, o.via.str.size) + "'";
+    if (o.type == msgpack::type::STR) {
+      std::string out(1, '\'');
+      out.append(o.via.str.ptr, o.via.str.size);
+      out.push_back('\'');
+      return out;
+    }
     if (o.type == msgpack::type::POSITIVE_INTEGER) return std::to_string(o.via.u64);
     if (o.type == msgpack::type::NEGATIVE_INTEGER) return std::to_string(o.via.i64);
   } catch (const std::exception&) {

@@ -80,7 +80,8 @@ Expected<ServerFrame> solve_and_wait(Client& client, const SolveFlags& f,
         (void)x.body.get_opt("done", &done);
         (void)x.body.get_opt("total", &total);
       }
-      show();
+      // A terminal gets a line redrawn in place; a log gets one per completion.
+      if (tty || kind == "completed") show();
       continue;
     }
     if (!f.quiet && tty && (generated || done)) std::fprintf(stderr, "\n");
