@@ -654,7 +654,7 @@ int main(int argc, char** argv) {
     double gen = 0, vb = 0;
     int64_t pt = 0, rt = 0, rc = 0;
     (void)st.get("policy_tokens", &pt), (void)st.get("prm_tokens", &rt), (void)st.get("prm_tokens_computed", &rc);
-    (void)st.get("generation_busy_ms", &gen), (void)st.get("verification_busy_ms", &vb);
+    (void)st.get("generation_job_ms_sum", &gen), (void)st.get("verification_job_ms_sum", &vb);
     s_pol.add((double)pt), s_prm.add((double)rt), s_prmc.add((double)rc), s_gen.add(gen), s_ver.add(vb);
   }
   const std::string sk = "solve n=" + std::to_string(solve_n);
@@ -664,7 +664,7 @@ int main(int argc, char** argv) {
       "\nsolve: best_of_n, n=%d, max_steps %d x max_tokens_per_step %d, temperature %.1f; %d timed after 1 warm-up; "
       "same samples as the engine: %s\n"
       "  pipeline stats (medians): policy tokens %.0f, PRM tokens %.0f (computed %.0f; engine side %.0f), "
-      "generation_busy_ms %.1f, verification_busy_ms %.1f (sums of per-job run times)\n",
+      "generation_job_ms_sum %.1f, verification_job_ms_sum %.1f (sums of per-job run times)\n",
       solve_n, solve_steps, solve_step_tokens, solve_temperature, solves, same_samples ? "yes" : "NO", s_pol.median(),
       s_prm.median(), s_prmc.median(), e_prmc.median(), s_gen.median(), s_ver.median());
   jr["solve"]["n"] = solve_n, jr["solve"]["max_steps"] = solve_steps;
@@ -672,8 +672,8 @@ int main(int argc, char** argv) {
   jr["solve"]["stats_median"] = {{"policy_tokens", s_pol.median()},
                                  {"prm_tokens", s_prm.median()},
                                  {"prm_tokens_computed", s_prmc.median()},
-                                 {"generation_busy_ms", s_gen.median()},
-                                 {"verification_busy_ms", s_ver.median()}};
+                                 {"generation_job_ms_sum", s_gen.median()},
+                                 {"verification_job_ms_sum", s_ver.median()}};
   jr["solve"]["engine_prm_tokens_computed_median"] = e_prmc.median();
   out["requests"] = jr;
 

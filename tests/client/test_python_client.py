@@ -171,7 +171,7 @@ def check_streaming_solve(c):
           "naive selection picks the best-scored completion")
     st = r["stats"]
     for key in ("latency_ms", "policy_tokens", "prm_tokens", "prm_tokens_computed", "preemptions",
-                "prefix_hit_rate", "generation_busy_ms", "verification_busy_ms", "goodput_tokens_per_s"):
+                "prefix_hit_rate", "generation_ms", "verification_ms", "generation_job_ms_sum", "verification_job_ms_sum", "goodput_tokens_per_s"):
         check(key in st, f"solve stats has {key}")
     return f"a streaming solve gets {len(events)} progress events, then one result with answer, steps, completions, stats"
 
