@@ -22,11 +22,25 @@ enum class PrmKind {
   LmLogits,    // Math-Shepherd / RLHFlow: softmax over {good, bad} LM logits, [good]
 };
 
+// The input layout a PRM was trained on (gpu/prm_format.h). A family's
+// default is the first of its kind; LM-logit PRMs come in two layouts.
+enum class PrmFormat {
+  Default,       // by kind: Classifier -> QwenChat, ValueHead -> Skywork, LmLogits -> MathShepherd
+  QwenChat,      // ChatML, steps joined and ended by the step tag
+  Skywork,       // BOS + problem + "\n", every piece of the response followed by the tag
+  MathShepherd,  // problem + "\n " + steps each ending in the tag, joined by "\n\n"
+  RlhFlow,       // Llama 3 chat: each step a user turn, the assistant answers the label
+};
+
 const char* arch_name(Arch a);
 const char* prm_kind_name(PrmKind k);
+const char* prm_format_name(PrmFormat f);
+// The format actually used: `f`, or the kind's default.
+PrmFormat resolved_prm_format(PrmKind k, PrmFormat f);
 
 struct PrmSpec {
   PrmKind kind = PrmKind::None;
+  PrmFormat format = PrmFormat::Default;
   std::string step_tag;              // text that ends a step ("<extra_0>", " ки", ...)
   std::vector<int32_t> step_tag_ids; // its token ids; the score is read at the last one
   int32_t good_token_id = -1;        // LmLogits only

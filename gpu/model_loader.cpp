@@ -176,6 +176,7 @@ std::string lower(std::string s) {
 // What the folder itself says about its PRM family (besides "architectures").
 struct PrmHints {
   std::optional<PrmKind> family;
+  std::optional<PrmFormat> format;
   std::optional<std::string> step_tag, good_token, bad_token;
   std::string source;  // for messages
 };
@@ -189,14 +190,24 @@ Status read_prm_file(const fs::path& dir, PrmHints* h) {
   h->source = p.string();
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
-    if (k != "family" && k != "step_tag" && k != "good_token" && k != "bad_token")
-      return make_error(p.string() + ": unknown key '" + k + "' (known: family, step_tag, good_token, bad_token)");
+    if (k != "family" && k != "format" && k != "step_tag" && k != "good_token" && k != "bad_token")
+      return make_error(p.string() + ": unknown key '" + k +
+                        "' (known: family, format, step_tag, good_token, bad_token)");
     if (!it->is_string()) return make_error(p.string() + ": key '" + k + "' must be a string, got " + json_type(*it));
   }
   if (j.contains("family")) {
     auto f = parse_prm_family(j["family"].get<std::string>());
     if (!f.ok()) return make_error(p.string() + ": key 'family': " + f.error().message);
     h->family = *f;
+  }
+  if (j.contains("format")) {
+    std::string f = j["format"].get<std::string>();
+    bool found = false;
+    for (PrmFormat x : {PrmFormat::QwenChat, PrmFormat::Skywork, PrmFormat::MathShepherd, PrmFormat::RlhFlow})
+      if (f == prm_format_name(x)) h->format = x, found = true;
+    if (!found)
+      return make_error(p.string() + ": key 'format' = '" + f +
+                        "' is not one of qwen_chat, skywork, math_shepherd, rlhflow");
   }
   if (j.contains("step_tag")) h->step_tag = j["step_tag"].get<std::string>();
   if (j.contains("good_token")) h->good_token = j["good_token"].get<std::string>();
@@ -219,6 +230,7 @@ void name_hints(const std::string& name_or_path, PrmHints* h) {
     // RLHFlow/Llama3.1-8B-PRM-*: every step is a user turn; the assistant
     // answers "+" or "-", so the score is read where the assistant turn opens.
     h->family = PrmKind::LmLogits;
+    h->format = PrmFormat::RlhFlow;
     h->step_tag = "<|start_header_id|>assistant<|end_header_id|>\n\n";
     h->good_token = "+";
     h->bad_token = "-";
@@ -256,6 +268,14 @@ Status resolve_prm(const fs::path& dir, const std::string& name_or_path, PrmKind
                       c->architecture);
   c->prm.kind = kind;
   if (kind == PrmKind::None) return Status::success();
+  if (file.format) c->prm.format = *file.format;
+  else if (name.format && name.family == kind) c->prm.format = *name.format;
+  PrmFormat fmt = resolved_prm_format(kind, c->prm.format);
+  bool fits = kind == PrmKind::LmLogits ? (fmt == PrmFormat::MathShepherd || fmt == PrmFormat::RlhFlow)
+                                        : fmt == resolved_prm_format(kind, PrmFormat::Default);
+  if (!fits)
+    return make_error(source + ": PRM format '" + prm_format_name(fmt) + "' does not fit family '" +
+                      prm_kind_name(kind) + "'");
 
   // Strings: override > flashtts_prm.json > name hint > family default.
   auto pick = [&](const std::optional<std::string>& o, const std::optional<std::string>& f,
