@@ -24,6 +24,7 @@ void add_score(CLI::App& app, int* rc);
 void add_serve(CLI::App& app, int* rc, const Globals* g);
 void add_ask(CLI::App& app, int* rc, const Globals* g);
 void add_run(CLI::App& app, int* rc, const Globals* g);
+void add_eval(CLI::App& app, int* rc, const Globals* g);
 
 // The configuration at `path` (the default one when empty), with the log
 // level of the command line when given. Model folders are not checked.

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   flashtts::cli::add_serve(app, &rc, &g);
   flashtts::cli::add_ask(app, &rc, &g);
   flashtts::cli::add_run(app, &rc, &g);
+  flashtts::cli::add_eval(app, &rc, &g);
   CLI11_PARSE(app, argc, argv);
   return rc;
 }
