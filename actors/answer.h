@@ -16,9 +16,14 @@ namespace flashtts {
 // answer is", else the last number; "" when none.
 std::string extract_answer(std::string_view text);
 
-// A canonical form for comparing answers: no whitespace, no \left/\right,
-// \dfrac and \tfrac as \frac, no trailing period, "1,000" as "1000",
-// "2.0" as "2".
+// A canonical form for comparing MATH-style answers without a computer
+// algebra system: no whitespace or thin spaces; no \left/\right,
+// \displaystyle, degrees, percent or dollar signs; \dfrac/\tfrac as \frac;
+// \frac12 as \frac{1}{2}, \sqrt2 as \sqrt{2}; units in \text{} after a
+// number dropped, a whole-answer \text{(C)} as (C); "x=5" as 5; thousands
+// separators dropped; and every plain number (integer, decimal, a/b,
+// \frac{a}{b}) as its reduced fraction, so 0.5, 1/2, \frac{1}{2} and
+// \dfrac12 are all "1/2", and 2.0 is "2".
 std::string normalize_answer(std::string_view answer);
 
 // "last" | "min" | "prod" | "mean" over the step scores; 0 for no steps.

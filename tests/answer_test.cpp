@@ -1,7 +1,11 @@
 // Answer extraction, score aggregation and selection (actors/answer.h).
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "actors/answer.h"
+#include "tests/test_support.h"
 
 namespace flashtts {
 namespace {
@@ -20,10 +24,61 @@ TEST(Answer, WithoutABoxTheAnswerIsSentenceOrTheLastNumber) {
 
 TEST(Answer, NormalizationMakesEqualAnswersEqual) {
   EXPECT_EQ(normalize_answer(" 1,000 "), "1000");
-  EXPECT_EQ(normalize_answer("2.50"), "2.5");
+  EXPECT_EQ(normalize_answer("2.50"), normalize_answer("2.5"));
   EXPECT_EQ(normalize_answer("3.0"), "3");
   EXPECT_EQ(normalize_answer("\\dfrac{1}{2}"), normalize_answer("\\frac{1}{2}"));
   EXPECT_EQ(normalize_answer("\\left( 1, 2 \\right)"), "(1,2)");
+}
+
+TEST(Answer, EquivalentMathAnswersNormalizeAlike) {
+  auto same = [](const char* a, const char* b) {
+    EXPECT_EQ(normalize_answer(a), normalize_answer(b)) << a << " vs " << b;
+  };
+  same("0.5", "\\frac{1}{2}");
+  same("1/2", "\\dfrac12");
+  same("\\tfrac{1}{2}", ".5");
+  same("-\\frac{3}{4}", "\\frac{-3}{4}");
+  same("-0.75", "-3/4");
+  same("10.0", "10");
+  same("1,000,000", "1000000");
+  same("90^\\circ", "90");
+  same("90^{\\circ}", "90");
+  same("5\\text{ cm}", "5");
+  same("10\\%", "10");
+  same("\\$18.90", "18.9");
+  same("x = 3", "3");
+  same("\\sqrt2", "\\sqrt{2}");
+  same("\\frac{\\sqrt{3}}{2}", "\\dfrac{\\sqrt3}{2}");
+  same("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})");
+  same("\\text{(C)}", "(C)");
+  EXPECT_NE(normalize_answer("(1,2)"), normalize_answer("12"));   // a pair, not thousands
+  EXPECT_NE(normalize_answer("1,23"), normalize_answer("123"));
+  EXPECT_NE(normalize_answer("\\frac{1}{3}"), normalize_answer("0.33"));
+  EXPECT_EQ(normalize_answer(normalize_answer("\\dfrac{6}{8}")), normalize_answer("\\dfrac{6}{8}"));
+}
+
+// The boxed answer at the end of every MATH-500 reference solution, extracted
+// and normalized, equals the dataset's answer field normalized.
+TEST(Answer, Math500SolutionsYieldTheirOwnAnswers) {
+  FLASHTTS_REQUIRE_TESTDATA();
+  std::ifstream f(test::testdata_dir() / "datasets" / "math500" / "test.jsonl");
+  ASSERT_TRUE(f.good());
+  std::string line;
+  int rows = 0, equal = 0;
+  std::vector<std::string> misses;
+  while (std::getline(f, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line);
+    std::string got = normalize_answer(extract_answer(j["solution"].get<std::string>()));
+    std::string want = normalize_answer(j["answer"].get<std::string>());
+    ++rows;
+    if (got == want) ++equal;
+    else if (misses.size() < 12) misses.push_back(got + "  vs  " + want);
+  }
+  EXPECT_EQ(rows, 500);
+  std::string list;
+  for (const auto& m : misses) list += "\n  " + m;
+  EXPECT_EQ(equal, 500) << equal << "/500 equal; first differences:" << list;
 }
 
 TEST(Answer, AggregationsOverStepScores) {
