@@ -273,11 +273,11 @@ int run_eval(const EvalOpts& o, const Globals& g) {
     if (!jsonl) return fail("eval", "cannot write '" + o.out + "'");
   }
 
-  zmq::context_t ctx;
-  std::unique_ptr<Supervisor> sup;
+  // Where the requests go: a running server, or a pipeline started here,
+  // afresh for every N so that the caches one N leaves never serve the next.
+  std::optional<Config> config;
   std::optional<LogSink> logs;
-  std::string via;
-  std::string endpoint = o.endpoint;
+  std::string endpoint = o.endpoint, via = "server at " + o.endpoint;
   if (endpoint.empty()) {
     auto c = load_cli_config(o.config, g);
     if (!c) return fail("eval", c.error().message);
@@ -290,60 +290,75 @@ int run_eval(const EvalOpts& o, const Globals& g) {
     auto level = parse_log_level(c->log_level);
     if (!level) return fail("eval", level.error().message);
     logs.emplace(*level);
-    auto s = Supervisor::start(ctx, *c, *logs);
-    if (!s) return fail("eval", s.error().message);
-    sup = std::move(*s);
     endpoint = "inproc://flashtts-eval";
     via = "in-process pipeline (" + c->source.string() + ")";
+    config = std::move(*c);
   } else {
-    via = "server at " + endpoint;
-  }
-  int rc = 0;
-  {
+    zmq::context_t ctx;
     auto client = Client::connect(ctx, endpoint);
     if (!client) return fail("eval", client.error().message);
-    if (!sup) {
-      auto pong = client->call("ping", msg::MapWriter(), std::chrono::seconds(10));
-      if (!pong) return fail("eval", "no flashtts server answers at " + endpoint + " (" + pong.error().message + ")");
-    }
-    std::function<std::optional<std::string>()> idle;
-    if (sup) idle = [&] { return sup->watch(std::chrono::milliseconds(0)); };
-    std::printf("flashtts eval: %s (%s layout), problems %lld..%lld of %zu, via %s\n", o.dataset.c_str(),
-                ds->layout.c_str(), (long long)problems.front().index, (long long)problems.back().index,
-                ds->problems.size(), via.c_str());
-    std::fflush(stdout);
-    std::signal(SIGINT, on_eval_signal);
-    std::signal(SIGTERM, on_eval_signal);
-    std::string strategy = o.strategy.value_or("");
-    std::vector<eval::Summary> rows;
-    int ok_total = 0;
-    for (int32_t n : o.ns) {
-      auto outs = run_one_n(*client, o, problems, n, o.out.empty() ? nullptr : &jsonl, &strategy, idle);
-      if (!outs) {
-        rc = fail("eval", outs.error().message);
+    auto pong = client->call("ping", msg::MapWriter(), std::chrono::seconds(10));
+    if (!pong) return fail("eval", "no flashtts server answers at " + endpoint + " (" + pong.error().message + ")");
+  }
+  std::printf("flashtts eval: %s (%s layout), problems %lld..%lld of %zu, via %s\n", o.dataset.c_str(),
+              ds->layout.c_str(), (long long)problems.front().index, (long long)problems.back().index,
+              ds->problems.size(), via.c_str());
+  std::fflush(stdout);
+
+  std::signal(SIGINT, on_eval_signal);
+  std::signal(SIGTERM, on_eval_signal);
+  int rc = 0, ok_total = 0;
+  std::string strategy = o.strategy.value_or("");
+  std::vector<eval::Summary> rows;
+  for (int32_t n : o.ns) {
+    // A context per N: its end waits until every socket of the previous
+    // pipeline is closed, so the next one can bind the same inproc names.
+    zmq::context_t ctx;
+    std::unique_ptr<Supervisor> sup;
+    if (config) {
+      auto s = Supervisor::start(ctx, *config, *logs);
+      if (!s) {
+        rc = fail("eval", s.error().message);
         break;
       }
-      rows.push_back(eval::summarize(n, *outs));
-      ok_total += rows.back().problems - rows.back().failed;
-      std::printf("%s%s", g_eval_stop ? "(interrupted) " : "", eval::summary_text(rows.back()).c_str());
-      std::fflush(stdout);
-      if (g_eval_stop) break;
+      sup = std::move(*s);
     }
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-    if (!rows.empty()) {
-      std::string table = eval::markdown_table(rows), err;
-      std::printf("\n%s", table.c_str());
-      std::string title = "flashtts eval: " + std::filesystem::path(o.dataset).filename().string() + ", " +
-                          (strategy.empty() ? "default strategy" : strategy) + ", " +
-                          std::to_string(problems.size()) + " problems";
-      if (!o.table.empty() && !write_file(o.table, table, &err)) rc = fail("eval", err);
-      if (!o.plot.empty() && !write_file(o.plot, eval::svg_plot(rows, title), &err)) rc = fail("eval", err);
+    Expected<std::vector<eval::Outcome>> outs = make_error("");
+    {
+      auto client = Client::connect(ctx, endpoint);
+      if (!client) {
+        outs = client.error();
+      } else {
+        std::function<std::optional<std::string>()> idle;
+        if (sup) idle = [&] { return sup->watch(std::chrono::milliseconds(0)); };
+        outs = run_one_n(*client, o, problems, n, o.out.empty() ? nullptr : &jsonl, &strategy, idle);
+      }
+    }  // the client socket closes before the actors stop
+    if (sup) sup->shutdown();
+    if (!outs) {
+      rc = fail("eval", outs.error().message);
+      break;
     }
-    if (rc == 0 && ok_total == 0) rc = fail("eval", "every problem failed (see the errors above)");
-    if (rc == 0 && g_eval_stop) rc = 130;
-  }  // the client socket closes before the actors stop
-  if (sup) sup->shutdown();
+    rows.push_back(eval::summarize(n, *outs));
+    ok_total += rows.back().problems - rows.back().failed;
+    std::printf("%s%s", g_eval_stop ? "(interrupted) " : "", eval::summary_text(rows.back()).c_str());
+    std::fflush(stdout);
+    if (g_eval_stop) break;
+  }
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+
+  if (!rows.empty()) {
+    std::string table = eval::markdown_table(rows), err;
+    std::printf("\n%s", table.c_str());
+    std::string title = "flashtts eval: " + std::filesystem::path(o.dataset).filename().string() + ", " +
+                        (strategy.empty() ? "default strategy" : strategy) + ", " + std::to_string(problems.size()) +
+                        " problems";
+    if (!o.table.empty() && !write_file(o.table, table, &err)) rc = fail("eval", err);
+    if (!o.plot.empty() && !write_file(o.plot, eval::svg_plot(rows, title), &err)) rc = fail("eval", err);
+  }
+  if (rc == 0 && ok_total == 0) rc = fail("eval", "every problem failed (see the errors above)");
+  if (rc == 0 && g_eval_stop) rc = 130;
   return rc;
 }
 

@@ -411,6 +411,13 @@ TEST(EvalCommand, RunsEveryProblemAtEveryNAndWritesConsistentLinesTableAndPlot) 
     EXPECT_GT(j["prm_tokens"].get<int>(), 0);
   }
 
+  // Every N starts on a fresh in-process pipeline: nothing cached by N = 1
+  // serves N = 2, whose beam 0 repeats N = 1's completion (same seed).
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_GE(lines[3 + i]["prm_tokens_computed"].get<int>(), lines[i]["prm_tokens_computed"].get<int>());
+    EXPECT_GE(lines[3 + i]["policy_tokens"].get<int>(), lines[i]["policy_tokens"].get<int>());
+  }
+
   // The table: one row per N, its accuracies from the lines (failures count as wrong).
   std::string table = read_text(dir / "t.md");
   EXPECT_EQ(count(table, "\n"), 4) << table;
