@@ -37,7 +37,8 @@ Status deadline_ok(int64_t d, const Limits& l) { return in_range("deadline_ms", 
 const std::vector<std::string_view>& SolveParams::fields() {
   static const std::vector<std::string_view> f = {
       "problem", "strategy", "n", "beam_width", "max_steps", "max_tokens_per_step", "temperature", "top_p", "top_k",
-      "seed", "aggregation", "selection", "return_completions", "stream", "deadline_ms"};
+      "seed", "aggregation", "selection", "lookahead", "filter_duplicates", "sort_completed", "answer_marker",
+      "return_completions", "stream", "deadline_ms"};
   return f;
 }
 
@@ -45,7 +46,9 @@ void SolveParams::write(MapWriter& w) const {
   w.put("problem", problem).put("strategy", strategy).put("n", n).put("beam_width", beam_width);
   w.put("max_steps", max_steps).put("max_tokens_per_step", max_tokens_per_step);
   w.put("temperature", temperature).put("top_p", top_p).put("top_k", top_k).put("seed", seed);
-  w.put("aggregation", aggregation).put("selection", selection).put("return_completions", return_completions);
+  w.put("aggregation", aggregation).put("selection", selection);
+  w.put("lookahead", lookahead).put("filter_duplicates", filter_duplicates).put("sort_completed", sort_completed);
+  w.put("answer_marker", answer_marker).put("return_completions", return_completions);
   w.put("stream", stream).put("deadline_ms", deadline_ms);
 }
 
@@ -62,9 +65,22 @@ Status SolveParams::read(const MapReader& r) {
   FLASHTTS_TRY(r.get_opt("seed", &seed));
   FLASHTTS_TRY(r.get_opt("aggregation", &aggregation));
   FLASHTTS_TRY(r.get_opt("selection", &selection));
+  FLASHTTS_TRY(r.get_opt("lookahead", &lookahead));
+  FLASHTTS_TRY(r.get_opt("filter_duplicates", &filter_duplicates));
+  FLASHTTS_TRY(r.get_opt("sort_completed", &sort_completed));
+  FLASHTTS_TRY(r.get_opt("answer_marker", &answer_marker));
   FLASHTTS_TRY(r.get_opt("return_completions", &return_completions));
   FLASHTTS_TRY(r.get_opt("stream", &stream));
   FLASHTTS_TRY(r.get_opt("deadline_ms", &deadline_ms));
+  // The server's beam-search defaults mean nothing to the other strategies:
+  // switch them off unless the request itself set them (then validate()
+  // says why they do not apply).
+  if (strategy != "beam_search") {
+    auto given = [&](std::string_view k) { return r.has(k) && !r.is_nil(k); };
+    if (!given("lookahead")) lookahead = 0;
+    if (!given("filter_duplicates")) filter_duplicates = false;
+    if (!given("sort_completed")) sort_completed = false;
+  }
   return Status::success();
 }
 
@@ -74,14 +90,24 @@ Status SolveParams::validate(const Limits& l) const {
     return make_error("'problem' has " + std::to_string(problem.size()) + " bytes; the limit is " +
                       std::to_string(l.max_problem_bytes));
   std::string list;
-  if (!one_of(strategy, {"best_of_n"}, &list))
+  if (!one_of(strategy, {"best_of_n", "beam_search", "dvts"}, &list))
     return make_error("'strategy' = '" + strategy + "' is not one of: " + list);
   FLASHTTS_TRY(in_range("n", n, 1, l.max_n));
   FLASHTTS_TRY(in_range("beam_width", beam_width, 1, l.max_n));
   if (n % beam_width != 0 && strategy != "best_of_n")
     return make_error("'n' = " + std::to_string(n) + " must be a multiple of 'beam_width' = " +
-                      std::to_string(beam_width));
+                      std::to_string(beam_width) + " for " + strategy + " (" +
+                      (strategy == "dvts" ? "n / beam_width subtrees of beam_width candidates each"
+                                          : "n / beam_width beams survive each step, each copied beam_width times") +
+                      ")");
   FLASHTTS_TRY(in_range("max_steps", max_steps, 1, l.max_steps));
+  FLASHTTS_TRY(in_range("lookahead", lookahead, 0, l.max_steps));
+  if (strategy != "beam_search") {
+    if (lookahead != 0)
+      return make_error("'lookahead' = " + std::to_string(lookahead) + " applies only to beam_search, not " + strategy);
+    if (filter_duplicates) return make_error("'filter_duplicates' applies only to beam_search, not " + strategy);
+    if (sort_completed) return make_error("'sort_completed' applies only to beam_search, not " + strategy);
+  }
   FLASHTTS_TRY(in_range("max_tokens_per_step", max_tokens_per_step, 1, l.max_tokens_per_step));
   FLASHTTS_TRY(sampling_ok(temperature, top_p, top_k));
   list.clear();

@@ -41,6 +41,14 @@ struct SolveParams {
   uint64_t seed = 0;
   std::string aggregation = "last";  // how a solution's step scores become one score
   std::string selection = "weighted";  // how the answer is chosen among the completions
+  // beam_search only (other strategies reset a server default to off; a
+  // request that sets one for them is refused):
+  int32_t lookahead = 0;           // greedy steps scored past the real one before selection
+  bool filter_duplicates = false;  // drop active beams whose text another active beam has
+  bool sort_completed = false;     // keep the n best-scored completed beams, not the first n
+  // beam_search and dvts: a step whose beam's text holds this ends the beam
+  // (its final answer is written); "" = off.
+  std::string answer_marker = "\\boxed";
   bool return_completions = false;
   bool stream = false;
   int64_t deadline_ms = 0;           // 0 = none

@@ -255,7 +255,11 @@ Status read_search(const Section& s, std::string* step_delimiter, msg::SolvePara
   FLASHTTS_TRY(s.read("top_k", &p->top_k, kInt32Min, kInt32Max));
   FLASHTTS_TRY(s.read("seed", &p->seed, 0, kInt64Max));
   FLASHTTS_TRY(s.read("aggregation", &p->aggregation));
-  return s.read("selection", &p->selection);
+  FLASHTTS_TRY(s.read("selection", &p->selection));
+  FLASHTTS_TRY(s.read("lookahead", &p->lookahead, kInt32Min, kInt32Max));
+  FLASHTTS_TRY(s.read("filter_duplicates", &p->filter_duplicates));
+  FLASHTTS_TRY(s.read("sort_completed", &p->sort_completed));
+  return s.read("answer_marker", &p->answer_marker);
 }
 
 Status read_limits(const Section& s, msg::Limits* l) {
@@ -338,7 +342,8 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "memory_split", "speculation"}), &c.policies));
   FLASHTTS_TRY(read_search(section("search", {"step_delimiter", "strategy", "n", "beam_width", "max_steps",
                                               "max_tokens_per_step", "temperature", "top_p", "top_k", "seed",
-                                              "aggregation", "selection"}),
+                                              "aggregation", "selection", "lookahead", "filter_duplicates",
+                                              "sort_completed", "answer_marker"}),
                            &c.step_delimiter, &c.defaults.solve));
   FLASHTTS_TRY(read_limits(section("limits", {"max_message_bytes", "max_problem_bytes", "max_n", "max_steps",
                                               "max_tokens_per_step", "max_tokens", "max_score_steps",
@@ -352,6 +357,16 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   // problem is the client's to give.
   msg::SolveParams probe = c.defaults.solve;
   probe.problem = "(placeholder)";
+  // The beam-search keys are the defaults of beam_search requests whatever
+  // the default strategy; requests of other strategies switch them off
+  // (SolveParams::read), so check them as a beam_search request would.
+  if (probe.strategy != "beam_search") {
+    msg::SolveParams beam = probe;
+    beam.strategy = "beam_search";
+    beam.beam_width = 1;  // n % beam_width is checked below, for the default strategy
+    if (Status st = beam.validate(c.limits); !st.ok()) return make_error(file + ": [search]: " + st.message());
+    probe.lookahead = 0, probe.filter_duplicates = false, probe.sort_completed = false;
+  }
   if (Status st = probe.validate(c.limits); !st.ok()) return make_error(file + ": [search]: " + st.message());
 
   // Last: a mistake in the text is worth reporting before a missing folder.

@@ -96,6 +96,10 @@ top_k = 40
 seed = 1234567890123
 aggregation = "min"
 selection = "majority"
+lookahead = 2
+filter_duplicates = true
+sort_completed = true
+answer_marker = "Final answer:"
 [limits]
 max_message_bytes = 5000000
 max_problem_bytes = 1000
@@ -148,6 +152,10 @@ intake = "inproc://i"
   EXPECT_EQ(s.seed, 1234567890123ull);
   EXPECT_EQ(s.aggregation, "min");
   EXPECT_EQ(s.selection, "majority");
+  EXPECT_EQ(s.lookahead, 2);
+  EXPECT_TRUE(s.filter_duplicates);
+  EXPECT_TRUE(s.sort_completed);
+  EXPECT_EQ(s.answer_marker, "Final answer:");
   EXPECT_TRUE(s.problem.empty());  // the placeholder used to validate stays out
   const msg::Limits& l = c->limits;
   EXPECT_EQ(l.max_message_bytes, 5000000);
@@ -182,6 +190,8 @@ TEST(Config, TheShippedDefaultFileParsesAndSaysWhatTheIssueAsksFor) {
   EXPECT_EQ(c->endpoints.actors, default_config().endpoints.actors);
   EXPECT_EQ(c->defaults.solve.max_tokens_per_step, 128);
   EXPECT_EQ(c->defaults.solve.selection, "weighted");
+  EXPECT_EQ(c->defaults.solve.lookahead, 0);
+  EXPECT_EQ(c->defaults.solve.answer_marker, "\\boxed");
   EXPECT_EQ(c->step_delimiter, "\n\n");
   EXPECT_EQ(c->limits.max_deadline_ms, msg::Limits{}.max_deadline_ms);
   EXPECT_EQ(c->limits.max_message_bytes, msg::Limits{}.max_message_bytes);
@@ -280,6 +290,24 @@ TEST(Config, InvalidSearchDefaultsAreRejectedUnderTheSearchSection) {
   EXPECT_TRUE(contains(error_of("[search]\ntop_p = 0\n"), "[search]: 'top_p' must be in (0, 1]"));
   // The limits of the same file bound the defaults.
   EXPECT_TRUE(contains(error_of("[search]\nn = 8\n[limits]\nmax_n = 4\n"), "[search]: 'n' = 8 is out of range [1, 4]"));
+  EXPECT_TRUE(contains(error_of("[search]\nstrategy = \"mcts\"\n"),
+                       "[search]: 'strategy' = 'mcts' is not one of: best_of_n, beam_search, dvts"));
+  EXPECT_TRUE(contains(error_of("[search]\nstrategy = \"dvts\"\nn = 6\nbeam_width = 4\n"),
+                       "[search]: 'n' = 6 must be a multiple of 'beam_width' = 4 for dvts"));
+  EXPECT_TRUE(contains(error_of("[search]\nlookahead = -1\n"), "[search]: 'lookahead' = -1 is out of range [0, 64]"));
+  EXPECT_TRUE(contains(error_of("[search]\nlookahead = 9\n[limits]\nmax_steps = 8\n"),
+                       "[search]: 'lookahead' = 9 is out of range [0, 8]"));
+  EXPECT_TRUE(contains(error_of("[search]\nfilter_duplicates = 1\n"), "search.filter_duplicates"));
+}
+
+TEST(Config, BeamSearchKeysAreDefaultsForBeamSearchWhateverTheDefaultStrategy) {
+  // lookahead = 2 with strategy best_of_n (and n = 6, not a multiple of 4) is
+  // fine: a best_of_n request switches the beam-search defaults off.
+  auto c = parse_config("[search]\nstrategy = \"best_of_n\"\nn = 6\nlookahead = 2\nfilter_duplicates = true\n",
+                        "configs/x.toml", /*check_models=*/false);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->defaults.solve.lookahead, 2);
+  EXPECT_TRUE(c->defaults.solve.filter_duplicates);
 }
 
 TEST(Config, AnEndpointWithoutAZeroMqSchemeIsRejected) {
