@@ -29,7 +29,6 @@ struct Tally {
   double gen_job_ms = 0, ver_job_ms = 0;  // summed over jobs (jobs share batches)
   // Wall-clock spans from the request's start: first job sent, last job back.
   double gen_first_ms = -1, gen_last_ms = 0, ver_first_ms = -1, ver_last_ms = 0;
-  std::unordered_map<int32_t, double> beam_done_ms;  // time of each beam's last result
 };
 
 struct Request {
@@ -45,9 +44,10 @@ class BeamManager;
 class Host final : public SearchHost {
  public:
   Host(BeamManager& bm, uint64_t rid) : bm_(bm), rid_(rid) {}
-  uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop) override;
+  uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop, bool greedy) override;
   uint64_t score(int32_t beam, std::vector<std::string> steps) override;
   void progress(const msg::MapWriter& event) override;
+  double elapsed_ms() const override;
 
  private:
   BeamManager& bm_;
@@ -62,14 +62,14 @@ class BeamManager {
   void handle(const std::string& bytes);
 
   uint64_t submit_gen(uint64_t rid, int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop,
-                      int32_t report_every) {
+                      int32_t report_every, bool greedy = false) {
     const Request& r = requests_.at(rid);
     msg::GenJob j;
     j.job_id = ++next_job_, j.rid = rid, j.beam = beam, j.tokens = std::move(tokens);
     j.max_tokens = max_tokens, j.stop_at_delimiter = stop, j.report_every = report_every;
     if (r.start.kind == "solve") {
       const auto& p = r.start.solve;
-      j.temperature = p.temperature, j.top_p = p.top_p, j.top_k = p.top_k, j.seed = p.seed;
+      j.temperature = greedy ? 0.0 : p.temperature, j.top_p = p.top_p, j.top_k = p.top_k, j.seed = p.seed;
     } else {
       const auto& p = r.start.generate;
       j.temperature = p.temperature, j.top_p = p.top_p, j.top_k = p.top_k, j.seed = p.seed;
@@ -92,6 +92,7 @@ class BeamManager {
   }
 
   const std::string& problem(uint64_t rid) const { return requests_.at(rid).start.solve.problem; }
+  double elapsed_ms(uint64_t rid) const { return ms_since(requests_.at(rid).t0); }
 
   void progress(uint64_t rid, const msg::MapWriter& event) {
     auto it = requests_.find(rid);
@@ -122,13 +123,14 @@ class BeamManager {
   uint64_t next_job_ = 0, jobs_ = 0, completed_ = 0, failed_ = 0, cancelled_ = 0;
 };
 
-uint64_t Host::generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop) {
-  return bm_.submit_gen(rid_, beam, std::move(tokens), max_tokens, stop, 0);
+uint64_t Host::generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop, bool greedy) {
+  return bm_.submit_gen(rid_, beam, std::move(tokens), max_tokens, stop, 0, greedy);
 }
 uint64_t Host::score(int32_t beam, std::vector<std::string> steps) {
   return bm_.submit_score(rid_, beam, bm_.problem(rid_), std::move(steps));
 }
 void Host::progress(const msg::MapWriter& event) { bm_.progress(rid_, event); }
+double Host::elapsed_ms() const { return bm_.elapsed_ms(rid_); }
 
 Expected<std::vector<int32_t>> BeamManager::prompt_ids(const std::string& text, bool chat) {
   if (!chat || o_.prompt_format == "raw") return tok_->encode(text);
@@ -211,7 +213,6 @@ void BeamManager::on_gen_done(const msg::GenDone& d) {
   t.preemptions += d.n_preempted;
   t.gen_job_ms += d.run_ms;
   t.gen_last_ms = ms_since(r.t0);
-  t.beam_done_ms[d.beam] = t.gen_last_ms;
   if (r.start.kind == "generate") {
     msg::MapWriter res;
     res.put("text", d.text).put("tokens", d.tokens).put("finish", d.finish);
@@ -233,7 +234,6 @@ void BeamManager::on_score_done(const msg::ScoreDone& d) {
   t.prm_computed += d.n_computed;
   t.ver_job_ms += d.run_ms;
   t.ver_last_ms = ms_since(r.t0);
-  t.beam_done_ms[d.beam] = t.ver_last_ms;
   if (r.start.kind == "score") {
     msg::MapWriter res;
     res.put("scores", d.scores).put("n_tokens", d.n_tokens).put("n_computed", d.n_computed);
@@ -249,6 +249,7 @@ void BeamManager::finish_solve(uint64_t rid) {
   Request& r = requests_.at(rid);
   const msg::SolveParams& p = r.start.solve;
   std::vector<Completion> done = r.search->completions();
+  if (done.empty()) return reply_error(rid, msg::code::kInternal, "the search ended without a completed solution");
   std::vector<Candidate> cands;
   std::vector<std::string> answers;
   for (const Completion& c : done) {
@@ -268,6 +269,8 @@ void BeamManager::finish_solve(uint64_t rid) {
   }
   res.put("steps", steps);
   res.put("strategy", p.strategy).put("n", p.n).put("aggregation", p.aggregation).put("selection", p.selection);
+  if (p.strategy != "best_of_n") res.put("beam_width", p.beam_width);
+  if (p.strategy == "beam_search") res.put("lookahead", p.lookahead);
   if (p.return_completions) {
     std::vector<msg::MapWriter> all;
     for (size_t i = 0; i < done.size(); ++i) {
@@ -280,8 +283,7 @@ void BeamManager::finish_solve(uint64_t rid) {
   }
   const Tally& t = r.tally;
   double latency = ms_since(r.t0), tokens_sum = 0, time_sum = 0;
-  for (const Completion& x : done) tokens_sum += x.n_tokens;
-  for (const auto& [beam, ms] : t.beam_done_ms) time_sum += ms;
+  for (const Completion& x : done) tokens_sum += x.n_tokens, time_sum += x.done_ms;
   msg::MapWriter st;
   st.put("latency_ms", latency).put("policy_tokens", t.policy_tokens).put("prm_tokens", t.prm_tokens);
   st.put("prm_tokens_computed", t.prm_computed).put("preemptions", t.preemptions);
@@ -290,9 +292,11 @@ void BeamManager::finish_solve(uint64_t rid) {
   st.put("generation_ms", t.gen_first_ms < 0 ? 0.0 : t.gen_last_ms - t.gen_first_ms);
   st.put("verification_ms", t.ver_first_ms < 0 ? 0.0 : t.ver_last_ms - t.ver_first_ms);
   st.put("generation_job_ms_sum", t.gen_job_ms).put("verification_job_ms_sum", t.ver_job_ms);
-  // The paper's goodput: mean tokens per completed beam / mean beam completion time.
-  double mean_s = t.beam_done_ms.empty() ? 0 : time_sum / double(t.beam_done_ms.size()) / 1000.0;
+  // The paper's goodput: mean tokens per completed beam / mean beam
+  // completion time (from the request's start to the beam's last score).
+  double mean_s = done.empty() ? 0 : time_sum / double(done.size()) / 1000.0;
   st.put("goodput_tokens_per_s", mean_s > 0 ? (tokens_sum / double(done.size())) / mean_s : 0.0);
+  r.search->add_stats(st);
   res.put("stats", st);
   reply_ok(rid, res);
 }

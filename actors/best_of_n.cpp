@@ -18,7 +18,7 @@ class BestOfN final : public SearchStrategy {
     int32_t max_tokens = s_.params.max_steps * s_.params.max_tokens_per_step;
     for (int32_t i = 0; i < s_.params.n; ++i) {
       out_[i].beam = i;
-      host.generate(i, s_.prompt, max_tokens, /*stop_at_delimiter=*/false);
+      host.generate(i, s_.prompt, max_tokens, /*stop_at_delimiter=*/false, /*greedy=*/false);
     }
   }
 
@@ -53,6 +53,7 @@ class BestOfN final : public SearchStrategy {
     if (done_[beam]) return;
     done_[beam] = true;
     ++n_done_;
+    out_[beam].done_ms = host.elapsed_ms();
     msg::MapWriter ev;
     ev.put("kind", "completed").put("beam", beam).put("done", n_done_).put("total", s_.params.n);
     ev.put("step_scores", out_[beam].step_scores);
@@ -71,6 +72,9 @@ std::unique_ptr<SearchStrategy> make_best_of_n(const SearchSetup& setup) { retur
 
 std::unique_ptr<SearchStrategy> make_strategy(const SearchSetup& setup) {
   // SolveParams::validate admits only the strategies listed here.
+  const std::string& s = setup.params.strategy;
+  if (s == "beam_search") return make_beam_search(setup);
+  if (s == "dvts") return make_dvts(setup);
   return make_best_of_n(setup);
 }
 

@@ -1,8 +1,7 @@
 // A search strategy: the per-request algorithm that turns generation and
 // scoring jobs into completed solutions. The beam manager drives it: start()
-// once, then on_generated()/on_scored() as results come back, until
-// finished(). best-of-N lives here; beam search and DVTS implement the same
-// interface.
+// once, then on_generated()/on_scored() as results come back (in any order),
+// until finished(). best_of_n.cpp, beam_search.cpp and dvts.cpp implement it.
 //
 // Thread contract: owned and called by the beam_manager actor only.
 #pragma once
@@ -24,19 +23,25 @@ struct Completion {
   std::vector<std::string> steps;  // text split at the step delimiter
   std::vector<float> step_scores;  // PRM score of each step
   std::string finish;              // how its generation ended ("eos", "length", ...)
-  int32_t n_tokens = 0;            // policy tokens generated for it
+  int32_t n_tokens = 0;            // policy tokens of its whole text (shared ancestors' too)
+  double done_ms = 0;              // when it completed, from the request's start (goodput)
 };
 
 // What a strategy may ask of the beam manager.
 class SearchHost {
  public:
   virtual ~SearchHost() = default;
-  // Queues generation from `tokens` for `beam`; returns the job id.
-  virtual uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop_at_delimiter) = 0;
+  // Queues generation from `tokens` (the whole context) for `beam`, which
+  // names the random stream; returns the job id. `greedy` overrides the
+  // request's sampling with temperature 0 (look-ahead steps).
+  virtual uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop_at_delimiter,
+                            bool greedy) = 0;
   // Queues PRM scoring of `steps` (of this request's problem) for `beam`.
   virtual uint64_t score(int32_t beam, std::vector<std::string> steps) = 0;
   // A progress event for streaming clients (sent only when they asked).
   virtual void progress(const msg::MapWriter& event) = 0;
+  // Milliseconds since the request started.
+  virtual double elapsed_ms() const = 0;
 };
 
 // What every strategy starts from.
@@ -55,11 +60,27 @@ class SearchStrategy {
   virtual bool finished() const = 0;
   // REQUIRES: finished().
   virtual std::vector<Completion> completions() const = 0;
+  // Strategy-specific figures for the result's stats (iterations, ...).
+  virtual void add_stats(msg::MapWriter& /*stats*/) const {}
 };
 
 // best_of_n: n independent samples to EOS or the token limit
 // (max_steps * max_tokens_per_step), each scored step by step by the PRM.
 std::unique_ptr<SearchStrategy> make_best_of_n(const SearchSetup& setup);
+
+// beam_search (Hugging Face search-and-learn's beam search): n beams each
+// generate one step per iteration; the PRM scores them; beams that ended
+// (EOS, the step's token limit, an empty step, the answer marker) are set
+// aside; the n / beam_width best of the rest survive and are copied back to n.
+// The last of max_steps iterations generates to the end. Options: look-ahead,
+// duplicate filtering, sorted completions (SolveParams).
+std::unique_ptr<SearchStrategy> make_beam_search(const SearchSetup& setup);
+
+// dvts (diverse verifier tree search): n / beam_width independent subtrees;
+// each iteration a subtree samples beam_width candidate steps and keeps the
+// best-scored one, until its kept step ends the solution. Each subtree yields
+// its last beam_width candidates, so the result has n completions.
+std::unique_ptr<SearchStrategy> make_dvts(const SearchSetup& setup);
 
 // By the request's strategy name (validated by SolveParams::validate).
 std::unique_ptr<SearchStrategy> make_strategy(const SearchSetup& setup);

@@ -1,0 +1,228 @@
+// Beam search over reasoning steps with the PRM in the loop, as Hugging Face
+// search-and-learn runs it (src/sal/search/beam_search.py):
+//
+//   every iteration the n beams in flight each generate ONE step (up to the
+//   delimiter; the last iteration to the end); the PRM scores each beam's
+//   steps; a beam whose step ended it is set aside as completed; of the rest
+//   (duplicates dropped when asked) the n / beam_width best by aggregated
+//   score survive and are repeated, in their order, back to n beams.
+//
+// Differences from the reference, on purpose:
+//  - generation continues from the beam's own token ids (no re-templating of
+//    text), so a fork costs only its partial last KV block;
+//  - every slot of an iteration has its own random stream (stream_id), so
+//    copies of a beam diverge and the search is a pure function of the seed;
+//  - look-ahead steps are scored and used for the ranking (the reference
+//    generates them but scores only the real text); the kept beam keeps only
+//    its real step and that step's own scores;
+//  - an empty trailing step is never scored (split_steps drops it).
+// Within an iteration the slots are independent: a step is scored as soon as
+// it is generated; only the selection waits for all n.
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "actors/answer.h"
+#include "actors/search_path.h"
+#include "gpu/prm_format.h"
+
+namespace flashtts {
+
+namespace {
+
+// One of the n beams in flight this iteration.
+struct Slot {
+  enum class Phase { Generating, LookingAhead, Scoring, Resolved };
+  Phase phase = Phase::Generating;
+  int32_t stream = 0;  // the beam id of its jobs
+  SearchPath path;     // the parent's path, then with this iteration's step
+  bool ended = false;  // the step ended the beam: it will be set aside
+  // Greedy steps past the real one: scored with it, never kept.
+  std::vector<int32_t> ahead_tokens;
+  std::string ahead_text;
+  int32_t ahead_steps = 0;
+  float rank = 0;  // aggregated score of the real and look-ahead steps
+  double done_ms = 0;
+};
+
+class BeamSearch final : public SearchStrategy {
+ public:
+  explicit BeamSearch(SearchSetup s) : s_(std::move(s)), keep_(s_.params.n / s_.params.beam_width) {
+    slots_.resize(s_.params.n);
+  }
+
+  void start(SearchHost& host) override { begin_iteration(host); }
+
+  void on_generated(SearchHost& host, const msg::GenDone& d) override {
+    auto it = jobs_.find(d.job_id);
+    if (it == jobs_.end()) return;
+    const size_t k = it->second;
+    jobs_.erase(it);
+    Slot& sl = slots_[k];
+    if (sl.phase == Slot::Phase::Generating) {
+      sl.path.append(d, s_.delimiter);
+      sl.ended = last_iteration() || step_ends_beam(d, sl.path, s_.params.answer_marker);
+      msg::MapWriter ev;
+      ev.put("kind", "generated").put("beam", sl.stream).put("iteration", iteration_ + 1);
+      ev.put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
+      host.progress(ev);
+      if (!sl.ended && s_.params.lookahead > 0) return look_ahead(host, k);
+    } else if (sl.phase == Slot::Phase::LookingAhead) {
+      sl.ahead_tokens.insert(sl.ahead_tokens.end(), d.tokens.begin(), d.tokens.end());
+      sl.ahead_text += d.text;
+      ++sl.ahead_steps;
+      // As generate_k_steps: only a look-ahead that stopped at the delimiter goes on.
+      if (d.finish == "delimiter" && !d.text.empty() && sl.ahead_steps < s_.params.lookahead)
+        return look_ahead(host, k);
+    } else {
+      return;
+    }
+    score(host, k);
+  }
+
+  void on_scored(SearchHost& host, const msg::ScoreDone& d) override {
+    auto it = jobs_.find(d.job_id);
+    if (it == jobs_.end()) return;
+    const size_t k = it->second;
+    jobs_.erase(it);
+    Slot& sl = slots_[k];
+    if (sl.phase != Slot::Phase::Scoring) return;
+    sl.path.take_scores(d.scores);
+    resolve(host, k, d.scores);
+  }
+
+  bool finished() const override { return finished_; }
+
+  std::vector<Completion> completions() const override {
+    std::vector<Completion> out = completed_;
+    if (s_.params.sort_completed) {
+      std::stable_sort(out.begin(), out.end(), [&](const Completion& a, const Completion& b) {
+        return aggregate_scores(a.step_scores, s_.params.aggregation) >
+               aggregate_scores(b.step_scores, s_.params.aggregation);
+      });
+    }
+    // The reference returns n: the first n set aside, or the n best.
+    if ((int32_t)out.size() > s_.params.n) out.resize(s_.params.n);
+    return out;
+  }
+
+  void add_stats(msg::MapWriter& st) const override {
+    st.put("iterations", iterations_run_).put("beams_completed", (int32_t)completed_.size());
+  }
+
+ private:
+  bool last_iteration() const { return iteration_ == s_.params.max_steps - 1; }
+
+  void begin_iteration(SearchHost& host) {
+    const auto& p = s_.params;
+    resolved_ = 0;
+    ++iterations_run_;
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      Slot& sl = slots_[k];
+      sl.stream = stream_id(iteration_, (int32_t)k, p.n);
+      sl.phase = Slot::Phase::Generating;
+      jobs_[host.generate(sl.stream, context(sl.path, {}), p.max_tokens_per_step, !last_iteration(), false)] = k;
+    }
+  }
+
+  std::vector<int32_t> context(const SearchPath& path, const std::vector<int32_t>& ahead) const {
+    std::vector<int32_t> c;
+    c.reserve(s_.prompt.size() + path.tokens.size() + ahead.size());
+    c.insert(c.end(), s_.prompt.begin(), s_.prompt.end());
+    c.insert(c.end(), path.tokens.begin(), path.tokens.end());
+    c.insert(c.end(), ahead.begin(), ahead.end());
+    return c;
+  }
+
+  void look_ahead(SearchHost& host, size_t k) {
+    Slot& sl = slots_[k];
+    sl.phase = Slot::Phase::LookingAhead;
+    jobs_[host.generate(sl.stream, context(sl.path, sl.ahead_tokens), s_.params.max_tokens_per_step, true,
+                        /*greedy=*/true)] = k;
+  }
+
+  // Scores the beam's steps (and its look-ahead steps after them); a beam
+  // whose steps did not change keeps the scores it has.
+  void score(SearchHost& host, size_t k) {
+    Slot& sl = slots_[k];
+    std::vector<std::string> steps = sl.path.steps;
+    // Look-ahead steps follow the real ones as steps of their own, so the
+    // real steps' scores are the first ones (the PRM is causal).
+    for (std::string& a : split_steps(sl.ahead_text, s_.delimiter)) steps.push_back(std::move(a));
+    if (steps.size() == sl.path.steps.size() && sl.path.scored())
+      return resolve(host, k, sl.path.step_scores);
+    sl.phase = Slot::Phase::Scoring;
+    jobs_[host.score(sl.stream, std::move(steps))] = k;
+  }
+
+  void resolve(SearchHost& host, size_t k, const std::vector<float>& scores) {
+    Slot& sl = slots_[k];
+    sl.phase = Slot::Phase::Resolved;
+    sl.rank = aggregate_scores(scores, s_.params.aggregation);
+    sl.done_ms = host.elapsed_ms();
+    if (++resolved_ == slots_.size()) select(host);
+  }
+
+  void select(SearchHost& host) {
+    const auto& p = s_.params;
+    std::vector<size_t> active;
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      Slot& sl = slots_[k];
+      if (!sl.ended) {
+        active.push_back(k);
+        continue;
+      }
+      completed_.push_back(sl.path.completion(sl.stream, sl.done_ms));
+      msg::MapWriter ev;
+      ev.put("kind", "completed").put("beam", sl.stream).put("done", (int32_t)completed_.size()).put("total", p.n);
+      ev.put("step_scores", sl.path.step_scores);
+      host.progress(ev);
+    }
+    if (p.filter_duplicates) {
+      std::unordered_set<std::string> seen;
+      std::erase_if(active, [&](size_t k) { return !seen.insert(slots_[k].path.text).second; });
+    }
+    // The keep_ best; ties go to the earlier slot. Survivors then stay in slot
+    // order, as the reference's pruned flags leave them.
+    std::stable_sort(active.begin(), active.end(), [&](size_t a, size_t b) { return slots_[a].rank > slots_[b].rank; });
+    if (active.size() > keep_) active.resize(keep_);
+    std::sort(active.begin(), active.end());
+
+    ++iteration_;
+    msg::MapWriter ev;
+    ev.put("kind", "iteration").put("iteration", iteration_).put("active", (int32_t)active.size());
+    ev.put("completed", (int32_t)completed_.size());
+    if (!active.empty()) ev.put("best_score", slots_[active.front()].rank);
+    host.progress(ev);
+    if (active.empty() || iteration_ >= p.max_steps) {
+      finished_ = true;
+      return;
+    }
+    // Back to n beams in flight: the survivors repeated in order (each
+    // beam_width times when all keep_ survive).
+    std::vector<SearchPath> parents;
+    for (size_t k : active) parents.push_back(std::move(slots_[k].path));
+    std::vector<Slot> next(p.n);
+    for (size_t j = 0; j < next.size(); ++j) next[j].path = parents[j % parents.size()];
+    slots_ = std::move(next);
+    begin_iteration(host);
+  }
+
+  SearchSetup s_;
+  size_t keep_;
+  std::vector<Slot> slots_;
+  std::unordered_map<uint64_t, size_t> jobs_;  // job id -> slot
+  std::vector<Completion> completed_;          // set aside, in order
+  size_t resolved_ = 0;
+  int32_t iteration_ = 0;  // 0-based index of the iteration in flight
+  int32_t iterations_run_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<SearchStrategy> make_beam_search(const SearchSetup& setup) {
+  return std::make_unique<BeamSearch>(setup);
+}
+
+}  // namespace flashtts

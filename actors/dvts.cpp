@@ -1,0 +1,148 @@
+// Diverse verifier tree search, as Hugging Face search-and-learn runs it
+// (src/sal/search/diverse_verifier_tree_search.py): n / beam_width subtrees
+// grow independently. Each iteration a subtree samples beam_width candidate
+// next steps from its path (up to the delimiter; the last iteration to the
+// end), the PRM scores each candidate path, and the subtree keeps the best
+// (ties: the first). A kept step that ends the beam (EOS, the token limit, an
+// empty step, the answer marker) completes the subtree. Like the reference,
+// each subtree yields its last iteration's beam_width candidates (its kept
+// path and the siblings it was chosen over), so the result has n completions.
+//
+// Subtrees never interact, so each one moves to its next iteration as soon as
+// its own candidates are scored; its choices depend only on its own random
+// streams (stream_id of its candidates) and scores, never on timing.
+#include <algorithm>
+#include <unordered_map>
+
+#include "actors/answer.h"
+#include "actors/search_path.h"
+
+namespace flashtts {
+
+namespace {
+
+struct Candidate {
+  int32_t stream = 0;
+  SearchPath path;  // the subtree's path with this candidate's step
+  bool ended = false;
+  bool resolved = false;
+  float score = 0;  // aggregated
+};
+
+struct Subtree {
+  SearchPath path;  // the kept steps
+  int32_t iteration = 0;  // 0-based index of the iteration in flight
+  std::vector<Candidate> cands;
+  int32_t resolved = 0;
+  bool done = false;
+  double done_ms = 0;
+};
+
+class Dvts final : public SearchStrategy {
+ public:
+  explicit Dvts(SearchSetup s) : s_(std::move(s)), width_(s_.params.beam_width) {
+    trees_.resize(s_.params.n / width_);
+  }
+
+  void start(SearchHost& host) override {
+    for (size_t t = 0; t < trees_.size(); ++t) expand(host, t);
+  }
+
+  void on_generated(SearchHost& host, const msg::GenDone& d) override {
+    auto it = jobs_.find(d.job_id);
+    if (it == jobs_.end()) return;
+    auto [t, j] = it->second;
+    jobs_.erase(it);
+    Subtree& tree = trees_[t];
+    Candidate& c = tree.cands[j];
+    c.path.append(d, s_.delimiter);
+    c.ended = last_iteration(tree) || step_ends_beam(d, c.path, s_.params.answer_marker);
+    msg::MapWriter ev;
+    ev.put("kind", "generated").put("beam", c.stream).put("subtree", (int32_t)t);
+    ev.put("iteration", tree.iteration + 1).put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
+    host.progress(ev);
+    // A step that adds no step keeps the path's scores (an empty trailing
+    // step is never scored).
+    if (c.path.scored()) return resolve(host, t, j);
+    jobs_[host.score(c.stream, c.path.steps)] = {t, j};
+  }
+
+  void on_scored(SearchHost& host, const msg::ScoreDone& d) override {
+    auto it = jobs_.find(d.job_id);
+    if (it == jobs_.end()) return;
+    auto [t, j] = it->second;
+    jobs_.erase(it);
+    trees_[t].cands[j].path.take_scores(d.scores);
+    resolve(host, t, j);
+  }
+
+  bool finished() const override { return done_ == trees_.size(); }
+
+  std::vector<Completion> completions() const override {
+    std::vector<Completion> out;
+    for (const Subtree& tree : trees_)
+      for (const Candidate& c : tree.cands) out.push_back(c.path.completion(c.stream, tree.done_ms));
+    return out;
+  }
+
+  void add_stats(msg::MapWriter& st) const override {
+    int32_t most = 0;
+    for (const Subtree& tree : trees_) most = std::max(most, tree.iteration);
+    st.put("iterations", most).put("subtrees", (int32_t)trees_.size());
+  }
+
+ private:
+  bool last_iteration(const Subtree& tree) const { return tree.iteration == s_.params.max_steps - 1; }
+
+  void expand(SearchHost& host, size_t t) {
+    const auto& p = s_.params;
+    Subtree& tree = trees_[t];
+    tree.resolved = 0;
+    tree.cands.assign(width_, Candidate{});
+    std::vector<int32_t> ctx = s_.prompt;
+    ctx.insert(ctx.end(), tree.path.tokens.begin(), tree.path.tokens.end());
+    for (int32_t j = 0; j < width_; ++j) {
+      Candidate& c = tree.cands[j];
+      c.stream = stream_id(tree.iteration, (int32_t)t * width_ + j, p.n);
+      c.path = tree.path;
+      jobs_[host.generate(c.stream, ctx, p.max_tokens_per_step, !last_iteration(tree), false)] = {t, (size_t)j};
+    }
+  }
+
+  void resolve(SearchHost& host, size_t t, size_t j) {
+    Subtree& tree = trees_[t];
+    Candidate& c = tree.cands[j];
+    c.resolved = true;
+    c.score = aggregate_scores(c.path.step_scores, s_.params.aggregation);
+    if (++tree.resolved < width_) return;
+    size_t best = 0;  // the first of equal scores, as np.argmax
+    for (size_t i = 1; i < tree.cands.size(); ++i)
+      if (tree.cands[i].score > tree.cands[best].score) best = i;
+    const Candidate& kept = tree.cands[best];
+    tree.path = kept.path;
+    ++tree.iteration;
+    if (kept.ended) {
+      tree.done = true;
+      tree.done_ms = host.elapsed_ms();
+      ++done_;
+    }
+    msg::MapWriter ev;
+    ev.put("kind", "iteration").put("subtree", (int32_t)t).put("iteration", tree.iteration);
+    ev.put("score", kept.score).put("ended", kept.ended);
+    ev.put("active", (int32_t)(trees_.size() - done_)).put("completed", (int32_t)done_);
+    host.progress(ev);
+    if (!tree.done) expand(host, t);
+  }
+
+  SearchSetup s_;
+  int32_t width_;
+  std::vector<Subtree> trees_;
+  std::unordered_map<uint64_t, std::pair<size_t, size_t>> jobs_;  // job id -> (subtree, candidate)
+  size_t done_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<SearchStrategy> make_dvts(const SearchSetup& setup) { return std::make_unique<Dvts>(setup); }
+
+}  // namespace flashtts

@@ -1,0 +1,43 @@
+#include "actors/search_path.h"
+
+#include <algorithm>
+
+#include "gpu/prm_format.h"
+
+namespace flashtts {
+
+void SearchPath::append(const msg::GenDone& d, const std::string& delimiter) {
+  tokens.insert(tokens.end(), d.tokens.begin(), d.tokens.end());
+  text += d.text;
+  finish = d.finish;
+  // Split the whole text, not just the new piece: the steps are then exactly
+  // what best-of-N would score for the same text.
+  steps = split_steps(text, delimiter);
+}
+
+void SearchPath::take_scores(const std::vector<float>& scores) {
+  step_scores.assign(scores.begin(), scores.begin() + (ptrdiff_t)std::min(scores.size(), steps.size()));
+  scored_steps = steps;
+}
+
+Completion SearchPath::completion(int32_t beam, double done_ms) const {
+  Completion c;
+  c.beam = beam;
+  c.text = text;
+  c.steps = steps;
+  c.step_scores = step_scores;
+  c.finish = finish;
+  c.n_tokens = (int32_t)tokens.size();
+  c.done_ms = done_ms;
+  return c;
+}
+
+bool step_ends_beam(const msg::GenDone& step, const SearchPath& path, const std::string& answer_marker) {
+  // The reference's generate_k_steps maps every stop that is not the step
+  // delimiter (EOS and the token limit alike) to "EOS", which ends the beam.
+  if (step.finish != "delimiter") return true;
+  if (step.text.empty()) return true;
+  return !answer_marker.empty() && path.text.find(answer_marker) != std::string::npos;
+}
+
+}  // namespace flashtts

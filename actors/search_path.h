@@ -1,0 +1,50 @@
+// What beam search and DVTS share: a beam's path (the tokens and text it has
+// written, split into steps, with the PRM's step scores), the rule for when a
+// new step ends a beam, and the random-stream id of a job.
+//
+// Thread contract: plain values, owned by one strategy (the beam_manager's
+// thread).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "actors/strategy.h"
+
+namespace flashtts {
+
+struct SearchPath {
+  std::vector<int32_t> tokens;     // generated ids of every step (the context after the prompt)
+  std::string text;                // their text, steps concatenated
+  std::vector<std::string> steps;  // split_steps(text): empty pieces dropped, delimiters removed
+  std::vector<float> step_scores;  // the PRM's score of each step of `scored_steps`
+  std::vector<std::string> scored_steps;  // the steps step_scores belong to
+  std::string finish;              // how the last step's generation ended
+
+  // Appends one generated step. A step's text may run past the delimiter
+  // ("\n\nThe"), so appending can change the last step: the scores belong
+  // to the steps as they were when scored.
+  void append(const msg::GenDone& d, const std::string& delimiter);
+  // True when the current steps are the scored ones: a step that adds no
+  // step (a bare delimiter, an empty text) needs no scoring; the beam keeps
+  // the score of its last real step.
+  bool scored() const { return scored_steps == steps; }
+  // The PRM's scores of `steps` followed by anything else that was scored
+  // with them (look-ahead steps); keeps the first steps.size().
+  void take_scores(const std::vector<float>& scores);
+  Completion completion(int32_t beam, double done_ms) const;
+};
+
+// Whether the step just appended to `path` ends its beam, as the reference
+// decides: its generation stopped at EOS or at its token limit (a step cut
+// off mid-way is not continued), it was empty, or the beam's text now holds
+// the answer marker ("" = no marker).
+bool step_ends_beam(const msg::GenDone& step, const SearchPath& path, const std::string& answer_marker);
+
+// The beam id (the random stream) of a generation job: unique per iteration
+// and slot, so copies of one beam diverge and no two jobs of an iteration
+// share a stream. REQUIRES: 0 <= slot < n.
+inline int32_t stream_id(int32_t iteration, int32_t slot, int32_t n) { return iteration * n + slot; }
+
+}  // namespace flashtts

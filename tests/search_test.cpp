@@ -1,0 +1,601 @@
+// The search strategies (beam search, DVTS) against a scripted in-memory
+// SearchHost: no sockets, no models. The scripted policy writes the step a
+// test asks for; the scripted PRM reads a step's score out of its text
+// ("p42" scores 0.42), so every test states exactly which beam should win.
+// Also: the request checks of the new solve fields.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <map>
+#include <random>
+#include <set>
+#include <span>
+
+#include "actors/answer.h"
+#include "actors/strategy.h"
+#include "gpu/prm_format.h"
+#include "messages/requests.h"
+
+namespace flashtts {
+namespace {
+
+// ---------------------------------------------------------------- the script
+
+// Token ids of the scripted policy: 10 is the step delimiter "\n\n", 11 EOS,
+// 256 + c the character c; the prompt is {1, 2, 3}.
+constexpr int32_t kDelim = 10, kEos = 11;
+const std::vector<int32_t> kPrompt = {1, 2, 3};
+
+std::string text_of(std::span<const int32_t> ids) {
+  std::string s;
+  for (int32_t t : ids) {
+    if (t == kDelim) s += "\n\n";
+    else if (t >= 256) s += char(t - 256);
+  }
+  return s;
+}
+
+struct Job {
+  uint64_t id = 0;
+  bool gen = true;
+  int32_t beam = 0;
+  std::vector<int32_t> tokens;  // gen: the context
+  int32_t max_tokens = 0;
+  bool stop = false;
+  bool greedy = false;
+  std::vector<std::string> steps;  // score: the steps
+  int32_t round = 0;               // "iteration" events seen when it was submitted
+
+  // The text the beam had written when this job was asked for.
+  std::string context_text() const { return text_of(std::span(tokens).subspan(kPrompt.size())); }
+  int32_t steps_done() const { return (int32_t)split_steps(context_text()).size(); }
+};
+
+class ScriptHost final : public SearchHost {
+ public:
+  uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop, bool greedy) override {
+    Job j;
+    j.id = ++next_, j.gen = true, j.beam = beam, j.tokens = std::move(tokens), j.max_tokens = max_tokens;
+    j.stop = stop, j.greedy = greedy, j.round = rounds;
+    return add(std::move(j));
+  }
+  uint64_t score(int32_t beam, std::vector<std::string> steps) override {
+    Job j;
+    j.id = ++next_, j.gen = false, j.beam = beam, j.steps = std::move(steps), j.round = rounds;
+    return add(std::move(j));
+  }
+  void progress(const msg::MapWriter& event) override {
+    auto r = msg::MapReader::parse(event.bytes());
+    ASSERT_TRUE(r.ok());
+    std::string kind;
+    ASSERT_TRUE(r->get("kind", &kind).ok());
+    if (kind == "iteration") ++rounds;
+    events.push_back(std::move(*r));
+  }
+  double elapsed_ms() const override { return double(++clock_); }
+
+  std::vector<Job> log, pending;
+  std::vector<msg::MapReader> events;
+  int32_t rounds = 0;
+
+  // The non-greedy generation jobs of each round (iteration), in order.
+  std::map<int32_t, std::vector<Job>> gens_by_round() const {
+    std::map<int32_t, std::vector<Job>> m;
+    for (const Job& j : log)
+      if (j.gen && !j.greedy) m[j.round].push_back(j);
+    return m;
+  }
+  std::vector<msg::MapReader> events_of(const std::string& kind) const {
+    std::vector<msg::MapReader> out;
+    for (const auto& e : events) {
+      std::string k;
+      if (e.get("kind", &k).ok() && k == kind) out.push_back(e);
+    }
+    return out;
+  }
+
+ private:
+  uint64_t add(Job j) {
+    log.push_back(j);
+    pending.push_back(std::move(j));
+    return next_;
+  }
+  uint64_t next_ = 0;
+  mutable int64_t clock_ = 0;
+};
+
+// The scripted PRM: "p42" scores 0.42; a step without "p" 0.5.
+float prm_score(const std::string& step) {
+  size_t at = step.find('p');
+  if (at == std::string::npos || at + 2 >= step.size() || !isdigit(step[at + 1]) || !isdigit(step[at + 2]))
+    return 0.5f;
+  return float(std::stoi(step.substr(at + 1, 2))) / 100.0f;
+}
+
+struct Script {
+  // The step the policy writes for a job: its text, then '|' for the
+  // delimiter or '$' for EOS; neither means it hit its token limit. A job
+  // without the delimiter stop that is given '|' writes the delimiter and
+  // then EOS (it runs to the end).
+  std::function<std::string(const Job&)> policy;
+  std::function<float(const Job&, const std::string&)> prm = [](const Job&, const std::string& s) {
+    return prm_score(s);
+  };
+  uint32_t shuffle = 0;  // 0: answer jobs in the order asked; else the seed of a random order
+};
+
+msg::GenDone answer_gen(const Job& j, const std::string& spec) {
+  msg::GenDone d;
+  d.job_id = j.id, d.beam = j.beam;
+  std::string body = spec;
+  char end = 0;
+  if (!body.empty() && (body.back() == '|' || body.back() == '$')) end = body.back(), body.pop_back();
+  for (char c : body) d.tokens.push_back(256 + (unsigned char)c);
+  if ((int32_t)d.tokens.size() >= j.max_tokens) {
+    d.tokens.resize(j.max_tokens);
+    end = 0;
+  }
+  if (end == '|') {
+    d.tokens.push_back(kDelim);
+    if (!j.stop) d.tokens.push_back(kEos);
+  } else if (end == '$') {
+    d.tokens.push_back(kEos);
+  }
+  d.text = text_of(d.tokens);
+  d.finish = end == '|' ? (j.stop ? "delimiter" : "eos") : end == '$' ? "eos" : "length";
+  return d;
+}
+
+std::vector<Completion> run(SearchStrategy& s, ScriptHost& h, const Script& sc) {
+  s.start(h);
+  std::mt19937 rng(sc.shuffle);
+  int guard = 0;
+  while (!h.pending.empty() && ++guard < 100000) {
+    size_t pick = sc.shuffle ? rng() % h.pending.size() : 0;
+    Job j = h.pending[pick];
+    h.pending.erase(h.pending.begin() + (ptrdiff_t)pick);
+    EXPECT_FALSE(s.finished()) << "a strategy asked for work after it finished";
+    if (j.gen) {
+      s.on_generated(h, answer_gen(j, sc.policy(j)));
+    } else {
+      msg::ScoreDone d;
+      d.job_id = j.id, d.beam = j.beam;
+      for (const auto& st : j.steps) d.scores.push_back(sc.prm(j, st));
+      s.on_scored(h, d);
+    }
+  }
+  EXPECT_TRUE(s.finished());
+  return s.finished() ? s.completions() : std::vector<Completion>{};
+}
+
+SearchSetup setup(const std::string& strategy, int32_t n, int32_t width, int32_t max_steps) {
+  SearchSetup s;
+  s.params.problem = "p";
+  s.params.strategy = strategy;
+  s.params.n = n, s.params.beam_width = width, s.params.max_steps = max_steps;
+  s.params.max_tokens_per_step = 32;
+  s.params.aggregation = "last";
+  s.prompt = kPrompt;
+  s.delimiter = "\n\n";
+  return s;
+}
+
+// A step "pNN" whose score is a fixed pseudo-random function of the beam's
+// stream and the steps before it, so beams differ and the test can rank them.
+std::string pseudo_step(const Job& j) {
+  uint32_t h = uint32_t(j.beam) * 2654435761u ^ uint32_t(j.steps_done() + 1) * 40503u;
+  h ^= h >> 13, h *= 0x5bd1e995u, h ^= h >> 15;
+  char buf[8];
+  snprintf(buf, sizeof buf, "p%02u", h % 100);
+  return buf;
+}
+
+// ---------------------------------------------------------------- beam search
+
+TEST(BeamSearch, KeepsNBeamsInFlightAndCopiesTheBestNOverMEachMTimes) {
+  auto st = setup("beam_search", 8, 4, 4);
+  auto bs = make_beam_search(st);
+  ScriptHost h;
+  Script sc{[](const Job& j) { return pseudo_step(j) + "|"; }};
+  auto done = run(*bs, h, sc);
+
+  auto rounds = h.gens_by_round();
+  ASSERT_EQ(rounds.size(), 4u) << "max_steps iterations, no more";
+  for (auto& [r, jobs] : rounds) {
+    ASSERT_EQ(jobs.size(), 8u) << "n beams in flight in iteration " << r;
+    std::set<int32_t> ids;
+    for (const Job& j : jobs) {
+      ids.insert(j.beam);
+      EXPECT_EQ(j.stop, r < 3) << "only the last iteration runs to the end";
+      EXPECT_EQ(j.max_tokens, st.params.max_tokens_per_step);
+      EXPECT_EQ(j.steps_done(), r);
+    }
+    EXPECT_EQ(ids.size(), 8u) << "every beam of an iteration has its own random stream";
+  }
+  for (int32_t r = 1; r < 4; ++r) {
+    // The texts and scores the previous iteration ended with.
+    std::vector<std::pair<float, std::string>> prev;
+    for (const Job& j : rounds[r - 1]) {
+      std::string step = pseudo_step(j);
+      prev.push_back({prm_score(step), j.context_text() + step + "\n\n"});
+    }
+    std::map<std::string, int> parents;
+    for (const Job& j : rounds[r]) ++parents[j.context_text()];
+    ASSERT_EQ(parents.size(), 2u) << "n / beam_width survivors in iteration " << r;
+    float worst_kept = 1, best_dropped = 0;
+    for (auto& [score, text] : prev) {
+      if (parents.count(text)) worst_kept = std::min(worst_kept, score);
+      else best_dropped = std::max(best_dropped, score);
+    }
+    EXPECT_GE(worst_kept, best_dropped) << "the survivors are the best-scored beams";
+    for (auto& [text, copies] : parents) EXPECT_EQ(copies, 4) << "each survivor copied beam_width times";
+  }
+  ASSERT_EQ(done.size(), 8u);
+  for (const Completion& c : done) {
+    EXPECT_EQ(c.finish, "eos");
+    EXPECT_EQ(c.steps.size(), 4u);
+    EXPECT_EQ(c.step_scores.size(), 4u) << "the trailing empty step is not scored";
+    EXPECT_EQ(c.n_tokens, 4 * 4 + 1);  // 4 steps of "pNN" + delimiter, then EOS
+  }
+  auto its = h.events_of("iteration");
+  ASSERT_EQ(its.size(), 4u);
+  int32_t active = -1;
+  ASSERT_TRUE(its[0].get("active", &active).ok());
+  EXPECT_EQ(active, 2);
+  ASSERT_TRUE(its[3].get("active", &active).ok());
+  EXPECT_EQ(active, 0);
+}
+
+TEST(BeamSearch, SetsAsideEndedBeamsAndStillFillsToNBeams) {
+  auto st = setup("beam_search", 4, 2, 3);
+  auto bs = make_beam_search(st);
+  ScriptHost h;
+  // Iteration 0: stream 0 ends with EOS (the best score), stream 1 hits the
+  // token limit, stream 2 writes an empty step; stream 3 goes on.
+  Script sc{[](const Job& j) -> std::string {
+    if (j.round == 0 && j.beam == 0) return "p99$";
+    if (j.round == 0 && j.beam == 1) return std::string(40, 'x');  // over 32 tokens, no delimiter
+    if (j.round == 0 && j.beam == 2) return "$";
+    return pseudo_step(j) + "|";
+  }};
+  auto done = run(*bs, h, sc);
+  auto rounds = h.gens_by_round();
+  ASSERT_EQ(rounds.size(), 3u);
+  // Only stream 3 was active: it fills all 4 slots of iteration 1.
+  for (const Job& j : rounds[1]) EXPECT_EQ(j.context_text(), pseudo_step(rounds[0][3]) + "\n\n");
+  EXPECT_EQ(rounds[1].size(), 4u);
+  EXPECT_EQ(rounds[2].size(), 4u);
+  // The first three completions are the ones set aside in iteration 0.
+  ASSERT_EQ(done.size(), 4u);
+  EXPECT_EQ(done[0].text, "p99");
+  EXPECT_EQ(done[0].finish, "eos");
+  EXPECT_EQ(done[1].finish, "length");
+  EXPECT_EQ(done[2].text, "");
+  EXPECT_TRUE(done[2].step_scores.empty()) << "an empty solution is never scored";
+  // No score job was ever asked for an empty step list.
+  for (const Job& j : h.log) {
+    if (!j.gen) {
+      EXPECT_FALSE(j.steps.empty());
+    }
+  }
+  // The default sort_completed = false keeps the first n set aside.
+  EXPECT_EQ(done[3].finish, "eos");
+}
+
+TEST(BeamSearch, StopsWhenNoBeamIsActive) {
+  auto st = setup("beam_search", 4, 2, 10);
+  auto bs = make_beam_search(st);
+  ScriptHost h;
+  Script sc{[](const Job& j) { return j.steps_done() == 1 ? std::string("p50$") : pseudo_step(j) + "|"; }};
+  auto done = run(*bs, h, sc);
+  EXPECT_EQ(h.gens_by_round().size(), 2u) << "every beam ended in iteration 1";
+  EXPECT_EQ(done.size(), 4u);
+  for (const Completion& c : done) EXPECT_EQ(c.steps.size(), 2u);
+}
+
+TEST(BeamSearch, MaxStepsOfOneIsBestOfNToTheEnd) {
+  auto st = setup("beam_search", 4, 2, 1);
+  auto bs = make_beam_search(st);
+  ScriptHost h;
+  Script sc{[](const Job& j) { return pseudo_step(j) + "|"; }};
+  auto done = run(*bs, h, sc);
+  auto rounds = h.gens_by_round();
+  ASSERT_EQ(rounds.size(), 1u);
+  for (const Job& j : rounds[0]) EXPECT_FALSE(j.stop);
+  EXPECT_EQ(done.size(), 4u);
+}
+
+TEST(BeamSearch, TheAnswerMarkerEndsABeamAndAnEmptyMarkerDoesNot) {
+  for (std::string marker : {"\\boxed", ""}) {
+    auto st = setup("beam_search", 4, 2, 3);
+    st.params.answer_marker = marker;
+    auto bs = make_beam_search(st);
+    ScriptHost h;
+    Script sc{[](const Job& j) -> std::string {
+      if (j.round == 0 && j.beam == 1) return "so \\boxed{4} p90|";
+      return pseudo_step(j) + "|";
+    }};
+    auto done = run(*bs, h, sc);
+    ASSERT_FALSE(done.empty());
+    if (!marker.empty()) {
+      EXPECT_EQ(done[0].text, "so \\boxed{4} p90\n\n");
+      EXPECT_EQ(done[0].finish, "delimiter");
+      EXPECT_EQ(extract_answer(done[0].text), "4");
+    } else {
+      for (const Completion& c : done) EXPECT_EQ(c.finish, "eos") << "nothing ends before the last iteration";
+    }
+  }
+}
+
+TEST(BeamSearch, ABareDelimiterStepKeepsTheLastRealStepsScore) {
+  auto st = setup("beam_search", 2, 1, 3);
+  auto bs = make_beam_search(st);
+  ScriptHost h;
+  // Stream 0 writes "p70", then a bare delimiter, then ends.
+  Script sc{[](const Job& j) -> std::string {
+    if (j.round == 0) return j.beam == 0 ? "p70|" : "p10|";
+    if (j.round == 1) return "|";
+    return "p30$";
+  }};
+  auto done = run(*bs, h, sc);
+  // Iteration 1 added no step: no score job for it.
+  for (const Job& j : h.log) {
+    if (!j.gen && j.round == 1) ADD_FAILURE() << "a step that adds no text was scored";
+  }
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].steps, (std::vector<std::string>{"p70", "p30"}));
+  EXPECT_EQ(done[0].step_scores, (std::vector<float>{0.70f, 0.30f}));
+}
+
+TEST(BeamSearch, FilterDuplicatesKeepsDistinctSurvivors) {
+  for (bool filter : {false, true}) {
+    auto st = setup("beam_search", 4, 2, 2);
+    st.params.filter_duplicates = filter;
+    auto bs = make_beam_search(st);
+    ScriptHost h;
+    // Streams 0 and 1 write the same best step; 2 and 3 worse, distinct ones.
+    Script sc{[](const Job& j) -> std::string {
+      if (j.round > 0) return "p50|";
+      return j.beam < 2 ? "p90|" : j.beam == 2 ? "p60|" : "p20|";
+    }};
+    run(*bs, h, sc);
+    auto rounds = h.gens_by_round();
+    std::set<std::string> parents;
+    for (const Job& j : rounds[1]) parents.insert(j.context_text());
+    if (filter) EXPECT_EQ(parents, (std::set<std::string>{"p90\n\n", "p60\n\n"}));
+    else EXPECT_EQ(parents, (std::set<std::string>{"p90\n\n"})) << "both survivors are the same text";
+  }
+}
+
+TEST(BeamSearch, LookAheadRanksByTheGreedyStepsAndKeepsOnlyTheRealStep) {
+  auto st = setup("beam_search", 4, 2, 3);
+  st.params.lookahead = 1;
+  auto bs = make_beam_search(st);
+  ScriptHost h;
+  // Iteration 0: stream 0 writes the best real step but its greedy
+  // continuation scores 0.05; stream 1's real step is worse but its
+  // continuation scores 0.95.
+  Script sc{[](const Job& j) -> std::string {
+    if (j.greedy) return j.context_text().rfind("p90", 0) == 0 ? "p05|" : "p95|";
+    if (j.round == 0) return j.beam == 0 ? "p90|" : j.beam == 1 ? "p80|" : j.beam == 2 ? "p10|" : "p11|";
+    return pseudo_step(j) + "|";
+  }};
+  auto done = run(*bs, h, sc);
+  auto rounds = h.gens_by_round();
+  std::set<std::string> parents;
+  for (const Job& j : rounds[1]) parents.insert(j.context_text());
+  // By real steps the survivors would be p90 and p80; ranked by the look-ahead
+  // step, stream 0 has 0.05 and the other three tie at 0.95, of which the
+  // earlier slots (1 and 2) survive.
+  EXPECT_EQ(parents, (std::set<std::string>{"p80\n\n", "p10\n\n"}));
+  // Look-ahead: greedy, stops at the delimiter, asked after the real step
+  // and before its score; never in the last iteration.
+  for (size_t i = 0; i < h.log.size(); ++i) {
+    const Job& j = h.log[i];
+    if (!j.greedy) continue;
+    EXPECT_TRUE(j.gen && j.stop);
+    EXPECT_LT(j.round, 2) << "no look-ahead in the last iteration";
+    bool scored_after = false;
+    for (size_t k = i + 1; k < h.log.size(); ++k)
+      if (!h.log[k].gen && h.log[k].beam == j.beam && h.log[k].round == j.round) {
+        scored_after = true;
+        EXPECT_EQ(h.log[k].steps.size(), (size_t)j.steps_done() + 1) << "real steps then the look-ahead step";
+        EXPECT_EQ(h.log[k].steps.back()[0], 'p');
+      }
+    EXPECT_TRUE(scored_after);
+  }
+  // The kept beams carry only real steps and their scores.
+  for (const Completion& c : done) {
+    EXPECT_EQ(c.steps.size(), 3u);
+    EXPECT_EQ(c.step_scores.size(), 3u);
+    EXPECT_TRUE(c.steps[0] == "p80" || c.steps[0] == "p10") << c.steps[0];
+    EXPECT_FLOAT_EQ(c.step_scores[0], prm_score(c.steps[0]));
+  }
+}
+
+TEST(BeamSearch, SortCompletedKeepsTheNBestInsteadOfTheFirstN) {
+  for (bool sort : {false, true}) {
+    auto st = setup("beam_search", 2, 1, 3);
+    st.params.sort_completed = sort;
+    auto bs = make_beam_search(st);
+    ScriptHost h;
+    // Iteration 0 sets aside two weak beams; the last iteration ends two strong ones.
+    Script sc{[](const Job& j) -> std::string {
+      if (j.round == 0) return j.beam == 0 ? "p10$" : "p20|";
+      if (j.round == 1) return j.beam % 2 == 0 ? "p15$" : "p30|";
+      return "p99|";
+    }};
+    auto done = run(*bs, h, sc);
+    ASSERT_EQ(done.size(), 2u);
+    std::vector<float> scores;
+    for (const auto& c : done) scores.push_back(c.step_scores.back());
+    if (sort) EXPECT_EQ(scores, (std::vector<float>{0.99f, 0.99f}));
+    else EXPECT_EQ(scores, (std::vector<float>{0.10f, 0.15f}));
+  }
+}
+
+TEST(BeamSearch, TheResultDoesNotDependOnTheOrderJobsComeBackIn) {
+  auto texts = [](uint32_t shuffle) {
+    auto st = setup("beam_search", 8, 2, 5);
+    st.params.lookahead = 1;
+    auto bs = make_beam_search(st);
+    ScriptHost h;
+    Script sc{[](const Job& j) { return (j.greedy ? "g" : "") + pseudo_step(j) + "|"; }};
+    sc.shuffle = shuffle;
+    std::vector<std::string> out;
+    for (const auto& c : run(*bs, h, sc)) out.push_back(std::to_string(c.beam) + ":" + c.text);
+    return out;
+  };
+  auto fifo = texts(0);
+  EXPECT_EQ(fifo.size(), 8u);
+  EXPECT_EQ(texts(1), fifo);
+  EXPECT_EQ(texts(2), fifo);
+}
+
+// ---------------------------------------------------------------- dvts
+
+TEST(Dvts, EachSubtreeSamplesMCandidatesAndKeepsTheBest) {
+  auto st = setup("dvts", 6, 3, 3);
+  auto dv = make_dvts(st);
+  ScriptHost h;
+  Script sc{[](const Job& j) { return pseudo_step(j) + "|"; }};
+  auto done = run(*dv, h, sc);
+  // Per (context): exactly 3 candidate jobs; 2 subtrees x 3 iterations.
+  std::map<std::string, std::vector<Job>> by_ctx;
+  for (const Job& j : h.log)
+    if (j.gen) by_ctx[j.context_text()].push_back(j);
+  ASSERT_EQ(by_ctx.size(), 1u + 2u + 2u) << "the shared prompt, then two paths per iteration";
+  EXPECT_EQ(by_ctx[""].size(), 6u);
+  for (auto& [ctx, jobs] : by_ctx) {
+    if (ctx.empty()) continue;
+    EXPECT_EQ(jobs.size(), 3u);
+    // The path continued is the best of the candidates it came from.
+    std::string parent = ctx.substr(0, ctx.size() - 5);  // minus "pNN\n\n"
+    float best = 0;
+    for (const Job& c : by_ctx[parent])
+      if ((c.beam % 6) / 3 == (jobs[0].beam % 6) / 3) best = std::max(best, prm_score(pseudo_step(c)));
+    EXPECT_FLOAT_EQ(prm_score(split_steps(ctx).back()), best);
+  }
+  for (auto& [ctx, jobs] : by_ctx)
+    for (const Job& j : jobs) EXPECT_EQ(j.stop, j.steps_done() < 2);
+  // n completions: each subtree's last three candidates.
+  ASSERT_EQ(done.size(), 6u);
+  for (int t = 0; t < 2; ++t) {
+    std::string prefix = done[t * 3].text.substr(0, 10);
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(done[t * 3 + j].text.substr(0, 10), prefix) << "siblings share the path";
+  }
+}
+
+TEST(Dvts, SubtreesAreIndependentOfEachOthersScoresAndOfTiming) {
+  // Subtree 1's PRM scores are turned upside down and the jobs come back in
+  // another order: subtree 0's choices must not change.
+  auto subtree_texts = [](bool perturb, uint32_t shuffle) {
+    auto st = setup("dvts", 4, 2, 4);
+    auto dv = make_dvts(st);
+    ScriptHost h;
+    Script sc{[](const Job& j) { return pseudo_step(j) + "|"; }};
+    sc.prm = [perturb](const Job& j, const std::string& s) {
+      float v = prm_score(s);
+      return perturb && (j.beam % 4) / 2 == 1 ? 1.0f - v : v;
+    };
+    sc.shuffle = shuffle;
+    auto done = run(*dv, h, sc);
+    std::vector<std::vector<std::string>> out(2);
+    for (size_t i = 0; i < done.size(); ++i) out[i / 2].push_back(done[i].text);
+    return out;
+  };
+  auto base = subtree_texts(false, 0);
+  auto moved = subtree_texts(true, 7);
+  EXPECT_EQ(moved[0], base[0]);
+  EXPECT_NE(moved[1], base[1]) << "the perturbation should matter to subtree 1 itself";
+}
+
+TEST(Dvts, ASubtreeWhoseKeptStepEndsStopsWhileTheOthersGoOn) {
+  auto st = setup("dvts", 4, 2, 5);
+  auto dv = make_dvts(st);
+  ScriptHost h;
+  // Subtree 0 (streams 0, 1 at iteration 0): its best candidate ends with EOS.
+  Script sc{[](const Job& j) -> std::string {
+    if (j.steps_done() == 0 && j.beam == 0) return "p99 \\boxed{7}$";
+    if (j.steps_done() == 0 && j.beam == 1) return "p10|";
+    if (j.steps_done() == 2) return "the end \\boxed{3} p60|";  // the answer marker
+    return pseudo_step(j) + "|";
+  }};
+  auto done = run(*dv, h, sc);
+  int subtree0_jobs = 0, subtree1_jobs = 0;
+  for (const Job& j : h.log)
+    if (j.gen) ++((j.beam % 4) / 2 == 0 ? subtree0_jobs : subtree1_jobs);
+  EXPECT_EQ(subtree0_jobs, 2) << "subtree 0 ended after its first iteration";
+  EXPECT_EQ(subtree1_jobs, 6) << "subtree 1 ended at the marker in its third step";
+  ASSERT_EQ(done.size(), 4u);
+  EXPECT_EQ(done[0].text, "p99 \\boxed{7}");
+  EXPECT_EQ(done[1].text, "p10\n\n") << "the sibling it was chosen over";
+  EXPECT_EQ(extract_answer(done[3].text), "3");
+}
+
+// ---------------------------------------------------------------- requests
+
+Status check(std::function<void(msg::MapWriter&)> fields, msg::SolveParams* out = nullptr,
+             msg::SolveParams defaults = {}) {
+  msg::MapWriter w;
+  w.put("problem", "What is 1 + 1?");
+  fields(w);
+  auto r = msg::MapReader::parse(w.bytes());
+  if (!r.ok()) return r.error();
+  msg::SolveParams p = defaults;
+  FLASHTTS_TRY(p.read(*r));
+  if (out) *out = p;
+  return p.validate(msg::Limits{});
+}
+
+TEST(SolveRequest, NamesTheStrategiesAndChecksTheirOptions) {
+  EXPECT_TRUE(check([](auto& w) { w.put("strategy", "beam_search").put("n", 8).put("beam_width", 4); }).ok());
+  EXPECT_TRUE(check([](auto& w) { w.put("strategy", "dvts").put("n", 8).put("beam_width", 2); }).ok());
+  Status s = check([](auto& w) { w.put("strategy", "mcts"); });
+  EXPECT_NE(s.message().find("'strategy' = 'mcts' is not one of: best_of_n, beam_search, dvts"), std::string::npos)
+      << s.message();
+  s = check([](auto& w) { w.put("strategy", "dvts").put("n", 6).put("beam_width", 4); });
+  EXPECT_NE(s.message().find("'n' = 6 must be a multiple of 'beam_width' = 4 for dvts"), std::string::npos)
+      << s.message();
+  s = check([](auto& w) { w.put("strategy", "beam_search").put("n", 6).put("beam_width", 4); });
+  EXPECT_NE(s.message().find("for beam_search"), std::string::npos) << s.message();
+  EXPECT_TRUE(check([](auto& w) { w.put("n", 6).put("beam_width", 4); }).ok()) << "best_of_n ignores beam_width";
+  s = check([](auto& w) { w.put("strategy", "beam_search").put("lookahead", -1); });
+  EXPECT_NE(s.message().find("'lookahead' = -1 is out of range [0, 64]"), std::string::npos) << s.message();
+  s = check([](auto& w) { w.put("strategy", "dvts").put("lookahead", 2); });
+  EXPECT_NE(s.message().find("'lookahead' = 2 applies only to beam_search, not dvts"), std::string::npos)
+      << s.message();
+  s = check([](auto& w) { w.put("filter_duplicates", true); });
+  EXPECT_NE(s.message().find("'filter_duplicates' applies only to beam_search, not best_of_n"), std::string::npos)
+      << s.message();
+  s = check([](auto& w) { w.put("strategy", "dvts").put("sort_completed", true); });
+  EXPECT_NE(s.message().find("'sort_completed' applies only to beam_search"), std::string::npos) << s.message();
+  s = check([](auto& w) { w.put("lookahead", true); });
+  EXPECT_FALSE(s.ok()) << "lookahead is an integer";
+}
+
+TEST(SolveRequest, ServerBeamSearchDefaultsDoNotApplyToOtherStrategies) {
+  msg::SolveParams defaults;
+  defaults.lookahead = 2, defaults.filter_duplicates = true, defaults.sort_completed = true;
+  msg::SolveParams p;
+  ASSERT_TRUE(check([](auto& w) { w.put("strategy", "dvts").put("n", 4).put("beam_width", 2); }, &p, defaults).ok());
+  EXPECT_EQ(p.lookahead, 0);
+  EXPECT_FALSE(p.filter_duplicates);
+  EXPECT_FALSE(p.sort_completed);
+  ASSERT_TRUE(check([](auto& w) { w.put("strategy", "beam_search"); }, &p, defaults).ok());
+  EXPECT_EQ(p.lookahead, 2);
+  EXPECT_TRUE(p.filter_duplicates);
+  EXPECT_TRUE(p.sort_completed);
+  EXPECT_EQ(p.answer_marker, "\\boxed");
+  // The fields travel to the beam manager unchanged.
+  msg::MapWriter w;
+  p.write(w);
+  msg::SolveParams back;
+  ASSERT_TRUE(back.read(*msg::MapReader::parse(w.bytes())).ok());
+  EXPECT_EQ(back.lookahead, 2);
+  EXPECT_TRUE(back.filter_duplicates && back.sort_completed);
+  EXPECT_EQ(back.answer_marker, "\\boxed");
+}
+
+}  // namespace
+}  // namespace flashtts
