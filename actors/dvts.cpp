@@ -25,7 +25,6 @@ struct Candidate {
   int32_t stream = 0;
   SearchPath path;  // the subtree's path with this candidate's step
   bool ended = false;
-  bool resolved = false;
   float score = 0;  // aggregated
 };
 
@@ -112,7 +111,6 @@ class Dvts final : public SearchStrategy {
   void resolve(SearchHost& host, size_t t, size_t j) {
     Subtree& tree = trees_[t];
     Candidate& c = tree.cands[j];
-    c.resolved = true;
     c.score = aggregate_scores(c.path.step_scores, s_.params.aggregation);
     if (++tree.resolved < width_) return;
     size_t best = 0;  // the first of equal scores, as np.argmax
