@@ -9,15 +9,33 @@
 namespace flashtts::cpu {
 
 void linear(const float* x, const float* w, const float* b, float* y, int64_t n, int64_t in, int64_t out) {
+  // OpenBLAS (0.3.21) computes small products (rows x out below ~1200)
+  // on another path than large ones, with different rounding, so a row's
+  // result depended on what shared its forward pass (batch, chunking, the
+  // number of rows asked for at the head). Small products are padded with
+  // zero rows onto the large path: results are then bit-identical across
+  // batch shapes and runs (tests/engine_test.cpp checks it). Measured on
+  // shapes from 32x32 to 4864x896: above the threshold every row count gives
+  // the same bits; kMinProduct keeps a 3x margin.
+  constexpr int64_t kMinProduct = 4096;
+  int64_t padded = n;
+  if (n * out < kMinProduct) padded = ((kMinProduct + out - 1) / out + 7) / 8 * 8;
+  thread_local std::vector<float> xp, yp;
+  const float* xs = x;
+  float* ys = y;
+  if (padded != n) {
+    xp.assign(padded * in, 0.0f);
+    std::copy(x, x + n * in, xp.begin());
+    yp.resize(padded * out);
+    xs = xp.data();
+    ys = yp.data();
+  }
   if (b) {
-    for (int64_t r = 0; r < n; ++r) std::copy(b, b + out, y + r * out);
+    for (int64_t r = 0; r < padded; ++r) std::copy(b, b + out, ys + r * out);
   }
-  if (n == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, w, (int)in, x, 1, b ? 1.0f : 0.0f, y, 1);
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in,
-              b ? 1.0f : 0.0f, y, (int)out);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)padded, (int)out, (int)in, 1.0f, xs, (int)in, w, (int)in,
+              b ? 1.0f : 0.0f, ys, (int)out);
+  if (ys != y) std::copy(ys, ys + n * out, y);
 }
 
 void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t d, float eps) {
