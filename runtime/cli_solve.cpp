@@ -10,7 +10,7 @@ namespace flashtts::cli {
 
 void SolveFlags::add(CLI::App* sub) {
   sub->add_option("problem", problem, "The problem text")->required();
-  sub->add_option("--strategy", strategy, "Search strategy (best_of_n)");
+  sub->add_option("--strategy", strategy, "Search strategy: best_of_n, beam_search, dvts");
   sub->add_option("--n", n, "Number of samples / beams");
   sub->add_option("--beam-width", beam_width, "Beam width M (beam search, DVTS)");
   sub->add_option("--max-steps", max_steps, "Most solution steps");
