@@ -1,0 +1,221 @@
+"""Trains the tiny arith PRM in the Qwen2.5-Math-PRM layout flashtts loads
+("Qwen2ForProcessRewardModel": Qwen2 body `model.*`, head `score.0` (h,h) ->
+ReLU -> `score.2` (2,h), class 1 = good step, read at each `<extra_0>`).
+
+Input (flashtts's `qwen_chat` format, checked id for id against
+build/flashtts-prm-input): ChatML system + user problem + assistant =
+steps joined by <extra_0> and ended by <extra_0>, then <|im_end|>\n.
+
+Data: the policy's own sampled solutions (temperature --temperature),
+labelled step by step with data.label_steps (1 up to the first wrong step, 0
+from there), plus reference solutions with one step corrupted
+(data.corrupt_step), plus clean reference solutions.
+
+Run: .venv-ref/bin/python tools/arith/train_prm.py --policy models/policy --out models/prm \
+         [--samples 4000] [--steps 1500]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import data  # noqa: E402
+import tokenizer as arith_tok  # noqa: E402
+from train_policy import seed_all  # noqa: E402
+
+TAG = "<extra_0>"
+
+
+def prm_text(problem: str, steps) -> str:
+    return arith_tok.chat_prompt(problem) + TAG.join(steps) + TAG + "<|im_end|>\n"
+
+
+class PRM:
+    """Qwen2Model + the score head; state-dict names as in Qwen2.5-Math-PRM."""
+
+    def __init__(self, cfg):
+        import torch
+        from transformers import Qwen2Model
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = Qwen2Model(cfg)
+                h = cfg.hidden_size
+                self.score = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.ReLU(), torch.nn.Linear(h, 2))
+
+            def forward(self, input_ids, attention_mask):
+                hs = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                return self.score(hs)
+
+        self.net = Net()
+        self.cfg = cfg
+
+    def save(self, out: str, dtype: str) -> None:
+        import torch
+        from safetensors.torch import save_file
+        dt = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        sd = {k: v.detach().to(dt).contiguous() for k, v in self.net.state_dict().items()}
+        save_file(sd, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+        c = self.cfg.to_dict()
+        c["architectures"] = ["Qwen2ForProcessRewardModel"]
+        c["torch_dtype"] = dtype
+        c["tie_word_embeddings"] = False
+        c.pop("num_labels", None)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(c, f, indent=2)
+
+
+def sample_policy(policy_dir: str, problems, temperature: float, batch: int, max_new: int):
+    """The policy's own solutions (transformers sampling)."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+    tok = AutoTokenizer.from_pretrained(policy_dir)
+    tok.padding_side = "left"
+    model = Qwen2ForCausalLM.from_pretrained(policy_dir, torch_dtype=torch.float32).eval()
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(problems), batch):
+            chunk = problems[s:s + batch]
+            enc = tok([arith_tok.chat_prompt(p.text) for p in chunk], return_tensors="pt", padding=True,
+                      add_special_tokens=False)
+            gen = model.generate(**enc, max_new_tokens=max_new, do_sample=True, temperature=temperature,
+                                 top_p=1.0, top_k=0, eos_token_id=eos, pad_token_id=tok.pad_token_id)
+            for p, row in zip(chunk, gen[:, enc["input_ids"].shape[1]:]):
+                out.append((p, tok.decode(row, skip_special_tokens=True)))
+    return out
+
+
+def build_examples(rng, policy_dir, n_samples, temperature, n_synth, sample_batch, max_new):
+    """(problem, steps, labels) triples."""
+    ex = []
+    probs = [data.sample_problem(rng, 1, 6) for _ in range(n_samples)]
+    if policy_dir and n_samples:
+        for p, text in sample_policy(policy_dir, probs, temperature, sample_batch, max_new):
+            steps = [s.replace(TAG, "") for s in data.split_steps(text)][:12]
+            if steps:
+                ex.append((p, steps, data.label_steps(p, steps)))
+    for _ in range(n_synth):
+        p = data.sample_problem(rng, 1, 6)
+        steps = data.solution_steps(p)
+        if rng.random() < 0.6:  # one corrupted step; later steps stay as they were (labels 0 from there)
+            i = rng.randrange(len(steps))
+            steps[i] = data.corrupt_step(rng, steps[i])
+            if rng.random() < 0.5:
+                steps = steps[:i + 1]
+        ex.append((p, steps, data.label_steps(p, steps)))
+    return ex
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--policy", default="", help="policy folder (tokenizer + solutions to label); '' = synthetic only")
+    ap.add_argument("--tokenizer", default="", help="tokenizer folder (default: --policy)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--samples", type=int, default=4000, help="policy solutions sampled and labelled")
+    ap.add_argument("--synthetic", type=int, default=4000, help="reference solutions, most with a corrupted step")
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--sample-batch", type=int, default=64)
+    ap.add_argument("--max-new", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--inter", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    a = ap.parse_args()
+
+    import shutil
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config
+    torch.set_num_threads(a.threads)
+    seed_all(a.seed)
+    t0 = time.time()
+    tok_dir = a.tokenizer or a.policy
+    os.makedirs(a.out, exist_ok=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(tok_dir, f), os.path.join(a.out, f))
+    tok = AutoTokenizer.from_pretrained(a.out)
+    tag_id = tok.convert_tokens_to_ids(TAG)
+    pad_id = tok.convert_tokens_to_ids("<|endoftext|>")
+    rng = random.Random(a.seed + 3)
+    ex = build_examples(rng, a.policy, a.samples, a.temperature, a.synthetic, a.sample_batch, a.max_new)
+    held = set(p.text for p in data.test_set())
+    ex = [e for e in ex if e[0].text not in held]
+    n_pos = sum(sum(l) for _, _, l in ex)
+    n_lab = sum(len(l) for _, _, l in ex)
+    print(f"{len(ex)} solutions, {n_lab} steps, {n_pos / max(1, n_lab):.2f} good; {time.time() - t0:.0f}s", flush=True)
+    enc = []
+    for p, steps, labels in ex:
+        ids = tok.encode(prm_text(p.text, steps), add_special_tokens=False)
+        pos = [i for i, t in enumerate(ids) if t == tag_id]
+        if len(pos) == len(labels):
+            enc.append((ids, pos, labels))
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=a.hidden, intermediate_size=a.inter,
+                      num_hidden_layers=a.layers, num_attention_heads=a.heads, num_key_value_heads=a.kv_heads,
+                      max_position_embeddings=512, rope_theta=10000.0, rms_norm_eps=1e-6,
+                      tie_word_embeddings=False, use_sliding_window=False, bos_token_id=pad_id,
+                      eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=pad_id)
+    prm = PRM(cfg)
+    net = prm.net
+    opt = torch.optim.AdamW(net.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    warm = min(100, a.steps // 10 + 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / a.steps))))
+    order = list(range(len(enc)))
+    rng.shuffle(order)
+    split = max(1, len(enc) // 20)  # 5% held out for the step accuracy
+    val, train = order[:split], order[split:]
+    net.train()
+    for step in range(1, a.steps + 1):
+        b = [enc[rng.choice(train)] for _ in range(a.batch)]
+        n = max(len(ids) for ids, _, _ in b)
+        x = torch.full((len(b), n), pad_id, dtype=torch.long)
+        m = torch.zeros((len(b), n), dtype=torch.long)
+        rows, cols, ys = [], [], []
+        for i, (ids, pos, labels) in enumerate(b):
+            x[i, :len(ids)] = torch.tensor(ids)
+            m[i, :len(ids)] = 1
+            rows += [i] * len(pos)
+            cols += pos
+            ys += labels
+        logits = net(x, m)[rows, cols]
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor(ys))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == 1:
+            print(f"step {step} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+    net.eval()
+    right = total = 0
+    with torch.no_grad():
+        for j in val:
+            ids, pos, labels = enc[j]
+            pred = net(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0, pos].argmax(-1).tolist()
+            right += sum(int(p == l) for p, l in zip(pred, labels))
+            total += len(labels)
+    prm.save(a.out, a.dtype)
+    summary = {"solutions": len(ex), "steps_labelled": n_lab, "good_fraction": round(n_pos / max(1, n_lab), 3),
+               "train_steps": a.steps, "val_step_accuracy": round(right / max(1, total), 4), "seed": a.seed,
+               "seconds": round(time.time() - t0)}
+    print(json.dumps(summary), flush=True)
+    with open(os.path.join(a.out, "train_summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
