@@ -9,18 +9,13 @@
 #include "gpu/open_model.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"
+#include "runtime/clock.h"
 #include "runtime/mailbox.h"
 #include "runtime/poll_set.h"
 
 namespace flashtts {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
 
 // Per-request accounting for the result's stats.
 struct Tally {

@@ -24,30 +24,16 @@
 // thread and owns the model, the engine and its sockets.
 #pragma once
 
-#include <cstdint>
-#include <filesystem>
-#include <map>
 #include <string>
 
 #include <zmq.hpp>
 
-#include "gpu/device_context.h"
-#include "runtime/actor.h"
-#include "runtime/logging.h"
+#include "actors/engine_actor.h"
 
 namespace flashtts {
 
-struct GeneratorOptions {
-  std::filesystem::path model_dir;
-  std::string inbox;                          // this actor's endpoint
-  std::map<std::string, std::string> peers;   // endpoints of "scheduler", "memory_arbiter", "intake"
-  int32_t block_size = 16;                    // KV tokens per block
-  int32_t n_threads = 0;                      // engine worker threads; 0 = all cores
-  std::shared_ptr<const DeviceContext> device;  // the process's one device context (null = the CPU)
-  int32_t prefill_chunk = 512;                // most context tokens one job computes per iteration
-  int32_t max_batch = 256;                    // most jobs running at once
+struct GeneratorOptions : EngineActorOptions {
   std::string step_delimiter = "\n\n";        // ends a step when a job has stop_at_delimiter
-  Logger log;                                 // may be null: then nothing is logged
 };
 
 // Loads the model and tokenizer (an error names the folder; Actor::start

@@ -14,26 +14,14 @@
 #include "gpu/open_model.h"
 #include "gpu/prm_format.h"
 #include "gpu/tokenizer.h"
+#include "actors/engine_actor.h"
 #include "messages/internal.h"
+#include "runtime/clock.h"
 #include "runtime/mailbox.h"
 
 namespace flashtts {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-int64_t weight_bytes(const ModelWeights& w) {
-  size_t n = w.tok_embd.size() + w.final_norm.size() + w.lm_head.size() + w.prm.w1.size() + w.prm.b1.size() +
-             w.prm.w2.size() + w.prm.b2.size();
-  for (const LayerWeights& L : w.layers)
-    for (const auto* v : {&L.attn_norm, &L.wq, &L.bq, &L.wk, &L.bk, &L.wv, &L.bv, &L.wo, &L.bo, &L.ffn_norm,
-                          &L.w_gate, &L.w_up, &L.w_down, &L.b_gate, &L.b_up, &L.b_down})
-      n += v->size();
-  return int64_t(n * sizeof(float));
-}
 
 // FNV-1a over the ids up to and including each of `positions` (ascending):
 // the key of a step score, since a causal model's score at a position
@@ -55,13 +43,6 @@ std::vector<uint64_t> prefix_keys(std::span<const int32_t> ids, std::span<const 
     }
   }
   return keys;
-}
-
-// See generator.cpp: whole blocks of the common prefix a job could reuse.
-int32_t shareable_tokens(std::span<const int32_t> job, std::span<const int32_t> other, int32_t block_size) {
-  size_t n = std::min(job.size() - 1, other.size());
-  size_t lcp = std::mismatch(job.begin(), job.begin() + n, other.begin()).first - job.begin();
-  return int32_t(lcp / block_size) * block_size;
 }
 
 // One ScoreJob from arrival to ScoreDone.
@@ -89,10 +70,10 @@ struct ScoreTask {
 class Verifier {
  public:
   Verifier(const VerifierOptions& o, Logger log, LoadedModel model, std::unique_ptr<Tokenizer> tok, Mailbox box)
-      : o_(o), log_(std::move(log)), config_(model.config), model_(std::move(model)), tok_(std::move(tok)),
-        box_(std::move(box)), weight_bytes_(weight_bytes(model_.weights)) {}
+      : o_(o), log_(std::move(log)), config_(std::move(model.config)), weights_(std::move(model.weights)), tok_(std::move(tok)),
+        box_(std::move(box)), weight_bytes_(model_weight_bytes(config_)) {}
 
-  Mailbox& box() { return box_; }
+  zmq::socket_t& inbox() { return box_.inbox(); }
   bool has_work() const { return engine_ && (!running_.empty() || !queue_.empty()); }
 
   void announce() {
@@ -117,16 +98,6 @@ class Verifier {
     else log_->warn("no '{}' peer to send a {} to", peer, M::kType);
   }
 
-  template <class M>
-  std::optional<M> decode(const msg::Envelope& env) {
-    auto m = msg::decode<M>(env);
-    if (!m) {
-      log_->warn("ignored a message: {}", m.error().message);
-      return std::nullopt;
-    }
-    return std::move(m).value();
-  }
-
   Status on_message(const std::string& bytes);
   Status on_grant(const msg::Grant& g);
   void on_job(msg::ScoreJob job);
@@ -143,7 +114,7 @@ class Verifier {
   const VerifierOptions& o_;
   Logger log_;
   ModelConfig config_;  // with the PRM's token ids resolved; format_prm_input reads it
-  LoadedModel model_;   // weights wait here until the grant
+  ModelWeights weights_;  // wait here until the grant moves them into the engine
   std::unique_ptr<Tokenizer> tok_;
   Mailbox box_;
   std::unique_ptr<Engine> engine_;
@@ -168,13 +139,13 @@ Status Verifier::on_message(const std::string& bytes) {
   }
   const std::string& type = env->type;
   if (type == msg::ScoreJob::kType) {
-    if (auto m = decode<msg::ScoreJob>(*env)) on_job(std::move(*m));
+    if (auto m = decode_logged<msg::ScoreJob>(*env, log_)) on_job(std::move(*m));
   } else if (type == msg::Forget::kType) {
-    if (auto m = decode<msg::Forget>(*env)) on_forget(m->rid);
+    if (auto m = decode_logged<msg::Forget>(*env, log_)) on_forget(m->rid);
   } else if (type == msg::Grant::kType) {
-    if (auto m = decode<msg::Grant>(*env)) return on_grant(*m);
+    if (auto m = decode_logged<msg::Grant>(*env, log_)) return on_grant(*m);
   } else if (type == msg::StatsQuery::kType) {
-    if (auto m = decode<msg::StatsQuery>(*env)) on_stats(m->qid);
+    if (auto m = decode_logged<msg::StatsQuery>(*env, log_)) on_stats(m->qid);
   } else {
     log_->warn("ignored a '{}' message", type);
   }
@@ -182,25 +153,11 @@ Status Verifier::on_message(const std::string& bytes) {
 }
 
 Status Verifier::on_grant(const msg::Grant& g) {
-  if (g.role != "verifier") {
-    log_->warn("ignored a grant for the {}", g.role);
-    return Status::success();
-  }
-  if (engine_) {
-    log_->warn("ignored a second KV grant of {} bytes; keeping {} bytes", g.kv_bytes, kv_bytes_);
-    return Status::success();
-  }
-  EngineOptions eo;
-  eo.kv_bytes = (size_t)std::max<int64_t>(g.kv_bytes, 0);
-  eo.block_size = o_.block_size;
-  eo.n_threads = o_.device ? o_.device->threads_for(o_.n_threads) : o_.n_threads;
-  auto e = Engine::create(config_, std::move(model_.weights), eo);
-  if (!e) return make_error("verifier: " + e.error().message);
-  engine_ = std::move(e).value();
+  const bool had = engine_ != nullptr;
+  FLASHTTS_TRY(accept_grant(g, "verifier", config_, &weights_, o_, log_, &engine_));
+  if (had || !engine_) return Status::success();
   kv_bytes_ = g.kv_bytes;
   capacity_ = engine_->kv().n_blocks() * engine_->kv().block_size();
-  log_->info("KV grant {:.1f} MiB: {} blocks of {} tokens", double(g.kv_bytes) / (1 << 20), engine_->kv().n_blocks(),
-             o_.block_size);
   return Status::success();
 }
 
@@ -286,7 +243,7 @@ bool Verifier::should_wait_for_shared_prefix(std::span<const int32_t> ids) const
   // A sibling beam still prefilling the prefix this job shares: admitting now
   // would compute the shared blocks twice.
   for (const ScoreTask& r : running_) {
-    int32_t share = shareable_tokens(ids, engine_->tokens(r.seq), o_.block_size);
+    int32_t share = shareable_prefix_tokens(ids, engine_->tokens(r.seq), o_.block_size);
     if (share > 0 && engine_->n_computed(r.seq) < share) return true;
   }
   return false;
@@ -407,9 +364,8 @@ Status Verifier::step() {
 }  // namespace
 
 Status run_verifier(zmq::context_t& ctx, ActorPipe& pipe, const VerifierOptions& o) {
-  Logger log = o.log ? o.log : std::make_shared<spdlog::logger>("verifier");  // no sinks: drops everything
-  if (o.block_size <= 0 || o.prefill_chunk <= 0 || o.max_batch <= 0)
-    return make_error("verifier: block_size, prefill_chunk and max_batch must be positive");
+  Logger log = actor_logger(o, "verifier");
+  FLASHTTS_TRY(check_engine_options(o, "verifier"));
   PrmOverride ovr;
   if (!o.prm_family.empty()) {
     auto fam = parse_prm_family(o.prm_family);
@@ -421,12 +377,8 @@ Status run_verifier(zmq::context_t& ctx, ActorPipe& pipe, const VerifierOptions&
   if (model->config.prm.kind == PrmKind::None)
     return make_error("verifier: " + o.model_dir.string() + " (" + model->config.architecture +
                       ") is not a process reward model; name its family with prm_family");
-  auto tok = open_tokenizer(o.model_dir);
-  if (!tok) return make_error("verifier: " + tok.error().message);
-  if ((*tok)->vocab_size() > model->config.vocab_size)
-    return make_error("verifier: " + o.model_dir.string() + ": the tokenizer has " +
-                      std::to_string((*tok)->vocab_size()) + " tokens but config.json vocab_size is " +
-                      std::to_string(model->config.vocab_size));
+  auto tok = open_model_tokenizer(o, model->config, "verifier");
+  if (!tok) return tok.error();
   if (Status s = resolve_prm_tokens(**tok, &model->config); !s.ok())
     return make_error("verifier: " + o.model_dir.string() + ": " + s.message());
   auto box = Mailbox::open(ctx, o.inbox, o.peers);
@@ -436,18 +388,7 @@ Status run_verifier(zmq::context_t& ctx, ActorPipe& pipe, const VerifierOptions&
   pipe.ready();
   v.announce();
 
-  zmq::pollitem_t items[] = {{pipe.socket().handle(), 0, ZMQ_POLLIN, 0},
-                             {v.box().inbox().handle(), 0, ZMQ_POLLIN, 0}};
-  for (;;) {
-    zmq::poll(items, 2, std::chrono::milliseconds(v.has_work() ? 0 : -1));
-    if (items[0].revents & ZMQ_POLLIN) {
-      std::string cmd = pipe.recv_command();
-      if (pipe.terminated()) return Status::success();
-      log->debug("ignored the command '{}'", cmd);
-    }
-    FLASHTTS_TRY(v.drain());
-    FLASHTTS_TRY(v.step());
-  }
+  return run_engine_loop(pipe, v, log);
 }
 
 }  // namespace flashtts

@@ -20,30 +20,16 @@
 // thread and owns the model, the engine, the score cache and its sockets.
 #pragma once
 
-#include <cstdint>
-#include <filesystem>
-#include <map>
 #include <string>
 
 #include <zmq.hpp>
 
-#include "gpu/device_context.h"
-#include "runtime/actor.h"
-#include "runtime/logging.h"
+#include "actors/engine_actor.h"
 
 namespace flashtts {
 
-struct VerifierOptions {
-  std::filesystem::path model_dir;
-  std::string inbox;                          // this actor's endpoint
-  std::map<std::string, std::string> peers;   // endpoints of "scheduler", "memory_arbiter", "intake"
-  int32_t block_size = 16;                    // KV tokens per block
-  int32_t n_threads = 0;                      // engine worker threads; 0 = all cores
-  std::shared_ptr<const DeviceContext> device;  // the process's one device context (null = the CPU)
-  int32_t prefill_chunk = 512;                // most input tokens one job computes per iteration
-  int32_t max_batch = 256;                    // most jobs running at once
+struct VerifierOptions : EngineActorOptions {
   std::string prm_family;                     // "" = what the folder says; else as parse_prm_family reads it
-  Logger log;                                 // may be null: then nothing is logged
 };
 
 // Loads the PRM and tokenizer and resolves its step tag (an error names the

@@ -44,17 +44,15 @@
 #include "messages/envelope.h"
 #include "messages/internal.h"
 #include "runtime/client.h"
+#include "runtime/clock.h"
 #include "runtime/mailbox.h"
 #include "runtime/supervisor.h"
 
 using namespace flashtts;
-using Clock = std::chrono::steady_clock;
 using json = nlohmann::ordered_json;
 namespace fs = std::filesystem;
 
 namespace {
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
 // ---------------------------------------------------------------------------
 // Samples and the machine

@@ -238,4 +238,11 @@ Status KvCache::check_invariants() const {
   return Status::success();
 }
 
+int32_t shareable_prefix_tokens(std::span<const int32_t> seq, std::span<const int32_t> other, int32_t block_size) {
+  assert(!seq.empty() && block_size > 0);
+  size_t n = std::min(seq.size() - 1, other.size());
+  size_t lcp = std::mismatch(seq.begin(), seq.begin() + n, other.begin()).first - seq.begin();
+  return int32_t(lcp / block_size) * block_size;
+}
+
 }  // namespace flashtts

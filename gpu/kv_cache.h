@@ -152,4 +152,10 @@ class KvCache {
   int64_t deduplicated_blocks_ = 0;
 };
 
+// Tokens of `seq` that add_sequence could take from the KV of `other` once
+// that is computed: whole blocks of their common prefix, at most all but
+// seq's last token (add_sequence always leaves one token to compute).
+// REQUIRES: !seq.empty().
+int32_t shareable_prefix_tokens(std::span<const int32_t> seq, std::span<const int32_t> other, int32_t block_size);
+
 }  // namespace flashtts

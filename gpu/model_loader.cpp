@@ -465,6 +465,16 @@ std::vector<TensorSlot> model_tensor_slots(const ModelConfig& c, ModelWeights* w
   return s;
 }
 
+int64_t model_weight_bytes(const ModelConfig& c) {
+  int64_t n = 0;
+  for (const TensorSlot& t : model_tensor_slots(c, nullptr)) {
+    int64_t numel = 1;
+    for (int64_t d : t.shape) numel *= d;
+    n += numel;
+  }
+  return n * (int64_t)sizeof(float);
+}
+
 Expected<LoadedModel> load_model(const fs::path& dir, const PrmOverride& ovr) {
   auto cfg = load_model_config(dir, ovr);
   if (!cfg.ok()) return cfg.error();

@@ -65,4 +65,8 @@ struct TensorSlot {
 // REQUIRES: w == nullptr or w->layers.size() == c.n_layers.
 std::vector<TensorSlot> model_tensor_slots(const ModelConfig& c, ModelWeights* w);
 
+// Bytes the weights of a model with config c take as float32 (every tensor
+// of model_tensor_slots).
+int64_t model_weight_bytes(const ModelConfig& c);
+
 }  // namespace flashtts

@@ -50,20 +50,18 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
     SchedulerOptions o{inbox, peers(c, name), c.policies.scheduling, log};
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_scheduler(ctx, p, o); };
   }
-  if (name == "generator") {
-    GeneratorOptions o;
-    o.model_dir = c.models.policy, o.inbox = inbox, o.peers = peers(c, name);
-    o.block_size = c.memory.block_size, o.n_threads = c.engine.generator_threads, o.device = device;
-    o.prefill_chunk = c.engine.prefill_chunk, o.max_batch = c.engine.max_batch;
-    o.step_delimiter = c.step_delimiter, o.log = log;
-    return [o](zmq::context_t& ctx, ActorPipe& p) { return run_generator(ctx, p, o); };
-  }
-  if (name == "verifier") {
-    VerifierOptions o;
-    o.model_dir = c.models.prm, o.inbox = inbox, o.peers = peers(c, name);
-    o.block_size = c.memory.block_size, o.n_threads = c.engine.verifier_threads, o.device = device;
-    o.prefill_chunk = c.engine.prefill_chunk, o.max_batch = c.engine.max_batch;
-    o.prm_family = c.models.prm_family, o.log = log;
+  if (name == "generator" || name == "verifier") {
+    const bool gen = name == "generator";
+    EngineActorOptions e;
+    e.model_dir = gen ? c.models.policy : c.models.prm, e.inbox = inbox, e.peers = peers(c, name);
+    e.block_size = c.memory.block_size, e.device = device, e.log = log;
+    e.n_threads = gen ? c.engine.generator_threads : c.engine.verifier_threads;
+    e.prefill_chunk = c.engine.prefill_chunk, e.max_batch = c.engine.max_batch;
+    if (gen) {
+      GeneratorOptions o{e, c.step_delimiter};
+      return [o](zmq::context_t& ctx, ActorPipe& p) { return run_generator(ctx, p, o); };
+    }
+    VerifierOptions o{e, c.models.prm_family};
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_verifier(ctx, p, o); };
   }
   MemoryArbiterOptions o{inbox, peers(c, name), int64_t(c.memory.budget_mb * (1 << 20)), c.memory.generator_share,
