@@ -66,38 +66,8 @@ GenerateResult reference(const msg::GenJob& j) {
   return (*r)[0];
 }
 
-zmq::socket_t pull_at(zmq::context_t& ctx, const std::string& ep) {
-  zmq::socket_t s(ctx, zmq::socket_type::pull);
-  configure_socket(s);
-  s.bind(ep);
-  return s;
-}
-
-std::optional<msg::Envelope> recv_env(zmq::socket_t& s, std::chrono::milliseconds timeout) {
-  zmq::pollitem_t it{s.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&it, 1, timeout) <= 0) return std::nullopt;
-  zmq::message_t m;
-  if (!s.recv(m, zmq::recv_flags::dontwait)) return std::nullopt;
-  auto env = msg::open(m.to_string());
-  EXPECT_TRUE(env.ok());
-  if (!env) return std::nullopt;
-  return std::move(env).value();
-}
-
-// The next message of type M, skipping others (gen_progress while waiting for gen_done).
-template <class M>
-std::optional<M> recv(zmq::socket_t& s, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    auto env = recv_env(s, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
-    if (!env) break;
-    if (env->type != M::kType) continue;
-    auto m = msg::decode<M>(*env);
-    EXPECT_TRUE(m.ok());
-    if (m) return std::move(m).value();
-  }
-  return std::nullopt;
-}
+using test::pull_at;
+using test::recv_envelope;
 
 // A generator with test sockets at its peers' endpoints (bound before it starts).
 struct Harness {
@@ -143,7 +113,7 @@ struct Harness {
   void start_granted(int64_t kv_bytes, GeneratorOptions o) {
     Status s = start(o);
     ASSERT_TRUE(s.ok()) << s.message();
-    ASSERT_TRUE(recv<msg::Weights>(arbiter).has_value());
+    ASSERT_TRUE(test::recv_message<msg::Weights>(arbiter).has_value());
     send(msg::Grant{"generator", kv_bytes, kv_bytes / kBytesPerToken});
   }
   void start_granted(int64_t kv_bytes) { start_granted(kv_bytes, options()); }
@@ -157,7 +127,7 @@ struct Harness {
   std::vector<msg::GenDone> done(size_t n) {
     std::vector<msg::GenDone> out;
     while (out.size() < n) {
-      auto d = recv<msg::GenDone>(scheduler);
+      auto d = test::recv_message<msg::GenDone>(scheduler);
       if (!d) {
         ADD_FAILURE() << "only " << out.size() << " of " << n << " gen_done arrived";
         break;
@@ -170,7 +140,7 @@ struct Harness {
   msg::MapReader stats() {
     static uint64_t qid = 100;
     send(msg::StatsQuery{++qid});
-    auto r = recv<msg::StatsReply>(intake);
+    auto r = test::recv_message<msg::StatsReply>(intake);
     EXPECT_TRUE(r.has_value());
     if (!r) return {};
     EXPECT_EQ(r->qid, qid);
@@ -204,7 +174,7 @@ const char* finish_of(const GenerateResult& r) { return r.finish_reason == "stop
 TEST(Generator, ReportsItsWeightsFirstAndRunsNoJobBeforeItsGrant) {
   Harness h;
   ASSERT_TRUE(h.start(h.options()).ok());
-  auto w = recv<msg::Weights>(h.arbiter);
+  auto w = test::recv_message<msg::Weights>(h.arbiter);
   ASSERT_TRUE(w.has_value());
   auto cfg = load_model_config(model_dir());
   ASSERT_TRUE(cfg.ok());
@@ -220,7 +190,7 @@ TEST(Generator, ReportsItsWeightsFirstAndRunsNoJobBeforeItsGrant) {
   EXPECT_EQ(w->block_size, 16);
 
   h.send(job(1, 1, 0, "Let a = 5.", 6));
-  EXPECT_FALSE(recv<msg::GenDone>(h.scheduler, 200ms).has_value());  // waits for the grant
+  EXPECT_FALSE(test::recv_message<msg::GenDone>(h.scheduler, 200ms).has_value());  // waits for the grant
   h.send(msg::Grant{"generator", 1 << 20, (1 << 20) / kBytesPerToken});
   auto d = h.done(1);
   ASSERT_EQ(d.size(), 1u);
@@ -335,7 +305,7 @@ TEST(Generator, ProgressReportsCarryTheNewTextEveryFewTokens) {
   int reports = 0;
   std::optional<msg::GenDone> done;
   while (!done) {
-    auto env = recv_env(h.scheduler, 10s);
+    auto env = recv_envelope(h.scheduler, 10s);
     ASSERT_TRUE(env.has_value());
     if (env->type == msg::GenProgress::kType) {
       auto p = msg::decode<msg::GenProgress>(*env);
@@ -382,14 +352,14 @@ TEST(Generator, ForgetDropsARunningJobAndItsBlocksComeBack) {
   msg::GenJob j = job(1, 9, 0, "Once upon a time", 3000);
   j.report_every = 1;
   h.send(j);
-  ASSERT_TRUE(recv<msg::GenProgress>(h.scheduler).has_value());  // it runs
+  ASSERT_TRUE(test::recv_message<msg::GenProgress>(h.scheduler).has_value());  // it runs
   h.send(msg::Forget{9});
   auto st = h.stats();
   EXPECT_EQ(stat(st, "running"), 0);
   EXPECT_EQ(stat(st, "queued"), 0);
   EXPECT_EQ(stat(st, "kv_blocks_used"), 0);
   EXPECT_GT(stat(st, "kv_blocks_total"), 0);
-  EXPECT_FALSE(recv<msg::GenDone>(h.scheduler, 300ms).has_value());
+  EXPECT_FALSE(test::recv_message<msg::GenDone>(h.scheduler, 300ms).has_value());
   // The actor is still serving.
   h.send(job(2, 10, 0, "Next", 3));
   auto d = h.done(1);
@@ -405,7 +375,7 @@ TEST(Generator, TermWhileJobsRunStopsPromptly) {
     j.report_every = 1;
     h.send(j);
   }
-  ASSERT_TRUE(recv<msg::GenProgress>(h.scheduler).has_value());
+  ASSERT_TRUE(test::recv_message<msg::GenProgress>(h.scheduler).has_value());
   auto t0 = Clock::now();
   EXPECT_TRUE(h.actor->stop(5s));
   EXPECT_LT(Clock::now() - t0, 1s);

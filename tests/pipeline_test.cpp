@@ -16,26 +16,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Pipeline {
-  zmq::context_t ctx;
-  // FLASHTTS_TEST_LOG=debug shows the actors' logs.
-  LogSink logs{getenv("FLASHTTS_TEST_LOG") ? *parse_log_level(getenv("FLASHTTS_TEST_LOG")) : spdlog::level::warn};
-  Config cfg;
-  std::unique_ptr<Supervisor> sup;
-
-  explicit Pipeline(Config c) : cfg(std::move(c)) {
-    auto s = Supervisor::start(ctx, cfg, logs);
-    if (!s) throw std::runtime_error(s.error().message);
-    sup = std::move(*s);
-  }
-  ~Pipeline() {
-    if (auto failed = sup->watch(std::chrono::milliseconds(0))) ADD_FAILURE() << *failed;
-    sup->shutdown();
-  }
-  Client client() { return Client::connect(ctx, cfg.endpoints.clients.front()).value(); }
-};
-
-std::string ipc_endpoint(const std::string& tag) { return "ipc://" + (test::scratch_dir(tag) / "s").string(); }
+using test::ipc_endpoint;
+using test::Pipeline;
 
 // The final frame (result or error) for `id`, checking progress frames on
 // the way; fails the test on timeout.

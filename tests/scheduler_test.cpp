@@ -8,6 +8,7 @@
 #include "actors/scheduler.h"
 #include "messages/internal.h"
 #include "runtime/mailbox.h"
+#include "tests/test_support.h"
 
 namespace flashtts {
 namespace {
@@ -21,24 +22,16 @@ struct Peers {
   std::map<std::string, std::string> endpoints;
   Peers(zmq::context_t& c, const std::string& tag, std::vector<std::string> names) : ctx(c) {
     for (const auto& n : names) {
-      zmq::socket_t s(ctx, zmq::socket_type::pull);
-      s.set(zmq::sockopt::linger, 0);
       std::string ep = "inproc://" + tag + "-" + n;
-      s.bind(ep);
-      in.emplace(n, std::move(s));
+      in.emplace(n, test::pull_at(ctx, ep));
       endpoints[n] = ep;
     }
   }
-  // The next message at `peer` within `t`, decoded as M; nullopt on timeout.
+  // The next message at `peer` within `t`, which must be an M; nullopt on timeout.
   template <class M>
   std::optional<M> next(const std::string& peer, std::chrono::milliseconds t = 2s) {
-    zmq::pollitem_t it{in.at(peer).handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&it, 1, t);
-    if (!(it.revents & ZMQ_POLLIN)) return std::nullopt;
-    zmq::message_t m;
-    (void)in.at(peer).recv(m);
-    auto env = msg::open(m.to_string());
-    EXPECT_TRUE(env.ok());
+    auto env = test::recv_envelope(in.at(peer), t);
+    if (!env) return std::nullopt;
     EXPECT_EQ(env->type, M::kType);
     auto d = msg::decode<M>(*env);
     EXPECT_TRUE(d.ok());

@@ -15,26 +15,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Pipeline {
-  zmq::context_t ctx;
-  LogSink logs{getenv("FLASHTTS_TEST_LOG") ? *parse_log_level(getenv("FLASHTTS_TEST_LOG")) : spdlog::level::warn};
-  Config cfg;
-  std::unique_ptr<Supervisor> sup;
-
-  explicit Pipeline(Config c) : cfg(std::move(c)) {
-    auto s = Supervisor::start(ctx, cfg, logs);
-    if (!s) throw std::runtime_error(s.error().message);
-    sup = std::move(*s);
-  }
-  ~Pipeline() {
-    if (auto failed = sup->watch(std::chrono::milliseconds(0))) ADD_FAILURE() << *failed;
-    sup->shutdown();
-  }
-  Client client() { return Client::connect(ctx, cfg.endpoints.clients.front()).value(); }
-};
+using test::Pipeline;
 
 Config search_config(const std::string& tag, int32_t threads) {
-  Config c = test::tiny_pipeline_config("ipc://" + (test::scratch_dir(tag) / "s").string());
+  Config c = test::tiny_pipeline_config(test::ipc_endpoint(tag));
   c.step_delimiter = " ";
   c.engine.generator_threads = threads;
   c.engine.verifier_threads = threads;

@@ -1,5 +1,9 @@
 #include "tests/test_support.h"
 
+#include <gtest/gtest.h>
+
+#include "runtime/mailbox.h"
+
 #include <atomic>
 #include <cstdio>
 #include <unistd.h>
@@ -97,5 +101,48 @@ int free_tcp_port() {
   close(fd);
   return port;
 }
+
+zmq::socket_t pull_at(zmq::context_t& ctx, const std::string& ep) {
+  zmq::socket_t s(ctx, zmq::socket_type::pull);
+  configure_socket(s);
+  s.bind(ep);
+  return s;
+}
+
+std::optional<msg::Envelope> recv_envelope(zmq::socket_t& s, std::chrono::milliseconds timeout) {
+  zmq::pollitem_t it{s.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&it, 1, timeout) <= 0) return std::nullopt;
+  zmq::message_t m;
+  if (!s.recv(m, zmq::recv_flags::dontwait)) return std::nullopt;
+  auto env = msg::open(m.to_string());
+  EXPECT_TRUE(env.ok()) << (env.ok() ? "" : env.error().message);
+  if (!env) return std::nullopt;
+  return std::move(env).value();
+}
+
+std::string ipc_endpoint(const std::string& tag) { return "ipc://" + (scratch_dir(tag) / "s").string(); }
+
+namespace {
+
+spdlog::level::level_enum test_log_level() {
+  const char* env = getenv("FLASHTTS_TEST_LOG");
+  auto level = env ? parse_log_level(env) : Expected<spdlog::level::level_enum>(spdlog::level::warn);
+  return level ? *level : spdlog::level::warn;
+}
+
+}  // namespace
+
+Pipeline::Pipeline(Config c) : logs(test_log_level()), cfg(std::move(c)) {
+  auto s = Supervisor::start(ctx, cfg, logs);
+  if (!s) throw std::runtime_error(s.error().message);
+  sup = std::move(*s);
+}
+
+Pipeline::~Pipeline() {
+  if (auto failed = sup->watch(std::chrono::milliseconds(0))) ADD_FAILURE() << *failed;
+  sup->shutdown();
+}
+
+Client Pipeline::client() { return Client::connect(ctx, cfg.endpoints.clients.front()).value(); }
 
 }  // namespace flashtts::test

@@ -29,7 +29,18 @@ int run_command(const std::string& cmd, std::string* out);
       GTEST_SKIP() << "../shared/testdata is absent on this machine; skipped";  \
   } while (0)
 
+#include <chrono>
+#include <memory>
+#include <optional>
+
+#include <gtest/gtest.h>
+#include <zmq.hpp>
+
+#include "messages/envelope.h"
+#include "runtime/client.h"
 #include "runtime/config.h"
+#include "runtime/logging.h"
+#include "runtime/supervisor.h"
 
 namespace flashtts::test {
 
@@ -43,5 +54,45 @@ Config tiny_pipeline_config(const std::string& client_endpoint);
 
 // A TCP port that was free a moment ago on 127.0.0.1.
 int free_tcp_port();
+
+// A PULL socket bound at `ep`: a test standing in for an actor's peer.
+zmq::socket_t pull_at(zmq::context_t& ctx, const std::string& ep);
+
+// The next message on `s` within `timeout`, opened; nullopt on timeout (a
+// frame that is not a message fails the test).
+std::optional<msg::Envelope> recv_envelope(zmq::socket_t& s, std::chrono::milliseconds timeout);
+
+// The next message of type M within `timeout`, skipping other types.
+template <class M>
+std::optional<M> recv_message(zmq::socket_t& s, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto env = recv_envelope(s, left);
+    if (!env) break;
+    if (env->type != M::kType) continue;
+    auto m = msg::decode<M>(*env);
+    if (m) return std::move(m).value();
+    ADD_FAILURE() << m.error().message;
+  }
+  return std::nullopt;
+}
+
+// An ipc:// endpoint in a fresh scratch folder.
+std::string ipc_endpoint(const std::string& tag);
+
+// The six actors of `cfg` in this process, with their own ZeroMQ context;
+// an actor failure at the end fails the test. FLASHTTS_TEST_LOG=debug shows
+// the actors' logs.
+struct Pipeline {
+  zmq::context_t ctx;
+  LogSink logs;
+  Config cfg;
+  std::unique_ptr<Supervisor> sup;
+
+  explicit Pipeline(Config c);  // throws std::runtime_error when start fails
+  ~Pipeline();
+  Client client();  // a client of the first client endpoint
+};
 
 }  // namespace flashtts::test

@@ -76,31 +76,7 @@ void expect_scores(const std::vector<float>& got, const std::vector<float>& want
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << "step " << i;
 }
 
-zmq::socket_t pull_at(zmq::context_t& ctx, const std::string& ep) {
-  zmq::socket_t s(ctx, zmq::socket_type::pull);
-  configure_socket(s);
-  s.bind(ep);
-  return s;
-}
-
-template <class M>
-std::optional<M> recv(zmq::socket_t& s, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    zmq::pollitem_t it{s.handle(), 0, ZMQ_POLLIN, 0};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (zmq::poll(&it, 1, left) <= 0) break;
-    zmq::message_t m;
-    if (!s.recv(m, zmq::recv_flags::dontwait)) continue;
-    auto env = msg::open(m.to_string());
-    EXPECT_TRUE(env.ok());
-    if (!env || env->type != M::kType) continue;
-    auto d = msg::decode<M>(*env);
-    EXPECT_TRUE(d.ok());
-    if (d) return std::move(d).value();
-  }
-  return std::nullopt;
-}
+using test::pull_at;
 
 // A verifier with test sockets at its peers' endpoints (bound before it starts).
 struct Harness {
@@ -145,7 +121,7 @@ struct Harness {
   void start_granted(int64_t kv_bytes, const VerifierOptions& o) {
     Status s = start(o);
     ASSERT_TRUE(s.ok()) << s.message();
-    auto w = recv<msg::Weights>(arbiter);
+    auto w = test::recv_message<msg::Weights>(arbiter);
     ASSERT_TRUE(w.has_value());
     EXPECT_EQ(w->role, "verifier");
     send(msg::Grant{"verifier", kv_bytes, kv_bytes / kBytesPerToken});
@@ -159,7 +135,7 @@ struct Harness {
 
   msg::ScoreDone score(uint64_t job_id, uint64_t rid, int32_t beam, const std::vector<std::string>& steps) {
     send(msg::ScoreJob{job_id, rid, beam, kProblem, steps});
-    auto d = recv<msg::ScoreDone>(scheduler);
+    auto d = test::recv_message<msg::ScoreDone>(scheduler);
     EXPECT_TRUE(d.has_value());
     if (!d) return {};
     EXPECT_EQ(d->job_id, job_id);
@@ -172,7 +148,7 @@ struct Harness {
   msg::MapReader stats() {
     static uint64_t qid = 200;
     send(msg::StatsQuery{++qid});
-    auto r = recv<msg::StatsReply>(intake);
+    auto r = test::recv_message<msg::StatsReply>(intake);
     EXPECT_TRUE(r.has_value());
     if (!r) return {};
     EXPECT_EQ(r->qid, qid);
@@ -223,7 +199,7 @@ TEST(Verifier, TwoBeamsOfARequestShareTheirCommonPrefix) {
   h.send(msg::ScoreJob{2, 6, 1, kProblem, {kS1, kS2b}});
   std::map<uint64_t, msg::ScoreDone> done;
   for (int i = 0; i < 2; ++i) {
-    auto d = recv<msg::ScoreDone>(h.scheduler);
+    auto d = test::recv_message<msg::ScoreDone>(h.scheduler);
     ASSERT_TRUE(d.has_value());
     done[d->job_id] = *d;
   }
@@ -266,12 +242,12 @@ TEST(Verifier, AnInputLargerThanTheWholeKvPoolGetsAnErrorAndTheNextJobStillRuns)
   Harness h;
   h.start_granted(2 * kBlockBytes);  // 32 tokens: less than the PRM's prompt alone
   h.send(msg::ScoreJob{1, 1, 0, kProblem, {kS1, kS2, kS3}});
-  auto d = recv<msg::ScoreDone>(h.scheduler);
+  auto d = test::recv_message<msg::ScoreDone>(h.scheduler);
   ASSERT_TRUE(d.has_value());
   EXPECT_NE(d->error.find("KV capacity"), std::string::npos) << d->error;
   EXPECT_TRUE(d->scores.empty());
   h.send(msg::ScoreJob{2, 1, 0, kProblem, {}});  // no steps: an error too, not a crash
-  auto e = recv<msg::ScoreDone>(h.scheduler);
+  auto e = test::recv_message<msg::ScoreDone>(h.scheduler);
   ASSERT_TRUE(e.has_value());
   EXPECT_FALSE(e->error.empty());
   EXPECT_FALSE(h.actor->poll_failure().has_value());
