@@ -73,6 +73,12 @@ MapWriter& MapWriter::put_raw(std::string_view k, std::string_view packed) {
   return *this;
 }
 
+MapWriter& MapWriter::merge(const MapWriter& other) {
+  body_.write(other.body_.data(), other.body_.size());
+  n_ += other.n_;
+  return *this;
+}
+
 std::string MapWriter::bytes() const {
   msgpack::sbuffer head;
   msgpack::packer<msgpack::sbuffer> hp(&head);

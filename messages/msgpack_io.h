@@ -46,6 +46,8 @@ class MapWriter {
   MapWriter& put(std::string_view key, const std::vector<MapWriter>& children);
   // A value already encoded as msgpack (e.g. forwarded unchanged).
   MapWriter& put_raw(std::string_view key, std::string_view packed);
+  // Every field of `other`, after this one's.
+  MapWriter& merge(const MapWriter& other);
 
   size_t size() const { return n_; }
   std::string bytes() const;  // the whole map, header included

@@ -20,14 +20,10 @@ std::string Client::send(const std::string& type, const msg::MapWriter& fields) 
   uint64_t id = ++next_id_;
   msg::MapWriter w;
   w.put("v", msg::kProtocolVersion).put("type", type).put("id", id);
-  std::string head = w.bytes(), body = fields.bytes();
-  // Merge the two maps: one header with the summed count, then both bodies.
-  msg::MapReader a = *msg::MapReader::parse(head), b = *msg::MapReader::parse(body);
-  msg::MapWriter all;
-  for (const auto& k : a.keys()) all.put_raw(k, a.raw(k));
-  for (const auto& k : b.keys()) all.put_raw(k, b.raw(k));
-  send_raw(all.bytes());
-  return a.raw("id");
+  send_raw(w.merge(fields).bytes());
+  msgpack::sbuffer packed;
+  msgpack::pack(packed, id);
+  return std::string(packed.data(), packed.size());
 }
 
 void Client::send_raw(const std::string& bytes) { s_.send(zmq::buffer(bytes), zmq::send_flags::none); }

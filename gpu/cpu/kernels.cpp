@@ -24,8 +24,9 @@ void linear(const float* x, const float* w, const float* b, float* y, int64_t n,
   const float* xs = x;
   float* ys = y;
   if (padded != n) {
-    xp.assign(padded * in, 0.0f);
+    xp.resize(padded * in);
     std::copy(x, x + n * in, xp.begin());
+    std::fill(xp.begin() + n * in, xp.end(), 0.0f);  // only the padding rows
     yp.resize(padded * out);
     xs = xp.data();
     ys = yp.data();
