@@ -36,7 +36,9 @@ struct EvalOpts {
   std::string dataset, endpoint, config, out, plot, table;
   int64_t limit = 0, offset = 0;
   std::vector<int32_t> ns;
-  std::optional<std::string> strategy, aggregation;
+  std::vector<std::string> strategies;  // empty: the server's default
+  bool greedy = false;                  // a greedy baseline run first
+  std::optional<std::string> aggregation;
   std::optional<int32_t> beam_width, max_steps, max_tokens_per_step, top_k;
   std::optional<double> temperature, top_p;
   std::optional<uint64_t> seed;
@@ -45,14 +47,38 @@ struct EvalOpts {
   bool quiet = false;
 };
 
-msg::MapWriter solve_fields(const EvalOpts& o, const std::string& problem, int32_t n) {
+// One pass over the dataset: a strategy at one N.
+struct Run {
+  std::string label;                  // strategy name, "greedy", or "" (the server's default)
+  std::optional<std::string> strategy;
+  int32_t n = 1;
+  std::optional<int32_t> beam_width;  // at N below the asked width, N itself
+  std::optional<double> temperature;
+};
+
+// Every run in order: the greedy baseline, then each strategy at each N.
+std::vector<Run> plan_runs(const EvalOpts& o) {
+  std::vector<Run> runs;
+  if (o.greedy) runs.push_back({"greedy", "best_of_n", 1, std::nullopt, 0.0});
+  std::vector<std::optional<std::string>> strategies(o.strategies.begin(), o.strategies.end());
+  if (strategies.empty()) strategies.push_back(std::nullopt);
+  for (const auto& st : strategies)
+    for (int32_t n : o.ns) {
+      Run r{o.strategies.size() > 1 || o.greedy ? st.value_or("") : "", st, n, o.beam_width, o.temperature};
+      if (r.beam_width && *r.beam_width > n) r.beam_width = n;
+      runs.push_back(r);
+    }
+  return runs;
+}
+
+msg::MapWriter solve_fields(const EvalOpts& o, const Run& run, const std::string& problem) {
   msg::MapWriter w;
-  w.put("problem", problem).put("n", n).put("return_completions", true);
-  if (o.strategy) w.put("strategy", *o.strategy);
-  if (o.beam_width) w.put("beam_width", *o.beam_width);
+  w.put("problem", problem).put("n", run.n).put("return_completions", true);
+  if (run.strategy) w.put("strategy", *run.strategy);
+  if (run.beam_width) w.put("beam_width", *run.beam_width);
   if (o.max_steps) w.put("max_steps", *o.max_steps);
   if (o.max_tokens_per_step) w.put("max_tokens_per_step", *o.max_tokens_per_step);
-  if (o.temperature) w.put("temperature", *o.temperature);
+  if (run.temperature) w.put("temperature", *run.temperature);
   if (o.top_p) w.put("top_p", *o.top_p);
   if (o.top_k) w.put("top_k", *o.top_k);
   if (o.seed) w.put("seed", *o.seed);
@@ -60,14 +86,16 @@ msg::MapWriter solve_fields(const EvalOpts& o, const std::string& problem, int32
   return w;
 }
 
-// Fills the outcome from a solve result; an unreadable result fails it.
+// Fills the outcome from a solve result; an unreadable result fails it. The
+// server's strategy name goes to *strategy unless that is null.
 void read_result(const msg::MapReader& r, eval::Outcome* o, std::string* strategy) {
   std::vector<msg::MapReader> comps;
   msg::MapReader st;
   Status s = r.get("answer", &o->server_answer);
   if (s) s = r.get_opt("completions", &comps);
   if (s) s = r.get_opt("stats", &st);
-  if (s) s = r.get_opt("strategy", strategy);
+  std::string ignored;  // runs of several strategies know theirs
+  if (s) s = r.get_opt("strategy", strategy ? strategy : &ignored);
   std::vector<eval::CompletionAnswer> answers;
   for (size_t i = 0; s && i < comps.size(); ++i) {
     eval::CompletionAnswer a;
@@ -97,7 +125,8 @@ void read_result(const msg::MapReader& r, eval::Outcome* o, std::string* strateg
 // The progress line: redrawn in place on a terminal, a line per problem in a log.
 class Progress {
  public:
-  Progress(bool quiet, int n, int total) : quiet_(quiet), tty_(isatty(STDERR_FILENO)), n_(n), total_(total) {}
+  Progress(bool quiet, std::string label, int n, int total)
+      : quiet_(quiet), tty_(isatty(STDERR_FILENO)), label_(label.empty() ? "" : label + " "), n_(n), total_(total) {}
 
   void add(const eval::Outcome& o) {
     ++done_;
@@ -110,8 +139,8 @@ class Progress {
     if (!o.failed)
       for (int m = 0; m < kNumMethods; ++m)
         what += std::string(" ") + kMethods[m] + " " + clip(o.sel.predicted[m]) + (o.sel.correct[m] ? " (right)" : "");
-    std::fprintf(stderr, "eval n=%d [%d/%d] #%lld %s | %s\n", n_, done_, total_, (long long)o.index, what.c_str(),
-                 running().c_str());
+    std::fprintf(stderr, "eval %sn=%d [%d/%d] #%lld %s | %s\n", label_.c_str(), n_, done_, total_, (long long)o.index,
+                 what.c_str(), running().c_str());
     std::fflush(stderr);
   }
   void tick() {
@@ -143,12 +172,13 @@ class Progress {
     std::string bar = std::string(fill, '#') + std::string(width - fill, '.');
     char eta[32] = "";
     if (done_ > 0 && done_ < total_) std::snprintf(eta, sizeof eta, " eta %.0f s", s / done_ * (total_ - done_));
-    std::fprintf(stderr, "\r\033[Kn=%d [%s] %d/%d %s %.0f s%s", n_, bar.c_str(), done_, total_, running().c_str(), s,
-                 eta);
+    std::fprintf(stderr, "\r\033[K%sn=%d [%s] %d/%d %s %.0f s%s", label_.c_str(), n_, bar.c_str(), done_, total_,
+                 running().c_str(), s, eta);
     std::fflush(stderr);
   }
 
   bool quiet_, tty_;
+  std::string label_;
   int n_, total_, done_ = 0, failed_ = 0, pass_ = 0;
   int right_[kNumMethods] = {};
   Clock::time_point start_ = Clock::now(), last_ = Clock::now();
@@ -158,7 +188,7 @@ class Progress {
 // JSONL lines in problem order as they complete. Error only when the
 // pipeline itself fails (the in-process server, or an unreadable frame).
 Expected<std::vector<eval::Outcome>> run_one_n(Client& client, const EvalOpts& o,
-                                               const std::vector<eval::Problem>& problems, int32_t n,
+                                               const std::vector<eval::Problem>& problems, const Run& run,
                                                std::ofstream* jsonl, std::string* strategy,
                                                const std::function<std::optional<std::string>()>& idle) {
   std::vector<std::optional<eval::Outcome>> results(problems.size());
@@ -168,7 +198,7 @@ Expected<std::vector<eval::Outcome>> run_one_n(Client& client, const EvalOpts& o
   };
   std::map<std::string, Flight> inflight;  // msgpack-encoded request id -> problem
   size_t next = 0, written = 0, done = 0;
-  Progress progress(o.quiet, n, int(problems.size()));
+  Progress progress(o.quiet, run.label, run.n, int(problems.size()));
   auto timeout = std::chrono::milliseconds(int64_t(o.timeout_s * 1000));
   bool first_error_shown = false;
 
@@ -186,17 +216,18 @@ Expected<std::vector<eval::Outcome>> run_one_n(Client& client, const EvalOpts& o
   };
   auto fresh = [&](size_t k) {
     eval::Outcome out;
+    out.label = run.label;
     out.index = problems[k].index;
     out.id = problems[k].id;
     out.gold = problems[k].answer;
-    out.n = n;
+    out.n = run.n;
     return out;
   };
 
   while (done < problems.size()) {
     if (g_eval_stop) break;
     while (inflight.size() < size_t(o.concurrency) && next < problems.size()) {
-      std::string id = client.send("solve", solve_fields(o, problems[next].problem, n));
+      std::string id = client.send("solve", solve_fields(o, run, problems[next].problem));
       inflight[id] = {next++, Clock::now() + timeout};
     }
     Expected<std::optional<ServerFrame>> fr = std::optional<ServerFrame>();
@@ -308,9 +339,9 @@ int run_eval(const EvalOpts& o, const Globals& g) {
   std::signal(SIGINT, on_eval_signal);
   std::signal(SIGTERM, on_eval_signal);
   int rc = 0, ok_total = 0;
-  std::string strategy = o.strategy.value_or("");
+  std::string strategy = o.strategies.size() == 1 ? o.strategies[0] : "";
   std::vector<eval::Summary> rows;
-  for (int32_t n : o.ns) {
+  for (const Run& run : plan_runs(o)) {
     // A context per N: its end waits until every socket of the previous
     // pipeline is closed, so the next one can bind the same inproc names.
     zmq::context_t ctx;
@@ -331,7 +362,8 @@ int run_eval(const EvalOpts& o, const Globals& g) {
       } else {
         std::function<std::optional<std::string>()> idle;
         if (sup) idle = [&] { return sup->watch(std::chrono::milliseconds(0)); };
-        outs = run_one_n(*client, o, problems, n, o.out.empty() ? nullptr : &jsonl, &strategy, idle);
+        std::string* seen = o.strategies.size() > 1 || o.greedy ? nullptr : &strategy;
+        outs = run_one_n(*client, o, problems, run, o.out.empty() ? nullptr : &jsonl, seen, idle);
       }
     }  // the client socket closes before the actors stop
     if (sup) sup->shutdown();
@@ -339,9 +371,10 @@ int run_eval(const EvalOpts& o, const Globals& g) {
       rc = fail("eval", outs.error().message);
       break;
     }
-    rows.push_back(eval::summarize(n, *outs));
+    rows.push_back(eval::summarize(run.n, *outs, run.label));
     ok_total += rows.back().problems - rows.back().failed;
-    std::printf("%s%s", g_eval_stop ? "(interrupted) " : "", eval::summary_text(rows.back()).c_str());
+    std::printf("%s%s%s", g_eval_stop ? "(interrupted) " : "", run.label.empty() ? "" : (run.label + " ").c_str(),
+                eval::summary_text(rows.back()).c_str());
     std::fflush(stdout);
     if (g_eval_stop) break;
   }
@@ -351,9 +384,11 @@ int run_eval(const EvalOpts& o, const Globals& g) {
   if (!rows.empty()) {
     std::string table = eval::markdown_table(rows), err;
     std::printf("\n%s", table.c_str());
-    std::string title = "flashtts eval: " + std::filesystem::path(o.dataset).filename().string() + ", " +
-                        (strategy.empty() ? "default strategy" : strategy) + ", " + std::to_string(problems.size()) +
-                        " problems";
+    std::string what = o.strategies.size() > 1 || o.greedy ? "strategies compared"
+                       : strategy.empty()                  ? "default strategy"
+                                                           : strategy;
+    std::string title = "flashtts eval: " + std::filesystem::path(o.dataset).filename().string() + ", " + what +
+                        ", " + std::to_string(problems.size()) + " problems";
     if (!o.table.empty() && !write_file(o.table, table, &err)) rc = fail("eval", err);
     if (!o.plot.empty() && !write_file(o.plot, eval::svg_plot(rows, title), &err)) rc = fail("eval", err);
   }
@@ -371,12 +406,15 @@ void add_eval(CLI::App& app, int* rc, const Globals* g) {
       ->required();
   sub->add_option("--limit", o->limit, "Most problems to run (0 = all)")->check(CLI::NonNegativeNumber);
   sub->add_option("--offset", o->offset, "Problems of the file to skip first")->check(CLI::NonNegativeNumber);
-  sub->add_option("--strategy", o->strategy, "Search strategy (default: the server's)");
+  sub->add_option("--strategy", o->strategies,
+                  "Search strategy (default: the server's); several as beam_search,dvts,best_of_n run one after another")
+      ->delimiter(',');
+  sub->add_flag("--greedy", o->greedy, "First run greedy decoding (best_of_n, n=1, temperature 0) as the baseline");
   sub->add_option("--n", o->ns, "Number of samples / beams; several as 1,4,16 run one after another")
       ->required()
       ->delimiter(',')
       ->check(CLI::Range(1, 1 << 20));
-  sub->add_option("--beam-width", o->beam_width, "Beam width M (beam search, DVTS)");
+  sub->add_option("--beam-width", o->beam_width, "Beam width M (beam search, DVTS); at N < M, N is used");
   sub->add_option("--max-steps", o->max_steps, "Most solution steps");
   sub->add_option("--max-tokens-per-step", o->max_tokens_per_step, "Most tokens of one step");
   sub->add_option("--temperature", o->temperature, "Sampling temperature (0 = greedy)");

@@ -28,8 +28,9 @@ Selection select_answers(std::string_view gold, std::span<const CompletionAnswer
   return s;
 }
 
-Summary summarize(int n, std::span<const Outcome> outcomes) {
+Summary summarize(int n, std::span<const Outcome> outcomes, std::string label) {
   Summary s;
+  s.label = std::move(label);
   s.n = n;
   s.problems = int(outcomes.size());
   int ok = 0;

@@ -41,6 +41,7 @@ Selection select_answers(std::string_view gold, std::span<const CompletionAnswer
 
 // One problem's outcome at one N: what the JSONL line holds.
 struct Outcome {
+  std::string label;       // the run: a strategy name, "greedy", or "" (the server's default)
   int64_t index = 0;       // the dataset's record number
   std::string id;          // the record's own id ("" when none)
   std::string gold;
@@ -61,6 +62,7 @@ struct Outcome {
 // (their denominator is every problem run); means are over the problems that
 // got a result.
 struct Summary {
+  std::string label;  // as Outcome::label
   int n = 0;
   int problems = 0;
   int failed = 0;
@@ -72,6 +74,6 @@ struct Summary {
   double mean_goodput_tokens_per_s = 0;
 };
 
-Summary summarize(int n, std::span<const Outcome> outcomes);
+Summary summarize(int n, std::span<const Outcome> outcomes, std::string label = "");
 
 }  // namespace flashtts::eval

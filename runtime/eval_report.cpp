@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <iterator>
 #include <set>
+#include <utility>
+#include <vector>
 
 namespace flashtts::eval {
 
@@ -114,27 +117,40 @@ std::string axes(const Panel& p, std::span<const Summary> rows, const std::strin
   return o;
 }
 
-std::string series(const Panel& p, std::span<const Summary> rows, const Series& s) {
-  std::string pts;
-  for (const Summary& r : rows) {
+// One polyline with a dot per point; `attr` names what it shows.
+std::string polyline(const std::vector<std::pair<double, double>>& xy, const std::string& attr, const char* color,
+                     bool dashed, bool dots_too = true) {
+  std::string pts, dots;
+  for (auto [x, y] : xy) {
     if (!pts.empty()) pts += ' ';
-    pts += fmt("%.1f", p.x(r.n));
-    pts += ',';
-    pts += fmt("%.1f", p.y(value(r, s.method)));
+    pts += fmt("%.1f", x) + "," + fmt("%.1f", y);
+    dots += "<circle cx=\"" + fmt("%.1f", x) + "\" cy=\"" + fmt("%.1f", y) + "\" r=\"3\" fill=\"" + color + "\"/>\n";
   }
-  std::string o = std::string("<polyline data-method=\"") + s.method + "\" fill=\"none\" stroke=\"" + s.color +
-                  "\" stroke-width=\"2\"" + (s.dashed ? " stroke-dasharray=\"6 4\"" : "") + " points=\"" + pts +
-                  "\"/>\n";
-  for (const Summary& r : rows)
-    o += "<circle cx=\"" + fmt("%.1f", p.x(r.n)) + "\" cy=\"" + fmt("%.1f", p.y(value(r, s.method))) +
-         "\" r=\"3\" fill=\"" + s.color + "\"/>\n";
-  return o;
+  return "<polyline " + attr + " fill=\"none\" stroke=\"" + color + "\" stroke-width=\"2\"" +
+         (dashed ? " stroke-dasharray=\"6 4\"" : "") + " points=\"" + pts + "\"/>\n" + (dots_too ? dots : "");
 }
+
+std::string series(const Panel& p, std::span<const Summary> rows, const Series& s) {
+  std::vector<std::pair<double, double>> xy;
+  for (const Summary& r : rows) xy.emplace_back(p.x(r.n), p.y(value(r, s.method)));
+  return polyline(xy, std::string("data-method=\"") + s.method + "\"", s.color, s.dashed);
+}
+
+// The labels of the runs, in first-seen order.
+std::vector<std::string> labels_of(std::span<const Summary> rows) {
+  std::vector<std::string> out;
+  for (const Summary& r : rows)
+    if (std::find(out.begin(), out.end(), r.label) == out.end()) out.push_back(r.label);
+  return out;
+}
+
+constexpr const char* kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
 
 }  // namespace
 
 std::string outcome_json(const Outcome& o) {
   nlohmann::ordered_json j;
+  if (!o.label.empty()) j["strategy"] = o.label;
   j["index"] = o.index;
   if (!o.id.empty()) j["id"] = o.id;
   j["n"] = o.n;
@@ -169,13 +185,16 @@ std::string summary_text(const Summary& s) {
 }
 
 std::string markdown_table(std::span<const Summary> rows) {
-  std::string o =
-      "| N | naive | weighted | majority | pass@N | failed | latency (ms) | policy tokens | PRM tokens | goodput (tok/s) |\n"
-      "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+  // A strategy column only when the runs are labelled (several strategies).
+  bool labelled = std::any_of(rows.begin(), rows.end(), [](const Summary& s) { return !s.label.empty(); });
+  std::string o = std::string(labelled ? "| strategy " : "") +
+                  "| N | naive | weighted | majority | pass@N | failed | latency (ms) | policy tokens | PRM tokens | "
+                  "goodput (tok/s) |\n" +
+                  (labelled ? "|:--" : "") + "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
   for (const Summary& s : rows)
-    o += "| " + std::to_string(s.n) + " | " + pct(s.accuracy[0]) + " | " + pct(s.accuracy[1]) + " | " +
-         pct(s.accuracy[2]) + " | " + pct(s.pass_at_n) + " | " + std::to_string(s.failed) + "/" +
-         std::to_string(s.problems) + " | " + fmt("%.1f", s.mean_latency_ms) + " | " +
+    o += (labelled ? "| " + s.label + " " : "") + "| " + std::to_string(s.n) + " | " + pct(s.accuracy[0]) + " | " +
+         pct(s.accuracy[1]) + " | " + pct(s.accuracy[2]) + " | " + pct(s.pass_at_n) + " | " +
+         std::to_string(s.failed) + "/" + std::to_string(s.problems) + " | " + fmt("%.1f", s.mean_latency_ms) + " | " +
          fmt("%.1f", s.policy_tokens_per_problem) + " | " + fmt("%.1f", s.prm_tokens_per_problem) + " | " +
          fmt("%.1f", s.mean_goodput_tokens_per_s) + " |\n";
   return o;
@@ -195,6 +214,46 @@ std::string svg_plot(std::span<const Summary> rows, const std::string& title) {
   double pad = hi > lo ? 0.25 : 1.0;
   Panel acc{80, 50, 370, 290, lo - pad, hi + pad, 1.0};
   Panel lp{570, 50, 370, 290, lo - pad, hi + pad, nice_max(lat * 1.05, 5)};
+  std::vector<std::string> labels = labels_of(rows);
+  const bool compare = labels.size() > 1;
+
+  // Compare mode: a line per strategy (its weighted-vote accuracy and its
+  // latency); a "greedy" run is one point, drawn as a dashed level.
+  struct Entry {
+    std::string label;
+    const char* color;
+    bool dashed;
+  };
+  std::vector<Entry> legend;
+  std::string acc_lines, lat_lines;
+  if (compare) {
+    size_t c = 0;
+    for (const std::string& label : labels) {
+      std::vector<const Summary*> mine;
+      for (const Summary& r : rows)
+        if (r.label == label) mine.push_back(&r);
+      bool level = label == "greedy" && mine.size() == 1;
+      const char* color = level ? "#000000" : kPalette[c++ % std::size(kPalette)];
+      std::string attr = "data-strategy=\"" + xml_escape(label) + "\"";
+      std::vector<std::pair<double, double>> a, l;
+      if (level) {
+        a = {{acc.left, acc.y(mine[0]->accuracy[1])}, {acc.left + acc.width, acc.y(mine[0]->accuracy[1])}};
+        l = {{lp.left, lp.y(mine[0]->mean_latency_ms)}, {lp.left + lp.width, lp.y(mine[0]->mean_latency_ms)}};
+      } else {
+        for (const Summary* r : mine) {
+          a.emplace_back(acc.x(r->n), acc.y(r->accuracy[1]));
+          l.emplace_back(lp.x(r->n), lp.y(r->mean_latency_ms));
+        }
+      }
+      acc_lines += polyline(a, attr, color, level, !level);
+      lat_lines += polyline(l, attr, color, level, !level);
+      legend.push_back({label.empty() ? "default" : label, color, level});
+    }
+  } else {
+    for (int k = 0; k < 4; ++k) acc_lines += series(acc, rows, kSeries[k]);
+    lat_lines += series(lp, rows, kSeries[4]);
+    for (const Series& s : kSeries) legend.push_back({s.label, s.color, s.dashed});
+  }
 
   std::string o = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   o += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fmt("%.0f", W) + "\" height=\"" + fmt("%.0f", H) +
@@ -202,21 +261,18 @@ std::string svg_plot(std::span<const Summary> rows, const std::string& title) {
   o += "<rect x=\"0\" y=\"0\" width=\"" + fmt("%.0f", W) + "\" height=\"" + fmt("%.0f", H) + "\" fill=\"#fff\"/>\n";
   o += "<text x=\"" + fmt("%.0f", W / 2) + "\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">" + xml_escape(title) +
        "</text>\n";
-  o += "<g class=\"panel\" id=\"accuracy\">\n" + axes(acc, rows, "accuracy (%)", true);
-  for (int k = 0; k < 4; ++k) o += series(acc, rows, kSeries[k]);
-  o += "</g>\n";
-  o += "<g class=\"panel\" id=\"latency\">\n" + axes(lp, rows, "mean latency (ms)", false);
-  o += series(lp, rows, kSeries[4]);
-  o += "</g>\n";
+  o += "<g class=\"panel\" id=\"accuracy\">\n" +
+       axes(acc, rows, compare ? "accuracy, weighted vote (%)" : "accuracy (%)", true) + acc_lines + "</g>\n";
+  o += "<g class=\"panel\" id=\"latency\">\n" + axes(lp, rows, "mean latency (ms)", false) + lat_lines + "</g>\n";
   // The legend: one row under both panels.
   o += "<g class=\"legend\" font-size=\"12\">\n";
   double x = 80, y = H - 22;
-  for (const Series& s : kSeries) {
+  for (const Entry& e : legend) {
     o += "<line x1=\"" + fmt("%.1f", x) + "\" y1=\"" + fmt("%.1f", y) + "\" x2=\"" + fmt("%.1f", x + 24) + "\" y2=\"" +
-         fmt("%.1f", y) + "\" stroke=\"" + s.color + "\" stroke-width=\"2\"" +
-         (s.dashed ? " stroke-dasharray=\"6 4\"" : "") + "/>\n";
-    o += "<text x=\"" + fmt("%.1f", x + 30) + "\" y=\"" + fmt("%.1f", y + 4) + "\">" + s.label + "</text>\n";
-    x += 50 + 7.0 * double(std::string(s.label).size());
+         fmt("%.1f", y) + "\" stroke=\"" + e.color + "\" stroke-width=\"2\"" +
+         (e.dashed ? " stroke-dasharray=\"6 4\"" : "") + "/>\n";
+    o += "<text x=\"" + fmt("%.1f", x + 30) + "\" y=\"" + fmt("%.1f", y + 4) + "\">" + xml_escape(e.label) + "</text>\n";
+    x += 50 + 7.0 * double(e.label.size());
   }
   o += "</g>\n</svg>\n";
   return o;

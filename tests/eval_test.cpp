@@ -339,6 +339,30 @@ TEST(EvalReport, TheTableHasOneRowPerN) {
   EXPECT_NE(t.find("| 4 | 20.0% | 30.0% | 24.0% | 60.0% | 0/10 | 400.0 |"), std::string::npos) << t;
 }
 
+TEST(EvalReport, SeveralStrategiesGetALineEachAndAStrategyColumn) {
+  std::vector<eval::Summary> rows;
+  eval::Summary g;
+  g.label = "greedy", g.n = 1, g.problems = 10, g.accuracy[1] = 0.3, g.mean_latency_ms = 50;
+  rows.push_back(g);
+  for (const char* label : {"beam_search", "best_of_n"}) {
+    auto three = three_rows();
+    for (auto& r : three) r.label = label;
+    rows.insert(rows.end(), three.begin(), three.end());
+  }
+  std::string svg = eval::svg_plot(rows, "compare");
+  std::string why;
+  EXPECT_TRUE(tags_balance(svg, &why)) << why << "\n" << svg;
+  // Accuracy and latency: one line per strategy, the greedy level included.
+  for (const char* l : {"greedy", "beam_search", "best_of_n"})
+    EXPECT_EQ(count(svg, std::string("<polyline data-strategy=\"") + l + "\""), 2) << l;
+  EXPECT_EQ(count(svg, "data-method="), 0);
+  EXPECT_NE(svg.find("accuracy, weighted vote (%)"), std::string::npos);
+  std::string t = eval::markdown_table(rows);
+  EXPECT_EQ(count(t, "\n"), 2 + 7);
+  EXPECT_NE(t.find("| greedy | 1 | 0.0% | 30.0% |"), std::string::npos) << t;
+  EXPECT_NE(t.find("| beam_search | 4 | 20.0% | 30.0% | 24.0% |"), std::string::npos) << t;
+}
+
 // ---- the command end to end -------------------------------------------------
 
 fs::path write_config(const fs::path& dir) {
@@ -442,6 +466,35 @@ TEST(EvalCommand, RunsEveryProblemAtEveryNAndWritesConsistentLinesTableAndPlot) 
   std::string err = read_text(dir / "err.txt");
   EXPECT_EQ(count(err, "eval n="), 6) << err;
   EXPECT_NE(err.find("too_large"), std::string::npos) << err;
+}
+
+TEST(EvalCommand, ComparesStrategiesAgainstAGreedyBaseline) {
+  auto dir = test::scratch_dir("eval-compare");
+  auto cfg = write_config(dir);
+  auto data = write_file(dir, "two.jsonl",
+                         "{\"problem\": \"Let a = 5. Let b = a * 3. What is b?\", \"answer\": \"15\"}\n"
+                         "{\"problem\": \"What is 2 + 3?\", \"answer\": 5}\n");
+  // --beam-width 2 at N = 1 would be refused (N must be a multiple of M): eval sends M = N there.
+  std::string cmd = (test::binary_dir() / "flashtts").string() + " eval --quiet --config " + cfg.string() +
+                    " --dataset " + data.string() + " --greedy --strategy beam_search,dvts --n 1,2 --beam-width 2" +
+                    " --out " + (dir / "r.jsonl").string() + " --plot " + (dir / "p.svg").string() + " 2>&1";
+  std::string out;
+  ASSERT_EQ(test::run_command(cmd, &out), 0) << out;
+  auto lines = read_jsonl(dir / "r.jsonl");
+  ASSERT_EQ(lines.size(), 2u * 5);
+  const char* labels[] = {"greedy", "beam_search", "beam_search", "dvts", "dvts"};
+  const int ns[] = {1, 1, 2, 1, 2};
+  for (size_t i = 0; i < lines.size(); ++i) {
+    SCOPED_TRACE(lines[i].dump());
+    EXPECT_EQ(lines[i]["strategy"], labels[i / 2]);
+    EXPECT_EQ(lines[i]["n"], ns[i / 2]);
+    EXPECT_EQ(lines[i]["failed"], false);
+  }
+  for (const char* row : {"| greedy | 1 |", "| beam_search | 1 |", "| beam_search | 2 |", "| dvts | 1 |", "| dvts | 2 |"})
+    EXPECT_NE(out.find(row), std::string::npos) << row << "\n" << out;
+  std::string svg = read_text(dir / "p.svg");
+  for (const char* l : {"greedy", "beam_search", "dvts"})
+    EXPECT_EQ(count(svg, std::string("data-strategy=\"") + l + "\""), 2) << l;
 }
 
 TEST(EvalCommand, FailsWhenEveryProblemFailsAndOnABadDatasetLine) {
