@@ -99,17 +99,27 @@ def main():
     ap.add_argument("--eval-every", type=int, default=0, help="greedy accuracy on 100 held-out problems every K steps")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop training after this long (0 = no limit)")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--init", default="", help="continue from this policy folder (its weights and tokenizer)")
     a = ap.parse_args()
 
     import torch
     torch.set_num_threads(a.threads)
     seed_all(a.seed)
     t0 = time.time()
-    arith_tok.train(a.out, a.vocab, seed=a.seed + 1)
     from transformers import AutoTokenizer
+    if a.init:
+        import shutil
+        from transformers import Qwen2ForCausalLM
+        os.makedirs(a.out, exist_ok=True)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(a.init, f), os.path.join(a.out, f))
+        model = Qwen2ForCausalLM.from_pretrained(a.init, torch_dtype=torch.float32)
+    else:
+        arith_tok.train(a.out, a.vocab, seed=a.seed + 1)
     tok = AutoTokenizer.from_pretrained(a.out)
     ids = {s: tok.convert_tokens_to_ids(s) for s in arith_tok.SPECIALS}
-    model = make_model(len(tok), a.hidden, a.layers, a.heads, a.kv_heads, a.inter, ids)
+    if not a.init:
+        model = make_model(len(tok), a.hidden, a.layers, a.heads, a.kv_heads, a.inter, ids)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"params {nparams} vocab {len(tok)}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
@@ -149,7 +159,7 @@ def main():
     model.config.torch_dtype = a.dtype
     model.save_pretrained(a.out, safe_serialization=True)
     model.generation_config.save_pretrained(a.out)
-    summary = {"params": nparams, "steps": summary_steps, "batch": a.batch, "seed": a.seed, "train_seconds": round(train_s)}
+    summary = {"params": nparams, "init": a.init, "lr": a.lr, "steps": summary_steps, "batch": a.batch, "seed": a.seed, "train_seconds": round(train_s)}
     if a.eval:
         model = model.float()
         acc = greedy_accuracy(model, tok, data.test_set(a.eval))

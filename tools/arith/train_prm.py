@@ -135,6 +135,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--fresh", action="store_true",
+                    help="random PRM body (default: start from the policy's body, which already reads the task)")
     a = ap.parse_args()
 
     import shutil
@@ -168,7 +170,16 @@ def main():
                       max_position_embeddings=512, rope_theta=10000.0, rms_norm_eps=1e-6,
                       tie_word_embeddings=False, use_sliding_window=False, bos_token_id=pad_id,
                       eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=pad_id)
-    prm = PRM(cfg)
+    if a.policy and not a.fresh:
+        from transformers import Qwen2ForCausalLM
+        pol = Qwen2ForCausalLM.from_pretrained(a.policy, torch_dtype=torch.float32)
+        cfg = Qwen2Config(**{**pol.config.to_dict(), "tie_word_embeddings": False})
+        prm = PRM(cfg)
+        prm.net.model.load_state_dict(pol.model.state_dict())
+        print(f"PRM body from {a.policy}", flush=True)
+        del pol
+    else:
+        prm = PRM(cfg)
     net = prm.net
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
     warm = min(100, a.steps // 10 + 1)
@@ -210,7 +221,7 @@ def main():
             total += len(labels)
     prm.save(a.out, a.dtype)
     summary = {"solutions": len(ex), "steps_labelled": n_lab, "good_fraction": round(n_pos / max(1, n_lab), 3),
-               "train_steps": a.steps, "val_step_accuracy": round(right / max(1, total), 4), "seed": a.seed,
+               "train_steps": a.steps, "body": "random" if a.fresh or not a.policy else "policy", "val_step_accuracy": round(right / max(1, total), 4), "seed": a.seed,
                "seconds": round(time.time() - t0)}
     print(json.dumps(summary), flush=True)
     with open(os.path.join(a.out, "train_summary.json"), "w") as f:
