@@ -1,5 +1,7 @@
 #include "gpu/sampler.h"
 
+#include "gpu/sample_hash.h"
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -8,22 +10,7 @@
 
 namespace flashtts {
 
-namespace {
-
-// SplitMix64 finaliser: a bijective 64-bit mix with full avalanche.
-uint64_t mix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
-double sample_uniform(uint64_t seed, uint64_t seq_id, uint64_t position) {
-  uint64_t z = mix64(mix64(mix64(seed) ^ seq_id) ^ position);
-  return (double)(z >> 11) * 0x1.0p-53;  // 53 random bits
-}
+double sample_uniform(uint64_t seed, uint64_t seq_id, uint64_t position) { return uniform_of(seed, seq_id, position); }
 
 int32_t argmax(std::span<const float> v) {
   assert(!v.empty());

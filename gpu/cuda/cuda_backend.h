@@ -1,0 +1,62 @@
+// The CUDA backend: the Backend interface (gpu/backend.h) on one GPU, with
+// bf16 (or f32) weights and KV and float32 accumulation. Its forward pass is
+// the CPU backend's step for step (gpu/cpu/cpu_backend.cpp), so both match
+// Hugging Face's Qwen2/Llama code.
+//
+// Memory: everything is taken at creation — one allocation for the weights,
+// one for the paged KV pool (n_blocks blocks, the same block-table semantics
+// as the CPU), one for the workspaces of max_tokens tokens — and nothing is
+// allocated on the hot path. Larger batches run in pieces. Decode steps that
+// recur are replayed from CUDA graphs (gpu/cuda/graph_cache.h).
+//
+// Thread contract: as every Backend: owned by one actor (generator or
+// verifier) and called from its thread only; it owns its stream, so two
+// backends (the two actors) overlap on the one device context.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "gpu/backend.h"
+#include "gpu/cuda/cuda_stream.h"
+#include "gpu/device_context.h"
+
+namespace flashtts {
+
+enum class CudaDtype { Bf16, F32 };
+
+struct CudaBackendOptions {
+  CudaDtype dtype = CudaDtype::Bf16;  // weights, KV and GEMM operands; accumulation is float32
+  int32_t max_tokens = 2048;          // tokens per device pass (workspace size)
+  int32_t logits_rows = 256;          // vocabulary rows per LM-head pass
+  bool graphs = true;                 // capture recurring decode steps
+};
+
+// Bytes one token of KV takes (K and V, all layers) in `dtype`.
+size_t kv_bytes_per_token_cuda(const ModelConfig& c, CudaDtype dtype);
+
+// What a CUDA backend adds to the interface, for tests and benchmarks.
+class CudaBackend : public Backend {
+ public:
+  virtual size_t weight_bytes() const = 0;     // device bytes of the weights
+  virtual size_t workspace_bytes() const = 0;  // device bytes of KV + workspaces
+  virtual int32_t graphs_captured() const = 0;
+  virtual int64_t graph_replays() const = 0;
+  virtual cudaStream_t stream() const = 0;
+  // Blocks until the stream's work is done (forward() already does).
+  virtual Status synchronize() = 0;
+};
+
+// REQUIRES: options.n_blocks > 0, options.block_size > 0. Errors: device
+// memory exhausted (naming what and how much), a weight of the wrong size.
+Expected<std::unique_ptr<CudaBackend>> make_cuda_backend(ModelConfig config, ModelWeights weights,
+                                                         const BackendOptions& options,
+                                                         const CudaBackendOptions& cuda_options, cuda::Stream stream);
+
+// The same on a stream of its own from the process's device context.
+Expected<std::unique_ptr<CudaBackend>> make_cuda_backend(ModelConfig config, ModelWeights weights,
+                                                         const BackendOptions& options,
+                                                         const CudaBackendOptions& cuda_options,
+                                                         const DeviceContext& device);
+
+}  // namespace flashtts

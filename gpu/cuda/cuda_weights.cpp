@@ -1,0 +1,175 @@
+#include "gpu/cuda/cuda_weights.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <type_traits>
+
+#include "gpu/cuda/cuda_check.h"
+#include "gpu/cuda/kernels.cuh"
+
+namespace flashtts::cuda {
+
+namespace {
+
+// Walks the layout twice: once without a base to size the arena, once to
+// carve it and copy every tensor into place.
+template <class S>
+class Uploader {
+ public:
+  Uploader(char* base, float* staging, size_t staging_floats, cudaStream_t st)
+      : carve_(base), staging_(staging), staging_floats_(staging_floats), st_(st) {}
+
+  // A float32 tensor, or null when `v` is empty and !required.
+  const float* f32(std::vector<float>* v, size_t expect, bool required = true) {
+    if (v->empty() && !required) return nullptr;
+    float* d = carve_.take<float>(expect);
+    if (d && status_.ok()) {
+      if (v->size() != expect) fail(v->size(), expect);
+      else status_ = check(cudaMemcpyAsync(d, v->data(), expect * sizeof(float), cudaMemcpyHostToDevice, st_), "upload");
+    }
+    release(v);
+    return d;
+  }
+
+  // Several host tensors back to back as one tensor of S; an empty part is
+  // zeros (a fused bias where only some projections have one) when allowed.
+  const S* concat(std::initializer_list<std::pair<std::vector<float>*, size_t>> parts) {
+    size_t total = 0;
+    for (auto& p : parts) total += p.second;
+    S* d = carve_.take<S>(total);
+    size_t off = 0;
+    for (auto& [v, n] : parts) {
+      if (d && status_.ok()) {
+        if (v->size() != n) fail(v->size(), n);
+        else put(v->data(), d + off, n);
+      }
+      release(v);
+      off += n;
+    }
+    return d;
+  }
+
+  // Float32 biases fused like concat(); null when every part is empty.
+  const float* bias(std::initializer_list<std::pair<std::vector<float>*, size_t>> parts) {
+    bool any = false;
+    size_t total = 0;
+    for (auto& p : parts) any |= !p.first->empty(), total += p.second;
+    if (!any) return nullptr;
+    float* d = carve_.take<float>(total);
+    size_t off = 0;
+    for (auto& [v, n] : parts) {
+      if (d && status_.ok()) {
+        if (v->empty())
+          status_ = check(cudaMemsetAsync(d + off, 0, n * sizeof(float), st_), "upload");
+        else if (v->size() != n)
+          fail(v->size(), n);
+        else
+          status_ = check(cudaMemcpyAsync(d + off, v->data(), n * sizeof(float), cudaMemcpyHostToDevice, st_), "upload");
+      }
+      release(v);
+      off += n;
+    }
+    return d;
+  }
+
+  size_t used() const { return carve_.used(); }
+  const Status& status() const { return status_; }
+
+ private:
+  void put(const float* src, S* dst, size_t n) {
+    if constexpr (std::is_same_v<S, float>) {
+      status_ = check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, st_), "upload");
+    } else {
+      for (size_t off = 0; off < n && status_.ok(); off += staging_floats_) {
+        const size_t k = std::min(staging_floats_, n - off);
+        status_ = check(cudaMemcpyAsync(staging_, src + off, k * sizeof(float), cudaMemcpyHostToDevice, st_), "upload");
+        if (status_.ok()) convert<S>(staging_, dst + off, k, st_);
+      }
+    }
+  }
+  void fail(size_t got, size_t expect) {
+    status_ = make_error("CUDA upload: a weight tensor has " + std::to_string(got) + " values, expected " +
+                         std::to_string(expect));
+  }
+  // Host copies go as soon as they are on the device (a 7B model is 28 GB
+  // of float32); only after the copy completed, hence the sync.
+  void release(std::vector<float>* v) {
+    if (carve_.used() && staging_ && !v->empty()) {
+      cudaStreamSynchronize(st_);
+      std::vector<float>().swap(*v);
+    }
+  }
+
+  Carver carve_;
+  float* staging_;
+  size_t staging_floats_;
+  cudaStream_t st_;
+  Status status_;
+};
+
+template <class S>
+DeviceWeights<S> lay_out(Uploader<S>& u, const ModelConfig& c, ModelWeights& w) {
+  const size_t h = c.hidden_size, f = c.intermediate_size, hd = c.head_dim, q = c.n_heads * hd,
+               kv = c.n_kv_heads * hd, V = c.vocab_size;
+  DeviceWeights<S> d;
+  d.tok_embd = u.concat({{&w.tok_embd, V * h}});
+  for (LayerWeights& L : w.layers) {
+    DeviceLayer<S> dl;
+    dl.attn_norm = u.f32(&L.attn_norm, h);
+    dl.wqkv = u.concat({{&L.wq, q * h}, {&L.wk, kv * h}, {&L.wv, kv * h}});
+    dl.bqkv = u.bias({{&L.bq, q}, {&L.bk, kv}, {&L.bv, kv}});
+    dl.wo = u.concat({{&L.wo, h * q}});
+    dl.bo = u.f32(&L.bo, h, false);
+    dl.ffn_norm = u.f32(&L.ffn_norm, h);
+    dl.wgu = u.concat({{&L.w_gate, f * h}, {&L.w_up, f * h}});
+    dl.bgu = u.bias({{&L.b_gate, f}, {&L.b_up, f}});
+    dl.wdown = u.concat({{&L.w_down, h * f}});
+    dl.bdown = u.f32(&L.b_down, h, false);
+    d.layers.push_back(dl);
+  }
+  d.final_norm = u.f32(&w.final_norm, h);
+  d.output = w.lm_head.empty() ? d.tok_embd : u.concat({{&w.lm_head, V * h}});
+  if (!w.prm.w1.empty()) {
+    d.prm_w1 = u.concat({{&w.prm.w1, h * h}});
+    d.prm_b1 = u.f32(&w.prm.b1, h, false);
+  }
+  if (!w.prm.w2.empty()) {
+    const size_t n_out = w.prm.w2.size() / h;
+    d.prm_w2 = u.f32(&w.prm.w2, n_out * h);
+    d.prm_b2 = u.f32(&w.prm.b2, n_out, false);
+  }
+  // RoPE frequencies exactly as gpu/cpu/kernels.cpp rope_table computes them.
+  std::vector<float> inv_freq(hd / 2);
+  for (size_t i = 0; i < hd / 2; ++i) inv_freq[i] = 1.0f / std::pow(c.rope_theta, (float)(2 * i) / (float)hd);
+  d.inv_freq = u.f32(&inv_freq, hd / 2);
+  return d;
+}
+
+}  // namespace
+
+template <class S>
+Expected<DeviceWeights<S>> upload_weights(const ModelConfig& c, ModelWeights w, float* staging, size_t staging_floats,
+                                          cudaStream_t st) {
+  if ((int32_t)w.layers.size() != c.n_layers)
+    return make_error("CUDA upload: " + std::to_string(w.layers.size()) + " layers of weights for a config of " +
+                      std::to_string(c.n_layers));
+  Uploader<S> sizing(nullptr, nullptr, 0, st);
+  (void)lay_out(sizing, c, w);
+  auto arena = DeviceBuffer::create(sizing.used(), "model weights");
+  if (!arena) return arena.error();
+  Uploader<S> u(static_cast<char*>(arena->get()), staging, staging_floats, st);
+  DeviceWeights<S> d = lay_out(u, c, w);
+  FLASHTTS_TRY(u.status());
+  FLASHTTS_CUDA_TRY(cudaStreamSynchronize(st), "weight upload");
+  d.bytes = sizing.used();
+  d.arena = std::move(arena).value();
+  return d;
+}
+
+template Expected<DeviceWeights<float>> upload_weights<float>(const ModelConfig&, ModelWeights, float*, size_t,
+                                                              cudaStream_t);
+template Expected<DeviceWeights<__nv_bfloat16>> upload_weights<__nv_bfloat16>(const ModelConfig&, ModelWeights, float*,
+                                                                              size_t, cudaStream_t);
+
+}  // namespace flashtts::cuda
