@@ -41,6 +41,7 @@ Status accept_grant(const msg::Grant& g, const char* role, const ModelConfig& co
   eo.kv_bytes = (size_t)std::max<int64_t>(g.kv_bytes, 0);
   eo.block_size = o.block_size;
   eo.n_threads = o.device ? o.device->threads_for(o.n_threads) : o.n_threads;
+  eo.device = o.device;  // a CUDA context puts the engine on the GPU, on a stream of its own
   auto e = Engine::create(config, std::move(*weights), eo);
   if (!e) return make_error(std::string(role) + ": " + e.error().message);
   *engine = std::move(e).value();

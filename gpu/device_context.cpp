@@ -1,7 +1,12 @@
 #include "gpu/device_context.h"
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
+
+#if defined(FLASHTTS_HAVE_CUDA)
+#include "gpu/cuda/cuda_probe.h"
+#endif
 
 namespace flashtts {
 
@@ -18,18 +23,41 @@ std::string cpu_model() {
   return "unknown CPU";
 }
 
+// Why CUDA cannot be used here, or "" when it can (then *probe is filled).
+#if defined(FLASHTTS_HAVE_CUDA)
+std::string cuda_unavailable(CudaProbe* probe) {
+  *probe = probe_cuda();
+  return probe->ok ? std::string() : probe->reason;
+}
+#endif
+
 }  // namespace
 
 Expected<std::shared_ptr<const DeviceContext>> DeviceContext::open(const std::string& device) {
-  if (device != "cpu" && device != "auto") {
-    if (device == "cuda")
-      return make_error("device 'cuda' is not available: this build has no CUDA backend (use \"cpu\" or \"auto\")");
+  if (device != "cpu" && device != "auto" && device != "cuda")
     return make_error("device '" + device + "' is not one of: cpu, auto, cuda");
-  }
   auto d = std::make_shared<DeviceContext>();
   d->cores_ = std::max(1u, std::thread::hardware_concurrency());
   d->description_ = "CPU: " + cpu_model() + ", " + std::to_string(d->cores_) + " cores";
-  if (device == "auto") d->fallback_ = "device 'auto': this build has no CUDA backend; running on the CPU";
+  if (device == "cpu") return std::shared_ptr<const DeviceContext>(std::move(d));
+
+#if defined(FLASHTTS_HAVE_CUDA)
+  CudaProbe probe;
+  std::string why = cuda_unavailable(&probe);
+  if (why.empty()) {
+    d->kind_ = DeviceKind::Cuda;
+    d->cuda_device_ = probe.device;
+    d->device_memory_ = probe.total_memory;
+    d->description_ = "CUDA: " + probe.name + " (device " + std::to_string(probe.device) + ", compute " +
+                      std::to_string(probe.cc_major) + "." + std::to_string(probe.cc_minor) + ", " +
+                      std::to_string(probe.total_memory >> 20) + " MiB), driver " + probe.driver_version;
+    return std::shared_ptr<const DeviceContext>(std::move(d));
+  }
+#else
+  std::string why = "this build has no CUDA backend (configured with FLASHTTS_CUDA=OFF or without a CUDA toolkit)";
+#endif
+  if (device == "cuda") return make_error("device 'cuda' is not available: " + why + " (use \"cpu\" or \"auto\")");
+  d->fallback_ = "device 'auto': " + why + "; running on the " + d->description_;
   return std::shared_ptr<const DeviceContext>(std::move(d));
 }
 

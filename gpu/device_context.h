@@ -1,7 +1,8 @@
 // The one device context of a process: created once by the supervisor and
 // shared by the generator and the verifier, which each run their engine on
-// it. On the CPU it names the machine and its cores; the CUDA backend will
-// hold the one CUDA context here and hand each actor its own stream.
+// it. On the CPU it names the machine and its cores; with CUDA it names the
+// GPU whose (primary) CUDA context both engines use, each on its own stream
+// (gpu/cuda/cuda_stream.h makes one per backend).
 //
 // Thread contract: immutable after open(); shared read-only between the
 // generator and verifier threads.
@@ -15,18 +16,21 @@
 
 namespace flashtts {
 
-enum class DeviceKind { Cpu };
+enum class DeviceKind { Cpu, Cuda };
 
 class DeviceContext {
  public:
-  // "cpu"; "auto" (the CPU when this build has no CUDA backend; fallback()
-  // then says so); "cuda" is an error naming why it is unavailable.
+  // "cpu"; "cuda" (an error naming why it is unavailable: a build without
+  // CUDA, no driver, no device, a GPU too old); "auto" = CUDA when available,
+  // else the CPU, and fallback() then says why in one line.
   static Expected<std::shared_ptr<const DeviceContext>> open(const std::string& device);
 
   DeviceKind kind() const { return kind_; }
   const std::string& description() const { return description_; }
   const std::string& fallback() const { return fallback_; }  // "" unless "auto" fell back
   int32_t cores() const { return cores_; }
+  int32_t cuda_device() const { return cuda_device_; }       // -1 unless kind() == Cuda
+  int64_t device_memory() const { return device_memory_; }   // bytes on the GPU; 0 on the CPU
 
   // Worker threads for an engine that asked for `requested` (0 = all cores).
   int32_t threads_for(int32_t requested) const { return requested > 0 ? requested : cores_; }
@@ -35,6 +39,8 @@ class DeviceContext {
   DeviceKind kind_ = DeviceKind::Cpu;
   std::string description_, fallback_;
   int32_t cores_ = 1;
+  int32_t cuda_device_ = -1;
+  int64_t device_memory_ = 0;
 };
 
 }  // namespace flashtts

@@ -4,13 +4,21 @@
 #include <cassert>
 #include <string>
 
+#if defined(FLASHTTS_HAVE_CUDA)
+#include "gpu/cuda/cuda_backend.h"
+#endif
+
 namespace flashtts {
 
 Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeights weights,
                                                  const EngineOptions& o) {
+  [[maybe_unused]] const bool on_cuda = o.device && o.device->kind() == DeviceKind::Cuda;
   KvCacheOptions ko;
   ko.block_size = o.block_size;
   ko.bytes_per_token = kv_bytes_per_token_f32(config);
+#if defined(FLASHTTS_HAVE_CUDA)
+  if (on_cuda) ko.bytes_per_token = kv_bytes_per_token_cuda(config, CudaDtype::Bf16);
+#endif
   ko.byte_budget = o.kv_bytes;
   auto kv = KvCache::create(ko);
   if (!kv) return make_error("engine: " + kv.error().message);
@@ -18,7 +26,15 @@ Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeight
   bo.n_blocks = kv->n_blocks();
   bo.block_size = o.block_size;
   bo.n_threads = o.n_threads;
-  auto backend = make_cpu_backend(std::move(config), std::move(weights), bo);
+  std::unique_ptr<Backend> backend;
+#if defined(FLASHTTS_HAVE_CUDA)
+  if (on_cuda) {
+    auto b = make_cuda_backend(std::move(config), std::move(weights), bo, CudaBackendOptions{}, *o.device);
+    if (!b) return make_error("engine: " + b.error().message);
+    backend = std::move(b).value();
+  }
+#endif
+  if (!backend) backend = make_cpu_backend(std::move(config), std::move(weights), bo);
   return std::unique_ptr<Engine>(new Engine(std::move(backend), std::move(kv).value()));
 }
 

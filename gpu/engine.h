@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "gpu/backend.h"
+#include "gpu/device_context.h"
 #include "gpu/kv_cache.h"
 #include "gpu/model_config.h"
 #include "runtime/status.h"
@@ -26,6 +27,9 @@ struct EngineOptions {
   size_t kv_bytes = 256ull << 20;  // KV budget of this model
   int32_t block_size = 16;
   int32_t n_threads = 0;           // 0 = all cores
+  // The process's device context: a CUDA one puts the engine on the GPU
+  // (bf16 weights and KV); null or a CPU one keeps it on the CPU.
+  std::shared_ptr<const DeviceContext> device;
 };
 
 // Which rows of a sequence's pending chunk produce output.
