@@ -74,6 +74,11 @@ void run_mixed(Pair& p, int32_t vocab, OutputKind kind, double tol) {
 
 class CudaParity : public ::testing::TestWithParam<TestArch> {};
 
+std::string arch_name(const ::testing::TestParamInfo<TestArch>& i) {
+  static const char* const names[] = {"Qwen2", "Llama", "Qwen2Prm", "SkyworkPrm", "LmLogitsPrm", "MistralWindow"};
+  return names[(int)i.param];
+}
+
 TEST_P(CudaParity, Bf16LogitsStayWithinOnePercentOfTheCpu) {
   FLASHTTS_REQUIRE_CUDA(ctx);
   RandomModelSpec spec;
@@ -101,10 +106,7 @@ TEST_P(CudaParity, F32HiddenStatesAndOutputsMatchTheCpuClosely) {
 INSTANTIATE_TEST_SUITE_P(Architectures, CudaParity,
                          ::testing::Values(TestArch::Qwen2, TestArch::Llama, TestArch::Qwen2Prm, TestArch::SkyworkPrm,
                                            TestArch::LmLogitsPrm, TestArch::MistralWindow),
-                         [](const ::testing::TestParamInfo<TestArch>& i) {
-                           const char* names[] = {"Qwen2", "Llama", "Qwen2Prm", "SkyworkPrm", "LmLogitsPrm", "MistralWindow"};
-                           return std::string(names[(int)i.param]);
-                         });
+                         arch_name);
 
 TEST(CudaParity, F32GreedyDecodingPicksTheCpuTokens) {
   FLASHTTS_REQUIRE_CUDA(ctx);
