@@ -43,6 +43,8 @@ class Impl final : public CudaBackend {
   Status synchronize() override { return check(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize"); }
 
   Status forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) override;
+  Status forward_on_device(std::span<const BatchEntry> batch, OutputKind kind, const float** d_out,
+                           int32_t* n_rows) override;
   void copy_blocks(std::span<const BlockCopy> copies) override;
 
  private:
@@ -59,6 +61,9 @@ class Impl final : public CudaBackend {
     return {meta_ + layout_.tokens(), meta_ + layout_.pos(), meta_ + layout_.entry(), meta_ + layout_.table_off(),
             meta_ + layout_.tables(), meta_ + layout_.out_idx()};
   }
+  // Uploads the piece and enqueues its pass (graph or eager); *R = its output rows.
+  Status compute_piece(const Piece& piece, std::span<const BatchEntry> batch, std::span<const int32_t> first_out,
+                       OutputKind kind, int32_t* R);
   Status run_piece(const Piece& piece, std::span<const BatchEntry> batch, std::span<const int32_t> first_out,
                    OutputKind kind, ForwardOutput* out);
   // Everything from the embedding to the head's first pass: what a graph holds.
@@ -287,23 +292,28 @@ Status Impl<S>::download(const float* src, int32_t rows, int32_t width, int32_t 
 }
 
 template <class S>
-Status Impl<S>::run_piece(const Piece& piece, std::span<const BatchEntry> batch, std::span<const int32_t> first_out,
-                          OutputKind kind, ForwardOutput* out) {
+Status Impl<S>::compute_piece(const Piece& piece, std::span<const BatchEntry> batch,
+                              std::span<const int32_t> first_out, OutputKind kind, int32_t* R_out) {
   const size_t n_meta = fill_meta(piece, batch, first_out, o_.block_size, layout_, pinned_meta_, &out_token_,
                                   &out_global_);
   const int32_t T = piece.n_tokens, R = (int32_t)out_token_.size();
+  *R_out = R;
   if (R > co_.max_tokens) return make_error("forward: more output rows than tokens in one pass (duplicate out_rows?)");
   FLASHTTS_CUDA_TRY(cudaMemcpyAsync(meta_, pinned_meta_, n_meta * sizeof(int32_t), cudaMemcpyHostToDevice,
                                     stream_.get()),
                     "batch upload");
   const bool decode = std::all_of(piece.parts.begin(), piece.parts.end(), [](const PiecePart& p) { return p.count == 1; });
   auto body = [&] { return enqueue_body(T, R, kind); };
-  if (decode) {
-    const int64_t key = ((int64_t)T * (co_.max_tokens + 1) + R) * 4 + (int64_t)kind;
-    FLASHTTS_TRY(graphs_.run(key, stream_.get(), body));
-  } else {
-    FLASHTTS_TRY(body());
-  }
+  if (!decode) return body();
+  const int64_t key = ((int64_t)T * (co_.max_tokens + 1) + R) * 4 + (int64_t)kind;
+  return graphs_.run(key, stream_.get(), body);
+}
+
+template <class S>
+Status Impl<S>::run_piece(const Piece& piece, std::span<const BatchEntry> batch, std::span<const int32_t> first_out,
+                          OutputKind kind, ForwardOutput* out) {
+  int32_t R = 0;
+  FLASHTTS_TRY(compute_piece(piece, batch, first_out, kind, &R));
   switch (kind) {
     case OutputKind::Logits:
       for (int32_t r0 = 0; r0 < R; r0 += lm_rows_) {
@@ -337,6 +347,28 @@ Status Impl<S>::forward(std::span<const BatchEntry> batch, OutputKind kind, Forw
   auto pieces = plan_pieces(batch, o_.block_size, co_.max_tokens, layout_.max_table);
   if (!pieces) return pieces.error();
   for (const Piece& p : *pieces) FLASHTTS_TRY(run_piece(p, batch, first_out, kind, out));
+  return Status::success();
+}
+
+template <class S>
+Status Impl<S>::forward_on_device(std::span<const BatchEntry> batch, OutputKind kind, const float** d_out,
+                                  int32_t* n_rows) {
+  if (!deferred_.ok()) return std::exchange(deferred_, Status::success());
+  FLASHTTS_TRY(cuda::check_batch(c_, w_.output != w_.tok_embd, o_.n_blocks, o_.block_size, batch, kind));
+  FLASHTTS_CUDA_TRY(cudaSetDevice(stream_.device()), "cudaSetDevice");
+  auto pieces = plan_pieces(batch, o_.block_size, co_.max_tokens, layout_.max_table);
+  if (!pieces) return pieces.error();
+  if (pieces->size() != 1) return make_error("forward_on_device: the batch needs more than one device pass");
+  std::vector<int32_t> first_out = first_out_rows(batch);
+  int32_t rows = 0;
+  for (const BatchEntry& b : batch) rows += (int32_t)b.out_rows.size();
+  if (kind == OutputKind::Logits && rows > lm_rows_)
+    return make_error("forward_on_device: " + std::to_string(rows) + " logits rows, more than one pass holds (" +
+                      std::to_string(lm_rows_) + ")");
+  int32_t R = 0;
+  FLASHTTS_TRY(compute_piece(pieces->front(), batch, first_out, kind, &R));
+  *n_rows = R;
+  *d_out = kind == OutputKind::Logits ? logits_ : kind == OutputKind::Hidden ? hid_ : score_;
   return Status::success();
 }
 

@@ -43,6 +43,13 @@ class CudaBackend : public Backend {
   virtual int32_t graphs_captured() const = 0;
   virtual int64_t graph_replays() const = 0;
   virtual cudaStream_t stream() const = 0;
+  // forward() that leaves its output on the device: *d_out = (n_rows, width)
+  // f32 rows in batch order, valid until the next call. For the batches one
+  // device pass takes (<= max_tokens tokens, <= logits_rows output rows);
+  // others are an error. What GPU sampling (gpu/cuda/sampling.h) and the
+  // benchmarks read, with no logits crossing to the host.
+  virtual Status forward_on_device(std::span<const BatchEntry> batch, OutputKind kind, const float** d_out,
+                                   int32_t* n_rows) = 0;
   // Blocks until the stream's work is done (forward() already does).
   virtual Status synchronize() = 0;
 };
