@@ -78,6 +78,7 @@ class Impl final : public CudaBackend {
   Stream stream_;
   DeviceBuffer work_, kv_;
   PinnedBuffer pinned_;
+  Event meta_read_;  // the last upload from pinned_meta_ is done: the host may rewrite it
   Blas blas_;
   DeviceWeights<S> w_;
   GraphCache graphs_;
@@ -183,6 +184,9 @@ Expected<std::unique_ptr<CudaBackend>> Impl<S>::create(ModelConfig c, ModelWeigh
   b->pinned_meta_ = static_cast<int32_t*>(b->pinned_.get());
   b->pinned_out_ = reinterpret_cast<float*>(b->pinned_meta_ + b->layout_.total());
 
+  auto ev = Event::create();
+  if (!ev) return ev.error();
+  b->meta_read_ = std::move(ev).value();
   auto blas = Blas::create(b->stream_.get(), b->blas_ws_, kBlasWorkspace);
   if (!blas) return blas.error();
   b->blas_ = std::move(blas).value();
@@ -196,6 +200,8 @@ void Impl<S>::copy_blocks(std::span<const BlockCopy> copies) {
   const size_t chunk = layout_.total() / 2;
   for (size_t begin = 0; begin < copies.size() && deferred_.ok(); begin += chunk) {
     const size_t n = std::min(chunk, copies.size() - begin);
+    deferred_ = check(cudaEventSynchronize(meta_read_.get()), "copy_blocks");
+    if (!deferred_.ok()) break;
     for (size_t i = 0; i < n; ++i) {
       pinned_meta_[2 * i] = copies[begin + i].src;
       pinned_meta_[2 * i + 1] = copies[begin + i].dst;
@@ -204,9 +210,10 @@ void Impl<S>::copy_blocks(std::span<const BlockCopy> copies) {
                                       stream_.get()),
                       "copy_blocks upload");
     if (!deferred_.ok()) break;
+    deferred_ = check(cudaEventRecord(meta_read_.get(), stream_.get()), "copy_blocks");
+    if (!deferred_.ok()) break;
     copy_kv_blocks(kv_.get(), meta_, (int32_t)n, c_.n_layers, o_.n_blocks, block_bytes, stream_.get());
     deferred_ = check_launch("copy_kv_blocks");
-    if (deferred_.ok()) deferred_ = synchronize();  // the pinned pairs are reused at once
   }
 }
 
@@ -294,6 +301,8 @@ Status Impl<S>::download(const float* src, int32_t rows, int32_t width, int32_t 
 template <class S>
 Status Impl<S>::compute_piece(const Piece& piece, std::span<const BatchEntry> batch,
                               std::span<const int32_t> first_out, OutputKind kind, int32_t* R_out) {
+  // forward_on_device() returns before the stream ran: its upload may still read pinned_meta_.
+  FLASHTTS_CUDA_TRY(cudaEventSynchronize(meta_read_.get()), "batch upload");
   const size_t n_meta = fill_meta(piece, batch, first_out, o_.block_size, layout_, pinned_meta_, &out_token_,
                                   &out_global_);
   const int32_t T = piece.n_tokens, R = (int32_t)out_token_.size();
@@ -302,6 +311,7 @@ Status Impl<S>::compute_piece(const Piece& piece, std::span<const BatchEntry> ba
   FLASHTTS_CUDA_TRY(cudaMemcpyAsync(meta_, pinned_meta_, n_meta * sizeof(int32_t), cudaMemcpyHostToDevice,
                                     stream_.get()),
                     "batch upload");
+  FLASHTTS_CUDA_TRY(cudaEventRecord(meta_read_.get(), stream_.get()), "batch upload");
   const bool decode = std::all_of(piece.parts.begin(), piece.parts.end(), [](const PiecePart& p) { return p.count == 1; });
   auto body = [&] { return enqueue_body(T, R, kind); };
   if (!decode) return body();

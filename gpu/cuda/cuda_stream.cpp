@@ -85,6 +85,24 @@ PinnedBuffer::~PinnedBuffer() {
   if (p_) cudaFreeHost(p_);
 }
 
+Expected<Event> Event::create() {
+  Event e;
+  FLASHTTS_CUDA_TRY(cudaEventCreateWithFlags(&e.e_, cudaEventDisableTiming), "cudaEventCreate");
+  return e;
+}
+
+Event& Event::operator=(Event&& o) noexcept {
+  if (this != &o) {
+    if (e_) cudaEventDestroy(e_);
+    e_ = std::exchange(o.e_, nullptr);
+  }
+  return *this;
+}
+
+Event::~Event() {
+  if (e_) cudaEventDestroy(e_);
+}
+
 Expected<Blas> Blas::create(cudaStream_t stream, void* ws, size_t ws_bytes) {
   Blas b;
   FLASHTTS_TRY(check(cublasCreate(&b.h_), "cublasCreate"));

@@ -66,6 +66,20 @@ class PinnedBuffer {
   size_t n_ = 0;
 };
 
+// An event without timing, to know when the stream is past a point.
+class Event {
+ public:
+  Event() = default;
+  static Expected<Event> create();
+  Event(Event&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
+  Event& operator=(Event&& o) noexcept;
+  ~Event();
+  cudaEvent_t get() const { return e_; }
+
+ private:
+  cudaEvent_t e_ = nullptr;
+};
+
 class Blas {
  public:
   Blas() = default;
