@@ -12,7 +12,8 @@
 # Usage: bench/gpu_suite.sh [all|test|bench]   (default all)
 # Binaries come from .gpu-pack/pack.tar.xz (bench/gpu_pack.sh, run on the
 # development machine and carried) or, when absent, are built here with
-# -DCMAKE_CUDA_ARCHITECTURES=native (needs the project's build dependencies).
+# -DCMAKE_CUDA_ARCHITECTURES=native (needs the project's build dependencies),
+# also when the packed binaries cannot start there.
 # A test that reports SKIPPED on a GPU machine means the device was not found:
 # the summary flags it as a failure of the run.
 set -uo pipefail
@@ -36,16 +37,23 @@ say "environment"
   python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' 2>&1
 } | tee "$OUT/env.txt" >>"$log"
 
-# Binaries: the carried pack, else a build here.
+# Binaries: the carried pack, else (or when the packed ones cannot start) a build here.
+BIN="" TESTS=""
 if [[ -f "$root/.gpu-pack/pack.tar.xz" ]]; then
   pack=/tmp/flashtts-pack
   rm -rf "$pack" && mkdir -p "$pack" && tar -C "$pack" -xJf "$root/.gpu-pack/pack.tar.xz"
   echo "pack built at commit $(cat "$pack/COMMIT")" | tee -a "$OUT/env.txt" "$log"
   cuda_libs=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], "lib"))' 2>/dev/null || true)
   export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:${cuda_libs}:${LD_LIBRARY_PATH:-}"
-  BIN="$pack/bin" TESTS="$pack/tests"
-else
-  say "building (no .gpu-pack): $(elapsed)"
+  if "$pack/bin/flashtts-bench-cuda" --help >/dev/null 2>&1 && "$pack/tests/batch_plan_test" >/dev/null 2>&1; then
+    BIN="$pack/bin" TESTS="$pack/tests"
+  else
+    echo "packed binaries do not start here:" | tee -a "$log"
+    ldd "$pack/bin/flashtts-bench-cuda" 2>&1 | grep -E "not found|version" | tee -a "$log"
+  fi
+fi
+if [[ -z "$BIN" ]]; then
+  say "building here (-DCMAKE_CUDA_ARCHITECTURES=native): $(elapsed)"
   run cmake -S "$root" -B "$root/build-gpu" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHTTS_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES=native || { echo "configure failed" | tee -a "$log"; exit 1; }
   run cmake --build "$root/build-gpu" -j"$(nproc)" || { echo "build failed" | tee -a "$log"; exit 1; }
