@@ -33,14 +33,14 @@
 #include "gpu/model_loader.h"
 #endif
 
-using namespace flashtts;
-
 #if !defined(FLASHTTS_HAVE_CUDA)
 int main() {
   std::fprintf(stderr, "flashtts-bench-cuda: this build has no CUDA backend (configure with -DFLASHTTS_CUDA=ON)\n");
   return 2;
 }
 #else
+
+using namespace flashtts;
 
 namespace {
 
