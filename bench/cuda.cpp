@@ -248,7 +248,8 @@ int main(int argc, char** argv) {
     }
     const double sec = median(t), tokens = (double)n_seq * len;
     const double kv_bytes = tokens * b.kv_bytes_per_token();
-    rows.push_back({"prefill", n_seq, tokens / sec, sec * 1e3, weight_bytes + kv_bytes, (weight_bytes + kv_bytes) / bw / sec});
+    const double bytes = weight_bytes + kv_bytes;
+    rows.push_back({"prefill", n_seq, tokens / sec, sec * 1e3, bytes, bytes / bw / sec});
     std::printf("prefill %d x %d tokens: %.0f tokens/s, %.1f ms/pass, %.1f TFLOP/s = %.2f of the measured GEMM rate\n",
                 n_seq, len, tokens / sec, sec * 1e3, flop_per_token * tokens / sec / 1e12,
                 flop_per_token * tokens / sec / flops);
@@ -294,8 +295,10 @@ int main(int argc, char** argv) {
       for (int s = 0; s < B; ++s) next[s] = (next[s] + s) % cfg.vocab_size;
     }
     const double ctx_mid = context + steps / 2.0;
-    const double bytes = weight_bytes + B * ctx_mid * b.kv_bytes_per_token() + (prm ? 0.0 : B * (double)cfg.vocab_size * 4);
-    for (auto [what, t] : {std::pair{"decode (device sampling)", &t_dev}, std::pair{"decode (logits to host)", &t_host}}) {
+    const double bytes =
+        weight_bytes + B * ctx_mid * b.kv_bytes_per_token() + (prm ? 0.0 : B * (double)cfg.vocab_size * 4);
+    for (auto [what, t] :
+         {std::pair{"decode (device sampling)", &t_dev}, std::pair{"decode (logits to host)", &t_host}}) {
       if (t->empty()) continue;
       const double sec = median(*t);
       rows.push_back({what, B, B / sec, sec * 1e3, bytes, bytes / bw / sec});

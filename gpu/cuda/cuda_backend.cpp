@@ -312,7 +312,8 @@ Status Impl<S>::compute_piece(const Piece& piece, std::span<const BatchEntry> ba
                                     stream_.get()),
                     "batch upload");
   FLASHTTS_CUDA_TRY(cudaEventRecord(meta_read_.get(), stream_.get()), "batch upload");
-  const bool decode = std::all_of(piece.parts.begin(), piece.parts.end(), [](const PiecePart& p) { return p.count == 1; });
+  const bool decode =
+      std::all_of(piece.parts.begin(), piece.parts.end(), [](const PiecePart& p) { return p.count == 1; });
   auto body = [&] { return enqueue_body(T, R, kind); };
   if (!decode) return body();
   const int64_t key = ((int64_t)T * (co_.max_tokens + 1) + R) * 4 + (int64_t)kind;

@@ -25,8 +25,10 @@ class Uploader {
     if (v->empty() && !required) return nullptr;
     float* d = carve_.take<float>(expect);
     if (d && status_.ok()) {
-      if (v->size() != expect) fail(v->size(), expect);
-      else status_ = check(cudaMemcpyAsync(d, v->data(), expect * sizeof(float), cudaMemcpyHostToDevice, st_), "upload");
+      if (v->size() != expect)
+        fail(v->size(), expect);
+      else
+        status_ = check(cudaMemcpyAsync(d, v->data(), expect * sizeof(float), cudaMemcpyHostToDevice, st_), "upload");
     }
     release(v);
     return d;
@@ -65,7 +67,8 @@ class Uploader {
         else if (v->size() != n)
           fail(v->size(), n);
         else
-          status_ = check(cudaMemcpyAsync(d + off, v->data(), n * sizeof(float), cudaMemcpyHostToDevice, st_), "upload");
+          status_ = check(cudaMemcpyAsync(d + off, v->data(), n * sizeof(float), cudaMemcpyHostToDevice, st_),
+                          "upload");
       }
       release(v);
       off += n;

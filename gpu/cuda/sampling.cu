@@ -75,7 +75,8 @@ __global__ void sample_kernel(const float* __restrict__ logits, const float* __r
     using Reduce = cub::BlockReduce<ArgMax, kThreads>;
     __shared__ typename Reduce::TempStorage red;
     ArgMax best{-INFINITY, vocab};
-    for (int32_t i = threadIdx.x; i < vocab; i += kThreads) best = ArgMaxOp()(best, ArgMax{logits[(size_t)r * vocab + i], i});
+    for (int32_t i = threadIdx.x; i < vocab; i += kThreads)
+      best = ArgMaxOp()(best, ArgMax{logits[(size_t)r * vocab + i], i});
     best = Reduce(red).Reduce(best, ArgMaxOp());
     if (threadIdx.x == 0) tokens[r] = best.i < vocab ? best.i : 0;
     return;

@@ -74,7 +74,8 @@ void check_case(const Case& k, double tol) {
   std::copy_n(k0.begin(), (size_t)shared * bs * kv_dim, k1.begin());
   std::copy_n(v0.begin(), (size_t)shared * bs * kv_dim, v1.begin());
   std::vector<S> pool((size_t)n_blocks * 2 * bs * kv_dim, to_s<S>(NAN));  // unwritten slots poison the result
-  auto put = [&](const std::vector<int32_t>& tab, const std::vector<float>& kd, const std::vector<float>& vd, int32_t len) {
+  auto put = [&](const std::vector<int32_t>& tab, const std::vector<float>& kd, const std::vector<float>& vd,
+                 int32_t len) {
     for (int32_t p = 0; p < len; ++p)
       for (int32_t i = 0; i < kv_dim; ++i) {
         size_t base = ((size_t)tab[p / bs] * 2 * bs + p % bs) * kv_dim + i;

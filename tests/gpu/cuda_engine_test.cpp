@@ -57,7 +57,8 @@ TEST_P(CudaEngine, ForksAndChunkedPrefillMatchTheCpuEngine) {
   for (int k = 0; k < 8; ++k) {
     for (Engine* e : {cpu.get(), gpu.get()})
       for (int64_t s : {1, 2, 3}) e->append(s, std::vector<int32_t>{(int32_t)((k * 13 + s) % V)});
-    std::vector<RunItem> three = {{1, RowSelect::Last, 0, {}}, {2, RowSelect::Last, 0, {}}, {3, RowSelect::Last, 0, {}}};
+    std::vector<RunItem> three = {
+        {1, RowSelect::Last, 0, {}}, {2, RowSelect::Last, 0, {}}, {3, RowSelect::Last, 0, {}}};
     step(three);
   }
 }
