@@ -10,6 +10,26 @@ namespace {
 
 constexpr int kWarps = 4;
 
+// D contiguous values of S in one load when they are aligned to D values:
+// every K/V row offset is a multiple of hd, so `hd % D == 0` suffices.
+template <int Bytes>
+struct alignas(Bytes) Pack {
+  unsigned char b[Bytes];
+};
+
+template <class S, int D>
+__device__ __forceinline__ void load_dims(const S* row, int32_t d0, int32_t hd, bool whole, float (&out)[D]) {
+  if (whole && d0 + D <= hd) {
+    const Pack<D * sizeof(S)> p = *reinterpret_cast<const Pack<D * sizeof(S)>*>(row + d0);
+    const S* v = reinterpret_cast<const S*>(p.b);
+#pragma unroll
+    for (int d = 0; d < D; ++d) out[d] = to_float(v[d]);
+  } else {
+#pragma unroll
+    for (int d = 0; d < D; ++d) out[d] = d0 + d < hd ? to_float(row[d0 + d]) : 0.0f;
+  }
+}
+
 // D = dims each lane holds (hd <= 32 * D); lanes own contiguous dims
 // [lane*D, lane*D + D) so a warp reads a K/V vector in one coalesced sweep.
 template <class S, int D>
@@ -33,6 +53,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int32_t begin = first + split * per_split, end = min(pos + 1, begin + per_split);
   const int32_t* table = m.tables + m.table_off[m.entry[t]];
   const float scale = rsqrtf((float)s.hd);
+  const bool whole = s.hd % D == 0;  // vector loads of K and V
 
   float qr[kAttnGroup][D], acc[kAttnGroup][D], mx[kAttnGroup], l[kAttnGroup];
 #pragma unroll
@@ -52,12 +73,8 @@ __global__ void __launch_bounds__(kWarps * 32)
                   (int64_t)g * s.hd;
     const S* vp = kp + (int64_t)kv.block_size * kv.kv_dim;
     float kr[D], vr[D];
-#pragma unroll
-    for (int d = 0; d < D; ++d) {
-      const bool in = d0 + d < s.hd;
-      kr[d] = in ? to_float(kp[d0 + d]) : 0.0f;
-      vr[d] = in ? to_float(vp[d0 + d]) : 0.0f;
-    }
+    load_dims<S, D>(kp, d0, s.hd, whole, kr);
+    load_dims<S, D>(vp, d0, s.hd, whole, vr);
 #pragma unroll
     for (int j = 0; j < kAttnGroup; ++j) {
       if (j >= nq) break;
