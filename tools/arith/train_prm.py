@@ -93,12 +93,57 @@ def sample_policy(policy_dir: str, problems, temperature: float, batch: int, max
     return out
 
 
-def build_examples(rng, policy_dir, n_samples, temperature, n_synth, sample_batch, max_new):
+def policy_samples(policy_dir, probs, temperature, sample_batch, max_new, cache):
+    """The policy's solutions to `probs`, read from `cache` (JSONL) when it
+    exists, else sampled and written there (sampling is the slow part)."""
+    if cache and os.path.exists(cache):
+        with open(cache) as f:
+            rows = [json.loads(line) for line in f]
+        return [(data.parse_problem(r["problem"]), r["text"]) for r in rows]
+    out = sample_policy(policy_dir, probs, temperature, sample_batch, max_new)
+    if cache:
+        with open(cache, "w") as f:
+            for p, text in out:
+                f.write(json.dumps({"problem": p.text, "text": text}) + "\n")
+    return out
+
+
+def token_labels(tok, p, steps, step_labels, tag_id):
+    """The PRM input of (p, steps) with its supervised positions: every step
+    tag, labelled with its step's label (what the PRM is read at), and every
+    token of the steps, labelled 1 while the text so far is still the prefix
+    of a right step after right steps (dense supervision: the model learns
+    where a step goes wrong, not only that it did). Returns (ids, positions,
+    labels, is_tag) or None when the pieces do not tokenize as the whole."""
+    refs = data.solution_steps(p)
+    ids = tok.encode(arith_tok.chat_prompt(p.text), add_special_tokens=False)
+    pos, lab, is_tag = [], [], []
+    ok = True
+    for step, label in zip(steps, step_labels):
+        sids = tok.encode(step, add_special_tokens=False)
+        for j in range(len(sids)):
+            pre = tok.decode(sids[:j + 1]).lstrip()
+            pos.append(len(ids) + j)
+            lab.append(int(ok and any(r.startswith(pre) for r in refs)))
+            is_tag.append(False)
+        ids += sids
+        pos.append(len(ids))
+        lab.append(label)
+        is_tag.append(True)
+        ids.append(tag_id)
+        ok = ok and bool(label)
+    ids += tok.encode("<|im_end|>\n", add_special_tokens=False)
+    if ids != tok.encode(prm_text(p.text, steps), add_special_tokens=False):
+        return None
+    return ids, pos, lab, is_tag
+
+
+def build_examples(rng, policy_dir, n_samples, temperature, n_synth, sample_batch, max_new, cache=""):
     """(problem, steps, labels) triples."""
     ex = []
     probs = [data.sample_problem(rng, 1, 6) for _ in range(n_samples)]
     if policy_dir and n_samples:
-        for p, text in sample_policy(policy_dir, probs, temperature, sample_batch, max_new):
+        for p, text in policy_samples(policy_dir, probs, temperature, sample_batch, max_new, cache):
             steps = [s.replace(TAG, "") for s in data.split_steps(text)][:12]
             if steps:
                 ex.append((p, steps, data.label_steps(p, steps)))
@@ -135,6 +180,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--samples-file", default="", help="JSONL cache of the policy's samples (read if it exists)")
+    ap.add_argument("--token-labels", type=int, default=1,
+                    help="1: also supervise every step token with 'still right so far' (0: step tags only)")
     ap.add_argument("--fresh", action="store_true",
                     help="random PRM body (default: start from the policy's body, which already reads the task)")
     a = ap.parse_args()
@@ -153,7 +201,8 @@ def main():
     tag_id = tok.convert_tokens_to_ids(TAG)
     pad_id = tok.convert_tokens_to_ids("<|endoftext|>")
     rng = random.Random(a.seed + 3)
-    ex = build_examples(rng, a.policy, a.samples, a.temperature, a.synthetic, a.sample_batch, a.max_new)
+    ex = build_examples(rng, a.policy, a.samples, a.temperature, a.synthetic, a.sample_batch, a.max_new,
+                        a.samples_file)
     held = set(p.text for p in data.test_set())
     ex = [e for e in ex if e[0].text not in held]
     n_pos = sum(sum(l) for _, _, l in ex)
@@ -161,10 +210,16 @@ def main():
     print(f"{len(ex)} solutions, {n_lab} steps, {n_pos / max(1, n_lab):.2f} good; {time.time() - t0:.0f}s", flush=True)
     enc = []
     for p, steps, labels in ex:
-        ids = tok.encode(prm_text(p.text, steps), add_special_tokens=False)
-        pos = [i for i, t in enumerate(ids) if t == tag_id]
-        if len(pos) == len(labels):
-            enc.append((ids, pos, labels))
+        e = token_labels(tok, p, steps, labels, tag_id)
+        if e is None:
+            continue
+        ids, pos, lab, is_tag = e
+        if not a.token_labels:
+            pos = [q for q, t in zip(pos, is_tag) if t]
+            lab = [v for v, t in zip(lab, is_tag) if t]
+            is_tag = [True] * len(pos)
+        enc.append((ids, pos, lab, is_tag))
+    print(f"{len(enc)} encoded, {sum(len(e[1]) for e in enc)} supervised positions", flush=True)
     cfg = Qwen2Config(vocab_size=len(tok), hidden_size=a.hidden, intermediate_size=a.inter,
                       num_hidden_layers=a.layers, num_attention_heads=a.heads, num_key_value_heads=a.kv_heads,
                       max_position_embeddings=512, rope_theta=10000.0, rms_norm_eps=1e-6,
@@ -192,18 +247,21 @@ def main():
     net.train()
     for step in range(1, a.steps + 1):
         b = [enc[rng.choice(train)] for _ in range(a.batch)]
-        n = max(len(ids) for ids, _, _ in b)
+        n = max(len(ids) for ids, _, _, _ in b)
         x = torch.full((len(b), n), pad_id, dtype=torch.long)
         m = torch.zeros((len(b), n), dtype=torch.long)
-        rows, cols, ys = [], [], []
-        for i, (ids, pos, labels) in enumerate(b):
+        rows, cols, ys, tags = [], [], [], []
+        for i, (ids, pos, labels, is_tag) in enumerate(b):
             x[i, :len(ids)] = torch.tensor(ids)
             m[i, :len(ids)] = 1
             rows += [i] * len(pos)
             cols += pos
             ys += labels
-        logits = net(x, m)[rows, cols]
-        loss = torch.nn.functional.cross_entropy(logits, torch.tensor(ys))
+            tags += is_tag
+        ce = torch.nn.functional.cross_entropy(net(x, m)[rows, cols], torch.tensor(ys), reduction="none")
+        tag = torch.tensor(tags)
+        # The step tags (what inference reads) and the step tokens weigh alike.
+        loss = ce[tag].mean() + (ce[~tag].mean() if (~tag).any() else 0.0)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -215,13 +273,15 @@ def main():
     right = total = 0
     with torch.no_grad():
         for j in val:
-            ids, pos, labels = enc[j]
-            pred = net(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0, pos].argmax(-1).tolist()
-            right += sum(int(p == l) for p, l in zip(pred, labels))
-            total += len(labels)
+            ids, pos, labels, is_tag = enc[j]
+            tag_pos = [q for q, t in zip(pos, is_tag) if t]
+            tag_lab = [v for v, t in zip(labels, is_tag) if t]
+            pred = net(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0, tag_pos].argmax(-1).tolist()
+            right += sum(int(p == l) for p, l in zip(pred, tag_lab))
+            total += len(tag_lab)
     prm.save(a.out, a.dtype)
     summary = {"solutions": len(ex), "steps_labelled": n_lab, "good_fraction": round(n_pos / max(1, n_lab), 3),
-               "train_steps": a.steps, "body": "random" if a.fresh or not a.policy else "policy", "val_step_accuracy": round(right / max(1, total), 4), "seed": a.seed,
+               "train_steps": a.steps, "token_labels": a.token_labels, "body": "random" if a.fresh or not a.policy else "policy", "val_step_accuracy": round(right / max(1, total), 4), "seed": a.seed,
                "seconds": round(time.time() - t0)}
     print(json.dumps(summary), flush=True)
     with open(os.path.join(a.out, "train_summary.json"), "w") as f:
