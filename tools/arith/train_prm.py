@@ -183,6 +183,7 @@ def main():
     ap.add_argument("--samples-file", default="", help="JSONL cache of the policy's samples (read if it exists)")
     ap.add_argument("--token-labels", type=int, default=1,
                     help="1: also supervise every step token with 'still right so far' (0: step tags only)")
+    ap.add_argument("--init", default="", help="continue from this PRM folder (its weights)")
     ap.add_argument("--fresh", action="store_true",
                     help="random PRM body (default: start from the policy's body, which already reads the task)")
     a = ap.parse_args()
@@ -235,6 +236,10 @@ def main():
         del pol
     else:
         prm = PRM(cfg)
+    if a.init:
+        from safetensors.torch import load_file
+        prm.net.load_state_dict({k: v.float() for k, v in load_file(os.path.join(a.init, "model.safetensors")).items()})
+        print(f"PRM weights from {a.init}", flush=True)
     net = prm.net
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
     warm = min(100, a.steps // 10 + 1)
@@ -281,7 +286,7 @@ def main():
             total += len(tag_lab)
     prm.save(a.out, a.dtype)
     summary = {"solutions": len(ex), "steps_labelled": n_lab, "good_fraction": round(n_pos / max(1, n_lab), 3),
-               "train_steps": a.steps, "token_labels": a.token_labels, "body": "random" if a.fresh or not a.policy else "policy", "val_step_accuracy": round(right / max(1, total), 4), "seed": a.seed,
+               "train_steps": a.steps, "init": a.init, "token_labels": a.token_labels, "body": "random" if a.fresh or not a.policy else "policy", "val_step_accuracy": round(right / max(1, total), 4), "seed": a.seed,
                "seconds": round(time.time() - t0)}
     print(json.dumps(summary), flush=True)
     with open(os.path.join(a.out, "train_summary.json"), "w") as f:
