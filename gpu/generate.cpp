@@ -49,7 +49,7 @@ Expected<std::vector<GenerateResult>> generate(Engine& engine, std::span<const G
   RunResult run;
   while (!active.empty()) {
     items.clear();
-    for (size_t i : active) items.push_back({seq[i], RowSelect::Last, 0});
+    for (size_t i : active) items.push_back({seq[i], RowSelect::Last, 0, {}});
     FLASHTTS_TRY(engine.run(items, OutputKind::Logits, &run));
     if (!run.starved.empty())
       return make_error("generate: the KV budget cannot hold " + std::to_string(active.size()) +

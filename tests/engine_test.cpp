@@ -9,16 +9,12 @@
 
 #include "gpu/engine.h"
 #include "gpu/generate.h"
+#include "tests/test_support.h"
 
 namespace flashtts {
 namespace {
 
-std::vector<float> randn(std::mt19937& rng, size_t n, float stdev, float mean = 0.0f) {
-  std::normal_distribution<float> d(mean, stdev);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::randn;
 
 // A small random Qwen2-shaped model held in memory: GQA, q/k/v bias, untied.
 std::pair<ModelConfig, ModelWeights> tiny_model(uint32_t seed, PrmKind prm = PrmKind::None) {

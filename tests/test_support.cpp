@@ -1,5 +1,7 @@
 #include "tests/test_support.h"
 
+#include <random>
+
 #include <gtest/gtest.h>
 
 #include "runtime/mailbox.h"
@@ -9,6 +11,13 @@
 #include <unistd.h>
 
 namespace flashtts::test {
+
+std::vector<float> randn(std::mt19937& rng, size_t n, float stdev, float mean) {
+  std::normal_distribution<float> d(mean, stdev);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
 
 std::filesystem::path testdata_dir() {
   std::filesystem::path p = FLASHTTS_TESTDATA;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <random>
 #include <string>
 
 namespace flashtts::test {
@@ -43,6 +44,9 @@ int run_command(const std::string& cmd, std::string* out);
 #include "runtime/supervisor.h"
 
 namespace flashtts::test {
+
+// n normal draws (mean, stdev) from rng: random weights built in memory.
+std::vector<float> randn(std::mt19937& rng, size_t n, float stdev, float mean = 0.0f);
 
 // A tiny random-weight Qwen2 policy and Qwen2 PRM written once per test
 // process by flashtts-mkmodel: <dir>/policy and <dir>/prm.

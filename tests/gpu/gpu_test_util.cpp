@@ -1,4 +1,5 @@
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/test_support.h"
 
 #include <cmath>
 #include <random>
@@ -13,17 +14,6 @@ std::shared_ptr<const DeviceContext> cuda_device(std::string* why) {
   }
   return *d;
 }
-
-namespace {
-
-std::vector<float> randn(std::mt19937& rng, size_t n, float stdev, float mean = 0.0f) {
-  std::normal_distribution<float> d(mean, stdev);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-}  // namespace
 
 std::pair<ModelConfig, ModelWeights> random_model(const RandomModelSpec& s) {
   ModelConfig c;
