@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "gpu/backend.h"
+#include "gpu/batch_check.h"
 #include "gpu/cpu/kernels.h"
 #include "gpu/cpu/thread_pool.h"
 
@@ -60,7 +61,6 @@ class CpuBackend final : public Backend {
     return block_ptr(layer, block) + ((size_t)kv * o_.block_size + slot) * kv_dim_;
   }
 
-  Status validate(std::span<const BatchEntry> batch, OutputKind kind) const;
   void attention(int64_t layer, std::span<const BatchEntry> batch);
   void head(OutputKind kind, ForwardOutput* out);
 
@@ -85,43 +85,8 @@ class CpuBackend final : public Backend {
   std::vector<float> mid_;        // (h) classifier PRM hidden layer
 };
 
-Status CpuBackend::validate(std::span<const BatchEntry> batch, OutputKind kind) const {
-  if (kind == OutputKind::Score && c_.prm.kind == PrmKind::None)
-    return make_error("forward: Score output asked of a model that is not a PRM (" + c_.architecture + ")");
-  if (kind == OutputKind::Logits && c_.prm.kind == PrmKind::Classifier && w_.lm_head.empty())
-    return make_error("forward: Logits asked of a PRM without an LM head (" + c_.architecture + ")");
-  if (kind == OutputKind::Score && c_.prm.kind == PrmKind::LmLogits) {
-    auto bad_id = [&](int32_t id) { return id < 0 || id >= c_.vocab_size; };
-    if (bad_id(c_.prm.good_token_id) || bad_id(c_.prm.bad_token_id))
-      return make_error("forward: LM-logit PRM has no valid good/bad token ids (good=" +
-                        std::to_string(c_.prm.good_token_id) + ", bad=" + std::to_string(c_.prm.bad_token_id) + ")");
-  }
-  for (size_t e = 0; e < batch.size(); ++e) {
-    const BatchEntry& b = batch[e];
-    if (b.tokens.empty()) return make_error("forward: batch entry " + std::to_string(e) + " has no tokens");
-    if (b.n_past < 0) return make_error("forward: batch entry " + std::to_string(e) + " has negative n_past");
-    int64_t end = (int64_t)b.n_past + (int64_t)b.tokens.size();
-    if (c_.max_position > 0 && end > c_.max_position)
-      return make_error("forward: sequence of " + std::to_string(end) + " tokens exceeds max_position_embeddings " +
-                        std::to_string(c_.max_position));
-    if ((int64_t)b.block_table.size() * o_.block_size < end)
-      return make_error("forward: block table of entry " + std::to_string(e) + " too short for " +
-                        std::to_string(end) + " tokens");
-    for (int32_t blk : b.block_table)
-      if (blk < 0 || blk >= o_.n_blocks) return make_error("forward: block id " + std::to_string(blk) + " out of range");
-    for (int32_t t : b.tokens)
-      if (t < 0 || t >= c_.vocab_size)
-        return make_error("forward: token id " + std::to_string(t) + " outside the vocabulary (" +
-                          std::to_string(c_.vocab_size) + ")");
-    for (int32_t r : b.out_rows)
-      if (r < 0 || r >= (int32_t)b.tokens.size())
-        return make_error("forward: output row " + std::to_string(r) + " outside entry " + std::to_string(e));
-  }
-  return Status::success();
-}
-
 Status CpuBackend::forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) {
-  FLASHTTS_TRY(validate(batch, kind));
+  FLASHTTS_TRY(check_batch(c_, !w_.lm_head.empty(), o_.n_blocks, o_.block_size, batch, kind));
   const int64_t h = c_.hidden_size, f = c_.intermediate_size, hd = c_.head_dim;
 
   int64_t T = 0;
@@ -281,7 +246,7 @@ void CpuBackend::head(OutputKind kind, ForwardOutput* out) {
         break;
       }
       case PrmKind::None:
-        break;  // rejected by validate()
+        break;  // rejected by check_batch()
     }
   }
 }

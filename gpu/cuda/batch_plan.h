@@ -15,15 +15,11 @@
 #include <vector>
 
 #include "gpu/backend.h"
+#include "gpu/batch_check.h"
 #include "gpu/model_config.h"
 #include "runtime/status.h"
 
 namespace flashtts::cuda {
-
-// The checks the CPU backend makes (token ids, block tables, output rows,
-// the output kind against the model): the same errors, word for word.
-Status check_batch(const ModelConfig& c, bool has_lm_head, int32_t n_blocks, int32_t block_size,
-                   std::span<const BatchEntry> batch, OutputKind kind);
 
 struct PiecePart {
   int32_t entry = 0;  // index in the batch

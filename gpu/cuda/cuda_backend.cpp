@@ -346,7 +346,7 @@ Status Impl<S>::run_piece(const Piece& piece, std::span<const BatchEntry> batch,
 template <class S>
 Status Impl<S>::forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) {
   if (!deferred_.ok()) return std::exchange(deferred_, Status::success());
-  FLASHTTS_TRY(cuda::check_batch(c_, w_.output != w_.tok_embd, o_.n_blocks, o_.block_size,
+  FLASHTTS_TRY(check_batch(c_, w_.output != w_.tok_embd, o_.n_blocks, o_.block_size,
                                  batch, kind));
   FLASHTTS_CUDA_TRY(cudaSetDevice(stream_.device()), "cudaSetDevice");
   std::vector<int32_t> first_out = first_out_rows(batch);
@@ -365,7 +365,7 @@ template <class S>
 Status Impl<S>::forward_on_device(std::span<const BatchEntry> batch, OutputKind kind, const float** d_out,
                                   int32_t* n_rows) {
   if (!deferred_.ok()) return std::exchange(deferred_, Status::success());
-  FLASHTTS_TRY(cuda::check_batch(c_, w_.output != w_.tok_embd, o_.n_blocks, o_.block_size, batch, kind));
+  FLASHTTS_TRY(check_batch(c_, w_.output != w_.tok_embd, o_.n_blocks, o_.block_size, batch, kind));
   FLASHTTS_CUDA_TRY(cudaSetDevice(stream_.device()), "cudaSetDevice");
   auto pieces = plan_pieces(batch, o_.block_size, co_.max_tokens, layout_.max_table);
   if (!pieces) return pieces.error();
