@@ -29,6 +29,17 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def make_optimizer(params, lr: float, steps: int):
+    """AdamW with a linear warm-up (a tenth of the steps, at most 100) and a
+    cosine decay to zero at `steps`: what both arith trainers use."""
+    import torch
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    warm = min(100, steps // 10 + 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    return opt, sched
+
+
 def make_model(vocab: int, hidden: int, layers: int, heads: int, kv_heads: int, inter: int, ids: dict):
     from transformers import Qwen2Config, Qwen2ForCausalLM
     cfg = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
@@ -122,10 +133,7 @@ def main():
         model = make_model(len(tok), a.hidden, a.layers, a.heads, a.kv_heads, a.inter, ids)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"params {nparams} vocab {len(tok)}", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warm = min(100, a.steps // 10 + 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / a.steps))))
+    opt, sched = make_optimizer(model.parameters(), a.lr, a.steps)
     rng = random.Random(a.seed + 2)  # training problems; the held-out set uses data.test_set's own seed
     held = set(p.text for p in data.test_set())
     eval_small = data.test_set()[:100]

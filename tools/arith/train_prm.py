@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import sys
@@ -27,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data  # noqa: E402
 import tokenizer as arith_tok  # noqa: E402
-from train_policy import seed_all  # noqa: E402
+from train_policy import make_optimizer, seed_all  # noqa: E402
 
 TAG = "<extra_0>"
 
@@ -241,10 +240,7 @@ def main():
         prm.net.load_state_dict({k: v.float() for k, v in load_file(os.path.join(a.init, "model.safetensors")).items()})
         print(f"PRM weights from {a.init}", flush=True)
     net = prm.net
-    opt = torch.optim.AdamW(net.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warm = min(100, a.steps // 10 + 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / a.steps))))
+    opt, sched = make_optimizer(net.parameters(), a.lr, a.steps)
     order = list(range(len(enc)))
     rng.shuffle(order)
     split = max(1, len(enc) // 20)  # 5% held out for the step accuracy
