@@ -56,6 +56,10 @@ struct Run {
   std::optional<double> temperature;
 };
 
+// Runs of several kinds (strategies, or a greedy baseline beside one) are
+// labelled with their strategy in every line, row and plot.
+bool compares(const EvalOpts& o) { return o.strategies.size() > 1 || o.greedy; }
+
 // Every run in order: the greedy baseline, then each strategy at each N.
 std::vector<Run> plan_runs(const EvalOpts& o) {
   std::vector<Run> runs;
@@ -64,7 +68,7 @@ std::vector<Run> plan_runs(const EvalOpts& o) {
   if (strategies.empty()) strategies.push_back(std::nullopt);
   for (const auto& st : strategies)
     for (int32_t n : o.ns) {
-      Run r{o.strategies.size() > 1 || o.greedy ? st.value_or("") : "", st, n, o.beam_width, o.temperature};
+      Run r{compares(o) ? st.value_or("") : "", st, n, o.beam_width, o.temperature};
       if (r.beam_width && *r.beam_width > n) r.beam_width = n;
       runs.push_back(r);
     }
@@ -362,7 +366,7 @@ int run_eval(const EvalOpts& o, const Globals& g) {
       } else {
         std::function<std::optional<std::string>()> idle;
         if (sup) idle = [&] { return sup->watch(std::chrono::milliseconds(0)); };
-        std::string* seen = o.strategies.size() > 1 || o.greedy ? nullptr : &strategy;
+        std::string* seen = compares(o) ? nullptr : &strategy;
         outs = run_one_n(*client, o, problems, run, o.out.empty() ? nullptr : &jsonl, seen, idle);
       }
     }  // the client socket closes before the actors stop
@@ -384,9 +388,7 @@ int run_eval(const EvalOpts& o, const Globals& g) {
   if (!rows.empty()) {
     std::string table = eval::markdown_table(rows), err;
     std::printf("\n%s", table.c_str());
-    std::string what = o.strategies.size() > 1 || o.greedy ? "strategies compared"
-                       : strategy.empty()                  ? "default strategy"
-                                                           : strategy;
+    std::string what = compares(o) ? "strategies compared" : strategy.empty() ? "default strategy" : strategy;
     std::string title = "flashtts eval: " + std::filesystem::path(o.dataset).filename().string() + ", " + what +
                         ", " + std::to_string(problems.size()) + " problems";
     if (!o.table.empty() && !write_file(o.table, table, &err)) rc = fail("eval", err);
