@@ -267,6 +267,37 @@ def corrupt_step(rng: random.Random, step: str) -> str:
     return f"{x} = {y} {op} {z} = {vy} {op2} {vz} = {r}"
 
 
+def result_errors(samples) -> dict:
+    """The policy's arithmetic slips, learnt from its own labelled solutions:
+    for each operator, the list of (written result - true result) at the first
+    wrong step whose only fault is its result. `samples` are (Problem, text)."""
+    out = {"+": [], "-": [], "*": []}
+    for p, text in samples:
+        for s in split_steps(text):
+            if check_step(p, s):
+                continue
+            m = _STEP.fullmatch(s.strip())
+            if m:
+                _, _, op, _, vy, op2, vz, r = m.groups()
+                true = apply(op, _num(vy), _num(vz)) if op2 == op else None
+                if true is not None and int(r) != true:
+                    out[op].append(int(r) - true)
+            break
+    return out
+
+
+def slip_step(rng: random.Random, step: str, errors: dict) -> str:
+    """A wrong version of a computation step the way the policy gets it wrong:
+    its result moved by a slip drawn from `errors` (see result_errors) for the
+    step's operator; other steps fall back to corrupt_step."""
+    m = _STEP.fullmatch(step.strip())
+    if not m or not errors.get(m.group(3)):
+        return corrupt_step(rng, step)
+    x, y, op, z, vy, op2, vz, r = m.groups()
+    v = int(r) + rng.choice(errors[op])
+    return f"{x} = {y} {op} {z} = {vy} {op2} {vz} = {v}"
+
+
 def _delta(rng: random.Random, v: int) -> int:
     choices = [1, -1, 2, -2, 10, -10, 9, -9, 11, -11, 100, -100]
     d = rng.choice(choices)
