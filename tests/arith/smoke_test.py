@@ -39,6 +39,17 @@ def main():
         assert s["train_steps"] == 3 and s["solutions"] > 0, s
         cfg = json.load(open(os.path.join(prm, "config.json")))
         assert cfg["architectures"] == ["Qwen2ForProcessRewardModel"], cfg
+        # The fresh-data modes: sibling pairs over the policy's body plus a new
+        # layer with the next-token loss, and the packed local-arithmetic curriculum.
+        prm2 = os.path.join(d, "prm-pairs")
+        stream = ["--policy", pol, "--samples", "4", "--sample-batch", "4", "--max-new", "24", "--steps", "3",
+                  "--batch", "4", "--threads", "1", "--token-labels", "0", "--stream"]
+        run([os.path.join(TOOLS, "train_prm.py"), "--out", prm2, "--pairs", "--extra-layers", "1", "--lm-weight",
+             "1", "--save-every", "2"] + stream)
+        s = json.load(open(os.path.join(prm2, "train_summary.json")))
+        assert s["stream"] and 0.0 <= s["val_step_accuracy"]["policy_pairs"] <= 1.0, s
+        assert json.load(open(os.path.join(prm2, "config.json")))["num_hidden_layers"] == 2
+        run([os.path.join(TOOLS, "train_prm.py"), "--out", os.path.join(d, "prm-local"), "--local", "4"] + stream)
         if os.path.exists(a.flashtts):
             out = subprocess.run([a.flashtts, "generate", "--model", pol, "--chat", "--prompt",
                                   "Let a = 5. Let b = a * 3. What is b?", "--temperature", "0", "--max-tokens", "8",
@@ -49,6 +60,10 @@ def main():
                                   "--threads", "1"], capture_output=True, text=True, check=True).stdout
             sc = json.loads(out)["step_scores"]
             assert len(sc) == 2 and all(0.0 <= x <= 1.0 for x in sc), sc
+            out = subprocess.run([a.flashtts, "score", "--prm", prm2, "--problem", "Let a = 5. Let b = a * 3. What is b?",
+                                  "--solution", "b = a * 3 = 5 * 3 = 15", "--json", "--threads", "1"],
+                                 capture_output=True, text=True, check=True).stdout
+            assert len(json.loads(out)["step_scores"]) == 1
     print(f"arith smoke test ok in {time.time() - t0:.1f}s")
 
 

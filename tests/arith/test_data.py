@@ -86,6 +86,26 @@ def test_parse_errors():
         raise AssertionError(t)
 
 
+def test_slips_are_the_policys():
+    # result_errors keeps only the result's deltas at each solution's first wrong step
+    p = data.parse_problem("Let a = 37. Let b = a * 4. Let c = b - 59. What is c?")
+    texts = ["b = a * 4 = 37 * 4 = 158\n\nc = b - 59 = 158 - 59 = 99",  # +10 on *, later steps ignored
+             "b = a * 4 = 37 * 4 = 148\n\nc = b - 59 = 148 - 59 = 88",  # -1 on -
+             "b = a * 4 = 36 * 4 = 144",  # a wrong operand, not a result slip
+             data.solution(p)]  # no slip at all
+    assert data.result_errors([(p, t) for t in texts]) == {"+": [], "-": [-1], "*": [10]}
+    rng = random.Random(1)
+    errors = {"+": [10], "-": [-1], "*": [20]}
+    for _ in range(50):
+        q = data.sample_problem(rng)
+        for step in data.solution_steps(q)[:-1]:
+            bad = data.slip_step(rng, step, errors)
+            assert not data.check_step(q, bad) and data.arithmetic_ok(bad) is False, (step, bad)
+            assert data.arithmetic_ok(step) is True
+    assert data.arithmetic_ok("The answer is \\boxed{3}.") is None
+    assert data.arithmetic_ok("b = a * 4 = 36 * 4 = 144") is True  # its own arithmetic is right
+
+
 if __name__ == "__main__":
     for name, fn in list(globals().items()):
         if name.startswith("test_") and callable(fn):

@@ -232,6 +232,16 @@ def check_step(p: Problem, step: str) -> bool:
         return False
 
 
+def arithmetic_ok(step: str):
+    """Is a computation step's result the result of its own written operands
+    (whatever the problem says)? None for a step that is not a computation."""
+    m = _STEP.fullmatch(step.strip())
+    if not m:
+        return None
+    _, _, op, _, vy, op2, vz, r = m.groups()
+    return op2 == op and apply(op, _num(vy), _num(vz)) == int(r)
+
+
 def label_steps(p: Problem, steps) -> list:
     """PRM labels: 1 for each step up to the first wrong one, 0 from there on."""
     labels, ok = [], True

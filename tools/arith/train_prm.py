@@ -176,6 +176,25 @@ def sibling_pair(rng, errors, slips, slip_frac):
     return p, ref[:k + 1], ref[:k] + [bad]
 
 
+def local_example(rng, errors, n):
+    """`n` computation steps of unrelated fresh problems, each slipped or
+    corrupted with probability 1/2, labelled by their own arithmetic only
+    (is the result the written operands' result?). Packed with a step tag
+    after each, without a prompt, they teach the one check that catches the
+    policy's errors, at a label per step instead of a label per solution."""
+    steps, labels = [], []
+    while len(steps) < n:
+        p = data.sample_problem(rng, 1, 6)
+        s = rng.choice(data.solution_steps(p)[:-1])
+        if rng.random() < 0.5:
+            s = data.slip_step(rng, s, errors) if rng.random() < 0.8 else data.corrupt_step(rng, s)
+        ok = data.arithmetic_ok(s)
+        if ok is not None:
+            steps.append(s)
+            labels.append(int(ok))
+    return steps, labels
+
+
 def labelled_samples(samples):
     """(problem, steps, labels) of the policy's own solutions."""
     out = []
@@ -264,6 +283,9 @@ def main():
                     help="fresh synthetic solutions every batch, slipped like the policy (see data.slip_step), "
                          "mixed with the policy's samples (--sample-frac); default: a fixed set of examples")
     ap.add_argument("--sample-frac", type=float, default=0.25, help="--stream: share of the policy's own solutions")
+    ap.add_argument("--local", type=int, default=0,
+                    help="--stream: train on K packed steps of unrelated problems, no prompt, each labelled by "
+                         "its own arithmetic (a curriculum before --pairs)")
     ap.add_argument("--pairs", action="store_true",
                     help="--stream: train on sibling pairs (right vs wrong next step after the same right steps) "
                          "with a ranking loss, plus --bce-weight times the step-label loss")
@@ -329,6 +351,21 @@ def main():
         val_pairs = {"policy": [encode_pair(sibling_pair(vrng, errors, slips_of(pol_val), 1.0)) for _ in range(300)],
                      "synthetic": [encode_pair(sibling_pair(vrng, errors, [], 0.0)) for _ in range(300)]}
         val_pairs = {k: [pr for pr in v if None not in pr] for k, v in val_pairs.items()}
+
+        def encode_local(steps, labels):
+            ids, pos = [], []
+            for st in steps:
+                ids += tok.encode(st, add_special_tokens=False)
+                pos.append(len(ids))
+                ids.append(tag_id)
+            return ids, pos, labels, [True] * len(pos)
+
+        if a.local:
+            lrng = random.Random(a.seed + 9)
+            val_sets["local"] = [encode_local(*local_example(lrng, errors, a.local)) for _ in range(100)]
+
+            def draw():
+                return encode_local(*local_example(rng, errors, a.local))
 
         def draw_pair():
             while True:
