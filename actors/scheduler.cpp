@@ -19,7 +19,7 @@ struct Lane {
   std::unique_ptr<SchedulingPolicy> policy;
   int64_t capacity = -1;  // KV tokens granted; -1 until the grant arrives
   int64_t inflight_tokens = 0;
-  std::unordered_map<uint64_t, std::pair<uint64_t, int64_t>> inflight;  // job_id -> (rid, cost)
+  std::unordered_map<uint64_t, std::pair<uint64_t, int64_t>> inflight{};  // job_id -> (rid, cost)
   uint64_t dispatched = 0, completed = 0, rejected = 0;
 
   void done(uint64_t job_id) {
@@ -88,7 +88,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
   Mailbox& box = *mb;
   pipe.ready();
 
-  Lane gen{"generator", std::move(*gp)}, ver{"verifier", std::move(*sp)};
+  Lane gen{.peer = "generator", .policy = std::move(*gp)}, ver{.peer = "verifier", .policy = std::move(*sp)};
   auto reject_gen = [&](const QueuedJob& q) {
     auto env = msg::open(q.bytes);
     auto j = env ? msg::decode<msg::GenJob>(*env) : Expected<msg::GenJob>(make_error("undecodable"));

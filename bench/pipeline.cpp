@@ -276,8 +276,8 @@ struct Bench {
   Engine& prm;
   const Tokenizer& prm_tok;
   std::vector<std::pair<std::string, Client*>> lanes;  // "inproc", "ipc"
-  std::string system_prompt;                           // the pipeline's [models] system_prompt
-  std::string step_delimiter;
+  std::string system_prompt{};                         // the pipeline's [models] system_prompt
+  std::string step_delimiter{};
   int prompt_tokens = 20;
   int k = 0;  // next prompt's case number
   int64_t next_seq = 1;
@@ -554,7 +554,11 @@ int main(int argc, char** argv) {
   auto c_inproc = Client::connect(ctx, inproc_ep);
   auto c_ipc = Client::connect(ctx, ipc_ep);
   if (!c_inproc || !c_ipc) return fail("cannot connect a client");
-  Bench b{*pol->engine, *pol->tokenizer, *ver->engine, *ver->tokenizer, {{"inproc", &*c_inproc}, {"ipc", &*c_ipc}}};
+  Bench b{.policy = *pol->engine,
+          .policy_tok = *pol->tokenizer,
+          .prm = *ver->engine,
+          .prm_tok = *ver->tokenizer,
+          .lanes = {{"inproc", &*c_inproc}, {"ipc", &*c_ipc}}};
   b.prompt_tokens = prompt_tokens;
   b.system_prompt = cfg.models.system_prompt, b.step_delimiter = cfg.step_delimiter;
   auto pipe_sides = [&] {
