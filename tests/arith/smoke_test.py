@@ -47,9 +47,11 @@ def main():
         run([os.path.join(TOOLS, "train_prm.py"), "--out", prm2, "--pairs", "--extra-layers", "1", "--lm-weight",
              "1", "--save-every", "2"] + stream)
         s = json.load(open(os.path.join(prm2, "train_summary.json")))
-        assert s["stream"] and 0.0 <= s["val_step_accuracy"]["policy_pairs"] <= 1.0, s
+        assert s["mode"] == "pairs" and 0.0 <= s["val_step_accuracy"]["policy_pairs"] <= 1.0, s
         assert json.load(open(os.path.join(prm2, "config.json")))["num_hidden_layers"] == 2
         run([os.path.join(TOOLS, "train_prm.py"), "--out", os.path.join(d, "prm-local"), "--local", "4"] + stream)
+        s = json.load(open(os.path.join(d, "prm-local", "train_summary.json")))
+        assert s["mode"] == "local" and "local" in s["val_step_accuracy"], s
         if os.path.exists(a.flashtts):
             out = subprocess.run([a.flashtts, "generate", "--model", pol, "--chat", "--prompt",
                                   "Let a = 5. Let b = a * 3. What is b?", "--temperature", "0", "--max-tokens", "8",

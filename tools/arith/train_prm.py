@@ -360,25 +360,26 @@ def main():
                 ids.append(tag_id)
             return ids, pos, labels, [True] * len(pos)
 
-        if a.local:
-            lrng = random.Random(a.seed + 9)
-            val_sets["local"] = [encode_local(*local_example(lrng, errors, a.local)) for _ in range(100)]
-
-            def draw():
-                return encode_local(*local_example(rng, errors, a.local))
-
         def draw_pair():
             while True:
                 pr = sibling_pair(rng, errors, slips, a.sample_frac)
                 if pr[0].text not in held and None not in (e := encode_pair(pr)):
                     return e
 
-        def draw():
+        def draw_stream():
             while True:
                 e = rng.choice(pol_train) if rng.random() < a.sample_frac else synthetic_example(rng, errors)
                 if e[0].text not in held and (r := encode(e)) is not None:
                     return r
-        n_ex, n_lab, n_pos = len(pol), 0, 0
+
+        def draw_local():
+            return encode_local(*local_example(rng, errors, a.local))
+
+        draw = draw_local if a.local else draw_stream
+        if a.local:
+            lrng = random.Random(a.seed + 9)
+            val_sets["local"] = [encode_local(*local_example(lrng, errors, a.local)) for _ in range(100)]
+        n_ex, n_pos, n_lab = len(pol), sum(sum(l) for _, _, l in pol), sum(len(l) for _, _, l in pol)
     else:
         ex = build_examples(rng, a.policy, a.samples, a.temperature, a.synthetic, a.sample_batch, a.max_new,
                             a.samples_file)
@@ -426,6 +427,8 @@ def main():
         prm = PRM(cfg)
     if a.lm_weight and not (a.policy and not a.fresh and a.pairs):
         raise SystemExit("--lm-weight needs --pairs and the policy's body")
+    if (a.pairs or a.local) and not a.stream or a.pairs and a.local:
+        raise SystemExit("--pairs and --local are --stream modes, one at a time")
     if a.init:
         from safetensors.torch import load_file
         prm.net.load_state_dict({k: v.float() for k, v in load_file(os.path.join(a.init, "model.safetensors")).items()})
@@ -489,7 +492,8 @@ def main():
     figures = {**step_accuracy(torch, net, val_sets), **pair_accuracy(torch, net, val_pairs)}
     prm.save(a.out, a.dtype)
     summary = {"solutions": n_ex, "steps_labelled": n_lab, "good_fraction": round(n_pos / max(1, n_lab), 3),
-               "train_steps": a.steps, "batch": a.batch, "lr": a.lr, "stream": a.stream, "init": a.init,
+               "train_steps": a.steps, "batch": a.batch, "lr": a.lr, "stream": a.stream,
+               "mode": "pairs" if a.pairs else "local" if a.local else "stream" if a.stream else "fixed", "init": a.init,
                "token_labels": a.token_labels, "body": "random" if a.fresh or not a.policy else "policy",
                "val_step_accuracy": figures, "seed": a.seed, "seconds": round(time.time() - t0)}
     print(json.dumps(summary), flush=True)
