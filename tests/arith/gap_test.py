@@ -41,9 +41,7 @@ def main() -> int:
             return 1
     with tempfile.TemporaryDirectory(prefix="flashtts-gap-") as tmp:
         ds = os.path.join(tmp, "arith.jsonl")
-        with open(ds, "w") as f:
-            for p in data.test_set(a.problems):
-                f.write(json.dumps({"problem": p.text, "answer": str(p.answer)}) + "\n")
+        data.write_jsonl(ds, data.test_set(a.problems))
         out = os.path.join(tmp, "r.jsonl")
         cmd = [a.flashtts, "eval", "--config", a.config, "--dataset", ds, "--greedy", "--strategy", "beam_search",
                "--n", str(a.n), "--beam-width", str(a.beam_width), "--concurrency", "2", "--quiet", "--out", out]

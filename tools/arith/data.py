@@ -232,14 +232,22 @@ def check_step(p: Problem, step: str) -> bool:
         return False
 
 
-def arithmetic_ok(step: str):
-    """Is a computation step's result the result of its own written operands
-    (whatever the problem says)? None for a step that is not a computation."""
+def _written_result(step: str):
+    """(operator, written result, result of the written operands) of a
+    computation step; the last is None when the operator changed between the
+    definition and the substitution. None for a step that is not a computation."""
     m = _STEP.fullmatch(step.strip())
     if not m:
         return None
     _, _, op, _, vy, op2, vz, r = m.groups()
-    return op2 == op and apply(op, _num(vy), _num(vz)) == int(r)
+    return op, int(r), apply(op, _num(vy), _num(vz)) if op2 == op else None
+
+
+def arithmetic_ok(step: str):
+    """Is a computation step's result the result of its own written operands
+    (whatever the problem says)? None for a step that is not a computation."""
+    w = _written_result(step)
+    return None if w is None else w[2] == w[1]
 
 
 def label_steps(p: Problem, steps) -> list:
@@ -286,12 +294,9 @@ def result_errors(samples) -> dict:
         for s in split_steps(text):
             if check_step(p, s):
                 continue
-            m = _STEP.fullmatch(s.strip())
-            if m:
-                _, _, op, _, vy, op2, vz, r = m.groups()
-                true = apply(op, _num(vy), _num(vz)) if op2 == op else None
-                if true is not None and int(r) != true:
-                    out[op].append(int(r) - true)
+            w = _written_result(s)
+            if w is not None and w[2] is not None and w[1] != w[2]:
+                out[w[0]].append(w[1] - w[2])
             break
     return out
 

@@ -214,6 +214,11 @@ def build_examples(rng, policy_dir, n_samples, temperature, n_synth, sample_batc
     return ex + [synthetic_example(rng, corrupt=0.6, slip=0.0) for _ in range(n_synth)]
 
 
+def score_one(torch, net, ids):
+    """The score head's two logits at every position of one sequence."""
+    return net(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
+
+
 def step_accuracy(torch, net, val_sets) -> dict:
     """Per validation set: the share of step tags classified right, and of the
     first wrong steps (the ones search must catch) classified wrong."""
@@ -225,8 +230,7 @@ def step_accuracy(torch, net, val_sets) -> dict:
             for ids, pos, labels, is_tag in rows:
                 tag_pos = [q for q, t in zip(pos, is_tag) if t]
                 tag_lab = [v for v, t in zip(labels, is_tag) if t]
-                pred = net(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0, tag_pos].argmax(-1)
-                pred = pred.tolist()
+                pred = score_one(torch, net, ids)[tag_pos].argmax(-1).tolist()
                 right += sum(int(p == l) for p, l in zip(pred, tag_lab))
                 total += len(tag_lab)
                 if 0 in tag_lab:
@@ -247,7 +251,7 @@ def pair_accuracy(torch, net, val_pairs) -> dict:
             for pr in pairs:
                 sc = []
                 for ids, pos, _, _ in pr:
-                    lg = net(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0, pos[-1]]
+                    lg = score_one(torch, net, ids)[pos[-1]]
                     sc.append((lg[1] - lg[0]).item())
                 won += int(sc[0] > sc[1])
             out[name + "_pairs"] = round(won / max(1, len(pairs)), 4)
