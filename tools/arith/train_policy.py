@@ -109,6 +109,9 @@ def main():
     ap.add_argument("--eval", type=int, default=500, help="held-out problems for the final greedy accuracy (0 = none)")
     ap.add_argument("--eval-every", type=int, default=0, help="greedy accuracy on 100 held-out problems every K steps")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop training after this long (0 = no limit)")
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="stop after this step of the --steps schedule (0 = run it all): remakes a run that "
+                         "--max-minutes cut short, on any machine")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--init", default="", help="continue from this policy folder (its weights and tokenizer)")
     a = ap.parse_args()
@@ -155,8 +158,8 @@ def main():
         if step % 50 == 0 or step == 1:
             print(f"step {step} loss {loss.item():.4f} lr {sched.get_last_lr()[0]:.2e} {time.time() - t0:.0f}s",
                   flush=True)
-        if a.max_minutes and time.time() - t0 > 60 * a.max_minutes:
-            print(f"time budget reached at step {step}", flush=True)
+        if a.max_minutes and time.time() - t0 > 60 * a.max_minutes or step == a.stop_at:
+            print(f"stopped at step {step}", flush=True)
             summary_steps = step
             break
         if a.eval_every and step % a.eval_every == 0:

@@ -299,6 +299,9 @@ def main():
     ap.add_argument("--lm-weight", type=float, default=0.0,
                     help="--pairs: weight of a next-token loss on the right siblings, at the top of the policy's layers")
     ap.add_argument("--save-every", type=int, default=0, help="save (and report) every K steps, not only at the end")
+    ap.add_argument("--body", default="",
+                    help="causal LM folder whose layers become the PRM's body (default: --policy); a stronger "
+                         "arithmetician than the policy, as Qwen2.5-Math-PRM-7B starts from a larger model than its policy")
     ap.add_argument("--fresh", action="store_true",
                     help="random PRM body (default: start from the policy's body, which already reads the task)")
     a = ap.parse_args()
@@ -409,7 +412,7 @@ def main():
                       eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=pad_id)
     if a.policy and not a.fresh:
         from transformers import Qwen2ForCausalLM
-        pol = Qwen2ForCausalLM.from_pretrained(a.policy, torch_dtype=torch.float32)
+        pol = Qwen2ForCausalLM.from_pretrained(a.body or a.policy, torch_dtype=torch.float32)
         body_layers = pol.config.num_hidden_layers
         cfg = Qwen2Config(**{**pol.config.to_dict(), "tie_word_embeddings": False,
                              "num_hidden_layers": body_layers + a.extra_layers})
@@ -425,7 +428,8 @@ def main():
             # loss on right solutions at their top, through a copy of the
             # policy's final norm and its (tied) embedding; neither is saved.
             lm_norm = copy.deepcopy(pol.model.norm)
-        print(f"PRM body from {a.policy}" + (f" + {a.extra_layers} new layers" if a.extra_layers else ""), flush=True)
+        print(f"PRM body from {a.body or a.policy}" + (f" + {a.extra_layers} new layers" if a.extra_layers else ""),
+              flush=True)
         del pol
     else:
         prm = PRM(cfg)
@@ -483,7 +487,7 @@ def main():
             loss = loss + a.lm_weight * torch.nn.functional.cross_entropy(lm_logits, torch.tensor(lt))
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         if step % 50 == 0 or step == 1:
@@ -498,7 +502,8 @@ def main():
     summary = {"solutions": n_ex, "steps_labelled": n_lab, "good_fraction": round(n_pos / max(1, n_lab), 3),
                "train_steps": a.steps, "batch": a.batch, "lr": a.lr, "stream": a.stream,
                "mode": "pairs" if a.pairs else "local" if a.local else "stream" if a.stream else "fixed", "init": a.init,
-               "token_labels": a.token_labels, "body": "random" if a.fresh or not a.policy else "policy",
+               "token_labels": a.token_labels, "body": "random" if a.fresh or not a.policy else a.body or "policy",
+               "extra_layers": a.extra_layers,
                "val_step_accuracy": figures, "seed": a.seed, "seconds": round(time.time() - t0)}
     print(json.dumps(summary), flush=True)
     with open(os.path.join(a.out, "train_summary.json"), "w") as f:
