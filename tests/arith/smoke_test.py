@@ -52,7 +52,20 @@ def main():
         run([os.path.join(TOOLS, "train_prm.py"), "--out", os.path.join(d, "prm-local"), "--local", "4"] + stream)
         s = json.load(open(os.path.join(d, "prm-local", "train_summary.json")))
         assert s["mode"] == "local" and "local" in s["val_step_accuracy"], s
+        # The verifier circuit over a body of the shipped shape (its minimum).
+        body = os.path.join(d, "body")
+        run([os.path.join(TOOLS, "train_policy.py"), "--out", body, "--steps", "2", "--batch", "4", "--eval", "2",
+             "--threads", "1", "--hidden", "128", "--layers", "1", "--heads", "4", "--kv-heads", "2", "--inter", "256"])
+        run([os.path.join(TOOLS, "prm_circuit.py"), "--body", body, "--policy", body, "--out", os.path.join(d, "prm-c"),
+             "--samples-file", os.path.join(d, "samples.jsonl"), "--samples", "12", "--fit", "6", "--pairs", "4",
+             "--threads", "1"])
+        s = json.load(open(os.path.join(d, "prm-c", "train_summary.json")))
+        assert s["kind"] == "circuit" and s["layers"] == 3 and 0.0 <= s["policy_pairs"] <= 1.0, s
         if os.path.exists(a.flashtts):
+            out = subprocess.run([a.flashtts, "score", "--prm", os.path.join(d, "prm-c"), "--problem",
+                                  "Let a = 5. Let b = a * 3. What is b?", "--solution", "b = a * 3 = 5 * 3 = 15",
+                                  "--json", "--threads", "1"], capture_output=True, text=True, check=True).stdout
+            assert len(json.loads(out)["step_scores"]) == 1
             out = subprocess.run([a.flashtts, "generate", "--model", pol, "--chat", "--prompt",
                                   "Let a = 5. Let b = a * 3. What is b?", "--temperature", "0", "--max-tokens", "8",
                                   "--json", "--threads", "1"], capture_output=True, text=True, check=True).stdout

@@ -1,0 +1,113 @@
+"""Checks the verifier circuit of tools/arith/prm_circuit.py on a random body
+of the shipped policy's shape: that each part computes what its docstring
+says, position by position, against the body's own logits; and, when
+build/flashtts exists, that flashtts scores the built PRM as transformers does.
+
+Run: .venv-ref/bin/python tests/arith/test_circuit.py [--flashtts build/flashtts]
+(exit 77 = skipped: no torch/transformers)"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tools", "arith"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--flashtts", default=os.path.join(ROOT, "build", "flashtts"))
+    a = ap.parse_args()
+    try:
+        import torch
+        from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    except ImportError:
+        print("skipped: needs torch and transformers (the reference venv)")
+        return 77
+    import data
+    import prm_circuit as C
+    from train_prm import prm_text
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "models", "policy"))
+    body = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=128, intermediate_size=256,
+                                        num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                                        max_position_embeddings=512, tie_word_embeddings=True)).eval()
+    with torch.no_grad():  # logits of a useful size, so that the relu's of step 4 see gaps of several units
+        body.model.embed_tokens.weight.mul_(8.0)
+    prm, lay = C.build(torch, body, tok)
+    n = body.config.num_hidden_layers
+    m = prm.net.model
+    p = data.sample_problem(random.Random(7), 4, 4)
+    steps = data.solution_steps(p)
+    steps[1] = data.corrupt_step(random.Random(8), steps[1])
+    ids = tok.encode(prm_text(p.text, steps), add_special_tokens=False)
+    cap = {}
+    hook = m.layers[n].post_attention_layernorm.register_forward_hook(lambda mod, i, o: cap.update(x=i[0][0]))
+    with torch.no_grad():
+        hs = m(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    hook.remove()
+    top, after_a = hs[n][0], hs[n + 1][0]
+    # What the body predicts at j-1, for the checked tokens and their rivals:
+    # the PRM's (reserved) body top through the body's own folded LM head.
+    proj = torch.eye(128) - lay.all.T @ lay.all
+    head = (body.model.embed_tokens.weight * body.model.norm.weight @ proj)[lay.checked]
+    logits = (top / top.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()) @ head.T
+    # 3: head 0 wrote exactly those logits at j (the reserved directions hold nothing else).
+    err = ((after_a @ lay.logits_at.T)[1:] - logits[:-1]).abs().max().item()
+    assert err < 1e-4 * (1 + logits.abs().max().item()), f"previous-token head off by {err}"
+    # 3: the answer flag is 0 before the marker and 1 from it on (in units of the ground).
+    start = ids.index(lay.marker)
+    flag = after_a @ lay.answer_at / lay.rho
+    assert flag[:start].abs().max() < 1e-3 and (flag[start:] - 1).abs().max() < 1e-3, flag
+    # 4: where a checked token d is written in the answer, s = -sum_e SiLU(c gap_e) c rho / 4
+    # with gap_e = logit_e - logit_d and c = rho / (the MLP input's RMS, about rho); 0 elsewhere.
+    c = lay.rho / cap["x"].pow(2).mean(-1).add(1e-6).sqrt()
+    s = after_a @ lay.s_at
+    checked = lay.checked[:lay.k]
+    worst, fired = 0.0, 0
+    for j in range(1, len(ids)):
+        want = 0.0
+        if j >= start and ids[j] in checked:
+            d = checked.index(ids[j])
+            gaps = torch.cat([logits[j - 1, :d], logits[j - 1, d + 1:]]) - logits[j - 1, d]
+            want = -torch.nn.functional.silu(c[j] * gaps).sum().item() * c[j].item() * lay.rho / 4
+            fired += want < -lay.rho
+        worst = max(worst, abs(s[j].item() - want) / (lay.rho + abs(want)))
+    # (Not exact: the other tokens' units leak SiLU(gap - 40), up to a few hundredths at this body's gaps.)
+    assert worst < 0.02 and fired > 0, (worst, fired)
+    s = s / after_a.pow(2).mean(-1).sqrt()  # as layer B reads it
+    # 5: v at the last position is a soft minimum of s over the answer.
+    v = (hs[n + 2][0] @ lay.v_at)[-1].item()
+    lo = s[start:].min().item()
+    assert lo - 0.5 <= v <= lo * 0.5 + 1e-3, (v, lo)
+    # 6 + flashtts: fit the head on a few synthetic solutions, save, and score.
+    tag_id = tok.convert_tokens_to_ids("<extra_0>")
+    rows = [C.synthetic_example(random.Random(9 + i)) for i in range(12)]
+
+    def ids_of(problem, st):
+        return tok.encode(prm_text(problem, st), add_special_tokens=False)
+    C.fit_head(torch, prm, lay, rows, ids_of, tag_id)
+    if os.path.exists(a.flashtts):
+        with tempfile.TemporaryDirectory() as d:
+            prm.save(d, "float32")
+            for f in ("tokenizer.json", "tokenizer_config.json"):
+                with open(os.path.join(ROOT, "models", "policy", f)) as src, open(os.path.join(d, f), "w") as dst:
+                    dst.write(src.read())
+            with torch.no_grad():
+                lg = prm.net(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
+            want = [torch.softmax(lg[i], -1)[1].item() for i, t in enumerate(ids) if t == tag_id]
+            out = subprocess.run([a.flashtts, "score", "--prm", d, "--problem", p.text, "--solution",
+                                  "\n\n".join(steps), "--json", "--threads", "1"],
+                                 capture_output=True, text=True, check=True).stdout
+            got = json.loads(out)["step_scores"]
+            assert len(got) == len(want) and max(abs(x - y) for x, y in zip(got, want)) < 5e-3, (got, want)
+    print(f"circuit ok: head copy error {err:.2e}, s error {worst:.3f} ({fired} surprises), v {v:.3f} vs min s {lo:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""Builds the arith PRM as a verifier over a stronger body (issue 5).
+
+A step is right when every token it writes is the one a good arithmetician
+would write next. The PRM's body is such an arithmetician: a causal LM of the
+policy's architecture trained longer than the policy (lm-run3 in
+docs/arith.md: 68.5% greedy against the policy's 32.5%), whose likelihood
+ranks a right step above the policy's own wrong sibling 95% of the time.
+Learning to read that likelihood from one bit per step did not work in CPU
+budgets (docs/arith.md), because at the body's top the written token is
+gone: a linear probe recovers a digit at 99.9% after layer 1 but 72% after
+layer 4. So this script builds the reading instead of learning it, in the
+layout flashtts loads (Qwen2ForProcessRewardModel: body + 2 layers + score
+head), all f32 weights of the usual shapes:
+
+1. Reserve: the 34 residual directions the body's outputs use least are
+   projected out of every read and write of the body (its norm weights
+   folded into the reads), so what is put there passes the body untouched.
+   The body's pair ranking stays at 95%.
+2. Codes: each checked token (CHECKED: digits and the signs before numbers)
+   gets a one-hot code in reserved directions, small beside its embedding,
+   so the written token is known exactly at the top; the "as" of
+   "<|im_start|>assistant" gets a code that dwarfs the body's residual there.
+3. Layer A, attention: head 0 copies the body's logits for the checked
+   tokens and their RIVALS (ending the number) at j-1, what it predicted
+   for token j, into reserved directions at j (a previous-token head: a
+   constant rotary query and key peaking at distance 1); head 2 writes a
+   constant ground 100 times the body's residual, so every RMS norm above
+   divides by the same number at every position; head 3 reads 1 at and
+   after the marker, 0 before it: "this is the answer, not the problem".
+4. Layer A, MLP: units (d, e) compute SiLU(logit_e - logit_d) where token d
+   is written in the answer (else 0); their negated sum s is 0 where the
+   body's own choice was written and about minus the logit gap where not.
+5. Layer B: head 0 attends with a constant query to low s, a soft minimum
+   over everything written so far, into v: the least expected token yet.
+6. Head: score.0 / score.2 are a logistic regression on v, fitted on the
+   policy's labelled samples and synthetic solutions, read at each tag.
+
+The circuit needs f32 activations (the codes sit 1e-5 below the ground):
+the CPU backend runs it; a bf16 GPU backend would lose the codes.
+
+Run: .venv-ref/bin/python tools/arith/prm_circuit.py --body build-arith/lm-run3 --out models/prm \
+         --samples-file build-arith/policy-run2-samples.jsonl [--policy models/policy]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import data  # noqa: E402
+from train_prm import PRM, TAG, labelled_samples, policy_samples, prm_text, synthetic_example  # noqa: E402
+
+# The tokens whose every occurrence in an answer is checked: the digits and the signs before them
+# (' ' before a positive number, ' -' and ' (-' before a negative one), where the policy slips.
+CHECKED = [str(d) for d in range(10)] + [" ", " -", " (-"]
+# What else the body may want instead of a checked token: to end the number (the step delimiter
+# it was trained with, or the close of \boxed{}). Compared against, never checked themselves.
+RIVALS = ["\n\n", "}."]
+
+
+def basis(torch, body, seqs):
+    """Right singular vectors of the body's top residuals, least used last,
+    and the residuals' mean RMS."""
+    with torch.no_grad():
+        x = torch.cat([body.model(input_ids=torch.tensor([s]), output_hidden_states=True)
+                       .hidden_states[body.config.num_hidden_layers][0] for s in seqs])
+    return torch.linalg.svd(x - x.mean(0), full_matrices=True).Vh, x.pow(2).mean(-1).sqrt().mean().item()
+
+
+def reserve(torch, prm, body, res):
+    """Loads `body` into prm.net.model with the rows of `res` (orthonormal)
+    projected out of the embedding, every read (norm weights folded in) and
+    every write of every body layer. Returns the folded, projected LM head."""
+    m, proj = prm.net.model, torch.eye(res.shape[1]) - res.T @ res
+    n = body.config.num_hidden_layers
+    with torch.no_grad():
+        m.embed_tokens.weight.copy_(body.model.embed_tokens.weight @ proj)
+        for mine, theirs in zip(m.layers[:n], body.model.layers):
+            mine.load_state_dict(theirs.state_dict())
+            for norm, reads in ((mine.input_layernorm, (mine.self_attn.q_proj, mine.self_attn.k_proj,
+                                                        mine.self_attn.v_proj)),
+                                (mine.post_attention_layernorm, (mine.mlp.gate_proj, mine.mlp.up_proj))):
+                for r in reads:
+                    r.weight.copy_(r.weight * norm.weight @ proj)
+                norm.weight.fill_(1.0)
+            for w in (mine.self_attn.o_proj, mine.mlp.down_proj):
+                w.weight.copy_(proj @ w.weight)
+        return body.model.embed_tokens.weight * body.model.norm.weight @ proj
+
+
+def code_tokens(torch, prm, ids, code, scale):
+    with torch.no_grad():
+        prm.net.model.embed_tokens.weight[ids] += scale * code
+
+
+def clear(layer, hd):
+    """Zeroes head 0 (and its kv head) of `layer`'s attention and all of its MLP."""
+    att = layer.self_attn
+    for p in (att.q_proj, att.k_proj, att.v_proj):
+        p.weight[:hd].zero_()
+        p.bias[:hd].zero_()
+    att.o_proj.weight.zero_()
+    for p in (layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
+        p.weight.zero_()
+    layer.input_layernorm.weight.fill_(1.0)
+    layer.post_attention_layernorm.weight.fill_(1.0)
+
+
+def previous_token_head(torch, layer, cfg, token_head, into):
+    """Head 0 of `layer`: attends from j to j-1 only and writes there the
+    logits `digit_head` (10 x hidden, norm folded in) reads, into `into`.
+    The query and key are constant biases on rotary pairs 0..9 with phases
+    peaking at distance 1: score(d) = A/sqrt(hd) * sum_p cos((d-1) theta_p),
+    whose margin over d = 0 and 2 is 0.686 A/sqrt(hd): 16 nats at A = 132."""
+    att, hd = layer.self_attn, cfg.hidden_size // cfg.num_attention_heads
+    half, pairs = hd // 2, 10
+    theta = cfg.rope_theta ** (-torch.arange(half, dtype=torch.float64) * 2 / hd)
+    att.q_proj.bias[:pairs] = 16.0 * hd ** 0.5 / 0.686
+    att.k_proj.bias[:pairs] = torch.cos(theta[:pairs]).float()
+    att.k_proj.bias[half:half + pairs] = torch.sin(theta[:pairs]).float()
+    att.v_proj.weight[:len(token_head)] = token_head
+    att.o_proj.weight[:, :len(token_head)] = into.T
+
+
+def ground(layer, cfg, at, size):
+    """Head 2 of `layer` (kv head 1) writes the constant `size` along `at` at
+    every position (a value bias; attention weights sum to 1). Once that
+    dwarfs the body's residual, every RMS norm above divides by the same
+    size / sqrt(hidden) at every position, so what the circuit writes reads
+    back the same at every position."""
+    att, hd = layer.self_attn, cfg.hidden_size // cfg.num_attention_heads
+    kv = hd * (cfg.num_attention_heads // cfg.num_key_value_heads)  # head 2's columns in o_proj
+    att.v_proj.weight[hd].zero_()
+    att.v_proj.bias[hd] = size
+    att.o_proj.weight[:, kv] = at
+
+
+def answer_head(layer, cfg, marker_at, marker_level, into, rho):
+    """Head 3 of `layer` (kv head 1, beside the ground): a constant query on
+    the slowest rotary pair against the marker's code, so every position at
+    or after the one token of "<|im_start|>assistant" that carries it
+    attends there (20 nats above the rest) and reads 1, and every position
+    of the prompt before it reads 0: "this is the answer, not the problem".
+    The marker's code is made to dwarf the body's residual there, so its
+    normalised level is the same in every input."""
+    att, hd = layer.self_attn, cfg.hidden_size // cfg.num_attention_heads
+    slow, kv, q = hd // 2 - 1, hd, 3 * hd
+    att.q_proj.weight[q:q + hd].zero_()
+    att.q_proj.bias[q:q + hd].zero_()
+    att.q_proj.bias[q + slow] = hd ** 0.5
+    att.k_proj.weight[kv + slow] = 20.0 / marker_level * marker_at
+    att.v_proj.weight[kv + 1] = marker_at / marker_level
+    att.o_proj.weight[:, q + 1] = into * rho
+
+
+def surprise_mlp(layer, logits_at, code_at, code_level, answer_at, ground_at, s_at, rho, margin):
+    """Units (d, e), d != e checked tokens: SiLU(logit_e - logit_d + margin
+    - 40 (2 - code_d - answer)) with up = 1 (the ground, standing in for the
+    bias Qwen2's MLP lacks). Where token d is written in the answer this is
+    a smooth relu(logit_e - logit_d); elsewhere SiLU of a large negative
+    number, 0.
+    Their sum over e, written negated into s, is 0 where the body's own
+    choice was written and minus (about) the logit gap to the tokens it
+    preferred where another was: how unexpected the written token is."""
+    k, one, unit = len(code_at), ground_at / ground_at.shape[0] ** 0.5, 0
+    for d in range(k):
+        for e in range(len(logits_at)):
+            if d == e:
+                continue
+            layer.mlp.gate_proj.weight[unit] = (rho * (logits_at[e] - logits_at[d]) + 40.0 * code_at[d] / code_level
+                                                + 40.0 * answer_at + (margin - 80.0) * one)
+            layer.mlp.up_proj.weight[unit] = one
+            layer.mlp.down_proj.weight[:, unit] = -s_at * rho / 4
+            unit += 1
+
+
+def softmin_head(layer, cfg, s_at, v_at, sharpness, rho):
+    """Head 0 of `layer`: a constant query on the slowest rotary pair
+    (angles under 0.1 rad over 512 positions, so position does not matter)
+    against key -sharpness * s: a soft minimum of s over all positions so far
+    (s is 0 in the prompt and at unchecked tokens), written into v."""
+    att, hd = layer.self_attn, cfg.hidden_size // cfg.num_attention_heads
+    slow = hd // 2 - 1
+    att.q_proj.bias[slow] = hd ** 0.5
+    att.k_proj.weight[slow] = -sharpness * s_at
+    att.v_proj.weight[0] = s_at
+    att.o_proj.weight[:, 0] = v_at * rho
+
+
+class Layout:
+    """Where the circuit keeps what: the reserved directions (rows of the
+    body's least-used basis) and the token ids it checks."""
+
+    def __init__(self, torch, vh, checked, marker):
+        k, r = len(CHECKED), len(checked)
+        self.checked, self.k, self.marker = checked, k, marker
+        self.reserved = r + k + 6  # logits, codes, then s, v, ground, marker code, answer and a spare
+        self.logits_at, self.code_at = vh[-r:], vh[-r - k:-r]
+        self.s_at, self.v_at, self.ground_at, self.marker_at, self.answer_at = (vh[-r - k - i] for i in range(1, 6))
+        self.all = vh[-self.reserved:]
+
+
+def token_ids(tok):
+    """(checked + rival token ids, the answer marker's id) in `tok`."""
+    ids = []
+    for t in CHECKED + RIVALS:
+        one = tok.encode(t, add_special_tokens=False)
+        if len(one) != 1:
+            raise SystemExit(f"{t!r} is not one token in this tokenizer")
+        ids += one
+    return ids, tok.encode("<|im_start|>assistant", add_special_tokens=False)[1]  # "as": once per PRM input
+
+
+def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0):
+    """The PRM (train_prm.PRM) over `body` with layers A and B built, head
+    still zero; and its Layout. `body`: Qwen2ForCausalLM with tied
+    embeddings, 4 heads over 2 kv heads, head size >= 22, MLP >= 182 wide."""
+    from transformers import Qwen2Config
+    c = body.config
+    hd = c.hidden_size // c.num_attention_heads
+    if not c.tie_word_embeddings or c.num_attention_heads != 4 or c.num_key_value_heads != 2 or hd < 22 \
+            or c.intermediate_size < len(CHECKED) * (len(CHECKED) + len(RIVALS) - 1):
+        raise SystemExit("the body must tie its embeddings and have 4 heads over 2 kv heads, heads of 22 or more "
+                         "dimensions and an MLP of 182 or more (the shipped policy's shape: 128, 4/2, 256)")
+    checked, marker = token_ids(tok)
+    n = c.num_hidden_layers
+    cfg = Qwen2Config(**{**c.to_dict(), "tie_word_embeddings": False, "num_hidden_layers": n + 2})
+    rng = random.Random(seed + 1)
+
+    def sample(count):
+        return [tok.encode(prm_text(p.text, st), add_special_tokens=False)
+                for p, st, _ in (synthetic_example(rng) for _ in range(count))]
+
+    vh, top_rms = basis(torch, body, sample(120))
+    lay = Layout(torch, vh, checked, marker)
+    prm = PRM(cfg)
+    prm.net.eval()
+    m = prm.net.model
+    head = reserve(torch, prm, body, lay.all)
+    code_size = code * body.model.embed_tokens.weight[checked[:lay.k]].norm(dim=-1).mean().item()
+    code_tokens(torch, prm, checked[:lay.k], lay.code_at, code_size)
+    code_tokens(torch, prm, [marker], lay.marker_at[None], 30.0 * top_rms * cfg.hidden_size ** 0.5)
+    la, lb = m.layers[n], m.layers[n + 1]
+    with torch.no_grad():
+        for layer in (la, lb):
+            clear(layer, hd)
+        m.norm.weight.fill_(1.0)
+        previous_token_head(torch, la, cfg, head[checked], lay.logits_at)
+        # The ground: 100 times the body's residual, so the RMS norms of layers
+        # A (MLP), B and the final norm all divide by rho = 100 x its size.
+        probe = sample(40)
+        top = torch.cat([m(input_ids=torch.tensor([s]), output_hidden_states=True).hidden_states[n][0] for s in probe])
+        lay.rho = rho = 100.0 * top.pow(2).mean(-1).sqrt().mean().item()
+        ground(la, cfg, lay.ground_at, rho * cfg.hidden_size ** 0.5)
+        at = torch.tensor([t == marker for s in probe for t in s])
+        level = (top[at] @ lay.marker_at / top[at].pow(2).mean(-1).sqrt()).mean().item()
+        answer_head(la, cfg, lay.marker_at, level, lay.answer_at, rho)
+        surprise_mlp(la, lay.logits_at, lay.code_at, code_size / rho, lay.answer_at, lay.ground_at, lay.s_at, rho, margin)
+        softmin_head(lb, cfg, lay.s_at, lay.v_at, sharpness, rho)
+    return prm, lay
+
+
+def verdicts(torch, prm, lay, ids):
+    """v at every position of `ids` (the final norm's weight is 1)."""
+    with torch.no_grad():
+        return prm.net.model(input_ids=torch.tensor([ids])).last_hidden_state[0] @ lay.v_at
+
+
+def fit_head(torch, prm, lay, rows, ids_of, tag_id):
+    """Fits score = sigmoid(alpha v + beta) at the step tags of `rows`
+    ((problem, steps, labels)) and writes it into the score head as
+    margin(class 1 - class 0) = relu(alpha v + beta) - relu(-(alpha v + beta)).
+    Returns (alpha, beta, tag accuracy, tags)."""
+    zs, ys = [], []
+    for p, st, lab in rows:
+        ids = ids_of(p.text, st)
+        tags = [i for i, t in enumerate(ids) if t == tag_id]
+        if len(tags) == len(lab):
+            v = verdicts(torch, prm, lay, ids)
+            zs += [v[i].item() for i in tags]
+            ys += lab
+    z, y = torch.tensor(zs), torch.tensor(ys, dtype=torch.float32)
+    ab = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.LBFGS([ab], max_iter=200, line_search_fn="strong_wolfe")
+
+    def loss():
+        opt.zero_grad()
+        out = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * z + ab[1], y)
+        out.backward()
+        return out
+    opt.step(loss)
+    alpha, beta = ab.detach().tolist()
+    acc = (((alpha * z + beta) > 0).float() == y).float().mean().item()
+    with torch.no_grad():
+        s0, s2 = prm.net.score[0], prm.net.score[2]
+        for w in (s0.weight, s0.bias, s2.weight, s2.bias):
+            w.zero_()
+        s0.weight[0], s0.bias[0] = alpha * lay.v_at, beta
+        s0.weight[1], s0.bias[1] = -alpha * lay.v_at, -beta
+        s2.weight[1, 0], s2.weight[1, 1] = 1.0, -1.0
+    return alpha, beta, acc, len(ys)
+
+
+def pair_ranking(torch, prm, rows, ids_of, tag_id, limit):
+    """Over the wrong solutions in `rows`: how often the right next step
+    scores above the policy's own first wrong one, after the same right
+    steps (what beam search asks of a PRM). Returns (won, pairs)."""
+    won = total = 0
+    for p, st, lab in rows:
+        ref = data.solution_steps(p)
+        if 0 not in lab or lab.index(0) >= len(ref) - 1 or total >= limit:
+            continue
+        w = lab.index(0)
+        sc = []
+        for steps in (ref[:w + 1], ref[:w] + [st[w]]):
+            ids = ids_of(p.text, steps)
+            with torch.no_grad():
+                lg = prm.net(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0][
+                    max(i for i, t in enumerate(ids) if t == tag_id)]
+            sc.append((lg[1] - lg[0]).item())
+        won += int(sc[0] > sc[1])
+        total += 1
+    return won, total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--body", required=True, help="Qwen2ForCausalLM folder (tied embeddings, arith tokenizer)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--samples-file", required=True,
+                    help="JSONL of the policy's sampled solutions (train_prm.py's cache; made with --policy if missing)")
+    ap.add_argument("--policy", default="", help="policy folder, to sample --samples-file when it does not exist")
+    ap.add_argument("--samples", type=int, default=3000)
+    ap.add_argument("--fit", type=int, default=600, help="policy solutions the head is fitted on (+ half as many synthetic)")
+    ap.add_argument("--pairs", type=int, default=300, help="held-out sibling pairs the result is checked on")
+    ap.add_argument("--sharpness", type=float, default=40.0, help="layer B's soft minimum: key = -sharpness * s")
+    ap.add_argument("--margin", type=float, default=0.0,
+                    help="logits by which a written token must beat every rival for s = 0 (0: being the body's "
+                         "choice is enough)")
+    ap.add_argument("--code", type=float, default=0.05,
+                    help="size of the checked tokens' codes, as a fraction of their embeddings' norm")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+
+    import torch
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    t0 = time.time()
+    os.makedirs(a.out, exist_ok=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(a.body, f), os.path.join(a.out, f))
+    tok = AutoTokenizer.from_pretrained(a.out)
+    tag_id = tok.convert_tokens_to_ids(TAG)
+    body = Qwen2ForCausalLM.from_pretrained(a.body, torch_dtype=torch.float32).eval()
+    prm, lay = build(torch, body, tok, a.code, a.sharpness, a.margin, a.seed)
+
+    def ids_of(problem, steps):
+        return tok.encode(prm_text(problem, steps), add_special_tokens=False)
+
+    # The policy's samples: the head is fitted on the first --fit (plus
+    # synthetic solutions), the pairs come from the rest.
+    rng = random.Random(a.seed + 3)
+    probs = [data.sample_problem(rng, 1, 6) for _ in range(a.samples)]
+    pol = labelled_samples(policy_samples(a.policy, probs, 0.8, 64, 200, a.samples_file))
+    held = set(p.text for p in data.test_set())
+    pol = [e for e in pol if e[0].text not in held]
+    srng = random.Random(a.seed + 4)
+    fit = pol[:a.fit] + [synthetic_example(srng) for _ in range(a.fit // 2)]
+    alpha, beta, tag_acc, tags = fit_head(torch, prm, lay, fit, ids_of, tag_id)
+    won, pairs = pair_ranking(torch, prm, pol[a.fit:], ids_of, tag_id, a.pairs)
+    prm.save(a.out, "float32")
+    summary = {"kind": "circuit", "body": a.body, "layers": prm.cfg.num_hidden_layers, "reserved": lay.reserved,
+               "checked": CHECKED, "rivals": RIVALS, "code": a.code, "sharpness": a.sharpness, "margin": a.margin,
+               "fit_tags": tags, "fit_tag_accuracy": round(tag_acc, 4), "head": [round(alpha, 4), round(beta, 4)],
+               "policy_pairs": round(won / max(1, pairs), 4), "pairs": pairs, "seed": a.seed,
+               "seconds": round(time.time() - t0)}
+    print(json.dumps(summary), flush=True)
+    with open(os.path.join(a.out, "train_summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
