@@ -94,6 +94,7 @@ def reserve(torch, prm, body, res):
 
 
 def code_tokens(torch, prm, ids, code, scale):
+    """Adds scale x code row i to the embedding of token ids[i]."""
     with torch.no_grad():
         prm.net.model.embed_tokens.weight[ids] += scale * code
 
@@ -112,8 +113,9 @@ def clear(layer, hd):
 
 
 def previous_token_head(torch, layer, cfg, token_head, into):
-    """Head 0 of `layer`: attends from j to j-1 only and writes there the
-    logits `digit_head` (10 x hidden, norm folded in) reads, into `into`.
+    """Head 0 of `layer`: attends from j to j-1 only and writes at j the
+    logits that `token_head` (tokens x hidden, the body's LM head rows with
+    its final norm folded in) reads at j-1, into the rows of `into`.
     The query and key are constant biases on rotary pairs 0..9 with phases
     peaking at distance 1: score(d) = A/sqrt(hd) * sum_p cos((d-1) theta_p),
     whose margin over d = 0 and 2 is 0.686 A/sqrt(hd): 16 nats at A = 132."""
@@ -163,10 +165,10 @@ def surprise_mlp(layer, logits_at, code_at, code_level, answer_at, ground_at, s_
     - 40 (2 - code_d - answer)) with up = 1 (the ground, standing in for the
     bias Qwen2's MLP lacks). Where token d is written in the answer this is
     a smooth relu(logit_e - logit_d); elsewhere SiLU of a large negative
-    number, 0.
-    Their sum over e, written negated into s, is 0 where the body's own
-    choice was written and minus (about) the logit gap to the tokens it
-    preferred where another was: how unexpected the written token is."""
+    number, 0. Their sum over e, written negated into s, is 0 where the
+    body's own choice was written and minus (about) the logit gap to the
+    tokens it preferred where another was: how unexpected the written token
+    is."""
     k, one, unit = len(code_at), ground_at / ground_at.shape[0] ** 0.5, 0
     for d in range(k):
         for e in range(len(logits_at)):
@@ -196,7 +198,7 @@ class Layout:
     """Where the circuit keeps what: the reserved directions (rows of the
     body's least-used basis) and the token ids it checks."""
 
-    def __init__(self, torch, vh, checked, marker):
+    def __init__(self, vh, checked, marker):
         k, r = len(CHECKED), len(checked)
         self.checked, self.k, self.marker = checked, k, marker
         self.reserved = r + k + 6  # logits, codes, then s, v, ground, marker code, answer and a spare
@@ -237,7 +239,7 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0):
                 for p, st, _ in (synthetic_example(rng) for _ in range(count))]
 
     vh, top_rms = basis(torch, body, sample(120))
-    lay = Layout(torch, vh, checked, marker)
+    lay = Layout(vh, checked, marker)
     prm = PRM(cfg)
     prm.net.eval()
     m = prm.net.model
