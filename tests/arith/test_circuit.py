@@ -29,7 +29,7 @@ def main():
         return 77
     import data
     import prm_circuit as C
-    from train_prm import prm_text
+    from train_prm import prm_text, score_one
     torch.manual_seed(0)
     torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "models", "policy"))
@@ -98,14 +98,15 @@ def main():
                 with open(os.path.join(ROOT, "models", "policy", f)) as src, open(os.path.join(d, f), "w") as dst:
                     dst.write(src.read())
             with torch.no_grad():
-                lg = prm.net(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
+                lg = score_one(torch, prm.net, ids)
             want = [torch.softmax(lg[i], -1)[1].item() for i, t in enumerate(ids) if t == tag_id]
             out = subprocess.run([a.flashtts, "score", "--prm", d, "--problem", p.text, "--solution",
                                   "\n\n".join(steps), "--json", "--threads", "1"],
                                  capture_output=True, text=True, check=True).stdout
             got = json.loads(out)["step_scores"]
             assert len(got) == len(want) and max(abs(x - y) for x, y in zip(got, want)) < 5e-3, (got, want)
-    print(f"circuit ok: head copy error {err:.2e}, s error {worst:.3f} ({fired} surprises), v {v:.3f} vs min s {lo:.3f}")
+    print(f"circuit ok: head copy error {err:.2e}, s error {worst:.3f} ({fired} surprises), "
+          f"v {v:.3f} vs min s {lo:.3f}")
     return 0
 
 

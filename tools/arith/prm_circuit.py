@@ -53,7 +53,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data  # noqa: E402
-from train_prm import PRM, TAG, labelled_samples, policy_samples, prm_text, synthetic_example  # noqa: E402
+from train_prm import PRM, TAG, labelled_samples, policy_samples, prm_text, score_one, synthetic_example  # noqa: E402
 
 # The tokens whose every occurrence in an answer is checked: the digits and the signs before them
 # (' ' before a positive number, ' -' and ' (-' before a negative one), where the policy slips.
@@ -262,7 +262,8 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0):
         at = torch.tensor([t == marker for s in probe for t in s])
         level = (top[at] @ lay.marker_at / top[at].pow(2).mean(-1).sqrt()).mean().item()
         answer_head(la, cfg, lay.marker_at, level, lay.answer_at, rho)
-        surprise_mlp(la, lay.logits_at, lay.code_at, code_size / rho, lay.answer_at, lay.ground_at, lay.s_at, rho, margin)
+        surprise_mlp(la, lay.logits_at, lay.code_at, code_size / rho, lay.answer_at, lay.ground_at, lay.s_at, rho,
+                     margin)
         softmin_head(lb, cfg, lay.s_at, lay.v_at, sharpness, rho)
     return prm, lay
 
@@ -322,8 +323,7 @@ def pair_ranking(torch, prm, rows, ids_of, tag_id, limit):
         for steps in (ref[:w + 1], ref[:w] + [st[w]]):
             ids = ids_of(p.text, steps)
             with torch.no_grad():
-                lg = prm.net(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0][
-                    max(i for i, t in enumerate(ids) if t == tag_id)]
+                lg = score_one(torch, prm.net, ids)[max(i for i, t in enumerate(ids) if t == tag_id)]
             sc.append((lg[1] - lg[0]).item())
         won += int(sc[0] > sc[1])
         total += 1
@@ -335,10 +335,12 @@ def main():
     ap.add_argument("--body", required=True, help="Qwen2ForCausalLM folder (tied embeddings, arith tokenizer)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--samples-file", required=True,
-                    help="JSONL of the policy's sampled solutions (train_prm.py's cache; made with --policy if missing)")
+                    help="JSONL of the policy's sampled solutions (train_prm.py's cache; made with --policy if "
+                         "missing)")
     ap.add_argument("--policy", default="", help="policy folder, to sample --samples-file when it does not exist")
     ap.add_argument("--samples", type=int, default=3000)
-    ap.add_argument("--fit", type=int, default=600, help="policy solutions the head is fitted on (+ half as many synthetic)")
+    ap.add_argument("--fit", type=int, default=600,
+                    help="policy solutions the head is fitted on (+ half as many synthetic)")
     ap.add_argument("--pairs", type=int, default=300, help="held-out sibling pairs the result is checked on")
     ap.add_argument("--sharpness", type=float, default=40.0, help="layer B's soft minimum: key = -sharpness * s")
     ap.add_argument("--margin", type=float, default=0.0,
