@@ -92,6 +92,16 @@ def greedy_accuracy(model, tok, problems, batch: int = 100, max_new: int = 200, 
     return (correct / len(problems), texts) if want_texts else correct / len(problems)
 
 
+def save_policy(model, tok_dir: str, out: str) -> None:
+    """A Hugging Face folder: the weights, generation config and the tokenizer files of tok_dir."""
+    import shutil
+    model.save_pretrained(out, safe_serialization=True)
+    model.generation_config.save_pretrained(out)
+    if os.path.abspath(tok_dir) != os.path.abspath(out):
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(tok_dir, f), os.path.join(out, f))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -112,6 +122,8 @@ def main():
     ap.add_argument("--stop-at", type=int, default=0,
                     help="stop after this step of the --steps schedule (0 = run it all): remakes a run that "
                          "--max-minutes cut short, on any machine")
+    ap.add_argument("--save-at", type=int, nargs="*", default=[],
+                    help="also save the policy as it is after these steps, into OUT/step-K")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--init", default="", help="continue from this policy folder (its weights and tokenizer)")
     a = ap.parse_args()
@@ -162,14 +174,15 @@ def main():
             print(f"stopped at step {step}", flush=True)
             summary_steps = step
             break
+        if step in a.save_at:
+            save_policy(model, a.out, os.path.join(a.out, f"step-{step}"))
         if a.eval_every and step % a.eval_every == 0:
             print(f"step {step} greedy@100 {greedy_accuracy(model, tok, eval_small):.3f}", flush=True)
     train_s = time.time() - t0
     if a.dtype == "bfloat16":
         model = model.to(torch.bfloat16)
     model.config.torch_dtype = a.dtype
-    model.save_pretrained(a.out, safe_serialization=True)
-    model.generation_config.save_pretrained(a.out)
+    save_policy(model, a.out, a.out)
     summary = {"params": nparams, "init": a.init, "lr": a.lr, "steps": summary_steps, "batch": a.batch, "seed": a.seed, "train_seconds": round(train_s)}
     if a.eval:
         model = model.float()
