@@ -84,8 +84,21 @@ def main():
     v = (hs[n + 2][0] @ lay.v_at)[-1].item()
     lo = s[start:].min().item()
     assert lo - 0.5 <= v <= lo * 0.5 + 1e-3, (v, lo)
-    # 6 + flashtts: fit the head on a few synthetic solutions, save, and score.
     tag_id = tok.convert_tokens_to_ids("<extra_0>")
+    tags = [i for i, t in enumerate(ids) if t == tag_id]
+    # 5 with --window 12: at each step tag, v is a soft minimum of s over the last 13 positions
+    # only, and the earlier ones do not count (the body, codes and layer A are the same).
+    wprm, wlay = C.build(torch, body, tok, window=12)
+    with torch.no_grad():
+        wv = wprm.net.model(input_ids=torch.tensor([ids])).last_hidden_state[0] @ wlay.v_at
+    assert wlay.window_spread < 10, wlay.window_spread
+    excluded = 0
+    for t in tags:
+        lo_w = s[t - 12:t + 1].min().item()
+        assert lo_w - 0.5 <= wv[t].item() <= lo_w * 0.5 + 1e-3, (t, wv[t].item(), lo_w)
+        excluded += s[start:t - 15].min().item() < lo_w - 1  # an earlier, larger surprise left out
+    assert excluded > 0, "no tag where the window leaves out a larger surprise: the check would be vacuous"
+    # 6 + flashtts: fit the head on a few synthetic solutions, save, and score.
     rows = [C.synthetic_example(random.Random(9 + i)) for i in range(12)]
 
     def ids_of(problem, st):

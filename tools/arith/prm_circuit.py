@@ -181,17 +181,61 @@ def surprise_mlp(layer, logits_at, code_at, code_level, answer_at, ground_at, s_
             unit += 1
 
 
-def softmin_head(layer, cfg, s_at, v_at, sharpness, rho):
+def window_bias(torch, theta, width, drop_from):
+    """Coefficients (a_p, b_p) over rotary pairs with angles `theta` such that
+    f(d) = sum_p a_p cos(d theta_p) + b_p sin(d theta_p) is flat (0) over
+    distances d = 0..width and at most -1 from drop_from to 511: a window
+    over the last width + 1 positions. Fitted by least squares with a hinge
+    penalty; returns (coefficients, spread of f inside the window)."""
+    d = torch.arange(512, dtype=torch.float64)
+    basis = torch.cat([torch.cos(theta[None] * d[:, None]), torch.sin(theta[None] * d[:, None])], 1)
+    inside, outside = d <= width, d >= drop_from
+    c = torch.zeros(basis.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([c], max_iter=5000, tolerance_grad=1e-12, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def loss():
+        opt.zero_grad()
+        f = basis @ c
+        out = f[inside].pow(2).sum() + 1000 * torch.relu(f[outside] + 1).pow(2).sum()
+        out.backward()
+        return out
+    for _ in range(5):
+        opt.step(loss)
+    f = (basis @ c).detach()
+    if f[outside].max() > -0.99:
+        raise SystemExit(f"no window of {width} positions falls by 1 from {drop_from} on")
+    return c.detach(), (f[inside].max() - f[inside].min()).item()
+
+
+def softmin_head(torch, layer, cfg, s_at, v_at, sharpness, rho, window=0, depth=600.0):
     """Head 0 of `layer`: a constant query on the slowest rotary pair
     (angles under 0.1 rad over 512 positions, so position does not matter)
     against key -sharpness * s: a soft minimum of s over all positions so far
-    (s is 0 in the prompt and at unchecked tokens), written into v."""
+    (s is 0 in the prompt and at unchecked tokens), written into v.
+    With window > 0, the other rotary pairs add a positional score that is
+    flat over the last `window` + 1 positions and `depth` nats lower from
+    window + 4 back on (window_bias), so the minimum covers the step being
+    scored (its result and most of its operands: a step is 16 or more
+    tokens, the previous one's digits 17 or more back) and not the steps
+    before it. Returns the positional score's spread inside the window."""
     att, hd = layer.self_attn, cfg.hidden_size // cfg.num_attention_heads
-    slow = hd // 2 - 1
+    half = hd // 2
+    slow = half - 1
     att.q_proj.bias[slow] = hd ** 0.5
     att.k_proj.weight[slow] = -sharpness * s_at
     att.v_proj.weight[0] = s_at
     att.o_proj.weight[:, 0] = v_at * rho
+    if not window:
+        return 0.0
+    theta = cfg.rope_theta ** (-torch.arange(slow, dtype=torch.float64) * 2 / hd)
+    c, spread = window_bias(torch, theta, window, window + 4)
+    # q . k over pair p is q_p (k_p cos(d theta_p) + k_{p+half} sin(d theta_p)) for a query on
+    # dimension p only; attention divides by sqrt(hd).
+    att.q_proj.bias[:slow] = 1.0
+    att.k_proj.bias[:slow] = (depth * hd ** 0.5 * c[:slow]).float()
+    att.k_proj.bias[half:half + slow] = (depth * hd ** 0.5 * c[slow:]).float()
+    return depth * spread
 
 
 class Layout:
@@ -218,7 +262,7 @@ def token_ids(tok):
     return ids, tok.encode("<|im_start|>assistant", add_special_tokens=False)[1]  # "as": once per PRM input
 
 
-def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0):
+def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, window=0):
     """The PRM (train_prm.PRM) over `body` with layers A and B built, head
     still zero; and its Layout. `body`: Qwen2ForCausalLM with tied
     embeddings, 4 heads over 2 kv heads, head size >= 22, MLP >= 182 wide."""
@@ -264,7 +308,7 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0):
         answer_head(la, cfg, lay.marker_at, level, lay.answer_at, rho)
         surprise_mlp(la, lay.logits_at, lay.code_at, code_size / rho, lay.answer_at, lay.ground_at, lay.s_at, rho,
                      margin)
-        softmin_head(lb, cfg, lay.s_at, lay.v_at, sharpness, rho)
+        lay.window_spread = softmin_head(torch, lb, cfg, lay.s_at, lay.v_at, sharpness, rho, window)
     return prm, lay
 
 
@@ -346,6 +390,9 @@ def main():
     ap.add_argument("--margin", type=float, default=0.0,
                     help="logits by which a written token must beat every rival for s = 0 (0: being the body's "
                          "choice is enough)")
+    ap.add_argument("--window", type=int, default=0,
+                    help="score each step by the soft minimum over its last WINDOW + 1 tokens only, not over the "
+                         "answer so far (0); fitted on local labels, for aggregation = \"prod\"")
     ap.add_argument("--code", type=float, default=0.05,
                     help="size of the checked tokens' codes, as a fraction of their embeddings' norm")
     ap.add_argument("--seed", type=int, default=0)
@@ -363,7 +410,7 @@ def main():
     tok = AutoTokenizer.from_pretrained(a.out)
     tag_id = tok.convert_tokens_to_ids(TAG)
     body = Qwen2ForCausalLM.from_pretrained(a.body, torch_dtype=torch.float32).eval()
-    prm, lay = build(torch, body, tok, a.code, a.sharpness, a.margin, a.seed)
+    prm, lay = build(torch, body, tok, a.code, a.sharpness, a.margin, a.seed, a.window)
 
     def ids_of(problem, steps):
         return tok.encode(prm_text(problem, steps), add_special_tokens=False)
@@ -377,11 +424,14 @@ def main():
     pol = [e for e in pol if e[0].text not in held]
     srng = random.Random(a.seed + 4)
     fit = pol[:a.fit] + [synthetic_example(srng) for _ in range(a.fit // 2)]
+    if a.window:  # a step's own label: keep the steps up to the first wrong one
+        fit = [(p, st[:k], lab[:k]) for p, st, lab in fit for k in [lab.index(0) + 1 if 0 in lab else len(lab)]]
     alpha, beta, tag_acc, tags = fit_head(torch, prm, lay, fit, ids_of, tag_id)
     won, pairs = pair_ranking(torch, prm, pol[a.fit:], ids_of, tag_id, a.pairs)
     prm.save(a.out, "float32")
     summary = {"kind": "circuit", "body": a.body, "layers": prm.cfg.num_hidden_layers, "reserved": lay.reserved,
                "checked": CHECKED, "rivals": RIVALS, "code": a.code, "sharpness": a.sharpness, "margin": a.margin,
+               "window": a.window, "window_spread_nats": round(lay.window_spread, 3),
                "fit_tags": tags, "fit_tag_accuracy": round(tag_acc, 4), "head": [round(alpha, 4), round(beta, 4)],
                "policy_pairs": round(won / max(1, pairs), 4), "pairs": pairs, "seed": a.seed,
                "seconds": round(time.time() - t0)}
