@@ -86,17 +86,19 @@ def main():
     assert lo - 0.5 <= v <= lo * 0.5 + 1e-3, (v, lo)
     tag_id = tok.convert_tokens_to_ids("<extra_0>")
     tags = [i for i, t in enumerate(ids) if t == tag_id]
-    # 5 with --window 12: at each step tag, v is a soft minimum of s over the last 13 positions
-    # only, and the earlier ones do not count (the body, codes and layer A are the same).
-    wprm, wlay = C.build(torch, body, tok, window=12)
+    # 5 with --window W (shipped: 8): at each step tag, v is a soft minimum of s over the last
+    # W + 1 positions only, and those W + 4 or more back do not count (the body, codes and
+    # layer A are the same).
+    W = 8
+    wprm, wlay = C.build(torch, body, tok, window=W)
     with torch.no_grad():
         wv = wprm.net.model(input_ids=torch.tensor([ids])).last_hidden_state[0] @ wlay.v_at
     assert wlay.window_spread < 10, wlay.window_spread
     excluded = 0
     for t in tags:
-        lo_w = s[t - 12:t + 1].min().item()
+        lo_w = s[t - W:t + 1].min().item()
         assert lo_w - 0.5 <= wv[t].item() <= lo_w * 0.5 + 1e-3, (t, wv[t].item(), lo_w)
-        excluded += s[start:t - 15].min().item() < lo_w - 1  # an earlier, larger surprise left out
+        excluded += s[start:t - W - 3].min().item() < lo_w - 1  # an earlier, larger surprise left out
     assert excluded > 0, "no tag where the window leaves out a larger surprise: the check would be vacuous"
     # 6 + flashtts: fit the head on a few synthetic solutions, save, and score.
     rows = [C.synthetic_example(random.Random(9 + i)) for i in range(12)]
@@ -118,9 +120,50 @@ def main():
                                  capture_output=True, text=True, check=True).stdout
             got = json.loads(out)["step_scores"]
             assert len(got) == len(want) and max(abs(x - y) for x, y in zip(got, want)) < 5e-3, (got, want)
+    shipped = shipped_parity(torch, a.flashtts) if os.path.exists(a.flashtts) else "no flashtts binary"
     print(f"circuit ok: head copy error {err:.2e}, s error {worst:.3f} ({fired} surprises), "
-          f"v {v:.3f} vs min s {lo:.3f}")
+          f"v {v:.3f} vs min s {lo:.3f}; shipped PRM: {shipped}")
     return 0
+
+
+def shipped_parity(torch, flashtts, n=16):
+    """flashtts's step scores of the shipped PRM against transformers in float64 (the exact
+    value), on reference solutions with one step corrupted or not. The circuit's codes sit
+    1e-5 below its ground, so any f32 run carries rounding of a few hundredths there: flashtts
+    must be no further from the exact scores than transformers' own f32 run is, plus 0.01."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, Qwen2Config
+    import data
+    from train_prm import PRM, TAG, prm_text, score_one
+    d = os.path.join(ROOT, "models", "prm")
+    prm = PRM(Qwen2Config.from_pretrained(d))
+    prm.net.load_state_dict(load_file(os.path.join(d, "model.safetensors")))
+    prm.net.eval()
+    tok = AutoTokenizer.from_pretrained(d)
+    tag = tok.convert_tokens_to_ids(TAG)
+    rng = random.Random(11)
+    off32 = off_flash = 0.0
+    for i in range(n):
+        p = data.sample_problem(rng, 2, 6)
+        steps = data.solution_steps(p)
+        if i % 2:
+            k = rng.randrange(len(steps) - 1)
+            steps[k] = data.corrupt_step(rng, steps[k])
+        ids = tok.encode(prm_text(p.text, steps), add_special_tokens=False)
+        exact = {}
+        for dt in (torch.float32, torch.float64):
+            prm.net.to(dt)
+            with torch.no_grad():
+                lg = score_one(torch, prm.net, ids)
+            exact[dt] = [torch.softmax(lg[j], -1)[1].item() for j, t in enumerate(ids) if t == tag]
+        out = subprocess.run([flashtts, "score", "--prm", d, "--problem", p.text, "--solution", "\n\n".join(steps),
+                              "--json", "--threads", "1"], capture_output=True, text=True, check=True).stdout
+        got = json.loads(out)["step_scores"]
+        assert len(got) == len(exact[torch.float64]), (got, exact)
+        off32 = max(off32, max(abs(x - y) for x, y in zip(exact[torch.float32], exact[torch.float64])))
+        off_flash = max(off_flash, max(abs(x - y) for x, y in zip(got, exact[torch.float64])))
+    assert off_flash <= off32 + 0.01, (off_flash, off32)
+    return f"flashtts within {off_flash:.4f} of the float64 scores (transformers f32: {off32:.4f})"
 
 
 if __name__ == "__main__":

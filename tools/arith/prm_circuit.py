@@ -2,9 +2,9 @@
 
 A step is right when every token it writes is the one a good arithmetician
 would write next. The PRM's body is such an arithmetician: a causal LM of the
-policy's architecture trained longer than the policy (lm-run3 in
-docs/arith.md: 68.5% greedy against the policy's 32.5%), whose likelihood
-ranks a right step above the policy's own wrong sibling 95% of the time.
+policy's architecture trained longer than the policy (lm-run5 in
+docs/arith.md: 83.5% greedy against the policy's 40.5%), whose likelihood
+ranks a right step above the policy's own wrong sibling most of the time.
 Learning to read that likelihood from one bit per step did not work in CPU
 budgets (docs/arith.md), because at the body's top the written token is
 gone: a linear probe recovers a digit at 99.9% after layer 1 but 72% after
@@ -32,14 +32,18 @@ head), all f32 weights of the usual shapes:
    body's own choice was written and about minus the logit gap where not.
 5. Layer B: head 0 attends with a constant query to low s, a soft minimum
    over everything written so far, into v: the least expected token yet.
+   With --window W (shipped: 8) a positional score on its other rotary
+   pairs limits that to the last W + 1 positions: the step being scored,
+   so each step's score is about that step alone (aggregation "prod").
 6. Head: score.0 / score.2 are a logistic regression on v, fitted on the
-   policy's labelled samples and synthetic solutions, read at each tag.
+   policy's labelled samples and synthetic solutions, read at each tag
+   (with --window, on the tags up to each solution's first wrong step).
 
 The circuit needs f32 activations (the codes sit 1e-5 below the ground):
 the CPU backend runs it; a bf16 GPU backend would lose the codes.
 
-Run: .venv-ref/bin/python tools/arith/prm_circuit.py --body build-arith/lm-run3 --out models/prm \
-         --samples-file build-arith/policy-run2-samples.jsonl [--policy models/policy]
+Run: .venv-ref/bin/python tools/arith/prm_circuit.py --body build-arith/lm-run5 --out models/prm \
+         --samples-file build-arith/m1500-samples.jsonl --window 8 [--policy models/policy]
 """
 from __future__ import annotations
 
@@ -215,10 +219,13 @@ def softmin_head(torch, layer, cfg, s_at, v_at, sharpness, rho, window=0, depth=
     (s is 0 in the prompt and at unchecked tokens), written into v.
     With window > 0, the other rotary pairs add a positional score that is
     flat over the last `window` + 1 positions and `depth` nats lower from
-    window + 4 back on (window_bias), so the minimum covers the step being
-    scored (its result and most of its operands: a step is 16 or more
-    tokens, the previous one's digits 17 or more back) and not the steps
-    before it. Returns the positional score's spread inside the window."""
+    window + 4 back on (window_bias), so the minimum covers the end of the
+    step being scored and not the steps before it (with window 8: a
+    computation's result, sign and right operand, or the final step's boxed
+    answer; a step is 16 or more tokens). The window's edge should hold no
+    checked token: there a digit counts or not by a nat or so, and the
+    circuit's f32 rounding is that large (docs/arith.md). Returns the
+    positional score's spread inside the window."""
     att, hd = layer.self_attn, cfg.hidden_size // cfg.num_attention_heads
     half = hd // 2
     slow = half - 1
