@@ -244,17 +244,36 @@ std::pair<int64_t, int64_t> used_blocks(Client& c) {
   return {gu, vu};
 }
 
+// A policy slow enough that a long generation outlives the test's checks:
+// the shared tiny model generates its 4096 positions in a fraction of a
+// second, so a stats call that came late could find the request finished
+// ("length") and its blocks released by itself, not by the cancel.
+std::filesystem::path slow_policy() {
+  static const std::filesystem::path dir = [] {
+    auto d = test::scratch_dir("slow-policy") / "policy";
+    std::string out;
+    std::string cmd = (test::binary_dir() / "flashtts-mkmodel").string() + " --out " + d.string() +
+                      " --arch qwen2 --hidden 256 --layers 4 --heads 4 --kv-heads 2 --intermediate 512 --vocab 512"
+                      " --max-position 8192 --seed 7 2>&1";
+    if (test::run_command(cmd, &out) != 0) throw std::runtime_error("mkmodel failed: " + out);
+    return d;
+  }();
+  return dir;
+}
+
 TEST(Pipeline, CancelAndAVanishedClientReleaseTheirKvBlocks) {
   Config cfg = test::tiny_pipeline_config(ipc_endpoint("release"));
+  cfg.models.policy = slow_policy();
   cfg.limits.max_tokens_per_step = 100000;
   cfg.limits.max_tokens = 100000;
   Pipeline p(cfg);
   Client watcher = p.client();
   EXPECT_EQ(used_blocks(watcher), std::make_pair(int64_t(0), int64_t(0)));
 
-  // Long generations that would run for minutes.
+  // Long generations that would run for many seconds (8000 tokens of the
+  // slow policy; its KV cache here holds about 10 000).
   msg::MapWriter w;
-  w.put("prompt", "Tell me a long story.").put("max_tokens", 20000).put("stream", true);
+  w.put("prompt", "Tell me a long story.").put("max_tokens", 8000).put("stream", true);
   Client a = p.client();
   std::string id = a.send("generate", w);
   int n_progress = 0;
@@ -280,7 +299,7 @@ TEST(Pipeline, CancelAndAVanishedClientReleaseTheirKvBlocks) {
     auto b = Client::connect(p.ctx, p.cfg.endpoints.clients.front());
     ASSERT_TRUE(b.ok());
     msg::MapWriter quiet;
-    quiet.put("prompt", "Another long story.").put("max_tokens", 20000);
+    quiet.put("prompt", "Another long story.").put("max_tokens", 8000);
     b->send("generate", quiet);
     auto until = std::chrono::steady_clock::now() + 20s;
     while (used_blocks(watcher).first == 0 && std::chrono::steady_clock::now() < until)

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <mutex>
 #include <unistd.h>
 
 namespace flashtts::test {
@@ -28,12 +29,37 @@ std::filesystem::path testdata_dir() {
 
 std::filesystem::path binary_dir() { return FLASHTTS_BINARY_DIR; }
 
+namespace {
+
+// The scratch folders this test process made, removed when it exits (not by
+// a forked child, which shares the list but not the ownership).
+struct ScratchFolders {
+  std::mutex mu;
+  std::vector<std::filesystem::path> dirs;
+  pid_t owner = getpid();
+  ~ScratchFolders() {
+    if (getpid() != owner) return;
+    std::error_code ec;
+    for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+  }
+};
+
+ScratchFolders& scratch_folders() {
+  static ScratchFolders f;
+  return f;
+}
+
+}  // namespace
+
 std::filesystem::path scratch_dir(const std::string& tag) {
   static std::atomic<int> counter{0};
   auto p = std::filesystem::temp_directory_path() /
            ("flashtts-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
+  ScratchFolders& f = scratch_folders();
+  std::lock_guard<std::mutex> lock(f.mu);
+  f.dirs.push_back(p);
   return p;
 }
 

@@ -17,7 +17,8 @@ std::filesystem::path testdata_dir();
 // The CMake build folder (holds flashtts and the flashtts-* tools).
 std::filesystem::path binary_dir();
 
-// A fresh, empty folder under the system temp dir, unique per call.
+// A fresh, empty folder under the system temp dir, unique per call, removed
+// with its contents when the test process exits.
 std::filesystem::path scratch_dir(const std::string& tag);
 
 // Runs a shell command; returns its exit status and appends stdout to *out.
