@@ -31,7 +31,7 @@ def main() -> int:
     ap.add_argument("--problems", type=int, default=100)
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--beam-width", type=int, default=4)
-    ap.add_argument("--min-gap", type=float, default=6.0, help="points beam search must gain over greedy")
+    ap.add_argument("--min-gap", type=float, default=7.0, help="points beam search must gain over greedy")
     ap.add_argument("--greedy-range", default="15,75", help="greedy accuracy must lie in this range (percent)")
     a = ap.parse_args()
 
