@@ -29,6 +29,7 @@ def main():
         return 77
     import data
     import prm_circuit as C
+    import tokenizer as arith_tok
     from train_prm import prm_text, score_one
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -109,9 +110,7 @@ def main():
     if os.path.exists(a.flashtts):
         with tempfile.TemporaryDirectory() as d:
             prm.save(d, "float32")
-            for f in ("tokenizer.json", "tokenizer_config.json"):
-                with open(os.path.join(ROOT, "models", "policy", f)) as src, open(os.path.join(d, f), "w") as dst:
-                    dst.write(src.read())
+            arith_tok.copy_files(os.path.join(ROOT, "models", "policy"), d)
             with torch.no_grad():
                 lg = score_one(torch, prm.net, ids)
             want = [torch.softmax(lg[i], -1)[1].item() for i, t in enumerate(ids) if t == tag_id]
@@ -131,13 +130,12 @@ def shipped_parity(torch, flashtts, n=16):
     value), on reference solutions with one step corrupted or not. The circuit's codes sit
     1e-5 below its ground, so any f32 run carries rounding of a few hundredths there: flashtts
     must be no further from the exact scores than transformers' own f32 run is, plus 0.01."""
-    from safetensors.torch import load_file
     from transformers import AutoTokenizer, Qwen2Config
     import data
     from train_prm import PRM, TAG, prm_text, score_one
     d = os.path.join(ROOT, "models", "prm")
     prm = PRM(Qwen2Config.from_pretrained(d))
-    prm.net.load_state_dict(load_file(os.path.join(d, "model.safetensors")))
+    prm.load_weights(d)
     prm.net.eval()
     tok = AutoTokenizer.from_pretrained(d)
     tag = tok.convert_tokens_to_ids(TAG)

@@ -51,12 +51,12 @@ import argparse
 import json
 import os
 import random
-import shutil
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data  # noqa: E402
+import tokenizer as arith_tok  # noqa: E402
 from train_prm import PRM, TAG, labelled_samples, policy_samples, prm_text, score_one, synthetic_example  # noqa: E402
 
 # The tokens whose every occurrence in an answer is checked: the digits and the signs before them
@@ -411,9 +411,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     t0 = time.time()
-    os.makedirs(a.out, exist_ok=True)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(a.body, f), os.path.join(a.out, f))
+    arith_tok.copy_files(a.body, a.out)
     tok = AutoTokenizer.from_pretrained(a.out)
     tag_id = tok.convert_tokens_to_ids(TAG)
     body = Qwen2ForCausalLM.from_pretrained(a.body, torch_dtype=torch.float32).eval()

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +40,17 @@ def corpus(n: int, seed: int):
         out.append(p.text)
         out.append(data.solution(p))
     return out
+
+
+# What train() writes, and what every model folder of ours carries.
+FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def copy_files(src_dir: str, out_dir: str) -> None:
+    """Copies the tokenizer files of the model folder src_dir into out_dir (made if missing)."""
+    os.makedirs(out_dir, exist_ok=True)
+    for f in FILES:
+        shutil.copy(os.path.join(src_dir, f), os.path.join(out_dir, f))
 
 
 def train(out_dir: str, vocab: int = 512, n: int = 20000, seed: int = 1) -> None:

@@ -94,12 +94,10 @@ def greedy_accuracy(model, tok, problems, batch: int = 100, max_new: int = 200, 
 
 def save_policy(model, tok_dir: str, out: str) -> None:
     """A Hugging Face folder: the weights, generation config and the tokenizer files of tok_dir."""
-    import shutil
     model.save_pretrained(out, safe_serialization=True)
     model.generation_config.save_pretrained(out)
     if os.path.abspath(tok_dir) != os.path.abspath(out):
-        for f in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copy(os.path.join(tok_dir, f), os.path.join(out, f))
+        arith_tok.copy_files(tok_dir, out)
 
 
 def main():
@@ -134,11 +132,8 @@ def main():
     t0 = time.time()
     from transformers import AutoTokenizer
     if a.init:
-        import shutil
         from transformers import Qwen2ForCausalLM
-        os.makedirs(a.out, exist_ok=True)
-        for f in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copy(os.path.join(a.init, f), os.path.join(a.out, f))
+        arith_tok.copy_files(a.init, a.out)
         model = Qwen2ForCausalLM.from_pretrained(a.init, torch_dtype=torch.float32)
     else:
         arith_tok.train(a.out, a.vocab, seed=a.seed + 1)

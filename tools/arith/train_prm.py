@@ -59,6 +59,12 @@ class PRM:
         self.net = Net()
         self.cfg = cfg
 
+    def load_weights(self, folder: str) -> None:
+        """The weights of a PRM folder saved by save(), as f32."""
+        from safetensors.torch import load_file
+        sd = load_file(os.path.join(folder, "model.safetensors"))
+        self.net.load_state_dict({k: v.float() for k, v in sd.items()})
+
     def save(self, out: str, dtype: str) -> None:
         import torch
         from safetensors.torch import save_file
@@ -306,16 +312,12 @@ def main():
                     help="random PRM body (default: start from the policy's body, which already reads the task)")
     a = ap.parse_args()
 
-    import shutil
     import torch
     from transformers import AutoTokenizer, Qwen2Config
     torch.set_num_threads(a.threads)
     seed_all(a.seed)
     t0 = time.time()
-    tok_dir = a.tokenizer or a.policy
-    os.makedirs(a.out, exist_ok=True)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(tok_dir, f), os.path.join(a.out, f))
+    arith_tok.copy_files(a.tokenizer or a.policy, a.out)
     tok = AutoTokenizer.from_pretrained(a.out)
     tag_id = tok.convert_tokens_to_ids(TAG)
     pad_id = tok.convert_tokens_to_ids("<|endoftext|>")
@@ -438,8 +440,7 @@ def main():
     if (a.pairs or a.local) and not a.stream or a.pairs and a.local:
         raise SystemExit("--pairs and --local are --stream modes, one at a time")
     if a.init:
-        from safetensors.torch import load_file
-        prm.net.load_state_dict({k: v.float() for k, v in load_file(os.path.join(a.init, "model.safetensors")).items()})
+        prm.load_weights(a.init)
         print(f"PRM weights from {a.init}", flush=True)
     net = prm.net
     params = list(net.parameters()) + (list(lm_norm.parameters()) if a.lm_weight else [])
