@@ -251,11 +251,8 @@ std::pair<int64_t, int64_t> used_blocks(Client& c) {
 std::filesystem::path slow_policy() {
   static const std::filesystem::path dir = [] {
     auto d = test::scratch_dir("slow-policy") / "policy";
-    std::string out;
-    std::string cmd = (test::binary_dir() / "flashtts-mkmodel").string() + " --out " + d.string() +
-                      " --arch qwen2 --hidden 256 --layers 4 --heads 4 --kv-heads 2 --intermediate 512 --vocab 512"
-                      " --max-position 8192 --seed 7 2>&1";
-    if (test::run_command(cmd, &out) != 0) throw std::runtime_error("mkmodel failed: " + out);
+    test::write_model(d, "--arch qwen2 --hidden 256 --layers 4 --heads 4 --kv-heads 2 --intermediate 512 --vocab 512"
+                         " --max-position 8192 --seed 7");
     return d;
   }();
   return dir;

@@ -85,6 +85,12 @@ int run_command(const std::string& cmd, std::string* out) {
 
 namespace flashtts::test {
 
+void write_model(const std::filesystem::path& out, const std::string& flags) {
+  std::string log;
+  std::string cmd = (binary_dir() / "flashtts-mkmodel").string() + " --out " + out.string() + " " + flags + " 2>&1";
+  if (run_command(cmd, &log) != 0) throw std::runtime_error("mkmodel failed: " + cmd + "\n" + log);
+}
+
 std::filesystem::path tiny_models() {
   static std::mutex mu;
   static std::filesystem::path dir;
@@ -92,12 +98,8 @@ std::filesystem::path tiny_models() {
   if (!dir.empty()) return dir;
   auto d = scratch_dir("tiny-models");
   std::string common = " --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 128 --vocab 512 --seed 7";
-  for (auto [name, arch] : {std::pair{"policy", "qwen2"}, {"prm", "qwen2-prm"}}) {
-    std::string out;
-    std::string cmd = (binary_dir() / "flashtts-mkmodel").string() + " --out " + (d / name).string() + " --arch " +
-                      arch + common + " 2>&1";
-    if (run_command(cmd, &out) != 0) throw std::runtime_error("mkmodel failed: " + out);
-  }
+  for (auto [name, arch] : {std::pair{"policy", "qwen2"}, {"prm", "qwen2-prm"}})
+    write_model(d / name, std::string("--arch ") + arch + common);
   dir = d;
   return dir;
 }

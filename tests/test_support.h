@@ -50,6 +50,11 @@ namespace flashtts::test {
 // n normal draws (mean, stdev) from rng: random weights built in memory.
 std::vector<float> randn(std::mt19937& rng, size_t n, float stdev, float mean = 0.0f);
 
+// Writes a random-weight Hugging Face folder at `out` with flashtts-mkmodel
+// and its `flags` (--arch, sizes, --seed, ...); throws std::runtime_error with
+// the command and its output if mkmodel fails.
+void write_model(const std::filesystem::path& out, const std::string& flags);
+
 // A tiny random-weight Qwen2 policy and Qwen2 PRM written once per test
 // process by flashtts-mkmodel: <dir>/policy and <dir>/prm.
 std::filesystem::path tiny_models();
