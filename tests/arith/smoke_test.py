@@ -54,10 +54,12 @@ def main():
         run([os.path.join(TOOLS, "train_prm.py"), "--out", os.path.join(d, "prm-local"), "--local", "4"] + stream)
         s = json.load(open(os.path.join(d, "prm-local", "train_summary.json")))
         assert s["mode"] == "local" and "local" in s["val_step_accuracy"], s
-        # The verifier circuit over a body of the shipped shape (its minimum).
+        # The verifier circuit over a body of the shipped shape (its minimum), trained as the
+        # shipped body's last runs were: long problems, results weighted, more subtractions.
         body = os.path.join(d, "body")
         run([os.path.join(TOOLS, "train_policy.py"), "--out", body, "--steps", "2", "--batch", "4", "--eval", "2",
-             "--threads", "1", "--hidden", "128", "--layers", "1", "--heads", "4", "--kv-heads", "2", "--inter", "256"])
+             "--threads", "1", "--hidden", "128", "--layers", "1", "--heads", "4", "--kv-heads", "2", "--inter", "256",
+             "--min-ops", "4", "--op-weights", "1", "1.5", "1", "--result-weight", "4"])
         run([os.path.join(TOOLS, "prm_circuit.py"), "--body", body, "--policy", body, "--out", os.path.join(d, "prm-c"),
              "--samples-file", os.path.join(d, "samples.jsonl"), "--samples", "12", "--fit", "6", "--pairs", "4",
              "--threads", "1"])

@@ -106,6 +106,21 @@ def test_slips_are_the_policys():
     assert data.arithmetic_ok("b = a * 4 = 36 * 4 = 144") is True  # its own arithmetic is right
 
 
+def test_op_weights():
+    rng = random.Random(3)
+    ops = Counter(o.op for _ in range(400) for o in data.sample_problem(rng, 4, 6, (1, 4, 0)).ops)
+    assert ops["*"] == 0 and ops["-"] > 2.5 * ops["+"], ops
+    # without weights the benchmark's draws are untouched
+    assert data.sample_problem(random.Random(5)) == data.sample_problem(random.Random(5), 2, 6, None)
+
+
+def test_result_spans():
+    import train_policy  # torch is imported inside its functions only
+    p = data.parse_problem("Let a = 33. Let b = a * 2. Let c = a - 99. What is c?")
+    sol = data.solution(p)
+    assert [sol[a:b] for a, b in train_policy.result_spans(sol)] == [" 66", " -66", "{-66}."]
+
+
 if __name__ == "__main__":
     for name, fn in list(globals().items()):
         if name.startswith("test_") and callable(fn):

@@ -97,9 +97,11 @@ def in_range(vals: dict) -> bool:
     return all(VALUE_MIN <= v <= VALUE_MAX for v in vals.values())
 
 
-def sample_problem(rng: random.Random, min_ops: int = 2, max_ops: int = 6) -> Problem:
+def sample_problem(rng: random.Random, min_ops: int = 2, max_ops: int = 6, op_weights=None) -> Problem:
     """One problem of the benchmark distribution (min_ops..max_ops further
-    variables; the benchmark uses 2..6). Out-of-range problems are redrawn."""
+    variables; the benchmark uses 2..6). Out-of-range problems are redrawn.
+    op_weights, relative weights of "+", "-" and "*", skews the operators
+    away from uniform (for training a verifier's body; None: the benchmark)."""
     while True:
         k = rng.randint(min_ops, max_ops)
         a = rng.randint(1, 99)
@@ -108,7 +110,7 @@ def sample_problem(rng: random.Random, min_ops: int = 2, max_ops: int = 6) -> Pr
         for i in range(k):
             x = NAMES[i + 1]
             y = rng.choice(names)
-            op = rng.choice("+-*")
+            op = rng.choice("+-*") if op_weights is None else rng.choices("+-*", op_weights)[0]
             if op == "*":
                 z = rng.randint(2, 9)
             elif rng.random() < 0.5:

@@ -50,24 +50,55 @@ def make_model(vocab: int, hidden: int, layers: int, heads: int, kv_heads: int, 
     return Qwen2ForCausalLM(cfg)
 
 
-def encode_example(tok, p: data.Problem):
+def result_spans(solution: str) -> list:
+    """(start, end) character spans of each step's result in a reference
+    solution: from the space after a computation step's last " =" (the sign
+    tokens start there), and from the boxed answer's "{"."""
+    spans, at = [], 0
+    for step in solution.split(data.STEP_DELIMITER):
+        cut = step.rfind(" = ") + 2 if step.rfind(" = ") >= 0 else step.find("{")
+        spans.append((at + cut, at + len(step)))
+        at += len(step) + len(data.STEP_DELIMITER)
+    return spans
+
+
+def encode_example(tok, p: data.Problem, result_weight: float = 1.0):
+    """(prompt ids, target ids, target weights): each target token weighs 1,
+    the tokens of a step's result `result_weight` (the digits a verifier's
+    body must get right)."""
     prompt = tok.encode(arith_tok.chat_prompt(p.text), add_special_tokens=False)
-    target = tok.encode(data.solution(p) + "<|im_end|>", add_special_tokens=False)
-    return prompt, target
+    sol = data.solution(p)
+    enc = tok(sol + "<|im_end|>", add_special_tokens=False, return_offsets_mapping=True)
+    spans = result_spans(sol)
+    weights = [result_weight if any(a <= s < b for a, b in spans) else 1.0 for s, _ in enc["offset_mapping"]]
+    return prompt, enc["input_ids"], weights
 
 
 def batch_tensors(examples, pad_id):
+    """Right-padded ids, labels (-100 off the target), attention mask and
+    per-position loss weights (0 off the target) of encode_example's triples."""
     import torch
-    n = max(len(a) + len(b) for a, b in examples)
+    n = max(len(a) + len(b) for a, b, _ in examples)
     ids = torch.full((len(examples), n), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), n), -100, dtype=torch.long)
     mask = torch.zeros((len(examples), n), dtype=torch.long)
-    for i, (a, b) in enumerate(examples):
+    weights = torch.zeros((len(examples), n))
+    for i, (a, b, w) in enumerate(examples):
         seq = a + b
         ids[i, :len(seq)] = torch.tensor(seq)
         labels[i, len(a):len(seq)] = torch.tensor(b)
+        weights[i, len(a):len(seq)] = torch.tensor(w)
         mask[i, :len(seq)] = 1
-    return ids, labels, mask
+    return ids, labels, mask, weights
+
+
+def weighted_loss(logits, labels, weights):
+    """Next-token cross-entropy, each target position weighted, over the sum of the weights."""
+    import torch
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
+                                           ignore_index=-100, reduction="none")
+    w = weights[:, 1:].flatten()
+    return (ce * w).sum() / w.sum()
 
 
 def greedy_accuracy(model, tok, problems, batch: int = 100, max_new: int = 200, want_texts: bool = False):
@@ -124,6 +155,14 @@ def main():
                     help="also save the policy as it is after these steps, into OUT/step-K")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--init", default="", help="continue from this policy folder (its weights and tokenizer)")
+    ap.add_argument("--min-ops", type=int, default=1,
+                    help="fewest further variables of a training problem (the benchmark has 2..6; more steps "
+                         "per problem means more arithmetic per sequence)")
+    ap.add_argument("--op-weights", type=float, nargs=3, default=None, metavar=("PLUS", "MINUS", "TIMES"),
+                    help="relative weights of the operators in training problems (default: uniform, the benchmark)")
+    ap.add_argument("--result-weight", type=float, default=1.0,
+                    help="loss weight of each step's result tokens against 1 for the rest: >1 trains a "
+                         "verifier's body to compute rather than to copy")
     a = ap.parse_args()
 
     import torch
@@ -152,11 +191,11 @@ def main():
     for step in range(1, a.steps + 1):
         ex = []
         while len(ex) < a.batch:
-            p = data.sample_problem(rng, 1, 6)
+            p = data.sample_problem(rng, a.min_ops, 6, a.op_weights)
             if p.text not in held:
-                ex.append(encode_example(tok, p))
-        x, y, m = batch_tensors(ex, ids["<|endoftext|>"])
-        loss = model(input_ids=x, attention_mask=m, labels=y).loss
+                ex.append(encode_example(tok, p, a.result_weight))
+        x, y, m, w = batch_tensors(ex, ids["<|endoftext|>"])
+        loss = weighted_loss(model(input_ids=x, attention_mask=m).logits, y, w)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
