@@ -65,22 +65,6 @@ CHECKED = [str(d) for d in range(10)] + [" ", " -", " (-"]
 # What else the body may want instead of a checked token: to end the number (the step delimiter
 # it was trained with, or the close of \boxed{}). Compared against, never checked themselves.
 RIVALS = ["\n\n", "}."]
-# With --define-window: the step's restated definition is checked too. The operators get codes
-# like the checked tokens, and where a sign or an operator is written the body's wish for an
-# operator or a variable instead counts (`c = a - 2` for "Let c = a - a", `b = a - a` for
-# "Let b = a + a"), in a second surprise s2 that layer B minimises over a wider window.
-OPERATORS = [" +", " *"]
-VARIABLES = [" " + x for x in data.NAMES[:7]]  # a..g: the benchmark has at most 6 further variables
-
-
-def define_pairs(tokens):
-    """(written, rival) index pairs of the definition check, over `tokens`
-    (token_ids' list): an operator where the body wanted another one, or the
-    sign before a constant where it wanted a variable."""
-    at = {t: i for i, t in enumerate(tokens)}
-    ops = OPERATORS + [" -"]
-    return ([(at[d], at[e]) for d in ops for e in ops if d != e] +
-            [(at[" "], at[v]) for v in VARIABLES])
 
 
 def basis(torch, body, seqs):
@@ -180,21 +164,25 @@ def answer_head(layer, cfg, marker_at, marker_level, into, rho):
     att.o_proj.weight[:, q + 1] = into * rho
 
 
-def surprise_mlp(layer, logits_at, code_at, code_level, answer_at, ground_at, units, rho, margin):
-    """Units (d, e, s_at) for written token d (one with a code) and rival e:
-    SiLU(logit_e - logit_d + margin - 40 (2 - code_d - answer)) with up = 1
-    (the ground, standing in for the bias Qwen2's MLP lacks). Where token d
-    is written in the answer this is a smooth relu(logit_e - logit_d);
-    elsewhere SiLU of a large negative number, 0. Their sum over e, written
-    negated into s_at, is 0 where the body's own choice was written and
-    minus (about) the logit gap to the tokens it preferred where another
-    was: how unexpected the written token is."""
-    one = ground_at / ground_at.shape[0] ** 0.5
-    for unit, (d, e, s_at) in enumerate(units):
-        layer.mlp.gate_proj.weight[unit] = (rho * (logits_at[e] - logits_at[d]) + 40.0 * code_at[d] / code_level
-                                            + 40.0 * answer_at + (margin - 80.0) * one)
-        layer.mlp.up_proj.weight[unit] = one
-        layer.mlp.down_proj.weight[:, unit] = -s_at * rho / 4
+def surprise_mlp(layer, logits_at, code_at, code_level, answer_at, ground_at, s_at, rho, margin):
+    """Units (d, e), d != e checked tokens: SiLU(logit_e - logit_d + margin
+    - 40 (2 - code_d - answer)) with up = 1 (the ground, standing in for the
+    bias Qwen2's MLP lacks). Where token d is written in the answer this is
+    a smooth relu(logit_e - logit_d); elsewhere SiLU of a large negative
+    number, 0. Their sum over e, written negated into s, is 0 where the
+    body's own choice was written and minus (about) the logit gap to the
+    tokens it preferred where another was: how unexpected the written token
+    is."""
+    k, one, unit = len(code_at), ground_at / ground_at.shape[0] ** 0.5, 0
+    for d in range(k):
+        for e in range(len(logits_at)):
+            if d == e:
+                continue
+            layer.mlp.gate_proj.weight[unit] = (rho * (logits_at[e] - logits_at[d]) + 40.0 * code_at[d] / code_level
+                                                + 40.0 * answer_at + (margin - 80.0) * one)
+            layer.mlp.up_proj.weight[unit] = one
+            layer.mlp.down_proj.weight[:, unit] = -s_at * rho / 4
+            unit += 1
 
 
 def window_bias(torch, theta, width, drop_from):
@@ -224,9 +212,8 @@ def window_bias(torch, theta, width, drop_from):
     return c.detach(), (f[inside].max() - f[inside].min()).item()
 
 
-def softmin_head(torch, layer, cfg, s_at, v_at, sharpness, rho, window=0, depth=600.0, head=0):
-    """Head `head` of `layer` (0, or 2 beside it on the other kv head; its
-    weights are zeroed first): a constant query on the slowest rotary pair
+def softmin_head(torch, layer, cfg, s_at, v_at, sharpness, rho, window=0, depth=600.0):
+    """Head 0 of `layer`: a constant query on the slowest rotary pair
     (angles under 0.1 rad over 512 positions, so position does not matter)
     against key -sharpness * s: a soft minimum of s over all positions so far
     (s is 0 in the prompt and at unchecked tokens), written into v.
@@ -240,55 +227,41 @@ def softmin_head(torch, layer, cfg, s_at, v_at, sharpness, rho, window=0, depth=
     circuit's f32 rounding is that large (docs/arith.md). Returns the
     positional score's spread inside the window."""
     att, hd = layer.self_attn, cfg.hidden_size // cfg.num_attention_heads
-    q, kv = head * hd, head // (cfg.num_attention_heads // cfg.num_key_value_heads) * hd
-    for w, at in ((att.q_proj, q), (att.k_proj, kv), (att.v_proj, kv)):
-        w.weight[at:at + hd].zero_()
-        w.bias[at:at + hd].zero_()
     half = hd // 2
     slow = half - 1
-    att.q_proj.bias[q + slow] = hd ** 0.5
-    att.k_proj.weight[kv + slow] = -sharpness * s_at
-    att.v_proj.weight[kv] = s_at
-    att.o_proj.weight[:, q] = v_at * rho
+    att.q_proj.bias[slow] = hd ** 0.5
+    att.k_proj.weight[slow] = -sharpness * s_at
+    att.v_proj.weight[0] = s_at
+    att.o_proj.weight[:, 0] = v_at * rho
     if not window:
         return 0.0
     theta = cfg.rope_theta ** (-torch.arange(slow, dtype=torch.float64) * 2 / hd)
     c, spread = window_bias(torch, theta, window, window + 4)
     # q . k over pair p is q_p (k_p cos(d theta_p) + k_{p+half} sin(d theta_p)) for a query on
     # dimension p only; attention divides by sqrt(hd).
-    att.q_proj.bias[q:q + slow] = 1.0
-    att.k_proj.bias[kv:kv + slow] = (depth * hd ** 0.5 * c[:slow]).float()
-    att.k_proj.bias[kv + half:kv + half + slow] = (depth * hd ** 0.5 * c[slow:]).float()
+    att.q_proj.bias[:slow] = 1.0
+    att.k_proj.bias[:slow] = (depth * hd ** 0.5 * c[:slow]).float()
+    att.k_proj.bias[half:half + slow] = (depth * hd ** 0.5 * c[slow:]).float()
     return depth * spread
 
 
 class Layout:
     """Where the circuit keeps what: the reserved directions (rows of the
-    body's least-used basis) and the token ids it checks: `checked` lists
-    the tokens whose logits are copied, the first k of them with codes."""
+    body's least-used basis) and the token ids it checks."""
 
-    def __init__(self, vh, checked, k, marker, define):
-        r = len(checked)
+    def __init__(self, vh, checked, marker):
+        k, r = len(CHECKED), len(checked)
         self.checked, self.k, self.marker = checked, k, marker
-        # logits, codes, then s, v, ground, marker code, answer, a spare, and s2 with --define-window
-        self.reserved = r + k + 6 + define
+        self.reserved = r + k + 6  # logits, codes, then s, v, ground, marker code, answer and a spare
         self.logits_at, self.code_at = vh[-r:], vh[-r - k:-r]
         self.s_at, self.v_at, self.ground_at, self.marker_at, self.answer_at = (vh[-r - k - i] for i in range(1, 6))
-        self.s2_at = vh[-r - k - 7] if define else None
         self.all = vh[-self.reserved:]
 
 
-def token_list(define):
-    """The tokens whose logits layer A copies, those with codes first; and how many have codes."""
-    if not define:
-        return CHECKED + RIVALS, len(CHECKED)
-    return CHECKED + OPERATORS + RIVALS + VARIABLES, len(CHECKED) + len(OPERATORS)
-
-
-def token_ids(tok, tokens):
-    """(ids of `tokens`, the answer marker's id) in `tok`."""
+def token_ids(tok):
+    """(checked + rival token ids, the answer marker's id) in `tok`."""
     ids = []
-    for t in tokens:
+    for t in CHECKED + RIVALS:
         one = tok.encode(t, add_special_tokens=False)
         if len(one) != 1:
             raise SystemExit(f"{t!r} is not one token in this tokenizer")
@@ -296,25 +269,18 @@ def token_ids(tok, tokens):
     return ids, tok.encode("<|im_start|>assistant", add_special_tokens=False)[1]  # "as": once per PRM input
 
 
-def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, window=0, define_window=0):
+def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, window=0):
     """The PRM (train_prm.PRM) over `body` with layers A and B built, head
     still zero; and its Layout. `body`: Qwen2ForCausalLM with tied
-    embeddings, 4 heads over 2 kv heads, heads as wide as the copied logits
-    (15, 24 with define_window), an MLP as wide as the surprise units (182,
-    195 with define_window)."""
+    embeddings, 4 heads over 2 kv heads, head size >= 22, MLP >= 182 wide."""
     from transformers import Qwen2Config
     c = body.config
     hd = c.hidden_size // c.num_attention_heads
-    tokens, k = token_list(define_window > 0)
-    digits = [tokens.index(t) for t in CHECKED]
-    units = [(d, e) for d in digits for e in digits + [tokens.index(t) for t in RIVALS] if d != e]
-    define = define_pairs(tokens) if define_window else []
-    if not c.tie_word_embeddings or c.num_attention_heads != 4 or c.num_key_value_heads != 2 \
-            or hd < len(tokens) or c.intermediate_size < len(units) + len(define):
-        raise SystemExit(f"the body must tie its embeddings and have 4 heads over 2 kv heads, heads of "
-                         f"{len(tokens)} or more dimensions and an MLP of {len(units) + len(define)} or more "
-                         "(the shipped policy's shape: 128, 4/2, 256)")
-    checked, marker = token_ids(tok, tokens)
+    if not c.tie_word_embeddings or c.num_attention_heads != 4 or c.num_key_value_heads != 2 or hd < 22 \
+            or c.intermediate_size < len(CHECKED) * (len(CHECKED) + len(RIVALS) - 1):
+        raise SystemExit("the body must tie its embeddings and have 4 heads over 2 kv heads, heads of 22 or more "
+                         "dimensions and an MLP of 182 or more (the shipped policy's shape: 128, 4/2, 256)")
+    checked, marker = token_ids(tok)
     n = c.num_hidden_layers
     cfg = Qwen2Config(**{**c.to_dict(), "tie_word_embeddings": False, "num_hidden_layers": n + 2})
     rng = random.Random(seed + 1)
@@ -324,7 +290,7 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, windo
                 for p, st, _ in (synthetic_example(rng) for _ in range(count))]
 
     vh, top_rms = basis(torch, body, sample(120))
-    lay = Layout(vh, checked, k, marker, define_window > 0)
+    lay = Layout(vh, checked, marker)
     prm = PRM(cfg)
     prm.net.eval()
     m = prm.net.model
@@ -347,12 +313,9 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, windo
         at = torch.tensor([t == marker for s in probe for t in s])
         level = (top[at] @ lay.marker_at / top[at].pow(2).mean(-1).sqrt()).mean().item()
         answer_head(la, cfg, lay.marker_at, level, lay.answer_at, rho)
-        surprise_mlp(la, lay.logits_at, lay.code_at, code_size / rho, lay.answer_at, lay.ground_at,
-                     [(d, e, lay.s_at) for d, e in units] + [(d, e, lay.s2_at) for d, e in define], rho, margin)
+        surprise_mlp(la, lay.logits_at, lay.code_at, code_size / rho, lay.answer_at, lay.ground_at, lay.s_at, rho,
+                     margin)
         lay.window_spread = softmin_head(torch, lb, cfg, lay.s_at, lay.v_at, sharpness, rho, window)
-        if define_window:  # the definition's surprise, minimised over its own window, adds into v
-            lay.define_spread = softmin_head(torch, lb, cfg, lay.s2_at, lay.v_at, sharpness, rho, define_window,
-                                             head=2)
     return prm, lay
 
 
@@ -437,10 +400,6 @@ def main():
     ap.add_argument("--window", type=int, default=0,
                     help="score each step by the soft minimum over its last WINDOW + 1 tokens only, not over the "
                          "answer so far (0); fitted on local labels, for aggregation = \"prod\"")
-    ap.add_argument("--define-window", type=int, default=0,
-                    help="also check each step's restated definition (operators, and a constant where a "
-                         "variable belongs), by a soft minimum over the last DEFINE_WINDOW + 1 tokens added "
-                         "into the step's verdict (0: off)")
     ap.add_argument("--code", type=float, default=0.05,
                     help="size of the checked tokens' codes, as a fraction of their embeddings' norm")
     ap.add_argument("--seed", type=int, default=0)
@@ -456,7 +415,7 @@ def main():
     tok = AutoTokenizer.from_pretrained(a.out)
     tag_id = tok.convert_tokens_to_ids(TAG)
     body = Qwen2ForCausalLM.from_pretrained(a.body, torch_dtype=torch.float32).eval()
-    prm, lay = build(torch, body, tok, a.code, a.sharpness, a.margin, a.seed, a.window, a.define_window)
+    prm, lay = build(torch, body, tok, a.code, a.sharpness, a.margin, a.seed, a.window)
 
     def ids_of(problem, steps):
         return tok.encode(prm_text(problem, steps), add_special_tokens=False)
@@ -476,13 +435,11 @@ def main():
     won, pairs = pair_ranking(torch, prm, pol[a.fit:], ids_of, tag_id, a.pairs)
     prm.save(a.out, "float32")
     summary = {"kind": "circuit", "body": a.body, "layers": prm.cfg.num_hidden_layers, "reserved": lay.reserved,
-               "checked": CHECKED, "rivals": RIVALS, "define_window": a.define_window, "code": a.code, "sharpness": a.sharpness, "margin": a.margin,
+               "checked": CHECKED, "rivals": RIVALS, "code": a.code, "sharpness": a.sharpness, "margin": a.margin,
                "window": a.window, "window_spread_nats": round(lay.window_spread, 3),
                "fit_tags": tags, "fit_tag_accuracy": round(tag_acc, 4), "head": [round(alpha, 4), round(beta, 4)],
                "policy_pairs": round(won / max(1, pairs), 4), "pairs": pairs, "seed": a.seed,
                "seconds": round(time.time() - t0)}
-    if a.define_window:
-        summary["define_window_spread_nats"] = round(lay.define_spread, 3)
     print(json.dumps(summary), flush=True)
     with open(os.path.join(a.out, "train_summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
