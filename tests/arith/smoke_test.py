@@ -32,8 +32,9 @@ def main():
              "--threads", "1"] + tiny)
         s = json.load(open(os.path.join(pol, "train_summary.json")))
         assert s["steps"] == 3 and 0.0 <= s["greedy_accuracy"] <= 1.0, s
-        out = run([os.path.join(TOOLS, "coverage.py"), "--policy", pol, "--n", "3", "--k", "4", "--threads", "1"])
-        assert out.count(" greedy ") == 2 and "step@4" in out and "pass@4" in out, out
+        out = run([os.path.join(TOOLS, "coverage.py"), "--policy", pol, "--n", "3", "--k", "4", "--threads", "1",
+                   "--results"])
+        assert out.count(" greedy ") == 2 and "step@4" in out and "pass@4" in out and " results: " in out, out
         run([os.path.join(TOOLS, "train_prm.py"), "--policy", pol, "--out", prm, "--samples", "4",
              "--sample-batch", "4", "--max-new", "24", "--synthetic", "40", "--steps", "3", "--batch", "4",
              "--threads", "1"] + tiny)

@@ -29,9 +29,23 @@ def test_summarise():
     assert res["steps_q<1/16"] == 0
 
 
+def test_result_bounds():
+    # A stand-in tokenizer, one token per character: the spans must cover the
+    # result from its sign on, with the delimiter after it, and the boxed answer.
+    class Chars:
+        def encode(self, text, add_special_tokens=False):
+            return list(text.replace("<|im_end|>", "\x00"))
+    p = data.parse_problem("Let a = 33. Let b = a - 99. What is b?")
+    sol = "".join(Chars().encode(data.solution(p) + "<|im_end|>"))
+    prompt = list("PROMPT")
+    got = [(op, sol[a - len(prompt):b - len(prompt)]) for op, a, b in coverage.result_bounds(Chars(), prompt, p)]
+    assert got == [("-", " -66\n\n"), ("answer", "{-66}.\x00")], got
+
+
 def main():
     test_relevant_steps()
     test_summarise()
+    test_result_bounds()
     print("coverage tests ok")
 
 

@@ -14,8 +14,13 @@ right steps before it. From those, with no generation:
 Each is given for the whole solution and for the answer (the steps the answer
 depends on only). These compare policies in seconds; `flashtts eval` measures the real thing.
 
+With --results it also says how well a model computes: the share of steps
+whose result (from the sign after the last "=" to the step's end, or the boxed
+answer) is all argmax after the right steps before it, per operator. That is
+what a verifier's body must get right where the policy slips.
+
 Run: .venv-ref/bin/python tools/arith/coverage.py --policy models/policy \
-         [--dataset build-arith/val100.jsonl | --n 100] [--temperature 0.8] [--k 16]
+         [--dataset build-arith/val100.jsonl | --n 100] [--temperature 0.8] [--k 16] [--results]
 """
 from __future__ import annotations
 
@@ -55,6 +60,33 @@ def step_logprobs(torch, model, tok, p: data.Problem, temperatures):
     return out
 
 
+def result_bounds(tok, prompt, p: data.Problem):
+    """Per step of p's reference solution: its operator ("answer" for the
+    final step) and the token span of its result, from the sign after the last
+    " =" (or the boxed answer's "{") through the step delimiter (or the
+    closing <|im_end|>), in the ids prompt + solution."""
+    steps = data.solution_steps(p)
+    ops = [o.op for o in p.ops] + ["answer"]
+    done, out = "", []
+    for i, st in enumerate(steps):
+        end = data.STEP_DELIMITER if i + 1 < len(steps) else "<|im_end|>"
+        cut = st.rfind(" = ") + 2 if i + 1 < len(steps) else st.find("{")
+        a = len(prompt) + len(tok.encode(done + st[:cut], add_special_tokens=False))
+        done += st + end
+        out.append((ops[i], a, len(prompt) + len(tok.encode(done, add_special_tokens=False))))
+    return out
+
+
+def result_hits(torch, model, tok, p: data.Problem):
+    """(operator, result all argmax) for each step of p's reference solution."""
+    prompt = tok.encode(arith_tok.chat_prompt(p.text), add_special_tokens=False)
+    bounds = result_bounds(tok, prompt, p)
+    ids = prompt + tok.encode(data.solution(p) + "<|im_end|>", add_special_tokens=False)
+    with torch.no_grad():
+        arg = model(input_ids=torch.tensor([ids])).logits[0, :-1].argmax(-1) == torch.tensor(ids[1:])
+    return [(op, bool(arg[a - 1:b - 1].all())) for op, a, b in bounds]
+
+
 def relevant_steps(p: data.Problem) -> list:
     """Per step of p's solution: does the answer depend on it? (The final
     step always counts.) A wrong irrelevant step leaves the answer right."""
@@ -79,12 +111,28 @@ def summarise(per_problem, ks):
     return res
 
 
-def coverage(policy: str, problems, temperatures, ks, threads: int = 2):
-    import torch
+def load(torch, policy: str, threads: int):
     from transformers import AutoTokenizer, Qwen2ForCausalLM
     torch.set_num_threads(threads)
-    tok = AutoTokenizer.from_pretrained(policy)
-    model = Qwen2ForCausalLM.from_pretrained(policy, torch_dtype=torch.float32).eval()
+    return (AutoTokenizer.from_pretrained(policy),
+            Qwen2ForCausalLM.from_pretrained(policy, torch_dtype=torch.float32).eval())
+
+
+def result_accuracy(policy: str, problems, threads: int = 2) -> dict:
+    """Share of reference steps whose result the model computes (all argmax),
+    per operator and over all ("all")."""
+    import torch
+    tok, model = load(torch, policy, threads)
+    hits = [h for p in problems for h in result_hits(torch, model, tok, p)]
+    res = {op: sum(ok for o, ok in hits if o == op) / max(1, sum(o == op for o, _ in hits))
+           for op in ("+", "-", "*", "answer")}
+    res["all"] = sum(ok for _, ok in hits) / len(hits)
+    return res
+
+
+def coverage(policy: str, problems, temperatures, ks, threads: int = 2):
+    import torch
+    tok, model = load(torch, policy, threads)
     full = {t: [] for t in temperatures}
     answer = {t: [] for t in temperatures}
     for p in problems:
@@ -103,6 +151,7 @@ def main():
     ap.add_argument("--temperature", type=float, nargs="+", default=[0.8])
     ap.add_argument("--k", type=int, nargs="+", default=[4, 16, 64])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--results", action="store_true", help="also the teacher-forced result accuracy per operator")
     a = ap.parse_args()
     if a.dataset:
         with open(a.dataset) as f:
@@ -114,6 +163,9 @@ def main():
             for what, res in zip(("solution", "answer"), both):
                 cells = " ".join(f"{k} {v * 100:.1f}" for k, v in res.items())
                 print(f"{policy} T={t} {what}: {cells}", flush=True)
+        if a.results:
+            cells = " ".join(f"{k} {v * 100:.1f}" for k, v in result_accuracy(policy, problems, a.threads).items())
+            print(f"{policy} results: {cells}", flush=True)
 
 
 if __name__ == "__main__":
