@@ -16,7 +16,8 @@ depends on only). These compare policies in seconds; `flashtts eval` measures th
 
 With --results it also says how well a model computes: the share of steps
 whose result (from the sign after the last "=" to the step's end, or the boxed
-answer) is all argmax after the right steps before it, per operator. That is
+answer) is all argmax after the right steps before it, per operator, and the
+share whose other tokens (the definition and values it restates) are. That is
 what a verifier's body must get right where the policy slips.
 
 Run: .venv-ref/bin/python tools/arith/coverage.py --policy models/policy \
@@ -78,13 +79,15 @@ def result_bounds(tok, prompt, p: data.Problem):
 
 
 def result_hits(torch, model, tok, p: data.Problem):
-    """(operator, result all argmax) for each step of p's reference solution."""
+    """(operator, result all argmax, the rest of the step all argmax) for each
+    step of p's reference solution."""
     prompt = tok.encode(arith_tok.chat_prompt(p.text), add_special_tokens=False)
     bounds = result_bounds(tok, prompt, p)
     ids = prompt + tok.encode(data.solution(p) + "<|im_end|>", add_special_tokens=False)
     with torch.no_grad():
         arg = model(input_ids=torch.tensor([ids])).logits[0, :-1].argmax(-1) == torch.tensor(ids[1:])
-    return [(op, bool(arg[a - 1:b - 1].all())) for op, a, b in bounds]
+    starts = [len(prompt)] + [b for _, _, b in bounds[:-1]]
+    return [(op, bool(arg[a - 1:b - 1].all()), bool(arg[s - 1:a - 1].all())) for (op, a, b), s in zip(bounds, starts)]
 
 
 def relevant_steps(p: data.Problem) -> list:
@@ -120,13 +123,15 @@ def load(torch, policy: str, threads: int):
 
 def result_accuracy(policy: str, problems, threads: int = 2) -> dict:
     """Share of reference steps whose result the model computes (all argmax),
-    per operator and over all ("all")."""
+    per operator and over all ("all"); and whose other tokens, the restated
+    definition and values, it copies ("copied")."""
     import torch
     tok, model = load(torch, policy, threads)
     hits = [h for p in problems for h in result_hits(torch, model, tok, p)]
-    res = {op: sum(ok for o, ok in hits if o == op) / max(1, sum(o == op for o, _ in hits))
+    res = {op: sum(ok for o, ok, _ in hits if o == op) / max(1, sum(o == op for o, _, _ in hits))
            for op in ("+", "-", "*", "answer")}
-    res["all"] = sum(ok for _, ok in hits) / len(hits)
+    res["all"] = sum(ok for _, ok, _ in hits) / len(hits)
+    res["copied"] = sum(ok for _, _, ok in hits) / len(hits)
     return res
 
 
