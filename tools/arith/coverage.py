@@ -63,16 +63,15 @@ def step_logprobs(torch, model, tok, p: data.Problem, temperatures):
 
 def result_bounds(tok, prompt, p: data.Problem):
     """Per step of p's reference solution: its operator ("answer" for the
-    final step) and the token span of its result, from the sign after the last
-    " =" (or the boxed answer's "{") through the step delimiter (or the
-    closing <|im_end|>), in the ids prompt + solution."""
+    final step) and the token span of its result, from data.result_start
+    through the step delimiter (or the closing <|im_end|>), in the ids
+    prompt + solution."""
     steps = data.solution_steps(p)
     ops = [o.op for o in p.ops] + ["answer"]
     done, out = "", []
     for i, st in enumerate(steps):
         end = data.STEP_DELIMITER if i + 1 < len(steps) else "<|im_end|>"
-        cut = st.rfind(" = ") + 2 if i + 1 < len(steps) else st.find("{")
-        a = len(prompt) + len(tok.encode(done + st[:cut], add_special_tokens=False))
+        a = len(prompt) + len(tok.encode(done + st[:data.result_start(st)], add_special_tokens=False))
         done += st + end
         out.append((ops[i], a, len(prompt) + len(tok.encode(done, add_special_tokens=False))))
     return out

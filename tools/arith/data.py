@@ -183,6 +183,14 @@ def solution(p: Problem) -> str:
     return STEP_DELIMITER.join(solution_steps(p))
 
 
+def result_start(step: str) -> int:
+    """Where a step of our format writes its result: the space after a
+    computation's last " =" (the sign tokens start there), or the final step's
+    "{" of \\boxed{...}."""
+    i = step.rfind(" = ")
+    return i + 2 if i >= 0 else step.find("{")
+
+
 def split_steps(text: str) -> list:
     return [s for s in text.split(STEP_DELIMITER) if s.strip()]
 

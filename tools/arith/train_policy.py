@@ -52,12 +52,10 @@ def make_model(vocab: int, hidden: int, layers: int, heads: int, kv_heads: int, 
 
 def result_spans(solution: str) -> list:
     """(start, end) character spans of each step's result in a reference
-    solution: from the space after a computation step's last " =" (the sign
-    tokens start there), and from the boxed answer's "{"."""
+    solution (data.result_start to the step's end)."""
     spans, at = [], 0
     for step in solution.split(data.STEP_DELIMITER):
-        cut = step.rfind(" = ") + 2 if step.rfind(" = ") >= 0 else step.find("{")
-        spans.append((at + cut, at + len(step)))
+        spans.append((at + data.result_start(step), at + len(step)))
         at += len(step) + len(data.STEP_DELIMITER)
     return spans
 
