@@ -19,8 +19,10 @@ Tokenizers: the Qwen3 tokenizer.json (with <extra_0> added, as Qwen2.5-Math-PRM
 has it) and the Llama 3 tokenizer.json + chat template from the shared test data.
 Exit 0 on a match, 1 on a mismatch, 77 when the data or the tool is missing.
 """
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +66,7 @@ def main():
     from transformers import PreTrainedTokenizerFast
 
     tmp = tempfile.mkdtemp(prefix="flashtts-prm-formats-")
+    atexit.register(shutil.rmtree, tmp, True)  # every exit path, skips and failures included
     qdir = os.path.join(tmp, "qwen-prm")
     os.makedirs(qdir)
     # tokenizers < 0.20 reads merges only as "a b" strings; the Qwen3 file
