@@ -29,23 +29,25 @@ def test_summarise():
     assert res["steps_q<1/16"] == 0
 
 
-def test_result_bounds():
-    # A stand-in tokenizer, one token per character: the spans must cover the
-    # result from its sign on, with the delimiter after it, and the boxed answer.
+def test_step_spans():
+    # A stand-in tokenizer, one token per character: each step's span must run from its
+    # start through its delimiter, split where its result begins (the sign), and the
+    # final step's from the boxed answer through the closing <|im_end|>.
     class Chars:
         def encode(self, text, add_special_tokens=False):
             return list(text.replace("<|im_end|>", "\x00"))
     p = data.parse_problem("Let a = 33. Let b = a - 99. What is b?")
-    sol = "".join(Chars().encode(data.solution(p) + "<|im_end|>"))
-    prompt = list("PROMPT")
-    got = [(op, sol[a - len(prompt):b - len(prompt)]) for op, a, b in coverage.result_bounds(Chars(), prompt, p)]
-    assert got == [("-", " -66\n\n"), ("answer", "{-66}.\x00")], got
+    ids, spans = coverage.step_spans(Chars(), p)
+    text = "".join(ids)
+    assert text.endswith(data.solution(p) + "\x00"), text
+    got = [(text[a:r], text[r:b]) for a, r, b in spans]
+    assert got == [("b = a - 99 = 33 - 99 =", " -66\n\n"), ("The answer is \\boxed", "{-66}.\x00")], got
 
 
 def main():
     test_relevant_steps()
     test_summarise()
-    test_result_bounds()
+    test_step_spans()
     print("coverage tests ok")
 
 

@@ -36,57 +36,45 @@ import data  # noqa: E402
 import tokenizer as arith_tok  # noqa: E402
 
 
-def step_logprobs(torch, model, tok, p: data.Problem, temperatures):
-    """Per temperature, the list of (log q_s, all-argmax) for each step of p's
-    reference solution; the last step also covers the closing <|im_end|>."""
+def step_spans(tok, p: data.Problem):
+    """The ids of p's prompt and reference solution, and per step its token
+    span (start, result start, end): the result from data.result_start, the
+    end after the step delimiter (the last step's: after the closing
+    <|im_end|>)."""
     prompt = tok.encode(arith_tok.chat_prompt(p.text), add_special_tokens=False)
     steps = data.solution_steps(p)
     pieces = [s + data.STEP_DELIMITER for s in steps[:-1]] + [steps[-1] + "<|im_end|>"]
     # Ids as training saw them (train_policy.encode_example): the prompt and the
     # solution tokenised apart. Step bounds come from tokenising the solution so
     # far, not each piece alone, in case BPE merges across a boundary.
-    ids, bounds = list(prompt), []
-    for i in range(len(pieces)):
-        full = prompt + tok.encode("".join(pieces[:i + 1]), add_special_tokens=False)
-        bounds.append((len(ids), len(full)))
+    ids, spans = list(prompt), []
+    for i, st in enumerate(steps):
+        done = "".join(pieces[:i])
+        result = len(prompt) + len(tok.encode(done + st[:data.result_start(st)], add_special_tokens=False))
+        full = prompt + tok.encode(done + pieces[i], add_special_tokens=False)
+        spans.append((len(ids), result, len(full)))
         ids = full
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids])).logits[0].double()
+    return ids, spans
+
+
+def step_logprobs(torch, logits, ids, spans, temperatures):
+    """Per temperature, the list of (log q_s, all-argmax) for each step of
+    step_spans' spans, from the model's logits over ids."""
     target = torch.tensor(ids[1:])
     out = {}
     for t in temperatures:
         lp = torch.log_softmax(logits[:-1] / t, dim=-1).gather(1, target[:, None])[:, 0]
         arg = logits[:-1].argmax(-1) == target
-        out[t] = [(lp[a - 1:b - 1].sum().item(), bool(arg[a - 1:b - 1].all())) for a, b in bounds]
+        out[t] = [(lp[a - 1:b - 1].sum().item(), bool(arg[a - 1:b - 1].all())) for a, _, b in spans]
     return out
 
 
-def result_bounds(tok, prompt, p: data.Problem):
-    """Per step of p's reference solution: its operator ("answer" for the
-    final step) and the token span of its result, from data.result_start
-    through the step delimiter (or the closing <|im_end|>), in the ids
-    prompt + solution."""
-    steps = data.solution_steps(p)
-    ops = [o.op for o in p.ops] + ["answer"]
-    done, out = "", []
-    for i, st in enumerate(steps):
-        end = data.STEP_DELIMITER if i + 1 < len(steps) else "<|im_end|>"
-        a = len(prompt) + len(tok.encode(done + st[:data.result_start(st)], add_special_tokens=False))
-        done += st + end
-        out.append((ops[i], a, len(prompt) + len(tok.encode(done, add_special_tokens=False))))
-    return out
-
-
-def result_hits(torch, model, tok, p: data.Problem):
+def result_hits(torch, logits, ids, spans, p: data.Problem):
     """(operator, result all argmax, the rest of the step all argmax) for each
-    step of p's reference solution."""
-    prompt = tok.encode(arith_tok.chat_prompt(p.text), add_special_tokens=False)
-    bounds = result_bounds(tok, prompt, p)
-    ids = prompt + tok.encode(data.solution(p) + "<|im_end|>", add_special_tokens=False)
-    with torch.no_grad():
-        arg = model(input_ids=torch.tensor([ids])).logits[0, :-1].argmax(-1) == torch.tensor(ids[1:])
-    starts = [len(prompt)] + [b for _, _, b in bounds[:-1]]
-    return [(op, bool(arg[a - 1:b - 1].all()), bool(arg[s - 1:a - 1].all())) for (op, a, b), s in zip(bounds, starts)]
+    step of step_spans' spans; the operator of the final step is "answer"."""
+    arg = logits[:-1].argmax(-1) == torch.tensor(ids[1:])
+    ops = [o.op for o in p.ops] + ["answer"]
+    return [(op, bool(arg[r - 1:b - 1].all()), bool(arg[a - 1:r - 1].all())) for op, (a, r, b) in zip(ops, spans)]
 
 
 def relevant_steps(p: data.Problem) -> list:
@@ -113,20 +101,10 @@ def summarise(per_problem, ks):
     return res
 
 
-def load(torch, policy: str, threads: int):
-    from transformers import AutoTokenizer, Qwen2ForCausalLM
-    torch.set_num_threads(threads)
-    return (AutoTokenizer.from_pretrained(policy),
-            Qwen2ForCausalLM.from_pretrained(policy, torch_dtype=torch.float32).eval())
-
-
-def result_accuracy(policy: str, problems, threads: int = 2) -> dict:
-    """Share of reference steps whose result the model computes (all argmax),
-    per operator and over all ("all"); and whose other tokens, the restated
-    definition and values, it copies ("copied")."""
-    import torch
-    tok, model = load(torch, policy, threads)
-    hits = [h for p in problems for h in result_hits(torch, model, tok, p)]
+def result_accuracy(hits) -> dict:
+    """Over result_hits' triples: the share of steps whose result the model
+    computes (all argmax), per operator and over all ("all"); and whose
+    other tokens, the restated definition and values, it copies ("copied")."""
     res = {op: sum(ok for o, ok, _ in hits if o == op) / max(1, sum(o == op for o, _, _ in hits))
            for op in ("+", "-", "*", "answer")}
     res["all"] = sum(ok for _, ok, _ in hits) / len(hits)
@@ -134,17 +112,30 @@ def result_accuracy(policy: str, problems, threads: int = 2) -> dict:
     return res
 
 
-def coverage(policy: str, problems, temperatures, ks, threads: int = 2):
+def coverage(policy: str, problems, temperatures, ks, threads: int = 2, results: bool = False):
+    """Per temperature, summarise() over whole solutions and over the answer's
+    steps; and result_accuracy() when `results` (else None). One forward per
+    problem serves both."""
     import torch
-    tok, model = load(torch, policy, threads)
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+    torch.set_num_threads(threads)
+    tok = AutoTokenizer.from_pretrained(policy)
+    model = Qwen2ForCausalLM.from_pretrained(policy, torch_dtype=torch.float32).eval()
     full = {t: [] for t in temperatures}
     answer = {t: [] for t in temperatures}
+    hits = []
     for p in problems:
+        ids, spans = step_spans(tok, p)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids])).logits[0].double()
         keep = relevant_steps(p)
-        for t, steps in step_logprobs(torch, model, tok, p, temperatures).items():
+        for t, steps in step_logprobs(torch, logits, ids, spans, temperatures).items():
             full[t].append(steps)
             answer[t].append([s for s, k in zip(steps, keep) if k])
-    return {t: (summarise(full[t], ks), summarise(answer[t], ks)) for t in temperatures}
+        if results:
+            hits += result_hits(torch, logits, ids, spans, p)
+    return ({t: (summarise(full[t], ks), summarise(answer[t], ks)) for t in temperatures},
+            result_accuracy(hits) if results else None)
 
 
 def main():
@@ -163,12 +154,13 @@ def main():
     else:
         problems = data.test_set()[:a.n]
     for policy in a.policy:
-        for t, both in coverage(policy, problems, a.temperature, a.k, a.threads).items():
+        per_t, results = coverage(policy, problems, a.temperature, a.k, a.threads, a.results)
+        for t, both in per_t.items():
             for what, res in zip(("solution", "answer"), both):
                 cells = " ".join(f"{k} {v * 100:.1f}" for k, v in res.items())
                 print(f"{policy} T={t} {what}: {cells}", flush=True)
-        if a.results:
-            cells = " ".join(f"{k} {v * 100:.1f}" for k, v in result_accuracy(policy, problems, a.threads).items())
+        if results:
+            cells = " ".join(f"{k} {v * 100:.1f}" for k, v in results.items())
             print(f"{policy} results: {cells}", flush=True)
 
 
