@@ -106,7 +106,15 @@ def main():
 
     def ids_of(problem, st):
         return tok.encode(prm_text(problem, st), add_special_tokens=False)
-    C.fit_head(torch, prm, lay, rows, ids_of, tag_id)
+    cal, _, _ = C.fit_head(torch, prm, lay, rows, ids_of, tag_id)
+    # the head computes the fitted calibration of v, which never falls as v rises
+    assert min(cal.slopes) >= 0, cal.slopes
+    with torch.no_grad():
+        got_p = torch.softmax(score_one(torch, prm.net, ids), -1)[:, 1]
+    v_all = C.verdicts(torch, prm, lay, ids).double()
+    want_p = torch.sigmoid(cal.logit(torch, v_all))
+    gap = max(abs(got_p[t].item() - want_p[t].item()) for t in tags)
+    assert gap < 1e-4, f"score head off its calibration by {gap}"
     if os.path.exists(a.flashtts):
         with tempfile.TemporaryDirectory() as d:
             prm.save(d, "float32")

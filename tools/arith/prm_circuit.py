@@ -36,9 +36,11 @@ head), all f32 weights of the usual shapes:
    With --window W (shipped: 8) a positional score on its other rotary
    pairs limits that to the last W + 1 positions: the step being scored,
    so each step's score is about that step alone (aggregation "prod").
-6. Head: score.0 / score.2 are a logistic regression on v, fitted on the
-   policy's labelled samples and synthetic solutions, read at each tag
-   (with --window, on the tags up to each solution's first wrong step).
+6. Head: score.0 / score.2 compute sigmoid(f(v)), f nondecreasing and
+   piecewise linear (a Calibration: ReLU units at fixed knots of v),
+   fitted by maximum likelihood on the policy's labelled samples, read at
+   each tag (with --window, on the tags up to each solution's first wrong
+   step).
 
 The circuit needs f32 activations (the codes sit 1e-5 below the ground):
 the CPU backend runs it; a bf16 GPU backend would lose the codes.
@@ -326,11 +328,40 @@ def verdicts(torch, prm, lay, ids):
         return prm.net.model(input_ids=torch.tensor([ids])).last_hidden_state[0] @ lay.v_at
 
 
+# The score head's calibration points, in units of v (about nats / 25): a surprise
+# beyond the lowest says no more than one at it.
+KNOTS = (-4.0, -2.5, -1.5, -1.0, -0.75, -0.5, -0.3, -0.15, -0.05, -0.01, 0.0)
+
+
+class Calibration:
+    """score = sigmoid(f(v)): f nondecreasing and piecewise linear between
+    KNOTS, flat outside them; f(v) = floor + sum_i slope_i (clamp(v, k_i,
+    k_i+1) - k_i)."""
+
+    def __init__(self, slopes, floor, knots=KNOTS):
+        self.slopes, self.floor, self.knots = list(slopes), floor, list(knots)
+
+    def logit(self, torch, v):
+        k = self.knots
+        return self.floor + sum(w * (v.clamp(k[i], k[i + 1]) - k[i]) for i, w in enumerate(self.slopes))
+
+    def unit_weights(self):
+        """Class 1's weight on relu(v - k_i) for each knot: clamp(v, k_i,
+        k_i+1) - k_i = relu(v - k_i) - relu(v - k_i+1)."""
+        w = [0.0] + self.slopes + [0.0]
+        return [w[i + 1] - w[i] for i in range(len(self.knots))]
+
+
 def fit_head(torch, prm, lay, rows, ids_of, tag_id):
-    """Fits score = sigmoid(alpha v + beta) at the step tags of `rows`
-    ((problem, steps, labels)) and writes it into the score head as
-    margin(class 1 - class 0) = relu(alpha v + beta) - relu(-(alpha v + beta)).
-    Returns (alpha, beta, tag accuracy, tags)."""
+    """Fits score = sigmoid(f(v)) at the step tags of `rows` ((problem,
+    steps, labels)) by maximum likelihood, f a Calibration (float64), and
+    writes it into the score head: unit i of score.0 is relu(v - k_i),
+    score.2 gives class 1 the Calibration's unit weights and bias f(k_0),
+    class 0 nothing. A line (one slope) would be too flat: it must keep the
+    rare right step with a large surprise (the body slipped) from costing
+    many nats, and so scores a step the body doubted by a few nats, wrong
+    in 85% of cases, at 0.5 (docs/arith.md).
+    Returns (Calibration, tag accuracy, tags)."""
     zs, ys = [], []
     for p, st, lab in rows:
         ids = ids_of(p.text, st)
@@ -339,26 +370,30 @@ def fit_head(torch, prm, lay, rows, ids_of, tag_id):
             v = verdicts(torch, prm, lay, ids)
             zs += [v[i].item() for i in tags]
             ys += lab
-    z, y = torch.tensor(zs), torch.tensor(ys, dtype=torch.float32)
-    ab = torch.zeros(2, requires_grad=True)
-    opt = torch.optim.LBFGS([ab], max_iter=200, line_search_fn="strong_wolfe")
+    z, y = torch.tensor(zs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)
+    raw = torch.zeros(len(KNOTS) - 1, dtype=torch.float64, requires_grad=True)  # slopes = softplus(raw) >= 0
+    floor = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([raw, floor], max_iter=1000, tolerance_grad=1e-10, tolerance_change=1e-12,
+                            line_search_fn="strong_wolfe")
 
     def loss():
         opt.zero_grad()
-        out = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * z + ab[1], y)
+        cal = Calibration(torch.nn.functional.softplus(raw), floor)
+        out = torch.nn.functional.binary_cross_entropy_with_logits(cal.logit(torch, z), y)
         out.backward()
         return out
     opt.step(loss)
-    alpha, beta = ab.detach().tolist()
-    acc = (((alpha * z + beta) > 0).float() == y).float().mean().item()
+    cal = Calibration(torch.nn.functional.softplus(raw).tolist(), floor.item())
+    acc = ((cal.logit(torch, z) > 0).double() == y).double().mean().item()
     with torch.no_grad():
         s0, s2 = prm.net.score[0], prm.net.score[2]
         for w in (s0.weight, s0.bias, s2.weight, s2.bias):
             w.zero_()
-        s0.weight[0], s0.bias[0] = alpha * lay.v_at, beta
-        s0.weight[1], s0.bias[1] = -alpha * lay.v_at, -beta
-        s2.weight[1, 0], s2.weight[1, 1] = 1.0, -1.0
-    return alpha, beta, acc, len(ys)
+        for i, (k, c) in enumerate(zip(cal.knots, cal.unit_weights())):
+            s0.weight[i], s0.bias[i] = lay.v_at, -k
+            s2.weight[1, i] = c
+        s2.bias[1] = cal.floor
+    return cal, acc, len(ys)
 
 
 def pair_ranking(torch, prm, rows, ids_of, tag_id, limit):
@@ -391,8 +426,10 @@ def main():
                          "missing)")
     ap.add_argument("--policy", default="", help="policy folder, to sample --samples-file when it does not exist")
     ap.add_argument("--samples", type=int, default=3000)
-    ap.add_argument("--fit", type=int, default=600,
-                    help="policy solutions the head is fitted on (+ half as many synthetic)")
+    ap.add_argument("--fit", type=int, default=2000,
+                    help="policy solutions the head is fitted on (the pairs come from the rest)")
+    ap.add_argument("--synthetic", type=int, default=0,
+                    help="synthetic solutions fitted on besides them (the PRMs before 2026-11-22: 300 with --fit 600)")
     ap.add_argument("--pairs", type=int, default=300, help="held-out sibling pairs the result is checked on")
     ap.add_argument("--sharpness", type=float, default=40.0, help="layer B's soft minimum: key = -sharpness * s")
     ap.add_argument("--margin", type=float, default=0.0,
@@ -422,23 +459,24 @@ def main():
         return tok.encode(prm_text(problem, steps), add_special_tokens=False)
 
     # The policy's samples: the head is fitted on the first --fit (plus
-    # synthetic solutions), the pairs come from the rest.
+    # --synthetic solutions), the pairs come from the rest.
     rng = random.Random(a.seed + 3)
     probs = [data.sample_problem(rng, 1, 6) for _ in range(a.samples)]
     pol = labelled_samples(policy_samples(a.policy, probs, 0.8, 64, 200, a.samples_file))
     held = set(p.text for p in data.test_set())
     pol = [e for e in pol if e[0].text not in held]
     srng = random.Random(a.seed + 4)
-    fit = pol[:a.fit] + [synthetic_example(srng) for _ in range(a.fit // 2)]
+    fit = pol[:a.fit] + [synthetic_example(srng) for _ in range(a.synthetic)]
     if a.window:  # a step's own label: keep the steps up to the first wrong one
         fit = [(p, st[:k], lab[:k]) for p, st, lab in fit for k in [lab.index(0) + 1 if 0 in lab else len(lab)]]
-    alpha, beta, tag_acc, tags = fit_head(torch, prm, lay, fit, ids_of, tag_id)
+    cal, tag_acc, tags = fit_head(torch, prm, lay, fit, ids_of, tag_id)
     won, pairs = pair_ranking(torch, prm, pol[a.fit:], ids_of, tag_id, a.pairs)
     prm.save(a.out, "float32")
     summary = {"kind": "circuit", "body": a.body, "layers": prm.cfg.num_hidden_layers, "reserved": lay.reserved,
                "checked": CHECKED, "rivals": RIVALS, "code": a.code, "sharpness": a.sharpness, "margin": a.margin,
                "window": a.window, "window_spread_nats": round(lay.window_spread, 3),
-               "fit_tags": tags, "fit_tag_accuracy": round(tag_acc, 4), "head": [round(alpha, 4), round(beta, 4)],
+               "fit": a.fit, "synthetic": a.synthetic, "fit_tags": tags, "fit_tag_accuracy": round(tag_acc, 4),
+               "head": {"knots": cal.knots, "slopes": [round(w, 4) for w in cal.slopes], "floor": round(cal.floor, 4)},
                "policy_pairs": round(won / max(1, pairs), 4), "pairs": pairs, "seed": a.seed,
                "seconds": round(time.time() - t0)}
     print(json.dumps(summary), flush=True)
