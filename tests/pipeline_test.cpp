@@ -279,6 +279,11 @@ TEST(Pipeline, CancelAndAVanishedClientReleaseTheirKvBlocks) {
     ASSERT_TRUE(f.ok() && f->has_value());
     if ((*f)->type == "progress") ++n_progress;
   }
+  // The first progress frame can come before the generator has taken its
+  // blocks (seen on a loaded machine): wait for them, as below.
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (used_blocks(watcher).first == 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(20ms);
   EXPECT_GT(used_blocks(watcher).first, 0);
   msg::MapWriter cw;
   cw.put_raw("target", id);
@@ -298,7 +303,7 @@ TEST(Pipeline, CancelAndAVanishedClientReleaseTheirKvBlocks) {
     msg::MapWriter quiet;
     quiet.put("prompt", "Another long story.").put("max_tokens", 8000);
     b->send("generate", quiet);
-    auto until = std::chrono::steady_clock::now() + 20s;
+    until = std::chrono::steady_clock::now() + 20s;
     while (used_blocks(watcher).first == 0 && std::chrono::steady_clock::now() < until)
       std::this_thread::sleep_for(20ms);
     ASSERT_GT(used_blocks(watcher).first, 0);
