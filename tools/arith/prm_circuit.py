@@ -359,8 +359,8 @@ def fit_head(torch, prm, lay, rows, ids_of, tag_id):
     score.2 gives class 1 the Calibration's unit weights and bias f(k_0),
     class 0 nothing. A line (one slope) would be too flat: it must keep the
     rare right step with a large surprise (the body slipped) from costing
-    many nats, and so scores a step the body doubted by a few nats, wrong
-    in 85% of cases, at 0.5 (docs/arith.md).
+    many nats, and so it scored steps with v in (-1, -0.5], wrong two times
+    in three, at about 0.6 (docs/arith.md).
     Returns (Calibration, tag accuracy, tags)."""
     zs, ys = [], []
     for p, st, lab in rows:
@@ -429,7 +429,7 @@ def main():
     ap.add_argument("--fit", type=int, default=2000,
                     help="policy solutions the head is fitted on (the pairs come from the rest)")
     ap.add_argument("--synthetic", type=int, default=0,
-                    help="synthetic solutions fitted on besides them (the PRMs before 2026-11-22: 300 with --fit 600)")
+                    help="synthetic solutions fitted on besides them (the linear head shipped before: 300, with --fit 600)")
     ap.add_argument("--pairs", type=int, default=300, help="held-out sibling pairs the result is checked on")
     ap.add_argument("--sharpness", type=float, default=40.0, help="layer B's soft minimum: key = -sharpness * s")
     ap.add_argument("--margin", type=float, default=0.0,
