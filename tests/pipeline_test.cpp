@@ -244,6 +244,19 @@ std::pair<int64_t, int64_t> used_blocks(Client& c) {
   return {gu, vu};
 }
 
+// The generator's used KV blocks once it holds some, or 0 after 20 s: a
+// request's blocks show in stats a little after it starts (its first progress
+// frame can come first on a loaded machine).
+int64_t generator_blocks_once_taken(Client& c) {
+  auto until = std::chrono::steady_clock::now() + 20s;
+  int64_t used = used_blocks(c).first;
+  while (used == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(20ms);
+    used = used_blocks(c).first;
+  }
+  return used;
+}
+
 // A policy slow enough that a long generation outlives the test's checks:
 // the shared tiny model generates its 4096 positions in a fraction of a
 // second, so a stats call that came late could find the request finished
@@ -279,12 +292,7 @@ TEST(Pipeline, CancelAndAVanishedClientReleaseTheirKvBlocks) {
     ASSERT_TRUE(f.ok() && f->has_value());
     if ((*f)->type == "progress") ++n_progress;
   }
-  // The first progress frame can come before the generator has taken its
-  // blocks (seen on a loaded machine): wait for them, as below.
-  auto until = std::chrono::steady_clock::now() + 20s;
-  while (used_blocks(watcher).first == 0 && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(20ms);
-  EXPECT_GT(used_blocks(watcher).first, 0);
+  EXPECT_GT(generator_blocks_once_taken(watcher), 0);
   msg::MapWriter cw;
   cw.put_raw("target", id);
   std::string cancel_id = a.send("cancel", cw);
@@ -303,10 +311,7 @@ TEST(Pipeline, CancelAndAVanishedClientReleaseTheirKvBlocks) {
     msg::MapWriter quiet;
     quiet.put("prompt", "Another long story.").put("max_tokens", 8000);
     b->send("generate", quiet);
-    until = std::chrono::steady_clock::now() + 20s;
-    while (used_blocks(watcher).first == 0 && std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(20ms);
-    ASSERT_GT(used_blocks(watcher).first, 0);
+    ASSERT_GT(generator_blocks_once_taken(watcher), 0);
   }  // the client disconnects mid-request
 
   auto deadline = std::chrono::steady_clock::now() + 20s;
