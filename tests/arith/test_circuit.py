@@ -64,12 +64,20 @@ def main():
     start = ids.index(lay.marker)
     flag = after_a @ lay.answer_at / lay.rho
     assert flag[:start].abs().max() < 1e-3 and (flag[start:] - 1).abs().max() < 1e-3, flag
+    # 3: the previous-digit flag is about 1 after a digit and 0 after any other token.
+    flag = after_a @ lay.prev_at
+    after_digit = torch.tensor([False] + [t in lay.checked[:C.DIGITS] for t in ids[:-1]])
+    assert flag[after_digit].min() > 0.5 and flag[after_digit].max() < 2, flag[after_digit]
+    assert flag[~after_digit].abs().max() < 0.01, flag[~after_digit].abs().max()
     # 4: where a checked token d is written in the answer, s = -sum_e SiLU(c gap_e) c rho / 4
     # with gap_e = logit_e - logit_d and c = rho / (the MLP input's RMS, about rho); 0 elsewhere.
+    # Where a token t of ENDS follows a digit d in the answer, s = -sum_e SiLU(c gap_e) c u rho / 4
+    # over the digits e, gap_e = logit_e - logit of the rival t stands for, u = (d's code over the
+    # RMS at j-1) / lay.prev_level, about 1.
     c = lay.rho / cap["x"].pow(2).mean(-1).add(1e-6).sqrt()
     s = after_a @ lay.s_at
-    checked = lay.checked[:lay.k]
-    worst, fired = 0.0, 0
+    checked, digits = lay.checked[:lay.k], lay.checked[:C.DIGITS]
+    worst, fired, ended = 0.0, 0, 0
     for j in range(1, len(ids)):
         want = 0.0
         if j >= start and ids[j] in checked:
@@ -77,9 +85,16 @@ def main():
             gaps = torch.cat([logits[j - 1, :d], logits[j - 1, d + 1:]]) - logits[j - 1, d]
             want = -torch.nn.functional.silu(c[j] * gaps).sum().item() * c[j].item() * lay.rho / 4
             fired += want < -lay.rho
+        elif j >= start and ids[j] in lay.ends and ids[j - 1] in digits:
+            t, d = lay.ends.index(ids[j]), digits.index(ids[j - 1])
+            gaps = logits[j - 1, :C.DIGITS] - logits[j - 1, lay.checked.index(lay.end_rivals[t])]
+            u = (top[j - 1] @ lay.code_at[d] / top[j - 1].pow(2).mean().sqrt()).item() / lay.prev_level
+            assert 0.5 < u < 2, u
+            want = -torch.nn.functional.silu(c[j] * gaps).sum().item() * c[j].item() * u * lay.rho / 4
+            ended += want < -lay.rho
         worst = max(worst, abs(s[j].item() - want) / (lay.rho + abs(want)))
     # (Not exact: the other tokens' units leak SiLU(gap - 40), up to a few hundredths at this body's gaps.)
-    assert worst < 0.02 and fired > 0, (worst, fired)
+    assert worst < 0.02 and fired > 0 and ended > 0, (worst, fired, ended)
     s = s / after_a.pow(2).mean(-1).sqrt()  # as layer B reads it
     # 5: v at the last position is a soft minimum of s over the answer.
     v = (hs[n + 2][0] @ lay.v_at)[-1].item()
@@ -87,10 +102,10 @@ def main():
     assert lo - 0.5 <= v <= lo * 0.5 + 1e-3, (v, lo)
     tag_id = tok.convert_tokens_to_ids("<extra_0>")
     tags = [i for i, t in enumerate(ids) if t == tag_id]
-    # 5 with --window W (shipped: 8): at each step tag, v is a soft minimum of s over the last
+    # 5 with --window W (shipped: 12): at each step tag, v is a soft minimum of s over the last
     # W + 1 positions only, and those W + 4 or more back do not count (the body, codes and
     # layer A are the same).
-    W = 8
+    W = 12
     wprm, wlay = C.build(torch, body, tok, window=W)
     with torch.no_grad():
         wv = wprm.net.model(input_ids=torch.tensor([ids])).last_hidden_state[0] @ wlay.v_at
@@ -129,7 +144,7 @@ def main():
             assert len(got) == len(want) and max(abs(x - y) for x, y in zip(got, want)) < 5e-3, (got, want)
     shipped = shipped_parity(torch, a.flashtts) if os.path.exists(a.flashtts) else "no flashtts binary"
     print(f"circuit ok: head copy error {err:.2e}, s error {worst:.3f} ({fired} surprises), "
-          f"v {v:.3f} vs min s {lo:.3f}; shipped PRM: {shipped}")
+          f"{ended} number ends, v {v:.3f} vs min s {lo:.3f}; shipped PRM: {shipped}")
     return 0
 
 

@@ -19,21 +19,25 @@ head), all f32 weights of the usual shapes:
    The body's pair ranking stays at 95%.
 2. Codes: each checked token (CHECKED: digits and the signs before numbers)
    gets a one-hot code in reserved directions, small beside its embedding,
-   so the written token is known exactly at the top; the "as" of
+   so the written token is known exactly at the top; the tokens that end a
+   number (ENDS: the step tag and "}.") get minus a sign's code; the "as" of
    "<|im_start|>assistant" gets a code that dwarfs the body's residual there.
 3. Layer A, attention: head 0 copies the body's logits for the checked
    tokens and their RIVALS (ending the number) at j-1, what it predicted
    for token j, into reserved directions at j (a previous-token head: a
-   constant rotary query and key peaking at distance 1); head 2 writes a
+   constant rotary query and key peaking at distance 1), and a flag that
+   token j-1 is a digit; head 2 writes a
    constant ground 100 times the body's residual, so every RMS norm above
    divides by the same number at every position; head 3 reads 1 at and
    after the marker, 0 before it: "this is the answer, not the problem".
 4. Layer A, MLP: units (d, e) compute SiLU(logit_e - logit_d) where token d
    is written in the answer (else 0); their negated sum s is 0 where the
    body's own choice was written and about minus the logit gap where not.
+   Units (t, e) do the same where a token t of ENDS follows a digit, against
+   the body's wish to write another digit e instead: a result cut short.
 5. Layer B: head 0 attends with a constant query to low s, a soft minimum
    over everything written so far, into v: the least expected token yet.
-   With --window W (shipped: 8) a positional score on its other rotary
+   With --window W (shipped: 12) a positional score on its other rotary
    pairs limits that to the last W + 1 positions: the step being scored,
    so each step's score is about that step alone (aggregation "prod").
 6. Head: score.0 / score.2 compute sigmoid(f(v)), f nondecreasing and
@@ -46,7 +50,7 @@ The circuit needs f32 activations (the codes sit 1e-5 below the ground):
 the CPU backend runs it; a bf16 GPU backend would lose the codes.
 
 Run: .venv-ref/bin/python tools/arith/prm_circuit.py --body build-arith/lm-run8 --out models/prm \
-         --samples-file build-arith/m1500-samples.jsonl --window 8 [--policy models/policy]
+         --samples-file build-arith/m1500-samples.jsonl --window 12 [--policy models/policy]
 """
 from __future__ import annotations
 
@@ -68,6 +72,11 @@ CHECKED = [str(d) for d in range(10)] + [" ", " -", " (-"]
 # What else the body may want instead of a checked token: to end the number (the step delimiter
 # it was trained with, or the close of \boxed{}). Compared against, never checked themselves.
 RIVALS = ["\n\n", "}."]
+# The tokens that end a number, each with the rival it stands for: written right after a digit,
+# each is checked against the body's wish to write another digit instead (a result cut short,
+# "-81 + (-81) = -16"). The PRM's step tag stands where the body was trained on the delimiter.
+ENDS = {TAG: "\n\n", "}.": "}."}
+DIGITS = 10  # CHECKED[:DIGITS] are the digits
 
 
 def basis(torch, body, seqs):
@@ -119,10 +128,13 @@ def clear(layer, hd):
     layer.post_attention_layernorm.weight.fill_(1.0)
 
 
-def previous_token_head(torch, layer, cfg, token_head, into):
+def previous_token_head(torch, layer, cfg, token_head, into, digit_codes, prev):
     """Head 0 of `layer`: attends from j to j-1 only and writes at j the
     logits that `token_head` (tokens x hidden, the body's LM head rows with
-    its final norm folded in) reads at j-1, into the rows of `into`.
+    its final norm folded in) reads at j-1, into the rows of `into`; and
+    along `prev` (a direction times a scale) the sum of `digit_codes` read
+    at j-1: a digit's code size over the RMS there where a digit was
+    written at j-1, else 0.
     The query and key are constant biases on rotary pairs 0..9 with phases
     peaking at distance 1: score(d) = A/sqrt(hd) * sum_p cos((d-1) theta_p),
     whose margin over d = 0 and 2 is 0.686 A/sqrt(hd): 16 nats at A = 132."""
@@ -134,6 +146,8 @@ def previous_token_head(torch, layer, cfg, token_head, into):
     att.k_proj.bias[half:half + pairs] = torch.sin(theta[:pairs]).float()
     att.v_proj.weight[:len(token_head)] = token_head
     att.o_proj.weight[:, :len(token_head)] = into.T
+    att.v_proj.weight[len(token_head)] = digit_codes.sum(0)
+    att.o_proj.weight[:, len(token_head)] = prev
 
 
 def ground(layer, cfg, at, size):
@@ -186,6 +200,29 @@ def surprise_mlp(layer, logits_at, code_at, code_level, answer_at, ground_at, s_
             layer.mlp.up_proj.weight[unit] = one
             layer.mlp.down_proj.weight[:, unit] = -s_at * rho / 4
             unit += 1
+    return unit
+
+
+def number_end_mlp(layer, lay, first, rho, margin):
+    """Units (t, e) from `first` on, t a token of ENDS and e a digit:
+    SiLU(logit_e - logit_r + margin - 40 (2 - code_t - answer)) x (a digit
+    was written before t, about 1), r the rival t stands for, written
+    negated into s as the surprise units are: where a number ends, how much
+    the body wanted it to go on. The previous-digit flag gates by
+    multiplying (up reads it; it is 0 after any other token), because after
+    "}." the body's choice between a digit and the delimiter is arbitrary:
+    it expects the end of the text."""
+    one, unit = lay.ground_at / lay.ground_at.shape[0] ** 0.5, first
+    for t, code in enumerate(lay.end_code_at):
+        r = lay.checked.index(lay.end_rivals[t])
+        for e in range(DIGITS):
+            layer.mlp.gate_proj.weight[unit] = (rho * (lay.logits_at[e] - lay.logits_at[r])
+                                                + 40.0 * code / lay.end_level + 40.0 * lay.answer_at
+                                                + (margin - 80.0) * one)
+            layer.mlp.up_proj.weight[unit] = lay.prev_at * rho
+            layer.mlp.down_proj.weight[:, unit] = -lay.s_at * rho / 4
+            unit += 1
+    return unit
 
 
 def window_bias(torch, theta, width, drop_from):
@@ -223,12 +260,13 @@ def softmin_head(torch, layer, cfg, s_at, v_at, sharpness, rho, window=0, depth=
     With window > 0, the other rotary pairs add a positional score that is
     flat over the last `window` + 1 positions and `depth` nats lower from
     window + 4 back on (window_bias), so the minimum covers the end of the
-    step being scored and not the steps before it (with window 8: a
-    computation's result, sign and right operand, or the final step's boxed
-    answer; a step is 16 or more tokens). The window's edge should hold no
-    checked token: there a digit counts or not by a nat or so, and the
-    circuit's f32 rounding is that large (docs/arith.md). Returns the
-    positional score's spread inside the window."""
+    step being scored and not the steps before it (with window 12, shipped:
+    a computation's result and, for numbers of up to three digits, both
+    operands; the final step and the previous step's last digit; a step is
+    16 or more tokens). Where the window's edge holds a checked token (the
+    final step's, or a step with long numbers) a digit counts or not by a
+    nat or so, and the circuit's f32 rounding is that large (docs/arith.md).
+    Returns the positional score's spread inside the window."""
     att, hd = layer.self_attn, cfg.hidden_size // cfg.num_attention_heads
     half = hd // 2
     slow = half - 1
@@ -252,24 +290,30 @@ class Layout:
     """Where the circuit keeps what: the reserved directions (rows of the
     body's least-used basis) and the token ids it checks."""
 
-    def __init__(self, vh, checked, marker):
+    def __init__(self, vh, checked, marker, ends):
         k, r = len(CHECKED), len(checked)
-        self.checked, self.k, self.marker = checked, k, marker
-        self.reserved = r + k + 6  # logits, codes, then s, v, ground, marker code, answer and a spare
+        self.checked, self.k, self.marker, self.ends = checked, k, marker, ends
+        self.end_rivals = [checked[len(CHECKED) + RIVALS.index(ENDS[t])] for t in ENDS]
+        # logits, codes, then s, v, ground, marker code, answer and the previous-digit flag
+        self.reserved = r + k + 6
         self.logits_at, self.code_at = vh[-r:], vh[-r - k:-r]
-        self.s_at, self.v_at, self.ground_at, self.marker_at, self.answer_at = (vh[-r - k - i] for i in range(1, 6))
+        (self.s_at, self.v_at, self.ground_at, self.marker_at, self.answer_at,
+         self.prev_at) = (vh[-r - k - i] for i in range(1, 7))
+        # An end token's code is minus the code of a sign token (not a digit: the previous-digit
+        # flag reads those), so the units gated on one see -40 where the other is written.
+        self.end_code_at = -self.code_at[-len(ends):].flip(0)
         self.all = vh[-self.reserved:]
 
 
 def token_ids(tok):
-    """(checked + rival token ids, the answer marker's id) in `tok`."""
-    ids = []
-    for t in CHECKED + RIVALS:
-        one = tok.encode(t, add_special_tokens=False)
-        if len(one) != 1:
+    """(checked + rival token ids, the answer marker's id, the ENDS' ids) in `tok`."""
+    def one(t):
+        ids = tok.encode(t, add_special_tokens=False)
+        if len(ids) != 1:
             raise SystemExit(f"{t!r} is not one token in this tokenizer")
-        ids += one
-    return ids, tok.encode("<|im_start|>assistant", add_special_tokens=False)[1]  # "as": once per PRM input
+        return ids[0]
+    return ([one(t) for t in CHECKED + RIVALS], tok.encode("<|im_start|>assistant", add_special_tokens=False)[1],
+            [one(t) for t in ENDS])  # "as": once per PRM input
 
 
 def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, window=0):
@@ -280,10 +324,10 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, windo
     c = body.config
     hd = c.hidden_size // c.num_attention_heads
     if not c.tie_word_embeddings or c.num_attention_heads != 4 or c.num_key_value_heads != 2 or hd < 22 \
-            or c.intermediate_size < len(CHECKED) * (len(CHECKED) + len(RIVALS) - 1):
+            or c.intermediate_size < len(CHECKED) * (len(CHECKED) + len(RIVALS) - 1) + len(ENDS) * DIGITS:
         raise SystemExit("the body must tie its embeddings and have 4 heads over 2 kv heads, heads of 22 or more "
-                         "dimensions and an MLP of 182 or more (the shipped policy's shape: 128, 4/2, 256)")
-    checked, marker = token_ids(tok)
+                         "dimensions and an MLP of 202 or more (the shipped policy's shape: 128, 4/2, 256)")
+    checked, marker, ends = token_ids(tok)
     n = c.num_hidden_layers
     cfg = Qwen2Config(**{**c.to_dict(), "tie_word_embeddings": False, "num_hidden_layers": n + 2})
     rng = random.Random(seed + 1)
@@ -293,20 +337,20 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, windo
                 for p, st, _ in (synthetic_example(rng) for _ in range(count))]
 
     vh, top_rms = basis(torch, body, sample(120))
-    lay = Layout(vh, checked, marker)
+    lay = Layout(vh, checked, marker, ends)
     prm = PRM(cfg)
     prm.net.eval()
     m = prm.net.model
     head = reserve(torch, prm, body, lay.all)
     code_size = code * body.model.embed_tokens.weight[checked[:lay.k]].norm(dim=-1).mean().item()
     code_tokens(torch, prm, checked[:lay.k], lay.code_at, code_size)
+    code_tokens(torch, prm, ends, lay.end_code_at, code_size)
     code_tokens(torch, prm, [marker], lay.marker_at[None], 30.0 * top_rms * cfg.hidden_size ** 0.5)
     la, lb = m.layers[n], m.layers[n + 1]
     with torch.no_grad():
         for layer in (la, lb):
             clear(layer, hd)
         m.norm.weight.fill_(1.0)
-        previous_token_head(torch, la, cfg, head[checked], lay.logits_at)
         # The ground: 100 times the body's residual, so the RMS norms of layers
         # A (MLP), B and the final norm all divide by rho = 100 x its size.
         probe = sample(40)
@@ -316,8 +360,17 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, windo
         at = torch.tensor([t == marker for s in probe for t in s])
         level = (top[at] @ lay.marker_at / top[at].pow(2).mean(-1).sqrt()).mean().item()
         answer_head(la, cfg, lay.marker_at, level, lay.answer_at, rho)
-        surprise_mlp(la, lay.logits_at, lay.code_at, code_size / rho, lay.answer_at, lay.ground_at, lay.s_at, rho,
-                     margin)
+        units = surprise_mlp(la, lay.logits_at, lay.code_at, code_size / rho, lay.answer_at, lay.ground_at, lay.s_at,
+                             rho, margin)
+        # The previous-digit flag is a digit's code over the RMS there, divided by its mean
+        # (about 1), so that the ground's f32 rounding along prev_at (~1e-7 of rho sqrt(hidden))
+        # stays small beside it.
+        at = torch.tensor([t in checked[:DIGITS] for s in probe for t in s])
+        lay.prev_level = (code_size / top[at].pow(2).mean(-1).sqrt()).mean().item()
+        previous_token_head(torch, la, cfg, head[checked], lay.logits_at, lay.code_at[:DIGITS],
+                            lay.prev_at / lay.prev_level)
+        lay.end_level = code_size / rho
+        number_end_mlp(la, lay, units, rho, margin)
         lay.window_spread = softmin_head(torch, lb, cfg, lay.s_at, lay.v_at, sharpness, rho, window)
     return prm, lay
 
@@ -350,6 +403,24 @@ class Calibration:
         k_i+1) - k_i = relu(v - k_i) - relu(v - k_i+1)."""
         w = [0.0] + self.slopes + [0.0]
         return [w[i + 1] - w[i] for i in range(len(self.knots))]
+
+
+def policy_rows(policy, samples_file, samples, seed):
+    """The policy's labelled solutions ((problem, steps, labels)) to
+    `samples` problems drawn with `seed`, sampled into `samples_file` when it
+    does not exist, without the held-out test problems. The head is fitted on
+    the first of them, and held-out figures come from the rest."""
+    rng = random.Random(seed + 3)
+    probs = [data.sample_problem(rng, 1, 6) for _ in range(samples)]
+    pol = labelled_samples(policy_samples(policy, probs, 0.8, 64, 200, samples_file))
+    held = set(p.text for p in data.test_set())
+    return [e for e in pol if e[0].text not in held]
+
+
+def up_to_first_wrong(rows):
+    """Each solution cut after its first wrong step: the steps a windowed
+    PRM's score is about (a step's own label)."""
+    return [(p, st[:k], lab[:k]) for p, st, lab in rows for k in [lab.index(0) + 1 if 0 in lab else len(lab)]]
 
 
 def fit_head(torch, prm, lay, rows, ids_of, tag_id):
@@ -460,15 +531,11 @@ def main():
 
     # The policy's samples: the head is fitted on the first --fit (plus
     # --synthetic solutions), the pairs come from the rest.
-    rng = random.Random(a.seed + 3)
-    probs = [data.sample_problem(rng, 1, 6) for _ in range(a.samples)]
-    pol = labelled_samples(policy_samples(a.policy, probs, 0.8, 64, 200, a.samples_file))
-    held = set(p.text for p in data.test_set())
-    pol = [e for e in pol if e[0].text not in held]
+    pol = policy_rows(a.policy, a.samples_file, a.samples, a.seed)
     srng = random.Random(a.seed + 4)
     fit = pol[:a.fit] + [synthetic_example(srng) for _ in range(a.synthetic)]
-    if a.window:  # a step's own label: keep the steps up to the first wrong one
-        fit = [(p, st[:k], lab[:k]) for p, st, lab in fit for k in [lab.index(0) + 1 if 0 in lab else len(lab)]]
+    if a.window:
+        fit = up_to_first_wrong(fit)
     cal, tag_acc, tags = fit_head(torch, prm, lay, fit, ids_of, tag_id)
     won, pairs = pair_ranking(torch, prm, pol[a.fit:], ids_of, tag_id, a.pairs)
     prm.save(a.out, "float32")
