@@ -66,6 +66,11 @@ def main():
              "--threads", "1"])
         s = json.load(open(os.path.join(d, "prm-c", "train_summary.json")))
         assert s["kind"] == "circuit" and s["layers"] == 3 and 0.0 <= s["policy_pairs"] <= 1.0, s
+        out = run([os.path.join(TOOLS, "prm_heldout.py"), os.path.join(d, "prm-c"), "--samples-file",
+                   os.path.join(d, "samples.jsonl"), "--samples", "12", "--skip", "6", "--rows", "6",
+                   "--threads", "1"])
+        h = json.loads(out)
+        assert h["tags"] == h["right"] + h["wrong"] > 0 and 0.0 <= h["accuracy"] <= 1.0 and h["log_loss"] >= 0, h
         if os.path.exists(a.flashtts):
             out = subprocess.run([a.flashtts, "score", "--prm", os.path.join(d, "prm-c"), "--problem",
                                   "Let a = 5. Let b = a * 3. What is b?", "--solution", "b = a * 3 = 5 * 3 = 15",
