@@ -148,11 +148,14 @@ def main():
     return 0
 
 
-def shipped_parity(torch, flashtts, n=16):
+def shipped_parity(torch, flashtts, n=16, jitters=3):
     """flashtts's step scores of the shipped PRM against transformers in float64 (the exact
     value), on reference solutions with one step corrupted or not. The circuit's codes sit
-    1e-5 below its ground, so any f32 run carries rounding of a few hundredths there: flashtts
-    must be no further from the exact scores than transformers' own f32 run is, plus 0.01."""
+    1e-5 below its ground and its calibrated head is steep near v = 0, so any f32 run carries
+    rounding of a few hundredths there, and how much depends on the order of its sums (the
+    CPU's BLAS kernels): transformers' own f32 run, and `jitters` more with every weight moved
+    by about one f32 rounding step, show how far f32 alone goes. flashtts must be no further
+    from the exact scores than the furthest of them, plus 0.01."""
     from transformers import AutoTokenizer, Qwen2Config
     import data
     from train_prm import PRM, TAG, prm_text, score_one
@@ -163,29 +166,44 @@ def shipped_parity(torch, flashtts, n=16):
     tok = AutoTokenizer.from_pretrained(d)
     tag = tok.convert_tokens_to_ids(TAG)
     rng = random.Random(11)
-    off32 = off_flash = 0.0
+    cases = []
     for i in range(n):
         p = data.sample_problem(rng, 2, 6)
         steps = data.solution_steps(p)
         if i % 2:
             k = rng.randrange(len(steps) - 1)
             steps[k] = data.corrupt_step(rng, steps[k])
-        ids = tok.encode(prm_text(p.text, steps), add_special_tokens=False)
-        exact = {}
-        for dt in (torch.float32, torch.float64):
-            prm.net.to(dt)
+        cases.append((p.text, steps, tok.encode(prm_text(p.text, steps), add_special_tokens=False)))
+
+    def scores():
+        out = []
+        for _, _, ids in cases:
             with torch.no_grad():
                 lg = score_one(torch, prm.net, ids)
-            exact[dt] = [torch.softmax(lg[j], -1)[1].item() for j, t in enumerate(ids) if t == tag]
-        out = subprocess.run([flashtts, "score", "--prm", d, "--problem", p.text, "--solution", "\n\n".join(steps),
-                              "--json", "--threads", "1"], capture_output=True, text=True, check=True).stdout
-        got = json.loads(out)["step_scores"]
-        assert len(got) == len(exact[torch.float64]), (got, exact)
-        off32 = max(off32, max(abs(x - y) for x, y in zip(exact[torch.float32], exact[torch.float64])))
-        off_flash = max(off_flash, max(abs(x - y) for x, y in zip(got, exact[torch.float64])))
-    assert off_flash <= off32 + 0.01, (off_flash, off32)
-    return f"flashtts within {off_flash:.4f} of the float64 scores (transformers f32: {off32:.4f})"
+            out.append([torch.softmax(lg[j].double(), -1)[1].item() for j, t in enumerate(ids) if t == tag])
+        return out
 
+    def off(got):
+        return max(abs(x - y) for g, e in zip(got, exact) for x, y in zip(g, e))
+    weights = {k: w.clone() for k, w in prm.net.state_dict().items()}
+    prm.net.to(torch.float64)
+    exact = scores()
+    prm.net.to(torch.float32)
+    off32 = [off(scores())]
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(jitters):
+        prm.net.load_state_dict({k: w * (1 + 6e-8 * torch.randn(w.shape, generator=gen)) for k, w in weights.items()})
+        off32.append(off(scores()))
+    got = []
+    for problem, steps, _ in cases:
+        out = subprocess.run([flashtts, "score", "--prm", d, "--problem", problem, "--solution", "\n\n".join(steps),
+                              "--json", "--threads", "1"], capture_output=True, text=True, check=True).stdout
+        got.append(json.loads(out)["step_scores"])
+        assert len(got[-1]) == len(exact[len(got) - 1]), (got[-1], exact[len(got) - 1])
+    off_flash = off(got)
+    assert off_flash <= max(off32) + 0.01, (off_flash, off32)
+    return (f"flashtts within {off_flash:.4f} of the float64 scores (transformers f32: {off32[0]:.4f}, "
+            f"jittered: {', '.join(f'{x:.4f}' for x in off32[1:])})")
 
 if __name__ == "__main__":
     sys.exit(main())
