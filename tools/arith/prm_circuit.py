@@ -316,7 +316,7 @@ def token_ids(tok):
             [one(t) for t in ENDS])  # "as": once per PRM input
 
 
-def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, window=0):
+def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, window=0, ground_size=100.0):
     """The PRM (train_prm.PRM) over `body` with layers A and B built, head
     still zero; and its Layout. `body`: Qwen2ForCausalLM with tied
     embeddings, 4 heads over 2 kv heads, head size >= 22, MLP >= 182 wide."""
@@ -351,11 +351,11 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, windo
         for layer in (la, lb):
             clear(layer, hd)
         m.norm.weight.fill_(1.0)
-        # The ground: 100 times the body's residual, so the RMS norms of layers
-        # A (MLP), B and the final norm all divide by rho = 100 x its size.
+        # The ground: ground_size times the body's residual, so the RMS norms of
+        # layers A (MLP), B and the final norm all divide by rho = ground_size x its size.
         probe = sample(40)
         top = torch.cat([m(input_ids=torch.tensor([s]), output_hidden_states=True).hidden_states[n][0] for s in probe])
-        lay.rho = rho = 100.0 * top.pow(2).mean(-1).sqrt().mean().item()
+        lay.rho = rho = ground_size * top.pow(2).mean(-1).sqrt().mean().item()
         ground(la, cfg, lay.ground_at, rho * cfg.hidden_size ** 0.5)
         at = torch.tensor([t == marker for s in probe for t in s])
         level = (top[at] @ lay.marker_at / top[at].pow(2).mean(-1).sqrt()).mean().item()
@@ -511,6 +511,9 @@ def main():
                          "answer so far (0); fitted on local labels, for aggregation = \"prod\"")
     ap.add_argument("--code", type=float, default=0.05,
                     help="size of the checked tokens' codes, as a fraction of their embeddings' norm")
+    ap.add_argument("--ground", type=float, default=100.0,
+                    help="the ground's size, in units of the body's residual: larger evens the RMS norms, smaller "
+                         "keeps more of the codes in f32")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -524,7 +527,7 @@ def main():
     tok = AutoTokenizer.from_pretrained(a.out)
     tag_id = tok.convert_tokens_to_ids(TAG)
     body = Qwen2ForCausalLM.from_pretrained(a.body, torch_dtype=torch.float32).eval()
-    prm, lay = build(torch, body, tok, a.code, a.sharpness, a.margin, a.seed, a.window)
+    prm, lay = build(torch, body, tok, a.code, a.sharpness, a.margin, a.seed, a.window, a.ground)
 
     def ids_of(problem, steps):
         return tok.encode(prm_text(problem, steps), add_special_tokens=False)
@@ -541,7 +544,7 @@ def main():
     prm.save(a.out, "float32")
     summary = {"kind": "circuit", "body": a.body, "layers": prm.cfg.num_hidden_layers, "reserved": lay.reserved,
                "checked": CHECKED, "rivals": RIVALS, "code": a.code, "sharpness": a.sharpness, "margin": a.margin,
-               "window": a.window, "window_spread_nats": round(lay.window_spread, 3),
+               "window": a.window, "ground": a.ground, "window_spread_nats": round(lay.window_spread, 3),
                "fit": a.fit, "synthetic": a.synthetic, "fit_tags": tags, "fit_tag_accuracy": round(tag_acc, 4),
                "head": {"knots": cal.knots, "slopes": [round(w, 4) for w in cal.slopes], "floor": round(cal.floor, 4)},
                "policy_pairs": round(won / max(1, pairs), 4), "pairs": pairs, "seed": a.seed,
