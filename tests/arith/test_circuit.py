@@ -183,7 +183,7 @@ def shipped_parity(torch, flashtts, n=16, jitters=3):
             out.append([torch.softmax(lg[j].double(), -1)[1].item() for j, t in enumerate(ids) if t == tag])
         return out
 
-    def off(got):
+    def off(got):  # the largest gap to `exact`, set below
         return max(abs(x - y) for g, e in zip(got, exact) for x, y in zip(g, e))
     weights = {k: w.clone() for k, w in prm.net.state_dict().items()}
     prm.net.to(torch.float64)
@@ -204,6 +204,7 @@ def shipped_parity(torch, flashtts, n=16, jitters=3):
     assert off_flash <= max(off32) + 0.01, (off_flash, off32)
     return (f"flashtts within {off_flash:.4f} of the float64 scores (transformers f32: {off32[0]:.4f}, "
             f"jittered: {', '.join(f'{x:.4f}' for x in off32[1:])})")
+
 
 if __name__ == "__main__":
     sys.exit(main())
