@@ -181,46 +181,49 @@ def answer_head(layer, cfg, marker_at, marker_level, into, rho):
     att.o_proj.weight[:, q + 1] = into * rho
 
 
-def surprise_mlp(layer, logits_at, code_at, code_level, answer_at, ground_at, s_at, rho, margin):
-    """Units (d, e), d != e checked tokens: SiLU(logit_e - logit_d + margin
-    - 40 (2 - code_d - answer)) with up = 1 (the ground, standing in for the
-    bias Qwen2's MLP lacks). Where token d is written in the answer this is
-    a smooth relu(logit_e - logit_d); elsewhere SiLU of a large negative
-    number, 0. Their sum over e, written negated into s, is 0 where the
-    body's own choice was written and minus (about) the logit gap to the
-    tokens it preferred where another was: how unexpected the written token
-    is."""
-    k, one, unit = len(code_at), ground_at / ground_at.shape[0] ** 0.5, 0
-    for d in range(k):
-        for e in range(len(logits_at)):
-            if d == e:
-                continue
-            layer.mlp.gate_proj.weight[unit] = (rho * (logits_at[e] - logits_at[d]) + 40.0 * code_at[d] / code_level
-                                                + 40.0 * answer_at + (margin - 80.0) * one)
-            layer.mlp.up_proj.weight[unit] = one
-            layer.mlp.down_proj.weight[:, unit] = -s_at * rho / 4
-            unit += 1
+def gated_unit(layer, unit, lay, rho, margin, gap, code, up):
+    """MLP unit `unit` of `layer`: SiLU(gap + margin - 40 (2 - code - answer))
+    x up, written negated into s. `gap` (a logit difference) and `code` (a
+    token's code direction) are read in units of the ground, so the gate is
+    about gap + margin where the coded token is written in the answer and a
+    large negative number elsewhere; `up` reads the multiplier (the ground's
+    direction for 1, standing in for the bias Qwen2's MLP lacks)."""
+    one = lay.ground_at / lay.ground_at.shape[0] ** 0.5
+    layer.mlp.gate_proj.weight[unit] = (rho * gap + 40.0 * code / lay.code_level + 40.0 * lay.answer_at
+                                        + (margin - 80.0) * one)
+    layer.mlp.up_proj.weight[unit] = up
+    layer.mlp.down_proj.weight[:, unit] = -lay.s_at * rho / 4
+
+
+def surprise_mlp(layer, lay, rho, margin):
+    """Units (d, e), d != e checked tokens, from 0 on: gated_unit with gap
+    logit_e - logit_d and up = 1. Where token d is written in the answer
+    this is a smooth relu(logit_e - logit_d); elsewhere 0. Their sum over e,
+    written negated into s, is 0 where the body's own choice was written and
+    minus (about) the logit gap to the tokens it preferred where another
+    was: how unexpected the written token is. Returns the next free unit."""
+    one, unit = lay.ground_at / lay.ground_at.shape[0] ** 0.5, 0
+    for d in range(lay.k):
+        for e in range(len(lay.logits_at)):
+            if d != e:
+                gated_unit(layer, unit, lay, rho, margin, lay.logits_at[e] - lay.logits_at[d], lay.code_at[d], one)
+                unit += 1
     return unit
 
 
 def number_end_mlp(layer, lay, first, rho, margin):
     """Units (t, e) from `first` on, t a token of ENDS and e a digit:
-    SiLU(logit_e - logit_r + margin - 40 (2 - code_t - answer)) x (a digit
-    was written before t, about 1), r the rival t stands for, written
-    negated into s as the surprise units are: where a number ends, how much
-    the body wanted it to go on. The previous-digit flag gates by
-    multiplying (up reads it; it is 0 after any other token), because after
-    "}." the body's choice between a digit and the delimiter is arbitrary:
-    it expects the end of the text."""
-    one, unit = lay.ground_at / lay.ground_at.shape[0] ** 0.5, first
+    gated_unit with gap logit_e - logit_r, r the rival t stands for, and up
+    the previous-digit flag (about 1 after a digit, 0 after any other
+    token): where a number ends, how much the body wanted it to go on. The
+    flag gates by multiplying because after "}." the body's choice between
+    a digit and the delimiter is arbitrary: it expects the end of the
+    text."""
+    unit = first
     for t, code in enumerate(lay.end_code_at):
         r = lay.checked.index(lay.end_rivals[t])
         for e in range(DIGITS):
-            layer.mlp.gate_proj.weight[unit] = (rho * (lay.logits_at[e] - lay.logits_at[r])
-                                                + 40.0 * code / lay.end_level + 40.0 * lay.answer_at
-                                                + (margin - 80.0) * one)
-            layer.mlp.up_proj.weight[unit] = lay.prev_at * rho
-            layer.mlp.down_proj.weight[:, unit] = -lay.s_at * rho / 4
+            gated_unit(layer, unit, lay, rho, margin, lay.logits_at[e] - lay.logits_at[r], code, lay.prev_at * rho)
             unit += 1
     return unit
 
@@ -360,8 +363,8 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, windo
         at = torch.tensor([t == marker for s in probe for t in s])
         level = (top[at] @ lay.marker_at / top[at].pow(2).mean(-1).sqrt()).mean().item()
         answer_head(la, cfg, lay.marker_at, level, lay.answer_at, rho)
-        units = surprise_mlp(la, lay.logits_at, lay.code_at, code_size / rho, lay.answer_at, lay.ground_at, lay.s_at,
-                             rho, margin)
+        lay.code_level = code_size / rho  # a code as the MLP reads it, below the ground
+        units = surprise_mlp(la, lay, rho, margin)
         # The previous-digit flag is a digit's code over the RMS there, divided by its mean
         # (about 1), so that the ground's f32 rounding along prev_at (~1e-7 of rho sqrt(hidden))
         # stays small beside it.
@@ -369,7 +372,6 @@ def build(torch, body, tok, code=0.05, sharpness=40.0, margin=0.0, seed=0, windo
         lay.prev_level = (code_size / top[at].pow(2).mean(-1).sqrt()).mean().item()
         previous_token_head(torch, la, cfg, head[checked], lay.logits_at, lay.code_at[:DIGITS],
                             lay.prev_at / lay.prev_level)
-        lay.end_level = code_size / rho
         number_end_mlp(la, lay, units, rho, margin)
         lay.window_spread = softmin_head(torch, lb, cfg, lay.s_at, lay.v_at, sharpness, rho, window)
     return prm, lay
