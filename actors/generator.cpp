@@ -50,7 +50,7 @@ class Generator {
  public:
   Generator(const GeneratorOptions& o, Logger log, LoadedModel model, std::unique_ptr<Tokenizer> tok, Mailbox box)
       : o_(o), log_(std::move(log)), config_(std::move(model.config)), weights_(std::move(model.weights)), tok_(std::move(tok)),
-        box_(std::move(box)), weight_bytes_(model_weight_bytes(config_)) {}
+        box_(std::move(box)), weight_bytes_(weights_.bytes()) {}
 
   zmq::socket_t& inbox() { return box_.inbox(); }
   bool has_work() const { return engine_ && (!running_.empty() || !queue_.empty()); }

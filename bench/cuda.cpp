@@ -136,12 +136,14 @@ ModelWeights random_weights(const ModelConfig& c) {
         size_t numel = 1;
         for (int64_t d : slots[s].shape) numel *= (size_t)d;
         const bool norm = slots[s].name.find("norm") != std::string::npos;
-        slots[s].dst->resize(numel);
+        std::vector<float> values(numel);
         uint64_t x = 0x9e3779b97f4a7c15ull * (s + 1);
-        for (float& v : *slots[s].dst) {
+        for (float& v : values) {
           x ^= x << 13, x ^= x >> 7, x ^= x << 17;
           v = (norm ? 1.0f : 0.0f) + ((float)(x >> 40) / (float)(1 << 24) - 0.5f) * 0.04f;
         }
+        if (slots[s].mat) *slots[s].mat = std::move(values);
+        else *slots[s].vec = std::move(values);
       }
     });
   for (auto& t : pool) t.join();

@@ -1,22 +1,35 @@
-// Engine throughput on the CPU backend: prefill tokens/s, and decode tokens/s
-// at several batch sizes, each next to its memory-bandwidth roofline (bytes a
-// decode step must read ÷ the read bandwidth measured in the same run).
+// Engine throughput on the CPU backend, side by side in one run:
+//  - prefill tokens/s, and decode tokens/s at several batch sizes, for each
+//    weight dtype asked for (the folder's weights converted), each decode next
+//    to its memory roofline: the bytes a step must read (weights in their
+//    dtype + KV) over the read bandwidth measured in the same run;
+//  - the matrix products of a decode step at the largest batch and of the
+//    prefill, on the model's own shapes: our batch-invariant kernels
+//    (gpu/cpu/matmul.h) against OpenBLAS's sgemm, interleaved, best of several.
 //
-//   flashtts-bench-engine --model DIR [--batches 1,32] [--prompt 64] [--steps 32]
-//                         [--prefill 512] [--threads N]
+//   flashtts-bench-engine --model DIR [--dtypes f32,bf16] [--batches 1,32]
+//                         [--prompt 64] [--steps 32] [--prefill 512] [--threads N]
 //
 // Make a model with e.g.
 //   flashtts-mkmodel --out /tmp/bench-model --arch qwen2 --hidden 512 --layers 8
 //     --heads 8 --kv-heads 2 --intermediate 1536 --vocab 8192   (one command line)
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <random>
 #include <thread>
 #include <vector>
 
+#include "gpu/cpu/matmul.h"
+#include "gpu/cpu/thread_pool.h"
 #include "gpu/engine.h"
 #include "gpu/model_loader.h"
+
+#if defined(FLASHTTS_BENCH_OPENBLAS)
+#include <cblas.h>
+extern "C" void openblas_set_num_threads(int num_threads);
+#endif
 
 using namespace flashtts;
 using Clock = std::chrono::steady_clock;
@@ -48,50 +61,154 @@ double read_bandwidth(int threads) {
   return best + (sums[0] == -1.0);  // keep the sums observable
 }
 
-// f32 bytes a decode step reads: every tensor the loader lists
-// (model_tensor_slots), except an untied embedding, of which only a few rows are read.
-size_t weight_bytes(const ModelConfig& c) {
-  size_t n = 0;
-  for (const TensorSlot& t : model_tensor_slots(c, nullptr)) {
-    if (t.name == "model.embed_tokens.weight" && !c.tie_embeddings) continue;
-    size_t numel = 1;
-    for (int64_t d : t.shape) numel *= (size_t)d;
-    n += numel;
+DType parse_dtype(const std::string& s) {
+  if (s == "bf16") return DType::BF16;
+  if (s == "f16") return DType::F16;
+  return DType::F32;
+}
+
+ModelWeights convert(const ModelWeights& w, DType dt) {
+  ModelWeights c = w;
+  auto cv = [dt](WeightMatrix& m) {
+    if (!m.empty()) m = m.converted(dt);
+  };
+  cv(c.tok_embd), cv(c.lm_head), cv(c.prm.w1), cv(c.prm.w2);
+  for (LayerWeights& L : c.layers) cv(L.wq), cv(L.wk), cv(L.wv), cv(L.wo), cv(L.w_gate), cv(L.w_up), cv(L.w_down);
+  return c;
+}
+
+// Bytes a decode step reads of the weights: all of them but an untied
+// embedding, of which only a few rows are read.
+double step_weight_bytes(const ModelConfig& c, const ModelWeights& w) {
+  double b = (double)w.bytes();
+  if (!c.tie_embeddings) b -= (double)w.tok_embd.bytes();
+  return b;
+}
+
+// The (out, in) shapes of one forward pass's products, with how often each runs.
+struct Shape {
+  int64_t out, in, count;
+};
+std::vector<Shape> product_shapes(const ModelConfig& c) {
+  const int64_t h = c.hidden_size, f = c.intermediate_size, q = int64_t(c.n_heads) * c.head_dim,
+                kv = int64_t(c.n_kv_heads) * c.head_dim, L = c.n_layers;
+  return {{q, h, L}, {kv, h, 2 * L}, {h, q, L}, {f, h, 2 * L}, {h, f, L}, {c.vocab_size, h, 1}};
+}
+
+struct Engines {
+  DType dtype;
+  std::unique_ptr<Engine> engine;
+  double weight_bytes;
+};
+
+// Our kernels vs OpenBLAS on every product of one forward pass of n rows:
+// seconds for the whole set, best of `reps`, the two interleaved.
+void compare_products(const ModelConfig& c, int64_t n, int threads, int reps) {
+#if defined(FLASHTTS_BENCH_OPENBLAS)
+  openblas_set_num_threads(threads);
+  ThreadPool pool(threads);
+  const cpu::Isa isa = cpu::best_isa();
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 0.1f);
+  // Every product of the pass has weights of its own (as in the model), so
+  // that one row reads them from memory, not from a cache.
+  struct Case {
+    Shape s;
+    std::vector<float> x, y;
+    WeightMatrix w32, w16;
+  };
+  std::vector<Case> cases;
+  for (Shape s : product_shapes(c)) {
+    const int64_t count = s.count;
+    s.count = 1;
+    for (int64_t copy = 0; copy < count; ++copy) {
+    Case k{s, std::vector<float>(n * s.in), std::vector<float>(n * s.out), {}, {}};
+    for (float& v : k.x) v = nd(rng);
+    std::vector<float> w(s.out * s.in);
+    for (float& v : w) v = nd(rng);
+    k.w32 = WeightMatrix(std::move(w));
+    k.w16 = k.w32.converted(DType::BF16);
+    cases.push_back(std::move(k));
+    }
   }
-  return 4 * n;
+  double best_ours = 1e30, best_ours16 = 1e30, best_blas = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    for (int side = 0; side < 3; ++side) {
+      const int which = (side + r) % 3;  // rotate who goes first
+      auto t = Clock::now();
+      for (Case& k : cases)
+        for (int64_t i = 0; i < k.s.count; ++i) {
+          if (which == 0)
+            cpu::matmul(isa, k.x.data(), cpu::view(k.w32, k.s.out, k.s.in), nullptr, k.y.data(), n, &pool);
+          else if (which == 1)
+            cpu::matmul(isa, k.x.data(), cpu::view(k.w16, k.s.out, k.s.in), nullptr, k.y.data(), n, &pool);
+          else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)k.s.out, (int)k.s.in, 1.0f, k.x.data(),
+                        (int)k.s.in, k.w32.f32.data(), (int)k.s.in, 0.0f, k.y.data(), (int)k.s.out);
+        }
+      double s = seconds_since(t);
+      double& best = which == 0 ? best_ours : which == 1 ? best_ours16 : best_blas;
+      best = std::min(best, s);
+    }
+  }
+  double flops = 0, bytes32 = 0;
+  for (const Shape& s : product_shapes(c)) flops += 2.0 * n * s.out * s.in * s.count, bytes32 += 4.0 * s.out * s.in * s.count;
+  if (n == 1)
+    std::printf("products of    1 row: weights read at ours f32 %.1f GB/s, ours bf16 %.1f GB/s, OpenBLAS %.1f GB/s\n",
+                bytes32 / best_ours / 1e9, bytes32 / 2 / best_ours16 / 1e9, bytes32 / best_blas / 1e9);
+  std::printf("products of %4lld rows: ours f32 %7.2f ms (%5.1f GFLOP/s), ours bf16 %7.2f ms, OpenBLAS sgemm %7.2f ms"
+              " (%5.1f GFLOP/s): ours f32 at %.2fx, bf16 at %.2fx OpenBLAS's speed\n",
+              (long long)n, 1e3 * best_ours, flops / best_ours / 1e9, 1e3 * best_ours16, 1e3 * best_blas,
+              flops / best_blas / 1e9, best_blas / best_ours, best_blas / best_ours16);
+#else
+  std::printf("products of %lld rows: OpenBLAS not found at build time, no comparison\n", (long long)n);
+#endif
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"flashtts-bench-engine: CPU prefill and decode throughput vs the memory roofline"};
+  CLI::App app{"flashtts-bench-engine: CPU prefill and decode throughput vs the memory roofline and OpenBLAS"};
   std::string model;
+  std::vector<std::string> dtypes = {"f32", "bf16"};
   std::vector<int> batches = {1, 32};
-  int prompt = 64, steps = 32, prefill = 512, threads = 0;
+  int prompt = 64, steps = 32, prefill = 512, threads = 0, reps = 5;
   app.add_option("--model", model, "Hugging Face model folder")->required();
+  app.add_option("--dtypes", dtypes, "weight dtypes to run (the folder's weights converted)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   app.add_option("--batches", batches, "decode batch sizes")->delimiter(',');
   app.add_option("--prompt", prompt, "prompt tokens per sequence before decoding");
   app.add_option("--steps", steps, "decode steps timed");
   app.add_option("--prefill", prefill, "tokens in the timed prefill");
   app.add_option("--threads", threads, "CPU threads (0 = all)");
+  app.add_option("--reps", reps, "repetitions of the product comparison (best is kept)");
   CLI11_PARSE(app, argc, argv);
 
+  auto isa = cpu::isa_from_env();
+  if (!isa) return std::fprintf(stderr, "bench: %s\n", isa.error().message.c_str()), 1;
   auto loaded = load_model(model);
   if (!loaded) return std::fprintf(stderr, "bench: %s\n", loaded.error().message.c_str()), 1;
   const ModelConfig cfg = loaded->config;
-  int max_batch = *std::max_element(batches.begin(), batches.end());
-  EngineOptions eo;
-  eo.n_threads = threads;
-  eo.kv_bytes = kv_bytes_per_token_f32(cfg) * (size_t)std::max(max_batch * (prompt + steps + 32), prefill + 32);
-  auto engine = Engine::create(cfg, std::move(loaded->weights), eo);
-  if (!engine) return std::fprintf(stderr, "bench: %s\n", engine.error().message.c_str()), 1;
-  Engine& e = **engine;
-
+  const int max_batch = *std::max_element(batches.begin(), batches.end());
   const int n_threads = threads > 0 ? threads : (int)std::thread::hardware_concurrency();
+
+  EngineOptions eo;
+  eo.n_threads = n_threads;
+  eo.kv_bytes = kv_bytes_per_token_f32(cfg) * (size_t)std::max(max_batch * (prompt + steps + 32), prefill + 32);
+  std::vector<Engines> engines;
+  for (const std::string& d : dtypes) {
+    ModelWeights w = convert(loaded->weights, parse_dtype(d));
+    const double wb = step_weight_bytes(cfg, w);
+    auto e = Engine::create(cfg, std::move(w), eo);
+    if (!e) return std::fprintf(stderr, "bench: %s\n", e.error().message.c_str()), 1;
+    engines.push_back({parse_dtype(d), std::move(e).value(), wb});
+  }
+  loaded->weights = {};
+
   const double bw = read_bandwidth(n_threads);
-  const double wbytes = (double)weight_bytes(cfg);
-  std::printf("model %s: %d layers, hidden %d, vocab %d, %.1f MB f32 weights\n", model.c_str(), cfg.n_layers,
-              cfg.hidden_size, cfg.vocab_size, wbytes / 1e6);
+  std::printf("model %s: %d layers, hidden %d, intermediate %d, vocab %d; kernels %s, %d threads\n", model.c_str(),
+              cfg.n_layers, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cpu::isa_name(*isa), n_threads);
   std::printf("read bandwidth %.1f GB/s (%d threads)\n", bw / 1e9, n_threads);
 
   std::mt19937 rng(1);
@@ -102,45 +219,48 @@ int main(int argc, char** argv) {
   };
   int64_t next_id = 0;
   RunResult r;
-
-  // Prefill: one sequence, one chunk.
-  {
-    int64_t id = next_id++;
-    auto toks = random_tokens(prefill);
-    if (!e.add_sequence(id, toks, false)) return 1;
-    RunItem it{id, RowSelect::Last, 0, {}};
-    auto t = Clock::now();
-    if (!e.run(std::span<const RunItem>(&it, 1), OutputKind::Logits, &r).ok()) return 1;
-    double s = seconds_since(t);
-    std::printf("prefill  %5d tokens: %8.1f tokens/s\n", prefill, prefill / s);
-    e.release(id);
-  }
-
-  for (int b : batches) {
-    std::vector<RunItem> items;
-    for (int i = 0; i < b; ++i) {
+  for (Engines& en : engines) {
+    Engine& e = *en.engine;
+    std::printf("-- weights %s: %.1f MB read per decode step\n", dtype_name(en.dtype), en.weight_bytes / 1e6);
+    {  // Prefill: one sequence, one chunk.
       int64_t id = next_id++;
-      if (!e.add_sequence(id, random_tokens(prompt), false)) return 1;
-      items.push_back({id, RowSelect::Last, 0, {}});
+      if (!e.add_sequence(id, random_tokens(prefill), false)) return 1;
+      RunItem it{id, RowSelect::Last, 0, {}};
+      auto t = Clock::now();
+      if (!e.run(std::span<const RunItem>(&it, 1), OutputKind::Logits, &r).ok()) return 1;
+      std::printf("prefill  %5d tokens: %8.1f tokens/s\n", prefill, prefill / seconds_since(t));
+      e.release(id);
     }
-    if (!e.run(items, OutputKind::Logits, &r).ok()) return 1;  // prefill, not timed
-    double kv_read = 0;
-    auto t = Clock::now();
-    for (int s = 0; s < steps; ++s) {
-      for (auto& it : items) {
-        int32_t tok = (int32_t)(rng() % cfg.vocab_size);
-        e.append(it.seq, std::span<const int32_t>(&tok, 1));
-        kv_read += (double)kv_bytes_per_token_f32(cfg) * e.tokens(it.seq).size();
+    for (int b : batches) {
+      std::vector<RunItem> items;
+      for (int i = 0; i < b; ++i) {
+        int64_t id = next_id++;
+        if (!e.add_sequence(id, random_tokens(prompt), false)) return 1;
+        items.push_back({id, RowSelect::Last, 0, {}});
       }
-      if (!e.run(items, OutputKind::Logits, &r).ok() || !r.starved.empty()) return 1;
+      if (!e.run(items, OutputKind::Logits, &r).ok()) return 1;  // prefill, not timed
+      double kv_read = 0;
+      auto t = Clock::now();
+      for (int s = 0; s < steps; ++s) {
+        for (auto& it : items) {
+          int32_t tok = (int32_t)(rng() % cfg.vocab_size);
+          e.append(it.seq, std::span<const int32_t>(&tok, 1));
+          kv_read += (double)kv_bytes_per_token_f32(cfg) * e.tokens(it.seq).size();
+        }
+        if (!e.run(items, OutputKind::Logits, &r).ok() || !r.starved.empty()) return 1;
+      }
+      double sec = seconds_since(t);
+      // Roofline: every step reads all weights once plus each sequence's KV.
+      double roof_sec = (steps * en.weight_bytes + kv_read) / bw;
+      std::printf("decode batch %3d: %8.1f tokens/s  (%.2f ms/step; roofline %.2f ms/step; %.0f%% of roofline)\n", b,
+                  (double)b * steps / sec, 1e3 * sec / steps, 1e3 * roof_sec / steps, 100.0 * roof_sec / sec);
+      for (auto& it : items) e.release(it.seq);
     }
-    double sec = seconds_since(t);
-    double tps = (double)b * steps / sec;
-    // Roofline: every step reads all weights once plus each sequence's KV.
-    double roof_sec = (steps * wbytes + kv_read) / bw;
-    std::printf("decode batch %3d: %8.1f tokens/s  (%.1f ms/step; roofline %.1f ms/step; %.0f%% of roofline)\n", b,
-                tps, 1e3 * sec / steps, 1e3 * roof_sec / steps, 100.0 * roof_sec / sec);
-    for (auto& it : items) e.release(it.seq);
   }
+  engines.clear();
+  std::printf("-- matrix products of one forward pass, same shapes, same %d threads\n", n_threads);
+  compare_products(cfg, 1, n_threads, reps);
+  compare_products(cfg, max_batch, n_threads, reps);
+  compare_products(cfg, prefill, n_threads, std::max(1, reps / 2));
   return 0;
 }

@@ -71,7 +71,8 @@ class Backend {
 // Bytes one token of KV takes with float32 storage.
 size_t kv_bytes_per_token_f32(const ModelConfig& c);
 
-std::unique_ptr<Backend> make_cpu_backend(ModelConfig config, ModelWeights weights,
-                                          const BackendOptions& options);
+// Fails only when FLASHTTS_CPU_ISA names a path this CPU lacks (gpu/cpu/matmul.h).
+Expected<std::unique_ptr<Backend>> make_cpu_backend(ModelConfig config, ModelWeights weights,
+                                                    const BackendOptions& options);
 
 }  // namespace flashtts

@@ -34,7 +34,11 @@ Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeight
     backend = std::move(b).value();
   }
 #endif
-  if (!backend) backend = make_cpu_backend(std::move(config), std::move(weights), bo);
+  if (!backend) {
+    auto b = make_cpu_backend(std::move(config), std::move(weights), bo);
+    if (!b) return make_error("engine: " + b.error().message);
+    backend = std::move(b).value();
+  }
   return std::unique_ptr<Engine>(new Engine(std::move(backend), std::move(kv).value()));
 }
 

@@ -420,59 +420,53 @@ std::vector<TensorSlot> model_tensor_slots(const ModelConfig& c, ModelWeights* w
   const int64_t h = c.hidden_size, f = c.intermediate_size, V = c.vocab_size;
   const int64_t q = int64_t(c.n_heads) * c.head_dim, kv = int64_t(c.n_kv_heads) * c.head_dim;
   std::vector<TensorSlot> s;
-  auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<float>* dst) {
-    s.push_back({std::move(name), std::move(shape), w ? dst : nullptr});
+  auto mat = [&](std::string name, std::vector<int64_t> shape, WeightMatrix* dst) {
+    s.push_back({std::move(name), std::move(shape), w ? dst : nullptr, nullptr});
   };
-  add("model.embed_tokens.weight", {V, h}, w ? &w->tok_embd : nullptr);
+  auto vec = [&](std::string name, std::vector<int64_t> shape, std::vector<float>* dst) {
+    s.push_back({std::move(name), std::move(shape), nullptr, w ? dst : nullptr});
+  };
+  mat("model.embed_tokens.weight", {V, h}, w ? &w->tok_embd : nullptr);
   for (int32_t i = 0; i < c.n_layers; ++i) {
     LayerWeights* L = w ? &w->layers[i] : nullptr;
-    auto at = [&](std::vector<float> LayerWeights::*m) { return L ? &(L->*m) : nullptr; };
+    auto m = [&](WeightMatrix LayerWeights::*p) { return L ? &(L->*p) : nullptr; };
+    auto v = [&](std::vector<float> LayerWeights::*p) { return L ? &(L->*p) : nullptr; };
     const std::string pre = "model.layers." + std::to_string(i) + ".";
-    add(pre + "input_layernorm.weight", {h}, at(&LayerWeights::attn_norm));
-    add(pre + "self_attn.q_proj.weight", {q, h}, at(&LayerWeights::wq));
-    if (c.qkv_bias) add(pre + "self_attn.q_proj.bias", {q}, at(&LayerWeights::bq));
-    add(pre + "self_attn.k_proj.weight", {kv, h}, at(&LayerWeights::wk));
-    if (c.qkv_bias) add(pre + "self_attn.k_proj.bias", {kv}, at(&LayerWeights::bk));
-    add(pre + "self_attn.v_proj.weight", {kv, h}, at(&LayerWeights::wv));
-    if (c.qkv_bias) add(pre + "self_attn.v_proj.bias", {kv}, at(&LayerWeights::bv));
-    add(pre + "self_attn.o_proj.weight", {h, q}, at(&LayerWeights::wo));
-    if (c.o_bias) add(pre + "self_attn.o_proj.bias", {h}, at(&LayerWeights::bo));
-    add(pre + "post_attention_layernorm.weight", {h}, at(&LayerWeights::ffn_norm));
-    add(pre + "mlp.gate_proj.weight", {f, h}, at(&LayerWeights::w_gate));
-    if (c.mlp_bias) add(pre + "mlp.gate_proj.bias", {f}, at(&LayerWeights::b_gate));
-    add(pre + "mlp.up_proj.weight", {f, h}, at(&LayerWeights::w_up));
-    if (c.mlp_bias) add(pre + "mlp.up_proj.bias", {f}, at(&LayerWeights::b_up));
-    add(pre + "mlp.down_proj.weight", {h, f}, at(&LayerWeights::w_down));
-    if (c.mlp_bias) add(pre + "mlp.down_proj.bias", {h}, at(&LayerWeights::b_down));
+    vec(pre + "input_layernorm.weight", {h}, v(&LayerWeights::attn_norm));
+    mat(pre + "self_attn.q_proj.weight", {q, h}, m(&LayerWeights::wq));
+    if (c.qkv_bias) vec(pre + "self_attn.q_proj.bias", {q}, v(&LayerWeights::bq));
+    mat(pre + "self_attn.k_proj.weight", {kv, h}, m(&LayerWeights::wk));
+    if (c.qkv_bias) vec(pre + "self_attn.k_proj.bias", {kv}, v(&LayerWeights::bk));
+    mat(pre + "self_attn.v_proj.weight", {kv, h}, m(&LayerWeights::wv));
+    if (c.qkv_bias) vec(pre + "self_attn.v_proj.bias", {kv}, v(&LayerWeights::bv));
+    mat(pre + "self_attn.o_proj.weight", {h, q}, m(&LayerWeights::wo));
+    if (c.o_bias) vec(pre + "self_attn.o_proj.bias", {h}, v(&LayerWeights::bo));
+    vec(pre + "post_attention_layernorm.weight", {h}, v(&LayerWeights::ffn_norm));
+    mat(pre + "mlp.gate_proj.weight", {f, h}, m(&LayerWeights::w_gate));
+    if (c.mlp_bias) vec(pre + "mlp.gate_proj.bias", {f}, v(&LayerWeights::b_gate));
+    mat(pre + "mlp.up_proj.weight", {f, h}, m(&LayerWeights::w_up));
+    if (c.mlp_bias) vec(pre + "mlp.up_proj.bias", {f}, v(&LayerWeights::b_up));
+    mat(pre + "mlp.down_proj.weight", {h, f}, m(&LayerWeights::w_down));
+    if (c.mlp_bias) vec(pre + "mlp.down_proj.bias", {h}, v(&LayerWeights::b_down));
   }
-  add("model.norm.weight", {h}, w ? &w->final_norm : nullptr);
+  vec("model.norm.weight", {h}, w ? &w->final_norm : nullptr);
   switch (c.prm.kind) {
     case PrmKind::None:
     case PrmKind::LmLogits:
-      if (!c.tie_embeddings) add("lm_head.weight", {V, h}, w ? &w->lm_head : nullptr);
+      if (!c.tie_embeddings) mat("lm_head.weight", {V, h}, w ? &w->lm_head : nullptr);
       break;
     case PrmKind::Classifier:  // Qwen2ForProcessRewardModel: score = Linear(h,h), ReLU, Linear(h,2)
-      add("score.0.weight", {h, h}, w ? &w->prm.w1 : nullptr);
-      add("score.0.bias", {h}, w ? &w->prm.b1 : nullptr);
-      add("score.2.weight", {2, h}, w ? &w->prm.w2 : nullptr);
-      add("score.2.bias", {2}, w ? &w->prm.b2 : nullptr);
+      mat("score.0.weight", {h, h}, w ? &w->prm.w1 : nullptr);
+      vec("score.0.bias", {h}, w ? &w->prm.b1 : nullptr);
+      mat("score.2.weight", {2, h}, w ? &w->prm.w2 : nullptr);
+      vec("score.2.bias", {2}, w ? &w->prm.b2 : nullptr);
       break;
     case PrmKind::ValueHead:  // Skywork: v_head.summary = Linear(h,1)
-      add("v_head.summary.weight", {1, h}, w ? &w->prm.w2 : nullptr);
-      add("v_head.summary.bias", {1}, w ? &w->prm.b2 : nullptr);
+      mat("v_head.summary.weight", {1, h}, w ? &w->prm.w2 : nullptr);
+      vec("v_head.summary.bias", {1}, w ? &w->prm.b2 : nullptr);
       break;
   }
   return s;
-}
-
-int64_t model_weight_bytes(const ModelConfig& c) {
-  int64_t n = 0;
-  for (const TensorSlot& t : model_tensor_slots(c, nullptr)) {
-    int64_t numel = 1;
-    for (int64_t d : t.shape) numel *= d;
-    n += numel;
-  }
-  return n * (int64_t)sizeof(float);
 }
 
 Expected<LoadedModel> load_model(const fs::path& dir, const PrmOverride& ovr) {
@@ -483,12 +477,18 @@ Expected<LoadedModel> load_model(const fs::path& dir, const PrmOverride& ovr) {
   LoadedModel m;
   m.config = std::move(cfg.value());
   m.weights.layers.resize(size_t(m.config.n_layers));
-  // Load one tensor at a time: only the float32 copies the weights keep are
-  // ever allocated; the maps go when `store` does.
+  // Load one tensor at a time: only the copies the weights keep are ever
+  // allocated; the maps go when `store` does.
   for (const TensorSlot& s : model_tensor_slots(m.config, &m.weights)) {
-    auto t = store->load_f32(s.name, s.shape);
-    if (!t.ok()) return t.error();
-    *s.dst = std::move(t.value());
+    if (s.mat) {
+      auto t = store->load_matrix(s.name, s.shape);
+      if (!t.ok()) return t.error();
+      *s.mat = std::move(t.value());
+    } else {
+      auto t = store->load_f32(s.name, s.shape);
+      if (!t.ok()) return t.error();
+      *s.vec = std::move(t.value());
+    }
   }
   store->release();
   return m;

@@ -1,6 +1,7 @@
 // Loading a Hugging Face model folder: config.json (+ generation_config.json,
 // tokenizer_config.json, flashtts_prm.json) into a ModelConfig, and the
-// safetensors weights into float32 ModelWeights with exact shape checks.
+// safetensors weights into ModelWeights with exact shape checks (matrices in
+// the dtype the folder stores, norms and biases as float32).
 //
 // Supported "architectures": Qwen2ForCausalLM, LlamaForCausalLM,
 // MistralForCausalLM, Qwen2ForProcessRewardModel (Qwen2.5-Math-PRM) and
@@ -48,15 +49,19 @@ struct LoadedModel {
 // flashtts_prm.json if present) only.
 Expected<ModelConfig> load_model_config(const std::filesystem::path& dir, const PrmOverride& ovr = {});
 
-// Config + all weights as float32. Every tensor is checked for presence, dtype
-// and exact shape; the file maps are released before returning.
+// Config + all weights: matrices (WeightMatrix) in their stored dtype, the
+// rest as float32. Every tensor is checked for presence, dtype and exact
+// shape; the file maps are released before returning.
 Expected<LoadedModel> load_model(const std::filesystem::path& dir, const PrmOverride& ovr = {});
 
 // One Hugging Face tensor the config requires and where it lands.
 struct TensorSlot {
   std::string name;            // e.g. "model.layers.3.self_attn.q_proj.weight"
   std::vector<int64_t> shape;  // exact (out, in) shape
-  std::vector<float>* dst;     // null when no ModelWeights was given
+  // Where it lands: a matrix (kept in its stored dtype) or a float32 vector
+  // (norms, biases). Both null when no ModelWeights was given.
+  WeightMatrix* mat = nullptr;
+  std::vector<float>* vec = nullptr;
 };
 
 // Every tensor a model with config c must have, in a fixed order (embedding,
@@ -64,9 +69,5 @@ struct TensorSlot {
 // so what they write is exactly what the loader reads.
 // REQUIRES: w == nullptr or w->layers.size() == c.n_layers.
 std::vector<TensorSlot> model_tensor_slots(const ModelConfig& c, ModelWeights* w);
-
-// Bytes the weights of a model with config c take as float32 (every tensor
-// of model_tensor_slots).
-int64_t model_weight_bytes(const ModelConfig& c);
 
 }  // namespace flashtts

@@ -24,25 +24,11 @@
 #include <string_view>
 #include <vector>
 
+#include "gpu/dtype.h"
+#include "gpu/weights.h"
 #include "runtime/status.h"
 
 namespace flashtts {
-
-// Every dtype the safetensors format defines. Only F32, F16 and BF16 convert
-// to float32; the others are recognised so that the error can name them.
-enum class DType { F32, F16, BF16, F64, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, F8_E4M3, F8_E5M2, Unknown };
-
-const char* dtype_name(DType d);             // "F32", "BF16", ...
-DType dtype_from_name(std::string_view s);   // Unknown when not a safetensors dtype
-size_t dtype_size(DType d);                  // bytes per element; 0 for Unknown
-bool dtype_converts_to_f32(DType d);         // F32, F16, BF16
-
-// Scalar conversions (exact: every F16 and BF16 value is a float).
-float f16_to_f32(uint16_t h);
-float bf16_to_f32(uint16_t b);
-// Round-to-nearest-even; NaN stays NaN, overflow goes to infinity.
-uint16_t f32_to_bf16(float f);
-uint16_t f32_to_f16(float f);
 
 std::string shape_to_string(std::span<const int64_t> shape);  // "[3, 4]"
 
@@ -123,6 +109,8 @@ class TensorStore {
   // The tensor as float32, after checking presence, dtype and exact shape.
   // Errors name the file and the tensor.
   Expected<std::vector<float>> load_f32(std::string_view name, std::span<const int64_t> expected_shape) const;
+  // The same checks; F32 / F16 / BF16 stay in their dtype (the bits copied).
+  Expected<WeightMatrix> load_matrix(std::string_view name, std::span<const int64_t> expected_shape) const;
 
   // Drops every map; the store is empty afterwards.
   void release();
@@ -131,6 +119,9 @@ class TensorStore {
   std::filesystem::path where_;  // index file or model file, for messages
   std::vector<SafetensorsFile> files_;
   std::map<std::string, size_t, std::less<>> file_of_;  // name -> index in files_
+
+  // The tensor `name` after the presence, shape and dtype checks.
+  Expected<const TensorInfo*> checked(std::string_view name, std::span<const int64_t> expected, size_t* file) const;
 };
 
 }  // namespace flashtts

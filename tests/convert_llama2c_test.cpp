@@ -89,9 +89,10 @@ TEST(ConvertLlama2c, WeightsMatchTheRawFileWithQAndKRowsPermutedPerHead) {
                 w1 = rms_ffn + L * dim, w2 = w1 + L * hidden * dim, w3 = w2 + L * dim * hidden,
                 rms_final = w3 + L * hidden * dim;
   const ModelWeights& w = m->weights;
-  auto same = [&](const std::vector<float>& got, int64_t off, int64_t n, const char* what) {
+  auto same = [&](const WeightMatrix& got, int64_t off, int64_t n, const char* what) {
     ASSERT_EQ(int64_t(got.size()), n) << what;
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[size_t(i)], r.w[size_t(off + i)]) << what << " at " << i;
+    ASSERT_EQ(got.dtype, DType::F32) << what;
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got.at(size_t(i)), r.w[size_t(off + i)]) << what << " at " << i;
   };
   same(w.tok_embd, emb, V * dim, "token_embedding");
   same(w.final_norm, rms_final, dim, "rms_final");
@@ -111,12 +112,12 @@ TEST(ConvertLlama2c, WeightsMatchTheRawFileWithQAndKRowsPermutedPerHead) {
           for (int64_t j = 0; j < dim; ++j) {
             const size_t hf = size_t((h * hs + p * hs / 2 + i) * dim + j);
             const size_t l2c = size_t((h * hs + 2 * i + p) * dim + j);
-            ASSERT_EQ(lw.wq[hf], r.w[size_t(wq + l * dim * dim) + l2c]) << "wq layer " << l;
-            ASSERT_EQ(lw.wk[hf], r.w[size_t(wk + l * dim * dim) + l2c]) << "wk layer " << l;
+            ASSERT_EQ(lw.wq.at(hf), r.w[size_t(wq + l * dim * dim) + l2c]) << "wq layer " << l;
+            ASSERT_EQ(lw.wk.at(hf), r.w[size_t(wk + l * dim * dim) + l2c]) << "wk layer " << l;
           }
   }
   // The permutation really moves rows (row 1 of head 0 comes from row 2).
-  EXPECT_NE(w.layers[0].wq[1 * dim], r.w[size_t(wq + 1 * dim)]);
+  EXPECT_NE(w.layers[0].wq.at(1 * dim), r.w[size_t(wq + 1 * dim)]);
 }
 
 TEST(ConvertLlama2c, ATruncatedCheckpointIsRefusedWithItsSizes) {

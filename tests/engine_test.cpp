@@ -95,8 +95,8 @@ std::vector<std::vector<float>> reference_logits(uint32_t model_seed, const std:
   return out;
 }
 
-// Exact by default: the CPU backend is batch-invariant (gpu/cpu/kernels.cpp
-// linear), so a row's logits are the same bits whatever shared its pass.
+// Exact by default: the CPU backend is batch-invariant (gpu/cpu/matmul.h), so
+// a row's logits are the same bits whatever shared its pass.
 void expect_close(std::span<const float> a, std::span<const float> b, float rel = 0.0f) {
   ASSERT_EQ(a.size(), b.size());
   float scale = 0, err = 0;

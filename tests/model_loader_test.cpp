@@ -103,7 +103,7 @@ TEST(ModelLoader, AQwen2FolderLoadsWithItsConfigBiasesAndUntiedHead) {
   EXPECT_EQ(w.final_norm.size(), 32u);
   // RMSNorm weights are 1 + small noise; Linear weights small.
   EXPECT_NEAR(w.final_norm[0], 1.0f, 0.2f);
-  EXPECT_NEAR(w.layers[0].wq[5], 0.0f, 0.2f);
+  EXPECT_NEAR(w.layers[0].wq.at(5), 0.0f, 0.2f);
 }
 
 TEST(ModelLoader, ATiedLlamaFolderHasNoLmHeadAndNoBiases) {
@@ -217,7 +217,7 @@ TEST(ModelLoader, AnOverrideWinsOverTheFolderAndIsCheckedAgainstTheArchitecture)
   EXPECT_NE(half.error().message.find("good_token"), std::string::npos) << half.error().message;
 }
 
-TEST(ModelLoader, Bf16WeightsEqualTheBf16RoundingOfTheirF32Twins) {
+TEST(ModelLoader, Bf16MatricesStayBf16AndEqualTheRoundingOfTheirF32Twins) {
   fs::path f32 = mkmodel("ld_f32", "--arch qwen2 --seed 9 --std 0.5");
   fs::path bf16 = mkmodel("ld_bf16", "--arch qwen2 --seed 9 --std 0.5 --dtype bf16");
   auto a = load_model(f32);
@@ -227,8 +227,15 @@ TEST(ModelLoader, Bf16WeightsEqualTheBf16RoundingOfTheirF32Twins) {
   const auto& x = a->weights.layers[1].w_up;
   const auto& y = b->weights.layers[1].w_up;
   ASSERT_EQ(x.size(), y.size());
-  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(y[i], bf16_to_f32(f32_to_bf16(x[i]))) << i;
-  EXPECT_NE(x, y);  // the rounding did something
+  EXPECT_EQ(x.dtype, DType::F32);
+  EXPECT_EQ(y.dtype, DType::BF16);  // kept as stored: half the bytes
+  EXPECT_EQ(y.bytes() * 2, x.bytes());
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(y.at(i), bf16_to_f32(f32_to_bf16(x.at(i)))) << i;
+  EXPECT_EQ(y, x.converted(DType::BF16));
+  EXPECT_NE(x.to_f32(), y.to_f32());  // the rounding did something
+  // Norms are float32 whatever the folder stores.
+  EXPECT_EQ(a->weights.layers[1].ffn_norm.size(), b->weights.layers[1].ffn_norm.size());
+  EXPECT_LT(b->weights.bytes(), a->weights.bytes() * 6 / 10);
 }
 
 TEST(ModelLoader, AShardedFolderLoadsTheSameWeightsAsASingleFile) {

@@ -1,9 +1,9 @@
-// The CPU backend: float32 weights and KV, BLAS for the matrix products, a
-// thread pool for attention. The forward pass follows Hugging Face's
-// Qwen2/Llama modeling code step for step, so that parity is exact up to
-// float32 rounding.
-#include <cblas.h>
-
+// The CPU backend: weights in their stored dtype (gpu/weights.h), float32
+// activations and KV, batch-invariant matrix products of our own
+// (gpu/cpu/matmul.h), and one thread pool for every loop that pays for it.
+// The forward pass follows Hugging Face's Qwen2/Llama modeling code step for
+// step, so that parity is exact up to float32 rounding, and every row is
+// computed the same way whatever shares its batch.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -12,9 +12,8 @@
 #include "gpu/backend.h"
 #include "gpu/batch_check.h"
 #include "gpu/cpu/kernels.h"
+#include "gpu/cpu/matmul.h"
 #include "gpu/cpu/thread_pool.h"
-
-extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace flashtts {
 
@@ -32,12 +31,13 @@ int resolve_threads(int n) {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(ModelConfig config, ModelWeights weights, const BackendOptions& o)
-      : c_(std::move(config)), w_(std::move(weights)), o_(o), pool_(resolve_threads(o.n_threads)) {
+  CpuBackend(ModelConfig config, ModelWeights weights, const BackendOptions& o, cpu::Isa isa)
+      : c_(std::move(config)), w_(std::move(weights)), o_(o), isa_(isa), pool_(resolve_threads(o.n_threads)) {
     kv_dim_ = (int64_t)c_.n_kv_heads * c_.head_dim;
     q_dim_ = (int64_t)c_.n_heads * c_.head_dim;
     kv_.assign((size_t)c_.n_layers * o_.n_blocks * 2 * o_.block_size * kv_dim_, 0.0f);
-    openblas_set_num_threads(pool_.size());
+    inv_freq_.resize(c_.head_dim / 2);
+    cpu::rope_inv_freq(c_.head_dim, c_.rope_theta, inv_freq_.data());
   }
 
   const ModelConfig& config() const override { return c_; }
@@ -64,10 +64,26 @@ class CpuBackend final : public Backend {
   void attention(int64_t layer, std::span<const BatchEntry> batch);
   void head(OutputKind kind, ForwardOutput* out);
 
+  // y (n, rows of w) = x w^T + b: w is an (out, in) matrix of the model.
+  void linear(const float* x, const WeightMatrix& w, const std::vector<float>& b, float* y, int64_t n, int64_t in,
+              int64_t out) {
+    cpu::matmul(isa_, x, cpu::view(w, out, in), b.empty() ? nullptr : b.data(), y, n, &pool_);
+  }
+  // fn(begin, end) over n rows of `width` values: split across the pool when
+  // the work outweighs waking it.
+  template <class Fn>
+  void rows(int64_t n, int64_t width, Fn&& fn) {
+    if (n * width >= kParallelValues) pool_.parallel_for(n, fn);
+    else fn(0, n);
+  }
+  static constexpr int64_t kParallelValues = 16384;
+
   ModelConfig c_;
   ModelWeights w_;
   BackendOptions o_;
+  cpu::Isa isa_;
   ThreadPool pool_;
+  std::vector<float> inv_freq_;  // (hd/2) RoPE frequencies
   int64_t kv_dim_ = 0, q_dim_ = 0;
   std::vector<float> kv_;
 
@@ -82,7 +98,7 @@ class CpuBackend final : public Backend {
   std::vector<float> cos_, sin_;  // (T, hd/2) RoPE angles, shared by q and k of every layer
   std::vector<int64_t> out_idx_;  // (R) token row of each requested output
   std::vector<float> hid_;        // (R, h) final-normed rows the head reads
-  std::vector<float> mid_;        // (h) classifier PRM hidden layer
+  std::vector<float> mid_;        // (R, h) classifier PRM hidden layer
 };
 
 Status CpuBackend::forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) {
@@ -114,24 +130,37 @@ Status CpuBackend::forward(std::span<const BatchEntry> batch, OutputKind kind, F
   up_.resize(T * f);
   cos_.resize(T * (hd / 2));
   sin_.resize(T * (hd / 2));
-  cpu::rope_table(pos_.data(), T, hd, c_.rope_theta, cos_.data(), sin_.data());
+  rows(T, hd, [&](int64_t b, int64_t e) {
+    cpu::rope_table(pos_.data() + b, e - b, hd, inv_freq_.data(), cos_.data() + b * (hd / 2), sin_.data() + b * (hd / 2));
+  });
 
-  // Embedding lookup.
+  // Embedding lookup, converted from the stored dtype.
   {
     int64_t t = 0;
     for (const BatchEntry& b : batch)
-      for (int32_t tok : b.tokens) std::copy_n(w_.tok_embd.data() + (int64_t)tok * h, h, x_.data() + (t++) * h);
+      for (int32_t tok : b.tokens) w_.tok_embd.copy_row(tok, h, x_.data() + (t++) * h);
   }
 
-  auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
+  const float eps = c_.rms_eps;
+  auto norm = [&](const std::vector<float>& w) {
+    rows(T, h, [&](int64_t b, int64_t e) { cpu::rms_norm(x_.data() + b * h, w.data(), xn_.data() + b * h, e - b, h, eps); });
+  };
+  auto add_residual = [&] {  // x += xn
+    rows(T, h, [&](int64_t b, int64_t e) {
+      for (int64_t i = b * h; i < e * h; ++i) x_[i] += xn_[i];
+    });
+  };
   for (int64_t l = 0; l < c_.n_layers; ++l) {
     const LayerWeights& L = w_.layers[l];
-    cpu::rms_norm(x_.data(), L.attn_norm.data(), xn_.data(), T, h, c_.rms_eps);
-    cpu::linear(xn_.data(), L.wq.data(), bias(L.bq), q_.data(), T, h, q_dim_);
-    cpu::linear(xn_.data(), L.wk.data(), bias(L.bk), k_.data(), T, h, kv_dim_);
-    cpu::linear(xn_.data(), L.wv.data(), bias(L.bv), v_.data(), T, h, kv_dim_);
-    cpu::rope(q_.data(), cos_.data(), sin_.data(), T, c_.n_heads, hd);
-    cpu::rope(k_.data(), cos_.data(), sin_.data(), T, c_.n_kv_heads, hd);
+    norm(L.attn_norm);
+    linear(xn_.data(), L.wq, L.bq, q_.data(), T, h, q_dim_);
+    linear(xn_.data(), L.wk, L.bk, k_.data(), T, h, kv_dim_);
+    linear(xn_.data(), L.wv, L.bv, v_.data(), T, h, kv_dim_);
+    rows(T, q_dim_, [&](int64_t b, int64_t e) {
+      const int64_t half = hd / 2;
+      cpu::rope(q_.data() + b * q_dim_, cos_.data() + b * half, sin_.data() + b * half, e - b, c_.n_heads, hd);
+      cpu::rope(k_.data() + b * kv_dim_, cos_.data() + b * half, sin_.data() + b * half, e - b, c_.n_kv_heads, hd);
+    });
 
     // Write the new tokens' K and V into their slots before attending, so a
     // prefill chunk sees its own earlier tokens through the same paged path.
@@ -144,16 +173,15 @@ Status CpuBackend::forward(std::span<const BatchEntry> batch, OutputKind kind, F
     }
     attention(l, batch);
 
-    // x += att W_o^T (+ b_o)
-    cpu::linear(att_.data(), L.wo.data(), bias(L.bo), xn_.data(), T, q_dim_, h);
-    for (int64_t i = 0; i < T * h; ++i) x_[i] += xn_[i];
+    linear(att_.data(), L.wo, L.bo, xn_.data(), T, q_dim_, h);  // x += att W_o^T (+ b_o)
+    add_residual();
 
-    cpu::rms_norm(x_.data(), L.ffn_norm.data(), xn_.data(), T, h, c_.rms_eps);
-    cpu::linear(xn_.data(), L.w_gate.data(), bias(L.b_gate), gate_.data(), T, h, f);
-    cpu::linear(xn_.data(), L.w_up.data(), bias(L.b_up), up_.data(), T, h, f);
-    pool_.parallel_for(T, [&](int64_t b, int64_t e) { cpu::silu_mul(gate_.data() + b * f, up_.data() + b * f, (e - b) * f); });
-    cpu::linear(gate_.data(), L.w_down.data(), bias(L.b_down), xn_.data(), T, f, h);
-    for (int64_t i = 0; i < T * h; ++i) x_[i] += xn_[i];
+    norm(L.ffn_norm);
+    linear(xn_.data(), L.w_gate, L.b_gate, gate_.data(), T, h, f);
+    linear(xn_.data(), L.w_up, L.b_up, up_.data(), T, h, f);
+    rows(T, f, [&](int64_t b, int64_t e) { cpu::silu_mul(gate_.data() + b * f, up_.data() + b * f, (e - b) * f); });
+    linear(gate_.data(), L.w_down, L.b_down, xn_.data(), T, f, h);
+    add_residual();
   }
 
   head(kind, out);
@@ -179,9 +207,7 @@ void CpuBackend::attention(int64_t layer, std::span<const BatchEntry> batch) {
       for (int32_t i = 0; i < n_ctx; ++i) {
         const int32_t j = first + i;
         const float* k = kv_slot(layer, b.block_table[j / o_.block_size], 0, j % o_.block_size) + g * hd;
-        float s = 0.0f;
-        for (int64_t d = 0; d < hd; ++d) s += q[d] * k[d];
-        scores[i] = s * scale;
+        scores[i] = cpu::dot(isa_, q, k, hd) * scale;
       }
       cpu::softmax(scores.data(), n_ctx);
       float* o = att_.data() + t * q_dim_ + head * hd;
@@ -212,49 +238,55 @@ void CpuBackend::head(OutputKind kind, ForwardOutput* out) {
   if (kind == OutputKind::Logits) {
     out->width = c_.vocab_size;
     out->data.resize(R * c_.vocab_size);
-    cpu::linear(hid_.data(), w_.output().data(), nullptr, out->data.data(), R, h, c_.vocab_size);
+    linear(hid_.data(), w_.output(), {}, out->data.data(), R, h, c_.vocab_size);
     return;
   }
   // Score: the step probability of each requested row.
   out->width = 1;
   out->data.resize(R);
   const PrmHeadWeights& P = w_.prm;
-  for (int64_t r = 0; r < R; ++r) {
-    const float* x = hid_.data() + r * h;
-    switch (c_.prm.kind) {
-      case PrmKind::Classifier: {
-        mid_.resize(h);
-        cpu::linear(x, P.w1.data(), P.b1.data(), mid_.data(), 1, h, h);
-        for (float& m : mid_) m = std::max(m, 0.0f);
-        float logit[2];
-        cpu::linear(mid_.data(), P.w2.data(), P.b2.data(), logit, 1, h, 2);
-        cpu::softmax(logit, 2);
-        out->data[r] = logit[1];
-        break;
+  switch (c_.prm.kind) {
+    case PrmKind::Classifier: {  // softmax(relu(x W1^T + b1) W2^T + b2)[1]
+      mid_.resize(R * h);
+      linear(hid_.data(), P.w1, P.b1, mid_.data(), R, h, h);
+      for (float& m : mid_) m = std::max(m, 0.0f);
+      std::vector<float> logit(R * 2);
+      linear(mid_.data(), P.w2, P.b2, logit.data(), R, h, 2);
+      for (int64_t r = 0; r < R; ++r) {
+        cpu::softmax(logit.data() + 2 * r, 2);
+        out->data[r] = logit[2 * r + 1];
       }
-      case PrmKind::ValueHead: {
-        float v = cblas_sdot((int)h, x, 1, P.w2.data(), 1) + (P.b2.empty() ? 0.0f : P.b2[0]);
-        out->data[r] = 1.0f / (1.0f + std::exp(-v));
-        break;
-      }
-      case PrmKind::LmLogits: {
-        const float* W = w_.output().data();
-        float logit[2] = {cblas_sdot((int)h, x, 1, W + (int64_t)c_.prm.good_token_id * h, 1),
-                          cblas_sdot((int)h, x, 1, W + (int64_t)c_.prm.bad_token_id * h, 1)};
+      break;
+    }
+    case PrmKind::ValueHead: {  // sigmoid(x w^T + b)
+      linear(hid_.data(), P.w2, P.b2, out->data.data(), R, h, 1);
+      for (float& v : out->data) v = 1.0f / (1.0f + std::exp(-v));
+      break;
+    }
+    case PrmKind::LmLogits: {  // softmax over the good and bad tokens' logits, good first
+      const cpu::MatrixView W = cpu::view(w_.output(), c_.vocab_size, h);
+      std::vector<float> good(R), bad(R);
+      cpu::matmul(isa_, hid_.data(), W.slice(c_.prm.good_token_id, 1), nullptr, good.data(), R, &pool_);
+      cpu::matmul(isa_, hid_.data(), W.slice(c_.prm.bad_token_id, 1), nullptr, bad.data(), R, &pool_);
+      for (int64_t r = 0; r < R; ++r) {
+        float logit[2] = {good[r], bad[r]};
         cpu::softmax(logit, 2);
         out->data[r] = logit[0];
-        break;
       }
-      case PrmKind::None:
-        break;  // rejected by check_batch()
+      break;
     }
+    case PrmKind::None:
+      break;  // rejected by check_batch()
   }
 }
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(ModelConfig config, ModelWeights weights, const BackendOptions& options) {
-  return std::make_unique<CpuBackend>(std::move(config), std::move(weights), options);
+Expected<std::unique_ptr<Backend>> make_cpu_backend(ModelConfig config, ModelWeights weights,
+                                                    const BackendOptions& options) {
+  auto isa = cpu::isa_from_env();
+  if (!isa) return isa.error();
+  return std::unique_ptr<Backend>(new CpuBackend(std::move(config), std::move(weights), options, *isa));
 }
 
 }  // namespace flashtts

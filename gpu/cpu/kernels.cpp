@@ -1,43 +1,10 @@
 #include "gpu/cpu/kernels.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 namespace flashtts::cpu {
-
-void linear(const float* x, const float* w, const float* b, float* y, int64_t n, int64_t in, int64_t out) {
-  // OpenBLAS (0.3.21) computes small products (rows x out below ~1200)
-  // on another path than large ones, with different rounding, so a row's
-  // result depended on what shared its forward pass (batch, chunking, the
-  // number of rows asked for at the head). Small products are padded with
-  // zero rows onto the large path: results are then bit-identical across
-  // batch shapes and runs (tests/engine_test.cpp checks it). Measured on
-  // shapes from 32x32 to 4864x896: above the threshold every row count gives
-  // the same bits; kMinProduct keeps a 3x margin.
-  constexpr int64_t kMinProduct = 4096;
-  int64_t padded = n;
-  if (n * out < kMinProduct) padded = ((kMinProduct + out - 1) / out + 7) / 8 * 8;
-  thread_local std::vector<float> xp, yp;
-  const float* xs = x;
-  float* ys = y;
-  if (padded != n) {
-    xp.resize(padded * in);
-    std::copy(x, x + n * in, xp.begin());
-    std::fill(xp.begin() + n * in, xp.end(), 0.0f);  // only the padding rows
-    yp.resize(padded * out);
-    xs = xp.data();
-    ys = yp.data();
-  }
-  if (b) {
-    for (int64_t r = 0; r < padded; ++r) std::copy(b, b + out, ys + r * out);
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)padded, (int)out, (int)in, 1.0f, xs, (int)in, w, (int)in,
-              b ? 1.0f : 0.0f, ys, (int)out);
-  if (ys != y) std::copy(ys, ys + n * out, y);
-}
 
 void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t d, float eps) {
   for (int64_t r = 0; r < n; ++r) {
@@ -50,10 +17,12 @@ void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t d, 
   }
 }
 
-void rope_table(const int32_t* pos, int64_t n, int64_t hd, float theta, float* cos_out, float* sin_out) {
+void rope_inv_freq(int64_t hd, float theta, float* inv_freq) {
+  for (int64_t i = 0; i < hd / 2; ++i) inv_freq[i] = 1.0f / std::pow(theta, (float)(2 * i) / (float)hd);
+}
+
+void rope_table(const int32_t* pos, int64_t n, int64_t hd, const float* inv_freq, float* cos_out, float* sin_out) {
   const int64_t half = hd / 2;
-  std::vector<float> inv_freq(half);
-  for (int64_t i = 0; i < half; ++i) inv_freq[i] = 1.0f / std::pow(theta, (float)(2 * i) / (float)hd);
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t i = 0; i < half; ++i) {
       float a = (float)pos[r] * inv_freq[i];

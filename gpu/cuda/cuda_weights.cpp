@@ -34,9 +34,8 @@ class Uploader {
     return d;
   }
 
-  // Several host tensors back to back as one tensor of S; an empty part is
-  // zeros (a fused bias where only some projections have one) when allowed.
-  const S* concat(std::initializer_list<std::pair<std::vector<float>*, size_t>> parts) {
+  // Several host matrices back to back as one tensor of S.
+  const S* concat(std::initializer_list<std::pair<WeightMatrix*, size_t>> parts) {
     size_t total = 0;
     for (auto& p : parts) total += p.second;
     S* d = carve_.take<S>(total);
@@ -44,11 +43,19 @@ class Uploader {
     for (auto& [v, n] : parts) {
       if (d && status_.ok()) {
         if (v->size() != n) fail(v->size(), n);
-        else put(v->data(), d + off, n);
+        else put(*v, d + off, n);
       }
       release(v);
       off += n;
     }
+    return d;
+  }
+
+  // A float32 copy of a (small) matrix: the PRM's output layer.
+  const float* f32(WeightMatrix* m, size_t expect) {
+    std::vector<float> v = m->to_f32();
+    const float* d = f32(&v, expect);  // synchronised before v goes (release)
+    release(m);
     return d;
   }
 
@@ -80,15 +87,21 @@ class Uploader {
   const Status& status() const { return status_; }
 
  private:
-  void put(const float* src, S* dst, size_t n) {
-    if constexpr (std::is_same_v<S, float>) {
-      status_ = check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, st_), "upload");
-    } else {
-      for (size_t off = 0; off < n && status_.ok(); off += staging_floats_) {
-        const size_t k = std::min(staging_floats_, n - off);
-        status_ = check(cudaMemcpyAsync(staging_, src + off, k * sizeof(float), cudaMemcpyHostToDevice, st_), "upload");
-        if (status_.ok()) convert<S>(staging_, dst + off, k, st_);
-      }
+  // A matrix in its stored dtype to S: bits copied when they already are S
+  // (f32 -> f32, bf16 -> bf16), else through float32 and the staging buffer.
+  void put(const WeightMatrix& m, S* dst, size_t n) {
+    const bool same = std::is_same_v<S, float> ? m.dtype == DType::F32 : m.dtype == DType::BF16;
+    if (same) {
+      status_ = check(cudaMemcpyAsync(dst, m.data(), n * sizeof(S), cudaMemcpyHostToDevice, st_), "upload");
+      return;
+    }
+    std::vector<float> host(std::min(staging_floats_, n));
+    for (size_t off = 0; off < n && status_.ok(); off += staging_floats_) {
+      const size_t k = std::min(staging_floats_, n - off);
+      for (size_t i = 0; i < k; ++i) host[i] = m.at(off + i);
+      status_ = check(cudaMemcpy(staging_, host.data(), k * sizeof(float), cudaMemcpyHostToDevice), "upload");
+      if (status_.ok()) convert<S>(staging_, dst + off, k, st_);
+      if (status_.ok()) status_ = check(cudaStreamSynchronize(st_), "upload");  // host is reused next round
     }
   }
   void fail(size_t got, size_t expect) {
@@ -101,6 +114,12 @@ class Uploader {
     if (carve_.used() && staging_ && !v->empty()) {
       cudaStreamSynchronize(st_);
       std::vector<float>().swap(*v);
+    }
+  }
+  void release(WeightMatrix* m) {
+    if (carve_.used() && staging_ && !m->empty()) {
+      cudaStreamSynchronize(st_);
+      m->clear();
     }
   }
 
@@ -139,7 +158,7 @@ DeviceWeights<S> lay_out(Uploader<S>& u, const ModelConfig& c, ModelWeights& w) 
   }
   if (!w.prm.w2.empty()) {
     const size_t n_out = w.prm.w2.size() / h;
-    d.prm_w2 = u.f32(&w.prm.w2, n_out * h);
+    d.prm_w2 = u.f32(&w.prm.w2, n_out * h);  // converted to float32 (a few rows)
     d.prm_b2 = u.f32(&w.prm.b2, n_out, false);
   }
   // RoPE frequencies exactly as gpu/cpu/kernels.cpp rope_table computes them.

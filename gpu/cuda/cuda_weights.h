@@ -1,6 +1,7 @@
 // One model's weights on the GPU, carved from one allocation: matrices in the
-// storage type S (bf16 or f32), converted on upload from the loader's float32
-// host vectors; norms, biases and the small PRM output layer in float32.
+// storage type S (bf16 or f32), copied as they are when the folder stores S and
+// converted on upload otherwise; norms, biases and the small PRM output layer
+// in float32.
 // q/k/v are fused into one (q+2kv, h) matrix and gate/up into one (2f, h),
 // so a layer makes four GEMMs instead of seven.
 //

@@ -34,7 +34,9 @@ Pair make_pair_of(const DeviceContext& ctx, const RandomModelSpec& spec, CudaDty
   co.graphs = graphs;
   auto gpu = make_cuda_backend(c, w, bo, co, ctx);
   EXPECT_TRUE(gpu.ok()) << (gpu.ok() ? "" : gpu.error().message);
-  return {make_cpu_backend(c, w, bo), gpu.ok() ? std::move(gpu).value() : nullptr};
+  auto cpu = make_cpu_backend(c, w, bo);
+  EXPECT_TRUE(cpu.ok()) << (cpu.ok() ? "" : cpu.error().message);
+  return {cpu.ok() ? std::move(cpu).value() : nullptr, gpu.ok() ? std::move(gpu).value() : nullptr};
 }
 
 // Two sequences in disjoint blocks; entry e's table is blocks [e*16, e*16+16).
