@@ -1,20 +1,13 @@
 // AVX-512 micro-kernel of cpu::matmul: 16 lanes, fused multiply-add, tiles of
-// up to 4 x rows by 4 w rows (1 by 8 for a single row). Compiled for
-// AVX-512F through function attributes only, so that no code of this file
-// can run on a CPU without it unless best_isa() picked it.
-//
-// Lane order (fixed for every tile shape): F32 and F16 weights go in groups
-// of 16, lane j taking element 16c + j; BF16 weights go in groups of 32, lane
-// j taking element 32c + 2j and then 32c + 2j + 1, because a bf16 pair widens
-// to two floats with one shift and one mask (no shuffle of the weights, the
-// bytes that stream) while the x row, read from cache, is deinterleaved.
+// up to 4 x rows by 4 w rows (1 by 8 for a single row; 32 zmm registers).
+// Compiled for AVX-512F through function attributes only, so that no code of
+// this file can run on a CPU without it unless best_isa() picked it. The
+// loop itself is gpu/cpu/matmul_tile_impl.h.
 #include <immintrin.h>
-
-#include <cstring>
 
 #include "gpu/cpu/matmul_tile.h"
 
-#define FLASHTTS_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+#define FLASHTTS_TILE_TARGET __attribute__((target("avx512f,avx2,fma,f16c")))
 
 // GCC 12's AVX-512 headers start some conversions from _mm*_undefined_*()
 // values and then warn about them; nothing here reads an undefined lane.
@@ -22,169 +15,51 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace flashtts::cpu {
-
 namespace {
 
-constexpr int kLanes = 16;
+struct Simd {
+  using Vec = __m512;
+  static constexpr int kLanes = 16, kMaxRm = 4, kMaxRn = 4, kMaxRn1 = 8;
 
-// Elements per group: what one step of the k loop consumes of each row.
-template <DType WT>
-constexpr int kGroup = WT == DType::BF16 ? 2 * kLanes : kLanes;
-
-// The fixed tree: lanes j + (j + 8), then 4 -> 2 -> 1 as in the AVX2 kernel.
-FLASHTTS_AVX512 inline float hsum(__m512 v) {
-  const __m256 lo = _mm512_castps512_ps256(v);
-  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-  const __m256 s8 = _mm256_add_ps(lo, hi);
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
-}
-
-// One group: acc[r][o] += x row r . w row o over the group at x[r] / w[o].
-template <DType WT, int RM, int RN>
-FLASHTTS_AVX512 inline void step(const float* const* x, const char* const* w, __m512 (&acc)[RM][RN]) {
-  if constexpr (WT == DType::BF16) {
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
-    __m512 xe[RM], xo[RM];
-#pragma GCC unroll 8
-    for (int r = 0; r < RM; ++r) {
-      const __m512 a = _mm512_loadu_ps(x[r]), b = _mm512_loadu_ps(x[r] + kLanes);
-      xe[r] = _mm512_permutex2var_ps(a, even, b);
-      xo[r] = _mm512_permutex2var_ps(a, odd, b);
-    }
-#pragma GCC unroll 8
-    for (int o = 0; o < RN; ++o) {
-      const __m512i v = _mm512_loadu_si512(w[o]);
-      const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-      const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(v, high));
-#pragma GCC unroll 8
-      for (int r = 0; r < RM; ++r) acc[r][o] = _mm512_fmadd_ps(xo[r], wo, _mm512_fmadd_ps(xe[r], we, acc[r][o]));
-    }
-  } else {
-    __m512 xv[RM];
-#pragma GCC unroll 8
-    for (int r = 0; r < RM; ++r) xv[r] = _mm512_loadu_ps(x[r]);
-#pragma GCC unroll 8
-    for (int o = 0; o < RN; ++o) {
-      __m512 wv;
-      if constexpr (WT == DType::F32) wv = _mm512_loadu_ps(reinterpret_cast<const float*>(w[o]));
-      else wv = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[o])));
-#pragma GCC unroll 8
-      for (int r = 0; r < RM; ++r) acc[r][o] = _mm512_fmadd_ps(xv[r], wv, acc[r][o]);
-    }
+  FLASHTTS_TILE_TARGET static Vec zero() { return _mm512_setzero_ps(); }
+  FLASHTTS_TILE_TARGET static Vec load(const float* p) { return _mm512_loadu_ps(p); }
+  FLASHTTS_TILE_TARGET static void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+  FLASHTTS_TILE_TARGET static Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+  FLASHTTS_TILE_TARGET static Vec load_f16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
-}
-
-template <DType WT, int RM, int RN>
-FLASHTTS_AVX512 void tile(const float* x, int64_t ldx, const void* w, int64_t ldw, const float* b, float* y,
-                          int64_t ldy, int64_t k) {
-  constexpr int64_t esize = WT == DType::F32 ? 4 : 2;
-  constexpr int64_t G = kGroup<WT>;
-  const char* wb = static_cast<const char*>(w);
-  __m512 acc[RM][RN];
-#pragma GCC unroll 8
-  for (int r = 0; r < RM; ++r)
-#pragma GCC unroll 8
-    for (int o = 0; o < RN; ++o) acc[r][o] = _mm512_setzero_ps();
-  const float* xp[RM];
-  const char* wp[RN];
-  // One row (decode) streams its weights: fetch the next tile's rows, which
-  // follow this tile's in memory, as fast as this tile reads its own.
-  const char* next = wb + RN * ldw * esize;
-  int64_t i = 0;
-  for (; i + G <= k; i += G) {
-    if constexpr (RM == 1) {
-      const char* p = next + i * esize * RN;
-#pragma GCC unroll 8
-      for (int o = 0; o < RN; ++o) _mm_prefetch(p + o * 64, _MM_HINT_T0);
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < RM; ++r) xp[r] = x + r * ldx + i;
-#pragma GCC unroll 8
-    for (int o = 0; o < RN; ++o) wp[o] = wb + (o * ldw + i) * esize;
-    step<WT, RM, RN>(xp, wp, acc);
+  // 32 bf16 values: elements 2j into even, 2j + 1 into odd, as floats.
+  FLASHTTS_TILE_TARGET static void bf16_pairs(const void* p, Vec* even, Vec* odd) {
+    const __m512i v = _mm512_loadu_si512(p);
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
   }
-  if (i < k) {  // the last partial group, zero-padded
-    const int64_t rest = k - i;
-    alignas(64) float xpad[RM][G];
-    alignas(64) char wpad[RN][G * esize];
-#pragma GCC unroll 8
-    for (int r = 0; r < RM; ++r) {
-      std::memset(xpad[r], 0, sizeof xpad[r]);
-      std::memcpy(xpad[r], x + r * ldx + i, rest * sizeof(float));
-      xp[r] = xpad[r];
-    }
-#pragma GCC unroll 8
-    for (int o = 0; o < RN; ++o) {
-      std::memset(wpad[o], 0, sizeof wpad[o]);
-      std::memcpy(wpad[o], wb + (o * ldw + i) * esize, rest * esize);
-      wp[o] = wpad[o];
-    }
-    step<WT, RM, RN>(xp, wp, acc);
+  // 32 floats: elements 2j into even, 2j + 1 into odd.
+  FLASHTTS_TILE_TARGET static void deinterleave(const float* p, Vec* even, Vec* odd) {
+    const __m512i e = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i o = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512 a = _mm512_loadu_ps(p), b = _mm512_loadu_ps(p + kLanes);
+    *even = _mm512_permutex2var_ps(a, e, b);
+    *odd = _mm512_permutex2var_ps(a, o, b);
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < RM; ++r)
-#pragma GCC unroll 8
-    for (int o = 0; o < RN; ++o) {
-      const float s = hsum(acc[r][o]);
-      y[r * ldy + o] = b ? s + b[o] : s;
-    }
-}
-
-template <DType WT, int RM>
-FLASHTTS_AVX512 void tile_rm(const float* x, int64_t ldx, const void* w, int64_t ldw, const float* b, float* y,
-                             int64_t ldy, int rn, int64_t k) {
-  switch (rn) {
-    case 1: return tile<WT, RM, 1>(x, ldx, w, ldw, b, y, ldy, k);
-    case 2: return tile<WT, RM, 2>(x, ldx, w, ldw, b, y, ldy, k);
-    case 3: return tile<WT, RM, 3>(x, ldx, w, ldw, b, y, ldy, k);
-    case 4: return tile<WT, RM, 4>(x, ldx, w, ldw, b, y, ldy, k);
+  // The fixed tree: lanes j + (j + 8), then j + (j + 4), then 2 -> 1.
+  FLASHTTS_TILE_TARGET static float hsum(Vec v) {
+    const __m256 lo = _mm512_castps512_ps256(v);
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    const __m256 s8 = _mm256_add_ps(lo, hi);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
   }
-  if constexpr (RM == 1) {
-    switch (rn) {
-      case 5: return tile<WT, 1, 5>(x, ldx, w, ldw, b, y, ldy, k);
-      case 6: return tile<WT, 1, 6>(x, ldx, w, ldw, b, y, ldy, k);
-      case 7: return tile<WT, 1, 7>(x, ldx, w, ldw, b, y, ldy, k);
-      case 8: return tile<WT, 1, 8>(x, ldx, w, ldw, b, y, ldy, k);
-    }
-  }
-}
-
-template <DType WT>
-FLASHTTS_AVX512 void tile_wt(const float* x, int64_t ldx, const void* w, int64_t ldw, const float* b, float* y,
-                             int64_t ldy, int rm, int rn, int64_t k) {
-  switch (rm) {
-    case 1: return tile_rm<WT, 1>(x, ldx, w, ldw, b, y, ldy, rn, k);
-    case 2: return tile_rm<WT, 2>(x, ldx, w, ldw, b, y, ldy, rn, k);
-    case 3: return tile_rm<WT, 3>(x, ldx, w, ldw, b, y, ldy, rn, k);
-    case 4: return tile_rm<WT, 4>(x, ldx, w, ldw, b, y, ldy, rn, k);
-  }
-}
-
-void tile_any(const float* x, int64_t ldx, const void* w, DType wt, int64_t ldw, const float* b, float* y,
-              int64_t ldy, int rm, int rn, int64_t k) {
-  switch (wt) {
-    case DType::BF16: return tile_wt<DType::BF16>(x, ldx, w, ldw, b, y, ldy, rm, rn, k);
-    case DType::F16: return tile_wt<DType::F16>(x, ldx, w, ldw, b, y, ldy, rm, rn, k);
-    default: return tile_wt<DType::F32>(x, ldx, w, ldw, b, y, ldy, rm, rn, k);
-  }
-}
-
-FLASHTTS_AVX512 void widen_f16(const uint16_t* in, int64_t n, float* out) {
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i))));
-  for (; i < n; ++i) out[i] = f16_to_f32(in[i]);
-}
+};
 
 }  // namespace
+}  // namespace flashtts::cpu
 
-const TileKernel& tile_kernel_avx512() {
-  static const TileKernel k{tile_any, widen_f16, 4, 4, 8};
-  return k;
-}
+#include "gpu/cpu/matmul_tile_impl.h"
+
+namespace flashtts::cpu {
+
+const TileKernel& tile_kernel_avx512() { return kTileKernel; }
 
 }  // namespace flashtts::cpu
