@@ -114,6 +114,26 @@ TEST(Matmul, HalfWeightsGiveTheBitsOfTheirExactFloat32Values) {
     }
 }
 
+TEST(Matmul, ManyProductsOfOneInputGiveEachTheBitsOfItsOwnCall) {
+  ThreadPool pool(std::max(2, max_threads()));
+  for (Isa isa : supported_isas())
+    for (int64_t n : {1, 3, 40}) {
+      Problem q = problem(6, n, 96, 70, DType::BF16), k = problem(7, n, 96, 9, DType::F32),
+              v = problem(8, n, 96, 33, DType::F16);
+      k.x = v.x = q.x;
+      std::vector<float> yq(n * 70), yk(n * 9), yv(n * 33);
+      const cpu::Product ps[] = {{cpu::view(q.w, 70, 96), q.b.data(), yq.data()},
+                                 {cpu::view(k.w, 9, 96), nullptr, yk.data()},
+                                 {cpu::view(v.w, 33, 96), v.b.data(), yv.data()}};
+      cpu::matmul_many(isa, q.x.data(), ps, n, &pool);
+      EXPECT_EQ(yq, run(isa, q, nullptr)) << cpu::isa_name(isa) << " n=" << n;
+      std::vector<float> yk_alone(n * 9);
+      cpu::matmul(isa, k.x.data(), cpu::view(k.w, 9, 96), nullptr, yk_alone.data(), n, nullptr);
+      EXPECT_EQ(yk, yk_alone) << cpu::isa_name(isa) << " n=" << n;
+      EXPECT_EQ(yv, run(isa, v, nullptr)) << cpu::isa_name(isa) << " n=" << n;
+    }
+}
+
 TEST(Matmul, DotIsOneOutputOfMatmul) {
   std::mt19937 rng(4);
   for (Isa isa : supported_isas())

@@ -67,8 +67,9 @@ class CpuBackend final : public Backend {
   // y (n, rows of w) = x w^T + b: w is an (out, in) matrix of the model.
   void linear(const float* x, const WeightMatrix& w, const std::vector<float>& b, float* y, int64_t n, int64_t in,
               int64_t out) {
-    cpu::matmul(isa_, x, cpu::view(w, out, in), b.empty() ? nullptr : b.data(), y, n, &pool_);
+    cpu::matmul(isa_, x, cpu::view(w, out, in), bias(b), y, n, &pool_);
   }
+  static const float* bias(const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); }
   // fn(begin, end) over n rows of `width` values: split across the pool when
   // the work outweighs waking it.
   template <class Fn>
@@ -153,9 +154,12 @@ Status CpuBackend::forward(std::span<const BatchEntry> batch, OutputKind kind, F
   for (int64_t l = 0; l < c_.n_layers; ++l) {
     const LayerWeights& L = w_.layers[l];
     norm(L.attn_norm);
-    linear(xn_.data(), L.wq, L.bq, q_.data(), T, h, q_dim_);
-    linear(xn_.data(), L.wk, L.bk, k_.data(), T, h, kv_dim_);
-    linear(xn_.data(), L.wv, L.bv, v_.data(), T, h, kv_dim_);
+    {
+      const cpu::Product qkv[] = {{cpu::view(L.wq, q_dim_, h), bias(L.bq), q_.data()},
+                                  {cpu::view(L.wk, kv_dim_, h), bias(L.bk), k_.data()},
+                                  {cpu::view(L.wv, kv_dim_, h), bias(L.bv), v_.data()}};
+      cpu::matmul_many(isa_, xn_.data(), qkv, T, &pool_);
+    }
     rows(T, q_dim_, [&](int64_t b, int64_t e) {
       const int64_t half = hd / 2;
       cpu::rope(q_.data() + b * q_dim_, cos_.data() + b * half, sin_.data() + b * half, e - b, c_.n_heads, hd);
@@ -177,8 +181,11 @@ Status CpuBackend::forward(std::span<const BatchEntry> batch, OutputKind kind, F
     add_residual();
 
     norm(L.ffn_norm);
-    linear(xn_.data(), L.w_gate, L.b_gate, gate_.data(), T, h, f);
-    linear(xn_.data(), L.w_up, L.b_up, up_.data(), T, h, f);
+    {
+      const cpu::Product gate_up[] = {{cpu::view(L.w_gate, f, h), bias(L.b_gate), gate_.data()},
+                                      {cpu::view(L.w_up, f, h), bias(L.b_up), up_.data()}};
+      cpu::matmul_many(isa_, xn_.data(), gate_up, T, &pool_);
+    }
     rows(T, f, [&](int64_t b, int64_t e) { cpu::silu_mul(gate_.data() + b * f, up_.data() + b * f, (e - b) * f); });
     linear(gate_.data(), L.w_down, L.b_down, xn_.data(), T, f, h);
     add_residual();
@@ -192,7 +199,9 @@ void CpuBackend::attention(int64_t layer, std::span<const BatchEntry> batch) {
   const int64_t T = (int64_t)pos_.size(), nh = c_.n_heads, hd = c_.head_dim;
   const int64_t group = c_.n_heads / c_.n_kv_heads;
   const float scale = 1.0f / std::sqrt((float)hd);
-  pool_.parallel_for(T * nh, [&](int64_t begin, int64_t end) {
+  int64_t work = 0;  // multiply-adds of the scores and the weighted sum
+  for (int64_t t = 0; t < T; ++t) work += 2 * (int64_t)(pos_[t] + 1) * nh * c_.head_dim;
+  auto rows_of = [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t w = begin; w < end; ++w) {
       const int64_t t = w / nh, head = w % nh, g = head / group;
@@ -219,7 +228,9 @@ void CpuBackend::attention(int64_t layer, std::span<const BatchEntry> batch) {
         for (int64_t d = 0; d < hd; ++d) o[d] += p * v[d];
       }
     }
-  });
+  };
+  if (work >= kParallelValues) pool_.parallel_for(T * nh, rows_of);
+  else rows_of(0, T * nh);
 }
 
 void CpuBackend::head(OutputKind kind, ForwardOutput* out) {

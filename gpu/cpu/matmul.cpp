@@ -76,6 +76,10 @@ const TileKernel& kernel(Isa isa) {
   return tile_kernel_portable();
 }
 
+// Below this many multiply-adds a product is over in about a microsecond on
+// one core, less than handing half of it to another thread costs.
+constexpr int64_t kMinParallelMacs = 1 << 16;
+
 // W rows per block: a block (as f32) stays in L2 while every x row tile of the
 // call passes over it.
 constexpr int64_t kBlockBytes = 256 << 10;
@@ -117,20 +121,41 @@ void run_block(const TileKernel& K, const float* x, MatrixView w, const float* b
 }  // namespace
 
 void matmul(Isa isa, const float* x, MatrixView w, const float* b, float* y, int64_t n, ThreadPool* pool) {
-  if (n <= 0 || w.rows <= 0) return;
+  const Product p{w, b, y};
+  matmul_many(isa, x, std::span<const Product>(&p, 1), n, pool);
+}
+
+void matmul_many(Isa isa, const float* x, std::span<const Product> products, int64_t n, ThreadPool* pool) {
+  if (n <= 0 || products.empty()) return;
   const TileKernel& K = kernel(isa);
+  int64_t macs = 0;
+  for (const Product& p : products) macs += n * p.w.rows * p.w.cols;
   const int threads = pool ? pool->size() : 1;
-  if (threads == 1) return run_block(K, x, w, b, y, 0, n, 0, w.rows);
+  if (threads == 1 || macs < kMinParallelMacs) {
+    for (const Product& p : products) run_block(K, x, p.w, p.b, p.y, 0, n, 0, p.w.rows);
+    return;
+  }
   // Split the outputs when there are enough for every thread, else the rows
   // (a PRM head of 1 or 2 outputs). Either way each output is summed alike.
+  // The products' column tiles are numbered one after another, so that a
+  // thread's share may span two of them.
   const int max_rn = n == 1 ? K.max_rn_1 : K.max_rn;
-  const int64_t col_tiles = (w.rows + max_rn - 1) / max_rn;
+  int64_t col_tiles = 0;
+  for (const Product& p : products) col_tiles += (p.w.rows + max_rn - 1) / max_rn;
   if (col_tiles >= 4 * threads || n < 2 * threads) {
     pool->parallel_for(col_tiles, [&](int64_t begin, int64_t end) {
-      run_block(K, x, w, b, y, 0, n, begin * max_rn, std::min(w.rows, end * max_rn));
+      int64_t first = 0;  // the first tile of product p
+      for (const Product& p : products) {
+        const int64_t tiles = (p.w.rows + max_rn - 1) / max_rn;
+        const int64_t b = std::max(begin, first) - first, e = std::min(end, first + tiles) - first;
+        if (b < e) run_block(K, x, p.w, p.b, p.y, 0, n, b * max_rn, std::min(p.w.rows, e * max_rn));
+        first += tiles;
+      }
     });
   } else {
-    pool->parallel_for(n, [&](int64_t begin, int64_t end) { run_block(K, x, w, b, y, begin, end, 0, w.rows); });
+    pool->parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (const Product& p : products) run_block(K, x, p.w, p.b, p.y, begin, end, 0, p.w.rows);
+    });
   }
 }
 

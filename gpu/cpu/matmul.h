@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "gpu/dtype.h"
@@ -61,6 +62,18 @@ inline MatrixView view(const float* data, int64_t rows, int64_t cols) { return {
 // y (n, w.rows) = x (n, w.cols) w^T + b (w.rows; null = none).
 // REQUIRES: y does not overlap x; pool may be null (one thread).
 void matmul(Isa isa, const float* x, MatrixView w, const float* b, float* y, int64_t n, ThreadPool* pool);
+
+// One product of matmul_many(): y (n, w.rows) = x w^T + b.
+struct Product {
+  MatrixView w;
+  const float* b = nullptr;
+  float* y = nullptr;
+};
+// Several products of the same x (q, k and v; gate and up) in one pass over
+// the pool: one wake-up and one wait instead of one per product. Each y gets
+// exactly the bits matmul() gives it.
+// REQUIRES: every w has the same cols; no y overlaps x or another y.
+void matmul_many(Isa isa, const float* x, std::span<const Product> products, int64_t n, ThreadPool* pool);
 
 // sum_i a[i] * b[i] in the same fixed order as one output of matmul().
 float dot(Isa isa, const float* a, const float* b, int64_t n);

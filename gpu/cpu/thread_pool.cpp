@@ -1,6 +1,7 @@
 #include "gpu/cpu/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -13,9 +14,29 @@ namespace flashtts {
 
 namespace {
 
-// Spins before sleeping: some tens of microseconds, longer than the gap
-// between two loops of a forward pass, far shorter than a scheduler tick.
-constexpr int kSpins = 4000;
+// How long a thread spins before it sleeps. A wake-up from sleep can cost
+// hundreds of microseconds on a virtual machine (measured: the 28 M model's
+// decode ran 3x slower when the owner slept while a worker finished its
+// share). The owner waits for a loop it knows is nearly done, so it spins
+// longer (yielding, in case the worker needs its core); workers wait for the
+// next loop of a forward pass, which follows within microseconds, and then
+// sleep, so an idle engine costs nothing.
+constexpr auto kOwnerSpin = std::chrono::microseconds(2000);
+constexpr auto kWorkerSpin = std::chrono::microseconds(300);
+
+// Spins until done() or `limit` has passed; true when done() held.
+template <class Done>
+bool spin(Done&& done, std::chrono::microseconds limit, bool yield) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int s = 1;; ++s) {
+    if (done()) return true;
+    FLASHTTS_PAUSE();
+    if (s % 64 == 0) {
+      if (std::chrono::steady_clock::now() - start > limit) return done();
+      if (yield) std::this_thread::yield();
+    }
+  }
+}
 
 void run_chunk(const std::function<void(int64_t, int64_t)>& fn, int64_t n, int index, int parts) {
   int64_t begin = n * index / parts, end = n * (index + 1) / parts;
@@ -52,8 +73,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   }
   wake_.notify_all();
   run_chunk(fn, n, 0, n_threads_);
-  for (int s = 0; s < kSpins && pending_.load(std::memory_order_acquire) != 0; ++s) FLASHTTS_PAUSE();
-  if (pending_.load(std::memory_order_acquire) != 0) {
+  if (!spin([this] { return pending_.load(std::memory_order_acquire) == 0; }, kOwnerSpin, true)) {
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
   }
@@ -63,11 +83,8 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    uint64_t g = generation_.load(std::memory_order_acquire);
-    for (int s = 0; g == seen && s < kSpins && !stop_.load(std::memory_order_relaxed); ++s) {
-      FLASHTTS_PAUSE();
-      g = generation_.load(std::memory_order_acquire);
-    }
+    uint64_t g = seen;
+    spin([&] { return (g = generation_.load(std::memory_order_acquire)) != seen || stop_.load(); }, kWorkerSpin, false);
     if (g == seen) {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; });
