@@ -196,41 +196,55 @@ Status CpuBackend::forward(std::span<const BatchEntry> batch, OutputKind kind, F
 }
 
 void CpuBackend::attention(int64_t layer, std::span<const BatchEntry> batch) {
-  const int64_t T = (int64_t)pos_.size(), nh = c_.n_heads, hd = c_.head_dim;
-  const int64_t group = c_.n_heads / c_.n_kv_heads;
+  const int64_t T = (int64_t)pos_.size(), nkv = c_.n_kv_heads, hd = c_.head_dim, bs = o_.block_size;
+  const int64_t group = c_.n_heads / nkv;
   const float scale = 1.0f / std::sqrt((float)hd);
   int64_t work = 0;  // multiply-adds of the scores and the weighted sum
-  for (int64_t t = 0; t < T; ++t) work += 2 * (int64_t)(pos_[t] + 1) * nh * c_.head_dim;
-  auto rows_of = [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;
+  for (int64_t t = 0; t < T; ++t) work += 2 * (int64_t)(pos_[t] + 1) * c_.n_heads * hd;
+  // One item: token t's `group` query heads that share KV head g, against
+  // their context one KV block at a time, so that a key is read once for the
+  // whole group: scores (group, n_ctx) as dot products in the fixed order of
+  // every product here, a softmax per head, the values weighted in context
+  // order. Nothing depends on the other rows of the batch.
+  auto items = [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
     for (int64_t w = begin; w < end; ++w) {
-      const int64_t t = w / nh, head = w % nh, g = head / group;
+      const int64_t t = w / nkv, g = w % nkv;
       const BatchEntry& b = batch[row_seq_[t]];
       // Causal over positions first..pos; a sliding window (Mistral) keeps
       // only the last `sliding_window` of them, as HF's mask does.
       const int32_t pos = pos_[t];
       const int32_t first = c_.sliding_window > 0 ? std::max(0, pos - c_.sliding_window + 1) : 0;
       const int32_t n_ctx = pos + 1 - first;
-      const float* q = q_.data() + t * q_dim_ + head * hd;
-      scores.resize(n_ctx);
-      for (int32_t i = 0; i < n_ctx; ++i) {
-        const int32_t j = first + i;
-        const float* k = kv_slot(layer, b.block_table[j / o_.block_size], 0, j % o_.block_size) + g * hd;
-        scores[i] = cpu::dot(isa_, q, k, hd) * scale;
+      const float* q = q_.data() + t * q_dim_ + g * group * hd;  // (group, hd)
+      scores.resize((size_t)group * n_ctx);
+      for (int32_t i = 0; i < n_ctx;) {
+        const int32_t j = first + i, slot = int32_t(j % bs);
+        const int32_t len = std::min<int32_t>(int32_t(bs) - slot, n_ctx - i);
+        const float* k = kv_slot(layer, b.block_table[j / bs], 0, slot) + g * hd;  // (len, hd), rows kv_dim apart
+        cpu::dot_rows(isa_, q, hd, group, cpu::MatrixView{DType::F32, k, len, hd, kv_dim_}, scores.data() + i, n_ctx);
+        i += len;
       }
-      cpu::softmax(scores.data(), n_ctx);
-      float* o = att_.data() + t * q_dim_ + head * hd;
-      std::fill_n(o, hd, 0.0f);
+      for (int64_t h = 0; h < group; ++h) {
+        float* s = scores.data() + h * n_ctx;
+        for (int32_t i = 0; i < n_ctx; ++i) s[i] *= scale;
+        cpu::softmax(s, n_ctx);
+      }
+      float* o = att_.data() + t * q_dim_ + g * group * hd;  // (group, hd)
+      std::fill_n(o, group * hd, 0.0f);
       for (int32_t i = 0; i < n_ctx; ++i) {
         const int32_t j = first + i;
-        const float* v = kv_slot(layer, b.block_table[j / o_.block_size], 1, j % o_.block_size) + g * hd;
-        const float p = scores[i];
-        for (int64_t d = 0; d < hd; ++d) o[d] += p * v[d];
+        const float* v = kv_slot(layer, b.block_table[j / bs], 1, j % bs) + g * hd;
+        for (int64_t h = 0; h < group; ++h) {
+          const float p = scores[h * n_ctx + i];
+          float* oh = o + h * hd;
+          for (int64_t d = 0; d < hd; ++d) oh[d] += p * v[d];
+        }
       }
     }
   };
-  if (work >= kParallelValues) pool_.parallel_for(T * nh, rows_of);
-  else rows_of(0, T * nh);
+  if (work >= kParallelValues) pool_.parallel_for(T * nkv, items);
+  else items(0, T * nkv);
 }
 
 void CpuBackend::head(OutputKind kind, ForwardOutput* out) {

@@ -57,7 +57,7 @@ Expected<Isa> isa_from_env() {
 
 MatrixView MatrixView::slice(int64_t first, int64_t n) const {
   assert(first >= 0 && first + n <= rows);
-  return {dtype, static_cast<const char*>(data) + first * cols * (int64_t)dtype_size(dtype), n, cols};
+  return {dtype, static_cast<const char*>(data) + first * stride() * (int64_t)dtype_size(dtype), n, cols, ld};
 }
 
 MatrixView view(const WeightMatrix& m, int64_t rows, int64_t cols) {
@@ -84,25 +84,26 @@ constexpr int64_t kMinParallelMacs = 1 << 16;
 // call passes over it.
 constexpr int64_t kBlockBytes = 256 << 10;
 
-// y rows [r0, r1) x columns [o0, o1).
-void run_block(const TileKernel& K, const float* x, MatrixView w, const float* b, float* y, int64_t r0, int64_t r1,
-               int64_t o0, int64_t o1) {
-  const int64_t in = w.cols, out = w.rows;
+// y rows [r0, r1) x columns [o0, o1): y[r * ldy + o] = x row r . w row o
+// (+ b[o]), x rows ldx floats apart.
+void run_block(const TileKernel& K, const float* x, int64_t ldx, MatrixView w, const float* b, float* y,
+               int64_t ldy, int64_t r0, int64_t r1, int64_t o0, int64_t o1) {
+  const int64_t in = w.cols, ldw = w.stride();
   const int64_t esize = (int64_t)dtype_size(w.dtype);
   const int max_rn = r1 - r0 == 1 ? K.max_rn_1 : K.max_rn;
   // An F16 block that several row tiles read is widened once, into scratch
   // (F16 sums in the F32 order, so the bits are the same); with one row tile
   // the tile converts in registers. BF16 always converts in registers (a
   // shift and a mask), in an order of its own.
-  const bool convert = w.dtype == DType::F16 && r1 - r0 > K.max_rm;
+  const bool convert = w.dtype == DType::F16 && ldw == in && r1 - r0 > K.max_rm;
   int64_t nb = std::max<int64_t>(max_rn, kBlockBytes / (in * 4) / max_rn * max_rn);
   thread_local std::vector<float> scratch;
   if (convert) scratch.resize(size_t(std::min(nb, o1 - o0) * in));
   for (int64_t ob = o0; ob < o1; ob += nb) {
     const int64_t oe = std::min(o1, ob + nb);
-    const void* wb = static_cast<const char*>(w.data) + ob * in * esize;
+    const void* wb = static_cast<const char*>(w.data) + ob * ldw * esize;
     DType wt = w.dtype;
-    int64_t wsize = esize;
+    int64_t wsize = esize, wld = ldw;
     if (convert) {
       K.widen_f16(static_cast<const uint16_t*>(w.data) + ob * in, (oe - ob) * in, scratch.data());
       wb = scratch.data(), wt = DType::F32, wsize = 4;
@@ -111,8 +112,8 @@ void run_block(const TileKernel& K, const float* x, MatrixView w, const float* b
       const int rm = (int)std::min<int64_t>(K.max_rm, r1 - r);
       for (int64_t o = ob; o < oe; o += max_rn) {
         const int rn = (int)std::min<int64_t>(max_rn, oe - o);
-        K.tile(x + r * in, in, static_cast<const char*>(wb) + (o - ob) * in * wsize, wt, in, b ? b + o : nullptr,
-               y + r * out + o, out, rm, rn, in);
+        K.tile(x + r * ldx, ldx, static_cast<const char*>(wb) + (o - ob) * wld * wsize, wt, wld,
+               b ? b + o : nullptr, y + r * ldy + o, ldy, rm, rn, in);
       }
     }
   }
@@ -132,7 +133,7 @@ void matmul_many(Isa isa, const float* x, std::span<const Product> products, int
   for (const Product& p : products) macs += n * p.w.rows * p.w.cols;
   const int threads = pool ? pool->size() : 1;
   if (threads == 1 || macs < kMinParallelMacs) {
-    for (const Product& p : products) run_block(K, x, p.w, p.b, p.y, 0, n, 0, p.w.rows);
+    for (const Product& p : products) run_block(K, x, p.w.cols, p.w, p.b, p.y, p.w.rows, 0, n, 0, p.w.rows);
     return;
   }
   // Split the outputs when there are enough for every thread, else the rows
@@ -148,15 +149,19 @@ void matmul_many(Isa isa, const float* x, std::span<const Product> products, int
       for (const Product& p : products) {
         const int64_t tiles = (p.w.rows + max_rn - 1) / max_rn;
         const int64_t b = std::max(begin, first) - first, e = std::min(end, first + tiles) - first;
-        if (b < e) run_block(K, x, p.w, p.b, p.y, 0, n, b * max_rn, std::min(p.w.rows, e * max_rn));
+        if (b < e) run_block(K, x, p.w.cols, p.w, p.b, p.y, p.w.rows, 0, n, b * max_rn, std::min(p.w.rows, e * max_rn));
         first += tiles;
       }
     });
   } else {
     pool->parallel_for(n, [&](int64_t begin, int64_t end) {
-      for (const Product& p : products) run_block(K, x, p.w, p.b, p.y, begin, end, 0, p.w.rows);
+      for (const Product& p : products) run_block(K, x, p.w.cols, p.w, p.b, p.y, p.w.rows, begin, end, 0, p.w.rows);
     });
   }
+}
+
+void dot_rows(Isa isa, const float* x, int64_t ldx, int64_t n, MatrixView w, float* y, int64_t ldy) {
+  if (n > 0 && w.rows > 0) run_block(kernel(isa), x, ldx, w, nullptr, y, ldy, 0, n, 0, w.rows);
 }
 
 float dot(Isa isa, const float* a, const float* b, int64_t n) {

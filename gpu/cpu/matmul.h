@@ -46,12 +46,15 @@ Isa best_isa();               // the fastest supported path
 // names an unknown or unsupported path.
 Expected<Isa> isa_from_env();
 
-// A read-only view of a row-major (rows, cols) matrix in dtype F32/F16/BF16.
+// A read-only view of a row-major (rows, cols) matrix in dtype F32/F16/BF16
+// whose rows are `ld` elements apart (0: cols, packed).
 struct MatrixView {
   DType dtype = DType::F32;
   const void* data = nullptr;
   int64_t rows = 0, cols = 0;
+  int64_t ld = 0;
 
+  int64_t stride() const { return ld ? ld : cols; }
   // Rows [first, first + n) of this matrix.
   MatrixView slice(int64_t first, int64_t n) const;
 };
@@ -74,6 +77,11 @@ struct Product {
 // exactly the bits matmul() gives it.
 // REQUIRES: every w has the same cols; no y overlaps x or another y.
 void matmul_many(Isa isa, const float* x, std::span<const Product> products, int64_t n, ThreadPool* pool);
+
+// y[r * ldy + o] = (x + r * ldx) . (w row o) for r < n, o < w.rows, on the
+// calling thread, each in the fixed order of matmul(): attention's scores, a
+// few query heads against the keys of a KV block (rows kv_dim apart).
+void dot_rows(Isa isa, const float* x, int64_t ldx, int64_t n, MatrixView w, float* y, int64_t ldy);
 
 // sum_i a[i] * b[i] in the same fixed order as one output of matmul().
 float dot(Isa isa, const float* a, const float* b, int64_t n);
