@@ -134,14 +134,22 @@ TEST(Matmul, ManyProductsOfOneInputGiveEachTheBitsOfItsOwnCall) {
     }
 }
 
-TEST(Matmul, DotIsOneOutputOfMatmul) {
+TEST(Matmul, DotRowsOverStridedRowsGivesTheBitsOfMatmul) {
+  // Attention's use: a few query rows against keys kv_dim apart, written into
+  // a wider score matrix.
   std::mt19937 rng(4);
   for (Isa isa : supported_isas())
     for (int64_t n : kInner) {
-      std::vector<float> a = test::randn(rng, n, 1.0f), b = test::randn(rng, n, 1.0f);
-      float y = 0;
-      cpu::matmul(isa, a.data(), cpu::view(b.data(), 1, n), nullptr, &y, 1, nullptr);
-      EXPECT_EQ(cpu::dot(isa, a.data(), b.data(), n), y) << cpu::isa_name(isa) << " n=" << n;
+      const int64_t rows = 3, keys = 5, ld = n + 7, ldy = keys + 2;
+      std::vector<float> q = test::randn(rng, rows * n, 1.0f), k = test::randn(rng, keys * ld, 1.0f);
+      std::vector<float> packed(keys * n);
+      for (int64_t j = 0; j < keys; ++j) std::copy_n(k.data() + j * ld, n, packed.data() + j * n);
+      std::vector<float> y(rows * ldy, NAN), want(rows * keys);
+      cpu::dot_rows(isa, q.data(), n, rows, cpu::MatrixView{DType::F32, k.data(), keys, n, ld}, y.data(), ldy);
+      cpu::matmul(isa, q.data(), cpu::view(packed.data(), keys, n), nullptr, want.data(), rows, nullptr);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < keys; ++j)
+          EXPECT_EQ(y[r * ldy + j], want[r * keys + j]) << cpu::isa_name(isa) << " n=" << n;
     }
 }
 

@@ -7,7 +7,6 @@
 
 #include <cstdint>
 
-
 namespace flashtts::cpu {
 
 // out (n, d) = x / rms(x) * w, per row, eps inside the sqrt as in HF.

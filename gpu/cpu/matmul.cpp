@@ -164,10 +164,4 @@ void dot_rows(Isa isa, const float* x, int64_t ldx, int64_t n, MatrixView w, flo
   if (n > 0 && w.rows > 0) run_block(kernel(isa), x, ldx, w, nullptr, y, ldy, 0, n, 0, w.rows);
 }
 
-float dot(Isa isa, const float* a, const float* b, int64_t n) {
-  float y = 0.0f;
-  kernel(isa).tile(a, n, b, DType::F32, n, nullptr, &y, 1, 1, 1, n);
-  return y;
-}
-
 }  // namespace flashtts::cpu

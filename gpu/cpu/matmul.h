@@ -25,7 +25,6 @@
 
 #include <cstdint>
 #include <span>
-#include <string>
 
 #include "gpu/dtype.h"
 #include "gpu/weights.h"
@@ -82,8 +81,5 @@ void matmul_many(Isa isa, const float* x, std::span<const Product> products, int
 // calling thread, each in the fixed order of matmul(): attention's scores, a
 // few query heads against the keys of a KV block (rows kv_dim apart).
 void dot_rows(Isa isa, const float* x, int64_t ldx, int64_t n, MatrixView w, float* y, int64_t ldy);
-
-// sum_i a[i] * b[i] in the same fixed order as one output of matmul().
-float dot(Isa isa, const float* a, const float* b, int64_t n);
 
 }  // namespace flashtts::cpu

@@ -5,6 +5,7 @@
 #include <string>
 #include <type_traits>
 
+#include "gpu/cpu/kernels.h"
 #include "gpu/cuda/cuda_check.h"
 #include "gpu/cuda/kernels.cuh"
 
@@ -161,9 +162,9 @@ DeviceWeights<S> lay_out(Uploader<S>& u, const ModelConfig& c, ModelWeights& w) 
     d.prm_w2 = u.f32(&w.prm.w2, n_out * h);  // converted to float32 (a few rows)
     d.prm_b2 = u.f32(&w.prm.b2, n_out, false);
   }
-  // RoPE frequencies exactly as gpu/cpu/kernels.cpp rope_table computes them.
+  // RoPE frequencies from the CPU backend's own function, so both agree bit for bit.
   std::vector<float> inv_freq(hd / 2);
-  for (size_t i = 0; i < hd / 2; ++i) inv_freq[i] = 1.0f / std::pow(c.rope_theta, (float)(2 * i) / (float)hd);
+  cpu::rope_inv_freq((int64_t)hd, c.rope_theta, inv_freq.data());
   d.inv_freq = u.f32(&inv_freq, hd / 2);
   return d;
 }
