@@ -25,7 +25,7 @@ struct Live {
   std::string client;                 // the routing id (first envelope frame)
   std::string id;                     // the client's id, msgpack-encoded
   std::string type;
-  int fd = -1;                        // the connection it came on (ZMQ_SRCFD)
+  uint64_t conn = 0;                  // the connection it came on (0: unknown, inproc)
   Clock::time_point deadline = Clock::time_point::max();
 };
 
@@ -37,21 +37,24 @@ struct PendingStats {
 
 class Intake {
  public:
-  Intake(const IntakeOptions& o, Mailbox& box, zmq::socket_t& router) : o_(o), box_(box), router_(router) {
+  Intake(const IntakeOptions& o, Mailbox& box, zmq::socket_t& router, zmq::socket_t& monitor)
+      : o_(o), box_(box), router_(router), monitor_(monitor) {
     for (const char* a : {"beam_manager", "scheduler", "generator", "verifier", "memory_arbiter"})
       if (o.peers.count(a)) stats_peers_.push_back(a);
   }
 
   void on_client_message();
   void on_internal(const std::string& bytes);
-  void on_disconnect(int fd);
+  // Applies the client socket's connection events that are waiting.
+  void drain_monitor();
   void on_command(const std::string& cmd);
   void expire();
   std::chrono::milliseconds next_timeout() const;
   size_t live() const { return live_.size(); }
 
  private:
-  void handle_request(std::vector<std::string> envelope, const std::string& payload, int fd);
+  void handle_request(std::vector<std::string> envelope, const std::string& payload, uint64_t conn);
+  void on_disconnect(int fd);
   void start_stats(uint64_t rid);
   void finish_stats(uint64_t qid);
   // Sends one frame to a client; false when the client is gone.
@@ -64,7 +67,13 @@ class Intake {
   const IntakeOptions& o_;
   Mailbox& box_;
   zmq::socket_t& router_;
+  zmq::socket_t& monitor_;
   std::vector<std::string> stats_peers_;
+  // The connection now open on each file descriptor. A descriptor is reused
+  // as soon as its connection closes, so requests are tagged with this
+  // serial number, never with the descriptor.
+  std::unordered_map<int, uint64_t> conn_of_fd_;
+  uint64_t next_conn_ = 0;
   std::unordered_map<uint64_t, Live> live_;
   std::map<std::pair<std::string, std::string>, uint64_t> by_client_;  // (client, id) -> rid
   std::unordered_map<uint64_t, PendingStats> stats_;                  // qid -> pending
@@ -100,6 +109,13 @@ void Intake::on_client_message() {
     if (!m.more()) break;
   }
   if (frames.size() < 2) return;
+  // Which connection sent it: apply the connection events first. ZeroMQ's
+  // I/O thread (one per context) reports a connection's close before its
+  // descriptor is freed, and a new connection's accept before reading from
+  // it, so every event that precedes this message is waiting now.
+  drain_monitor();
+  uint64_t conn = 0;
+  if (auto it = conn_of_fd_.find(fd); fd >= 0 && it != conn_of_fd_.end()) conn = it->second;
   // DEALER clients send [payload]; REQ clients [empty, payload].
   std::vector<std::string> envelope = {frames[0]};
   size_t first = 1;
@@ -114,10 +130,10 @@ void Intake::on_client_message() {
                                          std::to_string(frames.size() - first) + " frames"));
     return;
   }
-  handle_request(std::move(envelope), frames[first], fd);
+  handle_request(std::move(envelope), frames[first], conn);
 }
 
-void Intake::handle_request(std::vector<std::string> envelope, const std::string& payload, int fd) {
+void Intake::handle_request(std::vector<std::string> envelope, const std::string& payload, uint64_t conn) {
   ++n_requests_;
   auto parsed = msg::parse_request(payload, o_.limits, o_.defaults);
   if (auto* e = std::get_if<msg::RequestError>(&parsed)) {
@@ -158,13 +174,13 @@ void Intake::handle_request(std::vector<std::string> envelope, const std::string
                                               " requests in flight, its limit; retry later");
 
   uint64_t rid = ++next_rid_;
-  o_.log->debug("request {} ({} {} from connection {})", rid, q.type, msg::id_text(q.id), fd);
+  o_.log->debug("request {} ({} {} from connection {})", rid, q.type, msg::id_text(q.id), conn);
   Live l;
   l.envelope = std::move(envelope);
   l.client = client;
   l.id = q.id;
   l.type = q.type;
-  l.fd = fd;
+  l.conn = conn;
   int64_t deadline_ms = q.type == "solve" ? q.solve.deadline_ms
                         : q.type == "generate" ? q.generate.deadline_ms
                         : q.type == "score" ? q.score.deadline_ms : 0;
@@ -279,11 +295,29 @@ void Intake::drop_client(const std::string& client) {
 }
 
 void Intake::on_disconnect(int fd) {
-  o_.log->debug("connection {} closed", fd);
+  auto it = conn_of_fd_.find(fd);
+  if (it == conn_of_fd_.end()) return;
+  const uint64_t conn = it->second;
+  conn_of_fd_.erase(it);
+  o_.log->debug("connection {} (descriptor {}) closed", conn, fd);
   std::set<std::string> clients;
   for (const auto& [rid, l] : live_)
-    if (l.fd == fd && fd >= 0) clients.insert(l.client);
+    if (l.conn == conn) clients.insert(l.client);
   for (const auto& c : clients) drop_client(c);
+}
+
+void Intake::drain_monitor() {
+  zmq::message_t ev, addr;
+  while (monitor_.recv(ev, zmq::recv_flags::dontwait)) {
+    if (ev.more()) (void)monitor_.recv(addr, zmq::recv_flags::none);
+    if (ev.size() < 6) continue;
+    uint16_t event;
+    int32_t fd;
+    std::memcpy(&event, ev.data(), 2);
+    std::memcpy(&fd, static_cast<const char*>(ev.data()) + 2, 4);
+    if (event == ZMQ_EVENT_ACCEPTED) conn_of_fd_[fd] = ++next_conn_;
+    else if (event == ZMQ_EVENT_DISCONNECTED) on_disconnect(fd);
+  }
 }
 
 void Intake::on_command(const std::string& cmd) {
@@ -340,7 +374,7 @@ Status run_intake(zmq::context_t& ctx, ActorPipe& pipe, const IntakeOptions& o) 
   // up to 4x the limit it arrives and gets a too_large error.
   router.set(zmq::sockopt::maxmsgsize, int64_t(o.limits.max_message_bytes) * 4);
   std::string mon_ep = monitor_endpoint();
-  if (zmq_socket_monitor(router.handle(), mon_ep.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+  if (zmq_socket_monitor(router.handle(), mon_ep.c_str(), ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0)
     return make_error(std::string("cannot monitor the client socket: ") + zmq_strerror(zmq_errno()));
   zmq::socket_t monitor(ctx, zmq::socket_type::pair);
   configure_socket(monitor);
@@ -352,7 +386,7 @@ Status run_intake(zmq::context_t& ctx, ActorPipe& pipe, const IntakeOptions& o) 
       return make_error("cannot listen on '" + ep + "': " + e.what());
     }
   }
-  Intake in(o, *mb, router);
+  Intake in(o, *mb, router, monitor);
   pipe.ready();
   for (const auto& ep : o.client_endpoints) o.log->info("listening on {}", ep);
 
@@ -366,19 +400,7 @@ Status run_intake(zmq::context_t& ctx, ActorPipe& pipe, const IntakeOptions& o) 
         if (!(p.revents & ZMQ_POLLIN)) break;
         in.on_client_message();
       }
-    if (poll.readable(2)) {
-      zmq::message_t ev, addr;
-      while (monitor.recv(ev, zmq::recv_flags::dontwait)) {
-        if (ev.more()) (void)monitor.recv(addr, zmq::recv_flags::none);
-        if (ev.size() >= 6) {
-          uint16_t event;
-          int32_t value;
-          std::memcpy(&event, ev.data(), 2);
-          std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, 4);
-          if (event == ZMQ_EVENT_DISCONNECTED) in.on_disconnect(value);
-        }
-      }
-    }
+    in.drain_monitor();
     in.expire();
   }
   zmq_socket_monitor(router.handle(), nullptr, 0);
