@@ -9,6 +9,7 @@
 #include "messages/error_codes.h"
 #include "messages/internal.h"
 #include "messages/protocol.h"
+#include "runtime/listen.h"
 #include "runtime/mailbox.h"
 #include "runtime/poll_set.h"
 
@@ -379,12 +380,11 @@ Status run_intake(zmq::context_t& ctx, ActorPipe& pipe, const IntakeOptions& o) 
   zmq::socket_t monitor(ctx, zmq::socket_type::pair);
   configure_socket(monitor);
   monitor.connect(mon_ep);
+  std::vector<Listening> bound;  // removes the ipc socket files on return
   for (const auto& ep : o.client_endpoints) {
-    try {
-      router.bind(ep);
-    } catch (const zmq::error_t& e) {
-      return make_error("cannot listen on '" + ep + "': " + e.what());
-    }
+    auto l = listen(router, ep);
+    if (!l) return l.error();
+    bound.push_back(std::move(*l));
   }
   Intake in(o, *mb, router, monitor);
   pipe.ready();

@@ -9,12 +9,9 @@ Expected<Mailbox> Mailbox::open(zmq::context_t& ctx, const std::string& inbox_en
   zmq::socket_t in(ctx, zmq::socket_type::pull);
   configure_socket(in);
   in.set(zmq::sockopt::rcvhwm, 0);
-  try {
-    in.bind(inbox_endpoint);
-  } catch (const zmq::error_t& e) {
-    return make_error("cannot bind '" + inbox_endpoint + "': " + e.what());
-  }
-  Mailbox mb(std::move(in));
+  auto bound = listen(in, inbox_endpoint);
+  if (!bound) return bound.error();
+  Mailbox mb(std::move(in), std::move(*bound));
   for (const auto& [peer, ep] : peers) {
     zmq::socket_t out(ctx, zmq::socket_type::push);
     configure_socket(out);

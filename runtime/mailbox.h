@@ -13,6 +13,7 @@
 #include <zmq.hpp>
 
 #include "messages/envelope.h"
+#include "runtime/listen.h"
 #include "runtime/logging.h"
 #include "runtime/status.h"
 
@@ -23,9 +24,10 @@ void configure_socket(zmq::socket_t& s);
 
 class Mailbox {
  public:
-  // Binds the inbox at `inbox_endpoint` and connects one outbox per entry of
-  // `peers` (peer name -> that peer's inbox endpoint). Error names the
-  // endpoint that could not be bound or connected.
+  // Binds the inbox at `inbox_endpoint` (where no other process may listen:
+  // runtime/listen.h) and connects one outbox per entry of `peers` (peer
+  // name -> that peer's inbox endpoint). Error names the endpoint that could
+  // not be bound or connected.
   static Expected<Mailbox> open(zmq::context_t& ctx, const std::string& inbox_endpoint,
                                 const std::map<std::string, std::string>& peers);
 
@@ -48,8 +50,9 @@ class Mailbox {
   uint64_t n_dropped() const { return n_dropped_; }
 
  private:
-  Mailbox(zmq::socket_t inbox) : inbox_(std::move(inbox)) {}
+  Mailbox(zmq::socket_t inbox, Listening bound) : inbox_(std::move(inbox)), bound_(std::move(bound)) {}
   zmq::socket_t inbox_;
+  Listening bound_;
   std::map<std::string, zmq::socket_t> out_;
   uint64_t n_sent_ = 0, n_received_ = 0, n_dropped_ = 0;
 };

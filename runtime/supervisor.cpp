@@ -9,6 +9,7 @@
 #include "actors/memory_arbiter.h"
 #include "actors/scheduler.h"
 #include "actors/verifier.h"
+#include "runtime/listen.h"
 
 namespace flashtts {
 
@@ -77,6 +78,17 @@ Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, con
     if (std::find(actor_names().begin(), actor_names().end(), n) == actor_names().end())
       return make_error("unknown actor '" + n + "' (known: memory_arbiter, generator, verifier, scheduler, "
                         "beam_manager, intake)");
+  // Every endpoint this process will listen on, checked before the models
+  // load: a second server on one configuration stops here, in milliseconds.
+  auto here = [&](const std::string& a) { return only.empty() || std::find(only.begin(), only.end(), a) != only.end(); };
+  for (const auto& name : actor_names()) {
+    if (!here(name)) continue;
+    if (Status st = check_can_listen(config.endpoints.actors.at(name)); !st.ok())
+      return make_error(st.message() + " (endpoints." + name + ")");
+    if (name == "intake")
+      for (const auto& ep : config.endpoints.clients)
+        if (Status st = check_can_listen(ep); !st.ok()) return make_error(st.message() + " (endpoints.clients)");
+  }
   std::unique_ptr<Supervisor> s(new Supervisor(ctx, config, logs.make("supervisor")));
   auto device = DeviceContext::open(config.engine.device);
   if (!device) return device.error();

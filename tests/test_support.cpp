@@ -183,3 +183,82 @@ Pipeline::~Pipeline() {
 Client Pipeline::client() { return Client::connect(ctx, cfg.endpoints.clients.front()).value(); }
 
 }  // namespace flashtts::test
+
+#include <csignal>
+#include <fstream>
+#include <sys/wait.h>
+#include <thread>
+
+namespace flashtts::test {
+
+Child::Child(const std::vector<std::string>& args, const std::filesystem::path& log) {
+  pid = fork();
+  if (pid == 0) {
+    FILE* out = std::freopen(log.c_str(), "w", stdout);
+    (void)out;
+    dup2(fileno(stdout), fileno(stderr));
+    std::vector<char*> argv;
+    std::string bin = (binary_dir() / "flashtts").string();
+    argv.push_back(bin.data());
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+}
+
+int Child::wait(std::chrono::milliseconds t) {
+  if (pid <= 0) return -1;
+  auto deadline = std::chrono::steady_clock::now() + t;
+  for (;;) {
+    int st = 0;
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      pid = -1;
+      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+int Child::stop(int sig, std::chrono::milliseconds t) {
+  if (pid <= 0) return -1;
+  kill(pid, sig);
+  return wait(t);
+}
+
+Child::~Child() {
+  if (pid > 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+bool wait_for_text(const std::filesystem::path& log, const std::string& text, std::chrono::seconds t) {
+  auto deadline = std::chrono::steady_clock::now() + t;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (read_file(log).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+std::filesystem::path write_split_config(const std::filesystem::path& dir, const std::string& extra) {
+  auto m = tiny_models();
+  std::ofstream f(dir / "flashtts.toml");
+  f << "log_level = \"warn\"\n"
+    << "[models]\npolicy = \"" << (m / "policy").string() << "\"\nprm = \"" << (m / "prm").string() << "\"\n"
+    << "[memory]\nbudget_mb = 64\n"
+    << "[engine]\ngenerator_threads = 1\nverifier_threads = 1\n"
+    << "[search]\nn = 4\nmax_steps = 2\nmax_tokens_per_step = 12\n" << extra
+    << "[endpoints]\nclients = [\"ipc://" << (dir / "client").string() << "\"]\n";
+  for (const auto& a : actor_names()) f << a << " = \"ipc://" << (dir / a).string() << "\"\n";
+  return dir / "flashtts.toml";
+}
+
+}  // namespace flashtts::test

@@ -4,8 +4,10 @@
 // Thread contract: call from the test's main thread.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <random>
+#include <sys/types.h>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,32 @@ std::filesystem::path scratch_dir(const std::string& tag);
 
 // Runs a shell command; returns its exit status and appends stdout to *out.
 int run_command(const std::string& cmd, std::string* out);
+
+// A child process running `flashtts <args>` with stdout and stderr in `log`;
+// killed with SIGKILL if still running when the object goes.
+struct Child {
+  pid_t pid = -1;
+  Child(const std::vector<std::string>& args, const std::filesystem::path& log);
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  // Sends `sig` and waits up to `t` for the exit; its status (128 + signal
+  // when killed), or -1 if it did not exit.
+  int stop(int sig, std::chrono::milliseconds t);
+  // The exit status if it exited within `t` (no signal sent), else -1.
+  int wait(std::chrono::milliseconds t);
+};
+
+// A file's whole text ("" when absent).
+std::string read_file(const std::filesystem::path& p);
+
+// Waits up to `t` for `text` to appear in the file `log`.
+bool wait_for_text(const std::filesystem::path& log, const std::string& text, std::chrono::seconds t);
+
+// Writes <dir>/flashtts.toml for the tiny models with every actor on an
+// ipc:// endpoint under `dir` and clients at ipc://<dir>/client; returns its
+// path. `extra` is appended to the [search] section.
+std::filesystem::path write_split_config(const std::filesystem::path& dir, const std::string& extra = "");
 
 }  // namespace flashtts::test
 
