@@ -24,7 +24,7 @@ void SolveFlags::add(CLI::App* sub) {
   sub->add_flag("--all", all, "Return every completion, not only the chosen one");
   sub->add_flag("--json", json, "Print the whole result as JSON");
   sub->add_flag("--quiet", quiet, "No progress on stderr");
-  sub->add_option("--timeout", timeout_s, "Seconds to wait for the answer")->check(CLI::PositiveNumber);
+  sub->add_option("--timeout", timeout_s, "Seconds to wait for the answer; then the request is cancelled on the server")->check(CLI::PositiveNumber);
 }
 
 msg::MapWriter SolveFlags::fields() const {
@@ -61,10 +61,9 @@ Expected<ServerFrame> solve_and_wait(Client& client, const SolveFlags& f,
   };
   for (;;) {
     if (std::chrono::steady_clock::now() > deadline) {
-      msg::MapWriter c;
-      c.put_raw("target", id);
-      client.send("cancel", c);
-      return make_error("no answer within " + std::to_string(int(f.timeout_s)) + " s (the request was cancelled)");
+      if (!f.quiet && tty && (generated || done)) std::fprintf(stderr, "\n");
+      // The answer may still beat the cancel; then it is shown.
+      return client.give_up(id, std::chrono::milliseconds(int64_t(f.timeout_s * 1000)));
     }
     auto fr = client.recv(std::chrono::milliseconds(50));
     if (!fr) return fr.error();

@@ -30,6 +30,7 @@ struct SolveFlags {
 
 // Sends the solve and waits for its final frame; `idle` runs between polls
 // (run: watch the in-process actors) and may return an error to give up.
+// After --timeout the request is cancelled on the server (Client::give_up).
 // Prints progress to stderr unless quiet.
 Expected<ServerFrame> solve_and_wait(Client& client, const SolveFlags& f,
                                      const std::function<std::optional<std::string>()>& idle = nullptr);

@@ -7,7 +7,10 @@ client protocol v1 (docs/protocol.md) through the client: ping, streaming
 solve, generate, score, stats, cancel, a timeout that cancels, several
 requests in flight on one socket answered out of order, error codes, the
 example script, and a clean shutdown on SIGINT (requests in flight answered
-with `shutting_down`, exit status 0 within 5 s).
+with `shutting_down`, exit status 0 within 5 s). Before the server starts:
+no server at an ipc:// path or a free tcp:// port raises NoServerError
+within `connect_timeout`, and a ping left unanswered then does not confuse
+the requests after it once the server is up.
 
 Run by CTest as `client.python` with FLASHTTS_BIN set to the build folder.
 Exit status 77 (skipped) when python3-zmq or python3-msgpack is missing.
@@ -15,6 +18,7 @@ Exit status 77 (skipped) when python3-zmq or python3-msgpack is missing.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +35,7 @@ except ImportError as e:
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "python"))
-from flashtts_client import Client, FlashttsError  # noqa: E402
+from flashtts_client import Client, FlashttsError, NoServerError  # noqa: E402
 
 N = 4  # [search] n in the test's configuration
 
@@ -134,6 +138,59 @@ class Server:
 
 
 # ---------------------------------------------------------------- the checks
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def expect_no_server(fn, endpoint, within):
+    """Runs fn, which must raise NoServerError naming `endpoint` after about `within` s; returns the seconds."""
+    t0 = time.monotonic()
+    try:
+        r = fn()
+    except NoServerError as e:
+        took = time.monotonic() - t0
+        want = f"no flashtts server answers at {endpoint} (no reply to ping within {within:g} s)"
+        check(str(e) == want, f"the error says {want!r}, not {str(e)!r}")
+        check(e.endpoint == endpoint and isinstance(e, ConnectionError) and isinstance(e, TimeoutError),
+              f"NoServerError is a ConnectionError and a TimeoutError with the endpoint: {e!r}")
+        check(within * 0.9 <= took < within + 2, f"it waited {took:.2f} s for a {within} s connect timeout")
+        return took
+    raise Failed(f"expected NoServerError at {endpoint}, got {str(r)[:200]}")
+
+
+def check_no_server(endpoint):
+    # The request timeout is 120 s; the first request's ping tells in 1 s.
+    with Client(endpoint, timeout=120, connect_timeout=1) as c:
+        took = expect_no_server(lambda: c.solve("What is 1 + 1?"), endpoint, 1)
+        check(c.in_flight() == [], f"nothing is left in flight: {c.in_flight()}")
+        expect_no_server(lambda: c.ping(timeout=0.3), endpoint, 0.3)
+        expect_no_server(c.ping, endpoint, 1)  # ping's default wait is connect_timeout
+    return f"no server at {endpoint.split(':')[0]}://...: NoServerError naming it after {took:.2f} s, not the 120 s timeout"
+
+
+def check_example_no_server(endpoint):
+    script = ROOT / "tools" / "python" / "solve_example.py"
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, str(script), "--endpoint", endpoint, "--connect-timeout", "1", "What?"],
+                       capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - t0
+    check(p.returncode == 3 and f"no flashtts server answers at {endpoint}" in p.stderr,
+          f"solve_example.py with no server exits 3 naming the endpoint: {p.returncode}\n{p.stderr}")
+    check(took < 6, f"solve_example.py with no server took {took:.2f} s")
+    return f"solve_example.py with no server exits 3 within {took:.2f} s"
+
+
+def check_late_pong(c):
+    """`c` pinged before the server was up: that ping's late pong is dropped."""
+    r = c.score("What is 1 + 1?", ["2"])
+    check("scores" in r and len(r["scores"]) == 1, f"the score gets its own reply, not the late pong: {r}")
+    check(c.ping(timeout=10)["pong"] is True, "a ping now answers")
+    check(c.in_flight() == [], f"nothing left in flight: {c.in_flight()}")
+    return "a ping unanswered before the server was up does not confuse the requests after it"
+
 
 def check_ping(c):
     r = c.ping()
@@ -316,11 +373,32 @@ def main():
     with tempfile.TemporaryDirectory(prefix="flashtts-py-") as d:
         tmp = Path(d)
         endpoint = f"ipc://{tmp / 'client.sock'}"
+        failed = 0
+        for what in (lambda: check_no_server(f"ipc://{tmp / 'nobody.sock'}"),
+                     lambda: check_no_server(f"tcp://127.0.0.1:{free_tcp_port()}"),
+                     lambda: check_example_no_server(f"ipc://{tmp / 'nobody.sock'}")):
+            try:
+                print(f"ok    {what()}", flush=True)
+            except (Failed, subprocess.TimeoutExpired) as e:
+                failed += 1
+                print(f"FAIL  {type(e).__name__}: {e}", flush=True)
+        early = Client(endpoint, timeout=120, connect_timeout=0.5)
+        try:
+            early.ping()
+            failed += 1
+            print("FAIL  a ping with no server yet got an answer", flush=True)
+        except NoServerError:
+            pass
         write_models(bin_dir, tmp)
         config = write_config(tmp, endpoint)
         server = Server(bin_dir, config, tmp / "server.log")
-        failed = 0
         try:
+            try:
+                print(f"ok    {check_late_pong(early)}", flush=True)
+            except (Failed, FlashttsError, TimeoutError) as e:
+                failed += 1
+                print(f"FAIL  check_late_pong: {type(e).__name__}: {e}", flush=True)
+            early.close()
             with Client(endpoint, timeout=120) as c:
                 for fn in (check_ping, check_streaming_solve, check_generate, check_score, check_stats,
                            check_cancel, check_timeout_cancels, check_out_of_order, check_errors):

@@ -16,6 +16,12 @@ until somebody waits for them. A server error raises FlashttsError (with the
 protocol's stable ``code``); a request that outlives its timeout is cancelled
 on the server and raises TimeoutError.
 
+ZeroMQ connects in the background and succeeds whether or not a server
+listens, so the first request is preceded by a ping: with no server at the
+endpoint it raises NoServerError ("no flashtts server answers at E (no reply
+to ping within 3 s)") after ``connect_timeout`` seconds instead of waiting out
+the request's timeout.
+
 Thread contract: a Client (like its ZeroMQ socket) belongs to one thread.
 """
 
@@ -28,7 +34,10 @@ import zmq
 PROTOCOL_VERSION = 1
 DEFAULT_ENDPOINT = "ipc:///tmp/flashtts.sock"
 
-__all__ = ["Client", "FlashttsError", "PROTOCOL_VERSION", "DEFAULT_ENDPOINT"]
+DEFAULT_CONNECT_TIMEOUT = 3.0
+
+__all__ = ["Client", "FlashttsError", "NoServerError", "PROTOCOL_VERSION", "DEFAULT_ENDPOINT",
+           "DEFAULT_CONNECT_TIMEOUT"]
 
 
 class FlashttsError(Exception):
@@ -49,6 +58,22 @@ class FlashttsError(Exception):
         self.request_id = request_id
 
 
+class NoServerError(ConnectionError, TimeoutError):
+    """No flashtts server answered a ping in time (nothing listens at the endpoint).
+
+    A ConnectionError, and a TimeoutError as an unanswered ping used to be.
+
+    Attributes:
+        endpoint: the endpoint pinged.
+        timeout: the seconds waited for the pong.
+    """
+
+    def __init__(self, endpoint, timeout):
+        super().__init__(f"no flashtts server answers at {endpoint} (no reply to ping within {timeout:g} s)")
+        self.endpoint = endpoint
+        self.timeout = timeout
+
+
 class Client:
     """A connection to one flashtts server.
 
@@ -57,13 +82,20 @@ class Client:
             ``tcp://HOST:PORT`` (configs/default.toml, ``[endpoints] clients``).
         timeout: seconds any one call waits for its reply before it cancels
             the request and raises TimeoutError; None waits forever.
+        connect_timeout: seconds the first request (or ping()) waits for the
+            server's answer to a ping before it raises NoServerError; None
+            sends no such ping (the first request then waits its timeout).
         context: a zmq.Context to use; by default the Client makes its own and
             terminates it on close().
     """
 
-    def __init__(self, endpoint=DEFAULT_ENDPOINT, timeout=600.0, context=None):
+    def __init__(self, endpoint=DEFAULT_ENDPOINT, timeout=600.0, context=None,
+                 connect_timeout=DEFAULT_CONNECT_TIMEOUT):
         self.endpoint = endpoint
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        # A pong has come: the server is there, no more pings before requests.
+        self._server_seen = connect_timeout is None
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
         self._socket = self._context.socket(zmq.DEALER)
@@ -106,9 +138,16 @@ class Client:
         whose value is None is left out, so the server's default applies.
         ``request_id`` (a str of at most 256 bytes or an int) replaces the
         Client's own counter; it must not name a request still in flight.
+        The Client's first request waits for a ping's answer first (see
+        ``connect_timeout``) and raises NoServerError when none comes.
         """
         if self._socket is None:
             raise ValueError("the client is closed")
+        if not self._server_seen:
+            self.ping(timeout=self.connect_timeout)
+        return self._send(type, request_id, fields)
+
+    def _send(self, type, request_id, fields):
         if request_id is None:
             self._next_id += 1
             request_id = self._next_id
@@ -195,8 +234,31 @@ class Client:
         return self.wait(rid, timeout=timeout)
 
     def ping(self, timeout=None):
-        """Checks the server is there; returns {"pong": True, "protocol": 1, ...}."""
-        return self.wait(self.submit("ping"), timeout=timeout)
+        """Checks the server is there; returns {"pong": True, "protocol": 1, ...}.
+
+        Waits ``timeout`` seconds (default: ``connect_timeout``, else the
+        Client's timeout), then raises NoServerError. A pong that comes later
+        is dropped, as any reply to a request given up on.
+        """
+        if self._socket is None:
+            raise ValueError("the client is closed")
+        if timeout is None:
+            timeout = self.timeout if self.connect_timeout is None else self.connect_timeout
+        rid = self._send("ping", None, {})
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            final = self._consume(rid, None)
+            if final is not None:
+                pong = self._finish(rid, final)
+                self._server_seen = True
+                return pong
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                # A ping is never in flight on the server: nothing to cancel.
+                self._frames.pop(rid, None)
+                self._heard.discard(rid)
+                raise NoServerError(self.endpoint, timeout)
+            self._receive(left)
 
     def stats(self, timeout=None):
         """Counters of every actor: {"actors": {name: {...}}, "missing": [...]?}."""

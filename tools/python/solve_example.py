@@ -6,7 +6,8 @@
 
 Progress goes to stderr as it arrives; the answer and the chosen solution's
 steps (with their PRM scores) go to stdout. Exit status: 0 solved, 1 the
-server answered with an error, 2 no answer in time.
+server answered with an error, 2 no answer in time, 3 no server answers at
+the endpoint (no reply to a ping within --connect-timeout seconds).
 """
 
 import argparse
@@ -15,7 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from flashtts_client import DEFAULT_ENDPOINT, Client, FlashttsError  # noqa: E402
+from flashtts_client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_ENDPOINT, Client, FlashttsError, NoServerError  # noqa: E402
 
 
 def parse_args(argv):
@@ -23,6 +24,8 @@ def parse_args(argv):
     p.add_argument("problem", help="the problem text")
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help=f"server endpoint (default {DEFAULT_ENDPOINT})")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the answer (default 600)")
+    p.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT,
+                   help=f"seconds to wait for the server's answer to a first ping (default {DEFAULT_CONNECT_TIMEOUT:g})")
     # Left unset, each takes the server's default ([search] in its config).
     p.add_argument("--n", type=int, help="completions to sample")
     p.add_argument("--strategy", help="search strategy (best_of_n)")
@@ -56,9 +59,12 @@ def main(argv):
         "return_completions": True if a.all else None,
     }
     print(f"solving on {a.endpoint} ...", file=sys.stderr)
-    with Client(a.endpoint, timeout=a.timeout) as client:
+    with Client(a.endpoint, timeout=a.timeout, connect_timeout=a.connect_timeout) as client:
         try:
             r = client.solve(a.problem, on_progress=show_progress, **params)
+        except NoServerError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 3
         except FlashttsError as e:
             print(f"error from the server: {e.code}: {e.message}", file=sys.stderr)
             return 1
