@@ -1,6 +1,7 @@
 #include "actors/beam_manager.h"
 
 #include <chrono>
+#include <random>
 #include <unordered_map>
 
 #include "actors/answer.h"
@@ -52,7 +53,11 @@ class Host final : public SearchHost {
 class BeamManager {
  public:
   BeamManager(const BeamManagerOptions& o, Mailbox& box, std::unique_ptr<Tokenizer> tok)
-      : o_(o), box_(box), tok_(std::move(tok)) {}
+      : o_(o), box_(box), tok_(std::move(tok)) {
+    // Job ids of this start never meet those of an earlier one whose jobs
+    // still run in the GPU actors' processes.
+    next_job_ = uint64_t(std::random_device{}()) << 20;
+  }
 
   void handle(const std::string& bytes);
 

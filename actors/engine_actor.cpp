@@ -34,7 +34,11 @@ Status accept_grant(const msg::Grant& g, const char* role, const ModelConfig& co
     return Status::success();
   }
   if (*engine) {
-    log->warn("ignored a second KV grant of {} bytes; keeping the first", g.kv_bytes);
+    // The same grant again: the memory arbiter restarted, or answered a
+    // second announcement of these weights.
+    const int64_t tokens = int64_t((*engine)->kv().n_blocks()) * o.block_size;
+    if (g.kv_tokens == tokens) log->debug("the KV grant of {} tokens was repeated", tokens);
+    else log->warn("ignored a KV grant of {} tokens; the pool holds {} and cannot be resized yet", g.kv_tokens, tokens);
     return Status::success();
   }
   EngineOptions eo;

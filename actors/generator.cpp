@@ -128,6 +128,8 @@ Status Generator::on_message(const std::string& bytes) {
     if (auto m = decode_logged<msg::Grant>(*env, log_)) return on_grant(*m);
   } else if (type == msg::StatsQuery::kType) {
     if (auto m = decode_logged<msg::StatsQuery>(*env, log_)) on_stats(m->qid);
+  } else if (type == msg::WeightsQuery::kType) {
+    announce();  // a memory arbiter that (re)started asks
   } else {
     log_->warn("ignored a '{}' message", type);
   }

@@ -1,11 +1,14 @@
 #include "actors/intake.h"
 
+#include <algorithm>
 #include <atomic>
+#include <random>
 #include <cstring>
 #include <chrono>
 #include <set>
 #include <unordered_map>
 
+#include "actors/liveness.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"
 #include "messages/protocol.h"
@@ -39,7 +42,10 @@ struct PendingStats {
 class Intake {
  public:
   Intake(const IntakeOptions& o, Mailbox& box, zmq::socket_t& router, zmq::socket_t& monitor)
-      : o_(o), box_(box), router_(router), monitor_(monitor) {
+      : o_(o), box_(box), router_(router), monitor_(monitor), peers_(o.remote, o.peer_timeout, Clock::now()) {
+    // Request ids of this start never meet those of an earlier one still
+    // held by actors in other processes.
+    next_rid_ = uint64_t(std::random_device{}()) << 20;
     for (const char* a : {"beam_manager", "scheduler", "generator", "verifier", "memory_arbiter"})
       if (o.peers.count(a)) stats_peers_.push_back(a);
   }
@@ -63,6 +69,7 @@ class Intake {
   void reply_error(uint64_t rid, const std::string& code, const std::string& message, bool cancel_downstream);
   void reply_result(uint64_t rid, const std::string& result);
   void drop_client(const std::string& client);
+  void on_liveness(const std::vector<Liveness::Event>& events);
   void erase(uint64_t rid);
 
   const IntakeOptions& o_;
@@ -78,6 +85,7 @@ class Intake {
   std::unordered_map<uint64_t, Live> live_;
   std::map<std::pair<std::string, std::string>, uint64_t> by_client_;  // (client, id) -> rid
   std::unordered_map<uint64_t, PendingStats> stats_;                  // qid -> pending
+  Liveness peers_;
   uint64_t next_rid_ = 0, next_qid_ = 0;
   bool draining_ = false;
   std::string drain_code_, drain_message_;
@@ -168,6 +176,9 @@ void Intake::handle_request(std::vector<std::string> envelope, const std::string
     return;
   }
   if (draining_) return refuse(drain_code_.c_str(), drain_message_);
+  for (const auto& a : actors_needed_by(q.type))
+    if (std::string why = peers_.unavailable(a); !why.empty())
+      return refuse(msg::code::kServerFailure, why + "; retry once it is back");
   if (by_client_.count({client, q.id}))
     return refuse(msg::code::kDuplicateId, "a request with id " + msg::id_text(q.id) + " is still in flight");
   if ((int64_t)live_.size() >= o_.limits.max_live_requests)
@@ -216,6 +227,8 @@ void Intake::on_internal(const std::string& bytes) {
     auto it = live_.find(p->rid);
     if (it == live_.end()) return;
     if (!send(it->second.envelope, msg::encode_progress(it->second.id, p->event))) drop_client(it->second.client);
+  } else if (env->type == msg::Heartbeat::kType) {
+    if (auto h = msg::decode<msg::Heartbeat>(*env)) on_liveness(peers_.heard(*h, Clock::now()));
   } else if (env->type == msg::StatsReply::kType) {
     auto s = msg::decode<msg::StatsReply>(*env);
     if (!s) return;
@@ -321,6 +334,24 @@ void Intake::drain_monitor() {
   }
 }
 
+void Intake::on_liveness(const std::vector<Liveness::Event>& events) {
+  for (const auto& e : events) {
+    if (!e.lost) {
+      o_.log->info("{}", e.sentence);
+      continue;
+    }
+    const auto needs = [&](const Live& l) {
+      const auto& a = actors_needed_by(l.type);
+      return std::find(a.begin(), a.end(), e.actor) != a.end();
+    };
+    std::vector<uint64_t> rids;
+    for (const auto& [rid, l] : live_)
+      if (needs(l)) rids.push_back(rid);
+    for (uint64_t rid : rids) reply_error(rid, msg::code::kServerFailure, e.sentence, true);
+    o_.log->error("{}; failed {} request(s) that need it", e.sentence, rids.size());
+  }
+}
+
 void Intake::on_command(const std::string& cmd) {
   if (cmd.rfind("$DRAIN ", 0) != 0) return;
   std::string rest = cmd.substr(7);
@@ -346,12 +377,14 @@ void Intake::expire() {
   for (const auto& [qid, p] : stats_)
     if (p.deadline <= now) qids.push_back(qid);
   for (uint64_t q : qids) finish_stats(q);
+  on_liveness(peers_.expire(now));
 }
 
 std::chrono::milliseconds Intake::next_timeout() const {
   auto next = Clock::time_point::max();
   for (const auto& [rid, l] : live_) next = std::min(next, l.deadline);
   for (const auto& [qid, p] : stats_) next = std::min(next, p.deadline);
+  next = std::min(next, peers_.next_deadline());
   if (next == Clock::time_point::max()) return std::chrono::milliseconds(-1);
   auto d = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()) + std::chrono::milliseconds(1);
   return std::max(d, std::chrono::milliseconds(0));

@@ -6,6 +6,11 @@
 // ping and stats itself (stats asks every actor), handles cancels and
 // deadlines, and cancels the requests of clients that disconnect.
 //
+// Actors of other processes (`remote`) are watched through the heartbeats
+// of their processes (actors/liveness.h): when one is lost, the requests
+// that need it fail with `server_failure` and new ones are refused until it
+// is back.
+//
 // Pipe commands: "$DRAIN <code> <sentence>" answers every request in flight
 // with that error and refuses new ones (the supervisor's shutdown and
 // failure path).
@@ -14,6 +19,7 @@
 // thread and owns everything it creates.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -32,6 +38,8 @@ struct IntakeOptions {
   // "verifier", "memory_arbiter" (those absent are not asked).
   std::map<std::string, std::string> peers;
   std::vector<std::string> client_endpoints;
+  std::map<std::string, std::string> remote;  // actor -> inbox, for the actors of other processes
+  std::chrono::milliseconds peer_timeout{3000};
   msg::Limits limits;
   msg::RequestDefaults defaults;
   Logger log;

@@ -16,6 +16,10 @@ Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbi
   if (!mb) return mb.error();
   Mailbox& box = *mb;
   pipe.ready();
+  // Models already loaded by running processes (this arbiter restarted)
+  // announce themselves again; new ones announce when they load.
+  for (const char* role : {"generator", "verifier"})
+    if (o.peers.count(role)) box.post(role, msg::WeightsQuery{});
 
   std::optional<ModelFootprint> gen, ver;
   std::optional<MemorySplit> split;
@@ -31,22 +35,35 @@ Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbi
         auto w = msg::decode<msg::Weights>(*env);
         if (!w) return w.error();
         ModelFootprint f{w->weight_bytes, w->kv_bytes_per_token, w->block_size};
-        if (w->role == "generator") gen = f;
-        else if (w->role == "verifier") ver = f;
-        else return make_error("weights report from unknown role '" + w->role + "'");
-        o.log->info("{}: weights {:.1f} MiB, KV {} bytes/token", w->role, double(f.weight_bytes) / (1 << 20),
-                    f.kv_bytes_per_token);
-        if (!gen || !ver || split) continue;
-        auto s = (*policy)->split(o.budget_bytes, *gen, *ver);
-        if (!s) return s.error();
-        split = *s;
+        std::optional<ModelFootprint>* slot = w->role == "generator" ? &gen : w->role == "verifier" ? &ver : nullptr;
+        if (!slot) return make_error("weights report from unknown role '" + w->role + "'");
+        // The same model announced again (it answered the weights query too,
+        // or its process restarted) is worth a debug line, not an info one.
+        const bool again = *slot && (*slot)->weight_bytes == f.weight_bytes &&
+                           (*slot)->kv_bytes_per_token == f.kv_bytes_per_token && (*slot)->block_size == f.block_size;
+        *slot = f;
+        o.log->log(again ? spdlog::level::debug : spdlog::level::info, "{}: weights {:.1f} MiB, KV {} bytes/token",
+                   w->role, double(f.weight_bytes) / (1 << 20), f.kv_bytes_per_token);
+        if (!gen || !ver) continue;
         auto grant = [&](const char* role, int64_t bytes, const ModelFootprint& f) {
           int64_t block = f.kv_bytes_per_token * f.block_size;
           msg::Grant g{role, bytes, (bytes / block) * f.block_size};
           box.post(role, g);
           box.post("scheduler", g);
-          o.log->info("granted the {} {:.1f} MiB of KV ({} tokens)", role, double(bytes) / (1 << 20), g.kv_tokens);
+          o.log->log(again ? spdlog::level::debug : spdlog::level::info, "granted the {} {:.1f} MiB of KV ({} tokens)",
+                     role, double(bytes) / (1 << 20), g.kv_tokens);
         };
+        if (split) {
+          // A model that announces itself again: a process of it restarted
+          // (or answered the weights query). It gets its share again; the
+          // split stays as it is, since the other pool cannot shrink yet.
+          if (w->role == "generator") grant("generator", split->generator_kv_bytes, *gen);
+          else grant("verifier", split->verifier_kv_bytes, *ver);
+          continue;
+        }
+        auto s = (*policy)->split(o.budget_bytes, *gen, *ver);
+        if (!s) return s.error();
+        split = *s;
         grant("generator", split->generator_kv_bytes, *gen);
         grant("verifier", split->verifier_kv_bytes, *ver);
       } else if (env->type == msg::StatsQuery::kType) {

@@ -168,6 +168,15 @@ Status Grant::read(const MapReader& r) {
   return r.get("kv_tokens", &kv_tokens);
 }
 
+void Heartbeat::write(MapWriter& w) const {
+  w.put("incarnation", incarnation).put("actors", actors).put("interval_ms", interval_ms);
+}
+Status Heartbeat::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("incarnation", &incarnation));
+  FLASHTTS_TRY(r.get("actors", &actors));
+  return r.get("interval_ms", &interval_ms);
+}
+
 void StatsQuery::write(MapWriter& w) const { w.put("qid", qid); }
 Status StatsQuery::read(const MapReader& r) { return r.get("qid", &qid); }
 

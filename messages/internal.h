@@ -7,6 +7,8 @@
 //   scheduler ──gen_*, score_done──▶ beam_manager ──progress, reply──▶ intake
 //   generator, verifier ──weights──▶ memory_arbiter ──grant──▶ generator, verifier, scheduler
 //   intake ──stats_query──▶ every actor ──stats_reply──▶ intake
+//   memory_arbiter ──weights_query──▶ generator, verifier (at its start)
+//   a process running actors without the intake ──heartbeat──▶ intake
 //
 // rid is the server's request id (the intake assigns it); job_id names one
 // unit of GPU work and is unique within the beam manager.
@@ -172,6 +174,26 @@ struct Grant {
 struct StatsQuery {
   static constexpr const char* kType = "stats_query";
   uint64_t qid = 0;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// memory_arbiter -> generator, verifier, at the arbiter's start: announce
+// your Weights (an arbiter that restarted learns the models already loaded).
+struct WeightsQuery {
+  static constexpr const char* kType = "weights_query";
+  void write(MapWriter&) const {}
+  Status read(const MapReader&) { return Status::success(); }
+};
+
+// A process running some of the actors -> intake, every interval_ms: these
+// actors live. `incarnation` is new each time the process starts, so a
+// restart is seen even when no heartbeat was missed.
+struct Heartbeat {
+  static constexpr const char* kType = "heartbeat";
+  std::string incarnation;
+  std::vector<std::string> actors;
+  int64_t interval_ms = 0;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

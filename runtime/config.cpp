@@ -291,6 +291,12 @@ Status read_endpoints(const Section& s, EndpointsConfig* e) {
   FLASHTTS_TRY(s.check_unknown());
   FLASHTTS_TRY(s.read("clients", &e->clients));
   if (e->clients.empty()) return s.fail("clients", "[]", "must list at least one endpoint");
+  FLASHTTS_TRY(s.read("heartbeat_ms", &e->heartbeat_ms, 10, 60000));
+  FLASHTTS_TRY(s.read("peer_timeout_ms", &e->peer_timeout_ms, 1, 3600000));
+  if (e->peer_timeout_ms < 2 * e->heartbeat_ms)
+    return s.fail("peer_timeout_ms", std::to_string(e->peer_timeout_ms),
+                  "must be at least twice endpoints.heartbeat_ms (" + std::to_string(e->heartbeat_ms) +
+                      "), or one late heartbeat would count as a lost process");
   // Two sockets cannot bind one address; catch it here rather than as a
   // ZeroMQ error at start-up.
   std::map<std::string, std::string> owner;
@@ -349,7 +355,7 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
                                               "max_tokens_per_step", "max_tokens", "max_score_steps",
                                               "max_live_requests", "max_deadline_ms"}),
                            &c.limits));
-  std::vector<std::string> endpoint_keys = {"clients"};
+  std::vector<std::string> endpoint_keys = {"clients", "heartbeat_ms", "peer_timeout_ms"};
   endpoint_keys.insert(endpoint_keys.end(), actor_names().begin(), actor_names().end());
   FLASHTTS_TRY(read_endpoints(section("endpoints", endpoint_keys), &c.endpoints));
 

@@ -57,6 +57,10 @@ struct PolicyConfig {
 struct EndpointsConfig {
   std::vector<std::string> clients = {"ipc:///tmp/flashtts.sock"};  // where clients connect
   std::map<std::string, std::string> actors;  // actor name -> its inbox (inproc:// by default)
+  // Actors in other processes: each such process sends the intake a
+  // heartbeat every heartbeat_ms; silent for peer_timeout_ms = lost.
+  int64_t heartbeat_ms = 500;
+  int64_t peer_timeout_ms = 3000;
 };
 
 struct Config {

@@ -9,6 +9,7 @@
 #include "actors/memory_arbiter.h"
 #include "actors/scheduler.h"
 #include "actors/verifier.h"
+#include "runtime/heartbeat.h"
 #include "runtime/listen.h"
 
 namespace flashtts {
@@ -34,12 +35,21 @@ std::map<std::string, std::string> peers(const Config& c, const std::string& act
   return out;
 }
 
+bool runs_here(const std::vector<std::string>& only, const std::string& actor) {
+  return only.empty() || std::find(only.begin(), only.end(), actor) != only.end();
+}
+
 ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
-                  const std::shared_ptr<const DeviceContext>& device) {
+                  const std::shared_ptr<const DeviceContext>& device, const std::vector<std::string>& only) {
   const std::string inbox = c.endpoints.actors.at(name);
   Logger log = logs.make(name);
   if (name == "intake") {
-    IntakeOptions o{inbox, peers(c, name), c.endpoints.clients, c.limits, c.defaults, log};
+    IntakeOptions o;
+    o.inbox = inbox, o.peers = peers(c, name), o.client_endpoints = c.endpoints.clients;
+    for (const auto& a : actor_names())
+      if (!runs_here(only, a)) o.remote[a] = c.endpoints.actors.at(a);
+    o.peer_timeout = std::chrono::milliseconds(c.endpoints.peer_timeout_ms);
+    o.limits = c.limits, o.defaults = c.defaults, o.log = log;
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_intake(ctx, p, o); };
   }
   if (name == "beam_manager") {
@@ -80,9 +90,8 @@ Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, con
                         "beam_manager, intake)");
   // Every endpoint this process will listen on, checked before the models
   // load: a second server on one configuration stops here, in milliseconds.
-  auto here = [&](const std::string& a) { return only.empty() || std::find(only.begin(), only.end(), a) != only.end(); };
   for (const auto& name : actor_names()) {
-    if (!here(name)) continue;
+    if (!runs_here(only, name)) continue;
     if (Status st = check_can_listen(config.endpoints.actors.at(name)); !st.ok())
       return make_error(st.message() + " (endpoints." + name + ")");
     if (name == "intake")
@@ -95,13 +104,23 @@ Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, con
   if (!(*device)->fallback().empty()) s->log_->info("{}", (*device)->fallback());
   s->log_->debug("device: {}", (*device)->description());
   for (const auto& name : actor_names()) {
-    if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
-    auto a = Actor::start(ctx, name, body_of(config, name, logs, *device));
+    if (!runs_here(only, name)) continue;
+    auto a = Actor::start(ctx, name, body_of(config, name, logs, *device, only));
     if (!a) {
       s->shutdown();
       return a.error();
     }
     s->log_->debug("actor {} ready", name);
+    s->actors_.push_back(std::move(*a));
+  }
+  // The intake runs elsewhere: tell it, from now on, that these actors live.
+  if (!runs_here(only, "intake")) {
+    HeartbeatOptions h{config.endpoints.actors.at("intake"), only, std::chrono::milliseconds(config.endpoints.heartbeat_ms)};
+    auto a = Actor::start(ctx, "heartbeat", [h](zmq::context_t& ctx, ActorPipe& p) { return run_heartbeat(ctx, p, h); });
+    if (!a) {
+      s->shutdown();
+      return a.error();
+    }
     s->actors_.push_back(std::move(*a));
   }
   return s;

@@ -4,7 +4,10 @@
 // logs which and why, has the intake answer every request in flight with a
 // `server_failure` error naming the actor, and shuts everything down; a
 // shutdown on request answers them with `shutting_down`. An actor that will
-// not stop is cut loose with zmq_ctx_shutdown, so nothing hangs.
+// not stop is cut loose with zmq_ctx_shutdown, so nothing hangs. Every
+// endpoint the process will listen on is checked before a model loads
+// (runtime/listen.h); a process without the intake also runs a heartbeat
+// actor (runtime/heartbeat.h) so the intake notices when it is gone.
 //
 // Thread contract: a Supervisor belongs to the thread that started it;
 // watch() and shutdown() are called from that thread only.

@@ -104,6 +104,9 @@ TEST(MemoryArbiter, SplitsWhatTheWeightsLeaveAndGrantsBothModels) {
   zmq::socket_t to(ctx, zmq::socket_type::push);
   to.set(zmq::sockopt::linger, 0);
   to.connect("inproc://arb1");
+  // A starting arbiter asks the models already loaded to announce themselves.
+  EXPECT_TRUE(p.next<msg::WeightsQuery>("generator"));
+  EXPECT_TRUE(p.next<msg::WeightsQuery>("verifier"));
   to.send(zmq::buffer(msg::encode(msg::Weights{"generator", 400 * 1024, 1024, 16})));
   EXPECT_FALSE(p.next<msg::Grant>("generator", 200ms));  // waits for both
   to.send(zmq::buffer(msg::encode(msg::Weights{"verifier", 200 * 1024, 512, 16})));
@@ -115,6 +118,15 @@ TEST(MemoryArbiter, SplitsWhatTheWeightsLeaveAndGrantsBothModels) {
   EXPECT_EQ(v->kv_tokens, 192);        // 200 tokens -> 12 blocks
   EXPECT_TRUE(p.next<msg::Grant>("scheduler"));
   EXPECT_TRUE(p.next<msg::Grant>("scheduler"));
+  // A new verifier process announces itself: it gets the same share again.
+  to.send(zmq::buffer(msg::encode(msg::Weights{"verifier", 200 * 1024, 512, 16})));
+  v = p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->kv_bytes, 100 * 1024);
+  auto s = p.next<msg::Grant>("scheduler");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->role, "verifier");
+  EXPECT_FALSE(p.next<msg::Grant>("generator", 100ms));  // the generator's pool is left alone
   EXPECT_TRUE((*a)->stop(2s));
 }
 
@@ -128,6 +140,7 @@ TEST(MemoryArbiter, ABudgetSmallerThanTheWeightsFailsTheActorWithTheNumbers) {
   zmq::socket_t to(ctx, zmq::socket_type::push);
   to.set(zmq::sockopt::linger, 0);
   to.connect("inproc://arb2");
+  EXPECT_TRUE(p.next<msg::WeightsQuery>("generator"));
   to.send(zmq::buffer(msg::encode(msg::Weights{"generator", 3 << 20, 1024, 16})));
   to.send(zmq::buffer(msg::encode(msg::Weights{"verifier", 1 << 20, 512, 16})));
   auto why = (*a)->poll_failure(2s);
