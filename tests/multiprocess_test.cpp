@@ -7,9 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <signal.h>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 #include "runtime/client.h"
 #include "runtime/supervisor.h"
@@ -20,80 +18,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Writes a configuration file for the tiny models with every actor on an
-// ipc:// endpoint under `dir`; returns its path.
-std::filesystem::path write_config(const std::filesystem::path& dir, const std::string& extra_search = "") {
-  auto m = test::tiny_models();
-  std::ofstream f(dir / "flashtts.toml");
-  f << "log_level = \"warn\"\n"
-    << "[models]\npolicy = \"" << (m / "policy").string() << "\"\nprm = \"" << (m / "prm").string() << "\"\n"
-    << "[memory]\nbudget_mb = 64\n"
-    << "[engine]\ngenerator_threads = 1\nverifier_threads = 1\n"
-    << "[search]\nn = 4\nmax_steps = 2\nmax_tokens_per_step = 12\n" << extra_search
-    << "[endpoints]\nclients = [\"ipc://" << (dir / "client").string() << "\"]\n";
-  for (const auto& a : actor_names()) f << a << " = \"ipc://" << (dir / a).string() << "\"\n";
-  return dir / "flashtts.toml";
-}
-
-// A child process running `flashtts <args>`, killed with SIGKILL if the test
-// ends early.
-struct Child {
-  pid_t pid = -1;
-  explicit Child(const std::vector<std::string>& args, const std::filesystem::path& log) {
-    pid = fork();
-    if (pid == 0) {
-      FILE* out = std::freopen(log.c_str(), "w", stdout);
-      (void)out;
-      dup2(fileno(stdout), fileno(stderr));
-      std::vector<char*> argv;
-      std::string bin = (test::binary_dir() / "flashtts").string();
-      argv.push_back(bin.data());
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(bin.c_str(), argv.data());
-      _exit(127);
-    }
-  }
-  // Exit status after `sig`, or -1 if it did not exit within `t`.
-  int stop(int sig, std::chrono::milliseconds t) {
-    if (pid <= 0) return -1;
-    kill(pid, sig);
-    auto deadline = std::chrono::steady_clock::now() + t;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int st = 0;
-      if (waitpid(pid, &st, WNOHANG) == pid) {
-        pid = -1;
-        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return -1;
-  }
-  ~Child() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-  }
-};
-
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-bool wait_for_text(const std::filesystem::path& log, const std::string& text, std::chrono::seconds t) {
-  auto deadline = std::chrono::steady_clock::now() + t;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (read_file(log).find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return false;
-}
+using test::Child;
+using test::read_file;
+using test::wait_for_text;
 
 TEST(MultiProcess, TheVerifierInASecondProcessScoresForThePipeline) {
   auto dir = test::scratch_dir("mp");
-  auto cfg_path = write_config(dir);
+  auto cfg_path = test::write_split_config(dir);
   Child verifier({"serve", "--config", cfg_path.string(), "--actors", "verifier"}, dir / "verifier.log");
   ASSERT_TRUE(wait_for_text(dir / "verifier.log", "running 1 actor", 60s)) << read_file(dir / "verifier.log");
 
@@ -126,7 +57,7 @@ TEST(MultiProcess, TheVerifierInASecondProcessScoresForThePipeline) {
 
 TEST(CommandLine, ServeAnswersAskAndStopsCleanlyOnSigint) {
   auto dir = test::scratch_dir("serve");
-  auto cfg_path = write_config(dir);
+  auto cfg_path = test::write_split_config(dir);
   Child server({"serve", "--config", cfg_path.string()}, dir / "serve.log");
   ASSERT_TRUE(wait_for_text(dir / "serve.log", "listening on ipc://", 60s)) << read_file(dir / "serve.log");
   std::string out;
@@ -156,7 +87,7 @@ TEST(CommandLine, AskWithoutAServerFailsWithAClearMessage) {
 
 TEST(CommandLine, RunSolvesInOneProcessAndPrintsAnswerStepsAndTime) {
   auto dir = test::scratch_dir("run");
-  auto cfg_path = write_config(dir);
+  auto cfg_path = test::write_split_config(dir);
   std::string out;
   std::string run = (test::binary_dir() / "flashtts").string() + " run --quiet --config " + cfg_path.string() +
                     " 'Let a = 5. Let b = a * 3. What is b?' 2>&1";
