@@ -7,6 +7,7 @@
 #include "actors/answer.h"
 #include "actors/strategy.h"
 #include "gpu/chat_format.h"
+#include "gpu/model_loader.h"
 #include "gpu/open_model.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"
@@ -52,8 +53,8 @@ class Host final : public SearchHost {
 
 class BeamManager {
  public:
-  BeamManager(const BeamManagerOptions& o, Mailbox& box, std::unique_ptr<Tokenizer> tok)
-      : o_(o), box_(box), tok_(std::move(tok)) {
+  BeamManager(const BeamManagerOptions& o, Mailbox& box, std::unique_ptr<Tokenizer> tok, int32_t max_position)
+      : o_(o), box_(box), tok_(std::move(tok)), max_position_(max_position) {
     // Job ids of this start never meet those of an earlier one whose jobs
     // still run in the GPU actors' processes.
     next_job_ = uint64_t(std::random_device{}()) << 20;
@@ -114,11 +115,15 @@ class BeamManager {
     box_.post("scheduler", msg::Forget{rid});
   }
   Expected<std::vector<int32_t>> prompt_ids(const std::string& text, bool chat);
+  // Error (too_large) when the policy model has no position left to generate
+  // after `prompt`; the generator would refuse every job of it.
+  Status prompt_fits(const std::vector<int32_t>& prompt) const;
   void stats(uint64_t qid);
 
   const BeamManagerOptions& o_;
   Mailbox& box_;
   std::unique_ptr<Tokenizer> tok_;
+  int32_t max_position_ = 0;  // the policy's max_position_embeddings (0 = unbounded)
   std::unordered_map<uint64_t, Request> requests_;
   uint64_t next_job_ = 0, jobs_ = 0, completed_ = 0, failed_ = 0, cancelled_ = 0;
 };
@@ -142,6 +147,13 @@ Expected<std::vector<int32_t>> BeamManager::prompt_ids(const std::string& text, 
     f = *d;
   }
   return tok_->encode(format_chat_prompt(f, o_.system_prompt, text));
+}
+
+Status BeamManager::prompt_fits(const std::vector<int32_t>& prompt) const {
+  if (max_position_ <= 0 || (int64_t)prompt.size() < max_position_) return Status::success();
+  return make_error("the prompt is " + std::to_string(prompt.size()) + " tokens; the policy model holds at most " +
+                    std::to_string(max_position_) +
+                    " positions (max_position_embeddings) and needs one more for the first token it generates");
 }
 
 void BeamManager::handle(const std::string& bytes) {
@@ -187,6 +199,7 @@ void BeamManager::on_start(msg::Start s) {
   if (st.kind == "solve") {
     auto ids = prompt_ids(st.solve.problem, true);
     if (!ids) return reply_error(rid, msg::code::kBadRequest, ids.error().message);
+    if (Status f = prompt_fits(*ids); !f.ok()) return reply_error(rid, msg::code::kTooLarge, f.message());
     SearchSetup setup{st.solve, std::move(*ids), o_.step_delimiter};
     r.search = make_strategy(setup);
     Host host(*this, rid);
@@ -194,6 +207,7 @@ void BeamManager::on_start(msg::Start s) {
   } else if (st.kind == "generate") {
     auto ids = prompt_ids(st.generate.prompt, st.generate.chat);
     if (!ids) return reply_error(rid, msg::code::kBadRequest, ids.error().message);
+    if (Status f = prompt_fits(*ids); !f.ok()) return reply_error(rid, msg::code::kTooLarge, f.message());
     submit_gen(rid, 0, std::move(*ids), st.generate.max_tokens, st.generate.stop_at_step,
                st.generate.stream ? 8 : 0);
   } else {
@@ -205,7 +219,12 @@ void BeamManager::on_gen_done(const msg::GenDone& d) {
   auto it = requests_.find(d.rid);
   if (it == requests_.end()) return;  // cancelled or failed meanwhile
   Request& r = it->second;
-  if (d.finish == "error") return reply_error(d.rid, msg::code::kInternal, "generation failed: " + d.error);
+  // A code from the generator says the input was over a limit; none means
+  // the engine failed.
+  if (d.finish == "error") {
+    if (!d.code.empty()) return reply_error(d.rid, d.code, d.error);
+    return reply_error(d.rid, msg::code::kInternal, "generation failed: " + d.error);
+  }
   Tally& t = r.tally;
   t.policy_tokens += (int64_t)d.tokens.size();
   t.context_tokens += d.n_context;
@@ -228,7 +247,13 @@ void BeamManager::on_score_done(const msg::ScoreDone& d) {
   auto it = requests_.find(d.rid);
   if (it == requests_.end()) return;
   Request& r = it->second;
-  if (!d.error.empty()) return reply_error(d.rid, msg::code::kInternal, "scoring failed: " + d.error);
+  if (!d.error.empty()) {
+    // The steps of a solve are the policy's, not the client's: a format the
+    // PRM refuses is then the server's failure.
+    const bool policy_steps_refused = r.start.kind != "score" && d.code == msg::code::kBadRequest;
+    if (!d.code.empty() && !policy_steps_refused) return reply_error(d.rid, d.code, d.error);
+    return reply_error(d.rid, msg::code::kInternal, "scoring failed: " + d.error);
+  }
   Tally& t = r.tally;
   t.prm_tokens += d.n_tokens;
   t.prm_computed += d.n_computed;
@@ -330,9 +355,11 @@ void BeamManager::stats(uint64_t qid) {
 Status run_beam_manager(zmq::context_t& ctx, ActorPipe& pipe, const BeamManagerOptions& o) {
   auto tok = open_tokenizer(o.policy_dir);
   if (!tok) return tok.error();
+  auto policy = load_model_config(o.policy_dir);
+  if (!policy) return policy.error();
   auto mb = Mailbox::open(ctx, o.inbox, o.peers);
   if (!mb) return mb.error();
-  BeamManager bm(o, *mb, std::move(*tok));
+  BeamManager bm(o, *mb, std::move(*tok), policy->max_position);
   pipe.ready();
   PollSet poll(pipe, {&mb->inbox()});
   while (poll.wait(std::chrono::milliseconds(-1)))

@@ -3,6 +3,10 @@
 // scoring (score); the jobs go to the scheduler, their results come back
 // through it, and the final result or error goes to the intake. Cancels drop
 // the request and tell the GPU actors (through the scheduler) to forget it.
+// A prompt with no position left in the policy model is refused here
+// (too_large); a job the GPU actors refuse ends its request with their code
+// (too_large: over the model's positions or the KV pool), a job that fails
+// without one with `internal`.
 //
 // Thread contract: run_beam_manager() is an ActorBody; it runs on the
 // actor's thread and owns everything it creates.

@@ -15,7 +15,9 @@
 #include "gpu/sampler.h"
 #include "gpu/tokenizer.h"
 #include "actors/engine_actor.h"
+#include "messages/error_codes.h"
 #include "messages/internal.h"
+#include "messages/utf8.h"
 #include "runtime/clock.h"
 #include "runtime/mailbox.h"
 
@@ -87,8 +89,11 @@ class Generator {
   void admit();
   bool should_wait_for_shared_prefix(std::span<const int32_t> ctx) const;
   void preempt_latest();
-  // Posts GenDone and releases the task's sequence (if it has one).
-  void finish(GenTask& t, const char* reason, std::string error = "");
+  // Posts GenDone and releases the task's sequence (if it has one). An
+  // error's `code` is too_large when the job's context is over a limit of
+  // the model or the KV pool (the client's input was too long), "" (internal)
+  // when the job itself is broken.
+  void finish(GenTask& t, const char* reason, std::string error = "", const char* code = "");
   const char* stop_reason(GenTask& t, int32_t token, size_t text_before) const;
 
   const GeneratorOptions& o_;
@@ -156,10 +161,15 @@ void Generator::on_job(msg::GenJob job) {
   for (int32_t id : j.tokens)
     if (bad.empty() && (id < 0 || id >= config_.vocab_size))
       bad = "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(config_.vocab_size);
-  if (bad.empty() && config_.max_position > 0 && (int64_t)j.tokens.size() >= config_.max_position)
-    bad = "the context of " + std::to_string(j.tokens.size()) + " tokens leaves no room under the model's " +
-          "max_position_embeddings of " + std::to_string(config_.max_position);
-  if (!bad.empty()) return finish(t, "error", "gen_job " + std::to_string(j.job_id) + ": " + bad);
+  if (!bad.empty()) return finish(t, "error", bad);  // the beam manager built a broken job: internal
+  // The beam manager refuses prompts over the limit; a context can still
+  // reach it with the steps generated so far.
+  if (config_.max_position > 0 && (int64_t)j.tokens.size() >= config_.max_position)
+    return finish(t, "error",
+                  "the context is " + std::to_string(j.tokens.size()) + " tokens; the policy model holds at most " +
+                      std::to_string(config_.max_position) +
+                      " positions (max_position_embeddings) and needs one more for the token it generates",
+                  msg::code::kTooLarge);
   if (j.max_tokens <= 0) return finish(t, "length");
   queue_.push_back(std::move(t));
 }
@@ -177,7 +187,9 @@ void Generator::on_forget(uint64_t rid) {
 
 void Generator::on_stats(uint64_t qid) {
   msg::MapWriter st;
-  st.put("model_dir", o_.model_dir.string()).put("weight_bytes", weight_bytes_).put("kv_bytes", kv_bytes_);
+  // A path need not be UTF-8; the stats go to a client.
+  st.put("model_dir", msg::escape_invalid_utf8(o_.model_dir.string()));
+  st.put("weight_bytes", weight_bytes_).put("kv_bytes", kv_bytes_);
   KvCacheStats kv = engine_ ? engine_->kv_stats() : KvCacheStats{};
   st.put("kv_blocks_total", kv.n_blocks).put("kv_blocks_free", kv.free_blocks);
   st.put("kv_blocks_used", kv.used_blocks).put("kv_blocks_cached", kv.cached_blocks);
@@ -188,7 +200,7 @@ void Generator::on_stats(uint64_t qid) {
   post("intake", msg::StatsReply{qid, "generator", st.bytes()});
 }
 
-void Generator::finish(GenTask& t, const char* reason, std::string error) {
+void Generator::finish(GenTask& t, const char* reason, std::string error, const char* code) {
   msg::GenDone d;
   d.job_id = t.job.job_id;
   d.rid = t.job.rid;
@@ -197,13 +209,15 @@ void Generator::finish(GenTask& t, const char* reason, std::string error) {
   d.text = tok_->decode(t.out, /*skip_special=*/true);
   d.finish = reason;
   d.error = std::move(error);
+  if (!d.error.empty()) d.code = code;
   d.n_context = (int32_t)t.job.tokens.size();
   d.n_cached = t.n_cached;
   d.n_preempted = t.n_preempted;
   d.queue_ms = t.admitted_once ? std::chrono::duration<double, std::milli>(t.admitted - t.arrived).count()
                                : ms_since(t.arrived);
   d.run_ms = t.admitted_once ? ms_since(t.admitted) : 0.0;
-  if (!d.error.empty()) log_->warn("{}", d.error);
+  if (!d.error.empty())
+    log_->warn("gen_job {} failed ({}): {}", d.job_id, d.code.empty() ? "internal" : d.code, d.error);
   post("scheduler", d);
   if (t.seq >= 0) {
     engine_->release(t.seq);  // full blocks stay in the prefix cache for the next step
@@ -233,9 +247,11 @@ void Generator::admit() {
     GenTask& t = queue_.front();
     std::vector<int32_t> ctx = t.context();
     if ((int64_t)ctx.size() + 1 > capacity_) {
-      finish(t, "error", "gen_job " + std::to_string(t.job.job_id) + ": a context of " + std::to_string(ctx.size()) +
-                             " tokens plus one to generate does not fit the generator's KV capacity of " +
-                             std::to_string(capacity_) + " tokens");
+      finish(t, "error",
+             "a context of " + std::to_string(ctx.size()) +
+                 " tokens plus one to generate does not fit the generator's KV capacity of " +
+                 std::to_string(capacity_) + " tokens; shorten the problem or raise memory.budget_mb",
+             msg::code::kTooLarge);
       queue_.pop_front();
       continue;
     }
@@ -245,7 +261,7 @@ void Generator::admit() {
     if (!added) {
       if (!running_.empty()) break;  // wait for running jobs to free blocks
       // Nothing holds blocks, so the pool itself is too small (never spin).
-      finish(t, "error", "gen_job " + std::to_string(t.job.job_id) + ": " + added.error().message);
+      finish(t, "error", added.error().message, msg::code::kTooLarge);
       queue_.pop_front();
       continue;
     }
@@ -275,6 +291,10 @@ void Generator::preempt_latest() {
 const char* Generator::stop_reason(GenTask& t, int32_t token, size_t text_before) const {
   const auto& eos = engine_->config().eos_token_ids;
   if (std::find(eos.begin(), eos.end(), token) != eos.end()) return "eos";
+  // The model cannot place a token past its last position: stop there, even
+  // at a delimiter, so that no search asks to continue a full context.
+  if (config_.max_position > 0 && int64_t(t.job.tokens.size() + t.out.size()) >= config_.max_position)
+    return "length";
   const std::string& d = o_.step_delimiter;
   if (t.job.stop_at_delimiter && !d.empty()) {
     // Only the new tail can hold a delimiter that was not there before.
@@ -282,9 +302,6 @@ const char* Generator::stop_reason(GenTask& t, int32_t token, size_t text_before
     if (t.text.find(d, from) != std::string::npos) return "delimiter";
   }
   if ((int32_t)t.out.size() >= t.job.max_tokens) return "length";
-  // The model cannot place a token past its last position: stop there.
-  if (config_.max_position > 0 && int64_t(t.job.tokens.size() + t.out.size()) >= config_.max_position)
-    return "length";
   return nullptr;
 }
 

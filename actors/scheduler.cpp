@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "actors/sched_policy.h"
+#include "messages/error_codes.h"
 #include "messages/internal.h"
 #include "runtime/mailbox.h"
 #include "runtime/poll_set.h"
@@ -93,15 +94,15 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
     auto env = msg::open(q.bytes);
     auto j = env ? msg::decode<msg::GenJob>(*env) : Expected<msg::GenJob>(make_error("undecodable"));
     msg::GenDone d;
-    d.job_id = q.job_id, d.rid = q.rid, d.beam = j ? j->beam : 0, d.finish = "error";
+    d.job_id = q.job_id, d.rid = q.rid, d.beam = j ? j->beam : 0, d.finish = "error", d.code = msg::code::kTooLarge;
     d.error = "the job needs up to " + std::to_string(q.cost_tokens) + " tokens of KV cache but the generator holds " +
               std::to_string(gen.capacity) + "; shorten the problem or the token limits, or raise memory.budget_mb";
     box.post("beam_manager", d);
   };
   auto reject_score = [&](const QueuedJob& q) {
     msg::ScoreDone d;
-    d.job_id = q.job_id, d.rid = q.rid;
-    d.error = "the scoring job does not fit the verifier's KV cache";
+    d.job_id = q.job_id, d.rid = q.rid, d.code = msg::code::kTooLarge;
+    d.error = "the scoring job does not fit the verifier's KV cache; shorten the problem or raise memory.budget_mb";
     box.post("beam_manager", d);
   };
   PollSet poll(pipe, {&box.inbox()});

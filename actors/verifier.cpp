@@ -15,7 +15,9 @@
 #include "gpu/prm_format.h"
 #include "gpu/tokenizer.h"
 #include "actors/engine_actor.h"
+#include "messages/error_codes.h"
 #include "messages/internal.h"
+#include "messages/utf8.h"
 #include "runtime/clock.h"
 #include "runtime/mailbox.h"
 
@@ -109,7 +111,11 @@ class Verifier {
   bool fill_from_cache(ScoreTask& t);
   bool should_wait_for_shared_prefix(std::span<const int32_t> ids) const;
   void preempt_latest();
-  void finish(ScoreTask& t, std::string error = "");
+  // Posts ScoreDone and releases the task's sequence. An error's `code`:
+  // bad_request when the steps cannot be put in the PRM's format, too_large
+  // when the input is over the PRM's positions or the KV pool, "" (internal)
+  // for a fault of the engine.
+  void finish(ScoreTask& t, std::string error = "", const char* code = "");
 
   const VerifierOptions& o_;
   Logger log_;
@@ -167,10 +173,13 @@ void Verifier::on_job(msg::ScoreJob job) {
   ScoreTask t;
   t.job = std::move(job);
   auto in = format_prm_input(*tok_, config_, t.job.problem, t.job.steps);
-  if (!in) return finish(t, "score_job " + std::to_string(t.job.job_id) + ": " + in.error().message);
+  if (!in) return finish(t, in.error().message, msg::code::kBadRequest);
   if (config_.max_position > 0 && (int64_t)in->ids.size() > config_.max_position)
-    return finish(t, "the PRM input of " + std::to_string(in->ids.size()) + " tokens is longer than the PRM's " +
-                         "max_position_embeddings of " + std::to_string(config_.max_position));
+    return finish(t,
+                  "the problem and steps in the PRM's input format are " + std::to_string(in->ids.size()) +
+                      " tokens; the PRM holds at most " + std::to_string(config_.max_position) +
+                      " positions (max_position_embeddings)",
+                  msg::code::kTooLarge);
   t.in = std::move(in).value();
   t.keys = prefix_keys(t.in.ids, t.in.score_positions);
   t.scores.assign(t.in.score_positions.size(), 0.0f);
@@ -194,7 +203,8 @@ void Verifier::on_stats(uint64_t qid) {
   int64_t entries = 0;
   for (const auto& [rid, c] : cache_) entries += (int64_t)c.size();
   msg::MapWriter st;
-  st.put("model_dir", o_.model_dir.string()).put("prm_family", prm_kind_name(config_.prm.kind));
+  st.put("model_dir", msg::escape_invalid_utf8(o_.model_dir.string()));  // a path need not be UTF-8
+  st.put("prm_family", prm_kind_name(config_.prm.kind));
   st.put("weight_bytes", weight_bytes_).put("kv_bytes", kv_bytes_);
   KvCacheStats kv = engine_ ? engine_->kv_stats() : KvCacheStats{};
   st.put("kv_blocks_total", kv.n_blocks).put("kv_blocks_free", kv.free_blocks);
@@ -207,17 +217,19 @@ void Verifier::on_stats(uint64_t qid) {
   post("intake", msg::StatsReply{qid, "verifier", st.bytes()});
 }
 
-void Verifier::finish(ScoreTask& t, std::string error) {
+void Verifier::finish(ScoreTask& t, std::string error, const char* code) {
   msg::ScoreDone d;
   d.job_id = t.job.job_id;
   d.rid = t.job.rid;
   d.beam = t.job.beam;
   if (error.empty()) d.scores = t.scores;
   d.error = std::move(error);
+  if (!d.error.empty()) d.code = code;
   d.n_tokens = (int32_t)t.in.ids.size();
   d.n_computed = t.n_computed;
   d.run_ms = t.admitted_once ? ms_since(t.admitted) : 0.0;
-  if (!d.error.empty()) log_->warn("{}", d.error);
+  if (!d.error.empty())
+    log_->warn("score_job {} failed ({}): {}", d.job_id, d.code.empty() ? "internal" : d.code, d.error);
   post("scheduler", d);
   if (t.seq >= 0) {
     engine_->release(t.seq);  // full blocks stay in the prefix cache for the next step
@@ -265,8 +277,10 @@ void Verifier::admit() {
       continue;
     }
     if ((int64_t)ids.size() > capacity_) {
-      finish(t, "score_job " + std::to_string(t.job.job_id) + ": an input of " + std::to_string(ids.size()) +
-                    " tokens does not fit the verifier's KV capacity of " + std::to_string(capacity_) + " tokens");
+      finish(t,
+             "a PRM input of " + std::to_string(ids.size()) + " tokens does not fit the verifier's KV capacity of " +
+                 std::to_string(capacity_) + " tokens; shorten the problem or raise memory.budget_mb",
+             msg::code::kTooLarge);
       queue_.pop_front();
       continue;
     }
@@ -275,7 +289,7 @@ void Verifier::admit() {
     auto added = engine_->add_sequence(seq, ids, /*reuse_prefix=*/true);
     if (!added) {
       if (!running_.empty()) break;
-      finish(t, "score_job " + std::to_string(t.job.job_id) + ": " + added.error().message);
+      finish(t, added.error().message, msg::code::kTooLarge);  // the pool itself is too small
       queue_.pop_front();
       continue;
     }
@@ -345,7 +359,7 @@ Status Verifier::step() {
     }
     if (engine_->n_pending(t.seq) != 0) continue;  // more chunks to prefill, or starved
     if (t.complete()) finish(t);
-    else finish(t, "score_job " + std::to_string(t.job.job_id) + ": internal: a step score was not computed");
+    else finish(t, "a step score was not computed");
     done[k] = 1;
     ++n_done;
   }

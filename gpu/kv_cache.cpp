@@ -26,8 +26,9 @@ Expected<KvCache> KvCache::create(const KvCacheOptions& o) {
                       " bytes (" + std::to_string(o.block_size) + " tokens of " +
                       std::to_string(o.bytes_per_token) + " bytes); raise the KV budget");
   if (n_blocks > (size_t)std::numeric_limits<int32_t>::max())
-    return make_error("kv cache: a budget of " + std::to_string(o.byte_budget) +
-                      " bytes makes more than 2^31 blocks; raise block_size");
+    return make_error("kv cache: a budget of " + std::to_string(o.byte_budget) + " bytes makes " +
+                      std::to_string(n_blocks) + " blocks of " + std::to_string(block_bytes) +
+                      " bytes, more than the 2147483647 a cache can number; lower the KV budget");
   return KvCache((int32_t)n_blocks, o.block_size);
 }
 

@@ -105,7 +105,7 @@ Status GenProgress::read(const MapReader& r) {
 
 void GenDone::write(MapWriter& w) const {
   w.put("job_id", job_id).put("rid", rid).put("beam", beam).put("tokens", tokens).put("text", text);
-  w.put("finish", finish).put("error", error).put("n_context", n_context).put("n_cached", n_cached);
+  w.put("finish", finish).put("error", error).put("code", code).put("n_context", n_context).put("n_cached", n_cached);
   w.put("n_preempted", n_preempted).put("queue_ms", queue_ms).put("run_ms", run_ms);
 }
 
@@ -117,6 +117,7 @@ Status GenDone::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("text", &text));
   FLASHTTS_TRY(r.get("finish", &finish));
   FLASHTTS_TRY(r.get_opt("error", &error));
+  FLASHTTS_TRY(r.get_opt("code", &code));
   FLASHTTS_TRY(r.get_opt("n_context", &n_context));
   FLASHTTS_TRY(r.get_opt("n_cached", &n_cached));
   FLASHTTS_TRY(r.get_opt("n_preempted", &n_preempted));
@@ -137,6 +138,7 @@ Status ScoreJob::read(const MapReader& r) {
 
 void ScoreDone::write(MapWriter& w) const {
   w.put("job_id", job_id).put("rid", rid).put("beam", beam).put("scores", scores).put("error", error);
+  w.put("code", code);
   w.put("n_tokens", n_tokens).put("n_computed", n_computed).put("run_ms", run_ms);
 }
 Status ScoreDone::read(const MapReader& r) {
@@ -145,6 +147,7 @@ Status ScoreDone::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("beam", &beam));
   FLASHTTS_TRY(r.get("scores", &scores));
   FLASHTTS_TRY(r.get_opt("error", &error));
+  FLASHTTS_TRY(r.get_opt("code", &code));
   FLASHTTS_TRY(r.get_opt("n_tokens", &n_tokens));
   FLASHTTS_TRY(r.get_opt("n_computed", &n_computed));
   return r.get_opt("run_ms", &run_ms);

@@ -114,7 +114,8 @@ struct GenDone {
   std::vector<int32_t> tokens;  // generated ids, the stop token included
   std::string text;             // their decoded text
   std::string finish;           // "delimiter" | "eos" | "length" | "error"
-  std::string error;            // finish == "error": why
+  std::string error;            // finish == "error": why, a sentence for the client
+  std::string code;             // finish == "error": its code (error_codes.h); "" = internal
   int32_t n_context = 0;        // tokens of the job's context
   int32_t n_cached = 0;         // of which the prefix cache held KV
   int32_t n_preempted = 0;      // times the job was preempted and recomputed
@@ -142,7 +143,8 @@ struct ScoreDone {
   uint64_t rid = 0;
   int32_t beam = 0;
   std::vector<float> scores;  // one per step
-  std::string error;          // non-empty: the job failed
+  std::string error;          // non-empty: the job failed, a sentence for the client
+  std::string code;           // error's code (error_codes.h); "" = internal
   int32_t n_tokens = 0;       // tokens of the PRM input
   int32_t n_computed = 0;     // of which this job computed (the rest came from caches)
   double run_ms = 0;

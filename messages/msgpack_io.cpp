@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "messages/utf8.h"
+
 namespace flashtts::msg {
 
 // ---------------------------------------------------------------- writer
@@ -248,7 +250,8 @@ Status MapReader::only_keys(const std::vector<std::string_view>& allowed) const 
     if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
       std::string list;
       for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      return make_error("unknown field '" + field(k) + "' (known fields: " + list + ")");
+      // The key is the client's: quoted, since the sentence goes back to it.
+      return make_error("unknown field '" + field(quote_client_bytes(k)) + "' (known fields: " + list + ")");
     }
   return Status::success();
 }

@@ -2,6 +2,7 @@
 
 #include "messages/envelope.h"
 #include "messages/error_codes.h"
+#include "messages/utf8.h"
 
 namespace flashtts::msg {
 
@@ -9,8 +10,9 @@ namespace {
 
 constexpr size_t kMaxIdBytes = 256;
 
-// Reads an id field ("id" or "target"): a string of at most 256 bytes or an
-// integer. Returns its msgpack encoding.
+// Reads an id field ("id" or "target"): a string of at most 256 bytes of
+// UTF-8 (every frame about the request echoes it) or an integer. Returns its
+// msgpack encoding.
 Expected<std::string> read_id(const MapReader& r, std::string_view key) {
   std::string t = r.type_of(key);
   if (t.empty()) return make_error("missing field '" + std::string(key) + "' (a string or an integer)");
@@ -19,6 +21,7 @@ Expected<std::string> read_id(const MapReader& r, std::string_view key) {
     FLASHTTS_TRY(r.get(key, &s));
     if (s.size() > kMaxIdBytes)
       return make_error("field '" + std::string(key) + "' is longer than " + std::to_string(kMaxIdBytes) + " bytes");
+    FLASHTTS_TRY(check_utf8("field '" + std::string(key) + "'", s));
   } else if (t != "integer") {
     return make_error("field '" + std::string(key) + "' must be a string or an integer, not " + t);
   }
@@ -87,8 +90,8 @@ std::variant<ClientRequest, RequestError> parse_request(std::string_view bytes, 
   } else if (q.type == "ping" || q.type == "stats") {
     s = r->only_keys({"v", "type", "id"});
   } else {
-    return fail(code::kUnknownType,
-                "unknown request type '" + q.type + "' (known: solve, generate, score, cancel, ping, stats)");
+    return fail(code::kUnknownType, "unknown request type '" + quote_client_bytes(q.type) +
+                                        "' (known: solve, generate, score, cancel, ping, stats)");
   }
   if (!s.ok()) {
     bool too_large = s.message().find("bytes; the limit") != std::string::npos;
@@ -120,7 +123,9 @@ std::string encode_error(std::string_view id, std::string_view code, std::string
   MapWriter w;
   w.put("v", kProtocolVersion).put("type", "error");
   put_id(w, id);
-  w.put("code", code).put("message", message);
+  // The safety net: whatever a sentence picked up on its way (client bytes
+  // some check forgot to quote), the frame stays decodable.
+  w.put("code", escape_invalid_utf8(code)).put("message", escape_invalid_utf8(message));
   return w.bytes();
 }
 
@@ -137,12 +142,8 @@ std::string id_text(std::string_view packed_id) {
   try {
     auto h = msgpack::unpack(packed_id.data(), packed_id.size());
     const auto& o = h.get();
-    if (o.type == msgpack::type::STR) {
-      std::string out(1, '\'');
-      out.append(o.via.str.ptr, o.via.str.size);
-      out.push_back('\'');
-      return out;
-    }
+    if (o.type == msgpack::type::STR)
+      return "'" + quote_client_bytes(std::string_view(o.via.str.ptr, o.via.str.size), kMaxIdBytes) + "'";
     if (o.type == msgpack::type::POSITIVE_INTEGER) return std::to_string(o.via.u64);
     if (o.type == msgpack::type::NEGATIVE_INTEGER) return std::to_string(o.via.i64);
   } catch (const std::exception&) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "messages/utf8.h"
+
 namespace flashtts::msg {
 
 namespace {
@@ -29,6 +31,11 @@ Status sampling_ok(double temperature, double top_p, int32_t top_k) {
 }
 
 Status deadline_ok(int64_t d, const Limits& l) { return in_range("deadline_ms", d, 0, l.max_deadline_ms); }
+
+// "'<name>' = '<value>' is not one of: ..." with the client's value quoted.
+Status not_one_of(const char* name, const std::string& v, const std::string& list) {
+  return make_error(std::string("'") + name + "' = '" + quote_client_bytes(v) + "' is not one of: " + list);
+}
 
 }  // namespace
 
@@ -89,9 +96,11 @@ Status SolveParams::validate(const Limits& l) const {
   if ((int64_t)problem.size() > l.max_problem_bytes)
     return make_error("'problem' has " + std::to_string(problem.size()) + " bytes; the limit is " +
                       std::to_string(l.max_problem_bytes));
+  FLASHTTS_TRY(check_utf8("'problem'", problem));
+  FLASHTTS_TRY(check_utf8("'answer_marker'", answer_marker));
   std::string list;
   if (!one_of(strategy, {"best_of_n", "beam_search", "dvts"}, &list))
-    return make_error("'strategy' = '" + strategy + "' is not one of: " + list);
+    return not_one_of("strategy", strategy, list);
   FLASHTTS_TRY(in_range("n", n, 1, l.max_n));
   FLASHTTS_TRY(in_range("beam_width", beam_width, 1, l.max_n));
   if (n % beam_width != 0 && strategy != "best_of_n")
@@ -112,10 +121,10 @@ Status SolveParams::validate(const Limits& l) const {
   FLASHTTS_TRY(sampling_ok(temperature, top_p, top_k));
   list.clear();
   if (!one_of(aggregation, {"last", "min", "prod", "mean"}, &list))
-    return make_error("'aggregation' = '" + aggregation + "' is not one of: " + list);
+    return not_one_of("aggregation", aggregation, list);
   list.clear();
   if (!one_of(selection, {"naive", "weighted", "majority"}, &list))
-    return make_error("'selection' = '" + selection + "' is not one of: " + list);
+    return not_one_of("selection", selection, list);
   return deadline_ok(deadline_ms, l);
 }
 
@@ -152,6 +161,7 @@ Status GenerateParams::validate(const Limits& l) const {
   if ((int64_t)prompt.size() > l.max_problem_bytes)
     return make_error("'prompt' has " + std::to_string(prompt.size()) + " bytes; the limit is " +
                       std::to_string(l.max_problem_bytes));
+  FLASHTTS_TRY(check_utf8("'prompt'", prompt));
   FLASHTTS_TRY(in_range("max_tokens", max_tokens, 1, l.max_tokens));
   FLASHTTS_TRY(sampling_ok(temperature, top_p, top_k));
   return deadline_ok(deadline_ms, l);
@@ -184,6 +194,8 @@ Status ScoreParams::validate(const Limits& l) const {
   if ((int64_t)total > 4 * l.max_problem_bytes)
     return make_error("problem and steps have " + std::to_string(total) + " bytes; the limit is " +
                       std::to_string(4 * l.max_problem_bytes));
+  FLASHTTS_TRY(check_utf8("'problem'", problem));
+  for (size_t i = 0; i < steps.size(); ++i) FLASHTTS_TRY(check_utf8("'steps[" + std::to_string(i) + "]'", steps[i]));
   return deadline_ok(deadline_ms, l);
 }
 

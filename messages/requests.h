@@ -2,7 +2,9 @@
 // generate, score), defined once: the client protocol carries them at the top
 // level of a request, the intake forwards them to the beam manager inside a
 // `start` message. read() leaves a field at its current value (the server's
-// default) when the request does not set it.
+// default) when the request does not set it; validate() checks ranges and
+// choices, and that the text fields (problem, prompt, steps, answer_marker)
+// are UTF-8, naming the field.
 //
 // Thread contract: plain values.
 #pragma once

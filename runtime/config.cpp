@@ -210,6 +210,13 @@ Status read_memory(const Section& s, MemoryConfig* m) {
   FLASHTTS_TRY(s.check_unknown());
   FLASHTTS_TRY(s.read("budget_mb", &m->budget_mb));
   if (m->budget_mb <= 0) return s.fail("budget_mb", show(m->budget_mb), "must be > 0");
+  // 2^30 MiB (1 PiB) is more than one machine holds, and keeps the budget in
+  // bytes (budget_mb * 2^20, an int64 in the memory arbiter) and the sums and
+  // shares made of it far inside 64 bits.
+  constexpr double kMaxBudgetMb = double(int64_t(1) << 30);
+  if (m->budget_mb > kMaxBudgetMb)
+    return s.fail("budget_mb", show(m->budget_mb),
+                  "is over the largest accepted value, 1073741824 (MiB, that is 1 PiB); give the memory in MiB");
   FLASHTTS_TRY(s.read("generator_share", &m->generator_share));
   if (!(m->generator_share > 0 && m->generator_share < 1))
     return s.fail("generator_share", show(m->generator_share), "must be in (0, 1)");

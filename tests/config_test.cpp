@@ -279,6 +279,17 @@ TEST(Config, ANumberOutOfItsRangeIsAnErrorNamingKeyAndValue) {
                        "search.step_delimiter = \"\" on line 2 must not be empty"));
 }
 
+// Issue 19: 10^12 MiB used to pass here and fail in the KV cache with advice
+// about block_size.
+TEST(Config, ABudgetPastOnePebibyteIsAnErrorNamingTheKeyAndTheLargestValue) {
+  EXPECT_TRUE(contains(error_of("[memory]\nbudget_mb = 1e12\n"),
+                       "memory.budget_mb = 1e+12 on line 2 is over the largest accepted value, 1073741824"));
+  EXPECT_TRUE(contains(error_of("[memory]\nbudget_mb = 1073741825\n"), "memory.budget_mb"));
+  auto c = parse("[memory]\nbudget_mb = 1073741824\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_DOUBLE_EQ(c->memory.budget_mb, 1073741824.0);
+}
+
 TEST(Config, SpeculationTrueIsRejectedAsNotImplementedYet) {
   EXPECT_TRUE(contains(error_of("[policies]\nspeculation = true\n"),
               "policies.speculation = true on line 2 is not implemented yet"));

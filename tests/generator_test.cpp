@@ -13,6 +13,7 @@
 #include "gpu/generate.h"
 #include "gpu/model_loader.h"
 #include "gpu/open_model.h"
+#include "messages/error_codes.h"
 #include "messages/internal.h"
 #include "runtime/mailbox.h"
 #include "tests/test_support.h"
@@ -401,7 +402,29 @@ TEST(Generator, AContextLargerThanTheWholeKvPoolFinishesWithAnError) {
   EXPECT_EQ(d[0].job_id, 1u);
   EXPECT_EQ(d[0].finish, "error");
   EXPECT_NE(d[0].error.find("KV capacity"), std::string::npos) << d[0].error;
+  EXPECT_EQ(d[0].code, msg::code::kTooLarge);  // the input's fault, not the engine's
   EXPECT_EQ(d[1].finish, "length");
+}
+
+// Issue 19: over the model's positions is too_large; a job the beam manager
+// should never have built carries no code (internal).
+TEST(Generator, AContextThatFillsThePositionsIsTooLargeAndABrokenJobIsInternal) {
+  Harness h;
+  h.start_granted(1 << 20);
+  msg::GenJob full = job(1, 1, 0, "x", 4);
+  full.tokens.assign(4096, full.tokens[0]);  // the model's max_position_embeddings
+  h.send(full);
+  msg::GenJob broken = job(2, 1, 1, "x", 4);
+  broken.tokens.push_back(1 << 20);  // outside the vocabulary
+  h.send(broken);
+  auto d = h.done(2);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].finish, "error");
+  EXPECT_EQ(d[0].code, msg::code::kTooLarge);
+  EXPECT_NE(d[0].error.find("at most 4096 positions (max_position_embeddings)"), std::string::npos) << d[0].error;
+  EXPECT_EQ(d[1].finish, "error");
+  EXPECT_EQ(d[1].code, "");
+  EXPECT_NE(d[1].error.find("outside the vocabulary"), std::string::npos) << d[1].error;
 }
 
 TEST(Generator, AGrantTooSmallForOneBlockFailsTheActor) {

@@ -101,6 +101,17 @@ TEST(KvCacheTest, ABudgetThatHoldsNoBlockIsAnError) {
   EXPECT_TRUE(KvCache::create(o).ok());
 }
 
+TEST(KvCacheTest, ABudgetOfMoreBlocksThanACacheCanNumberAsksForALowerBudget) {
+  KvCacheOptions o;
+  o.block_size = 16;
+  o.bytes_per_token = 512;
+  o.byte_budget = size_t(1) << 60;  // 2^47 blocks
+  auto kv = KvCache::create(o);
+  ASSERT_FALSE(kv.ok());
+  EXPECT_NE(kv.error().message.find("lower the KV budget"), std::string::npos) << kv.error().message;
+  EXPECT_EQ(kv.error().message.find("raise block_size"), std::string::npos) << kv.error().message;
+}
+
 TEST(KvCacheTest, ABadBlockSizeOrTokenSizeIsAnError) {
   KvCacheOptions o;
   o.bytes_per_token = 8;

@@ -39,6 +39,9 @@ TEST(Messages, EveryInternalMessageSurvivesARoundTrip) {
   GenDone d2 = round_trip(d);
   EXPECT_EQ(d2.text, "a\n\n");
   EXPECT_EQ(d2.n_cached, 16);
+  EXPECT_EQ(d2.code, "");
+  d.finish = "error", d.error = "too long", d.code = code::kTooLarge;
+  EXPECT_EQ(round_trip(d).code, code::kTooLarge);
 
   ScoreJob s;
   s.job_id = 4, s.problem = "p", s.steps = {"one", "", "three"};
@@ -46,6 +49,8 @@ TEST(Messages, EveryInternalMessageSurvivesARoundTrip) {
   ScoreDone sd;
   sd.scores = {0.25f, 1.0f};
   EXPECT_EQ(round_trip(sd).scores, sd.scores);
+  sd.error = "too long", sd.code = code::kTooLarge;
+  EXPECT_EQ(round_trip(sd).code, code::kTooLarge);
 
   Start st;
   st.rid = 9, st.kind = "solve", st.solve.problem = "What?", st.solve.n = 16, st.solve.selection = "majority";

@@ -81,6 +81,7 @@ TEST(Scheduler, DispatchesInArrivalOrderOnlyWhatFitsTheGrant) {
   EXPECT_EQ(fail->job_id, 5u);
   EXPECT_EQ(fail->finish, "error");
   EXPECT_NE(fail->error.find("160 tokens"), std::string::npos) << fail->error;
+  EXPECT_EQ(fail->code, "too_large");  // the request's size, not a fault of the engine
 
   post(job(6, 9, 50, 10));  // queued behind the others
   post(msg::Forget{9});

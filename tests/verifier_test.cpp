@@ -14,6 +14,7 @@
 #include "gpu/model_loader.h"
 #include "gpu/open_model.h"
 #include "gpu/prm_format.h"
+#include "messages/error_codes.h"
 #include "messages/internal.h"
 #include "runtime/mailbox.h"
 #include "tests/test_support.h"
@@ -243,11 +244,13 @@ TEST(Verifier, AnInputLargerThanTheWholeKvPoolGetsAnErrorAndTheNextJobStillRuns)
   auto d = test::recv_message<msg::ScoreDone>(h.scheduler);
   ASSERT_TRUE(d.has_value());
   EXPECT_NE(d->error.find("KV capacity"), std::string::npos) << d->error;
+  EXPECT_EQ(d->code, msg::code::kTooLarge);
   EXPECT_TRUE(d->scores.empty());
   h.send(msg::ScoreJob{2, 1, 0, kProblem, {}});  // no steps: an error too, not a crash
   auto e = test::recv_message<msg::ScoreDone>(h.scheduler);
   ASSERT_TRUE(e.has_value());
   EXPECT_FALSE(e->error.empty());
+  EXPECT_EQ(e->code, msg::code::kBadRequest);  // steps the PRM's format cannot hold
   EXPECT_FALSE(h.actor->poll_failure().has_value());
 }
 
