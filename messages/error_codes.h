@@ -24,7 +24,7 @@ inline constexpr const char* kOverloaded = "overloaded";           // too many r
 inline constexpr const char* kCancelled = "cancelled";
 inline constexpr const char* kDeadlineExceeded = "deadline_exceeded";
 inline constexpr const char* kShuttingDown = "shutting_down";
-inline constexpr const char* kServerFailure = "server_failure";    // an actor failed; the server stops
+inline constexpr const char* kServerFailure = "server_failure";    // an actor failed (the server stops), or one in another process is lost
 // A job of a valid request failed in the engine: a server fault, never bad
 // input. The server goes on.
 inline constexpr const char* kInternal = "internal";
