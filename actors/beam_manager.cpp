@@ -23,6 +23,7 @@ namespace {
 struct Tally {
   int64_t policy_tokens = 0, context_tokens = 0, cached_tokens = 0, preemptions = 0;
   int64_t prm_tokens = 0, prm_computed = 0;
+  int64_t prompt_tokens = 0;              // the policy prompt (solve)
   double gen_job_ms = 0, ver_job_ms = 0;  // summed over jobs (jobs share batches)
   // Wall-clock spans from the request's start: first job sent, last job back.
   double gen_first_ms = -1, gen_last_ms = 0, ver_first_ms = -1, ver_last_ms = 0;
@@ -200,6 +201,7 @@ void BeamManager::on_start(msg::Start s) {
     auto ids = prompt_ids(st.solve.problem, true);
     if (!ids) return reply_error(rid, msg::code::kBadRequest, ids.error().message);
     if (Status f = prompt_fits(*ids); !f.ok()) return reply_error(rid, msg::code::kTooLarge, f.message());
+    r.tally.prompt_tokens = (int64_t)ids->size();
     SearchSetup setup{st.solve, std::move(*ids), o_.step_delimiter};
     r.search = make_strategy(setup);
     Host host(*this, rid);
@@ -312,6 +314,7 @@ void BeamManager::finish_solve(uint64_t rid) {
   msg::MapWriter st;
   st.put("latency_ms", latency).put("policy_tokens", t.policy_tokens).put("prm_tokens", t.prm_tokens);
   st.put("prm_tokens_computed", t.prm_computed).put("preemptions", t.preemptions);
+  st.put("prompt_tokens", t.prompt_tokens);
   st.put("prefix_hit_rate", t.context_tokens ? double(t.cached_tokens) / double(t.context_tokens) : 0.0);
   // Spans overlap (best-of-N scores early samples while later ones generate).
   st.put("generation_ms", t.gen_first_ms < 0 ? 0.0 : t.gen_last_ms - t.gen_first_ms);

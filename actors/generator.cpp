@@ -84,7 +84,7 @@ class Generator {
   Status on_grant(const msg::Grant& g);
   void on_job(msg::GenJob job);
   void on_forget(uint64_t rid);
-  void on_stats(uint64_t qid);
+  void on_stats(uint64_t qid, bool reset_peaks);
 
   void admit();
   bool should_wait_for_shared_prefix(std::span<const int32_t> ctx) const;
@@ -116,6 +116,13 @@ class Generator {
 
   int64_t jobs_done_ = 0, tokens_generated_ = 0, preemptions_ = 0, iterations_ = 0;
   double busy_ms_ = 0;
+  // What the benchmark reads (bench/tts.cpp): context tokens computed at
+  // admission (prefix-cache misses and recomputation after preemption), the
+  // iterations that sampled tokens and how many rows each sampled (a short
+  // batch is a device waiting for stragglers), and the most KV blocks held.
+  int64_t prefill_tokens_ = 0, decode_iterations_ = 0, decode_rows_ = 0;
+  std::vector<int32_t> rows_hist_;  // [rows] = decode iterations that sampled that many tokens
+  int32_t kv_blocks_peak_ = 0;
 };
 
 Status Generator::on_message(const std::string& bytes) {
@@ -132,7 +139,7 @@ Status Generator::on_message(const std::string& bytes) {
   } else if (type == msg::Grant::kType) {
     if (auto m = decode_logged<msg::Grant>(*env, log_)) return on_grant(*m);
   } else if (type == msg::StatsQuery::kType) {
-    if (auto m = decode_logged<msg::StatsQuery>(*env, log_)) on_stats(m->qid);
+    if (auto m = decode_logged<msg::StatsQuery>(*env, log_)) on_stats(m->qid, m->reset_peaks);
   } else if (type == msg::WeightsQuery::kType) {
     announce();  // a memory arbiter that (re)started asks
   } else {
@@ -185,7 +192,7 @@ void Generator::on_forget(uint64_t rid) {
   if (running_.size() != before) hold_admission_ = false;
 }
 
-void Generator::on_stats(uint64_t qid) {
+void Generator::on_stats(uint64_t qid, bool reset_peaks) {
   msg::MapWriter st;
   // A path need not be UTF-8; the stats go to a client.
   st.put("model_dir", msg::escape_invalid_utf8(o_.model_dir.string()));
@@ -197,7 +204,10 @@ void Generator::on_stats(uint64_t qid) {
   st.put("running", (int64_t)running_.size()).put("queued", (int64_t)queue_.size());
   st.put("jobs_done", jobs_done_).put("tokens_generated", tokens_generated_);
   st.put("preemptions", preemptions_).put("iterations", iterations_).put("busy_ms", busy_ms_);
+  st.put("prefill_tokens", prefill_tokens_).put("decode_iterations", decode_iterations_);
+  st.put("decode_rows", decode_rows_).put("rows_hist", rows_hist_).put("kv_blocks_peak", kv_blocks_peak_);
   post("intake", msg::StatsReply{qid, "generator", st.bytes()});
+  if (reset_peaks) kv_blocks_peak_ = kv.used_blocks;
 }
 
 void Generator::finish(GenTask& t, const char* reason, std::string error, const char* code) {
@@ -266,6 +276,7 @@ void Generator::admit() {
       continue;
     }
     t.seq = seq;
+    prefill_tokens_ += (int64_t)ctx.size() - *added;
     if (!t.admitted_once) {
       t.admitted_once = true;
       t.admitted = Clock::now();
@@ -318,13 +329,16 @@ Status Generator::step() {
   Status st = engine_->run(items, OutputKind::Logits, &res);
   if (!st.ok()) return make_error("generator: " + st.message());
   ++iterations_;
+  kv_blocks_peak_ = std::max(kv_blocks_peak_, engine_->kv_stats().used_blocks);  // before jobs finish
 
   std::vector<char> done(running_.size(), 0);
   size_t n_done = 0;
+  int32_t rows = 0;  // tokens sampled in this iteration
   for (size_t k = 0; k < running_.size(); ++k) {
     GenTask& t = running_[k];
     // A starved job, or one whose context is still being prefilled in chunks.
     if (res.item_n_rows[k] == 0 || engine_->n_pending(t.seq) != 0) continue;
+    ++rows;
     const msg::GenJob& j = t.job;
     SamplingParams sp{(float)j.temperature, (float)j.top_p, j.top_k, j.seed};
     // generate.cpp's position: the index the new token will take.
@@ -358,6 +372,12 @@ Status Generator::step() {
   // Starved jobs retry next iteration; when nothing finished to free blocks,
   // make room by preempting the job that has held them the shortest.
   if (!res.starved.empty() && n_done == 0) preempt_latest();
+  if (rows > 0) {
+    ++decode_iterations_;
+    decode_rows_ += rows;
+    if ((size_t)rows >= rows_hist_.size()) rows_hist_.resize((size_t)rows + 1, 0);
+    ++rows_hist_[(size_t)rows];
+  }
   busy_ms_ += ms_since(t0);
   return Status::success();
 }

@@ -62,7 +62,7 @@ class Intake {
  private:
   void handle_request(std::vector<std::string> envelope, const std::string& payload, uint64_t conn);
   void on_disconnect(int fd);
-  void start_stats(uint64_t rid);
+  void start_stats(uint64_t rid, bool reset_peaks);
   void finish_stats(uint64_t qid);
   // Sends one frame to a client; false when the client is gone.
   bool send(const std::vector<std::string>& envelope, const std::string& payload);
@@ -200,7 +200,7 @@ void Intake::handle_request(std::vector<std::string> envelope, const std::string
   by_client_[{client, q.id}] = rid;
   live_.emplace(rid, std::move(l));
 
-  if (q.type == "stats") return start_stats(rid);
+  if (q.type == "stats") return start_stats(rid, q.reset_peaks);
   msg::Start s;
   s.rid = rid;
   s.kind = q.type;
@@ -241,10 +241,10 @@ void Intake::on_internal(const std::string& bytes) {
   }
 }
 
-void Intake::start_stats(uint64_t rid) {
+void Intake::start_stats(uint64_t rid, bool reset_peaks) {
   uint64_t qid = ++next_qid_;
   stats_[qid] = PendingStats{rid, Clock::now() + kStatsTimeout, {}};
-  for (const auto& a : stats_peers_) box_.post(a, msg::StatsQuery{qid});
+  for (const auto& a : stats_peers_) box_.post(a, msg::StatsQuery{qid, reset_peaks});
   if (stats_peers_.empty()) finish_stats(qid);
 }
 

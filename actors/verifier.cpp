@@ -104,7 +104,7 @@ class Verifier {
   Status on_grant(const msg::Grant& g);
   void on_job(msg::ScoreJob job);
   void on_forget(uint64_t rid);
-  void on_stats(uint64_t qid);
+  void on_stats(uint64_t qid, bool reset_peaks);
 
   void admit();
   // Takes what the score cache knows; true when nothing is left to compute.
@@ -135,6 +135,7 @@ class Verifier {
 
   int64_t jobs_done_ = 0, tokens_scored_ = 0, tokens_computed_ = 0, preemptions_ = 0, iterations_ = 0;
   double busy_ms_ = 0;
+  int32_t kv_blocks_peak_ = 0;  // the most KV blocks held (the benchmark reads it)
 };
 
 Status Verifier::on_message(const std::string& bytes) {
@@ -151,7 +152,7 @@ Status Verifier::on_message(const std::string& bytes) {
   } else if (type == msg::Grant::kType) {
     if (auto m = decode_logged<msg::Grant>(*env, log_)) return on_grant(*m);
   } else if (type == msg::StatsQuery::kType) {
-    if (auto m = decode_logged<msg::StatsQuery>(*env, log_)) on_stats(m->qid);
+    if (auto m = decode_logged<msg::StatsQuery>(*env, log_)) on_stats(m->qid, m->reset_peaks);
   } else if (type == msg::WeightsQuery::kType) {
     announce();  // a memory arbiter that (re)started asks
   } else {
@@ -199,7 +200,7 @@ void Verifier::on_forget(uint64_t rid) {
   cache_.erase(rid);
 }
 
-void Verifier::on_stats(uint64_t qid) {
+void Verifier::on_stats(uint64_t qid, bool reset_peaks) {
   int64_t entries = 0;
   for (const auto& [rid, c] : cache_) entries += (int64_t)c.size();
   msg::MapWriter st;
@@ -214,6 +215,8 @@ void Verifier::on_stats(uint64_t qid) {
   st.put("jobs_done", jobs_done_).put("tokens_scored", tokens_scored_).put("tokens_computed", tokens_computed_);
   st.put("score_cache_entries", entries).put("score_cache_requests", (int64_t)cache_.size());
   st.put("preemptions", preemptions_).put("iterations", iterations_).put("busy_ms", busy_ms_);
+  st.put("kv_blocks_peak", kv_blocks_peak_);
+  if (reset_peaks) kv_blocks_peak_ = kv.used_blocks;
   post("intake", msg::StatsReply{qid, "verifier", st.bytes()});
 }
 
@@ -340,6 +343,7 @@ Status Verifier::step() {
   Status st = engine_->run(items, OutputKind::Score, &res);
   if (!st.ok()) return make_error("verifier: " + st.message());
   ++iterations_;
+  kv_blocks_peak_ = std::max(kv_blocks_peak_, engine_->kv_stats().used_blocks);  // before jobs finish
 
   std::vector<char> done(running_.size(), 0);
   size_t n_done = 0;

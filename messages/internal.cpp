@@ -180,8 +180,11 @@ Status Heartbeat::read(const MapReader& r) {
   return r.get("interval_ms", &interval_ms);
 }
 
-void StatsQuery::write(MapWriter& w) const { w.put("qid", qid); }
-Status StatsQuery::read(const MapReader& r) { return r.get("qid", &qid); }
+void StatsQuery::write(MapWriter& w) const { w.put("qid", qid).put("reset_peaks", reset_peaks); }
+Status StatsQuery::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("qid", &qid));
+  return r.get_opt("reset_peaks", &reset_peaks);
+}
 
 void StatsReply::write(MapWriter& w) const {
   w.put("qid", qid).put("actor", actor);

@@ -176,6 +176,7 @@ struct Grant {
 struct StatsQuery {
   static constexpr const char* kType = "stats_query";
   uint64_t qid = 0;
+  bool reset_peaks = false;  // after answering, peaks (e.g. KV blocks) start from the current value
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

@@ -87,8 +87,11 @@ std::variant<ClientRequest, RequestError> parse_request(std::string_view bytes, 
       if (!t) return fail(code::kBadRequest, t.error().message);
       q.target = *t;
     }
-  } else if (q.type == "ping" || q.type == "stats") {
+  } else if (q.type == "ping") {
     s = r->only_keys({"v", "type", "id"});
+  } else if (q.type == "stats") {
+    s = r->only_keys({"v", "type", "id", "reset_peaks"});
+    if (s.ok()) s = r->get_opt("reset_peaks", &q.reset_peaks);
   } else {
     return fail(code::kUnknownType, "unknown request type '" + quote_client_bytes(q.type) +
                                         "' (known: solve, generate, score, cancel, ping, stats)");

@@ -22,6 +22,7 @@ struct ClientRequest {
   GenerateParams generate;
   ScoreParams score;
   std::string target;   // type == "cancel": the id of the request to cancel, msgpack-encoded
+  bool reset_peaks = false;  // type == "stats": start the actors' peak figures afresh after this report
 };
 
 // A request the server refuses. `id` is "" when the request's id could not

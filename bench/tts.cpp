@@ -1,0 +1,553 @@
+// The test-time-scaling benchmark (issue 20): the same problems, seeds and
+// workload under several policy sets (variants, each a config overlay on one
+// base config), runs interleaved and paired so machine noise falls on all:
+// round r runs every variant once on the same problems, the order rotating
+// from round to round. Each variant has its own in-process pipeline; only
+// one is busy at a time.
+//
+//   flashtts-bench-tts [--workload arith|math-trace] [--config FILE]
+//                      [--strategies beam_search,dvts,best_of_n] [--n 8,16,...,512]
+//                      [--beam-width 4] [--concurrency 1,4] [--memory 100,25]
+//                      [--variants baseline,flashtts] [--overlay NAME:section.key=value ...]
+//                      [--rounds 2] [--quick] [--json FILE] [--svg PREFIX] [--md FILE]
+//
+// Figures per run (runtime/tts_figures.h): goodput, latency p50/p90,
+// generator and verifier busy time, mean rows per decode iteration and the
+// idle share (decode iterations with fewer rows than the searches have
+// beams), peak KV blocks per model, evictions, recomputed tokens,
+// preemptions, accuracy, pass@N and correct answers per minute (arith). Per
+// cell: a markdown row per variant (medians over rounds) and each variant's
+// paired ratio to the baseline (median [min, max]); one JSON line per run;
+// per strategy x concurrency x memory an SVG of goodput and latency against
+// N (baseline dashed).
+//
+// Workloads: arith, the shipped models on the held-out arith problems
+// (tools/arith/data.py writes them); math-trace, random-weight models of
+// about 45 M parameters (flashtts-mkmodel) whose steps end at lengths drawn
+// from MATH-500 (bench/data/, the `trace` field of a solve).
+// --memory P sizes the budget so the search's KV working set (N beams x
+// (prompt + max_steps x max_tokens_per_step) tokens, per model) is P% of
+// what the pools hold.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <toml.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+#include "gpu/backend.h"
+#include "gpu/model_loader.h"
+#include "runtime/client.h"
+#include "runtime/eval_dataset.h"
+#include "runtime/eval_metrics.h"
+#include "runtime/supervisor.h"
+#include "runtime/tts_figures.h"
+
+using namespace flashtts;
+using json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Options {
+  std::string workload = "arith";
+  fs::path config, policy, prm, problems_file, trace_table;
+  std::vector<std::string> strategies = {"beam_search"}, variants = {"baseline", "flashtts"}, overlays;
+  std::vector<int> ns = {8, 16, 32, 64, 128, 256, 512}, concurrency = {1}, memory;
+  int beam_width = 4, rounds = 2, max_steps = 0, max_tokens_per_step = 0;
+  double end_prob = 1.0 / 6;
+  bool quick = false;
+  std::string json_out, svg_prefix, md_out;
+};
+
+fs::path build_dir() {
+  std::error_code ec;
+  return fs::read_symlink("/proc/self/exe", ec).parent_path().parent_path();
+}
+
+// The built-in overlays. Nothing of the flashtts policies exists yet
+// (issues 21-23): until they land, "flashtts" is the baseline, and the pair
+// measures the noise of the method itself.
+std::map<std::string, std::vector<std::string>> builtin_overlays() {
+  return {{"baseline", {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=false"}},
+          {"flashtts", {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=false"}}};
+}
+
+// The base TOML with `section.key=value` lines set, parsed as a Config.
+Expected<Config> overlay(const fs::path& base, const std::vector<std::string>& sets) {
+  toml::value v;
+  try {
+    v = toml::parse(base.string());
+    for (const auto& s : sets) {
+      size_t dot = s.find('.'), eq = s.find('=');
+      if (dot == std::string::npos || eq == std::string::npos || dot > eq)
+        return make_error("overlay '" + s + "' is not section.key=value");
+      std::istringstream in("x = " + s.substr(eq + 1));
+      toml::value one = toml::parse(in, "--overlay");
+      v[s.substr(0, dot)][s.substr(dot + 1, eq - dot - 1)] = one.at("x");
+    }
+  } catch (const std::exception& e) {
+    return make_error(std::string("overlay: ") + e.what());
+  }
+  return parse_config(toml::format(v), base);
+}
+
+int64_t folder_bytes(const fs::path& dir) {
+  int64_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors") n += (int64_t)e.file_size();
+  return n;
+}
+
+// One variant's pipeline, in this process.
+struct Served {
+  std::string name;
+  Config cfg;
+  zmq::context_t ctx;
+  LogSink logs{spdlog::level::warn};
+  std::unique_ptr<Supervisor> sup;
+};
+
+Expected<std::unique_ptr<Served>> serve(const std::string& name, Config cfg, int k) {
+  auto s = std::make_unique<Served>();
+  s->name = name;
+  for (auto& [actor, ep] : cfg.endpoints.actors) ep = "inproc://bench-tts-" + std::to_string(k) + "-" + actor;
+  cfg.endpoints.clients = {"ipc://" + (fs::temp_directory_path() / ("flashtts-bench-tts-" + std::to_string(getpid()) +
+                                                                     "-" + std::to_string(k)))
+                                          .string()};
+  s->cfg = std::move(cfg);
+  auto sup = Supervisor::start(s->ctx, s->cfg, s->logs);
+  if (!sup) return make_error(name + ": " + sup.error().message);
+  s->sup = std::move(*sup);
+  return s;
+}
+
+// Both GPU actors' counters; `reset` starts their peaks afresh afterwards.
+Expected<std::pair<tts::Counters, tts::Counters>> counters(Client& c, bool reset) {
+  msg::MapWriter w;
+  w.put("reset_peaks", reset);
+  auto st = c.call("stats", w, 30s);
+  if (!st) return st.error();
+  msg::MapReader actors, g, v;
+  FLASHTTS_TRY(st->body.get("actors", &actors));
+  FLASHTTS_TRY(actors.get("generator", &g));
+  FLASHTTS_TRY(actors.get("verifier", &v));
+  auto gc = tts::read_counters(g);
+  if (!gc) return gc.error();
+  auto vc = tts::read_counters(v);
+  if (!vc) return vc.error();
+  return std::make_pair(*gc, *vc);
+}
+
+struct Problem {
+  std::string text, gold;  // gold "" = no answer to check
+};
+
+struct Cell {
+  std::string strategy;
+  int n = 0, concurrency = 1, memory = 0;  // memory 0 = the config's budget
+};
+
+std::string cell_name(const Cell& c) {
+  return c.strategy + " N=" + std::to_string(c.n) + " c=" + std::to_string(c.concurrency) +
+         (c.memory ? " mem=" + std::to_string(c.memory) + "%" : "");
+}
+
+// Runs `problems` (one per request, all at once) on `s`.
+Expected<tts::RunFigures> run(Served& s, const Options& o, const Cell& cell, const std::vector<Problem>& problems,
+                              const std::vector<int32_t>& trace, uint64_t seed) {
+  auto c = Client::connect(s.ctx, s.cfg.endpoints.clients.front());
+  if (!c) return c.error();
+  auto before = counters(*c, true);
+  if (!before) return before.error();
+  tts::RunFigures r;
+  r.beams = int64_t(cell.n) * cell.concurrency;
+  std::map<std::string, size_t> ids;  // request id -> problem
+  auto t0 = Clock::now();
+  for (size_t i = 0; i < problems.size(); ++i) {
+    msg::MapWriter w;
+    w.put("problem", problems[i].text).put("strategy", cell.strategy).put("n", int64_t(cell.n));
+    if (cell.strategy != "best_of_n") w.put("beam_width", int64_t(o.beam_width));
+    w.put("seed", seed + i).put("return_completions", true);
+    if (o.max_steps) w.put("max_steps", int64_t(o.max_steps));
+    if (o.max_tokens_per_step) w.put("max_tokens_per_step", int64_t(o.max_tokens_per_step));
+    if (!trace.empty()) {
+      msg::MapWriter t;
+      t.put("step_tokens", trace).put("end_prob", o.end_prob).put("seed", seed + i);
+      w.put("trace", t);
+    }
+    ids[c->send("solve", w)] = i;
+  }
+  r.solves.resize(problems.size());
+  size_t open = ids.size();
+  for (auto deadline = Clock::now() + 3600s; open > 0 && Clock::now() < deadline;) {
+    auto f = c->recv(1s);
+    if (!f) return f.error();
+    if (!f->has_value() || (*f)->type == "progress" || !ids.count((*f)->id)) continue;
+    tts::SolveFigures& sf = r.solves[ids[(*f)->id]];
+    --open;
+    if ((*f)->type == "error") {
+      sf.failed = true;
+      sf.error = (*f)->code + ": " + (*f)->message;
+      continue;
+    }
+    msg::MapReader st;
+    FLASHTTS_TRY((*f)->body.get("stats", &st));
+    (void)st.get("latency_ms", &sf.latency_ms);
+    (void)st.get("goodput_tokens_per_s", &sf.goodput);
+    (void)st.get("policy_tokens", &sf.policy_tokens);
+    (void)st.get("prompt_tokens", &sf.prompt_tokens);
+    const std::string& gold = problems[ids[(*f)->id]].gold;
+    if (!gold.empty()) {
+      std::vector<msg::MapReader> comps;
+      FLASHTTS_TRY((*f)->body.get("completions", &comps));
+      std::vector<eval::CompletionAnswer> answers;
+      for (const auto& m : comps) {
+        eval::CompletionAnswer a;
+        (void)m.get("answer", &a.answer);
+        (void)m.get("score", &a.score);
+        answers.push_back(a);
+      }
+      eval::Selection sel = eval::select_answers(gold, answers);
+      sf.correct = sel.correct[1];
+      sf.pass = sel.pass;
+    }
+  }
+  if (open > 0) return make_error(cell_name(cell) + ": " + std::to_string(open) + " solve(s) got no reply in an hour");
+  r.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  auto after = counters(*c, false);
+  if (!after) return after.error();
+  r.gen = tts::delta(after->first, before->first);
+  r.ver = tts::delta(after->second, before->second);
+  return r;
+}
+
+json summary_json(const tts::RunSummary& s) {
+  return {{"latency_p50_ms", s.latency_p50_ms}, {"latency_p90_ms", s.latency_p90_ms}, {"goodput", s.goodput},
+          {"gen_busy_ms", s.gen_busy_ms},       {"ver_busy_ms", s.ver_busy_ms},       {"mean_rows", s.mean_rows},
+          {"idle_share", s.idle_share},         {"gen_peak_blocks", s.gen_peak_blocks},
+          {"ver_peak_blocks", s.ver_peak_blocks}, {"evictions", s.evictions},
+          {"recomputed_tokens", s.recomputed_tokens}, {"preemptions", s.preemptions},
+          {"speculative_tokens", nullptr},      {"accuracy", s.accuracy}, {"pass_at_n", s.pass_at_n},
+          {"correct_per_min", s.correct_per_min}, {"failed", s.failed}};
+}
+
+std::string f1(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f", v);
+  return b;
+}
+std::string f2(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f", v);
+  return b;
+}
+
+// The medians over rounds of one variant's run summaries.
+tts::RunSummary median(const std::vector<tts::RunSummary>& v) {
+  auto med = [&](auto get) {
+    std::vector<double> x;
+    for (const auto& s : v) x.push_back(double(get(s)));
+    return tts::percentile(x, 50);
+  };
+  tts::RunSummary m;
+  m.latency_p50_ms = med([](auto& s) { return s.latency_p50_ms; });
+  m.latency_p90_ms = med([](auto& s) { return s.latency_p90_ms; });
+  m.goodput = med([](auto& s) { return s.goodput; });
+  m.gen_busy_ms = med([](auto& s) { return s.gen_busy_ms; });
+  m.ver_busy_ms = med([](auto& s) { return s.ver_busy_ms; });
+  m.mean_rows = med([](auto& s) { return s.mean_rows; });
+  m.idle_share = med([](auto& s) { return s.idle_share; });
+  m.gen_peak_blocks = (int64_t)med([](auto& s) { return s.gen_peak_blocks; });
+  m.ver_peak_blocks = (int64_t)med([](auto& s) { return s.ver_peak_blocks; });
+  m.evictions = (int64_t)med([](auto& s) { return s.evictions; });
+  m.recomputed_tokens = (int64_t)med([](auto& s) { return s.recomputed_tokens; });
+  m.preemptions = (int64_t)med([](auto& s) { return s.preemptions; });
+  m.accuracy = med([](auto& s) { return s.accuracy; });
+  m.pass_at_n = med([](auto& s) { return s.pass_at_n; });
+  m.correct_per_min = med([](auto& s) { return s.correct_per_min; });
+  for (const auto& s : v) m.failed += s.failed;
+  return m;
+}
+
+Expected<std::vector<Problem>> load_problems(const Options& o, const fs::path& scratch) {
+  std::vector<Problem> out;
+  if (o.workload == "math-trace") {
+    for (int i = 0; i < 64; ++i)
+      out.push_back({"Problem " + std::to_string(i + 1) + ": find the value of the expression in exercise " +
+                         std::to_string(7 * i + 3) + ", and explain each step.",
+                     ""});
+    return out;
+  }
+  fs::path file = o.problems_file;
+  if (file.empty()) {
+    file = scratch / "arith.jsonl";
+    std::string cmd = "/usr/bin/python3 " + (fs::path(FLASHTTS_SOURCE_DIR) / "tools/arith/data.py").string() +
+                      " --n 200 --out " + file.string();
+    if (std::system(cmd.c_str()) != 0) return make_error("could not write the arith problems: " + cmd);
+  }
+  auto ds = eval::read_dataset(file);
+  if (!ds) return ds.error();
+  for (const auto& p : ds->problems) out.push_back({p.problem, p.answer});
+  if (out.empty()) return make_error(file.string() + " holds no problems");
+  return out;
+}
+
+// The token lengths of the table's steps (first column; '#' starts a comment).
+Expected<std::vector<int32_t>> load_trace(const fs::path& file) {
+  std::ifstream f(file);
+  if (!f) return make_error("cannot read the step-length table " + file.string());
+  std::vector<int32_t> out;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#' || !std::isdigit((unsigned char)line[0])) continue;
+    out.push_back(std::stoi(line));
+  }
+  if (out.empty()) return make_error(file.string() + " holds no step lengths");
+  return out;
+}
+
+Status make_trace_models(const fs::path& dir) {
+  const std::string shape = " --hidden 512 --layers 8 --heads 8 --kv-heads 2 --intermediate 1536 --vocab 32000";
+  for (auto [name, arch] : {std::pair{"policy", "qwen2"}, {"prm", "qwen2-prm"}}) {
+    if (fs::exists(dir / name / "config.json")) continue;
+    std::string cmd = (build_dir() / "flashtts-mkmodel").string() + " --out " + (dir / name).string() + " --arch " +
+                      arch + shape + " --seed 11 > /dev/null";
+    if (std::system(cmd.c_str()) != 0) return make_error("flashtts-mkmodel failed: " + cmd);
+  }
+  return Status::success();
+}
+
+// The overlay lines that make the KV working set of `cell` `memory`% of the
+// pools (prompt taken as 128 tokens; both models hold every beam's context).
+Expected<std::vector<std::string>> memory_overlay(const Config& base, const Options& o, const Cell& cell) {
+  auto gc = load_model_config(base.models.policy);
+  if (!gc) return gc.error();
+  auto vc = load_model_config(base.models.prm);
+  if (!vc) return vc.error();
+  const int steps = o.max_steps ? o.max_steps : base.defaults.solve.max_steps;
+  const int per = o.max_tokens_per_step ? o.max_tokens_per_step : base.defaults.solve.max_tokens_per_step;
+  const double ctx = 128.0 + double(steps) * per, beams = double(cell.n) * cell.concurrency;
+  const double need_g = beams * ctx * double(kv_bytes_per_token_f32(*gc));
+  const double need_v = beams * ctx * double(kv_bytes_per_token_f32(*vc));
+  const double pool = (need_g + need_v) * 100.0 / cell.memory;
+  const double budget = double(folder_bytes(base.models.policy) + folder_bytes(base.models.prm)) + pool;
+  char b[64], g[64];
+  std::snprintf(b, sizeof b, "memory.budget_mb=%.3f", budget / double(1 << 20) + 1.0);
+  std::snprintf(g, sizeof g, "memory.generator_share=%.4f", std::clamp(need_g / (need_g + need_v), 0.05, 0.95));
+  return std::vector<std::string>{b, g};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"flashtts-bench-tts: baseline and flashtts policies side by side on the same searches"};
+  app.add_option("--workload", o.workload, "arith | math-trace")->check(CLI::IsMember({"arith", "math-trace"}));
+  app.add_option("--config", o.config, "Base configuration (default: configs/default.toml)");
+  app.add_option("--policy", o.policy, "Policy folder (default: the workload's)");
+  app.add_option("--prm", o.prm, "PRM folder (default: the workload's)");
+  app.add_option("--problems", o.problems_file, "arith: a problem file in a `flashtts eval` layout");
+  app.add_option("--trace-table", o.trace_table, "math-trace: the step-length table");
+  app.add_option("--end-prob", o.end_prob, "math-trace: the chance a solution ends after a step")->check(CLI::Range(0.01, 1.0));
+  app.add_option("--strategies", o.strategies, "Strategies")->delimiter(',');
+  app.add_option("--n", o.ns, "N values")->delimiter(',');
+  app.add_option("--beam-width", o.beam_width, "Beam width (M)");
+  app.add_option("--concurrency", o.concurrency, "Requests at once")->delimiter(',');
+  app.add_option("--memory", o.memory, "KV working set as % of the pools (empty: the config's budget)")->delimiter(',');
+  app.add_option("--variants", o.variants, "Variants to run (the first is the baseline of the ratios)")->delimiter(',');
+  app.add_option("--overlay", o.overlays, "NAME:section.key=value, adds to (or defines) variant NAME");
+  app.add_option("--rounds", o.rounds, "Rounds per cell (each runs every variant once, order rotating)");
+  app.add_option("--max-steps", o.max_steps, "Override the workload's max_steps");
+  app.add_option("--max-tokens-per-step", o.max_tokens_per_step, "Override the workload's max_tokens_per_step");
+  app.add_flag("--quick", o.quick, "A smoke run for the test suite: N=8,16, one round, arith");
+  app.add_option("--json", o.json_out, "Append one JSON line per run to this file");
+  app.add_option("--svg", o.svg_prefix, "Write PREFIX-<strategy>-c<k>[-m<p>].svg");
+  app.add_option("--md", o.md_out, "Also write the tables to this file");
+  CLI11_PARSE(app, argc, argv);
+  if (o.quick) {
+    if (!app.count("--n")) o.ns = {8, 16};
+    if (!app.count("--rounds")) o.rounds = 1;
+  }
+
+  const fs::path scratch = fs::temp_directory_path() / ("flashtts-bench-tts-" + std::to_string(getpid()));
+  fs::create_directories(scratch);
+  fs::path base_file = o.config.empty() ? default_config_path() : o.config;
+  std::vector<std::string> base_sets;
+  if (o.workload == "math-trace") {
+    if (o.policy.empty() || o.prm.empty()) {
+      fs::path models = build_dir() / "bench-models" / "trace-45m";
+      if (Status st = make_trace_models(models); !st.ok()) {
+        std::fprintf(stderr, "flashtts-bench-tts: %s\n", st.message().c_str());
+        return 2;
+      }
+      if (o.policy.empty()) o.policy = models / "policy";
+      if (o.prm.empty()) o.prm = models / "prm";
+    }
+    if (!o.max_steps) o.max_steps = 12;
+    if (!o.max_tokens_per_step) o.max_tokens_per_step = 1024;
+    if (o.trace_table.empty()) o.trace_table = fs::path(FLASHTTS_SOURCE_DIR) / "bench/data/math500_step_lengths.tsv";
+  }
+  if (!o.policy.empty()) base_sets.push_back("models.policy=\"" + fs::absolute(o.policy).string() + "\"");
+  if (!o.prm.empty()) base_sets.push_back("models.prm=\"" + fs::absolute(o.prm).string() + "\"");
+  int max_n = *std::max_element(o.ns.begin(), o.ns.end());
+  base_sets.push_back("limits.max_n=" + std::to_string(std::max(max_n, 256)));
+
+  auto problems = load_problems(o, scratch);
+  if (!problems) {
+    std::fprintf(stderr, "flashtts-bench-tts: %s\n", problems.error().message.c_str());
+    return 2;
+  }
+  std::vector<int32_t> trace;
+  if (o.workload == "math-trace") {
+    auto t = load_trace(o.trace_table);
+    if (!t) {
+      std::fprintf(stderr, "flashtts-bench-tts: %s\n", t.error().message.c_str());
+      return 2;
+    }
+    trace = std::move(*t);
+  }
+  auto overlays = builtin_overlays();
+  for (const auto& s : o.overlays) {
+    size_t colon = s.find(':');
+    if (colon == std::string::npos) {
+      std::fprintf(stderr, "flashtts-bench-tts: --overlay '%s' is not NAME:section.key=value\n", s.c_str());
+      return 2;
+    }
+    overlays[s.substr(0, colon)].push_back(s.substr(colon + 1));
+  }
+  for (const auto& v : o.variants)
+    if (!overlays.count(v)) {
+      std::fprintf(stderr, "flashtts-bench-tts: variant '%s' has no overlay (known: baseline, flashtts, or give --overlay)\n",
+                   v.c_str());
+      return 2;
+    }
+  auto base = overlay(base_file, base_sets);
+  if (!base) {
+    std::fprintf(stderr, "flashtts-bench-tts: %s\n", base.error().message.c_str());
+    return 2;
+  }
+  std::printf("# flashtts-bench-tts: workload %s, device %s, policy %s, PRM %s, %d round(s) per cell\n",
+              o.workload.c_str(), base->engine.device.c_str(), base->models.policy.c_str(), base->models.prm.c_str(),
+              o.rounds);
+  if (overlays["flashtts"] == overlays["baseline"])
+    std::printf("# note: no flashtts optimization exists yet (issues 21-23): the flashtts variant runs the baseline "
+                "policies, so its ratios show the method's own noise\n");
+
+  std::vector<int> memories = o.memory.empty() ? std::vector<int>{0} : o.memory;
+  std::vector<tts::Point> points;
+  std::string tables;
+  uint64_t next_problem = 0;
+  const size_t n_cells = memories.size() * o.ns.size() * o.strategies.size() * o.concurrency.size();
+  size_t cell_k = 0;
+  auto t_start = Clock::now();
+  std::map<std::string, std::vector<tts::Point>> plots;  // svg name -> points
+  for (int mem : memories)
+    for (int n : o.ns) {
+      // The pipelines of this memory setting (and N, when the budget follows it).
+      for (const auto& strategy : o.strategies)
+        for (int conc : o.concurrency) {
+          Cell cell{strategy, n, conc, mem};
+          ++cell_k;
+          std::vector<std::unique_ptr<Served>> served;
+          for (size_t v = 0; v < o.variants.size(); ++v) {
+            std::vector<std::string> sets = base_sets;
+            for (const auto& s : overlays[o.variants[v]]) sets.push_back(s);
+            if (mem) {
+              auto m = memory_overlay(*base, o, cell);
+              if (!m) {
+                std::fprintf(stderr, "flashtts-bench-tts: %s\n", m.error().message.c_str());
+                return 2;
+              }
+              sets.insert(sets.end(), m->begin(), m->end());
+            }
+            auto cfg = overlay(base_file, sets);
+            if (!cfg) {
+              std::fprintf(stderr, "flashtts-bench-tts: %s: %s\n", o.variants[v].c_str(), cfg.error().message.c_str());
+              return 2;
+            }
+            cfg->log_level = "warn";
+            auto s = serve(o.variants[v], *cfg, int(v));
+            if (!s) {
+              std::fprintf(stderr, "flashtts-bench-tts: %s\n", s.error().message.c_str());
+              return 2;
+            }
+            served.push_back(std::move(*s));
+          }
+          std::vector<std::vector<tts::RunSummary>> by_variant(o.variants.size());
+          for (int round = 0; round < o.rounds; ++round) {
+            std::vector<Problem> ps;
+            for (int j = 0; j < conc; ++j) ps.push_back((*problems)[next_problem++ % problems->size()]);
+            const uint64_t seed = 1000 + 17 * next_problem;
+            for (size_t k = 0; k < served.size(); ++k) {
+              size_t v = (k + size_t(round)) % served.size();  // the order rotates
+              std::fprintf(stderr, "\r[%zu/%zu] %s round %d/%d: %s        ", cell_k, n_cells, cell_name(cell).c_str(),
+                           round + 1, o.rounds, o.variants[v].c_str());
+              auto r = run(*served[v], o, cell, ps, trace, seed);
+              if (!r) {
+                std::fprintf(stderr, "\nflashtts-bench-tts: %s: %s\n", o.variants[v].c_str(), r.error().message.c_str());
+                return 1;
+              }
+              tts::RunSummary s = tts::summarize(*r);
+              by_variant[v].push_back(s);
+              json j = {{"bench", "tts"},       {"workload", o.workload}, {"device", base->engine.device},
+                        {"strategy", strategy}, {"n", n},                 {"beam_width", o.beam_width},
+                        {"concurrency", conc},  {"memory_pct", mem ? json(mem) : json(nullptr)},
+                        {"variant", o.variants[v]}, {"round", round},     {"position", k},
+                        {"wall_ms", r->wall_ms}};
+              j["figures"] = summary_json(s);
+              if (!o.json_out.empty()) std::ofstream(o.json_out, std::ios::app) << j.dump() << "\n";
+            }
+          }
+          // The table of this cell.
+          std::string t = "\n### " + cell_name(cell) + " (beam width " + std::to_string(o.beam_width) + ", " +
+                          std::to_string(o.rounds) + " round(s))\n\n";
+          t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | idle share | "
+               "peak blocks gen / ver | evictions | recomputed | preemptions | accuracy | pass@N | correct/min | failed |\n";
+          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+          for (size_t v = 0; v < served.size(); ++v) {
+            tts::RunSummary m = median(by_variant[v]);
+            const bool has_answers = !(*problems)[0].gold.empty();
+            t += "| " + o.variants[v] + " | " + f1(m.latency_p50_ms) + " / " + f1(m.latency_p90_ms) + " | " +
+                 f1(m.goodput) + " | " + f1(m.gen_busy_ms) + " / " + f1(m.ver_busy_ms) + " | " + f1(m.mean_rows) +
+                 " | " + f2(m.idle_share) + " | " + std::to_string(m.gen_peak_blocks) + " / " +
+                 std::to_string(m.ver_peak_blocks) + " | " + std::to_string(m.evictions) + " | " +
+                 std::to_string(m.recomputed_tokens) + " | " + std::to_string(m.preemptions) + " | " +
+                 (has_answers ? f2(m.accuracy) : "-") + " | " + (has_answers ? f2(m.pass_at_n) : "-") + " | " +
+                 (has_answers ? f1(m.correct_per_min) : "-") + " | " + std::to_string(m.failed) + " |\n";
+            std::string plot = strategy + "-c" + std::to_string(conc) + (mem ? "-m" + std::to_string(mem) : "");
+            plots[plot].push_back({o.variants[v], n, m.goodput, m.latency_p50_ms});
+          }
+          for (size_t v = 1; v < served.size(); ++v) {
+            std::vector<double> ga, gb, la, lb;
+            for (size_t r = 0; r < by_variant[v].size(); ++r) {
+              ga.push_back(by_variant[v][r].goodput), gb.push_back(by_variant[0][r].goodput);
+              la.push_back(by_variant[v][r].latency_p50_ms), lb.push_back(by_variant[0][r].latency_p50_ms);
+            }
+            tts::Ratio g = tts::paired_ratio(ga, gb), l = tts::paired_ratio(la, lb);
+            t += "\n" + o.variants[v] + " / " + o.variants[0] + ", paired over " + std::to_string(g.pairs) +
+                 " round(s): goodput " + f2(g.median) + " [" + f2(g.min) + ", " + f2(g.max) + "], latency " +
+                 f2(l.median) + " [" + f2(l.min) + ", " + f2(l.max) + "]\n";
+          }
+          std::printf("%s", t.c_str());
+          std::fflush(stdout);
+          tables += t;
+        }
+    }
+  std::fprintf(stderr, "\n%.1f s in all\n", std::chrono::duration<double>(Clock::now() - t_start).count());
+  if (!o.md_out.empty()) std::ofstream(o.md_out) << tables;
+  if (!o.svg_prefix.empty())
+    for (const auto& [name, pts] : plots)
+      std::ofstream(o.svg_prefix + "-" + name + ".svg")
+          << tts::svg_plot(pts, "flashtts-bench-tts: " + o.workload + ", " + name + " (" + base->engine.device + ")");
+  std::error_code ec;
+  fs::remove_all(scratch, ec);
+  return 0;
+}

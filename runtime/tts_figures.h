@@ -1,0 +1,98 @@
+// The figures of the test-time-scaling benchmark (bench/tts.cpp), as pure
+// functions of what the server reports, so they can be checked on a
+// hand-made trace: the actors' cumulative counters before and after a run
+// (the `stats` request), and each solve's result.
+//
+//   goodput          the paper's: mean tokens per completed beam / mean beam
+//                    completion time (the server computes it per request)
+//   idle share       of the decode iterations (those that sampled tokens),
+//                    the share that sampled fewer rows than the searches in
+//                    flight have beams: the device waiting for stragglers
+//   recomputed       context tokens the generator computed at admission
+//                    beyond each prompt's first computation (the partial
+//                    block of every step, evicted prefixes, preemptions)
+//
+// Thread contract: pure functions and plain values; any thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "messages/msgpack_io.h"
+#include "runtime/status.h"
+
+namespace flashtts::tts {
+
+// One GPU actor's cumulative counters (from its stats map).
+struct Counters {
+  double busy_ms = 0;
+  int64_t iterations = 0, decode_iterations = 0, decode_rows = 0, prefill_tokens = 0;
+  int64_t preemptions = 0, evictions = 0, tokens_computed = 0;
+  int64_t kv_blocks_peak = 0, kv_blocks_used = 0;
+  std::vector<int64_t> rows_hist;  // [rows] = decode iterations that sampled that many rows
+};
+
+// Reads a generator's or verifier's stats map (fields it lacks stay 0).
+Expected<Counters> read_counters(const msg::MapReader& stats);
+
+// after - before, for one run; the peak is after's (peaks are reset at the
+// run's start).
+Counters delta(const Counters& after, const Counters& before);
+
+// The share of decode iterations in `hist` with fewer than `beams` rows; 0
+// when there were none.
+double idle_share(std::span<const int64_t> hist, int64_t beams);
+
+// decode_rows / decode_iterations (0 when none).
+double mean_rows(const Counters& c);
+
+// What one solve's result says.
+struct SolveFigures {
+  double latency_ms = 0, goodput = 0;
+  int64_t policy_tokens = 0, prompt_tokens = 0;
+  bool correct = false, pass = false;  // weighted-vote answer right; some completion right
+  bool failed = false;
+  std::string error;
+};
+
+// One run: `requests` solves at once on one variant.
+struct RunFigures {
+  std::vector<SolveFigures> solves;
+  double wall_ms = 0;
+  Counters gen, ver;  // deltas over the run
+  int64_t beams = 0;  // beams of all the run's searches together
+};
+
+// Figures of a run for the table and the JSON line.
+struct RunSummary {
+  double latency_p50_ms = 0, latency_p90_ms = 0, goodput = 0;
+  double gen_busy_ms = 0, ver_busy_ms = 0, mean_rows = 0, idle_share = 0;
+  int64_t gen_peak_blocks = 0, ver_peak_blocks = 0, evictions = 0, recomputed_tokens = 0, preemptions = 0;
+  double accuracy = 0, pass_at_n = 0, correct_per_min = 0;
+  int failed = 0;
+};
+RunSummary summarize(const RunFigures& r);
+
+// The p-th percentile (0..100) of `v` by linear interpolation; 0 when empty.
+double percentile(std::vector<double> v, double p);
+
+// Paired ratios a[i] / b[i] (pairs with b[i] == 0 are skipped): their
+// median and range.
+struct Ratio {
+  double median = 0, min = 0, max = 0;
+  int pairs = 0;
+};
+Ratio paired_ratio(std::span<const double> a, std::span<const double> b);
+
+// An SVG of goodput and p50 latency against N (log2 axis), one polyline per
+// variant and panel (`data-variant`), the variant named "baseline" dashed.
+struct Point {
+  std::string variant;
+  int n = 0;
+  double goodput = 0, latency_ms = 0;
+};
+std::string svg_plot(std::span<const Point> points, const std::string& title);
+
+}  // namespace flashtts::tts
