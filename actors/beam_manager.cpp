@@ -43,6 +43,7 @@ class Host final : public SearchHost {
  public:
   Host(BeamManager& bm, uint64_t rid) : bm_(bm), rid_(rid) {}
   uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop, bool greedy) override;
+  uint64_t generate_forced(int32_t beam, std::vector<int32_t> tokens, int32_t n_tokens, bool greedy) override;
   uint64_t score(int32_t beam, std::vector<std::string> steps) override;
   void progress(const msg::MapWriter& event) override;
   double elapsed_ms() const override;
@@ -64,11 +65,12 @@ class BeamManager {
   void handle(const std::string& bytes);
 
   uint64_t submit_gen(uint64_t rid, int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop,
-                      int32_t report_every, bool greedy = false) {
+                      int32_t report_every, bool greedy = false, int32_t forced_tokens = 0) {
     const Request& r = requests_.at(rid);
     msg::GenJob j;
     j.job_id = ++next_job_, j.rid = rid, j.beam = beam, j.tokens = std::move(tokens);
     j.max_tokens = max_tokens, j.stop_at_delimiter = stop, j.report_every = report_every;
+    j.forced_tokens = forced_tokens;
     if (r.start.kind == "solve") {
       const auto& p = r.start.solve;
       j.temperature = greedy ? 0.0 : p.temperature, j.top_p = p.top_p, j.top_k = p.top_k, j.seed = p.seed;
@@ -131,6 +133,9 @@ class BeamManager {
 
 uint64_t Host::generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop, bool greedy) {
   return bm_.submit_gen(rid_, beam, std::move(tokens), max_tokens, stop, 0, greedy);
+}
+uint64_t Host::generate_forced(int32_t beam, std::vector<int32_t> tokens, int32_t n_tokens, bool greedy) {
+  return bm_.submit_gen(rid_, beam, std::move(tokens), n_tokens, /*stop=*/false, 0, greedy, n_tokens);
 }
 uint64_t Host::score(int32_t beam, std::vector<std::string> steps) {
   return bm_.submit_score(rid_, beam, bm_.problem(rid_), std::move(steps));
@@ -304,6 +309,7 @@ void BeamManager::finish_solve(uint64_t rid) {
       msg::MapWriter w;
       w.put("beam", done[i].beam).put("text", done[i].text).put("answer", answers[i]).put("score", cands[i].score);
       w.put("step_scores", done[i].step_scores).put("finish", done[i].finish).put("tokens", done[i].n_tokens);
+      if (p.trace.on()) w.put("step_tokens", done[i].step_tokens);
       all.push_back(std::move(w));
     }
     res.put("completions", all);

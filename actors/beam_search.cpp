@@ -18,12 +18,19 @@
 //  - an empty trailing step is never scored (split_steps drops it).
 // Within an iteration the slots are independent: a step is scored as soon as
 // it is generated; only the selection waits for all n.
+//
+// Trace mode (math-trace, actors/trace.h): every step, look-ahead steps too,
+// is one forced generation of its drawn length and ends the beam when the
+// draw ends it. The first beams are lineage_root(slot); a survivor's copy c
+// is lineage_child(parent, c), copy 0 keeping the parent's lineage, so a
+// look-ahead step has the length copy 0 then gives the real step.
 #include <algorithm>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "actors/answer.h"
 #include "actors/search_path.h"
+#include "actors/trace.h"
 #include "gpu/prm_format.h"
 
 namespace flashtts {
@@ -40,6 +47,7 @@ struct Slot {
   // Greedy steps past the real one: scored with it, never kept.
   std::vector<int32_t> ahead_tokens;
   std::string ahead_text;
+  std::vector<std::string> ahead_forced;  // trace mode: each look-ahead step's text
   int32_t ahead_steps = 0;
   float rank = 0;  // aggregated score of the real and look-ahead steps
   double done_ms = 0;
@@ -49,6 +57,7 @@ class BeamSearch final : public SearchStrategy {
  public:
   explicit BeamSearch(SearchSetup s) : s_(std::move(s)), keep_(s_.params.n / s_.params.beam_width) {
     slots_.resize(s_.params.n);
+    for (size_t k = 0; k < slots_.size(); ++k) slots_[k].path.lineage = lineage_root((int32_t)k);
   }
 
   void start(SearchHost& host) override { begin_iteration(host); }
@@ -60,8 +69,13 @@ class BeamSearch final : public SearchStrategy {
     jobs_.erase(it);
     Slot& sl = slots_[k];
     if (sl.phase == Slot::Phase::Generating) {
-      sl.path.append(d, s_.delimiter);
-      sl.ended = last_iteration() || step_ends_beam(d, sl.path, s_.params.answer_marker);
+      if (trace()) {
+        sl.ended = last_iteration() || forced_step_ends_beam(d, draw(sl.path, 0).ends);
+        sl.path.append_forced(d);
+      } else {
+        sl.path.append(d, s_.delimiter);
+        sl.ended = last_iteration() || step_ends_beam(d, sl.path, s_.params.answer_marker);
+      }
       msg::MapWriter ev;
       ev.put("kind", "generated").put("beam", sl.stream).put("iteration", iteration_ + 1);
       ev.put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
@@ -71,6 +85,12 @@ class BeamSearch final : public SearchStrategy {
       sl.ahead_tokens.insert(sl.ahead_tokens.end(), d.tokens.begin(), d.tokens.end());
       sl.ahead_text += d.text;
       ++sl.ahead_steps;
+      if (trace()) {
+        sl.ahead_forced.push_back(d.text);
+        const bool ended = forced_step_ends_beam(d, draw(sl.path, sl.ahead_steps - 1).ends);
+        if (!ended && sl.ahead_steps < s_.params.lookahead) return look_ahead(host, k);
+        return score(host, k);
+      }
       // As generate_k_steps: only a look-ahead that stopped at the delimiter goes on.
       if (d.finish == "delimiter" && !d.text.empty() && sl.ahead_steps < s_.params.lookahead)
         return look_ahead(host, k);
@@ -112,6 +132,11 @@ class BeamSearch final : public SearchStrategy {
 
  private:
   bool last_iteration() const { return iteration_ == s_.params.max_steps - 1; }
+  bool trace() const { return s_.params.trace.on(); }
+  // Trace mode: the draw of the step `ahead` steps past the path's last one.
+  TraceDraw draw(const SearchPath& path, int32_t ahead) const {
+    return trace_draw(s_.params.trace, path.lineage, (int32_t)path.steps.size() + ahead, s_.params.max_steps);
+  }
 
   void begin_iteration(SearchHost& host) {
     const auto& p = s_.params;
@@ -121,7 +146,10 @@ class BeamSearch final : public SearchStrategy {
       Slot& sl = slots_[k];
       sl.stream = stream_id(iteration_, (int32_t)k, p.n);
       sl.phase = Slot::Phase::Generating;
-      jobs_[host.generate(sl.stream, context(sl.path, {}), p.max_tokens_per_step, !last_iteration(), false)] = k;
+      if (trace())
+        jobs_[host.generate_forced(sl.stream, context(sl.path, {}), draw(sl.path, 0).tokens, false)] = k;
+      else
+        jobs_[host.generate(sl.stream, context(sl.path, {}), p.max_tokens_per_step, !last_iteration(), false)] = k;
     }
   }
 
@@ -137,6 +165,11 @@ class BeamSearch final : public SearchStrategy {
   void look_ahead(SearchHost& host, size_t k) {
     Slot& sl = slots_[k];
     sl.phase = Slot::Phase::LookingAhead;
+    if (trace()) {
+      jobs_[host.generate_forced(sl.stream, context(sl.path, sl.ahead_tokens), draw(sl.path, sl.ahead_steps).tokens,
+                                 /*greedy=*/true)] = k;
+      return;
+    }
     jobs_[host.generate(sl.stream, context(sl.path, sl.ahead_tokens), s_.params.max_tokens_per_step, true,
                         /*greedy=*/true)] = k;
   }
@@ -148,7 +181,8 @@ class BeamSearch final : public SearchStrategy {
     std::vector<std::string> steps = sl.path.steps;
     // Look-ahead steps follow the real ones as steps of their own, so the
     // real steps' scores are the first ones (the PRM is causal).
-    for (std::string& a : split_steps(sl.ahead_text, s_.delimiter)) steps.push_back(std::move(a));
+    for (std::string& a : trace() ? sl.ahead_forced : split_steps(sl.ahead_text, s_.delimiter))
+      steps.push_back(std::move(a));
     if (steps.size() == sl.path.steps.size() && sl.path.scored())
       return resolve(host, k, sl.path.step_scores);
     sl.phase = Slot::Phase::Scoring;
@@ -203,7 +237,10 @@ class BeamSearch final : public SearchStrategy {
     std::vector<SearchPath> parents;
     for (size_t k : active) parents.push_back(std::move(slots_[k].path));
     std::vector<Slot> next(p.n);
-    for (size_t j = 0; j < next.size(); ++j) next[j].path = parents[j % parents.size()];
+    for (size_t j = 0; j < next.size(); ++j) {
+      next[j].path = parents[j % parents.size()];
+      next[j].path.lineage = lineage_child(next[j].path.lineage, (int32_t)(j / parents.size()));
+    }
     slots_ = std::move(next);
     begin_iteration(host);
   }

@@ -11,11 +11,17 @@
 // Subtrees never interact, so each one moves to its next iteration as soon as
 // its own candidates are scored; its choices depend only on its own random
 // streams (stream_id of its candidates) and scores, never on timing.
+//
+// Trace mode (math-trace, actors/trace.h): every candidate step is one forced
+// generation of its drawn length and ends the subtree when the draw ends it.
+// Subtree t starts as lineage_root(t); candidate j is lineage_child(path, j),
+// and the kept candidate's lineage becomes the subtree's.
 #include <algorithm>
 #include <unordered_map>
 
 #include "actors/answer.h"
 #include "actors/search_path.h"
+#include "actors/trace.h"
 
 namespace flashtts {
 
@@ -25,6 +31,7 @@ struct Candidate {
   int32_t stream = 0;
   SearchPath path;  // the subtree's path with this candidate's step
   bool ended = false;
+  bool drawn_end = false;  // trace mode: the draw ends the solution after this step
   float score = 0;  // aggregated
 };
 
@@ -41,6 +48,7 @@ class Dvts final : public SearchStrategy {
  public:
   explicit Dvts(SearchSetup s) : s_(std::move(s)), width_(s_.params.beam_width) {
     trees_.resize(s_.params.n / width_);
+    for (size_t t = 0; t < trees_.size(); ++t) trees_[t].path.lineage = lineage_root((int32_t)t);
   }
 
   void start(SearchHost& host) override {
@@ -54,8 +62,13 @@ class Dvts final : public SearchStrategy {
     jobs_.erase(it);
     Subtree& tree = trees_[t];
     Candidate& c = tree.cands[j];
-    c.path.append(d, s_.delimiter);
-    c.ended = last_iteration(tree) || step_ends_beam(d, c.path, s_.params.answer_marker);
+    if (s_.params.trace.on()) {
+      c.path.append_forced(d);
+      c.ended = last_iteration(tree) || forced_step_ends_beam(d, c.drawn_end);
+    } else {
+      c.path.append(d, s_.delimiter);
+      c.ended = last_iteration(tree) || step_ends_beam(d, c.path, s_.params.answer_marker);
+    }
     msg::MapWriter ev;
     ev.put("kind", "generated").put("beam", c.stream).put("subtree", (int32_t)t);
     ev.put("iteration", tree.iteration + 1).put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
@@ -104,6 +117,13 @@ class Dvts final : public SearchStrategy {
       Candidate& c = tree.cands[j];
       c.stream = stream_id(tree.iteration, (int32_t)t * width_ + j, p.n);
       c.path = tree.path;
+      if (p.trace.on()) {
+        c.path.lineage = lineage_child(tree.path.lineage, j);
+        const TraceDraw draw = trace_draw(p.trace, c.path.lineage, (int32_t)c.path.steps.size(), p.max_steps);
+        c.drawn_end = draw.ends;
+        jobs_[host.generate_forced(c.stream, ctx, draw.tokens, false)] = {t, (size_t)j};
+        continue;
+      }
       jobs_[host.generate(c.stream, ctx, p.max_tokens_per_step, !last_iteration(tree), false)] = {t, (size_t)j};
     }
   }

@@ -301,11 +301,15 @@ void Generator::preempt_latest() {
 
 const char* Generator::stop_reason(GenTask& t, int32_t token, size_t text_before) const {
   const auto& eos = engine_->config().eos_token_ids;
-  if (std::find(eos.begin(), eos.end(), token) != eos.end()) return "eos";
+  // A forced length (math-trace) ignores EOS and the delimiter, as vLLM's
+  // ignore_eos; only the model's last position stops it earlier.
+  const bool forced = t.job.forced_tokens > 0;
+  if (!forced && std::find(eos.begin(), eos.end(), token) != eos.end()) return "eos";
   // The model cannot place a token past its last position: stop there, even
   // at a delimiter, so that no search asks to continue a full context.
   if (config_.max_position > 0 && int64_t(t.job.tokens.size() + t.out.size()) >= config_.max_position)
     return "length";
+  if (forced) return (int32_t)t.out.size() >= t.job.forced_tokens ? "forced" : nullptr;
   const std::string& d = o_.step_delimiter;
   if (t.job.stop_at_delimiter && !d.empty()) {
     // Only the new tail can hold a delimiter that was not there before.

@@ -15,6 +15,14 @@ void SearchPath::append(const msg::GenDone& d, const std::string& delimiter) {
   steps = split_steps(text, delimiter);
 }
 
+void SearchPath::append_forced(const msg::GenDone& d) {
+  tokens.insert(tokens.end(), d.tokens.begin(), d.tokens.end());
+  text += d.text;
+  finish = d.finish;
+  steps.push_back(d.text);
+  step_tokens.push_back((int32_t)d.tokens.size());
+}
+
 void SearchPath::take_scores(const std::vector<float>& scores) {
   step_scores.assign(scores.begin(), scores.begin() + (ptrdiff_t)std::min(scores.size(), steps.size()));
   scored_steps = steps;
@@ -28,6 +36,7 @@ Completion SearchPath::completion(int32_t beam, double done_ms) const {
   c.step_scores = step_scores;
   c.finish = finish;
   c.n_tokens = (int32_t)tokens.size();
+  c.step_tokens = step_tokens;
   c.done_ms = done_ms;
   return c;
 }

@@ -21,11 +21,18 @@ struct SearchPath {
   std::vector<float> step_scores;  // the PRM's score of each step of `scored_steps`
   std::vector<std::string> scored_steps;  // the steps step_scores belong to
   std::string finish;              // how the last step's generation ended
+  // Trace mode (actors/trace.h): the path's lineage, and the token count of
+  // each step (each forced generation is exactly one step).
+  uint64_t lineage = 0;
+  std::vector<int32_t> step_tokens;
 
   // Appends one generated step. A step's text may run past the delimiter
   // ("\n\nThe"), so appending can change the last step: the scores belong
   // to the steps as they were when scored.
   void append(const msg::GenDone& d, const std::string& delimiter);
+  // Appends one forced step (trace mode): its text is one step whatever it
+  // holds, the delimiter included.
+  void append_forced(const msg::GenDone& d);
   // True when the current steps are the scored ones: a step that adds no
   // step (a bare delimiter, an empty text) needs no scoring; the beam keeps
   // the score of its last real step.
@@ -41,6 +48,13 @@ struct SearchPath {
 // off mid-way is not continued), it was empty, or the beam's text now holds
 // the answer marker ("" = no marker).
 bool step_ends_beam(const msg::GenDone& step, const SearchPath& path, const std::string& answer_marker);
+
+// Trace mode: the forced step just appended ends its beam when the draw says
+// so, or when its generation stopped short of the drawn length (the model's
+// last position); the answer marker and EOS mean nothing in random text.
+inline bool forced_step_ends_beam(const msg::GenDone& step, bool drawn_end) {
+  return drawn_end || step.finish != "forced";
+}
 
 // The beam id (the random stream) of a generation job: unique per iteration
 // and slot, so copies of one beam diverge and no two jobs of an iteration

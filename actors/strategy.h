@@ -23,6 +23,7 @@ struct Completion {
   std::vector<std::string> steps;  // text split at the step delimiter
   std::vector<float> step_scores;  // PRM score of each step
   std::string finish;              // how its generation ended ("eos", "length", ...)
+  std::vector<int32_t> step_tokens;  // trace mode: the token count of each step
   int32_t n_tokens = 0;            // policy tokens of its whole text (shared ancestors' too)
   double done_ms = 0;              // when it completed, from the request's start (goodput)
 };
@@ -36,6 +37,9 @@ class SearchHost {
   // request's sampling with temperature 0 (look-ahead steps).
   virtual uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop_at_delimiter,
                             bool greedy) = 0;
+  // The math-trace workload (SolveParams::trace): generation of exactly
+  // `n_tokens` new tokens, EOS and the delimiter ignored (GenJob::forced_tokens).
+  virtual uint64_t generate_forced(int32_t beam, std::vector<int32_t> tokens, int32_t n_tokens, bool greedy) = 0;
   // Queues PRM scoring of `steps` (of this request's problem) for `beam`.
   virtual uint64_t score(int32_t beam, std::vector<std::string> steps) = 0;
   // A progress event for streaming clients (sent only when they asked).

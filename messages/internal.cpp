@@ -76,6 +76,7 @@ void GenJob::write(MapWriter& w) const {
   w.put("temperature", temperature).put("top_p", top_p).put("top_k", top_k).put("seed", seed);
   w.put("max_tokens", max_tokens).put("stop_at_delimiter", stop_at_delimiter);
   w.put("report_every", report_every).put("priority", priority);
+  if (forced_tokens > 0) w.put("forced_tokens", forced_tokens);
 }
 
 Status GenJob::read(const MapReader& r) {
@@ -90,6 +91,7 @@ Status GenJob::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("max_tokens", &max_tokens));
   FLASHTTS_TRY(r.get("stop_at_delimiter", &stop_at_delimiter));
   FLASHTTS_TRY(r.get_opt("report_every", &report_every));
+  FLASHTTS_TRY(r.get_opt("forced_tokens", &forced_tokens));
   return r.get_opt("priority", &priority);
 }
 

@@ -91,6 +91,10 @@ struct GenJob {
   bool stop_at_delimiter = true;
   int32_t report_every = 0;     // >0: send gen_progress every this many tokens
   int32_t priority = 0;         // higher first, where the policy uses it
+  // >0 (the math-trace benchmark): ignore EOS and the delimiter and stop at
+  // exactly this many new tokens (finish "forced"), or earlier only at the
+  // model's last position (finish "length").
+  int32_t forced_tokens = 0;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };
@@ -113,7 +117,7 @@ struct GenDone {
   int32_t beam = 0;
   std::vector<int32_t> tokens;  // generated ids, the stop token included
   std::string text;             // their decoded text
-  std::string finish;           // "delimiter" | "eos" | "length" | "error"
+  std::string finish;           // "delimiter" | "eos" | "length" | "forced" | "error"
   std::string error;            // finish == "error": why, a sentence for the client
   std::string code;             // finish == "error": its code (error_codes.h); "" = internal
   int32_t n_context = 0;        // tokens of the job's context

@@ -45,7 +45,7 @@ const std::vector<std::string_view>& SolveParams::fields() {
   static const std::vector<std::string_view> f = {
       "problem", "strategy", "n", "beam_width", "max_steps", "max_tokens_per_step", "temperature", "top_p", "top_k",
       "seed", "aggregation", "selection", "lookahead", "filter_duplicates", "sort_completed", "answer_marker",
-      "return_completions", "stream", "deadline_ms"};
+      "return_completions", "stream", "deadline_ms", "trace"};
   return f;
 }
 
@@ -57,6 +57,11 @@ void SolveParams::write(MapWriter& w) const {
   w.put("lookahead", lookahead).put("filter_duplicates", filter_duplicates).put("sort_completed", sort_completed);
   w.put("answer_marker", answer_marker).put("return_completions", return_completions);
   w.put("stream", stream).put("deadline_ms", deadline_ms);
+  if (trace.on()) {
+    MapWriter t;
+    t.put("step_tokens", trace.step_tokens).put("end_prob", trace.end_prob).put("seed", trace.seed);
+    w.put("trace", t);
+  }
 }
 
 Status SolveParams::read(const MapReader& r) {
@@ -79,6 +84,15 @@ Status SolveParams::read(const MapReader& r) {
   FLASHTTS_TRY(r.get_opt("return_completions", &return_completions));
   FLASHTTS_TRY(r.get_opt("stream", &stream));
   FLASHTTS_TRY(r.get_opt("deadline_ms", &deadline_ms));
+  if (r.has("trace") && !r.is_nil("trace")) {
+    MapReader t;
+    FLASHTTS_TRY(r.get("trace", &t));
+    FLASHTTS_TRY(t.only_keys({"step_tokens", "end_prob", "seed"}));
+    FLASHTTS_TRY(t.get("step_tokens", &trace.step_tokens));
+    FLASHTTS_TRY(t.get("end_prob", &trace.end_prob));
+    FLASHTTS_TRY(t.get_opt("seed", &trace.seed));
+    if (trace.step_tokens.empty()) return make_error("'trace.step_tokens' is empty: give the length table");
+  }
   // The server's beam-search defaults mean nothing to the other strategies:
   // switch them off unless the request itself set them (then validate()
   // says why they do not apply).
@@ -125,6 +139,14 @@ Status SolveParams::validate(const Limits& l) const {
   list.clear();
   if (!one_of(selection, {"naive", "weighted", "majority"}, &list))
     return not_one_of("selection", selection, list);
+  if (trace.on()) {
+    if (!(trace.end_prob > 0 && trace.end_prob <= 1)) return make_error("'trace.end_prob' must be in (0, 1]");
+    // A step must end at its drawn length, so every length must fit a step.
+    for (int32_t t : trace.step_tokens)
+      if (t < 1 || t > max_tokens_per_step)
+        return make_error("'trace.step_tokens' holds " + std::to_string(t) + "; every length must be in [1, " +
+                          std::to_string(max_tokens_per_step) + "] ('max_tokens_per_step')");
+  }
   return deadline_ok(deadline_ms, l);
 }
 

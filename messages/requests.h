@@ -30,6 +30,18 @@ struct Limits {
   int64_t max_deadline_ms = 24ll * 3600 * 1000;
 };
 
+// The math-trace benchmark workload (issue 20, docs/protocol.md "trace"):
+// every step's length is forced to a draw from `step_tokens`, and after each
+// step the solution ends with probability `end_prob`; the draws are a pure
+// function of (seed, beam lineage, step index) (actors/trace.h). Off when
+// step_tokens is empty.
+struct TraceParams {
+  std::vector<int32_t> step_tokens;  // the length table: tokens of each reference step
+  double end_prob = 0;               // chance that a solution ends after a step, in (0, 1]
+  uint64_t seed = 0;
+  bool on() const { return !step_tokens.empty(); }
+};
+
 struct SolveParams {
   std::string problem;
   std::string strategy = "best_of_n";
@@ -54,6 +66,7 @@ struct SolveParams {
   bool return_completions = false;
   bool stream = false;
   int64_t deadline_ms = 0;           // 0 = none
+  TraceParams trace;                 // benchmark only: forced step lengths
 
   static const std::vector<std::string_view>& fields();
   void write(MapWriter& w) const;

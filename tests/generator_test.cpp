@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 
@@ -425,6 +426,63 @@ TEST(Generator, AContextThatFillsThePositionsIsTooLargeAndABrokenJobIsInternal) 
   EXPECT_EQ(d[1].finish, "error");
   EXPECT_EQ(d[1].code, "");
   EXPECT_NE(d[1].error.find("outside the vocabulary"), std::string::npos) << d[1].error;
+}
+
+// math-trace (GenJob::forced_tokens): a copy of the model whose EOS is a
+// token the greedy output writes early, and a delimiter it writes early; the
+// forced job runs past both and ends at exactly its length, the same job
+// unforced stops at them.
+TEST(Generator, AForcedJobIgnoresEosAndTheDelimiterAndEndsAtExactlyItsLength) {
+  constexpr int32_t kForced = 21;
+  msg::GenJob j = job(1, 1, 0, "Count: 1, 2, 3,", kForced);
+  GenerateResult ref = reference(j);
+  ASSERT_EQ(ref.tokens.size(), size_t(kForced)) << "the model's own EOS came first";
+  size_t at = 3;  // the first token (from the 4th) not written before: the new EOS
+  while (at < 10 && std::find(ref.tokens.begin(), ref.tokens.begin() + at, ref.tokens[at]) != ref.tokens.begin() + at)
+    ++at;
+  ASSERT_LT(at, 10u);
+  const std::string early = tokenizer().decode(std::span(ref.tokens).first(6), true);
+  std::string delim;
+  for (char ch : early)
+    if (ch > ' ' && ch < 127 && delim.empty()) delim = std::string(1, ch);
+  ASSERT_FALSE(delim.empty()) << "no ASCII in '" << early << "'";
+
+  const fs::path model = test::scratch_dir("generator-forced");
+  fs::copy(model_dir(), model, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  std::ofstream(model / "generation_config.json") << "{\"eos_token_id\": [" << ref.tokens[at] << "]}\n";
+
+  Harness h;
+  GeneratorOptions o = h.options();
+  o.model_dir = model;
+  o.step_delimiter = delim;
+  h.start_granted(1 << 20, o);
+  msg::GenJob forced = j, plain = j;
+  forced.stop_at_delimiter = plain.stop_at_delimiter = true;
+  forced.forced_tokens = kForced;
+  plain.job_id = 2;
+  h.send(forced);
+  h.send(plain);
+  auto d = h.done(2);
+  ASSERT_EQ(d.size(), 2u);
+  const msg::GenDone& f = d[0].job_id == 1 ? d[0] : d[1];
+  const msg::GenDone& p = d[0].job_id == 1 ? d[1] : d[0];
+  EXPECT_EQ(f.finish, "forced");
+  EXPECT_EQ(f.tokens, ref.tokens) << "exactly its length, EOS and the delimiter inside";
+  EXPECT_NE(f.text.find(delim), std::string::npos);
+  EXPECT_TRUE(p.finish == "eos" || p.finish == "delimiter") << p.finish;
+  EXPECT_LE(p.tokens.size(), at + 1);
+
+  // Only the model's last position stops a forced job early.
+  msg::GenJob edge = job(3, 1, 0, "x", kForced);
+  edge.tokens.assign(4096 - 5, edge.tokens[0]);
+  edge.forced_tokens = kForced;
+  Harness h2;
+  h2.start_granted(int64_t(4200) * kBytesPerToken, h2.options());
+  h2.send(edge);
+  auto e = h2.done(1);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].finish, "length");
+  EXPECT_EQ(e[0].tokens.size(), 5u);
 }
 
 TEST(Generator, AGrantTooSmallForOneBlockFailsTheActor) {

@@ -59,6 +59,9 @@ class ScriptHost final : public SearchHost {
     j.stop = stop, j.greedy = greedy, j.round = rounds;
     return add(std::move(j));
   }
+  uint64_t generate_forced(int32_t beam, std::vector<int32_t> tokens, int32_t n_tokens, bool greedy) override {
+    return generate(beam, std::move(tokens), n_tokens, false, greedy);  // the trace tests run the real pipeline
+  }
   uint64_t score(int32_t beam, std::vector<std::string> steps) override {
     Job j;
     j.id = ++next_, j.gen = false, j.beam = beam, j.steps = std::move(steps), j.round = rounds;
