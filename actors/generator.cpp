@@ -52,13 +52,13 @@ class Generator {
  public:
   Generator(const GeneratorOptions& o, Logger log, LoadedModel model, std::unique_ptr<Tokenizer> tok, Mailbox box)
       : o_(o), log_(std::move(log)), config_(std::move(model.config)), weights_(std::move(model.weights)), tok_(std::move(tok)),
-        box_(std::move(box)), weight_bytes_(weights_.bytes()) {}
+        box_(std::move(box)), weight_bytes_(weight_bytes_on(config_, weights_, o.device.get())) {}
 
   zmq::socket_t& inbox() { return box_.inbox(); }
   bool has_work() const { return engine_ && (!running_.empty() || !queue_.empty()); }
 
   void announce() {
-    post("memory_arbiter", msg::Weights{"generator", weight_bytes_, (int64_t)kv_bytes_per_token_f32(config_),
+    post("memory_arbiter", msg::Weights{"generator", weight_bytes_, (int64_t)kv_bytes_per_token_on(config_, o_.device.get()),
                                         o_.block_size});
   }
 
@@ -328,9 +328,16 @@ Status Generator::step() {
 
   std::vector<RunItem> items;
   items.reserve(running_.size());
-  for (const GenTask& t : running_) items.push_back({t.seq, RowSelect::Last, o_.prefill_chunk, {}});
+  // The engine samples each next token (on the device where it can, so no
+  // vocabulary-wide logits reach the host), from the stream generate.cpp
+  // draws from: (seed, beam, the index the new token will take).
+  for (const GenTask& t : running_) {
+    const msg::GenJob& j = t.job;
+    SamplingParams sp{(float)j.temperature, (float)j.top_p, j.top_k, j.seed};
+    items.push_back({t.seq, RowSelect::Last, o_.prefill_chunk, {}, sp, (uint64_t)j.beam});
+  }
   RunResult res;
-  Status st = engine_->run(items, OutputKind::Logits, &res);
+  Status st = engine_->run(items, OutputKind::Tokens, &res);
   if (!st.ok()) return make_error("generator: " + st.message());
   ++iterations_;
   kv_blocks_peak_ = std::max(kv_blocks_peak_, engine_->kv_stats().used_blocks);  // before jobs finish
@@ -344,10 +351,7 @@ Status Generator::step() {
     if (res.item_n_rows[k] == 0 || engine_->n_pending(t.seq) != 0) continue;
     ++rows;
     const msg::GenJob& j = t.job;
-    SamplingParams sp{(float)j.temperature, (float)j.top_p, j.top_k, j.seed};
-    // generate.cpp's position: the index the new token will take.
-    const uint64_t position = j.tokens.size() + t.out.size();
-    const int32_t token = sample_token(res.out.row(res.item_first_row[k]), sp, (uint64_t)j.beam, position);
+    const int32_t token = (int32_t)res.out.row(res.item_first_row[k])[0];
     t.out.push_back(token);
     ++tokens_generated_;
     const size_t text_before = t.text.size();
@@ -391,7 +395,7 @@ Status Generator::step() {
 Status run_generator(zmq::context_t& ctx, ActorPipe& pipe, const GeneratorOptions& o) {
   Logger log = actor_logger(o, "generator");
   FLASHTTS_TRY(check_engine_options(o, "generator"));
-  auto model = load_model(o.model_dir);
+  auto model = load_model_for(o.model_dir, o.device.get());
   if (!model) return make_error("generator: " + model.error().message);
   const ModelConfig& cfg = model->config;
   if (cfg.prm.kind != PrmKind::None && cfg.prm.kind != PrmKind::LmLogits)

@@ -73,13 +73,13 @@ class Verifier {
  public:
   Verifier(const VerifierOptions& o, Logger log, LoadedModel model, std::unique_ptr<Tokenizer> tok, Mailbox box)
       : o_(o), log_(std::move(log)), config_(std::move(model.config)), weights_(std::move(model.weights)), tok_(std::move(tok)),
-        box_(std::move(box)), weight_bytes_(weights_.bytes()) {}
+        box_(std::move(box)), weight_bytes_(weight_bytes_on(config_, weights_, o.device.get())) {}
 
   zmq::socket_t& inbox() { return box_.inbox(); }
   bool has_work() const { return engine_ && (!running_.empty() || !queue_.empty()); }
 
   void announce() {
-    post("memory_arbiter", msg::Weights{"verifier", weight_bytes_, (int64_t)kv_bytes_per_token_f32(config_),
+    post("memory_arbiter", msg::Weights{"verifier", weight_bytes_, (int64_t)kv_bytes_per_token_on(config_, o_.device.get()),
                                         o_.block_size});
   }
 
@@ -392,7 +392,7 @@ Status run_verifier(zmq::context_t& ctx, ActorPipe& pipe, const VerifierOptions&
     if (!fam) return make_error("verifier: " + fam.error().message);
     ovr.family = *fam;
   }
-  auto model = load_model(o.model_dir, ovr);
+  auto model = load_model_for(o.model_dir, o.device.get(), ovr);
   if (!model) return make_error("verifier: " + model.error().message);
   if (model->config.prm.kind == PrmKind::None)
     return make_error("verifier: " + o.model_dir.string() + " (" + model->config.architecture +

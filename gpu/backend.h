@@ -14,6 +14,7 @@
 
 #include "gpu/kv_cache.h"
 #include "gpu/model_config.h"
+#include "gpu/sampler.h"
 #include "gpu/weights.h"
 #include "runtime/status.h"
 
@@ -26,12 +27,17 @@ struct BatchEntry {
   int32_t n_past = 0;                    // tokens of this sequence already in KV
   std::span<const int32_t> block_table;  // REQUIRES: covers n_past + tokens.size()
   std::span<const int32_t> out_rows;     // rows of `tokens` (0-based) to return output for
+  // OutputKind::Tokens: how to sample, and the stream's sequence id (the
+  // host sampler's key is (seed, sample_id, position of the new token)).
+  SamplingParams sampling{};
+  uint64_t sample_id = 0;
 };
 
 enum class OutputKind {
   Logits,  // width = vocab_size: next-token logits (policy)
   Hidden,  // width = hidden_size: final-normed hidden state (what PRM heads read)
   Score,   // width = 1: the PRM's step probability (model must be a PRM)
+  Tokens,  // width = 1: the next token id sampled per BatchEntry::sampling (exact in a float)
 };
 
 // Row-major (n_rows, width); rows in batch order, then out_rows order.
@@ -59,6 +65,10 @@ class Backend {
   // range, a block table too short); the KV of a failed call is undefined for
   // the rows it named.
   virtual Status forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) = 0;
+
+  // Whether forward() takes OutputKind::Tokens itself (sampling where the
+  // logits are); otherwise the engine asks for Logits and samples on the host.
+  virtual bool samples_tokens() const { return false; }
 
   // Copies whole KV blocks (all layers), e.g. the partial block of a fork.
   virtual void copy_blocks(std::span<const BlockCopy> copies) = 0;

@@ -34,8 +34,26 @@ std::string cuda_unavailable(CudaProbe* probe) {
 }  // namespace
 
 Expected<std::shared_ptr<const DeviceContext>> DeviceContext::open(const std::string& device) {
+  if (device.rfind("sim:", 0) == 0) {
+    const SimCard* card = find_sim_card(std::string_view(device).substr(4));
+    if (!card)
+      return make_error("device '" + device + "' names no simulated card; known: " + sim_card_names() +
+                        " (as sim:<card>)");
+    auto d = std::make_shared<DeviceContext>();
+    d->kind_ = DeviceKind::Sim;
+    d->cores_ = std::max(1u, std::thread::hardware_concurrency());
+    d->device_memory_ = card->memory_bytes;
+    d->sim_card_ = card;
+    d->sim_timeline_ = std::make_shared<SimTimeline>();
+    d->description_ = std::string("simulated ") + card->display + " (" + device + ": " +
+                      std::to_string(int(card->mem_bandwidth / 1e9)) + " GB/s, " +
+                      std::to_string(int(card->bf16_flops / 1e12)) + " dense bf16 TFLOPS, " +
+                      std::to_string(card->memory_bytes >> 30) + " GiB); all timings are simulated";
+    return std::shared_ptr<const DeviceContext>(std::move(d));
+  }
   if (device != "cpu" && device != "auto" && device != "cuda")
-    return make_error("device '" + device + "' is not one of: cpu, auto, cuda");
+    return make_error("device '" + device + "' is not one of: cpu, auto, cuda, sim:<card> (" + sim_card_names() +
+                      ")");
   auto d = std::make_shared<DeviceContext>();
   d->cores_ = std::max(1u, std::thread::hardware_concurrency());
   d->description_ = "CPU: " + cpu_model() + ", " + std::to_string(d->cores_) + " cores";

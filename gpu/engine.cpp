@@ -4,21 +4,32 @@
 #include <cassert>
 #include <string>
 
+#include "gpu/sim/sim_backend.h"
+
 #if defined(FLASHTTS_HAVE_CUDA)
 #include "gpu/cuda/cuda_backend.h"
 #endif
 
 namespace flashtts {
 
+size_t kv_bytes_per_token_on(const ModelConfig& c, const DeviceContext* device) {
+  if (device && device->simulated()) return (size_t)sim_kv_bytes_per_token(c);
+#if defined(FLASHTTS_HAVE_CUDA)
+  if (device && device->kind() == DeviceKind::Cuda) return kv_bytes_per_token_cuda(c, CudaDtype::Bf16);
+#endif
+  return kv_bytes_per_token_f32(c);
+}
+
+int64_t weight_bytes_on(const ModelConfig& c, const ModelWeights& w, const DeviceContext* device) {
+  return device && device->simulated() ? sim_weight_bytes(c) : w.bytes();
+}
+
 Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeights weights,
                                                  const EngineOptions& o) {
   [[maybe_unused]] const bool on_cuda = o.device && o.device->kind() == DeviceKind::Cuda;
   KvCacheOptions ko;
   ko.block_size = o.block_size;
-  ko.bytes_per_token = kv_bytes_per_token_f32(config);
-#if defined(FLASHTTS_HAVE_CUDA)
-  if (on_cuda) ko.bytes_per_token = kv_bytes_per_token_cuda(config, CudaDtype::Bf16);
-#endif
+  ko.bytes_per_token = kv_bytes_per_token_on(config, o.device.get());
   ko.byte_budget = o.kv_bytes;
   auto kv = KvCache::create(ko);
   if (!kv) return make_error("engine: " + kv.error().message);
@@ -27,6 +38,7 @@ Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeight
   bo.block_size = o.block_size;
   bo.n_threads = o.n_threads;
   std::unique_ptr<Backend> backend;
+  if (o.device && o.device->simulated()) backend = make_sim_backend(std::move(config), bo, *o.device);
 #if defined(FLASHTTS_HAVE_CUDA)
   if (on_cuda) {
     auto b = make_cuda_backend(std::move(config), std::move(weights), bo, CudaBackendOptions{}, *o.device);
@@ -159,7 +171,26 @@ Status Engine::run(std::span<const RunItem> items, OutputKind kind, RunResult* r
     return Status::success();
   }
 
-  FLASHTTS_TRY(backend_->forward(batch, kind, &r->out));
+  if (kind == OutputKind::Tokens) {
+    for (size_t b = 0; b < batch.size(); ++b) {
+      batch[b].sampling = items[plan[b].item].sampling;
+      batch[b].sample_id = items[plan[b].item].sample_id;
+    }
+  }
+  if (kind == OutputKind::Tokens && !backend_->samples_tokens()) {
+    ForwardOutput logits;
+    FLASHTTS_TRY(backend_->forward(batch, OutputKind::Logits, &logits));
+    r->out.n_rows = logits.n_rows;
+    r->out.width = 1;
+    r->out.data.resize(logits.n_rows);
+    int32_t k = 0;
+    for (const BatchEntry& e : batch)
+      for (size_t j = 0; j < e.out_rows.size(); ++j, ++k)
+        r->out.data[k] = (float)sample_token(logits.row(k), e.sampling, e.sample_id,
+                                             (uint64_t)r->row_position[k] + 1);
+  } else {
+    FLASHTTS_TRY(backend_->forward(batch, kind, &r->out));
+  }
   for (const Planned& p : plan) {
     const RunItem& it = items[p.item];
     kv_.append(it.seq, std::span<const int32_t>(get(it.seq).tokens).subspan(p.n_past, p.n_new));

@@ -45,6 +45,8 @@ struct RunItem {
   RowSelect rows = RowSelect::Last;
   int32_t max_tokens = 0;  // cap on pending tokens computed in this call (chunked prefill); 0 = all
   std::vector<int32_t> positions;  // Explicit: absolute token positions; those not computed now are ignored
+  SamplingParams sampling{};       // OutputKind::Tokens: how this item's next token is drawn
+  uint64_t sample_id = 0;          // OutputKind::Tokens: the stream's sequence id (a beam)
 };
 
 // Output rows of one run(): for each item (in order) the positions that gave
@@ -56,6 +58,14 @@ struct RunResult {
   std::vector<int32_t> row_position;    // (n_rows) absolute token position of each row
   std::vector<int64_t> starved;         // sequences skipped: no KV blocks left (preempt, retry)
 };
+
+// Bytes one token of KV takes on `device` (null = the CPU): float32 on the
+// CPU, bf16 on CUDA and on a simulated card.
+size_t kv_bytes_per_token_on(const ModelConfig& c, const DeviceContext* device);
+
+// Bytes the weights take on `device`: the host copy on the CPU and CUDA, the
+// bf16 size a simulated card would hold (it holds none).
+int64_t weight_bytes_on(const ModelConfig& c, const ModelWeights& w, const DeviceContext* device);
 
 class Engine {
  public:
@@ -86,7 +96,9 @@ class Engine {
   int32_t n_pending(int64_t seq) const;
 
   // Computes pending tokens of every item in one forward pass. Items whose KV
-  // cannot be reserved are skipped and listed in result->starved.
+  // cannot be reserved are skipped and listed in result->starved. With
+  // OutputKind::Tokens each row is the token sampled after it (by the
+  // backend where it samples, else here from the logits: the same draw).
   Status run(std::span<const RunItem> items, OutputKind kind, RunResult* result);
 
   KvCacheStats kv_stats() const { return kv_.stats(); }

@@ -44,9 +44,17 @@ Expected<std::unique_ptr<Tokenizer>> open_tokenizer(const std::filesystem::path&
   return std::make_unique<Tokenizer>(std::move(tok).value());
 }
 
+Expected<LoadedModel> load_model_for(const std::filesystem::path& dir, const DeviceContext* device,
+                                     const PrmOverride& prm) {
+  if (!device || !device->simulated()) return load_model(dir, prm);
+  auto cfg = load_model_config(dir, prm);
+  if (!cfg) return cfg.error();
+  return LoadedModel{std::move(cfg).value(), ModelWeights{}};
+}
+
 Expected<OpenModel> open_model(const std::filesystem::path& dir, const EngineOptions& options,
                                const PrmOverride& prm) {
-  auto loaded = load_model(dir, prm);
+  auto loaded = load_model_for(dir, options.device.get(), prm);
   if (!loaded) return loaded.error();
   auto tok = open_tokenizer(dir);
   if (!tok) return tok.error();

@@ -22,6 +22,12 @@ struct OpenModel {
 // Resolves cfg->prm's token ids from its strings with `tok`.
 Status resolve_prm_tokens(const Tokenizer& tok, ModelConfig* cfg);
 
+// load_model(), except on a simulated device (gpu/sim/), which holds no
+// weights: then config.json alone, and empty weights (a 7B folder needs no
+// 14 GB of host memory, nor even its safetensors files).
+Expected<LoadedModel> load_model_for(const std::filesystem::path& dir, const DeviceContext* device,
+                                     const PrmOverride& prm = {});
+
 Expected<OpenModel> open_model(const std::filesystem::path& dir, const EngineOptions& options,
                                const PrmOverride& prm = {});
 

@@ -10,6 +10,8 @@
 
 #include <toml.hpp>
 
+#include "gpu/sim/sim_card.h"
+
 namespace flashtts {
 
 namespace {
@@ -229,7 +231,14 @@ Status read_memory(const Section& s, MemoryConfig* m) {
 
 Status read_engine(const Section& s, EngineConfig* e) {
   FLASHTTS_TRY(s.check_unknown());
-  FLASHTTS_TRY(s.read_enum("device", &e->device, {"cpu", "auto", "cuda"}));
+  // "sim:<card>" is a simulated GPU (gpu/sim/, docs/sim.md).
+  FLASHTTS_TRY(s.read("device", &e->device));
+  if (e->device.rfind("sim:", 0) == 0) {
+    if (!find_sim_card(std::string_view(e->device).substr(4)))
+      return s.fail("device", "'" + e->device + "'", "names no simulated card; known: " + sim_card_names());
+  } else {
+    FLASHTTS_TRY(s.read_enum("device", &e->device, {"cpu", "auto", "cuda"}));
+  }
   FLASHTTS_TRY(s.read("generator_threads", &e->generator_threads, 0, kInt32Max));
   FLASHTTS_TRY(s.read("verifier_threads", &e->verifier_threads, 0, kInt32Max));
   FLASHTTS_TRY(s.read("prefill_chunk", &e->prefill_chunk, 1, kInt32Max));

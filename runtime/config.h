@@ -41,7 +41,7 @@ struct MemoryConfig {
 };
 
 struct EngineConfig {
-  std::string device = "cpu";                // "cpu" | "auto" | "cuda"
+  std::string device = "cpu";                // "cpu" | "auto" | "cuda" | "sim:<card>" (docs/sim.md)
   int32_t generator_threads = 0;             // 0 = all cores
   int32_t verifier_threads = 0;
   int32_t prefill_chunk = 512;               // tokens of one sequence's prompt per forward pass

@@ -102,7 +102,9 @@ Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, con
   auto device = DeviceContext::open(config.engine.device);
   if (!device) return device.error();
   if (!(*device)->fallback().empty()) s->log_->info("{}", (*device)->fallback());
-  s->log_->debug("device: {}", (*device)->description());
+  if ((*device)->simulated()) s->log_->info("device: {}", (*device)->description());
+  else s->log_->debug("device: {}", (*device)->description());
+  s->device_ = *device;
   for (const auto& name : actor_names()) {
     if (!runs_here(only, name)) continue;
     auto a = Actor::start(ctx, name, body_of(config, name, logs, *device, only));

@@ -21,6 +21,7 @@
 
 #include <zmq.hpp>
 
+#include "gpu/device_context.h"
 #include "runtime/actor.h"
 #include "runtime/config.h"
 #include "runtime/logging.h"
@@ -45,6 +46,8 @@ class Supervisor {
 
   const std::vector<std::string>& client_endpoints() const { return config_.endpoints.clients; }
   bool running() const { return !actors_.empty(); }
+  // The process's device context (null before start() opened it).
+  const std::shared_ptr<const DeviceContext>& device() const { return device_; }
 
  private:
   Supervisor(zmq::context_t& ctx, Config config, Logger log)
@@ -54,6 +57,7 @@ class Supervisor {
   Config config_;
   Logger log_;
   std::vector<std::unique_ptr<Actor>> actors_;  // start-up order
+  std::shared_ptr<const DeviceContext> device_;
 };
 
 }  // namespace flashtts

@@ -1,0 +1,80 @@
+#include "gpu/sim/sim_backend.h"
+
+#include <algorithm>
+#include <cassert>
+
+#include "gpu/batch_check.h"
+#include "gpu/sample_hash.h"
+
+namespace flashtts {
+
+namespace {
+
+// Salt of the score stream, so that scores and tokens draw different numbers.
+constexpr uint64_t kScoreSalt = 0x5c0e5c0e5c0e5c0eull;
+
+class SimBackend : public Backend {
+ public:
+  SimBackend(ModelConfig c, const BackendOptions& o, const DeviceContext& d)
+      : c_(std::move(c)), o_(o), card_(*d.sim_card()), timeline_(*d.sim_timeline()) {}
+
+  Status forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) override {
+    FLASHTTS_TRY(check_batch(c_, /*has_lm_head=*/true, o_.n_blocks, o_.block_size, batch, kind));
+    timeline_.run(sim_pass_time(card_, c_, sim_shape_of(c_, batch, kind)).total());
+    int32_t rows = 0;
+    for (const BatchEntry& e : batch) rows += (int32_t)e.out_rows.size();
+    // Logits and hidden states are zeros (nothing is computed): only the
+    // CLI's paths ask for them; the actors ask for Tokens and Score.
+    out->n_rows = rows;
+    out->width = kind == OutputKind::Logits ? c_.vocab_size : kind == OutputKind::Hidden ? c_.hidden_size : 1;
+    out->data.assign((size_t)rows * out->width, 0.0f);
+    if (kind != OutputKind::Tokens && kind != OutputKind::Score) return Status::success();
+    int32_t k = 0;
+    for (const BatchEntry& e : batch)
+      for (int32_t r : e.out_rows) {
+        const uint64_t position = (uint64_t)e.n_past + r;
+        if (kind == OutputKind::Tokens) {
+          // The token that takes position + 1, uniform over the vocabulary.
+          const double u = uniform_of(e.sampling.seed, e.sample_id, position + 1);
+          out->data[k++] = (float)std::min<int64_t>(int64_t(u * c_.vocab_size), c_.vocab_size - 1);
+        } else {
+          // Keyed by the step's new tokens, so beams that differ score differently.
+          uint64_t h = kScoreSalt;
+          for (int32_t j = 0; j <= r; ++j) h = mix64(h ^ (uint64_t)(uint32_t)e.tokens[j]);
+          out->data[k++] = (float)uniform_of(h, (uint64_t)e.n_past, position);
+        }
+      }
+    return Status::success();
+  }
+
+  bool samples_tokens() const override { return true; }
+  void copy_blocks(std::span<const BlockCopy>) override {}  // no KV memory to copy
+  const ModelConfig& config() const override { return c_; }
+  size_t kv_bytes_per_token() const override { return (size_t)sim_kv_bytes_per_token(c_); }
+
+ private:
+  ModelConfig c_;
+  BackendOptions o_;
+  const SimCard& card_;
+  SimTimeline& timeline_;
+};
+
+}  // namespace
+
+SimPassShape sim_shape_of(const ModelConfig& c, std::span<const BatchEntry> batch, OutputKind kind) {
+  SimPassShape s;
+  s.lm_head = kind == OutputKind::Logits || kind == OutputKind::Tokens ||
+              (kind == OutputKind::Score && c.prm.kind == PrmKind::LmLogits);
+  for (const BatchEntry& e : batch)
+    add_sim_sequence(c, e.n_past, (int64_t)e.tokens.size(), kind == OutputKind::Hidden ? 0 : (int64_t)e.out_rows.size(),
+                     &s);
+  return s;
+}
+
+std::unique_ptr<Backend> make_sim_backend(ModelConfig config, const BackendOptions& options,
+                                          const DeviceContext& device) {
+  assert(device.simulated());
+  return std::make_unique<SimBackend>(std::move(config), options, device);
+}
+
+}  // namespace flashtts

@@ -1,0 +1,65 @@
+// A simulated GPU: a card's data-sheet figures and the time model of one
+// forward pass on it (docs/sim.md). The model is a roofline: a pass streams
+// the weights once and reads the KV its rows attend over, does 2 FLOPs per
+// weight per token plus attention's, and takes whichever of the memory time
+// and the compute time is larger, plus a fixed launch cost per pass and per
+// layer. Every figure it yields is a simulation, and is labelled so.
+//
+// Thread contract: the card table is constant; the functions are pure.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "gpu/model_config.h"
+
+namespace flashtts {
+
+struct SimCard {
+  const char* name;            // as in `device = "sim:<name>"`
+  const char* display;         // e.g. "NVIDIA GeForce RTX 4090"
+  double mem_bandwidth;        // bytes/s, peak (data sheet)
+  double bf16_flops;           // FLOP/s, dense bf16 tensor, fp32 accumulate (data sheet)
+  int64_t memory_bytes;        // device memory (data sheet)
+  double mem_efficiency;       // fraction of peak bandwidth a decode GEMV reaches (assumed)
+  double flop_efficiency;      // fraction of peak FLOPs a prefill GEMM reaches (assumed)
+  double pass_overhead_s;      // fixed cost per pass: launch, sync, sampling (assumed)
+  double layer_overhead_s;     // per layer and pass: ~8 kernel launches (assumed)
+  const char* source;          // where the data-sheet figures come from
+};
+
+// nullptr when `name` is not a known card.
+const SimCard* find_sim_card(std::string_view name);
+// "rtx4090, orin-agx, h100": for error messages.
+std::string sim_card_names();
+
+// What one forward pass does, in the terms the model needs.
+struct SimPassShape {
+  int64_t rows = 0;        // sequences in the batch
+  int64_t tokens = 0;      // new tokens (their KV is written)
+  int64_t out_rows = 0;    // rows that go through the output head
+  int64_t kv_tokens = 0;   // KV tokens read: per sequence its context (past + new), once
+  int64_t attn_pairs = 0;  // (query, key) pairs: per new token the keys it attends
+  bool lm_head = true;     // the output head is the vocabulary (policy), not a PRM head
+};
+
+// The shape of a pass of `n_new` tokens after `n_past` (causal; a sliding
+// window caps what a token attends), added to *s.
+void add_sim_sequence(const ModelConfig& c, int64_t n_past, int64_t n_new, int64_t n_out, SimPassShape* s);
+
+// Bytes of bf16 weights a model with config c holds (what the card would).
+int64_t sim_weight_bytes(const ModelConfig& c);
+// Bytes of bf16 KV one token takes (K and V, all layers).
+int64_t sim_kv_bytes_per_token(const ModelConfig& c);
+
+// The model's time for one pass, in seconds.
+struct SimPassTime {
+  double memory_s = 0;    // bytes moved / achieved bandwidth
+  double compute_s = 0;   // FLOPs / achieved bf16 rate
+  double overhead_s = 0;  // launches
+  double total() const { return overhead_s + (memory_s > compute_s ? memory_s : compute_s); }
+};
+SimPassTime sim_pass_time(const SimCard& card, const ModelConfig& c, const SimPassShape& shape);
+
+}  // namespace flashtts
