@@ -9,7 +9,7 @@
 //                      [--strategies beam_search,dvts,best_of_n] [--n 8,16,...,512]
 //                      [--beam-width 4] [--concurrency 1,4] [--memory 100,25]
 //                      [--variants baseline,flashtts] [--overlay NAME:section.key=value ...]
-//                      [--rounds 2] [--quick] [--json FILE] [--svg PREFIX] [--md FILE]
+//                      [--rounds 2] [--device sim:rtx4090] [--quick] [--json FILE] [--svg PREFIX] [--md FILE]
 //
 // Figures per run (runtime/tts_figures.h): goodput, latency p50/p90,
 // generator and verifier busy time, mean rows per decode iteration and the
@@ -40,8 +40,10 @@
 #include <thread>
 #include <unistd.h>
 
-#include "gpu/backend.h"
+#include "gpu/device_context.h"
+#include "gpu/engine.h"
 #include "gpu/model_loader.h"
+#include "gpu/sim/sim_card.h"
 #include "runtime/client.h"
 #include "runtime/eval_dataset.h"
 #include "runtime/eval_metrics.h"
@@ -57,7 +59,7 @@ using namespace std::chrono_literals;
 namespace {
 
 struct Options {
-  std::string workload = "arith";
+  std::string workload = "arith", device;
   fs::path config, policy, prm, problems_file, trace_table;
   std::vector<std::string> strategies = {"beam_search"}, variants = {"baseline", "flashtts"}, overlays;
   std::vector<int> ns = {8, 16, 32, 64, 128, 256, 512}, concurrency = {1}, memory;
@@ -326,19 +328,25 @@ Status make_trace_models(const fs::path& dir) {
 }
 
 // The overlay lines that make the KV working set of `cell` `memory`% of the
-// pools (prompt taken as 128 tokens; both models hold every beam's context).
+// pools (prompt taken as 128 tokens; both models hold every beam's context),
+// in the sizes the device holds (a simulated card: bf16 weights and KV).
 Expected<std::vector<std::string>> memory_overlay(const Config& base, const Options& o, const Cell& cell) {
   auto gc = load_model_config(base.models.policy);
   if (!gc) return gc.error();
   auto vc = load_model_config(base.models.prm);
   if (!vc) return vc.error();
+  auto dev = DeviceContext::open(base.engine.device);
+  if (!dev) return dev.error();
+  const bool sim = (*dev)->simulated();
   const int steps = o.max_steps ? o.max_steps : base.defaults.solve.max_steps;
   const int per = o.max_tokens_per_step ? o.max_tokens_per_step : base.defaults.solve.max_tokens_per_step;
   const double ctx = 128.0 + double(steps) * per, beams = double(cell.n) * cell.concurrency;
-  const double need_g = beams * ctx * double(kv_bytes_per_token_f32(*gc));
-  const double need_v = beams * ctx * double(kv_bytes_per_token_f32(*vc));
+  const double need_g = beams * ctx * double(kv_bytes_per_token_on(*gc, dev->get()));
+  const double need_v = beams * ctx * double(kv_bytes_per_token_on(*vc, dev->get()));
   const double pool = (need_g + need_v) * 100.0 / cell.memory;
-  const double budget = double(folder_bytes(base.models.policy) + folder_bytes(base.models.prm)) + pool;
+  const double weights = sim ? double(sim_weight_bytes(*gc) + sim_weight_bytes(*vc))
+                             : double(folder_bytes(base.models.policy) + folder_bytes(base.models.prm));
+  const double budget = weights + pool;
   char b[64], g[64];
   std::snprintf(b, sizeof b, "memory.budget_mb=%.3f", budget / double(1 << 20) + 1.0);
   std::snprintf(g, sizeof g, "memory.generator_share=%.4f", std::clamp(need_g / (need_g + need_v), 0.05, 0.95));
@@ -352,6 +360,7 @@ int main(int argc, char** argv) {
   CLI::App app{"flashtts-bench-tts: baseline and flashtts policies side by side on the same searches"};
   app.add_option("--workload", o.workload, "arith | math-trace")->check(CLI::IsMember({"arith", "math-trace"}));
   app.add_option("--config", o.config, "Base configuration (default: configs/default.toml)");
+  app.add_option("--device", o.device, "engine.device for every variant: cpu, cuda, sim:rtx4090, sim:orin-agx, sim:h100");
   app.add_option("--policy", o.policy, "Policy folder (default: the workload's)");
   app.add_option("--prm", o.prm, "PRM folder (default: the workload's)");
   app.add_option("--problems", o.problems_file, "arith: a problem file in a `flashtts eval` layout");
@@ -397,6 +406,7 @@ int main(int argc, char** argv) {
   }
   if (!o.policy.empty()) base_sets.push_back("models.policy=\"" + fs::absolute(o.policy).string() + "\"");
   if (!o.prm.empty()) base_sets.push_back("models.prm=\"" + fs::absolute(o.prm).string() + "\"");
+  if (!o.device.empty()) base_sets.push_back("engine.device=\"" + o.device + "\"");
   int max_n = *std::max_element(o.ns.begin(), o.ns.end());
   base_sets.push_back("limits.max_n=" + std::to_string(std::max(max_n, 256)));
 
@@ -434,9 +444,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "flashtts-bench-tts: %s\n", base.error().message.c_str());
     return 2;
   }
-  std::printf("# flashtts-bench-tts: workload %s, device %s, policy %s, PRM %s, %d round(s) per cell\n",
-              o.workload.c_str(), base->engine.device.c_str(), base->models.policy.c_str(), base->models.prm.c_str(),
-              o.rounds);
+  const bool simulated = base->engine.device.rfind("sim:", 0) == 0;
+  std::printf("# flashtts-bench-tts: workload %s, device %s%s, policy %s, PRM %s, %d round(s) per cell\n",
+              o.workload.c_str(), base->engine.device.c_str(), simulated ? " (SIMULATED: every time is a model's)" : "",
+              base->models.policy.c_str(), base->models.prm.c_str(), o.rounds);
   if (overlays["flashtts"] == overlays["baseline"])
     std::printf("# note: no flashtts optimization exists yet (issues 21-23): the flashtts variant runs the baseline "
                 "policies, so its ratios show the method's own noise\n");
@@ -498,6 +509,7 @@ int main(int argc, char** argv) {
               tts::RunSummary s = tts::summarize(*r);
               by_variant[v].push_back(s);
               json j = {{"bench", "tts"},       {"workload", o.workload}, {"device", base->engine.device},
+                        {"simulated", simulated},
                         {"strategy", strategy}, {"n", n},                 {"beam_width", o.beam_width},
                         {"concurrency", conc},  {"memory_pct", mem ? json(mem) : json(nullptr)},
                         {"variant", o.variants[v]}, {"round", round},     {"position", k},

@@ -8,6 +8,8 @@
 // values do not depend on sharding or write order. Linear weights and
 // embeddings ~ N(0, std); RMSNorm weights 1 + N(0, std); biases N(0, std).
 // Tensors stream to disk in chunks: a 7B model never sits in memory.
+// --no-weights writes everything but the weights: a folder for a simulated
+// device (docs/sim.md), which reads only config.json and the tokenizer.
 //
 // Usage: see docs/models.md or `flashtts-mkmodel --help`.
 #include <algorithm>
@@ -292,7 +294,7 @@ struct Options {
   int32_t hidden = 64, layers = 2, heads = 4, kv_heads = 2, intermediate = 128, vocab = 512, head_dim = 0;
   int32_t max_position = 4096, shards = 1;
   double rope_theta = 10000.0, rms_eps = 1e-6, std = 0.02;
-  bool tie = false, qkv_bias = true;
+  bool tie = false, qkv_bias = true, no_weights = false;
   uint64_t seed = 0;
 };
 
@@ -418,6 +420,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-qkv-bias", no_qkv_bias, "no attention biases (not for Qwen2)");
   app.add_option("--dtype", o.dtype, "f32|bf16")->check(CLI::IsMember({"f32", "bf16"}));
   app.add_option("--seed", o.seed, "random seed");
+  app.add_flag("--no-weights", o.no_weights, "Write no weights (a folder for a simulated device)");
   app.add_option("--std", o.std, "standard deviation of the weights");
   app.add_option("--shards", o.shards, "number of safetensors shards")->check(CLI::Range(1, 99999));
   CLI11_PARSE(app, argc, argv);
@@ -535,6 +538,11 @@ int main(int argc, char** argv) {
   tc["tokenizer_class"] = a->arch == Arch::Qwen2 ? "Qwen2Tokenizer" : "PreTrainedTokenizerFast";
   tc["unk_token"] = nullptr;
   write_text(dir / "tokenizer_config.json", tc.dump(2));
+
+  if (o.no_weights) {
+    std::printf("flashtts-mkmodel: wrote %s (%s, no weights: for a simulated device)\n", dir.c_str(), a->hf_name);
+    return 0;
+  }
 
   // --- weights, streamed tensor by tensor into contiguous shards
   const DType dt = o.dtype == "bf16" ? DType::BF16 : DType::F32;
