@@ -131,11 +131,15 @@ TEST(SimDevice, APassTakesTheTimeItsCardsModelPredicts) {
       const double predicted =
           sim_pass_time(*dev->sim_card(), c, sim_shape_of(c, b.entries, OutputKind::Tokens)).total();
       ForwardOutput out;
+      const double booked_before = dev->sim_timeline()->busy_seconds();
       const auto t0 = Clock::now();
       ASSERT_TRUE(be->forward(b.entries, OutputKind::Tokens, &out).ok());
       const double took = seconds_since(t0);
+      // The pass books exactly the model's time on the device and is never
+      // over sooner. (How much later a loaded machine wakes the caller is
+      // not the model's to say, so no upper bound on the wall clock.)
+      EXPECT_NEAR(dev->sim_timeline()->busy_seconds() - booked_before, predicted, 1e-12) << name << " rows " << s.rows;
       EXPECT_GE(took, predicted * 0.999) << name << " rows " << s.rows;
-      EXPECT_LT(took, predicted + 3e-3) << name << " rows " << s.rows;  // sleep granularity
       ASSERT_EQ(out.n_rows, s.rows);
       ASSERT_EQ(out.width, 1);
       for (int32_t r = 0; r < s.rows; ++r) {
@@ -171,7 +175,6 @@ TEST(SimDevice, TwoEnginesPassesSerializeOnTheOneTimeline) {
   a.join(), b.join();
   const double took = seconds_since(t0);
   EXPECT_GE(took, (tp + tv) * 0.999) << "the sum, not the max (" << std::max(tp, tv) << " s)";
-  EXPECT_LT(took, tp + tv + 5e-3);
   EXPECT_NEAR(dev->sim_timeline()->busy_seconds() - busy_before, tp + tv, 1e-9);
 }
 
@@ -264,7 +267,6 @@ TEST(SimDevice, AWholeSolveOnASimulatedRtx4090CompletesAtTheCardsPace) {
   // Every pass is waited for inside one actor's busy time; a pass may also
   // wait behind the other actor's, and each iteration has host work besides.
   EXPECT_GE(gen_busy + ver_busy, predicted_ms * 0.99);
-  EXPECT_LE(gen_busy + ver_busy, 2 * predicted_ms + 2.0 * double(gen_it + ver_it)) << predicted_ms;
   std::printf("simulated: %lld passes, %.2f ms predicted; busy generator %.2f ms (%lld it), verifier %.2f ms (%lld it)\n",
               (long long)tl.passes(), predicted_ms, gen_busy, (long long)gen_it, ver_busy, (long long)ver_it);
 }
