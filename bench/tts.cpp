@@ -480,11 +480,12 @@ int main(int argc, char** argv) {
   std::map<std::string, std::vector<tts::Point>> plots;  // svg name -> points
   for (int mem : memories)
     for (int n : o.ns) {
-      // The pipelines of this memory setting (and N, when the budget follows it).
       for (const auto& strategy : o.strategies)
         for (int conc : o.concurrency) {
           Cell cell{strategy, n, conc, mem};
           ++cell_k;
+          // Fresh pipelines per cell: the budget may follow N and the
+          // concurrency, and no cell inherits another's prefix cache.
           std::vector<std::unique_ptr<Served>> served;
           for (size_t v = 0; v < o.variants.size(); ++v) {
             std::vector<std::string> sets = base_sets;
