@@ -1,13 +1,62 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <map>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #include "gpu/sampler.h"
 
 namespace flashtts {
 namespace {
+
+// The definition, written the plain way: sort every candidate, softmax in
+// double, cut the nucleus, walk the cumulative mass.
+int32_t reference_sample(const std::vector<float>& l, const SamplingParams& p, uint64_t seq, uint64_t pos) {
+  const int32_t n = (int32_t)l.size();
+  std::vector<int32_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  int32_t keep = p.top_k > 0 && p.top_k < n ? p.top_k : n;
+  std::vector<double> w(keep);
+  double sum = 0.0;
+  for (int32_t i = 0; i < keep; ++i) sum += w[i] = std::exp(((double)l[idx[i]] - l[idx[0]]) / p.temperature);
+  if (p.top_p < 1.0f) {
+    double cum = 0.0;
+    for (int32_t i = 0; i < keep; ++i)
+      if ((cum += w[i]) >= (double)p.top_p * sum) {
+        keep = i + 1;
+        break;
+      }
+    sum = std::accumulate(w.begin(), w.begin() + keep, 0.0);
+  }
+  double u = sample_uniform(p.seed, seq, pos) * sum, cum = 0.0;
+  for (int32_t i = 0; i < keep; ++i)
+    if (u < (cum += w[i])) return idx[i];
+  return idx[keep - 1];
+}
+
+TEST(Sampler, TheLinearTimeSelectionPicksWhatSortingWouldPick) {
+  std::mt19937_64 rng(5);
+  const SamplingParams settings[] = {{1.0f, 1.0f, 0, 1}, {0.8f, 1.0f, 0, 2}, {0.7f, 0.9f, 0, 3},
+                                     {1.3f, 0.5f, 40, 4}, {1.0f, 1.0f, 7, 5}, {0.5f, 0.95f, 0, 6}};
+  int checked = 0;
+  for (int vocab : {1, 2, 3, 17, 1000, 32000}) {
+    for (int shape = 0; shape < 3; ++shape) {
+      std::vector<float> l(vocab);
+      std::normal_distribution<float> g(0.0f, shape == 1 ? 0.05f : 3.0f);
+      for (auto& x : l) x = shape == 2 ? std::round(g(rng)) : g(rng);  // shape 2: many ties
+      for (const auto& sp : settings)
+        for (uint64_t pos = 0; pos < (vocab > 1000 ? 20u : 200u); ++pos, ++checked)
+          ASSERT_EQ(sample_token(l, sp, 9, pos), reference_sample(l, sp, 9, pos))
+              << "vocab " << vocab << " shape " << shape << " T " << sp.temperature << " top_p " << sp.top_p
+              << " top_k " << sp.top_k << " position " << pos;
+    }
+  }
+  EXPECT_GT(checked, 10000);
+}
 
 TEST(Sampler, TemperatureZeroIsArgmaxWithTheLowestIdOnTies) {
   std::vector<float> l = {0.1f, 2.0f, -1.0f, 2.0f};
