@@ -32,6 +32,8 @@
 #include <nlohmann/json.hpp>
 #include <toml.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -64,7 +66,7 @@ struct Options {
   std::vector<std::string> strategies = {"beam_search"}, variants = {"baseline", "flashtts"}, overlays;
   std::vector<int> ns = {8, 16, 32, 64, 128, 256, 512}, concurrency = {1}, memory;
   int beam_width = 4, rounds = 2, max_steps = 0, max_tokens_per_step = 0;
-  double end_prob = 1.0 / 6;
+  double end_prob = 1.0 / 6, step_scale = 0;  // step_scale 0: 1 on a GPU, 0.25 on the CPU
   bool quick = false;
   std::string json_out, svg_prefix, md_out;
 };
@@ -378,6 +380,9 @@ int main(int argc, char** argv) {
   app.add_option("--prm", o.prm, "PRM folder (default: the workload's)");
   app.add_option("--problems", o.problems_file, "arith: a problem file in a `flashtts eval` layout");
   app.add_option("--trace-table", o.trace_table, "math-trace: the step-length table");
+  app.add_option("--step-scale", o.step_scale,
+                 "math-trace: every drawn step length times this (default 1 on a GPU or sim, 0.25 on the CPU)")
+      ->check(CLI::Range(0.01, 1.0));
   app.add_option("--end-prob", o.end_prob, "math-trace: the chance a solution ends after a step")->check(CLI::Range(0.01, 1.0));
   app.add_option("--strategies", o.strategies, "Strategies")->delimiter(',');
   app.add_option("--n", o.ns, "N values")->delimiter(',');
@@ -414,9 +419,12 @@ int main(int argc, char** argv) {
       if (o.prm.empty()) o.prm = models / "prm";
     }
     // A whole solution must fit the real models' 4096 positions: 7 steps
-    // of at most 512 tokens after a prompt of about 100.
+    // of at most 512 tokens after a prompt of about 100. On the CPU the steps
+    // are scaled to a quarter by default, keeping their spread (the
+    // stragglers), so the sweep to N = 512 fits in well under an hour.
+    if (o.step_scale == 0) o.step_scale = (o.device.empty() || o.device == "cpu") ? 0.25 : 1.0;
     if (!o.max_steps) o.max_steps = 7;
-    if (!o.max_tokens_per_step) o.max_tokens_per_step = 512;
+    if (!o.max_tokens_per_step) o.max_tokens_per_step = (int)std::ceil(512 * o.step_scale);
     if (o.trace_table.empty()) o.trace_table = fs::path(FLASHTTS_SOURCE_DIR) / "bench/data/math500_step_lengths.tsv";
   }
   if (!o.policy.empty()) base_sets.push_back("models.policy=\"" + fs::absolute(o.policy).string() + "\"");
@@ -439,6 +447,7 @@ int main(int argc, char** argv) {
     }
     // Steps longer than a step may be are left out of the draw (MATH-500:
     // 2% of its steps are over 512 tokens).
+    for (int32_t& n : *t) n = std::max<int32_t>(1, (int32_t)std::lround(n * o.step_scale));
     std::erase_if(*t, [&](int32_t n) { return n > o.max_tokens_per_step; });
     trace = std::move(*t);
   }
@@ -463,8 +472,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool simulated = base->engine.device.rfind("sim:", 0) == 0;
-  std::printf("# flashtts-bench-tts: workload %s, device %s%s, policy %s, PRM %s, %d round(s) per cell\n",
-              o.workload.c_str(), base->engine.device.c_str(), simulated ? " (SIMULATED: every time is a model's)" : "",
+  std::string scale_note;
+  if (o.workload == "math-trace" && o.step_scale != 1.0) {
+    char b[64];
+    std::snprintf(b, sizeof b, " (step lengths x %.2f)", o.step_scale);
+    scale_note = b;
+  }
+  std::printf("# flashtts-bench-tts: workload %s%s, device %s%s, policy %s, PRM %s, %d round(s) per cell\n",
+              o.workload.c_str(), scale_note.c_str(), base->engine.device.c_str(), simulated ? " (SIMULATED: every time is a model's)" : "",
               base->models.policy.c_str(), base->models.prm.c_str(), o.rounds);
   if (overlays["flashtts"] == overlays["baseline"])
     std::printf("# note: no flashtts optimization exists yet (issues 21-23): the flashtts variant runs the baseline "
