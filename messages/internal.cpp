@@ -77,6 +77,8 @@ void GenJob::write(MapWriter& w) const {
   w.put("max_tokens", max_tokens).put("stop_at_delimiter", stop_at_delimiter);
   w.put("report_every", report_every).put("priority", priority);
   if (forced_tokens > 0) w.put("forced_tokens", forced_tokens);
+  if (speculative) w.put("speculative", speculative);
+  if (!prefix.empty()) w.put("prefix", prefix);
 }
 
 Status GenJob::read(const MapReader& r) {
@@ -92,7 +94,18 @@ Status GenJob::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("stop_at_delimiter", &stop_at_delimiter));
   FLASHTTS_TRY(r.get_opt("report_every", &report_every));
   FLASHTTS_TRY(r.get_opt("forced_tokens", &forced_tokens));
+  FLASHTTS_TRY(r.get_opt("speculative", &speculative));
+  FLASHTTS_TRY(r.get_opt("prefix", &prefix));
   return r.get_opt("priority", &priority);
+}
+
+void StopJobs::write(MapWriter& w) const { w.put("rid", rid).put("job_ids", job_ids).put("at_tokens", at_tokens); }
+Status StopJobs::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("rid", &rid));
+  FLASHTTS_TRY(r.get("job_ids", &job_ids));
+  FLASHTTS_TRY(r.get("at_tokens", &at_tokens));
+  if (at_tokens.size() != job_ids.size()) return make_error("stop_jobs: at_tokens and job_ids differ in length");
+  return Status::success();
 }
 
 void GenProgress::write(MapWriter& w) const {

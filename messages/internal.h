@@ -95,6 +95,32 @@ struct GenJob {
   // exactly this many new tokens (finish "forced"), or earlier only at the
   // model's last position (finish "length").
   int32_t forced_tokens = 0;
+  // Speculative beam extension (policies.speculation): a job that writes a
+  // beam's next step ahead of the iteration's barrier. Lowest priority: never
+  // admitted ahead of real work, stopped (finish "stopped", with the tokens
+  // it has) when real work waits or KV runs short, held back while its rows
+  // would slow the real work by more than the configured bound.
+  bool speculative = false;
+  // Tokens of this step written earlier (a speculative step's kept part): the
+  // end of the context, counted as generated (in max_tokens, forced_tokens,
+  // the delimiter test and GenDone's tokens and text). Not part of `tokens`.
+  std::vector<int32_t> prefix;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// beam_manager -> scheduler -> generator: bring speculative jobs of a request
+// to an end. Job job_ids[i] finishes (finish "stopped", with the tokens it has)
+// once it holds at_tokens[i] generated tokens: at once when it holds that many
+// or more, or when it was held back from admission (it would not reach them
+// soon). A job that arrived in the same batch of messages and was never
+// considered for admission runs to its count. Unknown or finished ids are
+// ignored (their GenDone is on its way).
+struct StopJobs {
+  static constexpr const char* kType = "stop_jobs";
+  uint64_t rid = 0;
+  std::vector<uint64_t> job_ids;
+  std::vector<int32_t> at_tokens;  // same length as job_ids; 0 = now
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };
@@ -117,7 +143,7 @@ struct GenDone {
   int32_t beam = 0;
   std::vector<int32_t> tokens;  // generated ids, the stop token included
   std::string text;             // their decoded text
-  std::string finish;           // "delimiter" | "eos" | "length" | "forced" | "error"
+  std::string finish;           // "delimiter" | "eos" | "length" | "forced" | "stopped" | "error"
   std::string error;            // finish == "error": why, a sentence for the client
   std::string code;             // finish == "error": its code (error_codes.h); "" = internal
   int32_t n_context = 0;        // tokens of the job's context

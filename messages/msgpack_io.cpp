@@ -44,6 +44,12 @@ MapWriter& MapWriter::put(std::string_view k, const std::vector<int32_t>& v) {
   for (int32_t x : v) pk_.pack_int32(x);
   return *this;
 }
+MapWriter& MapWriter::put(std::string_view k, const std::vector<uint64_t>& v) {
+  key(k);
+  pk_.pack_array(uint32_t(v.size()));
+  for (uint64_t x : v) pk_.pack_uint64(x);
+  return *this;
+}
 MapWriter& MapWriter::put(std::string_view k, const std::vector<float>& v) {
   key(k);
   pk_.pack_array(uint32_t(v.size()));
@@ -321,6 +327,20 @@ Status MapReader::get(std::string_view key, std::vector<int32_t>* out) const {
         v > std::numeric_limits<int32_t>::max())
       return make_error("field '" + field(key) + "[" + std::to_string(i) + "]' must be a 32-bit integer");
     out->push_back(int32_t(v));
+  }
+  return Status::success();
+}
+
+Status MapReader::get(std::string_view key, std::vector<uint64_t>* out) const {
+  const auto* o = find(key);
+  if (!o || o->type != msgpack::type::ARRAY) return wrong_type(key, "an array of non-negative integers");
+  out->clear();
+  out->reserve(o->via.array.size);
+  for (uint32_t i = 0; i < o->via.array.size; ++i) {
+    const msgpack::object& x = o->via.array.ptr[i];
+    if (x.type != msgpack::type::POSITIVE_INTEGER)
+      return make_error("field '" + field(key) + "[" + std::to_string(i) + "]' must be a non-negative integer");
+    out->push_back(x.via.u64);
   }
   return Status::success();
 }

@@ -40,6 +40,7 @@ class MapWriter {
   MapWriter& put(std::string_view key, float v) { return put(key, double(v)); }
   MapWriter& put_nil(std::string_view key);
   MapWriter& put(std::string_view key, const std::vector<int32_t>& v);
+  MapWriter& put(std::string_view key, const std::vector<uint64_t>& v);
   MapWriter& put(std::string_view key, const std::vector<float>& v);
   MapWriter& put(std::string_view key, const std::vector<std::string>& v);
   MapWriter& put(std::string_view key, const MapWriter& child);
@@ -86,6 +87,7 @@ class MapReader {
   Status get(std::string_view key, double* out) const;
   Status get(std::string_view key, float* out) const;
   Status get(std::string_view key, std::vector<int32_t>* out) const;
+  Status get(std::string_view key, std::vector<uint64_t>* out) const;
   Status get(std::string_view key, std::vector<float>* out) const;
   Status get(std::string_view key, std::vector<std::string>* out) const;
   Status get(std::string_view key, MapReader* out) const;
