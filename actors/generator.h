@@ -14,9 +14,18 @@
 //
 // Sampling follows gpu/generate.cpp exactly (stream = (seed, beam, position of
 // the new token)), so a job's tokens equal generate()'s for the same context
-// whatever else shares the batch, and across preemptions.
+// whatever else shares the batch, and across preemptions. A job's `prefix`
+// (tokens of its step written before) counts as generated.
 //
-// Messages: in  gen_job, forget, grant, stats_query
+// Speculative jobs (GenJob::speculative) are the batch's background work
+// (actors/batch.h): queued behind every real job, stopped (finish "stopped",
+// with their tokens) when a real job finds no room or KV runs short, and held
+// back while their rows would slow a decode pass by more than
+// speculation_max_slowdown of the real rows' predicted time (actors/row_cost.h
+// fits the measured pass times). stop_jobs gives running jobs a stop point,
+// or ends them at once (docs/pipeline.md, "A beam's life").
+//
+// Messages: in  gen_job, stop_jobs, forget, grant, stats_query
 //           out weights -> memory_arbiter (once, after ready);
 //               gen_progress, gen_done -> scheduler; stats_reply -> intake
 //
@@ -34,6 +43,9 @@ namespace flashtts {
 
 struct GeneratorOptions : EngineActorOptions {
   std::string step_delimiter = "\n\n";        // ends a step when a job has stop_at_delimiter
+  // Speculative rows may slow a decode pass by at most this fraction of the
+  // real rows' time (policies.speculation_max_slowdown); 0 = no bound.
+  double speculation_max_slowdown = 0.05;
 };
 
 // Loads the model and tokenizer (an error names the folder; Actor::start

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -14,6 +13,7 @@
 #include "gpu/open_model.h"
 #include "gpu/prm_format.h"
 #include "gpu/tokenizer.h"
+#include "actors/batch.h"
 #include "actors/engine_actor.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"
@@ -48,18 +48,15 @@ std::vector<uint64_t> prefix_keys(std::span<const int32_t> ids, std::span<const 
 }
 
 // One ScoreJob from arrival to ScoreDone.
-struct ScoreTask {
+struct ScoreTask : BatchSlot {
   msg::ScoreJob job;
   PrmInput in;                  // ids (n_tokens) and score_positions (n_steps)
   std::vector<uint64_t> keys;   // (n_steps) score-cache key of each position
   std::vector<float> scores;    // (n_steps)
   std::vector<char> have;       // (n_steps) scores[i] is known
-  int64_t seq = -1;             // engine sequence while running
   int32_t n_computed = 0;       // tokens this job prefilled, over all admissions
-  int32_t n_preempted = 0;
-  bool admitted_once = false;
-  Clock::time_point admitted;
 
+  bool background() const { return false; }  // scoring is never speculative
   bool complete() const { return std::all_of(have.begin(), have.end(), [](char c) { return c != 0; }); }
   std::vector<int32_t> missing() const {
     std::vector<int32_t> m;
@@ -73,10 +70,19 @@ class Verifier {
  public:
   Verifier(const VerifierOptions& o, Logger log, LoadedModel model, std::unique_ptr<Tokenizer> tok, Mailbox box)
       : o_(o), log_(std::move(log)), config_(std::move(model.config)), weights_(std::move(model.weights)), tok_(std::move(tok)),
-        box_(std::move(box)), weight_bytes_(weight_bytes_on(config_, weights_, o.device.get())) {}
+        box_(std::move(box)), weight_bytes_(weight_bytes_on(config_, weights_, o.device.get())), batch_(o, log_, hooks()),
+        routes_(log_) {
+    routes_.on<msg::ScoreJob>([this](msg::ScoreJob j) { on_job(std::move(j)); })
+        .on<msg::Forget>([this](const msg::Forget& m) { on_forget(m.rid); })
+        .on<msg::Grant>([this](const msg::Grant& g) { return batch_.on_grant(g, "verifier", config_, &weights_); })
+        .on<msg::StatsQuery>([this](const msg::StatsQuery& m) { on_stats(m.qid, m.reset_peaks); })
+        .on<msg::WeightsQuery>([this](const msg::WeightsQuery&) { announce(); });  // a restarted arbiter asks
+  }
+  Verifier(const Verifier&) = delete;  // the hooks and routes point at this object
+  Verifier& operator=(const Verifier&) = delete;
 
   zmq::socket_t& inbox() { return box_.inbox(); }
-  bool has_work() const { return engine_ && (!running_.empty() || !queue_.empty()); }
+  bool has_work() const { return batch_.has_work(); }
 
   void announce() {
     post("memory_arbiter", msg::Weights{"verifier", weight_bytes_, (int64_t)kv_bytes_per_token_on(config_, o_.device.get()),
@@ -84,7 +90,7 @@ class Verifier {
   }
 
   Status drain() {
-    while (auto bytes = box_.try_recv()) FLASHTTS_TRY(on_message(*bytes));
+    while (auto bytes = box_.try_recv()) FLASHTTS_TRY(routes_.route(*bytes));
     return Status::success();
   }
 
@@ -100,17 +106,13 @@ class Verifier {
     else log_->warn("no '{}' peer to send a {} to", peer, M::kType);
   }
 
-  Status on_message(const std::string& bytes);
-  Status on_grant(const msg::Grant& g);
+  Batch<ScoreTask>::Hooks hooks();
   void on_job(msg::ScoreJob job);
   void on_forget(uint64_t rid);
   void on_stats(uint64_t qid, bool reset_peaks);
 
-  void admit();
   // Takes what the score cache knows; true when nothing is left to compute.
   bool fill_from_cache(ScoreTask& t);
-  bool should_wait_for_shared_prefix(std::span<const int32_t> ids) const;
-  void preempt_latest();
   // Posts ScoreDone and releases the task's sequence. An error's `code`:
   // bad_request when the steps cannot be put in the PRM's format, too_large
   // when the input is over the PRM's positions or the KV pool, "" (internal)
@@ -123,51 +125,40 @@ class Verifier {
   ModelWeights weights_;  // wait here until the grant moves them into the engine
   std::unique_ptr<Tokenizer> tok_;
   Mailbox box_;
-  std::unique_ptr<Engine> engine_;
-  int64_t weight_bytes_ = 0, kv_bytes_ = 0;
-  int32_t capacity_ = 0;  // KV tokens of the whole pool
+  int64_t weight_bytes_ = 0;
+  Batch<ScoreTask> batch_;  // the engine, the queue (FIFO) and the running jobs
+  Routes routes_;
 
-  std::deque<ScoreTask> queue_;
-  std::vector<ScoreTask> running_;  // admission order
   std::unordered_map<uint64_t, ScoreCache> cache_;  // rid -> its scores, until Forget
-  int64_t next_seq_ = 1;
-  bool hold_admission_ = false;  // as in the generator: after a preemption, until a job leaves
 
-  int64_t jobs_done_ = 0, tokens_scored_ = 0, tokens_computed_ = 0, preemptions_ = 0, iterations_ = 0;
+  int64_t jobs_done_ = 0, tokens_scored_ = 0, tokens_computed_ = 0, iterations_ = 0;
   double busy_ms_ = 0;
-  int32_t kv_blocks_peak_ = 0;  // the most KV blocks held (the benchmark reads it)
 };
 
-Status Verifier::on_message(const std::string& bytes) {
-  auto env = msg::open(bytes);
-  if (!env) {
-    log_->warn("ignored a message: {}", env.error().message);
-    return Status::success();
-  }
-  const std::string& type = env->type;
-  if (type == msg::ScoreJob::kType) {
-    if (auto m = decode_logged<msg::ScoreJob>(*env, log_)) on_job(std::move(*m));
-  } else if (type == msg::Forget::kType) {
-    if (auto m = decode_logged<msg::Forget>(*env, log_)) on_forget(m->rid);
-  } else if (type == msg::Grant::kType) {
-    if (auto m = decode_logged<msg::Grant>(*env, log_)) return on_grant(*m);
-  } else if (type == msg::StatsQuery::kType) {
-    if (auto m = decode_logged<msg::StatsQuery>(*env, log_)) on_stats(m->qid, m->reset_peaks);
-  } else if (type == msg::WeightsQuery::kType) {
-    announce();  // a memory arbiter that (re)started asks
-  } else {
-    log_->warn("ignored a '{}' message", type);
-  }
-  return Status::success();
-}
-
-Status Verifier::on_grant(const msg::Grant& g) {
-  const bool had = engine_ != nullptr;
-  FLASHTTS_TRY(accept_grant(g, "verifier", config_, &weights_, o_, log_, &engine_));
-  if (had || !engine_) return Status::success();
-  kv_bytes_ = g.kv_bytes;
-  capacity_ = engine_->kv().n_blocks() * engine_->kv().block_size();
-  return Status::success();
+Batch<ScoreTask>::Hooks Verifier::hooks() {
+  Batch<ScoreTask>::Hooks h;
+  h.context = [](const ScoreTask& t) { return t.in.ids; };
+  h.settled = [this](ScoreTask& t) {
+    if (!fill_from_cache(t)) return false;
+    finish(t);  // every step was scored before (a repeated job)
+    return true;
+  };
+  h.over_capacity = [this](size_t n) {
+    return "a PRM input of " + std::to_string(n) + " tokens does not fit the verifier's KV capacity of " +
+           std::to_string(batch_.capacity()) + " tokens; shorten the problem or raise memory.budget_mb";
+  };
+  h.reject = [this](ScoreTask& t, std::string why) { finish(t, std::move(why), msg::code::kTooLarge); };
+  h.admitted = [this](ScoreTask& t, std::span<const int32_t> ids, int32_t n_cached) {
+    // A score inside the reused prefix that the cache does not hold (another
+    // request computed that KV, or Forget dropped the scores): cut the
+    // sequence back to that position so the pass computes it again.
+    const std::vector<int32_t> need = t.missing();
+    if (!need.empty() && need.front() < n_cached) {
+      batch_.engine()->truncate(t.seq, need.front());
+      batch_.engine()->append(t.seq, ids.subspan(need.front()));
+    }
+  };
+  return h;
 }
 
 void Verifier::on_job(msg::ScoreJob job) {
@@ -185,18 +176,11 @@ void Verifier::on_job(msg::ScoreJob job) {
   t.keys = prefix_keys(t.in.ids, t.in.score_positions);
   t.scores.assign(t.in.score_positions.size(), 0.0f);
   t.have.assign(t.in.score_positions.size(), 0);
-  queue_.push_back(std::move(t));
+  batch_.push(std::move(t));
 }
 
 void Verifier::on_forget(uint64_t rid) {
-  std::erase_if(queue_, [&](const ScoreTask& t) { return t.job.rid == rid; });
-  size_t before = running_.size();
-  std::erase_if(running_, [&](const ScoreTask& t) {
-    if (t.job.rid != rid) return false;
-    engine_->release(t.seq);
-    return true;
-  });
-  if (running_.size() != before) hold_admission_ = false;
+  batch_.forget(rid);
   cache_.erase(rid);
 }
 
@@ -206,17 +190,17 @@ void Verifier::on_stats(uint64_t qid, bool reset_peaks) {
   msg::MapWriter st;
   st.put("model_dir", msg::escape_invalid_utf8(o_.model_dir.string()));  // a path need not be UTF-8
   st.put("prm_family", prm_kind_name(config_.prm.kind));
-  st.put("weight_bytes", weight_bytes_).put("kv_bytes", kv_bytes_);
-  KvCacheStats kv = engine_ ? engine_->kv_stats() : KvCacheStats{};
+  st.put("weight_bytes", weight_bytes_).put("kv_bytes", batch_.kv_bytes());
+  KvCacheStats kv = batch_.engine() ? batch_.engine()->kv_stats() : KvCacheStats{};
   st.put("kv_blocks_total", kv.n_blocks).put("kv_blocks_free", kv.free_blocks);
   st.put("kv_blocks_used", kv.used_blocks).put("kv_blocks_cached", kv.cached_blocks);
   st.put("prefix_hit_rate", kv.hit_rate()).put("evictions", kv.evictions);
-  st.put("running", (int64_t)running_.size()).put("queued", (int64_t)queue_.size());
+  st.put("running", (int64_t)batch_.running().size()).put("queued", (int64_t)batch_.queue().size());
   st.put("jobs_done", jobs_done_).put("tokens_scored", tokens_scored_).put("tokens_computed", tokens_computed_);
   st.put("score_cache_entries", entries).put("score_cache_requests", (int64_t)cache_.size());
-  st.put("preemptions", preemptions_).put("iterations", iterations_).put("busy_ms", busy_ms_);
-  st.put("kv_blocks_peak", kv_blocks_peak_);
-  if (reset_peaks) kv_blocks_peak_ = kv.used_blocks;
+  st.put("preemptions", batch_.preemptions()).put("iterations", iterations_).put("busy_ms", busy_ms_);
+  st.put("kv_blocks_peak", batch_.kv_blocks_peak());
+  if (reset_peaks) batch_.reset_peak(kv.used_blocks);
   post("intake", msg::StatsReply{qid, "verifier", st.bytes()});
 }
 
@@ -234,11 +218,7 @@ void Verifier::finish(ScoreTask& t, std::string error, const char* code) {
   if (!d.error.empty())
     log_->warn("score_job {} failed ({}): {}", d.job_id, d.code.empty() ? "internal" : d.code, d.error);
   post("scheduler", d);
-  if (t.seq >= 0) {
-    engine_->release(t.seq);  // full blocks stay in the prefix cache for the next step
-    t.seq = -1;
-    hold_admission_ = false;
-  }
+  batch_.release(t);  // full blocks stay in the prefix cache for the next step
   ++jobs_done_;
   tokens_scored_ += d.n_tokens;
 }
@@ -256,100 +236,31 @@ bool Verifier::fill_from_cache(ScoreTask& t) {
   return t.complete();
 }
 
-bool Verifier::should_wait_for_shared_prefix(std::span<const int32_t> ids) const {
-  // A sibling beam still prefilling the prefix this job shares: admitting now
-  // would compute the shared blocks twice.
-  for (const ScoreTask& r : running_) {
-    int32_t share = shareable_prefix_tokens(ids, engine_->tokens(r.seq), o_.block_size);
-    if (share > 0 && engine_->n_computed(r.seq) < share) return true;
-  }
-  return false;
-}
-
-void Verifier::admit() {
-  if (hold_admission_) {
-    if (!running_.empty()) return;
-    hold_admission_ = false;
-  }
-  while (!queue_.empty() && (int32_t)running_.size() < o_.max_batch) {
-    ScoreTask& t = queue_.front();
-    const std::vector<int32_t>& ids = t.in.ids;
-    if (fill_from_cache(t)) {  // every step was scored before (a repeated job)
-      finish(t);
-      queue_.pop_front();
-      continue;
-    }
-    if ((int64_t)ids.size() > capacity_) {
-      finish(t,
-             "a PRM input of " + std::to_string(ids.size()) + " tokens does not fit the verifier's KV capacity of " +
-                 std::to_string(capacity_) + " tokens; shorten the problem or raise memory.budget_mb",
-             msg::code::kTooLarge);
-      queue_.pop_front();
-      continue;
-    }
-    if (should_wait_for_shared_prefix(ids)) break;
-    const int64_t seq = next_seq_++;
-    auto added = engine_->add_sequence(seq, ids, /*reuse_prefix=*/true);
-    if (!added) {
-      if (!running_.empty()) break;
-      finish(t, added.error().message, msg::code::kTooLarge);  // the pool itself is too small
-      queue_.pop_front();
-      continue;
-    }
-    // A score inside the reused prefix that the cache does not hold (another
-    // request computed that KV, or Forget dropped the scores): cut the
-    // sequence back to that position so the pass computes it again.
-    const std::vector<int32_t> need = t.missing();
-    if (!need.empty() && need.front() < *added) {
-      engine_->truncate(seq, need.front());
-      engine_->append(seq, std::span<const int32_t>(ids).subspan(need.front()));
-    }
-    t.seq = seq;
-    if (!t.admitted_once) {
-      t.admitted_once = true;
-      t.admitted = Clock::now();
-    }
-    running_.push_back(std::move(t));
-    queue_.pop_front();
-  }
-}
-
-void Verifier::preempt_latest() {
-  ScoreTask t = std::move(running_.back());
-  running_.pop_back();
-  engine_->release(t.seq);
-  t.seq = -1;
-  ++t.n_preempted;
-  ++preemptions_;
-  log_->debug("preempted score job {}", t.job.job_id);
-  queue_.push_front(std::move(t));
-  hold_admission_ = true;
-}
-
 Status Verifier::step() {
-  if (!engine_) return Status::success();
-  admit();
-  if (running_.empty()) return Status::success();
+  Engine* engine = batch_.engine();
+  if (!engine) return Status::success();
+  batch_.admit();
+  std::vector<ScoreTask>& running = batch_.running();
+  if (running.empty()) return Status::success();
   const auto t0 = Clock::now();
 
   std::vector<RunItem> items;
   std::vector<int32_t> computed_before;
-  items.reserve(running_.size());
-  for (const ScoreTask& t : running_) {
+  items.reserve(running.size());
+  for (const ScoreTask& t : running) {
     items.push_back({t.seq, RowSelect::Explicit, o_.prefill_chunk, t.missing()});
-    computed_before.push_back(engine_->n_computed(t.seq));
+    computed_before.push_back(engine->n_computed(t.seq));
   }
   RunResult res;
-  Status st = engine_->run(items, OutputKind::Score, &res);
+  Status st = engine->run(items, OutputKind::Score, &res);
   if (!st.ok()) return make_error("verifier: " + st.message());
   ++iterations_;
-  kv_blocks_peak_ = std::max(kv_blocks_peak_, engine_->kv_stats().used_blocks);  // before jobs finish
+  batch_.note_peak();  // before jobs finish
 
-  std::vector<char> done(running_.size(), 0);
   size_t n_done = 0;
-  for (size_t k = 0; k < running_.size(); ++k) {
-    ScoreTask& t = running_[k];
-    const int32_t computed = engine_->n_computed(t.seq) - computed_before[k];
+  for (size_t k = 0; k < running.size(); ++k) {
+    ScoreTask& t = running[k];
+    const int32_t computed = engine->n_computed(t.seq) - computed_before[k];
     t.n_computed += computed;
     tokens_computed_ += computed;
     ScoreCache& cache = cache_[t.job.rid];
@@ -361,22 +272,13 @@ Status Verifier::step() {
       t.have[i] = 1;
       cache[t.keys[i]] = t.scores[i];
     }
-    if (engine_->n_pending(t.seq) != 0) continue;  // more chunks to prefill, or starved
+    if (engine->n_pending(t.seq) != 0) continue;  // more chunks to prefill, or starved
     if (t.complete()) finish(t);
     else finish(t, "a step score was not computed");
-    done[k] = 1;
     ++n_done;
   }
-  if (n_done > 0) {
-    size_t w = 0;
-    for (size_t k = 0; k < running_.size(); ++k)
-      if (!done[k]) {
-        if (w != k) running_[w] = std::move(running_[k]);
-        ++w;
-      }
-    running_.erase(running_.begin() + (ptrdiff_t)w, running_.end());
-  }
-  if (!res.starved.empty() && n_done == 0) preempt_latest();
+  batch_.drop_left();
+  if (!res.starved.empty() && n_done == 0) batch_.make_room();
   busy_ms_ += ms_since(t0);
   return Status::success();
 }

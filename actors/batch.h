@@ -1,0 +1,319 @@
+// Continuous batching over one engine, the piece the generator and the
+// verifier share: the queue and the running set, admission against the KV
+// pool, preemption by recompute, the engine a KV grant creates, and the
+// routing of an actor's messages to its handlers.
+//
+// Queue order: foreground tasks in arrival order, then background tasks in
+// arrival order; a preempted task goes back to the front of its class.
+// Admission takes tasks strictly in that order and stops at the first that
+// cannot be admitted, so a background task never passes a foreground one.
+// When the queue's head is a foreground task that found no room (no KV
+// blocks, or max_batch running), running background tasks are stopped, the
+// newest first, until it is admitted; when decode runs out of KV blocks a
+// background task is stopped before any foreground task is preempted. The
+// generator's speculative jobs are its background tasks; the verifier has
+// none, and for it this is the plain FIFO batching it always did.
+//
+// A task that runs out of blocks while others finish nothing is preempted
+// by recompute: its sequence is released and it is queued again with what it
+// has, to be prefilled as context. After a preemption no task is admitted
+// until one leaves (or none runs): the one just preempted would be admitted
+// again at once and starve the running ones of the blocks they need.
+//
+// Task: derives from BatchSlot, has `job.rid`, `job.job_id` and
+// `bool background() const`.
+//
+// Thread contract: a Batch (and a Routes) is owned by one engine actor, the
+// generator or the verifier, and used from that actor's thread only.
+#pragma once
+
+#include <algorithm>
+#include <cassert>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "actors/engine_actor.h"
+#include "gpu/engine.h"
+#include "gpu/kv_cache.h"
+#include "messages/envelope.h"
+#include "messages/error_codes.h"
+#include "runtime/clock.h"
+#include "runtime/logging.h"
+#include "runtime/mailbox.h"
+#include "runtime/status.h"
+
+namespace flashtts {
+
+// What a Batch keeps of every task.
+struct BatchSlot {
+  int64_t seq = -1;           // engine sequence while running
+  int32_t n_preempted = 0;
+  bool admitted_once = false;
+  Clock::time_point admitted;  // the first admission
+  bool held = false;          // an admission round left it queued
+  bool left = false;          // finished (release() was called); dropped by drop_left()
+};
+
+// Why an admission round stopped.
+enum class Blocked {
+  kNone,          // the queue is empty
+  kHold,          // no admission (background: none) until a task leaves, after a preemption (a stop)
+  kSharedPrefix,  // the head waits for a running task to compute blocks it shares
+  kRoom,          // no KV blocks, or max_batch tasks running
+  kBound,         // the head is a background task the actor does not let run now
+};
+
+template <class Task>
+class Batch {
+ public:
+  // How the owning actor takes part in admission.
+  struct Hooks {
+    // The tokens a task's sequence holds when it is admitted.
+    std::function<std::vector<int32_t>(const Task&)> context;
+    // KV tokens a task needs past its context (the generator's next token).
+    int32_t extra_tokens = 0;
+    // Optional. Before admission: true when the task is complete without
+    // running; it must have been finished (release()).
+    std::function<bool(Task&)> settled;
+    // The sentence for a context of n tokens over the pool's capacity.
+    std::function<std::string(size_t n)> over_capacity;
+    // Finishes a task that can never fit (an error, code too_large); must release() it.
+    std::function<void(Task&, std::string why)> reject;
+    // Optional. After the task's sequence was added (t.seq is set, and
+    // admitted_once not yet, so a first admission can be told): n_cached of
+    // ctx's tokens came from the prefix cache.
+    std::function<void(Task&, std::span<const int32_t> ctx, int32_t n_cached)> admitted;
+    // Optional. Whether one more background task may run now.
+    std::function<bool()> background_fits;
+    // Ends a running background task now (the generator's "stopped"); must
+    // release() it. Needed only where tasks can be background.
+    std::function<void(Task&)> stop;
+  };
+
+  Batch(const EngineActorOptions& o, Logger log, Hooks hooks) : o_(o), log_(std::move(log)), hooks_(std::move(hooks)) {}
+
+  // Creates the engine on the first grant for `role` (accept_grant).
+  Status on_grant(const msg::Grant& g, const char* role, const ModelConfig& config, ModelWeights* weights) {
+    const bool had = engine_ != nullptr;
+    FLASHTTS_TRY(accept_grant(g, role, config, weights, o_, log_, &engine_));
+    if (had || !engine_) return Status::success();
+    kv_bytes_ = g.kv_bytes;
+    capacity_ = engine_->kv().n_blocks() * engine_->kv().block_size();
+    return Status::success();
+  }
+
+  Engine* engine() const { return engine_.get(); }
+  int64_t kv_bytes() const { return kv_bytes_; }
+  int32_t capacity() const { return capacity_; }  // KV tokens of the whole pool
+  bool has_work() const { return engine_ && (!running_.empty() || !queue_.empty()); }
+
+  std::deque<Task>& queue() { return queue_; }
+  const std::deque<Task>& queue() const { return queue_; }
+  std::vector<Task>& running() { return running_; }  // admission order
+  const std::vector<Task>& running() const { return running_; }
+  int64_t preemptions() const { return preemptions_; }
+
+  // Queues a new task behind the others of its class.
+  void push(Task t) {
+    if (t.background()) queue_.push_back(std::move(t));
+    else queue_.insert(first_background(), std::move(t));
+  }
+
+  // Restores the queue order after tasks changed class (stable).
+  void reorder() {
+    std::stable_partition(queue_.begin(), queue_.end(), [](const Task& t) { return !t.background(); });
+  }
+
+  // Ends a task's part in the batch: releases its sequence (full blocks stay
+  // in the prefix cache) and marks it for drop_left(). A running task that
+  // leaves lifts the holds on admission.
+  void release(Task& t) {
+    if (t.seq >= 0) {
+      engine_->release(t.seq);
+      t.seq = -1;
+      hold_admission_ = hold_background_ = false;
+    }
+    t.left = true;
+  }
+
+  // Drops the tasks that left from the queue and the running set.
+  void drop_left() {
+    std::erase_if(queue_, [](const Task& t) { return t.left; });
+    std::erase_if(running_, [](const Task& t) { return t.left; });
+  }
+
+  // Drops every task of the request, queued or running, with no message.
+  void forget(uint64_t rid) {
+    for (Task& t : running_)
+      if (t.job.rid == rid) release(t);
+    std::erase_if(queue_, [&](const Task& t) { return t.job.rid == rid; });
+    drop_left();
+  }
+
+  // Admission rounds; then, while the head is a foreground task that found
+  // no room and background tasks run, stops the newest of them and admits
+  // again. Returns why the last round stopped. When it stopped for want of
+  // room, a hold or the bound (not for a shared prefix, which a pass or two
+  // computes), every task still queued is marked held: it will not run soon.
+  Blocked admit() {
+    Blocked b = admit_round();
+    while (b == Blocked::kRoom && !queue_.empty() && !queue_.front().background() && stop_newest_background())
+      b = admit_round();
+    if (b == Blocked::kRoom || b == Blocked::kHold || b == Blocked::kBound)
+      for (Task& t : queue_) t.held = true;
+    return b;
+  }
+
+  // Decode ran out of KV blocks and no task finished to free some: stops the
+  // newest background task (and admits no background task until one
+  // leaves), or when none runs preempts the task admitted last.
+  void make_room() {
+    if (stop_newest_background()) {
+      hold_background_ = true;
+      return;
+    }
+    preempt_latest();
+  }
+
+  // The most KV blocks held: note() after each forward pass, before tasks finish.
+  void note_peak() { kv_blocks_peak_ = std::max(kv_blocks_peak_, engine_->kv_stats().used_blocks); }
+  int32_t kv_blocks_peak() const { return kv_blocks_peak_; }
+  void reset_peak(int32_t used) { kv_blocks_peak_ = used; }
+
+ private:
+  typename std::deque<Task>::iterator first_background() {
+    return std::find_if(queue_.begin(), queue_.end(), [](const Task& t) { return t.background(); });
+  }
+
+  Blocked admit_round() {
+    if (hold_admission_) {
+      if (!running_.empty()) return Blocked::kHold;
+      hold_admission_ = false;
+    }
+    if (running_.empty()) hold_background_ = false;
+    while (!queue_.empty()) {
+      if ((int32_t)running_.size() >= o_.max_batch) return Blocked::kRoom;
+      Task& t = queue_.front();
+      if (hooks_.settled && hooks_.settled(t)) {  // finished without running
+        queue_.pop_front();
+        continue;
+      }
+      std::vector<int32_t> ctx = hooks_.context(t);
+      if ((int64_t)ctx.size() + hooks_.extra_tokens > capacity_) {
+        hooks_.reject(t, hooks_.over_capacity(ctx.size()));
+        queue_.pop_front();
+        continue;
+      }
+      if (t.background() && hold_background_) return Blocked::kHold;
+      if (t.background() && hooks_.background_fits && !hooks_.background_fits()) return Blocked::kBound;
+      if (should_wait_for_shared_prefix(ctx)) return Blocked::kSharedPrefix;
+      const int64_t seq = next_seq_++;
+      auto added = engine_->add_sequence(seq, ctx, /*reuse_prefix=*/true);
+      if (!added) {
+        if (!running_.empty()) return Blocked::kRoom;  // wait for running tasks to free blocks
+        // Nothing holds blocks, so the pool itself is too small (never spin).
+        hooks_.reject(t, added.error().message);
+        queue_.pop_front();
+        continue;
+      }
+      t.seq = seq;
+      if (hooks_.admitted) hooks_.admitted(t, ctx, *added);
+      if (!t.admitted_once) {
+        t.admitted_once = true;
+        t.admitted = Clock::now();
+      }
+      running_.push_back(std::move(t));
+      queue_.pop_front();
+    }
+    return Blocked::kNone;
+  }
+
+  bool should_wait_for_shared_prefix(std::span<const int32_t> ctx) const {
+    // A running task that will soon hold KV this one could reuse (sibling
+    // beams of one prompt): admitting now would compute the shared blocks twice.
+    for (const Task& r : running_) {
+      int32_t share = shareable_prefix_tokens(ctx, engine_->tokens(r.seq), o_.block_size);
+      if (share > 0 && engine_->n_computed(r.seq) < share) return true;
+    }
+    return false;
+  }
+
+  // Stops the running background task admitted last; false when none runs.
+  bool stop_newest_background() {
+    for (size_t k = running_.size(); k-- > 0;) {
+      if (!running_[k].background()) continue;
+      assert(hooks_.stop);
+      hooks_.stop(running_[k]);
+      assert(running_[k].left);
+      running_.erase(running_.begin() + (ptrdiff_t)k);
+      return true;
+    }
+    return false;
+  }
+
+  void preempt_latest() {
+    Task t = std::move(running_.back());
+    running_.pop_back();
+    engine_->release(t.seq);
+    t.seq = -1;
+    ++t.n_preempted;
+    ++preemptions_;
+    log_->debug("preempted job {} of request {}", t.job.job_id, t.job.rid);
+    if (t.background()) queue_.insert(first_background(), std::move(t));
+    else queue_.push_front(std::move(t));
+    hold_admission_ = true;
+  }
+
+  const EngineActorOptions& o_;
+  Logger log_;
+  Hooks hooks_;
+  std::unique_ptr<Engine> engine_;
+  int64_t kv_bytes_ = 0;
+  int32_t capacity_ = 0;
+
+  std::deque<Task> queue_;     // foreground, then background; arrival order within each
+  std::vector<Task> running_;  // admission order
+  int64_t next_seq_ = 1;
+  bool hold_admission_ = false;   // after a preemption, until a task leaves (or none runs)
+  bool hold_background_ = false;  // after a background task was stopped for KV, until a task leaves
+  int64_t preemptions_ = 0;
+  int32_t kv_blocks_peak_ = 0;
+};
+
+// An engine actor's message dispatch: each type to its handler. A message
+// that cannot be opened or decoded, or of a type with no handler, is logged
+// and ignored; a handler's error ends the actor.
+class Routes {
+ public:
+  explicit Routes(Logger log) : log_(std::move(log)) {}
+
+  // f(M) returns void or Status.
+  template <class M, class F>
+  Routes& on(F f) {
+    handlers_[M::kType] = [f = std::move(f), log = log_](const msg::Envelope& env) -> Status {
+      auto m = decode_logged<M>(env, log);
+      if (!m) return Status::success();
+      if constexpr (std::is_void_v<std::invoke_result_t<F&, M>>) {
+        f(std::move(*m));
+        return Status::success();
+      } else {
+        return f(std::move(*m));
+      }
+    };
+    return *this;
+  }
+
+  Status route(const std::string& bytes) const;
+
+ private:
+  Logger log_;
+  std::map<std::string, std::function<Status(const msg::Envelope&)>, std::less<>> handlers_;
+};
+
+}  // namespace flashtts
