@@ -34,6 +34,7 @@ struct Request {
   Clock::time_point t0 = Clock::now();
   std::unique_ptr<SearchStrategy> search;  // solve only
   Tally tally;
+  std::unordered_map<uint64_t, int32_t> prefix_of;  // job id -> its prefix tokens, while it runs
 };
 
 class BeamManager;
@@ -42,8 +43,8 @@ class BeamManager;
 class Host final : public SearchHost {
  public:
   Host(BeamManager& bm, uint64_t rid) : bm_(bm), rid_(rid) {}
-  uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop, bool greedy) override;
-  uint64_t generate_forced(int32_t beam, std::vector<int32_t> tokens, int32_t n_tokens, bool greedy) override;
+  uint64_t submit(GenRequest g) override;
+  void stop(std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) override;
   uint64_t score(int32_t beam, std::vector<std::string> steps) override;
   void progress(const msg::MapWriter& event) override;
   double elapsed_ms() const override;
@@ -64,25 +65,31 @@ class BeamManager {
 
   void handle(const std::string& bytes);
 
-  uint64_t submit_gen(uint64_t rid, int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop,
-                      int32_t report_every, bool greedy = false, int32_t forced_tokens = 0) {
-    const Request& r = requests_.at(rid);
+  uint64_t submit_gen(uint64_t rid, GenRequest g, int32_t report_every) {
+    Request& r = requests_.at(rid);
     msg::GenJob j;
-    j.job_id = ++next_job_, j.rid = rid, j.beam = beam, j.tokens = std::move(tokens);
-    j.max_tokens = max_tokens, j.stop_at_delimiter = stop, j.report_every = report_every;
-    j.forced_tokens = forced_tokens;
+    j.job_id = ++next_job_, j.rid = rid, j.beam = g.beam, j.tokens = std::move(g.tokens);
+    j.max_tokens = g.max_tokens, j.stop_at_delimiter = g.stop_at_delimiter, j.report_every = report_every;
+    j.forced_tokens = g.forced_tokens, j.speculative = g.speculative, j.prefix = std::move(g.prefix);
     if (r.start.kind == "solve") {
       const auto& p = r.start.solve;
-      j.temperature = greedy ? 0.0 : p.temperature, j.top_p = p.top_p, j.top_k = p.top_k, j.seed = p.seed;
+      j.temperature = g.greedy ? 0.0 : p.temperature, j.top_p = p.top_p, j.top_k = p.top_k, j.seed = p.seed;
     } else {
       const auto& p = r.start.generate;
       j.temperature = p.temperature, j.top_p = p.top_p, j.top_k = p.top_k, j.seed = p.seed;
     }
+    // A GenDone repeats the prefix: the tally counts only what was generated.
+    if (!j.prefix.empty()) r.prefix_of[j.job_id] = (int32_t)j.prefix.size();
     box_.post("scheduler", j);
     ++jobs_;
-    Tally& t = requests_.at(rid).tally;
+    Tally& t = r.tally;
     if (t.gen_first_ms < 0) t.gen_first_ms = ms_since(r.t0);
     return j.job_id;
+  }
+
+  void stop_jobs(uint64_t rid, std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) {
+    if (job_ids.empty()) return;
+    box_.post("scheduler", msg::StopJobs{rid, std::move(job_ids), std::move(at_tokens)});
   }
 
   uint64_t submit_score(uint64_t rid, int32_t beam, const std::string& problem, std::vector<std::string> steps) {
@@ -131,11 +138,9 @@ class BeamManager {
   uint64_t next_job_ = 0, jobs_ = 0, completed_ = 0, failed_ = 0, cancelled_ = 0;
 };
 
-uint64_t Host::generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop, bool greedy) {
-  return bm_.submit_gen(rid_, beam, std::move(tokens), max_tokens, stop, 0, greedy);
-}
-uint64_t Host::generate_forced(int32_t beam, std::vector<int32_t> tokens, int32_t n_tokens, bool greedy) {
-  return bm_.submit_gen(rid_, beam, std::move(tokens), n_tokens, /*stop=*/false, 0, greedy, n_tokens);
+uint64_t Host::submit(GenRequest g) { return bm_.submit_gen(rid_, std::move(g), 0); }
+void Host::stop(std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) {
+  bm_.stop_jobs(rid_, std::move(job_ids), std::move(at_tokens));
 }
 uint64_t Host::score(int32_t beam, std::vector<std::string> steps) {
   return bm_.submit_score(rid_, beam, bm_.problem(rid_), std::move(steps));
@@ -207,7 +212,7 @@ void BeamManager::on_start(msg::Start s) {
     if (!ids) return reply_error(rid, msg::code::kBadRequest, ids.error().message);
     if (Status f = prompt_fits(*ids); !f.ok()) return reply_error(rid, msg::code::kTooLarge, f.message());
     r.tally.prompt_tokens = (int64_t)ids->size();
-    SearchSetup setup{st.solve, std::move(*ids), o_.step_delimiter};
+    SearchSetup setup{st.solve, std::move(*ids), o_.step_delimiter, o_.speculation};
     r.search = make_strategy(setup);
     Host host(*this, rid);
     r.search->start(host);
@@ -215,8 +220,9 @@ void BeamManager::on_start(msg::Start s) {
     auto ids = prompt_ids(st.generate.prompt, st.generate.chat);
     if (!ids) return reply_error(rid, msg::code::kBadRequest, ids.error().message);
     if (Status f = prompt_fits(*ids); !f.ok()) return reply_error(rid, msg::code::kTooLarge, f.message());
-    submit_gen(rid, 0, std::move(*ids), st.generate.max_tokens, st.generate.stop_at_step,
-               st.generate.stream ? 8 : 0);
+    GenRequest g;
+    g.tokens = std::move(*ids), g.max_tokens = st.generate.max_tokens, g.stop_at_delimiter = st.generate.stop_at_step;
+    submit_gen(rid, std::move(g), st.generate.stream ? 8 : 0);
   } else {
     submit_score(rid, 0, st.score.problem, st.score.steps);
   }
@@ -233,7 +239,12 @@ void BeamManager::on_gen_done(const msg::GenDone& d) {
     return reply_error(d.rid, msg::code::kInternal, "generation failed: " + d.error);
   }
   Tally& t = r.tally;
-  t.policy_tokens += (int64_t)d.tokens.size();
+  int32_t prefix = 0;
+  if (auto p = r.prefix_of.find(d.job_id); p != r.prefix_of.end()) {
+    prefix = p->second;
+    r.prefix_of.erase(p);
+  }
+  t.policy_tokens += (int64_t)d.tokens.size() - prefix;
   t.context_tokens += d.n_context;
   t.cached_tokens += d.n_cached;
   t.preemptions += d.n_preempted;

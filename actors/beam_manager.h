@@ -31,6 +31,7 @@ struct BeamManagerOptions {
   std::string system_prompt;
   std::string step_delimiter = "\n\n";
   Logger log;
+  bool speculation = false;                  // policies.speculation (beam search)
 };
 
 Status run_beam_manager(zmq::context_t& ctx, ActorPipe& pipe, const BeamManagerOptions& o);

@@ -12,12 +12,33 @@
 //    text), so a fork costs only its partial last KV block;
 //  - every slot of an iteration has its own random stream (stream_id), so
 //    copies of a beam diverge and the search is a pure function of the seed;
-//  - look-ahead steps are scored and used for the ranking (the reference
-//    generates them but scores only the real text); the kept beam keeps only
-//    its real step and that step's own scores;
+//  - look-ahead steps are scored with the real ones (the reference generates
+//    them but scores only the real text); the ranking, as the reference's,
+//    uses the real steps' scores only, and the kept beam keeps only its real
+//    step and that step's own scores;
 //  - an empty trailing step is never scored (split_steps drops it).
 // Within an iteration the slots are independent: a step is scored as soon as
 // it is generated; only the selection waits for all n.
+//
+// Speculative beam extension (SearchSetup::speculation, not with look-ahead):
+// a beam whose step is written while others of the iteration still generate
+// goes on into its next step as a speculative job (its own stream). When the
+// last real step of the iteration is written, every speculation is capped at
+// the tokens the lockstep would have given it (the longest real step's count
+// less the beam's own), scaled by its parent's score bin (4 bins of the
+// previous ranking: 100%, 75%, 50%, 25%); the generator stops each at its cap,
+// so what is kept does not depend on timing. A speculated step that ended
+// within its cap is scored at once (look-ahead verification: the verifier's
+// score cache and prefix cache make it an extension of the beam's last
+// scoring). Ranking uses the real steps only. At selection a pruned beam's
+// speculation is dropped; a survivor's copies take it over
+// (DuplicateThenTruncate): copy 0 continues the speculation's own stream, so
+// keeping all of it is the same as cutting it anywhere and generating again,
+// and a complete step needs no generation; copy c >= 1 keeps a prefix of
+// ratio r ~ N(0.85, 0.1) clipped to [0, 1], at least one token and at most
+// all but one, drawn from (seed, its lineage, iteration), and continues with
+// its own stream, so no two copies are the same beam. Known gap: the beam's
+// KV does not live across iterations yet (each job re-admits its context).
 //
 // Trace mode (math-trace, actors/trace.h): every step, look-ahead steps too,
 // is one forced generation of its drawn length and ends the beam when the
@@ -25,6 +46,9 @@
 // is lineage_child(parent, c), copy 0 keeping the parent's lineage, so a
 // look-ahead step has the length copy 0 then gives the real step.
 #include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -32,10 +56,40 @@
 #include "actors/search_path.h"
 #include "actors/trace.h"
 #include "gpu/prm_format.h"
+#include "gpu/sampler.h"
 
 namespace flashtts {
 
 namespace {
+
+// A speculative job's result and what may be kept of it.
+struct Speculation {
+  uint64_t job = 0;             // while it runs
+  int32_t stream = 0;           // its random stream: copy 0 continues it
+  bool settled = false;         // its GenDone is back
+  std::vector<int32_t> tokens;  // what it wrote
+  std::string text, finish;
+  int32_t cap = -1;             // tokens it may keep; -1 until the iteration's real steps are written
+  uint64_t score_job = 0;       // look-ahead verification of a complete step
+  std::vector<std::string> scored_steps;  // the steps that job scores
+  std::vector<float> scores;
+  bool scored = false;
+
+  int32_t kept() const { return cap < 0 ? 0 : std::min((int32_t)tokens.size(), cap); }
+  // It ended on its own (not stopped) within its cap: a whole step.
+  bool complete() const { return settled && finish != "stopped" && !tokens.empty() && (int32_t)tokens.size() <= cap; }
+};
+
+// What a copy takes over from its parent's speculation (DuplicateThenTruncate).
+struct Carry {
+  int32_t stream = -1;                 // the stream to continue; -1: the slot's own
+  std::vector<int32_t> prefix;         // a partial step: generate on after it
+  std::optional<msg::GenDone> step;    // a complete step: nothing to generate
+  uint64_t score_job = 0;              // its look-ahead scoring, still running
+  std::vector<std::string> scored_steps;
+  std::vector<float> scores;
+  bool scored = false;
+};
 
 // One of the n beams in flight this iteration.
 struct Slot {
@@ -49,13 +103,22 @@ struct Slot {
   std::string ahead_text;
   std::vector<std::string> ahead_forced;  // trace mode: each look-ahead step's text
   int32_t ahead_steps = 0;
-  float rank = 0;  // aggregated score of the real and look-ahead steps
+  float rank = 0;      // aggregated score of the real steps
+  float prior = 0;     // the parent's rank (the speculation's score bin)
   double done_ms = 0;
+  bool written = false;    // this iteration's real step is written
+  bool may_speculate = false;  // it goes on: its next step may be written ahead
+  int32_t generated = 0;   // tokens generated for it in this iteration
+  int32_t prefix = 0;      // tokens of its job's prefix
+  Carry carry;
+  std::optional<Speculation> spec;
 };
 
 class BeamSearch final : public SearchStrategy {
  public:
-  explicit BeamSearch(SearchSetup s) : s_(std::move(s)), keep_(s_.params.n / s_.params.beam_width) {
+  explicit BeamSearch(SearchSetup s)
+      : s_(std::move(s)), keep_(s_.params.n / s_.params.beam_width),
+        speculate_(s_.speculation && s_.params.lookahead == 0) {
     slots_.resize(s_.params.n);
     for (size_t k = 0; k < slots_.size(); ++k) slots_[k].path.lineage = lineage_root((int32_t)k);
   }
@@ -63,24 +126,18 @@ class BeamSearch final : public SearchStrategy {
   void start(SearchHost& host) override { begin_iteration(host); }
 
   void on_generated(SearchHost& host, const msg::GenDone& d) override {
+    if (auto sp = spec_jobs_.find(d.job_id); sp != spec_jobs_.end()) {
+      const size_t k = sp->second;
+      spec_jobs_.erase(sp);
+      return on_speculated(host, k, d);
+    }
     auto it = jobs_.find(d.job_id);
     if (it == jobs_.end()) return;
     const size_t k = it->second;
     jobs_.erase(it);
     Slot& sl = slots_[k];
     if (sl.phase == Slot::Phase::Generating) {
-      if (trace()) {
-        sl.ended = last_iteration() || forced_step_ends_beam(d, draw(sl.path, 0).ends);
-        sl.path.append_forced(d);
-      } else {
-        sl.path.append(d, s_.delimiter);
-        sl.ended = last_iteration() || step_ends_beam(d, sl.path, s_.params.answer_marker);
-      }
-      msg::MapWriter ev;
-      ev.put("kind", "generated").put("beam", sl.stream).put("iteration", iteration_ + 1);
-      ev.put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
-      host.progress(ev);
-      if (!sl.ended && s_.params.lookahead > 0) return look_ahead(host, k);
+      return on_written(host, k, d, (int32_t)d.tokens.size() - sl.prefix);
     } else if (sl.phase == Slot::Phase::LookingAhead) {
       sl.ahead_tokens.insert(sl.ahead_tokens.end(), d.tokens.begin(), d.tokens.end());
       sl.ahead_text += d.text;
@@ -94,13 +151,18 @@ class BeamSearch final : public SearchStrategy {
       // As generate_k_steps: only a look-ahead that stopped at the delimiter goes on.
       if (d.finish == "delimiter" && !d.text.empty() && sl.ahead_steps < s_.params.lookahead)
         return look_ahead(host, k);
-    } else {
-      return;
+      score(host, k);
     }
-    score(host, k);
   }
 
   void on_scored(SearchHost& host, const msg::ScoreDone& d) override {
+    if (auto sp = spec_scores_.find(d.job_id); sp != spec_scores_.end()) {
+      Speculation* spec = sp->second;
+      spec_scores_.erase(sp);
+      spec->scores = d.scores;
+      spec->scored = true;
+      return;
+    }
     auto it = jobs_.find(d.job_id);
     if (it == jobs_.end()) return;
     const size_t k = it->second;
@@ -108,7 +170,7 @@ class BeamSearch final : public SearchStrategy {
     Slot& sl = slots_[k];
     if (sl.phase != Slot::Phase::Scoring) return;
     sl.path.take_scores(d.scores);
-    resolve(host, k, d.scores);
+    resolve(host, k);
   }
 
   bool finished() const override { return finished_; }
@@ -128,6 +190,12 @@ class BeamSearch final : public SearchStrategy {
 
   void add_stats(msg::MapWriter& st) const override {
     st.put("iterations", iterations_run_).put("beams_completed", (int32_t)completed_.size());
+    if (speculate_) {
+      msg::MapWriter sp;
+      sp.put("jobs", spec_count_).put("tokens_generated", spec_generated_).put("tokens_kept", spec_kept_);
+      sp.put("tokens_dropped", spec_generated_ - spec_kept_).put("steps_reused", spec_steps_reused_);
+      st.put("speculation", sp);
+    }
   }
 
  private:
@@ -137,19 +205,52 @@ class BeamSearch final : public SearchStrategy {
   TraceDraw draw(const SearchPath& path, int32_t ahead) const {
     return trace_draw(s_.params.trace, path.lineage, (int32_t)path.steps.size() + ahead, s_.params.max_steps);
   }
+  // The stream of the speculative job of `slot` in `iteration`: apart from
+  // every real job's stream_id of the search.
+  int32_t spec_stream(int32_t iteration, size_t slot) const {
+    return s_.params.n * s_.params.max_steps + stream_id(iteration, (int32_t)slot, s_.params.n);
+  }
 
   void begin_iteration(SearchHost& host) {
     const auto& p = s_.params;
-    resolved_ = 0;
+    resolved_ = 0, written_ = 0, pending_spec_ = 0;
     ++iterations_run_;
+    std::vector<size_t> reused;  // slots whose step was written ahead
     for (size_t k = 0; k < slots_.size(); ++k) {
       Slot& sl = slots_[k];
-      sl.stream = stream_id(iteration_, (int32_t)k, p.n);
+      sl.stream = sl.carry.stream >= 0 ? sl.carry.stream : stream_id(iteration_, (int32_t)k, p.n);
       sl.phase = Slot::Phase::Generating;
-      if (trace())
-        jobs_[host.generate_forced(sl.stream, context(sl.path, {}), draw(sl.path, 0).tokens, false)] = k;
-      else
-        jobs_[host.generate(sl.stream, context(sl.path, {}), p.max_tokens_per_step, !last_iteration(), false)] = k;
+      if (sl.carry.step && !trace() && last_iteration()) {
+        // The last iteration writes to the end: a step written ahead to the
+        // delimiter is where this one goes on (the same stream continues it).
+        sl.carry.prefix = std::move(sl.carry.step->tokens);
+        sl.carry.step.reset();
+      }
+      if (sl.carry.step) {
+        reused.push_back(k);
+        continue;
+      }
+      GenRequest g;
+      g.beam = sl.stream;
+      g.tokens = context(sl.path, {});
+      g.prefix = std::move(sl.carry.prefix);
+      sl.prefix = (int32_t)g.prefix.size();
+      if (trace()) {
+        g.forced_tokens = g.max_tokens = draw(sl.path, 0).tokens;
+        g.stop_at_delimiter = false;
+      } else {
+        g.max_tokens = p.max_tokens_per_step;
+        g.stop_at_delimiter = !last_iteration();
+      }
+      jobs_[host.submit(std::move(g))] = k;
+    }
+    // After every job is out, so that these may speculate while the others write.
+    for (size_t k : reused) {
+      Slot& sl = slots_[k];
+      msg::GenDone d = std::move(*sl.carry.step);
+      sl.carry.step.reset();
+      ++spec_steps_reused_;
+      on_written(host, k, d, 0);
     }
   }
 
@@ -160,6 +261,131 @@ class BeamSearch final : public SearchStrategy {
     c.insert(c.end(), path.tokens.begin(), path.tokens.end());
     c.insert(c.end(), ahead.begin(), ahead.end());
     return c;
+  }
+
+  // The slot's real step of this iteration is written (`generated` of its
+  // tokens in this iteration): append it, speculate, then score it.
+  void on_written(SearchHost& host, size_t k, const msg::GenDone& d, int32_t generated) {
+    Slot& sl = slots_[k];
+    if (trace()) {
+      sl.ended = last_iteration() || forced_step_ends_beam(d, draw(sl.path, 0).ends);
+      sl.path.append_forced(d);
+    } else {
+      sl.path.append(d, s_.delimiter);
+      sl.ended = last_iteration() || step_ends_beam(d, sl.path, s_.params.answer_marker);
+    }
+    sl.written = true;
+    sl.generated = generated;
+    ++written_;
+    msg::MapWriter ev;
+    ev.put("kind", "generated").put("beam", sl.stream).put("iteration", iteration_ + 1);
+    ev.put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
+    host.progress(ev);
+    sl.may_speculate = speculate_ && !sl.ended && !last_iteration();
+    if (sl.may_speculate && written_ < slots_.size()) speculate(host, k);
+    if (written_ == slots_.size()) cap_speculation(host);
+    if (!sl.ended && s_.params.lookahead > 0) return look_ahead(host, k);
+    if (sl.carry.scored && sl.carry.scored_steps == sl.path.steps) {
+      sl.path.take_scores(sl.carry.scores);  // look-ahead verification scored it already
+      return resolve(host, k);
+    }
+    if (sl.carry.score_job && sl.carry.scored_steps == sl.path.steps) {
+      sl.phase = Slot::Phase::Scoring;  // its look-ahead scoring is still running
+      jobs_[sl.carry.score_job] = k;
+      return;
+    }
+    score(host, k);
+  }
+
+  // Slot k's next step, written ahead at the lowest priority.
+  void speculate(SearchHost& host, size_t k) {
+    Slot& sl = slots_[k];
+    GenRequest g;
+    g.beam = spec_stream(iteration_, k);
+    g.tokens = context(sl.path, {});
+    g.speculative = true;
+    if (trace()) {
+      g.forced_tokens = g.max_tokens = draw(sl.path, 0).tokens;
+      g.stop_at_delimiter = false;
+    } else {
+      g.max_tokens = s_.params.max_tokens_per_step;
+    }
+    sl.spec.emplace();
+    sl.spec->stream = g.beam;
+    sl.spec->job = host.submit(std::move(g));
+    spec_jobs_[sl.spec->job] = k;
+    ++pending_spec_;
+    ++spec_count_;
+  }
+
+  // Every real step of the iteration is written: each speculation may keep
+  // what the lockstep would have given it, scaled by its score bin.
+  void cap_speculation(SearchHost& host) {
+    int32_t longest = 0;
+    for (const Slot& sl : slots_) longest = std::max(longest, sl.generated);
+    // Score bins by the parents' ranks (all equal in the first iteration).
+    std::vector<size_t> order(slots_.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return slots_[a].prior > slots_[b].prior; });
+    // A slot's bin counts the slots ranked strictly above it, so copies of
+    // one parent share a bin.
+    std::vector<int32_t> bin(slots_.size(), 0);
+    for (size_t i = 0, first = 0; i < order.size(); ++i) {
+      if (slots_[order[i]].prior != slots_[order[first]].prior) first = i;
+      bin[order[i]] = (int32_t)(4 * first / order.size());
+    }
+    std::vector<uint64_t> ids;
+    std::vector<int32_t> at;
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      Slot& sl = slots_[k];
+      if (!sl.may_speculate) continue;
+      const int32_t cap = (int32_t)((longest - sl.generated) * (4 - bin[k]) / 4);
+      // A beam that was written last but is not the longest (it started
+      // late) gets the speculation the lockstep would have given it.
+      if (!sl.spec) {
+        if (cap == 0) continue;
+        speculate(host, k);
+      }
+      sl.spec->cap = cap;
+      if (!sl.spec->settled) {
+        ids.push_back(sl.spec->job);
+        at.push_back(sl.spec->cap);
+      } else {
+        verify_ahead(host, k);
+      }
+    }
+    host.stop(std::move(ids), std::move(at));
+  }
+
+  void on_speculated(SearchHost& host, size_t k, const msg::GenDone& d) {
+    Slot& sl = slots_[k];
+    Speculation& sp = *sl.spec;
+    sp.settled = true;
+    sp.job = 0;
+    sp.tokens = d.tokens;
+    sp.text = d.text;
+    sp.finish = d.finish;
+    spec_generated_ += (int64_t)d.tokens.size();
+    --pending_spec_;
+    if (sp.cap >= 0) verify_ahead(host, k);
+    if (resolved_ == slots_.size() && pending_spec_ == 0) select(host);
+  }
+
+  // Look-ahead verification: a speculated step that is whole within its cap
+  // is scored now, after the beam's real steps.
+  void verify_ahead(SearchHost& host, size_t k) {
+    Slot& sl = slots_[k];
+    Speculation& sp = *sl.spec;
+    if (!sp.complete() || sp.score_job) return;
+    SearchPath next = sl.path;
+    msg::GenDone d;
+    d.tokens = sp.tokens, d.text = sp.text, d.finish = sp.finish;
+    if (trace()) next.append_forced(d);
+    else next.append(d, s_.delimiter);
+    if (next.steps.size() <= sl.path.steps.size()) return;  // no new step to score
+    sp.scored_steps = next.steps;
+    sp.score_job = host.score(sp.stream, next.steps);
+    spec_scores_[sp.score_job] = &sp;
   }
 
   void look_ahead(SearchHost& host, size_t k) {
@@ -183,18 +409,50 @@ class BeamSearch final : public SearchStrategy {
     // real steps' scores are the first ones (the PRM is causal).
     for (std::string& a : trace() ? sl.ahead_forced : split_steps(sl.ahead_text, s_.delimiter))
       steps.push_back(std::move(a));
-    if (steps.size() == sl.path.steps.size() && sl.path.scored())
-      return resolve(host, k, sl.path.step_scores);
+    if (steps.size() == sl.path.steps.size() && sl.path.scored()) return resolve(host, k);
     sl.phase = Slot::Phase::Scoring;
     jobs_[host.score(sl.stream, std::move(steps))] = k;
   }
 
-  void resolve(SearchHost& host, size_t k, const std::vector<float>& scores) {
+  // Ranked by the real steps' scores only (take_scores keeps those).
+  void resolve(SearchHost& host, size_t k) {
     Slot& sl = slots_[k];
     sl.phase = Slot::Phase::Resolved;
-    sl.rank = aggregate_scores(scores, s_.params.aggregation);
+    sl.rank = aggregate_scores(sl.path.step_scores, s_.params.aggregation);
     sl.done_ms = host.elapsed_ms();
-    if (++resolved_ == slots_.size()) select(host);
+    if (++resolved_ == slots_.size() && pending_spec_ == 0) select(host);
+  }
+
+  // Copy c of a survivor takes over its speculation (see the file comment).
+  Carry carry_of(const Slot& parent, const SearchPath& copy_path, int32_t copy) {
+    Carry c;
+    if (!parent.spec) return c;
+    const Speculation& sp = *parent.spec;
+    const int32_t kept = sp.kept();
+    if (kept == 0) return c;
+    if (copy == 0) {
+      c.stream = sp.stream;
+      if (sp.complete()) {
+        msg::GenDone d;
+        d.tokens = sp.tokens, d.text = sp.text, d.finish = sp.finish;
+        c.step = std::move(d);
+        c.score_job = sp.scored ? 0 : sp.score_job;
+        c.scored_steps = sp.scored_steps, c.scores = sp.scores, c.scored = sp.scored;
+      } else {
+        c.prefix.assign(sp.tokens.begin(), sp.tokens.begin() + kept);
+      }
+      return c;
+    }
+    if (kept < 2) return c;  // at least one token and at most all but one
+    const uint64_t key = copy_path.lineage;
+    const double u1 = std::max(sample_uniform(s_.params.seed, key, 2 * (uint64_t)iteration_), 1e-300);
+    const double u2 = sample_uniform(s_.params.seed, key, 2 * (uint64_t)iteration_ + 1);
+    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+    const double r = std::clamp(0.85 + 0.1 * z, 0.0, 1.0);
+    int32_t t = std::clamp((int32_t)std::floor(r * kept), 1, kept - 1);
+    if (trace()) t = std::min(t, draw(copy_path, 0).tokens - 1);
+    if (t > 0) c.prefix.assign(sp.tokens.begin(), sp.tokens.begin() + t);
+    return c;
   }
 
   void select(SearchHost& host) {
@@ -233,26 +491,38 @@ class BeamSearch final : public SearchStrategy {
       return;
     }
     // Back to n beams in flight: the survivors repeated in order (each
-    // beam_width times when all keep_ survive).
-    std::vector<SearchPath> parents;
-    for (size_t k : active) parents.push_back(std::move(slots_[k].path));
+    // beam_width times when all keep_ survive). Pruned beams' speculation is
+    // dropped here; a survivor's is taken over by its copies.
     std::vector<Slot> next(p.n);
     for (size_t j = 0; j < next.size(); ++j) {
-      next[j].path = parents[j % parents.size()];
-      next[j].path.lineage = lineage_child(next[j].path.lineage, (int32_t)(j / parents.size()));
+      const Slot& parent = slots_[active[j % active.size()]];
+      const int32_t copy = (int32_t)(j / active.size());
+      next[j].path = parent.path;
+      next[j].path.lineage = lineage_child(parent.path.lineage, copy);
+      next[j].prior = parent.rank;
+      next[j].carry = carry_of(parent, next[j].path, copy);
     }
+    for (size_t k : active)
+      if (slots_[k].spec) spec_kept_ += slots_[k].spec->kept();
+    // Verification still running: a copy 0 waits for it by job id; the
+    // pruned beams' results are ignored.
+    spec_scores_.clear();
     slots_ = std::move(next);
     begin_iteration(host);
   }
 
   SearchSetup s_;
   size_t keep_;
+  bool speculate_;
   std::vector<Slot> slots_;
-  std::unordered_map<uint64_t, size_t> jobs_;  // job id -> slot
+  std::unordered_map<uint64_t, size_t> jobs_;       // job id -> slot
+  std::unordered_map<uint64_t, size_t> spec_jobs_;  // speculative job id -> slot
+  std::unordered_map<uint64_t, Speculation*> spec_scores_;  // look-ahead scoring job -> its speculation
   std::vector<Completion> completed_;          // set aside, in order
-  size_t resolved_ = 0;
+  size_t resolved_ = 0, written_ = 0, pending_spec_ = 0;
   int32_t iteration_ = 0;  // 0-based index of the iteration in flight
   int32_t iterations_run_ = 0;
+  int64_t spec_count_ = 0, spec_generated_ = 0, spec_kept_ = 0, spec_steps_reused_ = 0;
   bool finished_ = false;
 };
 

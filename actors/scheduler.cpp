@@ -117,7 +117,14 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
       if (t == msg::GenJob::kType) {
         auto j = msg::decode<msg::GenJob>(*env);
         if (!j) { o.log->warn("{}", j.error().message); continue; }
-        int64_t cost = (int64_t)j->tokens.size() + j->max_tokens;
+        if (j->speculative) {
+          // Speculation takes no room from real work: the generator runs it
+          // only in what real work leaves, and stops it when real work waits.
+          gen.inflight[j->job_id] = {j->rid, 0};
+          box.send("generator", *bytes);
+          continue;
+        }
+        int64_t cost = (int64_t)j->tokens.size() + j->max_tokens;  // max_tokens covers the prefix
         QueuedJob q{j->job_id, j->rid, j->priority, cost, std::move(j->tokens), std::move(*bytes)};
         if (gen.capacity >= 0 && cost > gen.capacity) {
           ++gen.rejected;
@@ -146,6 +153,8 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         if (d) ver.done(d->job_id);
         box.send("beam_manager", *bytes);
         ver.dispatch(box, reject_score);
+      } else if (t == msg::StopJobs::kType) {
+        box.send("generator", *bytes);
       } else if (t == msg::GenProgress::kType) {
         box.send("beam_manager", *bytes);
       } else if (t == msg::Forget::kType) {

@@ -5,6 +5,9 @@
 // what the memory arbiter granted each model, so accepted work fits, and
 // fails at once a job that could never fit. Results of the GPU actors pass
 // back through it to the beam manager, which frees their capacity.
+// Speculative generation jobs (GenJob::speculative) bypass the queue and the
+// admission count: the generator runs them only in the room real work leaves
+// and stops them when real work waits; stop_jobs goes straight through too.
 //
 // Thread contract: run_scheduler() is an ActorBody; it runs on the actor's
 // thread and owns everything it creates.

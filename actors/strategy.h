@@ -28,24 +28,45 @@ struct Completion {
   double done_ms = 0;              // when it completed, from the request's start (goodput)
 };
 
+// One policy generation a strategy asks for (a GenJob's search-side fields).
+struct GenRequest {
+  int32_t beam = 0;              // names the random stream
+  std::vector<int32_t> tokens;   // the whole context (prompt and steps), `prefix` excluded
+  std::vector<int32_t> prefix;   // tokens of this step written earlier (GenJob::prefix)
+  int32_t max_tokens = 0;
+  bool stop_at_delimiter = true;
+  bool greedy = false;           // temperature 0 (look-ahead steps)
+  int32_t forced_tokens = 0;     // trace mode: exactly this many tokens (GenJob::forced_tokens)
+  bool speculative = false;      // lowest priority; may end early, finish "stopped"
+};
+
 // What a strategy may ask of the beam manager.
 class SearchHost {
  public:
   virtual ~SearchHost() = default;
-  // Queues generation from `tokens` (the whole context) for `beam`, which
-  // names the random stream; returns the job id. `greedy` overrides the
-  // request's sampling with temperature 0 (look-ahead steps).
-  virtual uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop_at_delimiter,
-                            bool greedy) = 0;
-  // The math-trace workload (SolveParams::trace): generation of exactly
-  // `n_tokens` new tokens, EOS and the delimiter ignored (GenJob::forced_tokens).
-  virtual uint64_t generate_forced(int32_t beam, std::vector<int32_t> tokens, int32_t n_tokens, bool greedy) = 0;
+  // Queues a generation; returns the job id.
+  virtual uint64_t submit(GenRequest g) = 0;
+  // Ends speculative jobs: job_ids[i] stops once it holds at_tokens[i]
+  // generated tokens (0 = now; msg::StopJobs). Their GenDones follow.
+  virtual void stop(std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) = 0;
   // Queues PRM scoring of `steps` (of this request's problem) for `beam`.
   virtual uint64_t score(int32_t beam, std::vector<std::string> steps) = 0;
   // A progress event for streaming clients (sent only when they asked).
   virtual void progress(const msg::MapWriter& event) = 0;
   // Milliseconds since the request started.
   virtual double elapsed_ms() const = 0;
+
+  // Generation from `tokens` (the whole context) for `beam`. `greedy`
+  // overrides the request's sampling with temperature 0 (look-ahead steps).
+  uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop_at_delimiter,
+                    bool greedy) {
+    return submit({beam, std::move(tokens), {}, max_tokens, stop_at_delimiter, greedy, 0, false});
+  }
+  // The math-trace workload (SolveParams::trace): generation of exactly
+  // `n_tokens` new tokens, EOS and the delimiter ignored (GenJob::forced_tokens).
+  uint64_t generate_forced(int32_t beam, std::vector<int32_t> tokens, int32_t n_tokens, bool greedy) {
+    return submit({beam, std::move(tokens), {}, n_tokens, false, greedy, n_tokens, false});
+  }
 };
 
 // What every strategy starts from.
@@ -53,6 +74,7 @@ struct SearchSetup {
   msg::SolveParams params;
   std::vector<int32_t> prompt;  // the policy prompt, chat template applied
   std::string delimiter;        // the step delimiter
+  bool speculation = false;     // policies.speculation: speculative beam extension (beam search)
 };
 
 class SearchStrategy {

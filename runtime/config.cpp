@@ -250,8 +250,10 @@ Status read_policies(const Section& s, PolicyConfig* p) {
   FLASHTTS_TRY(s.read_enum("scheduling", &p->scheduling, {"fifo"}));
   FLASHTTS_TRY(s.read_enum("memory_split", &p->memory_split, {"static"}));
   FLASHTTS_TRY(s.read("speculation", &p->speculation));
-  if (p->speculation)
-    return s.fail("speculation", "true", "is not implemented yet; set it to false");
+  FLASHTTS_TRY(s.read("speculation_max_slowdown", &p->speculation_max_slowdown));
+  if (!(p->speculation_max_slowdown >= 0 && p->speculation_max_slowdown <= 10))
+    return s.fail("speculation_max_slowdown", show(p->speculation_max_slowdown),
+                  "must be in [0, 10] (a fraction of a decode pass; 0 = no bound)");
   return Status::success();
 }
 
@@ -361,7 +363,7 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   FLASHTTS_TRY(read_engine(
       section("engine", {"device", "generator_threads", "verifier_threads", "prefill_chunk", "max_batch"}),
       &c.engine));
-  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "memory_split", "speculation"}), &c.policies));
+  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "memory_split", "speculation", "speculation_max_slowdown"}), &c.policies));
   FLASHTTS_TRY(read_search(section("search", {"step_delimiter", "strategy", "n", "beam_width", "max_steps",
                                               "max_tokens_per_step", "temperature", "top_p", "top_k", "seed",
                                               "aggregation", "selection", "lookahead", "filter_duplicates",

@@ -54,7 +54,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
   }
   if (name == "beam_manager") {
     BeamManagerOptions o{inbox,           peers(c, name),         c.models.policy, c.models.prompt_format,
-                         c.models.system_prompt, c.step_delimiter, log};
+                         c.models.system_prompt, c.step_delimiter, log, c.policies.speculation};
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_beam_manager(ctx, p, o); };
   }
   if (name == "scheduler") {
@@ -69,7 +69,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
     e.n_threads = gen ? c.engine.generator_threads : c.engine.verifier_threads;
     e.prefill_chunk = c.engine.prefill_chunk, e.max_batch = c.engine.max_batch;
     if (gen) {
-      GeneratorOptions o{e, c.step_delimiter};
+      GeneratorOptions o{e, c.step_delimiter, c.policies.speculation_max_slowdown};
       return [o](zmq::context_t& ctx, ActorPipe& p) { return run_generator(ctx, p, o); };
     }
     VerifierOptions o{e, c.models.prm_family};

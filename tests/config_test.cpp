@@ -290,9 +290,13 @@ TEST(Config, ABudgetPastOnePebibyteIsAnErrorNamingTheKeyAndTheLargestValue) {
   EXPECT_DOUBLE_EQ(c->memory.budget_mb, 1073741824.0);
 }
 
-TEST(Config, SpeculationTrueIsRejectedAsNotImplementedYet) {
-  EXPECT_TRUE(contains(error_of("[policies]\nspeculation = true\n"),
-              "policies.speculation = true on line 2 is not implemented yet"));
+TEST(Config, SpeculationAndItsSlowdownBoundAreRead) {
+  auto c = parse_config("[policies]\nspeculation = true\nspeculation_max_slowdown = 0.2\n", "t.toml", false);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(c->policies.speculation);
+  EXPECT_DOUBLE_EQ(c->policies.speculation_max_slowdown, 0.2);
+  EXPECT_TRUE(contains(error_of("[policies]\nspeculation_max_slowdown = -0.1\n"),
+                       "policies.speculation_max_slowdown = -0.1 on line 2 must be in [0, 10]"));
 }
 
 TEST(Config, InvalidSearchDefaultsAreRejectedUnderTheSearchSection) {

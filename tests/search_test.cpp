@@ -45,6 +45,8 @@ struct Job {
   bool greedy = false;
   std::vector<std::string> steps;  // score: the steps
   int32_t round = 0;               // "iteration" events seen when it was submitted
+  std::vector<int32_t> prefix;     // gen: tokens of the step written before
+  bool speculative = false;
 
   // The text the beam had written when this job was asked for.
   std::string context_text() const { return text_of(std::span(tokens).subspan(kPrompt.size())); }
@@ -53,14 +55,15 @@ struct Job {
 
 class ScriptHost final : public SearchHost {
  public:
-  uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop, bool greedy) override {
+  uint64_t submit(GenRequest g) override {
     Job j;
-    j.id = ++next_, j.gen = true, j.beam = beam, j.tokens = std::move(tokens), j.max_tokens = max_tokens;
-    j.stop = stop, j.greedy = greedy, j.round = rounds;
+    j.id = ++next_, j.gen = true, j.beam = g.beam, j.tokens = std::move(g.tokens), j.max_tokens = g.max_tokens;
+    j.stop = g.stop_at_delimiter, j.greedy = g.greedy, j.round = rounds;
+    j.prefix = std::move(g.prefix), j.speculative = g.speculative;
     return add(std::move(j));
   }
-  uint64_t generate_forced(int32_t beam, std::vector<int32_t> tokens, int32_t n_tokens, bool greedy) override {
-    return generate(beam, std::move(tokens), n_tokens, false, greedy);  // the trace tests run the real pipeline
+  void stop(std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) override {
+    for (size_t i = 0; i < job_ids.size(); ++i) stops[job_ids[i]] = at_tokens[i];
   }
   uint64_t score(int32_t beam, std::vector<std::string> steps) override {
     Job j;
@@ -79,6 +82,7 @@ class ScriptHost final : public SearchHost {
 
   std::vector<Job> log, pending;
   std::vector<msg::MapReader> events;
+  std::map<uint64_t, int32_t> stops;  // job id -> at_tokens of its stop
   int32_t rounds = 0;
 
   // The non-greedy generation jobs of each round (iteration), in order.
@@ -127,12 +131,14 @@ struct Script {
   uint32_t shuffle = 0;  // 0: answer jobs in the order asked; else the seed of a random order
 };
 
+// A job with a prefix returns the prefix and then the scripted step.
 msg::GenDone answer_gen(const Job& j, const std::string& spec) {
   msg::GenDone d;
   d.job_id = j.id, d.beam = j.beam;
   std::string body = spec;
   char end = 0;
   if (!body.empty() && (body.back() == '|' || body.back() == '$')) end = body.back(), body.pop_back();
+  d.tokens = j.prefix;
   for (char c : body) d.tokens.push_back(256 + (unsigned char)c);
   if ((int32_t)d.tokens.size() >= j.max_tokens) {
     d.tokens.resize(j.max_tokens);
@@ -159,7 +165,14 @@ std::vector<Completion> run(SearchStrategy& s, ScriptHost& h, const Script& sc) 
     h.pending.erase(h.pending.begin() + (ptrdiff_t)pick);
     EXPECT_FALSE(s.finished()) << "a strategy asked for work after it finished";
     if (j.gen) {
-      s.on_generated(h, answer_gen(j, sc.policy(j)));
+      msg::GenDone d = answer_gen(j, sc.policy(j));
+      // A speculative job stopped before it ended holds what it had then.
+      if (auto stop = h.stops.find(j.id); stop != h.stops.end() && (int32_t)d.tokens.size() > stop->second) {
+        d.tokens.resize(stop->second);
+        d.text = text_of(d.tokens);
+        d.finish = "stopped";
+      }
+      s.on_generated(h, d);
     } else {
       msg::ScoreDone d;
       d.job_id = j.id, d.beam = j.beam;
@@ -370,7 +383,7 @@ TEST(BeamSearch, FilterDuplicatesKeepsDistinctSurvivors) {
   }
 }
 
-TEST(BeamSearch, LookAheadRanksByTheGreedyStepsAndKeepsOnlyTheRealStep) {
+TEST(BeamSearch, LookAheadStepsAreScoredButTheRankingUsesTheRealStepsOnly) {
   auto st = setup("beam_search", 4, 2, 3);
   st.params.lookahead = 1;
   auto bs = make_beam_search(st);
@@ -387,10 +400,9 @@ TEST(BeamSearch, LookAheadRanksByTheGreedyStepsAndKeepsOnlyTheRealStep) {
   auto rounds = h.gens_by_round();
   std::set<std::string> parents;
   for (const Job& j : rounds[1]) parents.insert(j.context_text());
-  // By real steps the survivors would be p90 and p80; ranked by the look-ahead
-  // step, stream 0 has 0.05 and the other three tie at 0.95, of which the
-  // earlier slots (1 and 2) survive.
-  EXPECT_EQ(parents, (std::set<std::string>{"p80\n\n", "p10\n\n"}));
+  // Ranked by the real steps (as the reference ranks), p90 and p80 survive,
+  // although p90's look-ahead step scores 0.05 and the others' 0.95.
+  EXPECT_EQ(parents, (std::set<std::string>{"p90\n\n", "p80\n\n"}));
   // Look-ahead: greedy, stops at the delimiter, asked after the real step
   // and before its score; never in the last iteration.
   for (size_t i = 0; i < h.log.size(); ++i) {
@@ -411,8 +423,124 @@ TEST(BeamSearch, LookAheadRanksByTheGreedyStepsAndKeepsOnlyTheRealStep) {
   for (const Completion& c : done) {
     EXPECT_EQ(c.steps.size(), 3u);
     EXPECT_EQ(c.step_scores.size(), 3u);
-    EXPECT_TRUE(c.steps[0] == "p80" || c.steps[0] == "p10") << c.steps[0];
+    EXPECT_TRUE(c.steps[0] == "p90" || c.steps[0] == "p80") << c.steps[0];
     EXPECT_FLOAT_EQ(c.step_scores[0], prm_score(c.steps[0]));
+  }
+}
+
+// Speculative beam extension, with the script answering jobs in the order
+// asked: the four real steps of iteration 0 come back first, then the
+// speculations (cut at their caps by the host's stop), then the scores.
+TEST(BeamSearch, SpeculationIsCappedByTheLockstepAndTakenOverByTheSurvivorsCopies) {
+  auto st = setup("beam_search", 4, 2, 3);
+  st.speculation = true;
+  auto bs = make_beam_search(st);
+  ScriptHost h;
+  Script sc{[](const Job& j) -> std::string {
+    const std::string ctx = j.context_text();
+    if (j.round == 0 && !j.speculative) {
+      // Steps of 4, 12, 4 and 20 tokens (the delimiter is one).
+      const char* steps[] = {"p90|", "p80xxxxxxxx|", "p10|", "p11xxxxxxxxxxxxxxxx|"};
+      return steps[j.beam];
+    }
+    if (j.round == 0 && j.speculative) {
+      if (ctx == "p90\n\n") return "p70|";                  // 4 tokens: whole within its cap
+      if (ctx == "p80xxxxxxxx\n\n") return "p60yyyyyyyyyyyyyyy|";  // 19 tokens: cut at 8
+      return "p50|";
+    }
+    return pseudo_step(j) + "|";
+  }};
+  auto done = run(*bs, h, sc);
+  ASSERT_FALSE(done.empty());
+
+  // Three speculations (the last beam to write has nobody to wait for), each
+  // capped at the longest step's 20 tokens less its own.
+  std::vector<Job> spec0;
+  for (const Job& j : h.log)
+    if (j.gen && j.speculative && j.round == 0) spec0.push_back(j);
+  ASSERT_EQ(spec0.size(), 3u);
+  EXPECT_EQ(h.stops.at(spec0[0].id), 16);
+  EXPECT_EQ(h.stops.at(spec0[1].id), 8);
+  EXPECT_EQ(h.stops.at(spec0[2].id), 16);
+  for (const Job& j : spec0) {
+    EXPECT_GE(j.beam, 4 * 3) << "speculation has streams of its own";
+    EXPECT_FALSE(j.prefix.size());
+  }
+
+  // Iteration 1: p90 and p80 survive. p90's copy 0 needs no generation (its
+  // step p70 was written and scored ahead); p80's copy 0 continues the 8 kept
+  // tokens on the speculation's own stream; each copy 1 keeps 1 .. all-but-one
+  // tokens of its parent's speculation and writes on with its own stream.
+  std::vector<Job> round1;
+  for (const Job& j : h.log)
+    if (j.gen && !j.speculative && j.round == 1) round1.push_back(j);
+  ASSERT_EQ(round1.size(), 3u);
+  int continued = 0, truncated = 0;
+  for (const Job& j : round1) {
+    const std::string ctx = j.context_text();
+    EXPECT_NE(ctx, "p90\n\np70\n\n");
+    if (ctx == "p80xxxxxxxx\n\n" && j.beam == spec0[1].beam) {
+      EXPECT_EQ(j.prefix.size(), 8u);
+      EXPECT_EQ(text_of(j.prefix), "p60yyyyy");
+      ++continued;
+    } else {
+      EXPECT_LT(j.beam, 4 * 3);
+      const std::string spec = ctx == "p90\n\n" ? "p70\n\n" : "p60yyyyy";
+      ASSERT_GE(j.prefix.size(), 1u);
+      EXPECT_LE(j.prefix.size(), ctx == "p90\n\n" ? 3u : 7u);
+      EXPECT_EQ(spec.rfind(text_of(j.prefix), 0), 0u) << text_of(j.prefix);
+      ++truncated;
+    }
+  }
+  EXPECT_EQ(continued, 1);
+  EXPECT_EQ(truncated, 2);
+  // The look-ahead verification scored p90 + p70 once; no other job scored it.
+  int p70_scorings = 0;
+  for (const Job& j : h.log)
+    if (!j.gen && j.steps == std::vector<std::string>{"p90", "p70"}) ++p70_scorings;
+  EXPECT_EQ(p70_scorings, 1);
+  // The reused step is part of a completed beam with its own score.
+  bool found = false;
+  for (const Completion& c : done)
+    if (c.steps.size() >= 2 && c.steps[0] == "p90" && c.steps[1] == "p70") {
+      found = true;
+      EXPECT_FLOAT_EQ(c.step_scores[1], 0.70f);
+    }
+  EXPECT_TRUE(found);
+
+  msg::MapWriter w;
+  bs->add_stats(w);
+  auto r = msg::MapReader::parse(w.bytes());
+  ASSERT_TRUE(r.ok());
+  msg::MapReader sp;
+  ASSERT_TRUE(r->get("speculation", &sp).ok());
+  int64_t gen = 0, kept = 0, dropped = 0, reused = 0;
+  ASSERT_TRUE(sp.get("tokens_generated", &gen).ok());
+  ASSERT_TRUE(sp.get("tokens_kept", &kept).ok());
+  ASSERT_TRUE(sp.get("tokens_dropped", &dropped).ok());
+  ASSERT_TRUE(sp.get("steps_reused", &reused).ok());
+  EXPECT_EQ(gen, kept + dropped);
+  EXPECT_GE(reused, 1);
+  EXPECT_GE(kept, 4 + 8);
+}
+
+TEST(BeamSearch, NoSpeculationWhenOffWithLookAheadOrInTheLastIteration) {
+  for (int mode = 0; mode < 3; ++mode) {
+    auto st = setup("beam_search", 4, 2, 3);
+    st.speculation = mode != 0;
+    if (mode == 2) st.params.lookahead = 1;
+    auto bs = make_beam_search(st);
+    ScriptHost h;
+    Script sc{[](const Job& j) { return pseudo_step(j) + (j.beam % 2 ? "xxxxxxx|" : "|"); }};
+    run(*bs, h, sc);
+    int spec = 0;
+    for (const Job& j : h.log) {
+      if (!j.gen || !j.speculative) continue;
+      ++spec;
+      EXPECT_LT(j.round, 2) << "the last iteration has no next step to write ahead";
+    }
+    if (mode == 1) EXPECT_GT(spec, 0);
+    else EXPECT_EQ(spec, 0) << "mode " << mode;
   }
 }
 
@@ -453,6 +581,32 @@ TEST(BeamSearch, TheResultDoesNotDependOnTheOrderJobsComeBackIn) {
   EXPECT_EQ(fifo.size(), 8u);
   EXPECT_EQ(texts(1), fifo);
   EXPECT_EQ(texts(2), fifo);
+}
+
+// With speculation the kept tokens are capped by the lockstep, not by when
+// jobs come back: any order of results gives the same search.
+TEST(BeamSearch, WithSpeculationTheResultDoesNotDependOnTheOrderJobsComeBackIn) {
+  auto texts = [](uint32_t shuffle, bool speculation) {
+    auto st = setup("beam_search", 8, 2, 5);
+    st.speculation = speculation;
+    auto bs = make_beam_search(st);
+    ScriptHost h;
+    // Steps of different lengths, so beams wait for each other.
+    Script sc{[](const Job& j) {
+      std::string s = pseudo_step(j);
+      return s + std::string((size_t)(s[2] - '0'), 'x') + "|";
+    }};
+    sc.shuffle = shuffle;
+    std::vector<std::string> out;
+    for (const auto& c : run(*bs, h, sc)) out.push_back(std::to_string(c.beam) + ":" + c.text);
+    int64_t spec = 0;
+    for (const Job& j : h.log) spec += j.speculative;
+    EXPECT_EQ(spec > 0, speculation);
+    return out;
+  };
+  auto fifo = texts(0, true);
+  EXPECT_EQ(fifo.size(), 8u);
+  for (uint32_t shuffle = 1; shuffle <= 6; ++shuffle) EXPECT_EQ(texts(shuffle, true), fifo) << "order " << shuffle;
 }
 
 // ---------------------------------------------------------------- dvts

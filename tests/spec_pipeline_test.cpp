@@ -1,0 +1,146 @@
+// Speculative beam extension through the whole pipeline on real sockets
+// (policies.speculation; actors/beam_search.cpp, the generator's speculative
+// jobs): beams write their next step ahead while stragglers finish, the
+// survivors' copies take it over, and nothing is left behind.
+#include <gtest/gtest.h>
+
+#include "messages/requests.h"
+#include "runtime/client.h"
+#include "tests/test_support.h"
+
+namespace flashtts {
+namespace {
+
+using namespace std::chrono_literals;
+
+Config spec_config(const std::string& tag, bool speculation, double max_slowdown) {
+  Config c = test::tiny_pipeline_config(test::ipc_endpoint(tag));
+  c.step_delimiter = " ";  // the tiny policy writes a space every few tokens
+  c.engine.generator_threads = 1;
+  c.engine.verifier_threads = 1;
+  c.policies.speculation = speculation;
+  c.policies.speculation_max_slowdown = max_slowdown;
+  return c;
+}
+
+struct Solved {
+  std::vector<std::string> texts;               // every completion's
+  std::vector<std::vector<int32_t>> step_tokens;  // trace mode: each completion's
+  int64_t spec_generated = -1, spec_kept = -1, spec_dropped = -1, steps_reused = -1;
+};
+
+// A beam search of 8 beams; in trace mode the steps have the given lengths.
+Solved solve(Client& c, uint64_t seed, bool trace) {
+  msg::MapWriter w;
+  w.put("problem", "Let a = 5. Let b = a * 3. What is b?").put("strategy", "beam_search").put("seed", seed);
+  w.put("n", 8).put("beam_width", 4).put("max_steps", 4).put("max_tokens_per_step", 32);
+  w.put("return_completions", true);
+  if (trace) {
+    msg::MapWriter t;
+    t.put("step_tokens", std::vector<int32_t>{3, 6, 12, 30}).put("end_prob", 0.2).put("seed", seed);
+    w.put("trace", t);
+  }
+  Solved out;
+  auto f = c.call("solve", w, 120s);
+  EXPECT_TRUE(f.ok()) << (f.ok() ? "" : f.error().message);
+  if (!f.ok()) return out;
+  std::vector<msg::MapReader> all;
+  EXPECT_TRUE(f->body.get("completions", &all).ok());
+  for (const auto& m : all) {
+    std::string text;
+    EXPECT_TRUE(m.get("text", &text).ok());
+    out.texts.push_back(text);
+    std::vector<int32_t> st;
+    if (trace) EXPECT_TRUE(m.get("step_tokens", &st).ok());
+    out.step_tokens.push_back(st);
+  }
+  msg::MapReader st, sp;
+  EXPECT_TRUE(f->body.get("stats", &st).ok());
+  if (st.get("speculation", &sp).ok()) {
+    EXPECT_TRUE(sp.get("tokens_generated", &out.spec_generated).ok());
+    EXPECT_TRUE(sp.get("tokens_kept", &out.spec_kept).ok());
+    EXPECT_TRUE(sp.get("tokens_dropped", &out.spec_dropped).ok());
+    EXPECT_TRUE(sp.get("steps_reused", &out.steps_reused).ok());
+  }
+  return out;
+}
+
+// Each GPU actor's KV blocks held by sequences, and the generator's
+// speculative-token counter.
+struct Held {
+  int64_t gen_used = -1, ver_used = -1, gen_spec_tokens = -1;
+};
+Held held(Client& c) {
+  Held h;
+  auto st = c.call("stats", msg::MapWriter(), 10s);
+  EXPECT_TRUE(st.ok());
+  if (!st.ok()) return h;
+  msg::MapReader actors, g, v;
+  EXPECT_TRUE(st->body.get("actors", &actors).ok());
+  EXPECT_TRUE(actors.get("generator", &g).ok() && actors.get("verifier", &v).ok());
+  EXPECT_TRUE(g.get("kv_blocks_used", &h.gen_used).ok());
+  EXPECT_TRUE(v.get("kv_blocks_used", &h.ver_used).ok());
+  EXPECT_TRUE(g.get("spec_tokens", &h.gen_spec_tokens).ok()) << "generator stats lack spec_tokens";
+  return h;
+}
+
+TEST(SpeculationPipeline, TheSameSeedGivesTheSameSearchRunAfterRunAndThePoolsEmpty) {
+  // No cost bound: with one request and enough memory nothing but the
+  // lockstep caps how far a beam writes ahead.
+  test::Pipeline p(spec_config("spec-same", true, 0.0));
+  Client c = p.client();
+  for (bool trace : {true, false}) {
+    SCOPED_TRACE(trace ? "math-trace steps" : "the tiny policy's own steps");
+    Solved a = solve(c, 7, trace);
+    Held after_a = held(c);
+    Solved b = solve(c, 7, trace);
+    Held after_b = held(c);
+    ASSERT_EQ(a.texts.size(), 8u);
+    EXPECT_EQ(a.texts, b.texts);
+    EXPECT_EQ(a.step_tokens, b.step_tokens);
+    // What is kept is capped by the lockstep; how much was written past the
+    // cap before the stop arrived depends on timing, and is dropped.
+    EXPECT_EQ(a.spec_kept, b.spec_kept);
+    EXPECT_EQ(a.spec_generated, a.spec_kept + a.spec_dropped);
+    if (trace) {
+      // Steps of 3 to 30 tokens: the short ones write ahead.
+      EXPECT_GT(a.spec_generated, 0);
+      EXPECT_GT(a.spec_kept, 0);
+    }
+    // Every speculative job ended; no sequence holds a block.
+    EXPECT_EQ(after_a.gen_used, 0);
+    EXPECT_EQ(after_a.ver_used, 0);
+    EXPECT_EQ(after_b.gen_used, 0);
+    EXPECT_EQ(after_b.ver_used, 0);
+    EXPECT_GE(after_b.gen_spec_tokens, a.spec_generated + b.spec_generated);
+  }
+}
+
+TEST(SpeculationPipeline, OffMeansNoSpeculativeWorkAndTheSameStepLengthsAsTheTable) {
+  test::Pipeline p(spec_config("spec-off", false, 0.05));
+  Client c = p.client();
+  Solved a = solve(c, 7, true);
+  EXPECT_EQ(a.spec_generated, -1) << "no speculation stats without speculation";
+  EXPECT_EQ(held(c).gen_spec_tokens, 0);
+  for (const auto& st : a.step_tokens)
+    for (int32_t n : st) EXPECT_TRUE(n == 3 || n == 6 || n == 12 || n == 30) << n;
+}
+
+TEST(SpeculationPipeline, StepsWrittenAheadHaveTheirDrawnLengths) {
+  // A kept speculation continues to the step's drawn length: every step of
+  // every completion is a table entry, whoever wrote which part of it.
+  test::Pipeline p(spec_config("spec-len", true, 0.0));
+  Client c = p.client();
+  for (uint64_t seed : {1, 2, 3}) {
+    Solved a = solve(c, seed, true);
+    ASSERT_EQ(a.step_tokens.size(), 8u);
+    for (const auto& st : a.step_tokens)
+      for (int32_t n : st) EXPECT_TRUE(n == 3 || n == 6 || n == 12 || n == 30) << n << " (seed " << seed << ")";
+  }
+  Held h = held(c);
+  EXPECT_EQ(h.gen_used, 0);
+  EXPECT_EQ(h.ver_used, 0);
+}
+
+}  // namespace
+}  // namespace flashtts
