@@ -8,14 +8,15 @@
 //   flashtts-bench-tts [--workload arith|math-trace] [--config FILE]
 //                      [--strategies beam_search,dvts,best_of_n] [--n 8,16,...,512]
 //                      [--beam-width 4] [--concurrency 1,4] [--memory 100,25]
-//                      [--variants baseline,flashtts] [--overlay NAME:section.key=value ...]
+//                      [--variants baseline,flashtts,speculation] [--overlay NAME:section.key=value ...]
 //                      [--rounds 2] [--device sim:rtx4090] [--quick] [--json FILE] [--svg PREFIX] [--md FILE]
 //
 // Figures per run (runtime/tts_figures.h): goodput, latency p50/p90,
 // generator and verifier busy time, mean rows per decode iteration and the
 // idle share (decode iterations with fewer rows than the searches have
 // beams), peak KV blocks per model, evictions, recomputed tokens,
-// preemptions, accuracy, pass@N and correct answers per minute (arith). Per
+// preemptions, speculative tokens generated / kept / dropped, accuracy,
+// pass@N and correct answers per minute (arith). Per
 // cell: a markdown row per variant (medians over rounds) and each variant's
 // paired ratio to the baseline (median [min, max]); one JSON line per run;
 // per strategy x concurrency x memory an SVG of goodput and latency against
@@ -76,12 +77,14 @@ fs::path build_dir() {
   return fs::read_symlink("/proc/self/exe", ec).parent_path().parent_path();
 }
 
-// The built-in overlays. Nothing of the flashtts policies exists yet
-// (issues 21-23): until they land, "flashtts" is the baseline, and the pair
-// measures the noise of the method itself.
+// The built-in overlays: the baseline (what vLLM does), flashtts (every
+// optimization that exists: so far speculation; prefix-aware scheduling and
+// the roofline split are issues 22 and 23), and one per optimization for the
+// ablation.
 std::map<std::string, std::vector<std::string>> builtin_overlays() {
   return {{"baseline", {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=false"}},
-          {"flashtts", {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=false"}}};
+          {"flashtts", {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=true"}},
+          {"speculation", {"policies.speculation=true"}}};
 }
 
 // The base TOML with `section.key=value` lines set, parsed as a Config.
@@ -214,6 +217,11 @@ Expected<tts::RunFigures> run(Served& s, const Options& o, const Cell& cell, con
     (void)st.get("goodput_tokens_per_s", &sf.goodput);
     (void)st.get("policy_tokens", &sf.policy_tokens);
     (void)st.get("prompt_tokens", &sf.prompt_tokens);
+    if (msg::MapReader sp; st.get("speculation", &sp).ok()) {
+      (void)sp.get("tokens_generated", &sf.spec_generated);
+      (void)sp.get("tokens_kept", &sf.spec_kept);
+      (void)sp.get("tokens_dropped", &sf.spec_dropped);
+    }
     const std::string& gold = problems[ids[(*f)->id]].gold;
     if (!gold.empty()) {
       std::vector<msg::MapReader> comps;
@@ -245,7 +253,11 @@ json summary_json(const tts::RunSummary& s) {
           {"idle_share", s.idle_share},         {"gen_peak_blocks", s.gen_peak_blocks},
           {"ver_peak_blocks", s.ver_peak_blocks}, {"evictions", s.evictions},
           {"recomputed_tokens", s.recomputed_tokens}, {"preemptions", s.preemptions},
-          {"speculative_tokens", nullptr},      {"accuracy", s.accuracy}, {"pass_at_n", s.pass_at_n},
+          {"speculative_tokens", s.spec_generated < 0 ? json(nullptr)
+                                                      : json{{"generated", s.spec_generated},
+                                                             {"kept", s.spec_kept},
+                                                             {"dropped", s.spec_dropped}}},
+          {"accuracy", s.accuracy}, {"pass_at_n", s.pass_at_n},
           {"correct_per_min", s.correct_per_min}, {"failed", s.failed}};
 }
 
@@ -281,6 +293,9 @@ tts::RunSummary median(const std::vector<tts::RunSummary>& v) {
   m.evictions = (int64_t)med([](auto& s) { return s.evictions; });
   m.recomputed_tokens = (int64_t)med([](auto& s) { return s.recomputed_tokens; });
   m.preemptions = (int64_t)med([](auto& s) { return s.preemptions; });
+  m.spec_generated = (int64_t)med([](auto& s) { return s.spec_generated; });
+  m.spec_kept = (int64_t)med([](auto& s) { return s.spec_kept; });
+  m.spec_dropped = (int64_t)med([](auto& s) { return s.spec_dropped; });
   // Shares of problems solved are means over the rounds, not medians.
   auto mean = [&](auto get) {
     double x = 0;
@@ -481,10 +496,6 @@ int main(int argc, char** argv) {
   std::printf("# flashtts-bench-tts: workload %s%s, device %s%s, policy %s, PRM %s, %d round(s) per cell\n",
               o.workload.c_str(), scale_note.c_str(), base->engine.device.c_str(), simulated ? " (SIMULATED: every time is a model's)" : "",
               base->models.policy.c_str(), base->models.prm.c_str(), o.rounds);
-  if (overlays["flashtts"] == overlays["baseline"])
-    std::printf("# note: no flashtts optimization exists yet (issues 21-23): the flashtts variant runs the baseline "
-                "policies, so its ratios show the method's own noise\n");
-
   std::vector<int> memories = o.memory.empty() ? std::vector<int>{0} : o.memory;
   std::vector<tts::Point> points;
   std::string tables;
@@ -565,8 +576,9 @@ int main(int argc, char** argv) {
           std::string t = "\n### " + cell_name(cell) + " (beam width " + std::to_string(o.beam_width) + ", " +
                           std::to_string(o.rounds) + " round(s))\n\n";
           t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | idle share | "
-               "peak blocks gen / ver | evictions | recomputed | preemptions | accuracy | pass@N | correct/min | failed |\n";
-          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+               "peak blocks gen / ver | evictions | recomputed | preemptions | spec. tokens gen / kept / dropped | "
+               "accuracy | pass@N | correct/min | failed |\n";
+          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
           for (size_t v = 0; v < served.size(); ++v) {
             tts::RunSummary m = median(by_variant[v]);
             const bool has_answers = !(*problems)[0].gold.empty();
@@ -575,7 +587,10 @@ int main(int argc, char** argv) {
                  " | " + f2(m.idle_share) + " | " + std::to_string(m.gen_peak_blocks) + " / " +
                  std::to_string(m.ver_peak_blocks) + " | " + std::to_string(m.evictions) + " | " +
                  std::to_string(m.recomputed_tokens) + " | " + std::to_string(m.preemptions) + " | " +
-                 (has_answers ? f2(m.accuracy) : "-") + " | " + (has_answers ? f2(m.pass_at_n) : "-") + " | " +
+                 (m.spec_generated < 0 ? std::string("-")
+                                       : std::to_string(m.spec_generated) + " / " + std::to_string(m.spec_kept) +
+                                             " / " + std::to_string(m.spec_dropped)) +
+                 " | " + (has_answers ? f2(m.accuracy) : "-") + " | " + (has_answers ? f2(m.pass_at_n) : "-") + " | " +
                  (has_answers ? f1(m.correct_per_min) : "-") + " | " + std::to_string(m.failed) + " |\n";
             std::string plot = strategy + "-c" + std::to_string(conc) + (mem ? "-m" + std::to_string(mem) : "");
             plots[plot].push_back({o.variants[v], n, m.goodput, m.latency_p50_ms});
@@ -589,7 +604,17 @@ int main(int argc, char** argv) {
             tts::Ratio g = tts::paired_ratio(ga, gb), l = tts::paired_ratio(la, lb);
             t += "\n" + o.variants[v] + " / " + o.variants[0] + ", paired over " + std::to_string(g.pairs) +
                  " round(s): goodput " + f2(g.median) + " [" + f2(g.min) + ", " + f2(g.max) + "], latency " +
-                 f2(l.median) + " [" + f2(l.min) + ", " + f2(l.max) + "]\n";
+                 f2(l.median) + " [" + f2(l.min) + ", " + f2(l.max) + "]";
+            if (!(*problems)[0].gold.empty()) {
+              std::vector<double> aa, ab;
+              for (size_t r = 0; r < by_variant[v].size(); ++r)
+                aa.push_back(by_variant[v][r].accuracy), ab.push_back(by_variant[0][r].accuracy);
+              tts::Difference d = tts::paired_difference(aa, ab);
+              char b[128];
+              std::snprintf(b, sizeof b, "; accuracy difference %+.3f [%+.3f, %+.3f] (95%%)", d.mean, d.lo, d.hi);
+              t += b;
+            }
+            t += "\n";
           }
           std::printf("%s", t.c_str());
           std::fflush(stdout);

@@ -95,6 +95,11 @@ RunSummary summarize(const RunFigures& r) {
     correct += f.correct;
     pass += f.pass;
     prompts += f.prompt_tokens;
+    if (f.spec_generated >= 0) {
+      s.spec_generated = std::max<int64_t>(s.spec_generated, 0) + f.spec_generated;
+      s.spec_kept = std::max<int64_t>(s.spec_kept, 0) + f.spec_kept;
+      s.spec_dropped = std::max<int64_t>(s.spec_dropped, 0) + f.spec_dropped;
+    }
   }
   s.latency_p50_ms = percentile(lat, 50);
   s.latency_p90_ms = percentile(lat, 90);
@@ -112,6 +117,21 @@ RunSummary summarize(const RunFigures& r) {
   s.pass_at_n = ok ? double(pass) / ok : 0;
   s.correct_per_min = r.wall_ms > 0 ? double(correct) / (r.wall_ms / 60000.0) : 0;
   return s;
+}
+
+Difference paired_difference(std::span<const double> a, std::span<const double> b) {
+  Difference d;
+  const size_t n = std::min(a.size(), b.size());
+  if (n == 0) return d;
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += a[i] - b[i];
+  d.mean = sum / double(n);
+  double ss = 0;
+  for (size_t i = 0; i < n; ++i) ss += (a[i] - b[i] - d.mean) * (a[i] - b[i] - d.mean);
+  const double se = n > 1 ? std::sqrt(ss / double(n - 1) / double(n)) : 0.0;
+  d.lo = d.mean - 1.96 * se, d.hi = d.mean + 1.96 * se;
+  d.pairs = (int)n;
+  return d;
 }
 
 Ratio paired_ratio(std::span<const double> a, std::span<const double> b) {

@@ -55,6 +55,9 @@ struct SolveFigures {
   bool correct = false, pass = false;  // weighted-vote answer right; some completion right
   bool failed = false;
   std::string error;
+  // Speculative beam extension (the result's stats.speculation; -1 when the
+  // search did not speculate): tokens written ahead, kept by survivors, dropped.
+  int64_t spec_generated = -1, spec_kept = -1, spec_dropped = -1;
 };
 
 // One run: `requests` solves at once on one variant.
@@ -72,6 +75,8 @@ struct RunSummary {
   int64_t gen_peak_blocks = 0, ver_peak_blocks = 0, evictions = 0, recomputed_tokens = 0, preemptions = 0;
   double accuracy = 0, pass_at_n = 0, correct_per_min = 0;
   int failed = 0;
+  // Speculative tokens of all the run's solves; -1 when none speculated.
+  int64_t spec_generated = -1, spec_kept = -1, spec_dropped = -1;
 };
 RunSummary summarize(const RunFigures& r);
 
@@ -85,6 +90,15 @@ struct Ratio {
   int pairs = 0;
 };
 Ratio paired_ratio(std::span<const double> a, std::span<const double> b);
+
+// Paired differences a[i] - b[i]: their mean and its 95% interval (normal
+// approximation, mean +- 1.96 standard errors; the interval is the mean
+// alone for one pair).
+struct Difference {
+  double mean = 0, lo = 0, hi = 0;
+  int pairs = 0;
+};
+Difference paired_difference(std::span<const double> a, std::span<const double> b);
 
 // An SVG of goodput and p50 latency against N (log2 axis), one polyline per
 // variant and panel (`data-variant`), the variant named "baseline" dashed.

@@ -69,6 +69,28 @@ TEST(TtsFigures, ARunSummaryFromItsSolvesAndCounters) {
   EXPECT_DOUBLE_EQ(s.pass_at_n, 1.0);
   EXPECT_DOUBLE_EQ(s.correct_per_min, 2.0);  // 1 correct in half a minute
   EXPECT_EQ(s.failed, 1);
+  EXPECT_EQ(s.spec_generated, -1) << "no solve speculated";
+  r.solves[0].spec_generated = 30, r.solves[0].spec_kept = 20, r.solves[0].spec_dropped = 10;
+  r.solves[1].spec_generated = 5, r.solves[1].spec_kept = 5, r.solves[1].spec_dropped = 0;
+  s = summarize(r);
+  EXPECT_EQ(s.spec_generated, 35);
+  EXPECT_EQ(s.spec_kept, 25);
+  EXPECT_EQ(s.spec_dropped, 10);
+}
+
+TEST(TtsFigures, PairedDifferencesGiveTheirMeanAndA95PercentInterval) {
+  // Differences 1, 0, 0, -1, 1, 1: mean 1/3.
+  std::vector<double> a = {1, 1, 0, 0, 1, 1}, b = {0, 1, 0, 1, 0, 0};
+  Difference d = paired_difference(a, b);
+  EXPECT_EQ(d.pairs, 6);
+  EXPECT_DOUBLE_EQ(d.mean, 1.0 / 3);
+  // Squared deviations sum to 30/9, so the standard error is sqrt(30/9 / 5 / 6) = 1/3.
+  EXPECT_NEAR(d.hi - d.mean, 1.96 / 3, 1e-12);
+  EXPECT_NEAR(d.mean - d.lo, d.hi - d.mean, 1e-12);
+  EXPECT_EQ(paired_difference({}, {}).pairs, 0);
+  Difference one = paired_difference(std::vector<double>{2}, std::vector<double>{1});
+  EXPECT_DOUBLE_EQ(one.lo, 1);
+  EXPECT_DOUBLE_EQ(one.hi, 1);
 }
 
 TEST(TtsFigures, PairedRatiosSkipEmptyPairsAndGiveTheirMedianAndRange) {
