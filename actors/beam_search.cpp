@@ -63,12 +63,18 @@ namespace flashtts {
 namespace {
 
 // A speculative job's result and what may be kept of it.
+// In trace mode it comes in two parts: copy 0's step (its drawn length),
+// then on toward the longest step of the survivor's copies, so that every
+// copy can take over most of its own step.
 struct Speculation {
-  uint64_t job = 0;             // while it runs
+  uint64_t job = 0;             // the part running
   int32_t stream = 0;           // its random stream: copy 0 continues it
-  bool settled = false;         // its GenDone is back
-  std::vector<int32_t> tokens;  // what it wrote
-  std::string text, finish;
+  bool settled = false;         // its last GenDone is back
+  bool second = false;          // trace mode: the second part is (or was) running
+  std::vector<int32_t> tokens;  // what it wrote, both parts
+  int32_t first = 0;            // tokens of the first part (copy 0's step); 0 until it is back
+  std::string text, finish;     // the first part's text and how it ended
+  int32_t target = 0;           // trace mode: the longest step of the copies it serves
   int32_t cap = -1;             // tokens it may keep; -1 until the iteration's real steps are written
   uint64_t score_job = 0;       // look-ahead verification of a complete step
   std::vector<std::string> scored_steps;  // the steps that job scores
@@ -76,8 +82,8 @@ struct Speculation {
   bool scored = false;
 
   int32_t kept() const { return cap < 0 ? 0 : std::min((int32_t)tokens.size(), cap); }
-  // It ended on its own (not stopped) within its cap: a whole step.
-  bool complete() const { return settled && finish != "stopped" && !tokens.empty() && (int32_t)tokens.size() <= cap; }
+  // Its first part ended on its own (not stopped) within its cap: a whole step.
+  bool complete() const { return first > 0 && finish != "stopped" && first <= cap; }
 };
 
 // What a copy takes over from its parent's speculation (DuplicateThenTruncate).
@@ -312,6 +318,14 @@ class BeamSearch final : public SearchStrategy {
     }
     sl.spec.emplace();
     sl.spec->stream = g.beam;
+    if (trace()) {
+      // The copies' steps: copy c of this beam has lineage_child(lineage, c).
+      SearchPath copy = sl.path;
+      for (int32_t c = 0; c < s_.params.n / (int32_t)keep_; ++c) {
+        copy.lineage = lineage_child(sl.path.lineage, c);
+        sl.spec->target = std::max(sl.spec->target, draw(copy, 0).tokens);
+      }
+    }
     sl.spec->job = host.submit(std::move(g));
     spec_jobs_[sl.spec->job] = k;
     ++pending_spec_;
@@ -346,13 +360,13 @@ class BeamSearch final : public SearchStrategy {
         if (cap == 0) continue;
         speculate(host, k);
       }
-      sl.spec->cap = cap;
-      if (!sl.spec->settled) {
-        ids.push_back(sl.spec->job);
-        at.push_back(sl.spec->cap);
-      } else {
-        verify_ahead(host, k);
+      Speculation& sp = *sl.spec;
+      sp.cap = cap;
+      if (!sp.settled) {
+        ids.push_back(sp.job);
+        at.push_back(sp.second ? std::max(0, cap - sp.first) : cap);
       }
+      verify_ahead(host, k);
     }
     host.stop(std::move(ids), std::move(at));
   }
@@ -360,12 +374,33 @@ class BeamSearch final : public SearchStrategy {
   void on_speculated(SearchHost& host, size_t k, const msg::GenDone& d) {
     Slot& sl = slots_[k];
     Speculation& sp = *sl.spec;
-    sp.settled = true;
     sp.job = 0;
-    sp.tokens = d.tokens;
-    sp.text = d.text;
-    sp.finish = d.finish;
+    sp.tokens.insert(sp.tokens.end(), d.tokens.begin(), d.tokens.end());
     spec_generated_ += (int64_t)d.tokens.size();
+    if (!sp.second) {
+      sp.first = (int32_t)d.tokens.size();
+      sp.text = d.text;
+      sp.finish = d.finish;
+      // Trace mode: copy 0's step is written; go on toward the longest copy's.
+      int32_t more = sp.target - sp.first;
+      if (sp.cap >= 0) more = std::min(more, sp.cap - sp.first);
+      if (trace() && d.finish == "forced" && more > 0) {
+        GenRequest g;
+        g.beam = sp.stream;  // the same stream: as if the first part had gone on
+        g.tokens = context(sl.path, sp.tokens);
+        g.forced_tokens = g.max_tokens = more;
+        g.stop_at_delimiter = false;
+        g.speculative = true;
+        sp.second = true;
+        sp.job = host.submit(std::move(g));
+        spec_jobs_[sp.job] = k;
+        // Capped already: it runs to its point like the first parts did.
+        if (sp.cap >= 0) host.stop({sp.job}, {more});
+        if (sp.cap >= 0) verify_ahead(host, k);
+        return;
+      }
+    }
+    sp.settled = true;
     --pending_spec_;
     if (sp.cap >= 0) verify_ahead(host, k);
     if (resolved_ == slots_.size() && pending_spec_ == 0) select(host);
@@ -379,7 +414,7 @@ class BeamSearch final : public SearchStrategy {
     if (!sp.complete() || sp.score_job) return;
     SearchPath next = sl.path;
     msg::GenDone d;
-    d.tokens = sp.tokens, d.text = sp.text, d.finish = sp.finish;
+    d.tokens.assign(sp.tokens.begin(), sp.tokens.begin() + sp.first), d.text = sp.text, d.finish = sp.finish;
     if (trace()) next.append_forced(d);
     else next.append(d, s_.delimiter);
     if (next.steps.size() <= sl.path.steps.size()) return;  // no new step to score
@@ -434,7 +469,7 @@ class BeamSearch final : public SearchStrategy {
       c.stream = sp.stream;
       if (sp.complete()) {
         msg::GenDone d;
-        d.tokens = sp.tokens, d.text = sp.text, d.finish = sp.finish;
+        d.tokens.assign(sp.tokens.begin(), sp.tokens.begin() + sp.first), d.text = sp.text, d.finish = sp.finish;
         c.step = std::move(d);
         c.score_job = sp.scored ? 0 : sp.score_job;
         c.scored_steps = sp.scored_steps, c.scores = sp.scores, c.scored = sp.scored;
@@ -502,8 +537,15 @@ class BeamSearch final : public SearchStrategy {
       next[j].prior = parent.rank;
       next[j].carry = carry_of(parent, next[j].path, copy);
     }
-    for (size_t k : active)
-      if (slots_[k].spec) spec_kept_ += slots_[k].spec->kept();
+    // Kept: the most of a survivor's speculation that one of its copies took.
+    std::vector<int64_t> taken(slots_.size(), 0);
+    for (size_t j = 0; j < next.size(); ++j) {
+      const Carry& c = next[j].carry;
+      const int64_t used = c.step ? (int64_t)c.step->tokens.size() : (int64_t)c.prefix.size();
+      int64_t& t = taken[active[j % active.size()]];
+      t = std::max(t, used);
+    }
+    for (int64_t t : taken) spec_kept_ += t;
     // Verification still running: a copy 0 waits for it by job id; the
     // pruned beams' results are ignored.
     spec_scores_.clear();
