@@ -5,6 +5,7 @@
 // Also: the request checks of the new solve fields.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <map>
 #include <random>
@@ -522,6 +523,51 @@ TEST(BeamSearch, SpeculationIsCappedByTheLockstepAndTakenOverByTheSurvivorsCopie
   EXPECT_EQ(gen, kept + dropped);
   EXPECT_GE(reused, 1);
   EXPECT_GE(kept, 4 + 8);
+}
+
+TEST(BeamSearch, TruncatedCopiesKeepAboutEightyFivePercentOfTheSpeculation) {
+  // 63 short steps and one straggler: each short beam writes a whole step of
+  // 151 tokens ahead (cap 197); the 16 survivors' copies 1..3 keep r ~ N(0.85, 0.1).
+  auto st = setup("beam_search", 64, 4, 2);
+  st.params.max_tokens_per_step = 400;
+  st.speculation = true;
+  auto bs = make_beam_search(st);
+  ScriptHost h;
+  Script sc{[](const Job& j) -> std::string {
+    if (j.speculative) return std::string(150, 's') + "|";
+    if (j.round == 0) {
+      if (j.beam == 63) return "p01" + std::string(197, 'x') + "|";
+      char b[8];
+      snprintf(b, sizeof b, "p%02d|", 10 + j.beam);
+      return b;
+    }
+    return "end$";
+  }};
+  run(*bs, h, sc);
+  std::vector<double> ratios;
+  int whole = 0;
+  for (const Job& j : h.log) {
+    if (!j.gen || j.speculative || j.round != 1) continue;
+    if (j.prefix.size() == 151) {
+      ++whole;  // copy 0 continues all of it (the last iteration writes to the end)
+      continue;
+    }
+    ASSERT_GE(j.prefix.size(), 1u);
+    ASSERT_LE(j.prefix.size(), 150u);
+    ratios.push_back(double(j.prefix.size()) / 151.0);
+  }
+  EXPECT_EQ(whole, 16);
+  ASSERT_EQ(ratios.size(), 48u);
+  double mean = 0, var = 0;
+  for (double r : ratios) mean += r / ratios.size();
+  for (double r : ratios) var += (r - mean) * (r - mean) / (ratios.size() - 1);
+  EXPECT_NEAR(mean, 0.845, 0.04);  // floor() takes half a token off 0.85
+  EXPECT_NEAR(std::sqrt(var), 0.1, 0.035);
+  // No two copies of one parent are the same beam: their prefixes differ or
+  // their streams do.
+  std::set<std::pair<std::string, int32_t>> seen;
+  for (const Job& j : h.log)
+    if (j.gen && !j.speculative && j.round == 1) EXPECT_TRUE(seen.insert({j.context_text(), j.beam}).second);
 }
 
 TEST(BeamSearch, NoSpeculationWhenOffWithLookAheadOrInTheLastIteration) {
