@@ -32,6 +32,7 @@ struct BeamManagerOptions {
   std::string step_delimiter = "\n\n";
   Logger log;
   bool speculation = false;                  // policies.speculation (beam search)
+  bool speculation_bounded = false;          // policies.speculation_max_slowdown > 0
 };
 
 Status run_beam_manager(zmq::context_t& ctx, ActorPipe& pipe, const BeamManagerOptions& o);

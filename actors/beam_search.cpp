@@ -26,8 +26,9 @@
 // last real step of the iteration is written, every speculation is capped at
 // the tokens the lockstep would have given it (the longest real step's count
 // less the beam's own), scaled by its parent's score bin (4 bins of the
-// previous ranking: 100%, 75%, 50%, 25%); the generator stops each at its cap,
-// so what is kept does not depend on timing. A speculated step that ended
+// previous ranking: 100%, 75%, 50%, 25%); without a cost bound the generator
+// runs each to its cap and the barrier waits, so what is kept does not depend
+// on timing (with a bound, the barrier ends what still runs). A speculated step that ended
 // within its cap is scored at once (look-ahead verification: the verifier's
 // score cache and prefix cache make it an extension of the beam's last
 // scoring). Ranking uses the real steps only. At selection a pruned beam's
@@ -394,8 +395,10 @@ class BeamSearch final : public SearchStrategy {
         sp.second = true;
         sp.job = host.submit(std::move(g));
         spec_jobs_[sp.job] = k;
-        // Capped already: it runs to its point like the first parts did.
+        // Capped already: it runs to its point like the first parts did (and
+        // at the barrier ends at once, with a cost bound).
         if (sp.cap >= 0) host.stop({sp.job}, {more});
+        if (s_.speculation_bounded && resolved_ == slots_.size()) end_speculation(host);
         if (sp.cap >= 0) verify_ahead(host, k);
         return;
       }
@@ -455,7 +458,18 @@ class BeamSearch final : public SearchStrategy {
     sl.phase = Slot::Phase::Resolved;
     sl.rank = aggregate_scores(sl.path.step_scores, s_.params.aggregation);
     sl.done_ms = host.elapsed_ms();
-    if (++resolved_ == slots_.size() && pending_spec_ == 0) select(host);
+    if (++resolved_ < slots_.size()) return;
+    if (pending_spec_ == 0) return select(host);
+    if (s_.speculation_bounded) end_speculation(host);
+  }
+
+  // The barrier, with a cost bound: what the generator held back would make
+  // the search wait; every speculation still running ends now.
+  void end_speculation(SearchHost& host) {
+    std::vector<uint64_t> ids;
+    for (const Slot& sl : slots_)
+      if (sl.spec && !sl.spec->settled && sl.spec->job) ids.push_back(sl.spec->job);
+    host.stop(ids, std::vector<int32_t>(ids.size(), 0));
   }
 
   // Copy c of a survivor takes over its speculation (see the file comment).

@@ -38,11 +38,16 @@ struct GenTask : BatchSlot {
   size_t text_reported = 0;  // bytes of `text` already sent in gen_progress
   int32_t n_cached = 0;      // context tokens the prefix cache held at first admission
   int32_t stop_at = 0;       // >0: finish "stopped" on holding this many tokens (StopJobs)
+  bool bounded = false;      // a cost bound is set: a stop point does not promote it
   Clock::time_point arrived;
 
-  // A speculative job runs at the lowest priority until StopJobs gives it a
-  // point to run to: then the beam manager waits for it, as for real work.
-  bool background() const { return job.speculative && stop_at == 0; }
+  // A speculative job runs at the lowest priority. Without a cost bound,
+  // StopJobs' point promotes it: it runs to it like real work, and the beam
+  // manager waits, so what is kept does not depend on timing. With a bound it
+  // stays background (a promoted job the bound had held back would delay the
+  // real work it was meant not to slow); the beam manager ends it at the
+  // iteration's barrier.
+  bool background() const { return job.speculative && (stop_at == 0 || bounded); }
 
   std::vector<int32_t> context() const {
     std::vector<int32_t> c = job.tokens;
@@ -170,6 +175,7 @@ void Generator::on_job(msg::GenJob job) {
   GenTask t(std::move(job), *tok_);
   const msg::GenJob& j = t.job;
   if (j.speculative) ++spec_jobs_;
+  t.bounded = o_.speculation_max_slowdown > 0;
   std::string bad;
   if (j.tokens.empty()) bad = "the job has no context tokens";
   else if (!(j.temperature >= 0)) bad = "temperature must be >= 0";

@@ -130,6 +130,7 @@ struct Script {
     return prm_score(s);
   };
   uint32_t shuffle = 0;  // 0: answer jobs in the order asked; else the seed of a random order
+  bool speculation_last = false;  // answer speculative jobs only when nothing else is left
 };
 
 // A job with a prefix returns the prefix and then the scripted step.
@@ -162,6 +163,12 @@ std::vector<Completion> run(SearchStrategy& s, ScriptHost& h, const Script& sc) 
   int guard = 0;
   while (!h.pending.empty() && ++guard < 100000) {
     size_t pick = sc.shuffle ? rng() % h.pending.size() : 0;
+    if (sc.speculation_last)
+      for (size_t i = 0; i < h.pending.size(); ++i)
+        if (!h.pending[i].speculative) {
+          pick = i;
+          break;
+        }
     Job j = h.pending[pick];
     h.pending.erase(h.pending.begin() + (ptrdiff_t)pick);
     EXPECT_FALSE(s.finished()) << "a strategy asked for work after it finished";
@@ -568,6 +575,27 @@ TEST(BeamSearch, TruncatedCopiesKeepAboutEightyFivePercentOfTheSpeculation) {
   std::set<std::pair<std::string, int32_t>> seen;
   for (const Job& j : h.log)
     if (j.gen && !j.speculative && j.round == 1) EXPECT_TRUE(seen.insert({j.context_text(), j.beam}).second);
+}
+
+TEST(BeamSearch, WithACostBoundTheBarrierEndsTheSpeculationStillRunning) {
+  // The generator held the speculations back (the script answers them last):
+  // with a bound the barrier does not wait for their caps, it ends them.
+  int ended_now[2] = {0, 0};  // speculations stopped at 0 tokens: by a cap of 0, or by the barrier
+  for (bool bounded : {false, true}) {
+    auto st = setup("beam_search", 4, 2, 3);
+    st.speculation = true;
+    st.speculation_bounded = bounded;
+    auto bs = make_beam_search(st);
+    ScriptHost h;
+    Script sc{[](const Job& j) { return pseudo_step(j) + (j.beam % 2 ? "xxxxxxx|" : "|"); }};
+    sc.speculation_last = true;
+    auto done = run(*bs, h, sc);
+    EXPECT_FALSE(done.empty());
+    for (const Job& j : h.log)
+      if (j.speculative && h.stops.count(j.id) && h.stops.at(j.id) == 0) ++ended_now[bounded];
+  }
+  // Without a bound only the beams as long as the longest (cap 0) stop at 0.
+  EXPECT_GT(ended_now[1], ended_now[0]);
 }
 
 TEST(BeamSearch, NoSpeculationWhenOffWithLookAheadOrInTheLastIteration) {
