@@ -51,7 +51,9 @@ Solved solve(Client& c, uint64_t seed, bool trace) {
     EXPECT_TRUE(m.get("text", &text).ok());
     out.texts.push_back(text);
     std::vector<int32_t> st;
-    if (trace) EXPECT_TRUE(m.get("step_tokens", &st).ok());
+    if (trace) {
+      EXPECT_TRUE(m.get("step_tokens", &st).ok());
+    }
     out.step_tokens.push_back(st);
   }
   msg::MapReader st, sp;

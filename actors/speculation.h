@@ -1,0 +1,137 @@
+// Speculative beam extension for one barrier group of a search: the n beams
+// of a beam-search iteration, or the beam_width candidates of a DVTS
+// subtree's iteration (docs/pipeline.md, "A beam's life").
+//
+// A member whose real step is written while others of its group still write
+// goes on into its next step as a speculative job (a stream of its own).
+// When every member has written, each speculation is capped at what the
+// lockstep would have given it: the longest real step's generated tokens
+// less the member's own, times its score bin (the members' priors, i.e. their
+// parents' scores, in quarters: 100%, 75%, 50%, 25%). Without a cost bound the
+// generator runs each to its cap and the barrier waits, so what is kept does
+// not depend on timing; with one (SearchSetup::speculation_bounded) the
+// barrier ends what still runs. A speculation whose first part ended on its
+// own within its cap is a whole step, scored at once after the member's real
+// steps (look-ahead verification). In trace mode (actors/trace.h) it goes on
+// past copy 0's drawn length toward the longest step of the member's copies,
+// so each copy can take over most of its own step.
+//
+// At the barrier the strategy picks its survivors; carry() gives each copy
+// what it takes over (DuplicateThenTruncate): copy 0 continues the whole
+// speculation on its stream (the same tokens an uninterrupted job samples),
+// and a whole verified step needs no generation; copy c >= 1 keeps a prefix
+// of ratio r ~ N(0.85, 0.1) clipped to [0, 1], at least one token and at most
+// all but one, drawn from (seed, its lineage, iteration), and writes on with
+// its own stream. A pruned member's speculation is dropped.
+//
+// Thread contract: owned by one strategy, on the beam_manager's thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/search_path.h"
+#include "actors/strategy.h"
+#include "actors/trace.h"
+
+namespace flashtts {
+
+// What a copy takes over from its parent's speculation.
+struct Carry {
+  int32_t stream = -1;                // the stream to continue; -1: the copy's own
+  std::vector<int32_t> prefix;        // a partial step: generate on after it
+  std::optional<msg::GenDone> step;   // a whole step: nothing to generate
+  uint64_t score_job = 0;             // its look-ahead scoring, still running
+  std::vector<std::string> scored_steps;
+  std::vector<float> scores;
+  bool scored = false;
+};
+
+// Speculation figures of a whole search (a solve's stats.speculation).
+struct SpecTally {
+  int64_t jobs = 0, generated = 0, kept = 0, steps_reused = 0;
+  void add_stats(msg::MapWriter& st) const;
+};
+
+class SpecGroup {
+ public:
+  // `copies`: how many copies a surviving member makes.
+  SpecGroup(const SearchSetup& setup, int32_t copies, SpecTally* tally);
+
+  // A new iteration of `members` members; every speculation is forgotten.
+  void begin(size_t members);
+
+  // Member m's real step is written: `path` holds it, `generated` tokens of
+  // it were generated in this iteration; `goes_on`: the member may have a
+  // next step; `stream` the speculative stream; `prior` its parent's score.
+  void written(SearchHost& host, size_t m, const SearchPath& path, int32_t generated, bool goes_on, int32_t stream,
+               float prior);
+
+  // Takes the result of one of its jobs; false when the job is not its own.
+  bool on_generated(SearchHost& host, const msg::GenDone& d);
+  bool on_scored(const msg::ScoreDone& d);
+
+  // Every member is resolved. True when no speculation is running (the
+  // barrier is passed); else, with a cost bound, it ends the running ones,
+  // and settled() turns true when their results are back.
+  bool at_barrier(SearchHost& host);
+  bool settled() const { return pending_ == 0; }
+
+  // What copy `copy` (with `copy_path`, its own lineage) of surviving member
+  // `parent` takes over. Also counts the kept tokens (the most a copy of
+  // `parent` took).
+  Carry carry(size_t parent, const SearchPath& copy_path, int32_t copy, int32_t iteration);
+
+ private:
+  struct Speculation;
+  bool trace() const { return s_.params.trace.on(); }
+  TraceDraw draw(const SearchPath& path, int32_t ahead) const;
+  std::vector<int32_t> context(const SearchPath& path, const std::vector<int32_t>& ahead) const;
+  void speculate(SearchHost& host, size_t m, int32_t stream);
+  void cap(SearchHost& host);
+  void verify_ahead(SearchHost& host, Speculation& sp);
+  void end_running(SearchHost& host);
+
+  struct Member {
+    SearchPath path;
+    int32_t generated = 0;
+    bool written = false, goes_on = false;
+    int32_t stream = 0;
+    float prior = 0;
+  };
+  struct Speculation {
+    size_t member = 0;
+    uint64_t job = 0;             // the part running
+    int32_t stream = 0;           // copy 0 continues it
+    bool settled = false;         // its last GenDone is back
+    bool second = false;          // trace mode: the second part is (or was) running
+    std::vector<int32_t> tokens;  // what it wrote, both parts
+    int32_t first = 0;            // tokens of the first part (copy 0's step); 0 until it is back
+    std::string text, finish;     // the first part's text and how it ended
+    int32_t target = 0;           // trace mode: the longest step of the copies it serves
+    int32_t cap = -1;             // tokens it may keep; -1 until every member has written
+    uint64_t score_job = 0;       // look-ahead verification of a whole step
+    std::vector<std::string> scored_steps;
+    std::vector<float> scores;
+    bool scored = false;
+    int64_t taken = 0;            // the most a copy took over
+
+    int32_t kept() const;
+    bool complete() const;  // its first part ended on its own within its cap
+  };
+
+  const SearchSetup& s_;
+  int32_t copies_;
+  SpecTally* tally_;
+  std::vector<Member> members_;
+  std::vector<std::optional<Speculation>> specs_;  // per member
+  std::unordered_map<uint64_t, size_t> jobs_;      // speculative job -> member
+  std::unordered_map<uint64_t, size_t> scorings_;  // look-ahead scoring job -> member
+  size_t written_ = 0, pending_ = 0;
+  bool at_barrier_ = false;
+};
+
+}  // namespace flashtts
