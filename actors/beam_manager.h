@@ -31,7 +31,7 @@ struct BeamManagerOptions {
   std::string system_prompt;
   std::string step_delimiter = "\n\n";
   Logger log;
-  bool speculation = false;                  // policies.speculation (beam search)
+  bool speculation = false;                  // policies.speculation (beam search, DVTS)
   bool speculation_bounded = false;          // policies.speculation_max_slowdown > 0
 };
 

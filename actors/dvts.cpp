@@ -12,15 +12,22 @@
 // its own candidates are scored; its choices depend only on its own random
 // streams (stream_id of its candidates) and scores, never on timing.
 //
+// Speculative beam extension (SearchSetup::speculation): each subtree's
+// candidates are one SpecGroup (actors/speculation.h) per iteration; the kept
+// candidate's speculation is taken over by the next iteration's candidates
+// (candidate 0 continues it, the others keep a random prefix).
+//
 // Trace mode (math-trace, actors/trace.h): every candidate step is one forced
 // generation of its drawn length and ends the subtree when the draw ends it.
 // Subtree t starts as lineage_root(t); candidate j is lineage_child(path, j),
 // and the kept candidate's lineage becomes the subtree's.
 #include <algorithm>
+#include <memory>
 #include <unordered_map>
 
 #include "actors/answer.h"
 #include "actors/search_path.h"
+#include "actors/speculation.h"
 #include "actors/trace.h"
 
 namespace flashtts {
@@ -33,6 +40,8 @@ struct Candidate {
   bool ended = false;
   bool drawn_end = false;  // trace mode: the draw ends the solution after this step
   float score = 0;  // aggregated
+  int32_t prefix = 0;  // tokens of its job's prefix
+  Carry carry;         // what it takes over from the kept candidate's speculation
 };
 
 struct Subtree {
@@ -42,44 +51,41 @@ struct Subtree {
   int32_t resolved = 0;
   bool done = false;
   double done_ms = 0;
+  std::unique_ptr<SpecGroup> spec;  // this iteration's candidates' speculation
+  bool waiting = false;             // every candidate resolved; waiting for speculation to end
 };
 
 class Dvts final : public SearchStrategy {
  public:
-  explicit Dvts(SearchSetup s) : s_(std::move(s)), width_(s_.params.beam_width) {
+  explicit Dvts(SearchSetup s) : s_(std::move(s)), width_(s_.params.beam_width), speculate_(s_.speculation) {
     trees_.resize(s_.params.n / width_);
-    for (size_t t = 0; t < trees_.size(); ++t) trees_[t].path.lineage = lineage_root((int32_t)t);
+    for (size_t t = 0; t < trees_.size(); ++t) {
+      trees_[t].path.lineage = lineage_root((int32_t)t);
+      trees_[t].spec = std::make_unique<SpecGroup>(s_, width_, &tally_);
+    }
   }
 
   void start(SearchHost& host) override {
-    for (size_t t = 0; t < trees_.size(); ++t) expand(host, t);
+    for (size_t t = 0; t < trees_.size(); ++t) expand(host, t, {});
   }
 
   void on_generated(SearchHost& host, const msg::GenDone& d) override {
+    for (size_t t = 0; t < trees_.size(); ++t) {
+      Subtree& tree = trees_[t];
+      if (tree.done || !tree.spec->on_generated(host, d)) continue;
+      if (tree.waiting && tree.spec->settled()) advance(host, t);
+      return;
+    }
     auto it = jobs_.find(d.job_id);
     if (it == jobs_.end()) return;
     auto [t, j] = it->second;
     jobs_.erase(it);
-    Subtree& tree = trees_[t];
-    Candidate& c = tree.cands[j];
-    if (s_.params.trace.on()) {
-      c.path.append_forced(d);
-      c.ended = last_iteration(tree) || forced_step_ends_beam(d, c.drawn_end);
-    } else {
-      c.path.append(d, s_.delimiter);
-      c.ended = last_iteration(tree) || step_ends_beam(d, c.path, s_.params.answer_marker);
-    }
-    msg::MapWriter ev;
-    ev.put("kind", "generated").put("beam", c.stream).put("subtree", (int32_t)t);
-    ev.put("iteration", tree.iteration + 1).put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
-    host.progress(ev);
-    // A step that adds no step keeps the path's scores (an empty trailing
-    // step is never scored).
-    if (c.path.scored()) return resolve(host, t, j);
-    jobs_[host.score(c.stream, c.path.steps)] = {t, j};
+    written(host, t, j, d, (int32_t)d.tokens.size() - trees_[t].cands[j].prefix);
   }
 
   void on_scored(SearchHost& host, const msg::ScoreDone& d) override {
+    for (Subtree& tree : trees_)
+      if (!tree.done && tree.spec->on_scored(d)) return;
     auto it = jobs_.find(d.job_id);
     if (it == jobs_.end()) return;
     auto [t, j] = it->second;
@@ -101,30 +107,94 @@ class Dvts final : public SearchStrategy {
     int32_t most = 0;
     for (const Subtree& tree : trees_) most = std::max(most, tree.iteration);
     st.put("iterations", most).put("subtrees", (int32_t)trees_.size());
+    if (speculate_) tally_.add_stats(st);
   }
 
  private:
   bool last_iteration(const Subtree& tree) const { return tree.iteration == s_.params.max_steps - 1; }
 
-  void expand(SearchHost& host, size_t t) {
+  // Candidate j of subtree t has its step (`generated` of its tokens written
+  // in this iteration): append it, speculate, score it.
+  void written(SearchHost& host, size_t t, size_t j, const msg::GenDone& d, int32_t generated) {
+    Subtree& tree = trees_[t];
+    Candidate& c = tree.cands[j];
+    if (s_.params.trace.on()) {
+      c.path.append_forced(d);
+      c.ended = last_iteration(tree) || forced_step_ends_beam(d, c.drawn_end);
+    } else {
+      c.path.append(d, s_.delimiter);
+      c.ended = last_iteration(tree) || step_ends_beam(d, c.path, s_.params.answer_marker);
+    }
+    msg::MapWriter ev;
+    ev.put("kind", "generated").put("beam", c.stream).put("subtree", (int32_t)t);
+    ev.put("iteration", tree.iteration + 1).put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
+    host.progress(ev);
+    const int32_t spec_stream =
+        s_.params.n * s_.params.max_steps + stream_id(tree.iteration, (int32_t)(t * width_ + j), s_.params.n);
+    tree.spec->written(host, j, c.path, generated, speculate_ && !c.ended && !last_iteration(tree), spec_stream, 0);
+    if (c.carry.scored && c.carry.scored_steps == c.path.steps) {
+      c.path.take_scores(c.carry.scores);  // look-ahead verification scored it already
+      return resolve(host, t, j);
+    }
+    if (c.carry.score_job && c.carry.scored_steps == c.path.steps) {
+      jobs_[c.carry.score_job] = {t, j};  // its look-ahead scoring is still running
+      return;
+    }
+    // A step that adds no step keeps the path's scores (an empty trailing
+    // step is never scored).
+    if (c.path.scored()) return resolve(host, t, j);
+    jobs_[host.score(c.stream, c.path.steps)] = {t, j};
+  }
+
+  // The subtree's next candidates, each with what it takes over from the
+  // kept candidate's speculation (`carries`; empty: none).
+  void expand(SearchHost& host, size_t t, std::vector<Carry> carries) {
     const auto& p = s_.params;
     Subtree& tree = trees_[t];
     tree.resolved = 0;
+    tree.waiting = false;
     tree.cands.assign(width_, Candidate{});
-    std::vector<int32_t> ctx = s_.prompt;
-    ctx.insert(ctx.end(), tree.path.tokens.begin(), tree.path.tokens.end());
+    tree.spec->begin(width_);
+    std::vector<size_t> reused;  // candidates whose step was written ahead
     for (int32_t j = 0; j < width_; ++j) {
       Candidate& c = tree.cands[j];
-      c.stream = stream_id(tree.iteration, (int32_t)t * width_ + j, p.n);
+      if (!carries.empty()) c.carry = std::move(carries[j]);
+      c.stream = c.carry.stream >= 0 ? c.carry.stream : stream_id(tree.iteration, (int32_t)t * width_ + j, p.n);
       c.path = tree.path;
-      if (p.trace.on()) {
-        c.path.lineage = lineage_child(tree.path.lineage, j);
-        const TraceDraw draw = trace_draw(p.trace, c.path.lineage, (int32_t)c.path.steps.size(), p.max_steps);
-        c.drawn_end = draw.ends;
-        jobs_[host.generate_forced(c.stream, ctx, draw.tokens, false)] = {t, (size_t)j};
+      c.path.lineage = lineage_child(tree.path.lineage, j);
+      if (c.carry.step && !p.trace.on() && last_iteration(tree)) {
+        // The last iteration writes to the end: the step written ahead is
+        // where this one goes on (the same stream continues it).
+        c.carry.prefix = std::move(c.carry.step->tokens);
+        c.carry.step.reset();
+      }
+      if (p.trace.on()) c.drawn_end = trace_draw(p.trace, c.path.lineage, (int32_t)c.path.steps.size(), p.max_steps).ends;
+      if (c.carry.step) {
+        reused.push_back((size_t)j);
         continue;
       }
-      jobs_[host.generate(c.stream, ctx, p.max_tokens_per_step, !last_iteration(tree), false)] = {t, (size_t)j};
+      GenRequest g;
+      g.beam = c.stream;
+      g.tokens = s_.prompt;
+      g.tokens.insert(g.tokens.end(), tree.path.tokens.begin(), tree.path.tokens.end());
+      g.prefix = std::move(c.carry.prefix);
+      c.prefix = (int32_t)g.prefix.size();
+      if (p.trace.on()) {
+        g.forced_tokens = g.max_tokens =
+            trace_draw(p.trace, c.path.lineage, (int32_t)c.path.steps.size(), p.max_steps).tokens;
+        g.stop_at_delimiter = false;
+      } else {
+        g.max_tokens = p.max_tokens_per_step;
+        g.stop_at_delimiter = !last_iteration(tree);
+      }
+      jobs_[host.submit(std::move(g))] = {t, (size_t)j};
+    }
+    // After every job is out, so that these may speculate while the others write.
+    for (size_t j : reused) {
+      msg::GenDone d = std::move(*tree.cands[j].carry.step);
+      tree.cands[j].carry.step.reset();
+      ++tally_.steps_reused;
+      written(host, t, j, d, 0);
     }
   }
 
@@ -133,6 +203,17 @@ class Dvts final : public SearchStrategy {
     Candidate& c = tree.cands[j];
     c.score = aggregate_scores(c.path.step_scores, s_.params.aggregation);
     if (++tree.resolved < width_) return;
+    if (!tree.spec->at_barrier(host)) {
+      tree.waiting = true;  // advance() once the speculation has ended
+      return;
+    }
+    advance(host, t);
+  }
+
+  // Every candidate is scored and no speculation runs: keep the best.
+  void advance(SearchHost& host, size_t t) {
+    Subtree& tree = trees_[t];
+    tree.waiting = false;
     size_t best = 0;  // the first of equal scores, as np.argmax
     for (size_t i = 1; i < tree.cands.size(); ++i)
       if (tree.cands[i].score > tree.cands[best].score) best = i;
@@ -149,11 +230,20 @@ class Dvts final : public SearchStrategy {
     ev.put("score", kept.score).put("ended", kept.ended);
     ev.put("active", (int32_t)(trees_.size() - done_)).put("completed", (int32_t)done_);
     host.progress(ev);
-    if (!tree.done) expand(host, t);
+    if (tree.done) return;
+    std::vector<Carry> carries;
+    for (int32_t j = 0; j < width_; ++j) {
+      SearchPath copy = tree.path;
+      copy.lineage = lineage_child(tree.path.lineage, j);
+      carries.push_back(tree.spec->carry(best, copy, j, tree.iteration));
+    }
+    expand(host, t, std::move(carries));
   }
 
   SearchSetup s_;
   int32_t width_;
+  bool speculate_;
+  SpecTally tally_;
   std::vector<Subtree> trees_;
   std::unordered_map<uint64_t, std::pair<size_t, size_t>> jobs_;  // job id -> (subtree, candidate)
   size_t done_ = 0;

@@ -74,7 +74,7 @@ struct SearchSetup {
   msg::SolveParams params;
   std::vector<int32_t> prompt;  // the policy prompt, chat template applied
   std::string delimiter;        // the step delimiter
-  bool speculation = false;     // policies.speculation: speculative beam extension (beam search)
+  bool speculation = false;     // policies.speculation: speculative beam extension (beam search, DVTS)
   // policies.speculation_max_slowdown > 0: the generator may hold speculation
   // back, so the iteration's barrier ends what is still running instead of
   // waiting for it to reach its cap.

@@ -51,7 +51,7 @@ struct EngineConfig {
 struct PolicyConfig {
   std::string scheduling = "fifo";           // "fifo" (baseline); "prefix" comes with the flashtts policy
   std::string memory_split = "static";       // "static" (baseline)
-  bool speculation = false;                  // speculative beam extension (beam search)
+  bool speculation = false;                  // speculative beam extension (beam search, DVTS)
   // Speculative rows may make a decode pass this fraction slower than the
   // real rows alone would (the generator's measured cost of a row); 0 = no bound.
   double speculation_max_slowdown = 0.05;

@@ -779,6 +779,38 @@ Status check(std::function<void(msg::MapWriter&)> fields, msg::SolveParams* out 
   return p.validate(msg::Limits{});
 }
 
+TEST(Dvts, CandidatesSpeculateAndTheNextCandidatesTakeOverTheKeptOnesSpeculation) {
+  auto texts = [](uint32_t shuffle, bool speculation, int64_t* spec_jobs, int64_t* reused_prefixes) {
+    auto st = setup("dvts", 8, 4, 4);
+    st.speculation = speculation;
+    auto bs = make_dvts(st);
+    ScriptHost h;
+    Script sc{[](const Job& j) {
+      std::string s = pseudo_step(j);
+      return s + std::string((size_t)(s[2] - '0'), 'x') + "|";
+    }};
+    sc.shuffle = shuffle;
+    std::vector<std::string> out;
+    for (const auto& c : run(*bs, h, sc)) out.push_back(std::to_string(c.beam) + ":" + c.text);
+    *spec_jobs = 0, *reused_prefixes = 0;
+    for (const Job& j : h.log) {
+      *spec_jobs += j.speculative;
+      *reused_prefixes += !j.speculative && !j.prefix.empty();
+    }
+    return out;
+  };
+  int64_t spec = 0, prefixes = 0;
+  auto fifo = texts(0, true, &spec, &prefixes);
+  EXPECT_EQ(fifo.size(), 8u);
+  EXPECT_GT(spec, 0);
+  EXPECT_GT(prefixes, 0) << "later candidates continue the kept candidate's speculation";
+  for (uint32_t shuffle = 1; shuffle <= 4; ++shuffle)
+    EXPECT_EQ(texts(shuffle, true, &spec, &prefixes), fifo) << "order " << shuffle;
+  texts(0, false, &spec, &prefixes);
+  EXPECT_EQ(spec, 0);
+  EXPECT_EQ(prefixes, 0);
+}
+
 TEST(SolveRequest, NamesTheStrategiesAndChecksTheirOptions) {
   EXPECT_TRUE(check([](auto& w) { w.put("strategy", "beam_search").put("n", 8).put("beam_width", 4); }).ok());
   EXPECT_TRUE(check([](auto& w) { w.put("strategy", "dvts").put("n", 8).put("beam_width", 2); }).ok());

@@ -29,10 +29,10 @@ struct Solved {
   int64_t spec_generated = -1, spec_kept = -1, spec_dropped = -1, steps_reused = -1;
 };
 
-// A beam search of 8 beams; in trace mode the steps have the given lengths.
-Solved solve(Client& c, uint64_t seed, bool trace) {
+// A search of 8 beams; in trace mode the steps have the given lengths.
+Solved solve(Client& c, uint64_t seed, bool trace, const std::string& strategy = "beam_search") {
   msg::MapWriter w;
-  w.put("problem", "Let a = 5. Let b = a * 3. What is b?").put("strategy", "beam_search").put("seed", seed);
+  w.put("problem", "Let a = 5. Let b = a * 3. What is b?").put("strategy", strategy).put("seed", seed);
   w.put("n", 8).put("beam_width", 4).put("max_steps", 4).put("max_tokens_per_step", 32);
   w.put("return_completions", true);
   if (trace) {
@@ -116,6 +116,23 @@ TEST(SpeculationPipeline, TheSameSeedGivesTheSameSearchRunAfterRunAndThePoolsEmp
     EXPECT_EQ(after_b.ver_used, 0);
     EXPECT_GE(after_b.gen_spec_tokens, a.spec_generated + b.spec_generated);
   }
+}
+
+TEST(SpeculationPipeline, DvtsSpeculatesWithinEachSubtreeTheSameWayRunAfterRun) {
+  test::Pipeline p(spec_config("spec-dvts", true, 0.0));
+  Client c = p.client();
+  Solved a = solve(c, 3, true, "dvts");
+  Solved b = solve(c, 3, true, "dvts");
+  ASSERT_EQ(a.texts.size(), 8u);
+  EXPECT_EQ(a.texts, b.texts);
+  EXPECT_EQ(a.step_tokens, b.step_tokens);
+  EXPECT_EQ(a.spec_kept, b.spec_kept);
+  EXPECT_GT(a.spec_generated, 0);
+  for (const auto& st : a.step_tokens)
+    for (int32_t n : st) EXPECT_TRUE(n == 3 || n == 6 || n == 12 || n == 30) << n;
+  Held h = held(c);
+  EXPECT_EQ(h.gen_used, 0);
+  EXPECT_EQ(h.ver_used, 0);
 }
 
 TEST(SpeculationPipeline, OffMeansNoSpeculativeWorkAndTheSameStepLengthsAsTheTable) {
