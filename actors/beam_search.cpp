@@ -115,7 +115,7 @@ class BeamSearch final : public SearchStrategy {
     jobs_.erase(it);
     Slot& sl = slots_[k];
     if (sl.phase != Slot::Phase::Scoring) return;
-    sl.path.take_scores(d.scores);
+    sl.path.take_scores(d.scores, &s_.params.trace, s_.params.max_steps);
     resolve(host, k);
   }
 
@@ -224,7 +224,8 @@ class BeamSearch final : public SearchStrategy {
                   spec_stream(iteration_, k), sl.prior);
     if (!sl.ended && s_.params.lookahead > 0) return look_ahead(host, k);
     if (sl.carry.scored && sl.carry.scored_steps == sl.path.steps) {
-      sl.path.take_scores(sl.carry.scores);  // look-ahead verification scored it already
+      // Look-ahead verification scored it already.
+      sl.path.take_scores(sl.carry.scores, &s_.params.trace, s_.params.max_steps);
       return resolve(host, k);
     }
     if (sl.carry.score_job && sl.carry.scored_steps == sl.path.steps) {

@@ -90,7 +90,7 @@ class Dvts final : public SearchStrategy {
     if (it == jobs_.end()) return;
     auto [t, j] = it->second;
     jobs_.erase(it);
-    trees_[t].cands[j].path.take_scores(d.scores);
+    trees_[t].cands[j].path.take_scores(d.scores, &s_.params.trace, s_.params.max_steps);
     resolve(host, t, j);
   }
 
@@ -133,7 +133,8 @@ class Dvts final : public SearchStrategy {
         s_.params.n * s_.params.max_steps + stream_id(tree.iteration, (int32_t)(t * width_ + j), s_.params.n);
     tree.spec->written(host, j, c.path, generated, speculate_ && !c.ended && !last_iteration(tree), spec_stream, 0);
     if (c.carry.scored && c.carry.scored_steps == c.path.steps) {
-      c.path.take_scores(c.carry.scores);  // look-ahead verification scored it already
+      // Look-ahead verification scored it already.
+      c.path.take_scores(c.carry.scores, &s_.params.trace, s_.params.max_steps);
       return resolve(host, t, j);
     }
     if (c.carry.score_job && c.carry.scored_steps == c.path.steps) {

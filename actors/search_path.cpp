@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "actors/trace.h"
 #include "gpu/prm_format.h"
 
 namespace flashtts {
@@ -23,8 +24,14 @@ void SearchPath::append_forced(const msg::GenDone& d) {
   step_tokens.push_back((int32_t)d.tokens.size());
 }
 
-void SearchPath::take_scores(const std::vector<float>& scores) {
-  step_scores.assign(scores.begin(), scores.begin() + (ptrdiff_t)std::min(scores.size(), steps.size()));
+void SearchPath::take_scores(const std::vector<float>& scores, const msg::TraceParams* trace, int32_t max_steps) {
+  if (trace && trace->on()) {
+    step_scores.resize(std::min(step_scores.size(), steps.size()));
+    for (size_t i = step_scores.size(); i < steps.size(); ++i)
+      step_scores.push_back(trace_draw(*trace, lineage, (int32_t)i, max_steps).score);
+  } else {
+    step_scores.assign(scores.begin(), scores.begin() + (ptrdiff_t)std::min(scores.size(), steps.size()));
+  }
   scored_steps = steps;
 }
 

@@ -38,8 +38,10 @@ struct SearchPath {
   // the score of its last real step.
   bool scored() const { return scored_steps == steps; }
   // The PRM's scores of `steps` followed by anything else that was scored
-  // with them (look-ahead steps); keeps the first steps.size().
-  void take_scores(const std::vector<float>& scores);
+  // with them (look-ahead steps); keeps the first steps.size(). With a trace
+  // (trace mode) the steps scored for the first time get their drawn score
+  // (TraceDraw::score) instead, so the ranking is the same for every variant.
+  void take_scores(const std::vector<float>& scores, const msg::TraceParams* trace = nullptr, int32_t max_steps = 0);
   Completion completion(int32_t beam, double done_ms) const;
 };
 

@@ -34,6 +34,7 @@ TraceDraw trace_draw(const msg::TraceParams& trace, uint64_t lineage, int32_t st
   d.tokens = trace.step_tokens[h % trace.step_tokens.size()];
   // A second, independent stream for the end decision.
   d.ends = step + 1 >= max_steps || unit(mix(h ^ 0x656e64ull)) < trace.end_prob;
+  d.score = (float)unit(mix(h ^ 0x73636f7265ull));
   return d;
 }
 

@@ -31,6 +31,11 @@ uint64_t lineage_child(uint64_t parent, int32_t copy);
 struct TraceDraw {
   int32_t tokens = 0;  // the step's forced length, an entry of step_tokens
   bool ends = false;   // the solution ends after this step
+  // The step's score for the ranking, uniform in [0, 1): the random models'
+  // PRM scores depend on the text, which a policy (speculation) changes, so
+  // ranking by them would let variants keep different beams and do
+  // different work; the search ranks by this draw instead.
+  float score = 0;
 };
 
 // Step `step` (0-based) of the beam with `lineage`. The last allowed step

@@ -135,6 +135,20 @@ TEST(SpeculationPipeline, DvtsSpeculatesWithinEachSubtreeTheSameWayRunAfterRun) 
   EXPECT_EQ(h.ver_used, 0);
 }
 
+TEST(SpeculationPipeline, OnMathTraceSpeculationKeepsTheSameBeamsAsTheBaseline) {
+  // The ranking follows the drawn scores, so with speculation on or off the
+  // search keeps the same beams: every completion has the same steps.
+  test::Pipeline off(spec_config("spec-same-off", false, 0.05));
+  test::Pipeline on(spec_config("spec-same-on", true, 0.05));
+  Client a = off.client(), b = on.client();
+  for (const char* strategy : {"beam_search", "dvts"}) {
+    SCOPED_TRACE(strategy);
+    Solved x = solve(a, 11, true, strategy), y = solve(b, 11, true, strategy);
+    ASSERT_EQ(x.step_tokens.size(), 8u);
+    EXPECT_EQ(x.step_tokens, y.step_tokens);
+  }
+}
+
 TEST(SpeculationPipeline, OffMeansNoSpeculativeWorkAndTheSameStepLengthsAsTheTable) {
   test::Pipeline p(spec_config("spec-off", false, 0.05));
   Client c = p.client();
