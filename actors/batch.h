@@ -91,6 +91,10 @@ class Batch {
     std::function<void(Task&, std::span<const int32_t> ctx, int32_t n_cached)> admitted;
     // Optional. Whether one more background task may run now.
     std::function<bool()> background_fits;
+    // A background task is admitted only when at most this many of its
+    // context tokens must be computed (the prefix cache lost the rest):
+    // recomputing evicted context is work real tasks would wait for. -1: any.
+    int32_t background_max_uncached = -1;
     // Ends a running background task now (the generator's "stopped"); must
     // release() it. Needed only where tasks can be background.
     std::function<void(Task&)> stop;
@@ -221,6 +225,11 @@ class Batch {
         hooks_.reject(t, added.error().message);
         queue_.pop_front();
         continue;
+      }
+      if (t.background() && hooks_.background_max_uncached >= 0 &&
+          (int64_t)ctx.size() - *added > hooks_.background_max_uncached) {
+        engine_->release(seq);
+        return Blocked::kBound;
       }
       t.seq = seq;
       if (hooks_.admitted) hooks_.admitted(t, ctx, *added);

@@ -157,6 +157,9 @@ Batch<GenTask>::Hooks Generator::hooks() {
     if (!t.admitted_once) t.n_cached = n_cached;
   };
   h.background_fits = [this] { return speculation_fits(); };
+  // With a cost bound, speculation does not recompute context the prefix
+  // cache evicted (more than the partial last block).
+  if (o_.speculation_max_slowdown > 0) h.background_max_uncached = o_.block_size;
   h.stop = [this](GenTask& t) { finish(t, "stopped"); };
   return h;
 }
