@@ -95,6 +95,10 @@ class Batch {
     // context tokens must be computed (the prefix cache lost the rest):
     // recomputing evicted context is work real tasks would wait for. -1: any.
     int32_t background_max_uncached = -1;
+    // Background tasks take free KV blocks only, never the prefix cache's:
+    // one is admitted only while the free blocks hold its whole context and
+    // one more, and spare_cache() stops them before a pass would evict.
+    bool background_free_blocks_only = false;
     // Ends a running background task now (the generator's "stopped"); must
     // release() it. Needed only where tasks can be background.
     std::function<void(Task&)> stop;
@@ -185,6 +189,20 @@ class Batch {
     preempt_latest();
   }
 
+  // Before a pass: while fewer KV blocks are free than the running
+  // background tasks may take in it (one each), stops the newest of them, so
+  // that no pass evicts the prefix cache for background work.
+  void spare_cache() {
+    if (!hooks_.background_free_blocks_only) return;
+    for (;;) {
+      const int64_t background =
+          std::count_if(running_.begin(), running_.end(), [](const Task& t) { return t.background(); });
+      if (background == 0 || engine_->kv_stats().free_blocks >= background) return;
+      stop_newest_background();
+      hold_background_ = true;
+    }
+  }
+
   // The most KV blocks held: note() after each forward pass, before tasks finish.
   void note_peak() { kv_blocks_peak_ = std::max(kv_blocks_peak_, engine_->kv_stats().used_blocks); }
   int32_t kv_blocks_peak() const { return kv_blocks_peak_; }
@@ -216,6 +234,9 @@ class Batch {
       }
       if (t.background() && hold_background_) return Blocked::kHold;
       if (t.background() && hooks_.background_fits && !hooks_.background_fits()) return Blocked::kBound;
+      if (t.background() && hooks_.background_free_blocks_only &&
+          engine_->kv_stats().free_blocks < ((int64_t)ctx.size() + o_.block_size - 1) / o_.block_size + 1)
+        return Blocked::kBound;
       if (should_wait_for_shared_prefix(ctx)) return Blocked::kSharedPrefix;
       const int64_t seq = next_seq_++;
       auto added = engine_->add_sequence(seq, ctx, /*reuse_prefix=*/true);

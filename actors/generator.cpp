@@ -160,6 +160,7 @@ Batch<GenTask>::Hooks Generator::hooks() {
   // With a cost bound, speculation does not recompute context the prefix
   // cache evicted (more than the partial last block).
   if (o_.speculation_max_slowdown > 0) h.background_max_uncached = o_.block_size;
+  h.background_free_blocks_only = true;  // speculation never evicts the prefix cache
   h.stop = [this](GenTask& t) { finish(t, "stopped"); };
   return h;
 }
@@ -311,6 +312,7 @@ Status Generator::step() {
   Engine* engine = batch_.engine();
   if (!engine) return Status::success();
   if (batch_.admit() == Blocked::kBound) ++spec_held_;
+  batch_.spare_cache();
   std::vector<GenTask>& running = batch_.running();
   if (running.empty()) return Status::success();
   const auto t0 = Clock::now();
