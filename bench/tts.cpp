@@ -437,7 +437,12 @@ int main(int argc, char** argv) {
     // of at most 512 tokens after a prompt of about 100. On the CPU the steps
     // are scaled to a quarter by default, keeping their spread (the
     // stragglers), so the sweep to N = 512 fits in well under an hour.
-    if (o.step_scale == 0) o.step_scale = (o.device.empty() || o.device == "cpu") ? 0.25 : 1.0;
+    const bool cpu = o.device.empty() || o.device == "cpu";
+    if (o.step_scale == 0) o.step_scale = cpu ? 0.25 : 1.0;
+    // On two CPU cores a decode pass of 256 or 512 rows of the 35 M models
+    // is compute-bound and one such solve takes minutes a variant: the
+    // default CPU sweep stops at N = 128 (ask for more with --n).
+    if (cpu && !app.count("--n") && !o.quick) o.ns = {8, 16, 32, 64, 128};
     if (!o.max_steps) o.max_steps = 7;
     if (!o.max_tokens_per_step) o.max_tokens_per_step = (int)std::ceil(512 * o.step_scale);
     if (o.trace_table.empty()) o.trace_table = fs::path(FLASHTTS_SOURCE_DIR) / "bench/data/math500_step_lengths.tsv";
