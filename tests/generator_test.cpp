@@ -7,16 +7,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <optional>
 
 #include "actors/generator.h"
 #include "gpu/generate.h"
 #include "gpu/model_loader.h"
-#include "gpu/open_model.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"
-#include "runtime/mailbox.h"
 #include "tests/test_support.h"
 
 namespace flashtts {
@@ -30,130 +27,25 @@ constexpr int64_t kBytesPerToken = 2 * 2 * 2 * 16 * 4;  // K,V * layers * kv hea
 constexpr int64_t kBlockBytes = kBytesPerToken * 16;
 
 const fs::path& model_dir() {
-  static fs::path d = [] {
-    fs::path out = test::scratch_dir("generator-qwen2");
-    test::write_model(out, "--arch qwen2 --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 128"
-                           " --vocab 512 --seed 5");
-    return out;
-  }();
-  return d;
+  return test::random_model("generator-qwen2", "--arch qwen2 --hidden 64 --layers 2 --heads 4 --kv-heads 2"
+                                               " --intermediate 128 --vocab 512 --seed 5");
 }
-
-const Tokenizer& tokenizer() {
-  static std::unique_ptr<Tokenizer> tok = std::move(open_tokenizer(model_dir())).value();
-  return *tok;
-}
-
+const Tokenizer& tokenizer() { return test::model_tokenizer(model_dir()); }
 std::vector<int32_t> encode(const std::string& text) { return tokenizer().encode(text); }
 
 // generate() on a fresh engine: what the actor must reproduce token for token.
-GenerateResult reference(const msg::GenJob& j) {
-  auto m = load_model(model_dir());
-  EXPECT_TRUE(m.ok());
-  EngineOptions eo;
-  eo.kv_bytes = 16 << 20;
-  eo.n_threads = 1;
-  GenerateRequest q;
-  q.prompt = j.tokens;
-  q.sampling = {(float)j.temperature, (float)j.top_p, j.top_k, j.seed};
-  q.max_tokens = j.max_tokens;
-  q.stop_ids = m->config.eos_token_ids;
-  q.seq_id = (uint64_t)j.beam;
-  auto e = Engine::create(m->config, std::move(m->weights), eo);
-  EXPECT_TRUE(e.ok());
-  auto r = generate(**e, std::span<const GenerateRequest>(&q, 1));
-  EXPECT_TRUE(r.ok());
-  return (*r)[0];
-}
+GenerateResult reference(const msg::GenJob& j) { return test::reference_generate(model_dir(), j); }
 
-using test::pull_at;
 using test::recv_envelope;
+using test::stat;
 
 // A generator with test sockets at its peers' endpoints (bound before it starts).
-struct Harness {
-  zmq::context_t ctx;
-  std::string base;
-  zmq::socket_t scheduler, arbiter, intake, to_actor;
-  std::unique_ptr<Actor> actor;
-
-  Harness() : base(next_base()) {
-    scheduler = pull_at(ctx, base + "-scheduler");
-    arbiter = pull_at(ctx, base + "-arbiter");
-    intake = pull_at(ctx, base + "-intake");
-  }
-  ~Harness() {
-    if (actor) actor->stop(5s);
-  }
-
-  static std::string next_base() {
-    static int n = 0;
-    return "inproc://generator-test-" + std::to_string(n++);
-  }
-
-  GeneratorOptions options() const {
-    GeneratorOptions o;
-    o.model_dir = model_dir();
-    o.inbox = base + "-inbox";
-    o.peers = {{"scheduler", base + "-scheduler"}, {"memory_arbiter", base + "-arbiter"}, {"intake", base + "-intake"}};
-    o.n_threads = 1;
-    return o;
-  }
-
-  Status start(const GeneratorOptions& o) {
-    auto a = Actor::start(ctx, "generator", [o](zmq::context_t& c, ActorPipe& p) { return run_generator(c, p, o); });
-    if (!a) return a.error();
-    actor = std::move(a).value();
-    to_actor = zmq::socket_t(ctx, zmq::socket_type::push);
-    configure_socket(to_actor);
-    to_actor.connect(o.inbox);
-    return Status::success();
-  }
-
-  // Starts with default options, checks the Weights report and grants `kv_bytes`.
-  void start_granted(int64_t kv_bytes, GeneratorOptions o) {
-    Status s = start(o);
-    ASSERT_TRUE(s.ok()) << s.message();
-    ASSERT_TRUE(test::recv_message<msg::Weights>(arbiter).has_value());
-    send(msg::Grant{"generator", kv_bytes, kv_bytes / kBytesPerToken});
-  }
-  void start_granted(int64_t kv_bytes) { start_granted(kv_bytes, options()); }
-
-  template <class M>
-  void send(const M& m) {
-    to_actor.send(zmq::buffer(msg::encode(m)), zmq::send_flags::none);
-  }
+struct Harness : test::EngineActorHarnessOf<GeneratorOptions> {
+  Harness() : EngineActorHarnessOf("generator-test", "generator", run_generator, model_dir(), kBytesPerToken) {}
 
   // The next `n` GenDone messages in arrival order.
-  std::vector<msg::GenDone> done(size_t n) {
-    std::vector<msg::GenDone> out;
-    while (out.size() < n) {
-      auto d = test::recv_message<msg::GenDone>(scheduler);
-      if (!d) {
-        ADD_FAILURE() << "only " << out.size() << " of " << n << " gen_done arrived";
-        break;
-      }
-      out.push_back(std::move(*d));
-    }
-    return out;
-  }
-
-  msg::MapReader stats() {
-    static uint64_t qid = 100;
-    send(msg::StatsQuery{++qid});
-    auto r = test::recv_message<msg::StatsReply>(intake);
-    EXPECT_TRUE(r.has_value());
-    if (!r) return {};
-    EXPECT_EQ(r->qid, qid);
-    EXPECT_EQ(r->actor, "generator");
-    return std::move(msg::MapReader::parse(r->stats)).value();
-  }
+  std::vector<msg::GenDone> done(size_t n) { return test::recv_messages<msg::GenDone>(scheduler, n); }
 };
-
-int64_t stat(const msg::MapReader& m, const char* key) {
-  int64_t v = -1;
-  EXPECT_TRUE(m.get(key, &v).ok()) << key;
-  return v;
-}
 
 msg::GenJob job(uint64_t id, uint64_t rid, int32_t beam, const std::string& prompt, int32_t max_tokens,
                 double temperature = 0.0, uint64_t seed = 0) {

@@ -262,3 +262,119 @@ std::filesystem::path write_split_config(const std::filesystem::path& dir, const
 }
 
 }  // namespace flashtts::test
+
+#include <map>
+
+#include "actors/engine_actor.h"
+#include "gpu/generate.h"
+#include "gpu/model_loader.h"
+#include "gpu/open_model.h"
+#include "messages/internal.h"
+
+namespace flashtts::test {
+
+const std::filesystem::path& random_model(const std::string& tag, const std::string& flags) {
+  static std::mutex mu;
+  static std::map<std::string, std::filesystem::path> dirs;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = dirs.find(tag);
+  if (it != dirs.end()) return it->second;
+  std::filesystem::path out = scratch_dir(tag);
+  write_model(out, flags);
+  return dirs[tag] = out;
+}
+
+const Tokenizer& model_tokenizer(const std::filesystem::path& dir) {
+  static std::mutex mu;
+  static std::map<std::filesystem::path, std::unique_ptr<Tokenizer>> toks;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& tok = toks[dir];
+  if (!tok) tok = std::move(open_tokenizer(dir)).value();
+  return *tok;
+}
+
+GenerateResult reference_generate(const std::filesystem::path& dir, const msg::GenJob& job) {
+  auto m = load_model(dir);
+  EXPECT_TRUE(m.ok());
+  EngineOptions eo;
+  eo.kv_bytes = 16 << 20;
+  eo.n_threads = 1;
+  GenerateRequest q;
+  q.prompt = job.tokens;
+  q.sampling = {(float)job.temperature, (float)job.top_p, job.top_k, job.seed};
+  q.max_tokens = job.max_tokens;
+  q.stop_ids = m->config.eos_token_ids;
+  q.seq_id = (uint64_t)job.beam;
+  auto e = Engine::create(m->config, std::move(m->weights), eo);
+  EXPECT_TRUE(e.ok());
+  auto r = generate(**e, std::span<const GenerateRequest>(&q, 1));
+  EXPECT_TRUE(r.ok());
+  return (*r)[0];
+}
+
+namespace {
+
+std::string next_inproc_base(const std::string& tag) {
+  static std::atomic<int> n{0};
+  return "inproc://" + tag + "-" + std::to_string(n++);
+}
+
+}  // namespace
+
+EngineActorHarness::EngineActorHarness(const std::string& tag, std::string r)
+    : base(next_inproc_base(tag)), role(std::move(r)) {
+  scheduler = pull_at(ctx, base + "-scheduler");
+  arbiter = pull_at(ctx, base + "-arbiter");
+  intake = pull_at(ctx, base + "-intake");
+}
+
+EngineActorHarness::~EngineActorHarness() {
+  if (actor) actor->stop(std::chrono::seconds(5));
+}
+
+void EngineActorHarness::fill(EngineActorOptions& o, const std::filesystem::path& model_dir) const {
+  o.model_dir = model_dir;
+  o.inbox = base + "-inbox";
+  o.peers = {{"scheduler", base + "-scheduler"}, {"memory_arbiter", base + "-arbiter"}, {"intake", base + "-intake"}};
+  o.n_threads = 1;
+}
+
+Status EngineActorHarness::start(ActorBody body, const std::string& inbox) {
+  auto a = Actor::start(ctx, role, std::move(body));
+  if (!a) return a.error();
+  actor = std::move(a).value();
+  to_actor = zmq::socket_t(ctx, zmq::socket_type::push);
+  configure_socket(to_actor);
+  to_actor.connect(inbox);
+  return Status::success();
+}
+
+void EngineActorHarness::start_granted(ActorBody body, const std::string& inbox, int64_t kv_bytes,
+                                       int64_t bytes_per_token) {
+  Status s = start(std::move(body), inbox);
+  ASSERT_TRUE(s.ok()) << s.message();
+  auto w = recv_message<msg::Weights>(arbiter);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->role, role);
+  send(msg::Grant{role, kv_bytes, kv_bytes / bytes_per_token});
+}
+
+msg::MapReader EngineActorHarness::stats() {
+  static std::atomic<uint64_t> last_qid{100};
+  uint64_t qid = ++last_qid;
+  send(msg::StatsQuery{qid});
+  auto r = recv_message<msg::StatsReply>(intake);
+  EXPECT_TRUE(r.has_value());
+  if (!r) return {};
+  EXPECT_EQ(r->qid, qid);
+  EXPECT_EQ(r->actor, role);
+  return std::move(msg::MapReader::parse(r->stats)).value();
+}
+
+int64_t stat(const msg::MapReader& m, const char* key) {
+  int64_t v = -1;
+  EXPECT_TRUE(m.get(key, &v).ok()) << key;
+  return v;
+}
+
+}  // namespace flashtts::test

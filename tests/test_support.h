@@ -1,5 +1,6 @@
 // Helpers shared by the GoogleTest programs: where the shared test data and
-// the built programs are, and scratch folders.
+// the built programs are, scratch folders, random-weight models, and test
+// sockets standing in for an actor's peers.
 //
 // Thread contract: call from the test's main thread.
 #pragma once
@@ -68,10 +69,23 @@ std::filesystem::path write_split_config(const std::filesystem::path& dir, const
 #include <zmq.hpp>
 
 #include "messages/envelope.h"
+#include "messages/msgpack_io.h"
+#include "runtime/actor.h"
 #include "runtime/client.h"
 #include "runtime/config.h"
 #include "runtime/logging.h"
 #include "runtime/supervisor.h"
+
+namespace flashtts {
+
+struct EngineActorOptions;
+struct GenerateResult;
+class Tokenizer;
+namespace msg {
+struct GenJob;
+}
+
+}  // namespace flashtts
 
 namespace flashtts::test {
 
@@ -117,6 +131,22 @@ std::optional<M> recv_message(zmq::socket_t& s, std::chrono::milliseconds timeou
   return std::nullopt;
 }
 
+// The next `n` messages of type M in arrival order, each within `timeout`;
+// fewer (and a failure) when one does not come.
+template <class M>
+std::vector<M> recv_messages(zmq::socket_t& s, size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  std::vector<M> out;
+  while (out.size() < n) {
+    auto m = recv_message<M>(s, timeout);
+    if (!m) {
+      ADD_FAILURE() << "only " << out.size() << " of " << n << " " << M::kType << " arrived";
+      break;
+    }
+    out.push_back(std::move(*m));
+  }
+  return out;
+}
+
 // An ipc:// endpoint in a fresh scratch folder.
 std::string ipc_endpoint(const std::string& tag);
 
@@ -133,5 +163,88 @@ struct Pipeline {
   ~Pipeline();
   Client client();  // a client of the first client endpoint
 };
+
+// A random-weight model folder written by flashtts-mkmodel with `flags` on
+// the first call for `tag` (also the scratch folder's tag); later calls with
+// that tag return the same folder.
+const std::filesystem::path& random_model(const std::string& tag, const std::string& flags);
+
+// The tokenizer of the model folder `dir`, opened once per test process.
+const Tokenizer& model_tokenizer(const std::filesystem::path& dir);
+
+// generate() for `job` on a fresh engine of the model at `dir`: what a
+// generator must reproduce token for token.
+GenerateResult reference_generate(const std::filesystem::path& dir, const msg::GenJob& job);
+
+// A GPU actor ("generator" or "verifier") under test with test-owned PULL
+// sockets bound at its peers' endpoints before it starts: the test stands in
+// for the scheduler, the memory arbiter and the intake. The actor is stopped
+// when the harness goes.
+struct EngineActorHarness {
+  zmq::context_t ctx;
+  std::string base;  // inproc://<tag>-<n>, the stem of every endpoint
+  std::string role;
+  zmq::socket_t scheduler, arbiter, intake, to_actor;
+  std::unique_ptr<Actor> actor;
+
+  EngineActorHarness(const std::string& tag, std::string role);
+  ~EngineActorHarness();
+  EngineActorHarness(const EngineActorHarness&) = delete;
+  EngineActorHarness& operator=(const EngineActorHarness&) = delete;
+
+  // Points `o` at `model_dir` and this harness's endpoints, with one engine thread.
+  void fill(EngineActorOptions& o, const std::filesystem::path& model_dir) const;
+
+  // Starts `body` as the actor and connects to_actor to its `inbox`.
+  Status start(ActorBody body, const std::string& inbox);
+
+  // start(), then checks the Weights report and sends a Grant of `kv_bytes`.
+  void start_granted(ActorBody body, const std::string& inbox, int64_t kv_bytes, int64_t bytes_per_token);
+
+  template <class M>
+  void send(const M& m) {
+    to_actor.send(zmq::buffer(msg::encode(m)), zmq::send_flags::none);
+  }
+
+  // A StatsQuery answered by the actor's StatsReply to the intake, parsed
+  // (empty, and a failure, when none comes).
+  msg::MapReader stats();
+};
+
+// An EngineActorHarness for the actor whose body is `run` with options of
+// type Options (GeneratorOptions, VerifierOptions), on the model folder
+// `model`, whose KV takes `bytes_per_token` per token.
+template <class Options>
+struct EngineActorHarnessOf : EngineActorHarness {
+  using Run = Status (*)(zmq::context_t&, ActorPipe&, const Options&);
+  Run run;
+  std::filesystem::path model;
+  int64_t bytes_per_token;
+
+  EngineActorHarnessOf(const std::string& tag, std::string role, Run r, std::filesystem::path dir, int64_t bpt)
+      : EngineActorHarness(tag, std::move(role)), run(r), model(std::move(dir)), bytes_per_token(bpt) {}
+
+  Options options() const {
+    Options o;
+    fill(o, model);
+    return o;
+  }
+
+  Status start(const Options& o) { return EngineActorHarness::start(body(o), o.inbox); }
+
+  // start(), then checks the Weights report and grants `kv_bytes`.
+  void start_granted(int64_t kv_bytes, const Options& o) {
+    EngineActorHarness::start_granted(body(o), o.inbox, kv_bytes, bytes_per_token);
+  }
+  void start_granted(int64_t kv_bytes = 1 << 20) { start_granted(kv_bytes, options()); }
+
+ private:
+  ActorBody body(Options o) const {
+    return [run = run, o = std::move(o)](zmq::context_t& c, ActorPipe& p) { return run(c, p, o); };
+  }
+};
+
+// The integer `key` of a stats map (-1, and a failure, when absent).
+int64_t stat(const msg::MapReader& m, const char* key);
 
 }  // namespace flashtts::test

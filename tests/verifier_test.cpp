@@ -16,7 +16,6 @@
 #include "gpu/prm_format.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"
-#include "runtime/mailbox.h"
 #include "tests/test_support.h"
 
 namespace flashtts {
@@ -24,19 +23,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 constexpr int64_t kBytesPerToken = 2 * 2 * 2 * 16 * 4;  // K,V * layers * kv heads * head_dim * f32
 constexpr int64_t kBlockBytes = kBytesPerToken * 16;
 
 const fs::path& model_dir(const std::string& arch) {
-  static std::map<std::string, fs::path> dirs;
-  auto it = dirs.find(arch);
-  if (it != dirs.end()) return it->second;
-  fs::path out = test::scratch_dir("verifier-" + arch);
-  test::write_model(out, "--arch " + arch + " --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 128"
-                         " --vocab 512 --seed 9");
-  return dirs[arch] = out;
+  return test::random_model("verifier-" + arch, "--arch " + arch + " --hidden 64 --layers 2 --heads 4 --kv-heads 2"
+                                                " --intermediate 128 --vocab 512 --seed 9");
 }
 const fs::path& prm_dir() { return model_dir("qwen2-prm"); }
 
@@ -75,62 +68,11 @@ void expect_scores(const std::vector<float>& got, const std::vector<float>& want
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << "step " << i;
 }
 
-using test::pull_at;
+using test::stat;
 
 // A verifier with test sockets at its peers' endpoints (bound before it starts).
-struct Harness {
-  zmq::context_t ctx;
-  std::string base;
-  zmq::socket_t scheduler, arbiter, intake, to_actor;
-  std::unique_ptr<Actor> actor;
-
-  Harness() : base(next_base()) {
-    scheduler = pull_at(ctx, base + "-scheduler");
-    arbiter = pull_at(ctx, base + "-arbiter");
-    intake = pull_at(ctx, base + "-intake");
-  }
-  ~Harness() {
-    if (actor) actor->stop(5s);
-  }
-
-  static std::string next_base() {
-    static int n = 0;
-    return "inproc://verifier-test-" + std::to_string(n++);
-  }
-
-  VerifierOptions options() const {
-    VerifierOptions o;
-    o.model_dir = prm_dir();
-    o.inbox = base + "-inbox";
-    o.peers = {{"scheduler", base + "-scheduler"}, {"memory_arbiter", base + "-arbiter"}, {"intake", base + "-intake"}};
-    o.n_threads = 1;
-    return o;
-  }
-
-  Status start(const VerifierOptions& o) {
-    auto a = Actor::start(ctx, "verifier", [o](zmq::context_t& c, ActorPipe& p) { return run_verifier(c, p, o); });
-    if (!a) return a.error();
-    actor = std::move(a).value();
-    to_actor = zmq::socket_t(ctx, zmq::socket_type::push);
-    configure_socket(to_actor);
-    to_actor.connect(o.inbox);
-    return Status::success();
-  }
-
-  void start_granted(int64_t kv_bytes, const VerifierOptions& o) {
-    Status s = start(o);
-    ASSERT_TRUE(s.ok()) << s.message();
-    auto w = test::recv_message<msg::Weights>(arbiter);
-    ASSERT_TRUE(w.has_value());
-    EXPECT_EQ(w->role, "verifier");
-    send(msg::Grant{"verifier", kv_bytes, kv_bytes / kBytesPerToken});
-  }
-  void start_granted(int64_t kv_bytes = 1 << 20) { start_granted(kv_bytes, options()); }
-
-  template <class M>
-  void send(const M& m) {
-    to_actor.send(zmq::buffer(msg::encode(m)), zmq::send_flags::none);
-  }
+struct Harness : test::EngineActorHarnessOf<VerifierOptions> {
+  Harness() : EngineActorHarnessOf("verifier-test", "verifier", run_verifier, prm_dir(), kBytesPerToken) {}
 
   msg::ScoreDone score(uint64_t job_id, uint64_t rid, int32_t beam, const std::vector<std::string>& steps) {
     send(msg::ScoreJob{job_id, rid, beam, kProblem, steps});
@@ -143,24 +85,7 @@ struct Harness {
     EXPECT_TRUE(d->error.empty()) << d->error;
     return *d;
   }
-
-  msg::MapReader stats() {
-    static uint64_t qid = 200;
-    send(msg::StatsQuery{++qid});
-    auto r = test::recv_message<msg::StatsReply>(intake);
-    EXPECT_TRUE(r.has_value());
-    if (!r) return {};
-    EXPECT_EQ(r->qid, qid);
-    EXPECT_EQ(r->actor, "verifier");
-    return std::move(msg::MapReader::parse(r->stats)).value();
-  }
 };
-
-int64_t stat(const msg::MapReader& m, const char* key) {
-  int64_t v = -1;
-  EXPECT_TRUE(m.get(key, &v).ok()) << key;
-  return v;
-}
 
 TEST(Verifier, ScoresEqualScorePositionsOnAFreshEngine) {
   Harness h;
