@@ -657,30 +657,41 @@ TEST(BeamSearch, TheResultDoesNotDependOnTheOrderJobsComeBackIn) {
   EXPECT_EQ(texts(2), fifo);
 }
 
+// A search of `strategy` whose steps differ in length (beams wait for each
+// other), answered in the order `shuffle` picks: its completions, and how many
+// speculative jobs and jobs continuing a prefix it asked for.
+struct UnevenRun {
+  std::vector<std::string> texts;
+  int64_t spec_jobs = 0, prefix_jobs = 0;
+};
+UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_steps, uint32_t shuffle, bool speculation) {
+  auto st = setup(strategy, 8, width, max_steps);
+  st.speculation = speculation;
+  auto search = make_strategy(st);
+  ScriptHost h;
+  Script sc{[](const Job& j) {
+    std::string s = pseudo_step(j);
+    return s + std::string((size_t)(s[2] - '0'), 'x') + "|";
+  }};
+  sc.shuffle = shuffle;
+  UnevenRun out;
+  for (const auto& c : run(*search, h, sc)) out.texts.push_back(std::to_string(c.beam) + ":" + c.text);
+  for (const Job& j : h.log) {
+    out.spec_jobs += j.speculative;
+    out.prefix_jobs += !j.speculative && !j.prefix.empty();
+  }
+  return out;
+}
+
 // With speculation the kept tokens are capped by the lockstep, not by when
 // jobs come back: any order of results gives the same search.
 TEST(BeamSearch, WithSpeculationTheResultDoesNotDependOnTheOrderJobsComeBackIn) {
-  auto texts = [](uint32_t shuffle, bool speculation) {
-    auto st = setup("beam_search", 8, 2, 5);
-    st.speculation = speculation;
-    auto bs = make_beam_search(st);
-    ScriptHost h;
-    // Steps of different lengths, so beams wait for each other.
-    Script sc{[](const Job& j) {
-      std::string s = pseudo_step(j);
-      return s + std::string((size_t)(s[2] - '0'), 'x') + "|";
-    }};
-    sc.shuffle = shuffle;
-    std::vector<std::string> out;
-    for (const auto& c : run(*bs, h, sc)) out.push_back(std::to_string(c.beam) + ":" + c.text);
-    int64_t spec = 0;
-    for (const Job& j : h.log) spec += j.speculative;
-    EXPECT_EQ(spec > 0, speculation);
-    return out;
-  };
-  auto fifo = texts(0, true);
-  EXPECT_EQ(fifo.size(), 8u);
-  for (uint32_t shuffle = 1; shuffle <= 6; ++shuffle) EXPECT_EQ(texts(shuffle, true), fifo) << "order " << shuffle;
+  UnevenRun fifo = run_uneven("beam_search", 2, 5, 0, true);
+  EXPECT_EQ(fifo.texts.size(), 8u);
+  EXPECT_GT(fifo.spec_jobs, 0);
+  for (uint32_t shuffle = 1; shuffle <= 6; ++shuffle)
+    EXPECT_EQ(run_uneven("beam_search", 2, 5, shuffle, true).texts, fifo.texts) << "order " << shuffle;
+  EXPECT_EQ(run_uneven("beam_search", 2, 5, 0, false).spec_jobs, 0);
 }
 
 // ---------------------------------------------------------------- dvts
@@ -780,35 +791,15 @@ Status check(std::function<void(msg::MapWriter&)> fields, msg::SolveParams* out 
 }
 
 TEST(Dvts, CandidatesSpeculateAndTheNextCandidatesTakeOverTheKeptOnesSpeculation) {
-  auto texts = [](uint32_t shuffle, bool speculation, int64_t* spec_jobs, int64_t* reused_prefixes) {
-    auto st = setup("dvts", 8, 4, 4);
-    st.speculation = speculation;
-    auto bs = make_dvts(st);
-    ScriptHost h;
-    Script sc{[](const Job& j) {
-      std::string s = pseudo_step(j);
-      return s + std::string((size_t)(s[2] - '0'), 'x') + "|";
-    }};
-    sc.shuffle = shuffle;
-    std::vector<std::string> out;
-    for (const auto& c : run(*bs, h, sc)) out.push_back(std::to_string(c.beam) + ":" + c.text);
-    *spec_jobs = 0, *reused_prefixes = 0;
-    for (const Job& j : h.log) {
-      *spec_jobs += j.speculative;
-      *reused_prefixes += !j.speculative && !j.prefix.empty();
-    }
-    return out;
-  };
-  int64_t spec = 0, prefixes = 0;
-  auto fifo = texts(0, true, &spec, &prefixes);
-  EXPECT_EQ(fifo.size(), 8u);
-  EXPECT_GT(spec, 0);
-  EXPECT_GT(prefixes, 0) << "later candidates continue the kept candidate's speculation";
+  UnevenRun fifo = run_uneven("dvts", 4, 4, 0, true);
+  EXPECT_EQ(fifo.texts.size(), 8u);
+  EXPECT_GT(fifo.spec_jobs, 0);
+  EXPECT_GT(fifo.prefix_jobs, 0) << "later candidates continue the kept candidate's speculation";
   for (uint32_t shuffle = 1; shuffle <= 4; ++shuffle)
-    EXPECT_EQ(texts(shuffle, true, &spec, &prefixes), fifo) << "order " << shuffle;
-  texts(0, false, &spec, &prefixes);
-  EXPECT_EQ(spec, 0);
-  EXPECT_EQ(prefixes, 0);
+    EXPECT_EQ(run_uneven("dvts", 4, 4, shuffle, true).texts, fifo.texts) << "order " << shuffle;
+  UnevenRun off = run_uneven("dvts", 4, 4, 0, false);
+  EXPECT_EQ(off.spec_jobs, 0);
+  EXPECT_EQ(off.prefix_jobs, 0);
 }
 
 TEST(SolveRequest, NamesTheStrategiesAndChecksTheirOptions) {
