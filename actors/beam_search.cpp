@@ -31,9 +31,6 @@
 // is lineage_child(parent, c), copy 0 keeping the parent's lineage, so a
 // look-ahead step has the length copy 0 then gives the real step.
 #include <algorithm>
-#include <cmath>
-#include <numbers>
-#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -146,11 +143,6 @@ class BeamSearch final : public SearchStrategy {
   TraceDraw draw(const SearchPath& path, int32_t ahead) const {
     return trace_draw(s_.params.trace, path.lineage, (int32_t)path.steps.size() + ahead, s_.params.max_steps);
   }
-  // The stream of the speculative job of `slot` in `iteration`: apart from
-  // every real job's stream_id of the search.
-  int32_t spec_stream(int32_t iteration, size_t slot) const {
-    return s_.params.n * s_.params.max_steps + stream_id(iteration, (int32_t)slot, s_.params.n);
-  }
 
   void begin_iteration(SearchHost& host) {
     const auto& p = s_.params;
@@ -162,29 +154,13 @@ class BeamSearch final : public SearchStrategy {
       Slot& sl = slots_[k];
       sl.stream = sl.carry.stream >= 0 ? sl.carry.stream : stream_id(iteration_, (int32_t)k, p.n);
       sl.phase = Slot::Phase::Generating;
-      if (sl.carry.step && !trace() && last_iteration()) {
-        // The last iteration writes to the end: a step written ahead to the
-        // delimiter is where this one goes on (the same stream continues it).
-        sl.carry.prefix = std::move(sl.carry.step->tokens);
-        sl.carry.step.reset();
-      }
-      if (sl.carry.step) {
+      std::optional<GenRequest> g = step_job(s_, sl.path, sl.carry, sl.stream, last_iteration());
+      if (!g) {
         reused.push_back(k);
         continue;
       }
-      GenRequest g;
-      g.beam = sl.stream;
-      g.tokens = context(sl.path, {});
-      g.prefix = std::move(sl.carry.prefix);
-      sl.prefix = (int32_t)g.prefix.size();
-      if (trace()) {
-        g.forced_tokens = g.max_tokens = draw(sl.path, 0).tokens;
-        g.stop_at_delimiter = false;
-      } else {
-        g.max_tokens = p.max_tokens_per_step;
-        g.stop_at_delimiter = !last_iteration();
-      }
-      jobs_[host.submit(std::move(g))] = k;
+      sl.prefix = (int32_t)g->prefix.size();
+      jobs_[host.submit(std::move(*g))] = k;
     }
     // After every job is out, so that these may speculate while the others write.
     for (size_t k : reused) {
@@ -221,19 +197,18 @@ class BeamSearch final : public SearchStrategy {
     ev.put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
     host.progress(ev);
     spec_.written(host, k, sl.path, generated, speculate_ && !sl.ended && !last_iteration(),
-                  spec_stream(iteration_, k), sl.prior);
+                  speculative_stream(s_.params, stream_id(iteration_, (int32_t)k, s_.params.n)), sl.prior);
     if (!sl.ended && s_.params.lookahead > 0) return look_ahead(host, k);
-    if (sl.carry.scored && sl.carry.scored_steps == sl.path.steps) {
-      // Look-ahead verification scored it already.
-      sl.path.take_scores(sl.carry.scores, &s_.params.trace, s_.params.max_steps);
-      return resolve(host, k);
+    switch (take_verified(s_, sl.carry, sl.path)) {
+      case Verified::kScored:
+        return resolve(host, k);
+      case Verified::kRunning:
+        sl.phase = Slot::Phase::Scoring;
+        jobs_[sl.carry.score_job] = k;
+        return;
+      case Verified::kNo:
+        return score(host, k);
     }
-    if (sl.carry.score_job && sl.carry.scored_steps == sl.path.steps) {
-      sl.phase = Slot::Phase::Scoring;  // its look-ahead scoring is still running
-      jobs_[sl.carry.score_job] = k;
-      return;
-    }
-    score(host, k);
   }
 
   void look_ahead(SearchHost& host, size_t k) {

@@ -129,17 +129,17 @@ class Dvts final : public SearchStrategy {
     ev.put("kind", "generated").put("beam", c.stream).put("subtree", (int32_t)t);
     ev.put("iteration", tree.iteration + 1).put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
     host.progress(ev);
-    const int32_t spec_stream =
-        s_.params.n * s_.params.max_steps + stream_id(tree.iteration, (int32_t)(t * width_ + j), s_.params.n);
-    tree.spec->written(host, j, c.path, generated, speculate_ && !c.ended && !last_iteration(tree), spec_stream, 0);
-    if (c.carry.scored && c.carry.scored_steps == c.path.steps) {
-      // Look-ahead verification scored it already.
-      c.path.take_scores(c.carry.scores, &s_.params.trace, s_.params.max_steps);
-      return resolve(host, t, j);
-    }
-    if (c.carry.score_job && c.carry.scored_steps == c.path.steps) {
-      jobs_[c.carry.score_job] = {t, j};  // its look-ahead scoring is still running
-      return;
+    const int32_t stream = stream_id(tree.iteration, (int32_t)(t * width_ + j), s_.params.n);
+    tree.spec->written(host, j, c.path, generated, speculate_ && !c.ended && !last_iteration(tree),
+                       speculative_stream(s_.params, stream), 0);
+    switch (take_verified(s_, c.carry, c.path)) {
+      case Verified::kScored:
+        return resolve(host, t, j);
+      case Verified::kRunning:
+        jobs_[c.carry.score_job] = {t, j};
+        return;
+      case Verified::kNo:
+        break;
     }
     // A step that adds no step keeps the path's scores (an empty trailing
     // step is never scored).
@@ -163,32 +163,14 @@ class Dvts final : public SearchStrategy {
       c.stream = c.carry.stream >= 0 ? c.carry.stream : stream_id(tree.iteration, (int32_t)t * width_ + j, p.n);
       c.path = tree.path;
       c.path.lineage = lineage_child(tree.path.lineage, j);
-      if (c.carry.step && !p.trace.on() && last_iteration(tree)) {
-        // The last iteration writes to the end: the step written ahead is
-        // where this one goes on (the same stream continues it).
-        c.carry.prefix = std::move(c.carry.step->tokens);
-        c.carry.step.reset();
-      }
       if (p.trace.on()) c.drawn_end = trace_draw(p.trace, c.path.lineage, (int32_t)c.path.steps.size(), p.max_steps).ends;
-      if (c.carry.step) {
+      std::optional<GenRequest> g = step_job(s_, c.path, c.carry, c.stream, last_iteration(tree));
+      if (!g) {
         reused.push_back((size_t)j);
         continue;
       }
-      GenRequest g;
-      g.beam = c.stream;
-      g.tokens = s_.prompt;
-      g.tokens.insert(g.tokens.end(), tree.path.tokens.begin(), tree.path.tokens.end());
-      g.prefix = std::move(c.carry.prefix);
-      c.prefix = (int32_t)g.prefix.size();
-      if (p.trace.on()) {
-        g.forced_tokens = g.max_tokens =
-            trace_draw(p.trace, c.path.lineage, (int32_t)c.path.steps.size(), p.max_steps).tokens;
-        g.stop_at_delimiter = false;
-      } else {
-        g.max_tokens = p.max_tokens_per_step;
-        g.stop_at_delimiter = !last_iteration(tree);
-      }
-      jobs_[host.submit(std::move(g))] = {t, (size_t)j};
+      c.prefix = (int32_t)g->prefix.size();
+      jobs_[host.submit(std::move(*g))] = {t, (size_t)j};
     }
     // After every job is out, so that these may speculate while the others write.
     for (size_t j : reused) {

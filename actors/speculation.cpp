@@ -16,6 +16,38 @@ void SpecTally::add_stats(msg::MapWriter& st) const {
   st.put("speculation", sp);
 }
 
+std::optional<GenRequest> step_job(const SearchSetup& setup, const SearchPath& path, Carry& carry, int32_t stream,
+                                   bool last_iteration) {
+  const msg::SolveParams& p = setup.params;
+  if (carry.step && !p.trace.on() && last_iteration) {
+    carry.prefix = std::move(carry.step->tokens);
+    carry.step.reset();
+  }
+  if (carry.step) return std::nullopt;
+  GenRequest g;
+  g.beam = stream;
+  g.tokens = setup.prompt;
+  g.tokens.insert(g.tokens.end(), path.tokens.begin(), path.tokens.end());
+  g.prefix = std::move(carry.prefix);
+  if (p.trace.on()) {
+    g.forced_tokens = g.max_tokens = trace_draw(p.trace, path.lineage, (int32_t)path.steps.size(), p.max_steps).tokens;
+    g.stop_at_delimiter = false;
+  } else {
+    g.max_tokens = p.max_tokens_per_step;
+    g.stop_at_delimiter = !last_iteration;
+  }
+  return g;
+}
+
+Verified take_verified(const SearchSetup& setup, const Carry& carry, SearchPath& path) {
+  if (carry.scored_steps != path.steps) return Verified::kNo;
+  if (carry.scored) {
+    path.take_scores(carry.scores, &setup.params.trace, setup.params.max_steps);
+    return Verified::kScored;
+  }
+  return carry.score_job ? Verified::kRunning : Verified::kNo;
+}
+
 int32_t SpecGroup::Speculation::kept() const { return cap < 0 ? 0 : std::min((int32_t)tokens.size(), cap); }
 bool SpecGroup::Speculation::complete() const { return first > 0 && finish != "stopped" && first <= cap; }
 
@@ -45,7 +77,7 @@ std::vector<int32_t> SpecGroup::context(const SearchPath& path, const std::vecto
 void SpecGroup::written(SearchHost& host, size_t m, const SearchPath& path, int32_t generated, bool goes_on,
                         int32_t stream, float prior) {
   Member& mb = members_[m];
-  mb.path = path, mb.generated = generated, mb.written = true, mb.goes_on = goes_on;
+  mb.path = path, mb.generated = generated, mb.goes_on = goes_on;
   mb.stream = stream, mb.prior = prior;
   ++written_;
   if (goes_on && written_ < members_.size()) speculate(host, m, stream);

@@ -50,6 +50,24 @@ struct Carry {
   bool scored = false;
 };
 
+// The job that writes the step after `path` on `stream`, going on after
+// `carry`'s prefix (which it takes). In the last iteration, outside trace
+// mode, a whole carried step becomes the prefix: that iteration writes to the
+// end, and the same stream continues the step. nullopt when `carry` holds
+// the whole step: nothing to generate.
+std::optional<GenRequest> step_job(const SearchSetup& setup, const SearchPath& path, Carry& carry, int32_t stream,
+                                   bool last_iteration);
+
+// What look-ahead verification left for `path` once its carried step is
+// appended: the scores (taken into `path`), a scoring job still running
+// (carry.score_job), or nothing (the step must be scored).
+enum class Verified { kNo, kScored, kRunning };
+Verified take_verified(const SearchSetup& setup, const Carry& carry, SearchPath& path);
+
+// The stream of the speculative job of the real job on `stream`: apart from
+// every real job's stream_id of the search.
+inline int32_t speculative_stream(const msg::SolveParams& p, int32_t stream) { return p.n * p.max_steps + stream; }
+
 // Speculation figures of a whole search (a solve's stats.speculation).
 struct SpecTally {
   int64_t jobs = 0, generated = 0, kept = 0, steps_reused = 0;
@@ -98,7 +116,7 @@ class SpecGroup {
   struct Member {
     SearchPath path;
     int32_t generated = 0;
-    bool written = false, goes_on = false;
+    bool goes_on = false;
     int32_t stream = 0;
     float prior = 0;
   };
