@@ -112,9 +112,10 @@ class Generator {
   // the model or the KV pool (the client's input was too long), "" (internal)
   // when the job itself is broken.
   void finish(GenTask& t, const char* reason, std::string error = "", const char* code = "");
-  const char* stop_reason(GenTask& t, int32_t token, size_t text_before) const;
-  // Why a job whose prefix already ends it stops at arrival; null when it runs.
-  const char* prefix_stop_reason(const GenTask& t) const;
+  // Why the job stops after sampling `token` (-1: none, a job whose prefix
+  // may already end it), `text_before` being its text's length before that
+  // token; null when it goes on.
+  const char* stop_reason(const GenTask& t, int32_t token, size_t text_before) const;
 
   const GeneratorOptions& o_;
   Logger log_;
@@ -203,7 +204,7 @@ void Generator::on_job(msg::GenJob job) {
   t.out = j.prefix;
   for (int32_t id : j.prefix) t.text += t.decoder.push(id);
   if (j.max_tokens <= 0) return finish(t, "length");
-  if (const char* reason = prefix_stop_reason(t)) return finish(t, reason);
+  if (const char* reason = t.out.empty() ? nullptr : stop_reason(t, -1, 0)) return finish(t, reason);
   batch_.push(std::move(t));
 }
 
@@ -276,12 +277,12 @@ void Generator::finish(GenTask& t, const char* reason, std::string error, const 
   if (t.job.speculative && d.finish == "stopped") ++spec_stopped_;
 }
 
-const char* Generator::stop_reason(GenTask& t, int32_t token, size_t text_before) const {
+const char* Generator::stop_reason(const GenTask& t, int32_t token, size_t text_before) const {
   const auto& eos = batch_.engine()->config().eos_token_ids;
   // A forced length (math-trace) ignores EOS and the delimiter, as vLLM's
   // ignore_eos; only the model's last position stops it earlier.
   const bool forced = t.job.forced_tokens > 0;
-  if (!forced && std::find(eos.begin(), eos.end(), token) != eos.end()) return "eos";
+  if (!forced && token >= 0 && std::find(eos.begin(), eos.end(), token) != eos.end()) return "eos";
   // The model cannot place a token past its last position: stop there, even
   // at a delimiter, so that no search asks to continue a full context.
   if (config_.max_position > 0 && int64_t(t.job.tokens.size() + t.out.size()) >= config_.max_position)
@@ -293,17 +294,6 @@ const char* Generator::stop_reason(GenTask& t, int32_t token, size_t text_before
     size_t from = text_before >= d.size() - 1 ? text_before - (d.size() - 1) : 0;
     if (t.text.find(d, from) != std::string::npos) return "delimiter";
   }
-  if ((int32_t)t.out.size() >= t.job.max_tokens) return "length";
-  return nullptr;
-}
-
-const char* Generator::prefix_stop_reason(const GenTask& t) const {
-  if (t.out.empty()) return nullptr;
-  if (config_.max_position > 0 && int64_t(t.job.tokens.size() + t.out.size()) >= config_.max_position)
-    return "length";
-  if (t.job.forced_tokens > 0) return (int32_t)t.out.size() >= t.job.forced_tokens ? "forced" : nullptr;
-  const std::string& d = o_.step_delimiter;
-  if (t.job.stop_at_delimiter && !d.empty() && t.text.find(d) != std::string::npos) return "delimiter";
   if ((int32_t)t.out.size() >= t.job.max_tokens) return "length";
   return nullptr;
 }
