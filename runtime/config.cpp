@@ -203,7 +203,16 @@ Status read_models(const Section& s, const fs::path& base_dir, ModelsConfig* m) 
   FLASHTTS_TRY(s.read("prm", &prm));
   m->policy = resolve(base_dir, policy);
   m->prm = resolve(base_dir, prm);
-  FLASHTTS_TRY(s.read_enum("prm_family", &m->prm_family, {"", "qwen", "skywork", "lm"}));
+  // The documented names, or the loader's own (flashtts score --family,
+  // flashtts_prm.json); kept as the loader's, which the verifier parses.
+  static const std::vector<std::pair<std::string, std::string>> kFamilies = {
+      {"qwen", "classifier"}, {"skywork", "value_head"}, {"lm", "lm_logits"}};
+  std::vector<std::string> families = {""};
+  for (const auto& [name, loader_name] : kFamilies) families.push_back(name);
+  for (const auto& [name, loader_name] : kFamilies) families.push_back(loader_name);
+  FLASHTTS_TRY(s.read_enum("prm_family", &m->prm_family, families));
+  for (const auto& [name, loader_name] : kFamilies)
+    if (m->prm_family == name) m->prm_family = loader_name;
   FLASHTTS_TRY(s.read_enum("prompt_format", &m->prompt_format, {"auto", "chatml", "llama3", "raw"}));
   return s.read("system_prompt", &m->system_prompt);
 }

@@ -29,7 +29,9 @@ inline const std::vector<std::string>& actor_names() {
 struct ModelsConfig {
   std::filesystem::path policy;              // [models] policy: HF folder of the generator
   std::filesystem::path prm;                 // [models] prm: HF folder of the verifier
-  std::string prm_family;                    // "" = detect; "qwen", "skywork", "lm"
+  // "" = detect; else as parse_prm_family reads it: "classifier", "value_head"
+  // or "lm_logits" (the file's "qwen", "skywork" and "lm" are read as these).
+  std::string prm_family;
   std::string prompt_format = "auto";        // "auto" | "chatml" | "llama3" | "raw"
   std::string system_prompt = "Please reason step by step, and put your final answer within \\boxed{}.";
 };

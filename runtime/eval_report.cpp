@@ -36,13 +36,25 @@ std::string xml_escape(const std::string& s) {
   return o;
 }
 
-// A round axis maximum for values up to `v` (1, 2 or 5 times a power of ten
-// per tick, `ticks` ticks).
-double nice_max(double v, int ticks) {
-  if (!(v > 0)) return 1;
-  double raw = v / ticks, p = std::pow(10.0, std::floor(std::log10(raw)));
-  double step = raw <= p ? p : raw <= 2 * p ? 2 * p : raw <= 5 * p ? 5 * p : 10 * p;
-  return step * ticks;
+// A y axis for values in [0, v]: the smallest step of 1, 2 or 5 times a
+// power of ten that reaches v in at most `max_ticks` steps, and the axis ends
+// at the first step at or above v, so the data fill most of the panel
+// (always five steps of the next round size would put 2564 ms under a
+// 5000 ms top, the upper half empty).
+struct Axis {
+  double hi;  // the top of the axis
+  int ticks;  // steps from 0 to hi
+};
+
+Axis nice_axis(double v, int max_ticks) {
+  if (!(v > 0)) return {1, max_ticks};
+  double p = std::pow(10.0, std::floor(std::log10(v / max_ticks)));
+  for (;; p *= 10)
+    for (double m : {1.0, 2.0, 5.0}) {
+      double step = m * p;
+      int ticks = std::max(1, int(std::ceil(v / step - 1e-9)));
+      if (ticks <= max_ticks) return {step * ticks, ticks};
+    }
 }
 
 // One panel's frame: where the data goes in the picture.
@@ -50,6 +62,7 @@ struct Panel {
   double left, top, width, height;  // plot area in px
   double x_lo, x_hi;                // log2(N) domain
   double y_hi;                      // y domain [0, y_hi]
+  int y_ticks;                      // labelled steps from 0 to y_hi
   double x(double n) const { return left + (std::log2(n) - x_lo) / (x_hi - x_lo) * width; }
   double y(double v) const { return top + height - v / y_hi * height; }
 };
@@ -98,7 +111,7 @@ std::string axes(const Panel& p, std::span<const Summary> rows, const std::strin
     o += "<text x=\"" + fmt("%.1f", x) + "\" y=\"" + fmt("%.1f", bottom + 18) + "\">" + fmt("%.0f", n) + "</text>\n";
   }
   o += "</g>\n";
-  const int ny = 5;
+  const int ny = p.y_ticks;
   o += "<g class=\"yticks\" font-size=\"11\" text-anchor=\"end\">\n";
   for (int i = 0; i <= ny; ++i) {
     double v = p.y_hi * i / ny, y = p.y(v);
@@ -212,8 +225,10 @@ std::string svg_plot(std::span<const Summary> rows, const std::string& title) {
   }
   // A margin so the end points sit off the frame; one N gets a span of two.
   double pad = hi > lo ? 0.25 : 1.0;
-  Panel acc{80, 50, 370, 290, lo - pad, hi + pad, 1.0};
-  Panel lp{570, 50, 370, 290, lo - pad, hi + pad, nice_max(lat * 1.05, 5)};
+  Panel acc{80, 50, 370, 290, lo - pad, hi + pad, 1.0, 5};
+  // 5% headroom keeps the highest point off the frame.
+  Axis lat_axis = nice_axis(lat * 1.05, 6);
+  Panel lp{570, 50, 370, 290, lo - pad, hi + pad, lat_axis.hi, lat_axis.ticks};
   std::vector<std::string> labels = labels_of(rows);
   const bool compare = labels.size() > 1;
 

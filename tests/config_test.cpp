@@ -6,7 +6,9 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 
+#include "gpu/model_loader.h"
 #include "tests/test_support.h"
 
 namespace flashtts {
@@ -125,7 +127,7 @@ intake = "inproc://i"
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(c->models.policy, fs::path("/m/policy"));
   EXPECT_EQ(c->models.prm, fs::path("/etc/flashtts/rel/prm"));
-  EXPECT_EQ(c->models.prm_family, "skywork");
+  EXPECT_EQ(c->models.prm_family, "value_head");  // "skywork" as the loader names it
   EXPECT_EQ(c->models.prompt_format, "llama3");
   EXPECT_EQ(c->models.system_prompt, "Be brief.");
   EXPECT_DOUBLE_EQ(c->memory.budget_mb, 512.5);
@@ -255,6 +257,29 @@ TEST(Config, AValueOutsideItsChoicesIsAnErrorListingThem) {
   EXPECT_TRUE(contains(error_of("[policies]\nscheduling = \"prefix\"\n"),
               "policies.scheduling = 'prefix' on line 2 is not one of: 'fifo'"));
   EXPECT_TRUE(contains(error_of("[policies]\nmemory_split = \"dynamic\"\n"), "policies.memory_split = 'dynamic'"));
+}
+
+// Issue 24: the file documents "qwen", "skywork" and "lm", the loader reads
+// "classifier", "value_head" and "lm_logits"; each side refused the other's.
+TEST(Config, EveryDocumentedPrmFamilyIsOneTheModelLoaderReads) {
+  const std::pair<const char*, PrmKind> families[] = {
+      {"qwen", PrmKind::Classifier},     {"skywork", PrmKind::ValueHead},   {"lm", PrmKind::LmLogits},
+      {"classifier", PrmKind::Classifier}, {"value_head", PrmKind::ValueHead}, {"lm_logits", PrmKind::LmLogits}};
+  for (auto [name, kind] : families) {
+    auto c = parse(std::string("[models]\nprm_family = \"") + name + "\"\n");
+    ASSERT_TRUE(c.ok()) << name << ": " << c.error().message;
+    auto parsed = parse_prm_family(c->models.prm_family);
+    ASSERT_TRUE(parsed.ok()) << name << " -> '" << c->models.prm_family << "': " << parsed.error().message;
+    EXPECT_EQ(*parsed, kind) << name;
+  }
+  auto detect = parse("[models]\nprm_family = \"\"\n");
+  ASSERT_TRUE(detect.ok());
+  EXPECT_EQ(detect->models.prm_family, "");
+  // The shipped file's comment lists the three names the parser takes.
+  std::ifstream f(fs::path(FLASHTTS_SOURCE_DIR) / "configs" / "default.toml");
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  for (const char* doc : {"\"qwen\"", "\"skywork\"", "\"lm\""}) EXPECT_TRUE(contains(text, doc));
+  EXPECT_TRUE(contains(error_of("[models]\nprm_family = \"none\"\n"), "models.prm_family = 'none' on line 2"));
 }
 
 TEST(Config, ANumberOutOfItsRangeIsAnErrorNamingKeyAndValue) {

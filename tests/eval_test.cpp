@@ -332,6 +332,41 @@ TEST(EvalReport, TheSvgIsWellFormedWithOnePolylinePerMethodAxesTicksAndLegend) {
   EXPECT_EQ(one.find("nan"), std::string::npos);
 }
 
+// The latency panel's y tick labels, bottom to top, and the y of its points.
+std::vector<std::string> latency_ticks(const std::string& svg) {
+  std::string panel = svg.substr(svg.find("id=\"latency\""));
+  std::string ticks = panel.substr(panel.find("class=\"yticks\""));
+  ticks = ticks.substr(0, ticks.find("</g>"));
+  std::vector<std::string> out;
+  std::regex label(">([^<]*)</text>");
+  for (std::sregex_iterator it(ticks.begin(), ticks.end(), label), end; it != end; ++it) out.push_back((*it)[1]);
+  return out;
+}
+
+// Issue 24: the README's runs (2564 ms the slowest) were drawn under a
+// 5000 ms top, half the panel empty.
+TEST(EvalReport, TheLatencyAxisEndsAtTheFirstRoundStepAboveTheSlowestRun) {
+  auto rows = three_rows();
+  const double lat[] = {117.6, 658.8, 2563.6};
+  for (int i = 0; i < 3; ++i) rows[i].mean_latency_ms = lat[i];
+  std::string svg = eval::svg_plot(rows, "t");
+  EXPECT_EQ(latency_ticks(svg), (std::vector<std::string>{"0", "500", "1000", "1500", "2000", "2500", "3000"}));
+  // The slowest point sits in the top sixth of the panel (top 50, height 290).
+  std::string panel = svg.substr(svg.find("id=\"latency\""));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(panel, m, std::regex("data-method=\"latency\"[^>]*points=\"[^\"]* [0-9.]+,([0-9.]+)\"")));
+  double top_y = std::stod(m[1]);
+  EXPECT_GT(top_y, 50.0);
+  EXPECT_LT(top_y, 50.0 + 290.0 / 6) << m[0];
+  // Small and odd spans get round tops too, never below the data.
+  for (auto [ms, ticks] : {std::pair{8.7, std::vector<std::string>{"0", "2", "4", "6", "8", "10"}},
+                           {0.42, {"0", "0.1", "0.2", "0.3", "0.4", "0.5"}},
+                           {1100.0, {"0", "200", "400", "600", "800", "1000", "1200"}}}) {
+    for (auto& r : rows) r.mean_latency_ms = ms;
+    EXPECT_EQ(latency_ticks(eval::svg_plot(rows, "t")), ticks) << ms;
+  }
+}
+
 TEST(EvalReport, TheTableHasOneRowPerN) {
   auto rows = three_rows();
   std::string t = eval::markdown_table(rows);
