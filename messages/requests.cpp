@@ -93,11 +93,15 @@ Status SolveParams::read(const MapReader& r) {
     FLASHTTS_TRY(t.get_opt("seed", &trace.seed));
     if (trace.step_tokens.empty()) return make_error("'trace.step_tokens' is empty: give the length table");
   }
+  auto given = [&](std::string_view k) { return r.has(k) && !r.is_nil(k); };
+  // Fewer completions than the server's default beam width: search with n
+  // (one beam of n copies; dvts one subtree of n candidates), as `flashtts
+  // eval` does, rather than refuse. A beam_width the request gives is kept.
+  if (!given("beam_width") && n < beam_width) beam_width = n;
   // The server's beam-search defaults mean nothing to the other strategies:
   // switch them off unless the request itself set them (then validate()
   // says why they do not apply).
   if (strategy != "beam_search") {
-    auto given = [&](std::string_view k) { return r.has(k) && !r.is_nil(k); };
     if (!given("lookahead")) lookahead = 0;
     if (!given("filter_duplicates")) filter_duplicates = false;
     if (!given("sort_completed")) sort_completed = false;

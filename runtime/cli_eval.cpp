@@ -425,7 +425,7 @@ void add_eval(CLI::App& app, int* rc, const Globals* g) {
   sub->add_option("--seed", o->seed, "Random seed of every request");
   sub->add_option("--aggregation", o->aggregation, "Step score aggregation: last, min, prod, mean");
   auto* ep = sub->add_option("--endpoint", o->endpoint, "A running server's endpoint (else an in-process pipeline)");
-  auto* cf = sub->add_option("--config", o->config, "TOML configuration of the in-process pipeline (default: configs/default.toml)");
+  auto* cf = sub->add_option("--config", o->config, "TOML configuration of the in-process pipeline (default: $FLASHTTS_CONFIG, else configs/default.toml)");
   ep->excludes(cf);
   sub->add_option("--concurrency", o->concurrency, "Requests in flight")->check(CLI::Range(1, 1024));
   sub->add_option("--timeout", o->timeout_s, "Seconds one problem may take before it counts as failed")

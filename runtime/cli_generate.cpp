@@ -1,22 +1,28 @@
 // flashtts generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T]
-//                   [--top-p P] [--top-k K] [--seed S] [--chat [--system S]] [--json]
+//                   [--top-p P] [--top-k K] [--seed S] [--chat [--system S | --config FILE]] [--json]
+//
+// --chat puts the configuration's system_prompt before the prompt, as the
+// pipeline does for a solve, unless --system gives another one ("" = none).
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "gpu/chat_format.h"
 #include "gpu/generate.h"
 #include "gpu/open_model.h"
 #include "runtime/cli.h"
+#include "runtime/config.h"
 
 namespace flashtts::cli {
 
 namespace {
 
 struct GenerateOpts {
-  std::string model, prompt, system;
+  std::string model, prompt, config;
+  std::optional<std::string> system;  // unset: the configuration's system_prompt
   int max_tokens = 128;
   float temperature = 0.0f, top_p = 1.0f;
   int top_k = 0;
@@ -25,7 +31,29 @@ struct GenerateOpts {
   EngineFlags engine;
 };
 
+// The system message of --chat: --system when given; else the system_prompt
+// of --config, of $FLASHTTS_CONFIG or of configs/default.toml. A --config
+// that does not load is an error; a default one that does not (a binary
+// moved away from its tree) leaves the built-in prompt, which is the shipped
+// file's.
+Expected<std::string> chat_system_prompt(const GenerateOpts& o) {
+  if (o.system) return *o.system;
+  auto c = load_config(o.config.empty() ? default_config_path() : std::filesystem::path(o.config),
+                       /*check_models=*/false);
+  if (c) return c->models.system_prompt;
+  if (!o.config.empty()) return c.error();
+  return default_config().models.system_prompt;
+}
+
 int run_generate(const GenerateOpts& o) {
+  std::string system;
+  if (o.chat) {
+    auto s = chat_system_prompt(o);
+    if (!s) return fail("generate", s.error().message);
+    system = std::move(*s);
+  } else if (o.system || !o.config.empty()) {
+    return fail("generate", std::string(o.system ? "--system" : "--config") + " applies only with --chat");
+  }
   const EngineOptions eo = o.engine.options();
   auto t0 = std::chrono::steady_clock::now();
   auto m = open_model(o.model, eo);
@@ -39,7 +67,7 @@ int run_generate(const GenerateOpts& o) {
   if (o.chat) {
     auto fmt = detect_chat_format(tok);
     if (!fmt) return fail("generate", fmt.error().message);
-    text = format_chat_prompt(*fmt, o.system, o.prompt);
+    text = format_chat_prompt(*fmt, system, o.prompt);
   }
   GenerateRequest req;
   req.prompt = tok.encode(text);
@@ -96,7 +124,11 @@ void add_generate(CLI::App& app, int* rc) {
   sub->add_option("--top-k", o->top_k, "keep the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
   sub->add_option("--seed", o->seed, "random seed");
   sub->add_flag("--chat", o->chat, "wrap the prompt in the model's chat format");
-  sub->add_option("--system", o->system, "system message for --chat");
+  sub->add_option("--system", o->system,
+                  "system message for --chat (default: the configuration's system_prompt; \"\" = none)");
+  sub->add_option("--config", o->config,
+                  "--chat: take the system message from this TOML configuration (default: $FLASHTTS_CONFIG, "
+                  "else configs/default.toml)");
   sub->add_flag("--json", o->json, "print prompt_ids, token_ids, text, finish_reason as JSON");
   sub->add_flag("--stats", o->stats, "print token counts and speed to stderr");
   o->engine.add(sub);

@@ -16,7 +16,7 @@ void add_run(CLI::App& app, int* rc, const Globals* g) {
     SolveFlags solve;
   };
   auto o = std::make_shared<Opts>();
-  sub->add_option("--config", o->config, "TOML configuration (default: configs/default.toml)");
+  sub->add_option("--config", o->config, "TOML configuration (default: $FLASHTTS_CONFIG, else configs/default.toml)");
   o->solve.add(sub);
   sub->callback([o, rc, g] {
     auto t0 = std::chrono::steady_clock::now();

@@ -8,11 +8,11 @@
 
 namespace flashtts::cli {
 
-void SolveFlags::add(CLI::App* sub) {
-  sub->add_option("problem", problem, "The problem text")->required();
+void SolveFlags::add(CLI::App* sub, bool problem_required) {
+  sub->add_option("problem", problem, "The problem text")->required(problem_required);
   sub->add_option("--strategy", strategy, "Search strategy: best_of_n, beam_search, dvts");
   sub->add_option("--n", n, "Number of samples / beams");
-  sub->add_option("--beam-width", beam_width, "Beam width M (beam search, DVTS)");
+  sub->add_option("--beam-width", beam_width, "Beam width M (beam search, DVTS; default: the server's, or --n when that is smaller)");
   sub->add_option("--max-steps", max_steps, "Most solution steps");
   sub->add_option("--max-tokens-per-step", max_tokens_per_step, "Most tokens of one step");
   sub->add_option("--temperature", temperature, "Sampling temperature (0 = greedy)");
@@ -21,7 +21,7 @@ void SolveFlags::add(CLI::App* sub) {
   sub->add_option("--seed", seed, "Random seed");
   sub->add_option("--aggregation", aggregation, "Step score aggregation: last, min, prod, mean");
   sub->add_option("--selection", selection, "Answer selection: naive, weighted, majority");
-  sub->add_flag("--all", all, "Return every completion, not only the chosen one");
+  sub->add_flag("--all", all, "Also print every completion (answer, score, step scores, text)");
   sub->add_flag("--json", json, "Print the whole result as JSON");
   sub->add_flag("--quiet", quiet, "No progress on stderr");
   sub->add_option("--timeout", timeout_s, "Seconds to wait for the answer; then the request is cancelled on the server")->check(CLI::PositiveNumber);
@@ -94,6 +94,47 @@ std::string to_json_text(const msg::MapReader& r) {
   return nlohmann::json::from_msgpack(b.begin(), b.end()).dump(2);
 }
 
+namespace {
+
+// --all in text mode: one header line per completion in the server's order
+// (its answer, aggregated score, step scores, tokens and why it ended), then
+// its text indented, blank lines left out.
+void print_completions(const std::vector<msg::MapReader>& comps) {
+  std::printf("completions: %zu\n", comps.size());
+  for (size_t i = 0; i < comps.size(); ++i) {
+    const msg::MapReader& c = comps[i];
+    std::string text, answer, finish;
+    double score = 0;
+    int64_t tokens = 0;
+    std::vector<float> step_scores;
+    (void)c.get_opt("text", &text);
+    (void)c.get_opt("answer", &answer);
+    (void)c.get_opt("finish", &finish);
+    (void)c.get_opt("score", &score);
+    (void)c.get_opt("tokens", &tokens);
+    (void)c.get_opt("step_scores", &step_scores);
+    std::string steps;
+    for (float s : step_scores) {
+      char b[16];
+      std::snprintf(b, sizeof b, " %.3f", s);
+      steps += b;
+    }
+    std::printf("  %2zu [%.4f] answer %s  (%zu steps:%s; %lld tokens, %s)\n", i + 1, score,
+                answer.empty() ? "(none)" : answer.c_str(), step_scores.size(), steps.c_str(), (long long)tokens,
+                finish.empty() ? "?" : finish.c_str());
+    size_t start = 0;
+    while (start <= text.size()) {
+      size_t end = text.find('\n', start);
+      std::string line = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+      if (!line.empty()) std::printf("       %s\n", line.c_str());
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+  }
+}
+
+}  // namespace
+
 void print_solve_result(const ServerFrame& fr, const SolveFlags& f, double seconds) {
   const msg::MapReader& r = fr.body;
   if (f.json) {
@@ -124,6 +165,8 @@ void print_solve_result(const ServerFrame& fr, const SolveFlags& f, double secon
       std::printf("  %2zu [%.3f] %s\n", i + 1, s, text.c_str());
     }
   }
+  std::vector<msg::MapReader> comps;
+  if (f.all && r.get_opt("completions", &comps).ok()) print_completions(comps);
   msg::MapReader st;
   int64_t policy_tokens = 0, prm_tokens = 0;
   if (r.get_opt("stats", &st).ok()) {

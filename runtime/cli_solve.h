@@ -24,7 +24,8 @@ struct SolveFlags {
   bool json = false;     // print the whole result as JSON
   bool quiet = false;    // no progress line
   double timeout_s = 600;
-  void add(CLI::App* sub);
+  // `ask` leaves the problem optional: it also has `ask ping` and `ask stats`.
+  void add(CLI::App* sub, bool problem_required = true);
   msg::MapWriter fields() const;  // the solve request's fields (stream on)
 };
 
@@ -35,8 +36,8 @@ struct SolveFlags {
 Expected<ServerFrame> solve_and_wait(Client& client, const SolveFlags& f,
                                      const std::function<std::optional<std::string>()>& idle = nullptr);
 
-// Prints the answer, the chosen steps with their scores and the time, or
-// the whole result as JSON.
+// Prints the answer, the chosen steps with their scores and the time (with
+// --all every completion after them), or the whole result as JSON.
 void print_solve_result(const ServerFrame& result, const SolveFlags& f, double seconds);
 
 // A msgpack map as indented JSON.
