@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "runtime/cli.h"
+#include "runtime/http_gateway.h"
 #include "runtime/supervisor.h"
 
 namespace flashtts::cli {
@@ -12,6 +13,9 @@ namespace {
 
 volatile std::sig_atomic_t g_stop_signal = 0;  // the signal handler's only output
 void on_signal(int sig) { g_stop_signal = sig; }
+
+// The in-process endpoint through which the HTTP gateway reaches the intake.
+constexpr const char* kGatewayEndpoint = "inproc://flashtts-http";
 
 // Checks the model folders that the actors run here read.
 Status check_models_for(const Config& c, const std::vector<std::string>& only) {
@@ -42,11 +46,15 @@ void add_serve(CLI::App& app, int* rc, const Globals* g) {
   struct Opts {
     std::string config;
     std::vector<std::string> actors, endpoints;
+    std::string http;
   };
   auto o = std::make_shared<Opts>();
   sub->add_option("--config", o->config, "TOML configuration (default: configs/default.toml)");
   sub->add_option("--actors", o->actors, "Run only these actors here (the others run elsewhere)")->delimiter(',');
   sub->add_option("--endpoint", o->endpoints, "Listen on these client endpoints instead of the configured ones");
+  sub->add_option("--http", o->http,
+                  "Also answer HTTP at HOST:PORT (port 0: a free one): /v1/solve, OpenAI-compatible "
+                  "/v1/completions and /v1/chat/completions, /health, /metrics (docs/http.md)");
   sub->callback([o, rc, g] {
     auto c = load_cli_config(o->config, *g);
     if (!c) { *rc = fail("serve", c.error().message); return; }
@@ -59,18 +67,45 @@ void add_serve(CLI::App& app, int* rc, const Globals* g) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     zmq::context_t ctx;
+    bool has_intake = o->actors.empty() || std::find(o->actors.begin(), o->actors.end(), "intake") != o->actors.end();
+    // The gateway starts before the models load: /health answers 503 until
+    // the intake answers its ping.
+    std::unique_ptr<HttpGateway> gateway;
+    if (!o->http.empty()) {
+      auto addr = parse_http_address(o->http);
+      if (!addr) { *rc = fail("serve", addr.error().message); return; }
+      GatewayOptions go;
+      std::tie(go.host, go.port) = *addr;
+      if (has_intake) {
+        c->endpoints.clients.push_back(kGatewayEndpoint);
+        go.endpoint = kGatewayEndpoint;
+      } else if (!c->endpoints.clients.empty()) {
+        go.endpoint = c->endpoints.clients.front();  // the intake runs elsewhere
+      } else {
+        *rc = fail("serve", "--http needs the intake here or a client endpoint to reach it");
+        return;
+      }
+      if (!c->models.policy.empty()) go.model = c->models.policy.filename().string();
+      auto gw = HttpGateway::start(ctx, go, logs.make("http"));
+      if (!gw) { *rc = fail("serve", gw.error().message); return; }
+      gateway = std::move(*gw);
+      std::printf("flashtts serve: HTTP on %s\n", gateway->url().c_str());
+      std::fflush(stdout);
+    }
     auto sup = Supervisor::start(ctx, *c, logs, o->actors);
     if (!sup) { *rc = fail("serve", sup.error().message); return; }
-    bool has_intake = o->actors.empty() || std::find(o->actors.begin(), o->actors.end(), "intake") != o->actors.end();
-    if (has_intake)
-      for (const auto& ep : c->endpoints.clients) std::printf("flashtts serve: listening on %s\n", ep.c_str());
-    else
+    if (has_intake) {
+      for (const auto& ep : c->endpoints.clients)
+        if (ep != kGatewayEndpoint) std::printf("flashtts serve: listening on %s\n", ep.c_str());
+    } else {
       std::printf("flashtts serve: running %zu actor(s), no client endpoint here\n", o->actors.size());
+    }
     std::fflush(stdout);
     for (;;) {
       if (g_stop_signal) {
         std::string name = g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
         (*sup)->shutdown("shutting_down", "the server was stopped (" + name + ")");
+        if (gateway) gateway->stop();  // after the intake answered what was in flight
         std::fprintf(stderr, "flashtts serve: stopped by %s\n", name.c_str());
         *rc = 0;
         return;
