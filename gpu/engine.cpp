@@ -96,9 +96,9 @@ void Engine::truncate(int64_t seq, int32_t n) {
   if (kv_.n_tokens(seq) > n) kv_.truncate(seq, n);
 }
 
-void Engine::release(int64_t seq) {
+void Engine::release(int64_t seq, bool drop) {
   if (!has(seq)) return;
-  kv_.free_sequence(seq);
+  kv_.free_sequence(seq, drop);
   seqs_.erase(seq);
 }
 

@@ -89,7 +89,9 @@ class Engine {
   // Keeps only the first n tokens (drops speculative or rejected tokens).
   void truncate(int64_t seq, int32_t n);
 
-  void release(int64_t seq);
+  // Frees the sequence; its full blocks stay in the prefix cache, or with
+  // `drop` leave it where no other sequence holds them (KvCache::free_sequence).
+  void release(int64_t seq, bool drop = false);
   bool has(int64_t seq) const { return seqs_.count(seq) != 0; }
   std::span<const int32_t> tokens(int64_t seq) const;
   int32_t n_computed(int64_t seq) const;

@@ -58,10 +58,14 @@ void KvBlockPool::ref(int32_t block) {
   if (b.ref++ == 0) lru_remove(block);
 }
 
-void KvBlockPool::unref(int32_t block) {
+void KvBlockPool::unref(int32_t block, bool drop) {
   Block& b = blocks_[block];
   assert(b.ref > 0);
   if (--b.ref > 0) return;
+  if (b.id != 0 && drop) {
+    index_.erase(b.hash);
+    b.id = 0;
+  }
   if (b.id != 0) {
     lru_push_back(block);
   } else {

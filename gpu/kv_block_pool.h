@@ -54,8 +54,9 @@ class KvBlockPool {
   // REQUIRES: the block is used or cached. A cached block leaves the LRU list.
   void ref(int32_t block);
   // REQUIRES: ref_count(block) > 0. At zero a registered block joins the LRU
-  // list as the most recently used; an unregistered one goes to the free list.
-  void unref(int32_t block);
+  // list as the most recently used; an unregistered one, or any with `drop`
+  // (content nobody will ask for again), goes to the free list.
+  void unref(int32_t block, bool drop = false);
   int32_t ref_count(int32_t block) const { return blocks_[block].ref; }
 
   // The registered block with key (parent_id, tokens), or kNoBlock.

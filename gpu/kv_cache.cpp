@@ -172,11 +172,11 @@ Expected<std::vector<BlockCopy>> KvCache::fork(SeqId parent, SeqId child) {
   return copies;
 }
 
-void KvCache::free_sequence(SeqId seq) {
+void KvCache::free_sequence(SeqId seq, bool drop) {
   Sequence& s = get(seq);
   // Last block first: the LRU then evicts the end of a cached prefix before
   // its start, which keeps the rest of the chain reachable.
-  for (auto it = s.table.rbegin(); it != s.table.rend(); ++it) pool_.unref(*it);
+  for (auto it = s.table.rbegin(); it != s.table.rend(); ++it) pool_.unref(*it, drop);
   seqs_.erase(seq);
 }
 

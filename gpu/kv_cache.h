@@ -111,8 +111,10 @@ class KvCache {
 
   // Releases the sequence's blocks, last block first: registered blocks stay
   // cached (evictable, the end of a prefix before its start), others are freed.
+  // With `drop` (a pruned beam: nobody will ask for its tokens again) the
+  // blocks no other sequence holds are freed and leave the prefix cache.
   // REQUIRES: has_sequence(seq)
-  void free_sequence(SeqId seq);
+  void free_sequence(SeqId seq, bool drop = false);
 
   // REQUIRES: has_sequence(seq) for these three
   std::span<const int32_t> block_table(SeqId seq) const;

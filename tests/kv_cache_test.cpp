@@ -208,6 +208,30 @@ TEST(KvCacheTest, FreeingTheParentKeepsTheChildsBlocksValid) {
   EXPECT_CONSISTENT(kv);
 }
 
+TEST(KvCacheTest, ADroppedSequenceFreesWhatNoOtherHoldsAndLeavesTheCache) {
+  KvCache kv = make_cache(8);
+  add_computed(kv, 1, range(0, 10));  // blocks a0 a1 and a partial one
+  ASSERT_TRUE(kv.fork(1, 2).ok());
+  ASSERT_TRUE(kv.reserve(2, 6));
+  kv.append(2, range(100, 6));        // the fork's own step: fills its copy and one more block
+  kv.free_sequence(2, /*drop=*/true);
+  // Sequence 1 still holds a0 a1; the fork's own blocks are free, not cached.
+  KvCacheStats st = kv.stats();
+  EXPECT_EQ(st.used_blocks, 3);
+  EXPECT_EQ(st.cached_blocks, 0);
+  EXPECT_EQ(st.free_blocks, 5);
+  EXPECT_CONSISTENT(kv);
+  // Its tokens are no longer found; sequence 1's still are.
+  EXPECT_EQ(add_computed(kv, 3, concat(range(0, 10), range(100, 7))), 8);
+  kv.free_sequence(3);
+  kv.free_sequence(1, /*drop=*/true);
+  st = kv.stats();
+  EXPECT_EQ(st.used_blocks, 0);
+  EXPECT_EQ(st.cached_blocks, 2);  // sequence 3's own full blocks, freed without drop
+  EXPECT_EQ(st.free_blocks, 6);
+  EXPECT_CONSISTENT(kv);
+}
+
 // --- prefix cache -----------------------------------------------------------
 
 TEST(KvCacheTest, APromptReusesTheBlocksOfALiveSequence) {
@@ -665,7 +689,7 @@ class Simulation {
   void release() {
     if (seqs_.empty()) return;
     const KvCache::SeqId seq = pick();
-    kv_.free_sequence(seq);
+    kv_.free_sequence(seq, /*drop=*/rng_() % 4 == 0);
     seqs_.erase(seq);
   }
 
