@@ -7,6 +7,10 @@
 // so a ping is what tells that a server is there: `ping(timeout)`, or
 // `connect(..., check_within)` which pings before it returns.
 //
+// The client layer (cmake/client.cmake): this and messages/ only, so it
+// builds into libflashtts_client, which other programs link (docs/client.md)
+// and whose C API (include/flashtts/flashtts.h) wraps it.
+//
 // Thread contract: a Client and its socket belong to one thread.
 #pragma once
 
@@ -84,14 +88,17 @@ class Client {
   Expected<ServerFrame> give_up(const std::string& id, std::chrono::milliseconds waited,
                                 std::chrono::milliseconds grace = kCancelGrace);
 
+  // The final frame (result or error) of request `id` (as send() returned
+  // it) by `deadline`, passing its progress events to `on_progress` and
+  // skipping other ids' frames; nullopt when it did not come in time (then
+  // give_up() cancels it). Error only for a frame that is no server frame.
+  Expected<std::optional<ServerFrame>> wait_final(const std::string& id, std::chrono::steady_clock::time_point deadline,
+                                                  const std::function<void(const msg::MapReader&)>& on_progress);
+
   zmq::socket_t& socket() { return s_; }
 
  private:
   Client(zmq::socket_t s, std::string endpoint) : s_(std::move(s)), endpoint_(std::move(endpoint)) {}
-  // The final frame (result or error) of `id` by `deadline`, skipping other
-  // ids; nullopt when it did not come in time.
-  Expected<std::optional<ServerFrame>> wait_final(const std::string& id, std::chrono::steady_clock::time_point deadline,
-                                                  const std::function<void(const msg::MapReader&)>& on_progress);
 
   zmq::socket_t s_;
   std::string endpoint_;

@@ -466,5 +466,8 @@ fs::path default_config_path() {
   }
   return fs::path(FLASHTTS_SOURCE_DIR) / "configs" / "default.toml";
 }
+    // An installed binary: PREFIX/bin/flashtts, PREFIX/share/flashtts/configs (cmake --install).
+    fs::path installed = (exe.parent_path() / ".." / "share" / "flashtts" / "configs" / "default.toml").lexically_normal();
+    if (fs::exists(installed, ec)) return installed;
 
 }  // namespace flashtts

@@ -90,7 +90,8 @@ Expected<Config> parse_config(const std::string& text, const std::filesystem::pa
 Expected<Config> load_config(const std::filesystem::path& file, bool check_models = true);
 
 // The configuration file used when none is given: $FLASHTTS_CONFIG, else
-// configs/default.toml next to the executable's build folder, else in the
+// configs/default.toml next to the executable's build folder, else
+// share/flashtts/configs/default.toml of an installed prefix, else in the
 // source tree this binary was built from.
 std::filesystem::path default_config_path();
 

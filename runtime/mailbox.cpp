@@ -2,8 +2,6 @@
 
 namespace flashtts {
 
-void configure_socket(zmq::socket_t& s) { s.set(zmq::sockopt::linger, 0); }
-
 Expected<Mailbox> Mailbox::open(zmq::context_t& ctx, const std::string& inbox_endpoint,
                                 const std::map<std::string, std::string>& peers) {
   zmq::socket_t in(ctx, zmq::socket_type::pull);

@@ -15,12 +15,10 @@
 #include "messages/envelope.h"
 #include "runtime/listen.h"
 #include "runtime/logging.h"
+#include "runtime/socket_options.h"
 #include "runtime/status.h"
 
 namespace flashtts {
-
-// Sets the options every flashtts socket carries (LINGER=0).
-void configure_socket(zmq::socket_t& s);
 
 class Mailbox {
  public:
