@@ -15,6 +15,7 @@
 #include "runtime/listen.h"
 #include "runtime/mailbox.h"
 #include "runtime/poll_set.h"
+#include "runtime/request_log.h"
 
 namespace flashtts {
 
@@ -29,7 +30,10 @@ struct Live {
   std::string client;                 // the routing id (first envelope frame)
   std::string id;                     // the client's id, msgpack-encoded
   std::string type;
+  std::string strategy;               // solve only, for the request log
+  int32_t n = 0;                      // solve only
   uint64_t conn = 0;                  // the connection it came on (0: unknown, inproc)
+  Clock::time_point arrived = Clock::now();
   Clock::time_point deadline = Clock::time_point::max();
 };
 
@@ -70,6 +74,10 @@ class Intake {
   void reply_result(uint64_t rid, const std::string& result);
   void drop_client(const std::string& client);
   void on_liveness(const std::vector<Liveness::Event>& events);
+  // The request log's line for a request that got its final reply (or
+  // whose client went away): `outcome` is "ok" or the error code.
+  void log_finished(uint64_t rid, const Live& l, const std::string& outcome, const std::string& error,
+                    std::string_view result = {});
   void erase(uint64_t rid);
 
   const IntakeOptions& o_;
@@ -156,6 +164,10 @@ void Intake::handle_request(std::vector<std::string> envelope, const std::string
   auto refuse = [&](const char* code, const std::string& message) {
     ++n_rejected_;
     send(envelope, msg::encode_error(q.id, code, message));
+    if (q.type == "ping" || q.type == "cancel") return;
+    Live l;
+    l.id = q.id, l.type = q.type, l.strategy = q.solve.strategy, l.n = q.solve.n;
+    log_finished(0, l, code, message);
   };
 
   if (q.type == "ping") {
@@ -192,6 +204,7 @@ void Intake::handle_request(std::vector<std::string> envelope, const std::string
   l.client = client;
   l.id = q.id;
   l.type = q.type;
+  if (q.type == "solve") l.strategy = q.solve.strategy, l.n = q.solve.n;
   l.conn = conn;
   int64_t deadline_ms = q.type == "solve" ? q.solve.deadline_ms
                         : q.type == "generate" ? q.generate.deadline_ms
@@ -273,7 +286,9 @@ void Intake::reply_result(uint64_t rid, const std::string& result) {
   auto it = live_.find(rid);
   if (it == live_.end()) return;  // already answered (cancelled, timed out)
   ++n_results_;
-  if (!send(it->second.envelope, msg::encode_result(it->second.id, it->second.type, result))) ++n_gone_;
+  const bool sent = send(it->second.envelope, msg::encode_result(it->second.id, it->second.type, result));
+  if (!sent) ++n_gone_;
+  log_finished(rid, it->second, sent ? "ok" : "client_gone", "", result);
   erase(rid);
 }
 
@@ -282,8 +297,19 @@ void Intake::reply_error(uint64_t rid, const std::string& code, const std::strin
   if (it == live_.end()) return;
   ++n_errors_;
   if (!send(it->second.envelope, msg::encode_error(it->second.id, code, message))) ++n_gone_;
+  log_finished(rid, it->second, code, message);
   if (cancel_downstream && it->second.type != "stats") box_.post("beam_manager", msg::Cancel{rid, code});
   erase(rid);
+}
+
+void Intake::log_finished(uint64_t rid, const Live& l, const std::string& outcome, const std::string& error,
+                          std::string_view result) {
+  RequestRecord r;
+  r.rid = rid, r.packed_id = l.id, r.kind = l.type, r.strategy = l.strategy, r.n = l.n;
+  r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - l.arrived).count();
+  r.outcome = outcome, r.error = error;
+  if (!result.empty()) read_result_tokens(result, &r);
+  log_request(o_.log, o_.log_format, r);
 }
 
 void Intake::erase(uint64_t rid) {
@@ -300,6 +326,7 @@ void Intake::drop_client(const std::string& client) {
     if (l.client == client) rids.push_back(rid);
   for (uint64_t rid : rids) {
     if (live_.at(rid).type != "stats") box_.post("beam_manager", msg::Cancel{rid, "client gone"});
+    log_finished(rid, live_.at(rid), "client_gone", "the client went away; cancelled");
     erase(rid);
   }
   if (!rids.empty()) {

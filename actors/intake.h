@@ -11,6 +11,9 @@
 // that need it fail with `server_failure` and new ones are refused until it
 // is back.
 //
+// Every finished request gets its line in the request log
+// (runtime/request_log.h): id, kind, strategy, n, latency, tokens, outcome.
+//
 // Pipe commands: "$DRAIN <code> <sentence>" answers every request in flight
 // with that error and refuses new ones (the supervisor's shutdown and
 // failure path).
@@ -43,6 +46,7 @@ struct IntakeOptions {
   msg::Limits limits;
   msg::RequestDefaults defaults;
   Logger log;
+  LogFormat log_format = LogFormat::text;  // of the request log's lines
 };
 
 Status run_intake(zmq::context_t& ctx, ActorPipe& pipe, const IntakeOptions& o);

@@ -9,12 +9,14 @@
 
 #include "gpu/engine.h"
 #include "runtime/config.h"
+#include "runtime/logging.h"
 
 namespace flashtts::cli {
 
 // Options of the top-level command that subcommands read.
 struct Globals {
-  std::string log_level;  // "" = not given on the command line
+  std::string log_level;   // "" = not given on the command line
+  std::string log_format;  // "" = not given on the command line
 };
 
 // Each registers a subcommand whose callback stores its exit status in *rc.
@@ -25,10 +27,14 @@ void add_serve(CLI::App& app, int* rc, const Globals* g);
 void add_ask(CLI::App& app, int* rc, const Globals* g);
 void add_run(CLI::App& app, int* rc, const Globals* g);
 void add_eval(CLI::App& app, int* rc, const Globals* g);
+void add_demo(CLI::App& app, int* rc, const Globals* g);
 
 // The configuration at `path` (the default one when empty), with the log
 // level of the command line when given. Model folders are not checked.
 Expected<Config> load_cli_config(const std::string& path, const Globals& g);
+
+// The log sink of a configuration's log_level and log_format.
+Expected<LogSink> make_log_sink(const Config& c);
 
 // Prints "flashtts <cmd>: error: <message>" to stderr; returns 1.
 int fail(const std::string& cmd, const std::string& message);

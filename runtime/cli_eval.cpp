@@ -322,9 +322,9 @@ int run_eval(const EvalOpts& o, const Globals& g) {
     for (auto [key, p] : {std::pair{"models.policy", c->models.policy}, {"models.prm", c->models.prm}})
       if (!std::filesystem::is_regular_file(p / "config.json"))
         return fail("eval", c->source.string() + ": " + key + " = '" + p.string() + "' is not a model folder");
-    auto level = parse_log_level(c->log_level);
-    if (!level) return fail("eval", level.error().message);
-    logs.emplace(*level);
+    auto sink = make_log_sink(*c);
+    if (!sink) return fail("eval", sink.error().message);
+    logs.emplace(*sink);
     endpoint = "inproc://flashtts-eval";
     via = "in-process pipeline (" + c->source.string() + ")";
     config = std::move(*c);

@@ -30,9 +30,9 @@ void add_run(CLI::App& app, int* rc, const Globals* g) {
         *rc = fail("run", c->source.string() + ": " + key + " = '" + p.string() + "' is not a model folder");
         return;
       }
-    auto level = parse_log_level(c->log_level);
-    if (!level) { *rc = fail("run", level.error().message); return; }
-    LogSink logs(*level);
+    auto sink = make_log_sink(*c);
+    if (!sink) { *rc = fail("run", sink.error().message); return; }
+    const LogSink& logs = *sink;
     zmq::context_t ctx;
     auto sup = Supervisor::start(ctx, *c, logs);
     if (!sup) { *rc = fail("run", sup.error().message); return; }

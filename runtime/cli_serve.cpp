@@ -1,10 +1,13 @@
 // flashtts serve: runs the actors of a configuration until SIGINT/SIGTERM.
+// Under systemd (Type=notify) it tells the service manager when it is ready
+// and when it stops (runtime/service_notify.h).
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 
 #include "runtime/cli.h"
 #include "runtime/http_gateway.h"
+#include "runtime/service_notify.h"
 #include "runtime/supervisor.h"
 
 namespace flashtts::cli {
@@ -38,7 +41,16 @@ Expected<Config> load_cli_config(const std::string& path, const Globals& g) {
   auto c = load_config(file, /*check_models=*/false);
   if (!c) return c.error();
   if (!g.log_level.empty()) c->log_level = g.log_level == "critical" ? "error" : g.log_level;
+  if (!g.log_format.empty()) c->log_format = g.log_format;
   return c;
+}
+
+Expected<LogSink> make_log_sink(const Config& c) {
+  auto level = parse_log_level(c.log_level);
+  if (!level) return level.error();
+  auto format = parse_log_format(c.log_format);
+  if (!format) return format.error();
+  return LogSink(*level, *format);
 }
 
 void add_serve(CLI::App& app, int* rc, const Globals* g) {
@@ -60,9 +72,9 @@ void add_serve(CLI::App& app, int* rc, const Globals* g) {
     if (!c) { *rc = fail("serve", c.error().message); return; }
     if (!o->endpoints.empty()) c->endpoints.clients = o->endpoints;
     if (Status s = check_models_for(*c, o->actors); !s.ok()) { *rc = fail("serve", s.message()); return; }
-    auto level = parse_log_level(c->log_level);
-    if (!level) { *rc = fail("serve", level.error().message); return; }
-    LogSink logs(*level);
+    auto sink = make_log_sink(*c);
+    if (!sink) { *rc = fail("serve", sink.error().message); return; }
+    const LogSink& logs = *sink;
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -93,17 +105,32 @@ void add_serve(CLI::App& app, int* rc, const Globals* g) {
       std::fflush(stdout);
     }
     auto sup = Supervisor::start(ctx, *c, logs, o->actors);
-    if (!sup) { *rc = fail("serve", sup.error().message); return; }
+    if (!sup) {
+      (void)notify_service("STATUS=failed to start: " + sup.error().message);
+      *rc = fail("serve", sup.error().message);
+      return;
+    }
+    // The models are loaded and the intake listens (Supervisor::start
+    // returns once every actor said ready): requests are answered from here.
+    std::string status;
     if (has_intake) {
       for (const auto& ep : c->endpoints.clients)
-        if (ep != kGatewayEndpoint) std::printf("flashtts serve: listening on %s\n", ep.c_str());
+        if (ep != kGatewayEndpoint) {
+          std::printf("flashtts serve: listening on %s\n", ep.c_str());
+          status += (status.empty() ? "listening on " : ", ") + ep;
+        }
+      if (gateway) status += (status.empty() ? "HTTP on " : "; HTTP on ") + gateway->url();
     } else {
       std::printf("flashtts serve: running %zu actor(s), no client endpoint here\n", o->actors.size());
+      status = "running " + std::to_string(o->actors.size()) + " actor(s)";
     }
     std::fflush(stdout);
+    if (Status s = notify_service("READY=1\nSTATUS=" + status); !s.ok())
+      logs.make("serve")->warn("{}", s.message());
     for (;;) {
       if (g_stop_signal) {
         std::string name = g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+        (void)notify_service("STOPPING=1\nSTATUS=stopping (" + name + "): answering what is in flight");
         (*sup)->shutdown("shutting_down", "the server was stopped (" + name + ")");
         if (gateway) gateway->stop();  // after the intake answered what was in flight
         std::fprintf(stderr, "flashtts serve: stopped by %s\n", name.c_str());
@@ -116,7 +143,11 @@ void add_serve(CLI::App& app, int* rc, const Globals* g) {
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;  // a signal interrupted the poll: loop and look
       }
-      if (failed) { *rc = fail("serve", *failed); return; }
+      if (failed) {
+        (void)notify_service("STOPPING=1\nSTATUS=" + *failed);
+        *rc = fail("serve", *failed);
+        return;
+      }
     }
   });
 }

@@ -355,6 +355,7 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   std::vector<std::string> top_keys = {"log_level"};
   top_keys.insert(top_keys.end(), sections.begin(), sections.end());
   Section top(file, "", &root, top_keys);
+  top_keys.push_back("log_format");
   FLASHTTS_TRY(top.check_unknown());
   for (const auto& name : sections)
     if (const Value* v = section_table(root, name); v && !v->is_table())
@@ -368,6 +369,7 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   c.source = source;
   FLASHTTS_TRY(top.read_enum("log_level", &c.log_level, {"trace", "debug", "info", "warn", "error", "off"}));
   FLASHTTS_TRY(read_models(models, source.parent_path(), &c.models));
+  FLASHTTS_TRY(top.read_enum("log_format", &c.log_format, {"text", "json"}));
   FLASHTTS_TRY(read_memory(section("memory", {"budget_mb", "generator_share", "block_size"}), &c.memory));
   FLASHTTS_TRY(read_engine(
       section("engine", {"device", "generator_threads", "verifier_threads", "prefill_chunk", "max_batch"}),

@@ -75,6 +75,7 @@ struct Config {
   MemoryConfig memory;
   EngineConfig engine;
   PolicyConfig policies;
+  std::string log_format = "text";           // "text" | "json" (one JSON object per line)
   EndpointsConfig endpoints;
   std::string step_delimiter = "\n\n";       // [search] step_delimiter
   msg::RequestDefaults defaults;             // [search]: solve defaults; generate/score keep theirs

@@ -1,6 +1,9 @@
 #include "runtime/logging.h"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include "runtime/json_log_formatter.h"
 
 namespace flashtts {
 
@@ -12,9 +15,21 @@ Expected<spdlog::level::level_enum> parse_log_level(const std::string& name) {
   return make_error("log level '" + name + "' is not one of trace, debug, info, warn, error, off");
 }
 
-LogSink::LogSink(spdlog::level::level_enum level)
-    : sink_(std::make_shared<spdlog::sinks::stderr_color_sink_mt>()), level_(level) {
-  sink_->set_pattern("%H:%M:%S.%e %^%-5l%$ [%n] %v");
+Expected<LogFormat> parse_log_format(const std::string& name) {
+  if (name == "text") return LogFormat::text;
+  if (name == "json") return LogFormat::json;
+  return make_error("log format '" + name + "' is not one of text, json");
+}
+
+LogSink::LogSink(spdlog::level::level_enum level, LogFormat format) : level_(level), format_(format) {
+  if (format == LogFormat::json) {
+    // No colour codes in JSON.
+    sink_ = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    sink_->set_formatter(std::make_unique<JsonLogFormatter>());
+  } else {
+    sink_ = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    sink_->set_pattern("%H:%M:%S.%e %^%-5l%$ [%n] %v");
+  }
 }
 
 Logger LogSink::make(const std::string& name) const {

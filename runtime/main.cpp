@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   flashtts::cli::Globals g;
   app.add_option("--log-level", g.log_level, "trace, debug, info, warn, error, off (serve: overrides the config)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--log-format", g.log_format, "text, or json: one JSON object per line (overrides the config)")
+      ->check(CLI::IsMember({"text", "json"}));
   app.parse_complete_callback(
       [&] { spdlog::set_level(spdlog::level::from_str(g.log_level.empty() ? "warn" : g.log_level)); });
   int rc = 0;
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
   flashtts::cli::add_ask(app, &rc, &g);
   flashtts::cli::add_run(app, &rc, &g);
   flashtts::cli::add_eval(app, &rc, &g);
+  flashtts::cli::add_demo(app, &rc, &g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -49,7 +49,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
     for (const auto& a : actor_names())
       if (!runs_here(only, a)) o.remote[a] = c.endpoints.actors.at(a);
     o.peer_timeout = std::chrono::milliseconds(c.endpoints.peer_timeout_ms);
-    o.limits = c.limits, o.defaults = c.defaults, o.log = log;
+    o.limits = c.limits, o.defaults = c.defaults, o.log = log, o.log_format = logs.format();
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_intake(ctx, p, o); };
   }
   if (name == "beam_manager") {

@@ -21,6 +21,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libtoml11-dev
   nlohmann-json3-dev libcli11-dev libutf8proc-dev libopenblas-dev libcpp-httplib-dev curl
+  libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-zmq python3-msgpack
 )
