@@ -20,8 +20,14 @@
 // until one leaves (or none runs): the one just preempted would be admitted
 // again at once and starve the running ones of the blocks they need.
 //
-// Task: derives from BatchSlot, has `job.rid`, `job.job_id` and
-// `bool background() const`.
+// Live beams: a task whose job has keep_kv leaves its sequence in the
+// batch's KeptKv (actors/kept_kv.h) when it ends; one whose job names a kept
+// sequence in from_job starts as a fork of it. When blocks run short, kept
+// sequences are freed after background tasks are stopped and before a
+// foreground task is preempted or refused.
+//
+// Task: derives from BatchSlot, has `job.rid`, `job.job_id`, `job.keep_kv`,
+// `job.from_job` and `bool background() const`.
 //
 // Thread contract: a Batch (and a Routes) is owned by one engine actor, the
 // generator or the verifier, and used from that actor's thread only.
@@ -39,6 +45,7 @@
 #include <vector>
 
 #include "actors/engine_actor.h"
+#include "actors/kept_kv.h"
 #include "gpu/engine.h"
 #include "gpu/kv_cache.h"
 #include "messages/envelope.h"
@@ -58,6 +65,7 @@ struct BatchSlot {
   Clock::time_point admitted;  // the first admission
   bool held = false;          // an admission round left it queued
   bool left = false;          // finished (release() was called); dropped by drop_left()
+  bool from_counted = false;  // counted as a user of its from_job's kept sequence, not started yet
 };
 
 // Why an admission round stopped.
@@ -126,9 +134,11 @@ class Batch {
   std::vector<Task>& running() { return running_; }  // admission order
   const std::vector<Task>& running() const { return running_; }
   int64_t preemptions() const { return preemptions_; }
+  const KeptKv& kept() const { return kept_; }
 
   // Queues a new task behind the others of its class.
   void push(Task t) {
+    if (t.job.from_job != 0 && engine_) t.from_counted = kept_.add_user(t.job.rid, t.job.from_job);
     if (t.background()) queue_.push_back(std::move(t));
     else queue_.insert(first_background(), std::move(t));
   }
@@ -139,11 +149,18 @@ class Batch {
   }
 
   // Ends a task's part in the batch: releases its sequence (full blocks stay
-  // in the prefix cache) and marks it for drop_left(). A running task that
-  // leaves lifts the holds on admission.
-  void release(Task& t) {
+  // in the prefix cache), or with `keep` and the job's keep_kv keeps it for
+  // the jobs that continue it, unless the batch stopped the task to make
+  // room; marks the task for drop_left(). A running task that leaves lifts
+  // the holds on admission.
+  void release(Task& t, bool keep = false) {
+    if (t.from_counted) {
+      kept_.drop_user(*engine_, t.job.rid, t.job.from_job);
+      t.from_counted = false;
+    }
     if (t.seq >= 0) {
-      engine_->release(t.seq);
+      if (keep && t.job.keep_kv && !making_room_) kept_.keep(t.job.rid, t.job.job_id, t.seq);
+      else engine_->release(t.seq);
       t.seq = -1;
       hold_admission_ = hold_background_ = false;
     }
@@ -156,12 +173,19 @@ class Batch {
     std::erase_if(running_, [](const Task& t) { return t.left; });
   }
 
-  // Drops every task of the request, queued or running, with no message.
+  // Drops every task of the request, queued or running, and every sequence
+  // kept for it, with no message.
   void forget(uint64_t rid) {
     for (Task& t : running_)
       if (t.job.rid == rid) release(t);
     std::erase_if(queue_, [&](const Task& t) { return t.job.rid == rid; });
     drop_left();
+    if (engine_) kept_.forget(*engine_, rid);
+  }
+
+  // release_kv: the kept sequences of these jobs are no longer needed.
+  void release_kept(uint64_t rid, std::span<const uint64_t> jobs) {
+    if (engine_) kept_.release(*engine_, rid, jobs);
   }
 
   // Admission rounds; then, while the head is a foreground task that found
@@ -171,7 +195,8 @@ class Batch {
   // computes), every task still queued is marked held: it will not run soon.
   Blocked admit() {
     Blocked b = admit_round();
-    while (b == Blocked::kRoom && !queue_.empty() && !queue_.front().background() && stop_newest_background())
+    while (b == Blocked::kRoom && !queue_.empty() && !queue_.front().background() &&
+           (stop_newest_background() || (short_of_blocks_ && kept_.free_one(*engine_))))
       b = admit_round();
     if (b == Blocked::kRoom || b == Blocked::kHold || b == Blocked::kBound)
       for (Task& t : queue_) t.held = true;
@@ -186,6 +211,7 @@ class Batch {
       hold_background_ = true;
       return;
     }
+    if (kept_.free_one(*engine_)) return;
     preempt_latest();
   }
 
@@ -214,6 +240,7 @@ class Batch {
   }
 
   Blocked admit_round() {
+    short_of_blocks_ = false;
     if (hold_admission_) {
       if (!running_.empty()) return Blocked::kHold;
       hold_admission_ = false;
@@ -234,26 +261,32 @@ class Batch {
       }
       if (t.background() && hold_background_) return Blocked::kHold;
       if (t.background() && hooks_.background_fits && !hooks_.background_fits()) return Blocked::kBound;
+      const bool from_kept = t.job.from_job != 0 && kept_.has(t.job.rid, t.job.from_job);
       if (t.background() && hooks_.background_free_blocks_only &&
-          engine_->kv_stats().free_blocks < ((int64_t)ctx.size() + o_.block_size - 1) / o_.block_size + 1)
+          engine_->kv_stats().free_blocks <
+              (from_kept ? 2 : ((int64_t)ctx.size() + o_.block_size - 1) / o_.block_size + 1))
         return Blocked::kBound;
-      if (should_wait_for_shared_prefix(ctx)) return Blocked::kSharedPrefix;
-      const int64_t seq = next_seq_++;
-      auto added = engine_->add_sequence(seq, ctx, /*reuse_prefix=*/true);
-      if (!added) {
-        if (!running_.empty()) return Blocked::kRoom;  // wait for running tasks to free blocks
+      if (!from_kept && should_wait_for_shared_prefix(ctx)) return Blocked::kSharedPrefix;
+      auto started = start_sequence(t, ctx);
+      if (!started) {
+        if (!running_.empty()) {  // wait for running tasks to free blocks
+          short_of_blocks_ = true;
+          return Blocked::kRoom;
+        }
+        if (kept_.free_one(*engine_)) continue;  // kept sequences hold the blocks: free them first
         // Nothing holds blocks, so the pool itself is too small (never spin).
-        hooks_.reject(t, added.error().message);
+        hooks_.reject(t, started.error().message);
         queue_.pop_front();
         continue;
       }
+      const auto [seq, n_cached] = *started;
       if (t.background() && hooks_.background_max_uncached >= 0 &&
-          (int64_t)ctx.size() - *added > hooks_.background_max_uncached) {
+          (int64_t)ctx.size() - n_cached > hooks_.background_max_uncached) {
         engine_->release(seq);
         return Blocked::kBound;
       }
       t.seq = seq;
-      if (hooks_.admitted) hooks_.admitted(t, ctx, *added);
+      if (hooks_.admitted) hooks_.admitted(t, ctx, n_cached);
       if (!t.admitted_once) {
         t.admitted_once = true;
         t.admitted = Clock::now();
@@ -262,6 +295,26 @@ class Batch {
       queue_.pop_front();
     }
     return Blocked::kNone;
+  }
+
+  // A new sequence for `t` holding ctx: from the kept sequence its job
+  // names, else from the prefix cache. Returns it and how many of ctx's
+  // tokens have KV; error when no blocks are left.
+  Expected<std::pair<int64_t, int32_t>> start_sequence(Task& t, std::span<const int32_t> ctx) {
+    if (t.job.from_job != 0) {
+      auto k = kept_.start(*engine_, t.job.rid, t.job.from_job, t.from_counted, next_seq_, ctx);
+      if (!k) return k.error();
+      if (*k) {
+        t.from_counted = false;
+        if ((*k)->seq == next_seq_) ++next_seq_;
+        return std::pair<int64_t, int32_t>{(*k)->seq, (*k)->computed};
+      }
+    }
+    const int64_t seq = next_seq_;
+    auto added = engine_->add_sequence(seq, ctx, /*reuse_prefix=*/true);
+    if (!added) return added.error();
+    ++next_seq_;
+    return std::pair<int64_t, int32_t>{seq, *added};
   }
 
   bool should_wait_for_shared_prefix(std::span<const int32_t> ctx) const {
@@ -279,7 +332,9 @@ class Batch {
     for (size_t k = running_.size(); k-- > 0;) {
       if (!running_[k].background()) continue;
       assert(hooks_.stop);
+      making_room_ = true;  // its sequence is freed, not kept
       hooks_.stop(running_[k]);
+      making_room_ = false;
       assert(running_[k].left);
       running_.erase(running_.begin() + (ptrdiff_t)k);
       return true;
@@ -310,6 +365,9 @@ class Batch {
   std::deque<Task> queue_;     // foreground, then background; arrival order within each
   std::vector<Task> running_;  // admission order
   int64_t next_seq_ = 1;
+  KeptKv kept_;                   // live beams' sequences between their jobs
+  bool short_of_blocks_ = false;  // the last admission round found no blocks for the head
+  bool making_room_ = false;      // a background task is being stopped for room
   bool hold_admission_ = false;   // after a preemption, until a task leaves (or none runs)
   bool hold_background_ = false;  // after a background task was stopped for KV, until a task leaves
   int64_t preemptions_ = 0;

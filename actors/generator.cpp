@@ -64,6 +64,7 @@ class Generator {
         routes_(log_) {
     routes_.on<msg::GenJob>([this](msg::GenJob j) { on_job(std::move(j)); })
         .on<msg::StopJobs>([this](const msg::StopJobs& m) { on_stop(m); })
+        .on<msg::ReleaseKv>([this](const msg::ReleaseKv& m) { batch_.release_kept(m.rid, m.job_ids); })
         .on<msg::Forget>([this](const msg::Forget& m) { batch_.forget(m.rid); })
         .on<msg::Grant>([this](const msg::Grant& g) { return batch_.on_grant(g, "generator", config_, &weights_); })
         .on<msg::StatsQuery>([this](const msg::StatsQuery& m) { on_stats(m.qid, m.reset_peaks); })
@@ -246,6 +247,8 @@ void Generator::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("preemptions", batch_.preemptions()).put("iterations", iterations_).put("busy_ms", busy_ms_);
   st.put("prefill_tokens", prefill_tokens_).put("decode_iterations", decode_iterations_);
   st.put("decode_rows", decode_rows_).put("rows_hist", rows_hist_).put("kv_blocks_peak", batch_.kv_blocks_peak());
+  st.put("kv_kept", (int64_t)batch_.kept().size()).put("kept_forked_tokens", batch_.kept().forked_tokens());
+  st.put("kept_freed_for_room", batch_.kept().freed_for_room());
   st.put("spec_jobs", spec_jobs_).put("spec_tokens", spec_tokens_);
   st.put("spec_stopped", spec_stopped_).put("spec_held", spec_held_);
   st.put("row_cost_a_ms", cost_.known() ? cost_.a() : -1.0).put("row_cost_b_ms", cost_.known() ? cost_.b() : -1.0);
@@ -272,7 +275,9 @@ void Generator::finish(GenTask& t, const char* reason, std::string error, const 
   if (!d.error.empty())
     log_->warn("gen_job {} failed ({}): {}", d.job_id, d.code.empty() ? "internal" : d.code, d.error);
   post("scheduler", d);
-  batch_.release(t);  // full blocks stay in the prefix cache for the next step
+  // Full blocks stay in the prefix cache for the next step; a live beam's
+  // whole sequence stays for the jobs that continue it.
+  batch_.release(t, /*keep=*/d.error.empty());
   ++jobs_done_;
   if (t.job.speculative && d.finish == "stopped") ++spec_stopped_;
 }

@@ -22,6 +22,29 @@ struct Lane {
   int64_t inflight_tokens = 0;
   std::unordered_map<uint64_t, std::pair<uint64_t, int64_t>> inflight{};  // job_id -> (rid, cost)
   uint64_t dispatched = 0, completed = 0, rejected = 0;
+  // A release_kv must reach the actor after the jobs that fork the sequences
+  // it frees: it waits here while jobs of its request are queued.
+  std::unordered_map<uint64_t, int64_t> queued_of{};                 // rid -> queued jobs
+  std::unordered_map<uint64_t, std::vector<std::string>> held_releases{};  // rid -> release_kv messages
+
+  void push(QueuedJob q) {
+    ++queued_of[q.rid];
+    policy->push(std::move(q));
+  }
+  void release_kv(Mailbox& box, uint64_t rid, const std::string& bytes) {
+    if (queued_of.count(rid)) held_releases[rid].push_back(bytes);
+    else box.send(peer, bytes);
+  }
+  // A queued job of `rid` left the queue (after it was sent, if it was).
+  void left_queue(Mailbox& box, uint64_t rid) {
+    auto it = queued_of.find(rid);
+    if (it == queued_of.end() || --it->second > 0) return;
+    queued_of.erase(it);
+    auto h = held_releases.find(rid);
+    if (h == held_releases.end()) return;
+    for (const std::string& b : h->second) box.send(peer, b);
+    held_releases.erase(h);
+  }
 
   void done(uint64_t job_id) {
     auto it = inflight.find(job_id);
@@ -32,6 +55,8 @@ struct Lane {
   }
   void forget(uint64_t rid) {
     policy->remove_request(rid);
+    queued_of.erase(rid);
+    held_releases.erase(rid);  // forget frees every kept sequence of the request
     std::erase_if(inflight, [&](const auto& kv) {
       if (kv.second.first != rid) return false;
       inflight_tokens -= kv.second.second;
@@ -51,6 +76,7 @@ struct Lane {
         j = policy->pop(INT64_MAX);
         ++rejected;
         reject(*j);
+        left_queue(box, j->rid);
         continue;
       }
       if (!j) return;
@@ -58,6 +84,7 @@ struct Lane {
       inflight_tokens += j->cost_tokens;
       box.send(peer, j->bytes);
       ++dispatched;
+      left_queue(box, j->rid);
     }
   }
   msg::MapWriter stats() const {
@@ -131,7 +158,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
           reject_gen(q);
           continue;
         }
-        gen.policy->push(std::move(q));
+        gen.push(std::move(q));
         gen.dispatch(box, reject_gen);
       } else if (t == msg::ScoreJob::kType) {
         auto j = msg::decode<msg::ScoreJob>(*env);
@@ -141,7 +168,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
           // The bound is loose; let the verifier decide on the exact count.
           cost = ver.capacity;
         }
-        ver.policy->push({j->job_id, j->rid, 0, cost, {}, std::move(*bytes)});
+        ver.push({j->job_id, j->rid, 0, cost, {}, std::move(*bytes)});
         ver.dispatch(box, reject_score);
       } else if (t == msg::GenDone::kType) {
         auto d = msg::decode<msg::GenDone>(*env);
@@ -155,6 +182,11 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         ver.dispatch(box, reject_score);
       } else if (t == msg::StopJobs::kType) {
         box.send("generator", *bytes);
+      } else if (t == msg::ReleaseKv::kType) {
+        auto r = msg::decode<msg::ReleaseKv>(*env);
+        if (!r) continue;
+        gen.release_kv(box, r->rid, *bytes);
+        ver.release_kv(box, r->rid, *bytes);
       } else if (t == msg::GenProgress::kType) {
         box.send("beam_manager", *bytes);
       } else if (t == msg::Forget::kType) {

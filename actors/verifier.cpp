@@ -73,6 +73,7 @@ class Verifier {
         box_(std::move(box)), weight_bytes_(weight_bytes_on(config_, weights_, o.device.get())), batch_(o, log_, hooks()),
         routes_(log_) {
     routes_.on<msg::ScoreJob>([this](msg::ScoreJob j) { on_job(std::move(j)); })
+        .on<msg::ReleaseKv>([this](const msg::ReleaseKv& m) { batch_.release_kept(m.rid, m.job_ids); })
         .on<msg::Forget>([this](const msg::Forget& m) { on_forget(m.rid); })
         .on<msg::Grant>([this](const msg::Grant& g) { return batch_.on_grant(g, "verifier", config_, &weights_); })
         .on<msg::StatsQuery>([this](const msg::StatsQuery& m) { on_stats(m.qid, m.reset_peaks); })
@@ -200,6 +201,8 @@ void Verifier::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("score_cache_entries", entries).put("score_cache_requests", (int64_t)cache_.size());
   st.put("preemptions", batch_.preemptions()).put("iterations", iterations_).put("busy_ms", busy_ms_);
   st.put("kv_blocks_peak", batch_.kv_blocks_peak());
+  st.put("kv_kept", (int64_t)batch_.kept().size()).put("kept_forked_tokens", batch_.kept().forked_tokens());
+  st.put("kept_freed_for_room", batch_.kept().freed_for_room());
   if (reset_peaks) batch_.reset_peak(kv.used_blocks);
   post("intake", msg::StatsReply{qid, "verifier", st.bytes()});
 }
@@ -218,7 +221,9 @@ void Verifier::finish(ScoreTask& t, std::string error, const char* code) {
   if (!d.error.empty())
     log_->warn("score_job {} failed ({}): {}", d.job_id, d.code.empty() ? "internal" : d.code, d.error);
   post("scheduler", d);
-  batch_.release(t);  // full blocks stay in the prefix cache for the next step
+  // Full blocks stay in the prefix cache for the next step; a live beam's
+  // whole sequence stays for the jobs that continue it.
+  batch_.release(t, /*keep=*/d.error.empty());
   ++jobs_done_;
   tokens_scored_ += d.n_tokens;
 }

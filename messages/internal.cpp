@@ -79,6 +79,8 @@ void GenJob::write(MapWriter& w) const {
   if (forced_tokens > 0) w.put("forced_tokens", forced_tokens);
   if (speculative) w.put("speculative", speculative);
   if (!prefix.empty()) w.put("prefix", prefix);
+  if (keep_kv) w.put("keep_kv", keep_kv);
+  if (from_job != 0) w.put("from_job", from_job);
 }
 
 Status GenJob::read(const MapReader& r) {
@@ -96,7 +98,15 @@ Status GenJob::read(const MapReader& r) {
   FLASHTTS_TRY(r.get_opt("forced_tokens", &forced_tokens));
   FLASHTTS_TRY(r.get_opt("speculative", &speculative));
   FLASHTTS_TRY(r.get_opt("prefix", &prefix));
+  FLASHTTS_TRY(r.get_opt("keep_kv", &keep_kv));
+  FLASHTTS_TRY(r.get_opt("from_job", &from_job));
   return r.get_opt("priority", &priority);
+}
+
+void ReleaseKv::write(MapWriter& w) const { w.put("rid", rid).put("job_ids", job_ids); }
+Status ReleaseKv::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("rid", &rid));
+  return r.get("job_ids", &job_ids);
 }
 
 void StopJobs::write(MapWriter& w) const { w.put("rid", rid).put("job_ids", job_ids).put("at_tokens", at_tokens); }
@@ -142,12 +152,16 @@ Status GenDone::read(const MapReader& r) {
 
 void ScoreJob::write(MapWriter& w) const {
   w.put("job_id", job_id).put("rid", rid).put("beam", beam).put("problem", problem).put("steps", steps);
+  if (keep_kv) w.put("keep_kv", keep_kv);
+  if (from_job != 0) w.put("from_job", from_job);
 }
 Status ScoreJob::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("job_id", &job_id));
   FLASHTTS_TRY(r.get("rid", &rid));
   FLASHTTS_TRY(r.get("beam", &beam));
   FLASHTTS_TRY(r.get("problem", &problem));
+  FLASHTTS_TRY(r.get_opt("keep_kv", &keep_kv));
+  FLASHTTS_TRY(r.get_opt("from_job", &from_job));
   return r.get("steps", &steps);
 }
 

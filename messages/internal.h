@@ -1,9 +1,9 @@
 // Messages between the actors (DESIGN.md, "Shape"). Each type is defined once
 // here with its named fields; encode()/decode() in envelope.h carry it.
 //
-//   intake ──start, cancel──▶ beam_manager ──gen_job, score_job, forget──▶ scheduler
-//   scheduler ──gen_job, forget──▶ generator ──gen_progress, gen_done──▶ scheduler
-//   scheduler ──score_job, forget──▶ verifier ──score_done──▶ scheduler
+//   intake ──start, cancel──▶ beam_manager ──gen_job, score_job, stop_jobs, release_kv, forget──▶ scheduler
+//   scheduler ──gen_job, stop_jobs, release_kv, forget──▶ generator ──gen_progress, gen_done──▶ scheduler
+//   scheduler ──score_job, release_kv, forget──▶ verifier ──score_done──▶ scheduler
 //   scheduler ──gen_*, score_done──▶ beam_manager ──progress, reply──▶ intake
 //   generator, verifier ──weights──▶ memory_arbiter ──grant──▶ generator, verifier, scheduler
 //   intake ──stats_query──▶ every actor ──stats_reply──▶ intake
@@ -105,6 +105,15 @@ struct GenJob {
   // end of the context, counted as generated (in max_tokens, forced_tokens,
   // the delimiter test and GenDone's tokens and text). Not part of `tokens`.
   std::vector<int32_t> prefix;
+  // Live beams (policies.live_beams): keep_kv keeps the job's sequence (its
+  // context and generated tokens, with their KV) in the engine after GenDone,
+  // under this job's id, until release_kv names it; from_job names a kept
+  // sequence this job's context starts like (its beam's parent): the job forks
+  // it, cut back to what they share, instead of computing that context again.
+  // A from_job no longer kept (released under memory pressure) falls back to
+  // the prefix cache.
+  bool keep_kv = false;
+  uint64_t from_job = 0;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };
@@ -121,6 +130,19 @@ struct StopJobs {
   uint64_t rid = 0;
   std::vector<uint64_t> job_ids;
   std::vector<int32_t> at_tokens;  // same length as job_ids; 0 = now
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// beam_manager -> scheduler -> generator, verifier: the sequences kept for
+// these jobs (keep_kv) are no longer needed: a pruned, completed or copied
+// beam's. Each engine frees its own (jobs waiting to fork one fork it
+// first) and its blocks no other sequence holds leave the prefix cache at
+// once; unknown ids are ignored.
+struct ReleaseKv {
+  static constexpr const char* kType = "release_kv";
+  uint64_t rid = 0;
+  std::vector<uint64_t> job_ids;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };
@@ -163,6 +185,8 @@ struct ScoreJob {
   int32_t beam = 0;
   std::string problem;
   std::vector<std::string> steps;
+  bool keep_kv = false;   // as GenJob's: the PRM sequence lives on under this job's id
+  uint64_t from_job = 0;  // a kept PRM sequence this input starts like
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

@@ -33,6 +33,11 @@ TEST(Messages, EveryInternalMessageSurvivesARoundTrip) {
   EXPECT_DOUBLE_EQ(j2.temperature, 0.7);
   EXPECT_FALSE(j2.stop_at_delimiter);
   EXPECT_EQ(j2.priority, -2);
+  EXPECT_FALSE(j2.keep_kv);
+  EXPECT_EQ(j2.from_job, 0u);
+  j.keep_kv = true, j.from_job = 1ull << 50;
+  EXPECT_TRUE(round_trip(j).keep_kv);
+  EXPECT_EQ(round_trip(j).from_job, 1ull << 50);
 
   GenDone d;
   d.job_id = 1, d.rid = 2, d.beam = 3, d.tokens = {5}, d.text = "a\n\n", d.finish = "delimiter", d.n_cached = 16;
@@ -46,6 +51,12 @@ TEST(Messages, EveryInternalMessageSurvivesARoundTrip) {
   ScoreJob s;
   s.job_id = 4, s.problem = "p", s.steps = {"one", "", "three"};
   EXPECT_EQ(round_trip(s).steps, s.steps);
+  s.keep_kv = true, s.from_job = 9;
+  EXPECT_TRUE(round_trip(s).keep_kv);
+  EXPECT_EQ(round_trip(s).from_job, 9u);
+  ReleaseKv rk{5, {1, 1ull << 60}};
+  EXPECT_EQ(round_trip(rk).job_ids, rk.job_ids);
+  EXPECT_EQ(round_trip(rk).rid, 5u);
   ScoreDone sd;
   sd.scores = {0.25f, 1.0f};
   EXPECT_EQ(round_trip(sd).scores, sd.scores);

@@ -303,7 +303,7 @@ GenerateResult reference_generate(const std::filesystem::path& dir, const msg::G
   q.prompt = job.tokens;
   q.sampling = {(float)job.temperature, (float)job.top_p, job.top_k, job.seed};
   q.max_tokens = job.max_tokens;
-  q.stop_ids = m->config.eos_token_ids;
+  if (job.forced_tokens == 0) q.stop_ids = m->config.eos_token_ids;  // a forced length ignores EOS
   q.seq_id = (uint64_t)job.beam;
   auto e = Engine::create(m->config, std::move(m->weights), eo);
   EXPECT_TRUE(e.ok());

@@ -173,7 +173,7 @@ const std::filesystem::path& random_model(const std::string& tag, const std::str
 const Tokenizer& model_tokenizer(const std::filesystem::path& dir);
 
 // generate() for `job` on a fresh engine of the model at `dir`: what a
-// generator must reproduce token for token.
+// generator must reproduce token for token (EOS ignored for a forced length).
 GenerateResult reference_generate(const std::filesystem::path& dir, const msg::GenJob& job);
 
 // A GPU actor ("generator" or "verifier") under test with test-owned PULL
