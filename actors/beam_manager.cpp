@@ -1,8 +1,10 @@
 #include "actors/beam_manager.h"
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "actors/answer.h"
 #include "actors/strategy.h"
@@ -35,6 +37,9 @@ struct Request {
   std::unique_ptr<SearchStrategy> search;  // solve only
   Tally tally;
   std::unordered_map<uint64_t, int32_t> prefix_of;  // job id -> its prefix tokens, while it runs
+  // Live beams: jobs sent with keep_kv, and those finished (their sequence is
+  // kept in an engine until a release_kv names it, or Forget).
+  std::unordered_set<uint64_t> keeping, kept;
 };
 
 class BeamManager;
@@ -45,7 +50,8 @@ class Host final : public SearchHost {
   Host(BeamManager& bm, uint64_t rid) : bm_(bm), rid_(rid) {}
   uint64_t submit(GenRequest g) override;
   void stop(std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) override;
-  uint64_t score(int32_t beam, std::vector<std::string> steps) override;
+  uint64_t submit_score(ScoreRequest s) override;
+  void keep_kv_only(const std::unordered_set<uint64_t>& referenced) override;
   void progress(const msg::MapWriter& event) override;
   double elapsed_ms() const override;
 
@@ -71,6 +77,8 @@ class BeamManager {
     j.job_id = ++next_job_, j.rid = rid, j.beam = g.beam, j.tokens = std::move(g.tokens);
     j.max_tokens = g.max_tokens, j.stop_at_delimiter = g.stop_at_delimiter, j.report_every = report_every;
     j.forced_tokens = g.forced_tokens, j.speculative = g.speculative, j.prefix = std::move(g.prefix);
+    j.keep_kv = g.keep_kv, j.from_job = g.from_job;
+    if (j.keep_kv) r.keeping.insert(j.job_id);
     if (r.start.kind == "solve") {
       const auto& p = r.start.solve;
       j.temperature = g.greedy ? 0.0 : p.temperature, j.top_p = p.top_p, j.top_k = p.top_k, j.seed = p.seed;
@@ -92,17 +100,32 @@ class BeamManager {
     box_.post("scheduler", msg::StopJobs{rid, std::move(job_ids), std::move(at_tokens)});
   }
 
-  uint64_t submit_score(uint64_t rid, int32_t beam, const std::string& problem, std::vector<std::string> steps) {
+  uint64_t submit_score(uint64_t rid, const std::string& problem, ScoreRequest s) {
+    Request& r = requests_.at(rid);
     msg::ScoreJob j;
-    j.job_id = ++next_job_, j.rid = rid, j.beam = beam, j.problem = problem, j.steps = std::move(steps);
+    j.job_id = ++next_job_, j.rid = rid, j.beam = s.beam, j.problem = problem, j.steps = std::move(s.steps);
+    j.keep_kv = s.keep_kv, j.from_job = s.from_job;
+    if (j.keep_kv) r.keeping.insert(j.job_id);
     box_.post("scheduler", j);
     ++jobs_;
-    Request& r = requests_.at(rid);
     if (r.tally.ver_first_ms < 0) r.tally.ver_first_ms = ms_since(r.t0);
     return j.job_id;
   }
 
   const std::string& problem(uint64_t rid) const { return requests_.at(rid).start.solve.problem; }
+
+  // Frees the kept sequences of the request's finished jobs not in `referenced`.
+  void keep_kv_only(uint64_t rid, const std::unordered_set<uint64_t>& referenced) {
+    Request& r = requests_.at(rid);
+    msg::ReleaseKv m{rid, {}};
+    for (uint64_t id : r.kept)
+      if (!referenced.count(id)) m.job_ids.push_back(id);
+    if (m.job_ids.empty()) return;
+    std::sort(m.job_ids.begin(), m.job_ids.end());
+    for (uint64_t id : m.job_ids) r.kept.erase(id);
+    box_.post("scheduler", m);
+  }
+
   double elapsed_ms(uint64_t rid) const { return ms_since(requests_.at(rid).t0); }
 
   void progress(uint64_t rid, const msg::MapWriter& event) {
@@ -142,9 +165,8 @@ uint64_t Host::submit(GenRequest g) { return bm_.submit_gen(rid_, std::move(g), 
 void Host::stop(std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) {
   bm_.stop_jobs(rid_, std::move(job_ids), std::move(at_tokens));
 }
-uint64_t Host::score(int32_t beam, std::vector<std::string> steps) {
-  return bm_.submit_score(rid_, beam, bm_.problem(rid_), std::move(steps));
-}
+uint64_t Host::submit_score(ScoreRequest s) { return bm_.submit_score(rid_, bm_.problem(rid_), std::move(s)); }
+void Host::keep_kv_only(const std::unordered_set<uint64_t>& referenced) { bm_.keep_kv_only(rid_, referenced); }
 void Host::progress(const msg::MapWriter& event) { bm_.progress(rid_, event); }
 double Host::elapsed_ms() const { return bm_.elapsed_ms(rid_); }
 
@@ -212,7 +234,8 @@ void BeamManager::on_start(msg::Start s) {
     if (!ids) return reply_error(rid, msg::code::kBadRequest, ids.error().message);
     if (Status f = prompt_fits(*ids); !f.ok()) return reply_error(rid, msg::code::kTooLarge, f.message());
     r.tally.prompt_tokens = (int64_t)ids->size();
-    SearchSetup setup{st.solve, std::move(*ids), o_.step_delimiter, o_.speculation, o_.speculation_bounded};
+    SearchSetup setup{st.solve, std::move(*ids), o_.step_delimiter, o_.speculation, o_.speculation_bounded,
+                      o_.live_beams};
     r.search = make_strategy(setup);
     Host host(*this, rid);
     r.search->start(host);
@@ -224,7 +247,7 @@ void BeamManager::on_start(msg::Start s) {
     g.tokens = std::move(*ids), g.max_tokens = st.generate.max_tokens, g.stop_at_delimiter = st.generate.stop_at_step;
     submit_gen(rid, std::move(g), st.generate.stream ? 8 : 0);
   } else {
-    submit_score(rid, 0, st.score.problem, st.score.steps);
+    submit_score(rid, st.score.problem, {0, st.score.steps});
   }
 }
 
@@ -238,6 +261,7 @@ void BeamManager::on_gen_done(const msg::GenDone& d) {
     if (!d.code.empty()) return reply_error(d.rid, d.code, d.error);
     return reply_error(d.rid, msg::code::kInternal, "generation failed: " + d.error);
   }
+  if (r.keeping.erase(d.job_id)) r.kept.insert(d.job_id);
   Tally& t = r.tally;
   int32_t prefix = 0;
   if (auto p = r.prefix_of.find(d.job_id); p != r.prefix_of.end()) {
@@ -272,6 +296,7 @@ void BeamManager::on_score_done(const msg::ScoreDone& d) {
     if (!d.code.empty() && !policy_steps_refused) return reply_error(d.rid, d.code, d.error);
     return reply_error(d.rid, msg::code::kInternal, "scoring failed: " + d.error);
   }
+  if (r.keeping.erase(d.job_id)) r.kept.insert(d.job_id);
   Tally& t = r.tally;
   t.prm_tokens += d.n_tokens;
   t.prm_computed += d.n_computed;

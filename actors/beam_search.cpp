@@ -22,8 +22,13 @@
 //
 // Speculative beam extension (SearchSetup::speculation, not with look-ahead):
 // the iteration's n beams are one SpecGroup (actors/speculation.h); the
-// survivors' copies take over their speculation. Known gap: a beam's KV does
-// not live across iterations yet (each job re-admits its context).
+// survivors' copies take over their speculation.
+//
+// Live beams (SearchSetup::live_beams): every step's generation and scoring
+// keeps its sequence in the engine; a copy's next jobs fork its parent's (or
+// the speculation it takes over), and at each iteration's start the
+// sequences no beam refers to any more (pruned, completed, copied) are
+// released.
 //
 // Trace mode (math-trace, actors/trace.h): every step, look-ahead steps too,
 // is one forced generation of its drawn length and ends the beam when the
@@ -61,6 +66,9 @@ struct Slot {
   double done_ms = 0;
   int32_t prefix = 0;  // tokens of its job's prefix
   Carry carry;         // what it takes over from its parent's speculation
+  // Live beams: the jobs whose kept sequences hold its path (policy) and its
+  // scored steps (PRM), and its scoring job while it runs.
+  uint64_t gen_kv = 0, score_kv = 0, scoring = 0;
 };
 
 class BeamSearch final : public SearchStrategy {
@@ -112,6 +120,7 @@ class BeamSearch final : public SearchStrategy {
     jobs_.erase(it);
     Slot& sl = slots_[k];
     if (sl.phase != Slot::Phase::Scoring) return;
+    if (d.job_id == sl.scoring) sl.score_kv = d.job_id;
     sl.path.take_scores(d.scores, &s_.params.trace, s_.params.max_steps);
     resolve(host, k);
   }
@@ -159,8 +168,15 @@ class BeamSearch final : public SearchStrategy {
         reused.push_back(k);
         continue;
       }
+      g->keep_kv = s_.live_beams && !last_iteration();  // nothing continues the last
+      g->from_job = sl.gen_kv;
       sl.prefix = (int32_t)g->prefix.size();
       jobs_[host.submit(std::move(*g))] = k;
+    }
+    if (s_.live_beams) {  // after the jobs that fork them
+      std::unordered_set<uint64_t> referenced;
+      for (const Slot& sl : slots_) referenced.insert({sl.gen_kv, sl.score_kv});
+      host.keep_kv_only(referenced);
     }
     // After every job is out, so that these may speculate while the others write.
     for (size_t k : reused) {
@@ -192,12 +208,13 @@ class BeamSearch final : public SearchStrategy {
       sl.path.append(d, s_.delimiter);
       sl.ended = last_iteration() || step_ends_beam(d, sl.path, s_.params.answer_marker);
     }
+    if (s_.live_beams && d.job_id != 0) sl.gen_kv = d.job_id;  // (a carried step keeps the carry's)
     msg::MapWriter ev;
     ev.put("kind", "generated").put("beam", sl.stream).put("iteration", iteration_ + 1);
     ev.put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
     host.progress(ev);
     spec_.written(host, k, sl.path, generated, speculate_ && !sl.ended && !last_iteration(),
-                  speculative_stream(s_.params, stream_id(iteration_, (int32_t)k, s_.params.n)), sl.prior);
+                  speculative_stream(s_.params, stream_id(iteration_, (int32_t)k, s_.params.n)), sl.prior, sl.gen_kv);
     if (!sl.ended && s_.params.lookahead > 0) return look_ahead(host, k);
     switch (take_verified(s_, sl.carry, sl.path)) {
       case Verified::kScored:
@@ -234,7 +251,9 @@ class BeamSearch final : public SearchStrategy {
       steps.push_back(std::move(a));
     if (steps.size() == sl.path.steps.size() && sl.path.scored()) return resolve(host, k);
     sl.phase = Slot::Phase::Scoring;
-    jobs_[host.score(sl.stream, std::move(steps))] = k;
+    const uint64_t id = host.submit_score({sl.stream, std::move(steps), s_.live_beams && !last_iteration(), sl.score_kv});
+    if (s_.live_beams) sl.scoring = id;
+    jobs_[id] = k;
   }
 
   // Ranked by the real steps' scores only (take_scores keeps those).
@@ -292,6 +311,8 @@ class BeamSearch final : public SearchStrategy {
       next[j].path.lineage = lineage_child(parent.path.lineage, copy);
       next[j].prior = parent.rank;
       next[j].carry = spec_.carry(active[j % active.size()], next[j].path, copy, iteration_);
+      next[j].gen_kv = next[j].carry.kv_job ? next[j].carry.kv_job : parent.gen_kv;
+      next[j].score_kv = parent.score_kv;
     }
     slots_ = std::move(next);
     begin_iteration(host);

@@ -17,6 +17,10 @@
 // candidate's speculation is taken over by the next iteration's candidates
 // (candidate 0 continues it, the others keep a random prefix).
 //
+// Live beams (SearchSetup::live_beams): candidates fork the kept candidate's
+// sequences (or the speculation they take over); when a subtree starts an
+// iteration, the kept sequences no subtree refers to any more are released.
+//
 // Trace mode (math-trace, actors/trace.h): every candidate step is one forced
 // generation of its drawn length and ends the subtree when the draw ends it.
 // Subtree t starts as lineage_root(t); candidate j is lineage_child(path, j),
@@ -24,6 +28,7 @@
 #include <algorithm>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "actors/answer.h"
 #include "actors/search_path.h"
@@ -42,6 +47,9 @@ struct Candidate {
   float score = 0;  // aggregated
   int32_t prefix = 0;  // tokens of its job's prefix
   Carry carry;         // what it takes over from the kept candidate's speculation
+  // Live beams: the jobs whose kept sequences hold its path (policy) and its
+  // scored steps (PRM), and its scoring job while it runs.
+  uint64_t gen_kv = 0, score_kv = 0, scoring = 0;
 };
 
 struct Subtree {
@@ -53,6 +61,7 @@ struct Subtree {
   double done_ms = 0;
   std::unique_ptr<SpecGroup> spec;  // this iteration's candidates' speculation
   bool waiting = false;             // every candidate resolved; waiting for speculation to end
+  uint64_t gen_kv = 0, score_kv = 0;  // live beams: the kept candidate's
 };
 
 class Dvts final : public SearchStrategy {
@@ -90,7 +99,9 @@ class Dvts final : public SearchStrategy {
     if (it == jobs_.end()) return;
     auto [t, j] = it->second;
     jobs_.erase(it);
-    trees_[t].cands[j].path.take_scores(d.scores, &s_.params.trace, s_.params.max_steps);
+    Candidate& c = trees_[t].cands[j];
+    if (d.job_id == c.scoring) c.score_kv = d.job_id;
+    c.path.take_scores(d.scores, &s_.params.trace, s_.params.max_steps);
     resolve(host, t, j);
   }
 
@@ -129,9 +140,10 @@ class Dvts final : public SearchStrategy {
     ev.put("kind", "generated").put("beam", c.stream).put("subtree", (int32_t)t);
     ev.put("iteration", tree.iteration + 1).put("tokens", (int32_t)d.tokens.size()).put("finish", d.finish);
     host.progress(ev);
+    if (s_.live_beams && d.job_id != 0) c.gen_kv = d.job_id;  // (a carried step keeps the carry's)
     const int32_t stream = stream_id(tree.iteration, (int32_t)(t * width_ + j), s_.params.n);
     tree.spec->written(host, j, c.path, generated, speculate_ && !c.ended && !last_iteration(tree),
-                       speculative_stream(s_.params, stream), 0);
+                       speculative_stream(s_.params, stream), 0, c.gen_kv);
     switch (take_verified(s_, c.carry, c.path)) {
       case Verified::kScored:
         return resolve(host, t, j);
@@ -144,7 +156,9 @@ class Dvts final : public SearchStrategy {
     // A step that adds no step keeps the path's scores (an empty trailing
     // step is never scored).
     if (c.path.scored()) return resolve(host, t, j);
-    jobs_[host.score(c.stream, c.path.steps)] = {t, j};
+    const uint64_t id = host.submit_score({c.stream, c.path.steps, s_.live_beams && !last_iteration(tree), tree.score_kv});
+    if (s_.live_beams) c.scoring = id;
+    jobs_[id] = {t, j};
   }
 
   // The subtree's next candidates, each with what it takes over from the
@@ -160,6 +174,8 @@ class Dvts final : public SearchStrategy {
     for (int32_t j = 0; j < width_; ++j) {
       Candidate& c = tree.cands[j];
       if (!carries.empty()) c.carry = std::move(carries[j]);
+      c.gen_kv = c.carry.kv_job ? c.carry.kv_job : tree.gen_kv;
+      c.score_kv = tree.score_kv;
       c.stream = c.carry.stream >= 0 ? c.carry.stream : stream_id(tree.iteration, (int32_t)t * width_ + j, p.n);
       c.path = tree.path;
       c.path.lineage = lineage_child(tree.path.lineage, j);
@@ -170,8 +186,11 @@ class Dvts final : public SearchStrategy {
         continue;
       }
       c.prefix = (int32_t)g->prefix.size();
+      g->keep_kv = s_.live_beams && !last_iteration(tree);  // nothing continues the last
+      g->from_job = c.gen_kv;
       jobs_[host.submit(std::move(*g))] = {t, (size_t)j};
     }
+    if (s_.live_beams) host.keep_kv_only(referenced());  // after the jobs that fork them
     // After every job is out, so that these may speculate while the others write.
     for (size_t j : reused) {
       msg::GenDone d = std::move(*tree.cands[j].carry.step);
@@ -202,6 +221,7 @@ class Dvts final : public SearchStrategy {
       if (tree.cands[i].score > tree.cands[best].score) best = i;
     const Candidate& kept = tree.cands[best];
     tree.path = kept.path;
+    tree.gen_kv = kept.gen_kv, tree.score_kv = kept.score_kv;
     ++tree.iteration;
     if (kept.ended) {
       tree.done = true;
@@ -221,6 +241,18 @@ class Dvts final : public SearchStrategy {
       carries.push_back(tree.spec->carry(best, copy, j, tree.iteration));
     }
     expand(host, t, std::move(carries));
+  }
+
+  // Live beams: the jobs whose kept sequences some subtree still refers to.
+  std::unordered_set<uint64_t> referenced() const {
+    std::unordered_set<uint64_t> ids;
+    for (const Subtree& tree : trees_) {
+      if (tree.done) continue;
+      ids.insert({tree.gen_kv, tree.score_kv});
+      for (const Candidate& c : tree.cands) ids.insert({c.gen_kv, c.score_kv});
+      tree.spec->add_kv_jobs(&ids);
+    }
+    return ids;
   }
 
   SearchSetup s_;

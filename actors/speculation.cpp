@@ -75,10 +75,10 @@ std::vector<int32_t> SpecGroup::context(const SearchPath& path, const std::vecto
 }
 
 void SpecGroup::written(SearchHost& host, size_t m, const SearchPath& path, int32_t generated, bool goes_on,
-                        int32_t stream, float prior) {
+                        int32_t stream, float prior, uint64_t kv_job) {
   Member& mb = members_[m];
   mb.path = path, mb.generated = generated, mb.goes_on = goes_on;
-  mb.stream = stream, mb.prior = prior;
+  mb.stream = stream, mb.prior = prior, mb.kv_job = kv_job;
   ++written_;
   if (goes_on && written_ < members_.size()) speculate(host, m, stream);
   if (written_ == members_.size()) cap(host);
@@ -90,6 +90,8 @@ void SpecGroup::speculate(SearchHost& host, size_t m, int32_t stream) {
   g.beam = stream;
   g.tokens = context(mb.path, {});
   g.speculative = true;
+  g.keep_kv = s_.live_beams;
+  g.from_job = mb.kv_job;
   Speculation& sp = specs_[m].emplace();
   sp.member = m;
   sp.stream = stream;
@@ -105,7 +107,7 @@ void SpecGroup::speculate(SearchHost& host, size_t m, int32_t stream) {
   } else {
     g.max_tokens = s_.params.max_tokens_per_step;
   }
-  sp.job = host.submit(std::move(g));
+  sp.job = sp.kv_job = host.submit(std::move(g));
   jobs_[sp.job] = m;
   ++pending_;
   ++tally_->jobs;
@@ -169,8 +171,10 @@ bool SpecGroup::on_generated(SearchHost& host, const msg::GenDone& d) {
       g.forced_tokens = g.max_tokens = more;
       g.stop_at_delimiter = false;
       g.speculative = true;
+      g.keep_kv = s_.live_beams;
+      g.from_job = sp.kv_job;
       sp.second = true;
-      sp.job = host.submit(std::move(g));
+      sp.job = sp.kv_job = host.submit(std::move(g));
       jobs_[sp.job] = sp.member;
       if (sp.cap >= 0) {
         host.stop({sp.job}, {more});  // capped already: it runs to its point like the first parts
@@ -208,6 +212,11 @@ void SpecGroup::verify_ahead(SearchHost& host, Speculation& sp) {
   sp.scored_steps = next.steps;
   sp.score_job = host.score(sp.stream, next.steps);
   scorings_[sp.score_job] = sp.member;
+}
+
+void SpecGroup::add_kv_jobs(std::unordered_set<uint64_t>* ids) const {
+  for (const auto& sp : specs_)
+    if (sp && sp->kv_job) ids->insert(sp->kv_job);
 }
 
 bool SpecGroup::at_barrier(SearchHost& host) {
@@ -252,6 +261,7 @@ Carry SpecGroup::carry(size_t parent, const SearchPath& copy_path, int32_t copy,
     if (t > 0) c.prefix.assign(sp.tokens.begin(), sp.tokens.begin() + t);
   }
   const int64_t used = c.step ? (int64_t)c.step->tokens.size() : (int64_t)c.prefix.size();
+  if (used > 0 && s_.live_beams) c.kv_job = sp.kv_job;
   if (used > sp.taken) {
     tally_->kept += used - sp.taken;
     sp.taken = used;

@@ -31,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "actors/search_path.h"
@@ -48,6 +49,7 @@ struct Carry {
   std::vector<std::string> scored_steps;
   std::vector<float> scores;
   bool scored = false;
+  uint64_t kv_job = 0;                // live beams: the kept sequence holding what it takes (0: none)
 };
 
 // The job that writes the step after `path` on `stream`, going on after
@@ -84,9 +86,13 @@ class SpecGroup {
 
   // Member m's real step is written: `path` holds it, `generated` tokens of
   // it were generated in this iteration; `goes_on`: the member may have a
-  // next step; `stream` the speculative stream; `prior` its parent's score.
+  // next step; `stream` the speculative stream; `prior` its parent's score;
+  // `kv_job` (live beams) the job whose kept sequence holds its path.
   void written(SearchHost& host, size_t m, const SearchPath& path, int32_t generated, bool goes_on, int32_t stream,
-               float prior);
+               float prior, uint64_t kv_job);
+
+  // Live beams: adds the jobs whose kept sequences its speculations hold.
+  void add_kv_jobs(std::unordered_set<uint64_t>* ids) const;
 
   // Takes the result of one of its jobs; false when the job is not its own.
   bool on_generated(SearchHost& host, const msg::GenDone& d);
@@ -119,10 +125,12 @@ class SpecGroup {
     bool goes_on = false;
     int32_t stream = 0;
     float prior = 0;
+    uint64_t kv_job = 0;
   };
   struct Speculation {
     size_t member = 0;
     uint64_t job = 0;             // the part running
+    uint64_t kv_job = 0;          // live beams: the last part's job, whose kept sequence holds it all
     int32_t stream = 0;           // copy 0 continues it
     bool settled = false;         // its last GenDone is back
     bool second = false;          // trace mode: the second part is (or was) running

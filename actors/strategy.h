@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "messages/internal.h"
@@ -38,6 +39,18 @@ struct GenRequest {
   bool greedy = false;           // temperature 0 (look-ahead steps)
   int32_t forced_tokens = 0;     // trace mode: exactly this many tokens (GenJob::forced_tokens)
   bool speculative = false;      // lowest priority; may end early, finish "stopped"
+  // Live beams (SearchSetup::live_beams; GenJob's fields): keep the job's
+  // sequence for the beams that continue it; start from a kept one.
+  bool keep_kv = false;
+  uint64_t from_job = 0;
+};
+
+// One PRM scoring a strategy asks for (a ScoreJob's search-side fields).
+struct ScoreRequest {
+  int32_t beam = 0;
+  std::vector<std::string> steps;  // of this request's problem
+  bool keep_kv = false;            // as GenRequest's, for the PRM's sequence
+  uint64_t from_job = 0;
 };
 
 // What a strategy may ask of the beam manager.
@@ -49,23 +62,29 @@ class SearchHost {
   // Ends speculative jobs: job_ids[i] stops once it holds at_tokens[i]
   // generated tokens (0 = now; msg::StopJobs). Their GenDones follow.
   virtual void stop(std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) = 0;
-  // Queues PRM scoring of `steps` (of this request's problem) for `beam`.
-  virtual uint64_t score(int32_t beam, std::vector<std::string> steps) = 0;
+  // Queues a PRM scoring; returns the job id.
+  virtual uint64_t submit_score(ScoreRequest s) = 0;
+  // Live beams: frees the sequences kept for this request's finished jobs
+  // (keep_kv), except those of the jobs in `referenced` (msg::ReleaseKv).
+  virtual void keep_kv_only(const std::unordered_set<uint64_t>& referenced) = 0;
   // A progress event for streaming clients (sent only when they asked).
   virtual void progress(const msg::MapWriter& event) = 0;
   // Milliseconds since the request started.
   virtual double elapsed_ms() const = 0;
 
+  // PRM scoring of `steps` (of this request's problem) for `beam`.
+  uint64_t score(int32_t beam, std::vector<std::string> steps) { return submit_score({beam, std::move(steps)}); }
+
   // Generation from `tokens` (the whole context) for `beam`. `greedy`
   // overrides the request's sampling with temperature 0 (look-ahead steps).
   uint64_t generate(int32_t beam, std::vector<int32_t> tokens, int32_t max_tokens, bool stop_at_delimiter,
                     bool greedy) {
-    return submit({beam, std::move(tokens), {}, max_tokens, stop_at_delimiter, greedy, 0, false});
+    return submit({beam, std::move(tokens), {}, max_tokens, stop_at_delimiter, greedy, 0, false, false, 0});
   }
   // The math-trace workload (SolveParams::trace): generation of exactly
   // `n_tokens` new tokens, EOS and the delimiter ignored (GenJob::forced_tokens).
   uint64_t generate_forced(int32_t beam, std::vector<int32_t> tokens, int32_t n_tokens, bool greedy) {
-    return submit({beam, std::move(tokens), {}, n_tokens, false, greedy, n_tokens, false});
+    return submit({beam, std::move(tokens), {}, n_tokens, false, greedy, n_tokens, false, false, 0});
   }
 };
 
@@ -79,6 +98,9 @@ struct SearchSetup {
   // back, so the iteration's barrier ends what is still running instead of
   // waiting for it to reach its cap.
   bool speculation_bounded = false;
+  // policies.live_beams: a beam's sequences (policy and PRM) live in the
+  // engines across iterations; its continuations fork them (GenJob::keep_kv).
+  bool live_beams = false;
 };
 
 class SearchStrategy {

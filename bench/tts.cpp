@@ -77,14 +77,19 @@ fs::path build_dir() {
   return fs::read_symlink("/proc/self/exe", ec).parent_path().parent_path();
 }
 
-// The built-in overlays: the baseline (what vLLM does), flashtts (every
-// optimization that exists: so far speculation; prefix-aware scheduling and
-// the roofline split are issues 22 and 23), and one per optimization for the
-// ablation.
+// The built-in overlays: the baseline (what vLLM does: prefix cache, no
+// live beams), flashtts (every optimization that exists: so far speculation
+// and live beams; prefix-aware scheduling and the roofline split are issues
+// 22 and 23), and one per optimization for the ablation.
 std::map<std::string, std::vector<std::string>> builtin_overlays() {
-  return {{"baseline", {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=false"}},
-          {"flashtts", {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=true"}},
-          {"speculation", {"policies.speculation=true"}}};
+  return {{"baseline",
+           {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=false",
+            "policies.live_beams=false"}},
+          {"flashtts",
+           {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=true",
+            "policies.live_beams=true"}},
+          {"speculation", {"policies.speculation=true", "policies.live_beams=false"}},
+          {"live_beams", {"policies.speculation=false", "policies.live_beams=true"}}};
 }
 
 // The base TOML with `section.key=value` lines set, parsed as a Config.

@@ -260,6 +260,7 @@ Status read_policies(const Section& s, PolicyConfig* p) {
   FLASHTTS_TRY(s.read_enum("memory_split", &p->memory_split, {"static"}));
   FLASHTTS_TRY(s.read("speculation", &p->speculation));
   FLASHTTS_TRY(s.read("speculation_max_slowdown", &p->speculation_max_slowdown));
+  FLASHTTS_TRY(s.read("live_beams", &p->live_beams));
   if (!(p->speculation_max_slowdown >= 0 && p->speculation_max_slowdown <= 10))
     return s.fail("speculation_max_slowdown", show(p->speculation_max_slowdown),
                   "must be in [0, 10] (a fraction of a decode pass; 0 = no bound)");
@@ -354,8 +355,8 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
                                                     "search", "limits", "endpoints"};
   std::vector<std::string> top_keys = {"log_level"};
   top_keys.insert(top_keys.end(), sections.begin(), sections.end());
-  Section top(file, "", &root, top_keys);
   top_keys.push_back("log_format");
+  Section top(file, "", &root, top_keys);
   FLASHTTS_TRY(top.check_unknown());
   for (const auto& name : sections)
     if (const Value* v = section_table(root, name); v && !v->is_table())
@@ -368,13 +369,13 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   Config c = default_config();
   c.source = source;
   FLASHTTS_TRY(top.read_enum("log_level", &c.log_level, {"trace", "debug", "info", "warn", "error", "off"}));
-  FLASHTTS_TRY(read_models(models, source.parent_path(), &c.models));
   FLASHTTS_TRY(top.read_enum("log_format", &c.log_format, {"text", "json"}));
+  FLASHTTS_TRY(read_models(models, source.parent_path(), &c.models));
   FLASHTTS_TRY(read_memory(section("memory", {"budget_mb", "generator_share", "block_size"}), &c.memory));
   FLASHTTS_TRY(read_engine(
       section("engine", {"device", "generator_threads", "verifier_threads", "prefill_chunk", "max_batch"}),
       &c.engine));
-  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "memory_split", "speculation", "speculation_max_slowdown"}), &c.policies));
+  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "memory_split", "speculation", "speculation_max_slowdown", "live_beams"}), &c.policies));
   FLASHTTS_TRY(read_search(section("search", {"step_delimiter", "strategy", "n", "beam_width", "max_steps",
                                               "max_tokens_per_step", "temperature", "top_p", "top_k", "seed",
                                               "aggregation", "selection", "lookahead", "filter_duplicates",
@@ -465,11 +466,11 @@ fs::path default_config_path() {
   if (!ec) {
     fs::path beside = (exe.parent_path() / ".." / "configs" / "default.toml").lexically_normal();
     if (fs::exists(beside, ec)) return beside;
-  }
-  return fs::path(FLASHTTS_SOURCE_DIR) / "configs" / "default.toml";
-}
     // An installed binary: PREFIX/bin/flashtts, PREFIX/share/flashtts/configs (cmake --install).
     fs::path installed = (exe.parent_path() / ".." / "share" / "flashtts" / "configs" / "default.toml").lexically_normal();
     if (fs::exists(installed, ec)) return installed;
+  }
+  return fs::path(FLASHTTS_SOURCE_DIR) / "configs" / "default.toml";
+}
 
 }  // namespace flashtts

@@ -57,6 +57,10 @@ struct PolicyConfig {
   // Speculative rows may make a decode pass this fraction slower than the
   // real rows alone would (the generator's measured cost of a row); 0 = no bound.
   double speculation_max_slowdown = 0.05;
+  // Live beams: a beam's policy and PRM sequences stay in the engines across
+  // iterations and its continuations fork them (beam search, DVTS); off, each
+  // job finds its context in the prefix cache (the baseline).
+  bool live_beams = false;
 };
 
 struct EndpointsConfig {
@@ -71,11 +75,11 @@ struct EndpointsConfig {
 struct Config {
   std::filesystem::path source;              // the file read ("" for built-in defaults)
   std::string log_level = "info";
+  std::string log_format = "text";           // "text" | "json" (one JSON object per line)
   ModelsConfig models;
   MemoryConfig memory;
   EngineConfig engine;
   PolicyConfig policies;
-  std::string log_format = "text";           // "text" | "json" (one JSON object per line)
   EndpointsConfig endpoints;
   std::string step_delimiter = "\n\n";       // [search] step_delimiter
   msg::RequestDefaults defaults;             // [search]: solve defaults; generate/score keep theirs

@@ -316,9 +316,12 @@ TEST(Config, ABudgetPastOnePebibyteIsAnErrorNamingTheKeyAndTheLargestValue) {
 }
 
 TEST(Config, SpeculationAndItsSlowdownBoundAreRead) {
-  auto c = parse_config("[policies]\nspeculation = true\nspeculation_max_slowdown = 0.2\n", "t.toml", false);
+  auto c = parse_config("[policies]\nspeculation = true\nspeculation_max_slowdown = 0.2\nlive_beams = true\n", "t.toml",
+                        false);
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_TRUE(c->policies.speculation);
+  EXPECT_TRUE(c->policies.live_beams);
+  EXPECT_TRUE(contains(error_of("[policies]\nlive_beams = 1\n"), "policies.live_beams on line 2 must be a boolean"));
   EXPECT_DOUBLE_EQ(c->policies.speculation_max_slowdown, 0.2);
   EXPECT_TRUE(contains(error_of("[policies]\nspeculation_max_slowdown = -0.1\n"),
                        "policies.speculation_max_slowdown = -0.1 on line 2 must be in [0, 10]"));

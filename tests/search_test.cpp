@@ -48,6 +48,8 @@ struct Job {
   int32_t round = 0;               // "iteration" events seen when it was submitted
   std::vector<int32_t> prefix;     // gen: tokens of the step written before
   bool speculative = false;
+  bool keep_kv = false;
+  uint64_t from_job = 0;
 
   // The text the beam had written when this job was asked for.
   std::string context_text() const { return text_of(std::span(tokens).subspan(kPrompt.size())); }
@@ -61,15 +63,30 @@ class ScriptHost final : public SearchHost {
     j.id = ++next_, j.gen = true, j.beam = g.beam, j.tokens = std::move(g.tokens), j.max_tokens = g.max_tokens;
     j.stop = g.stop_at_delimiter, j.greedy = g.greedy, j.round = rounds;
     j.prefix = std::move(g.prefix), j.speculative = g.speculative;
+    j.keep_kv = g.keep_kv, j.from_job = g.from_job;
+    check_fork(j);
     return add(std::move(j));
   }
   void stop(std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) override {
     for (size_t i = 0; i < job_ids.size(); ++i) stops[job_ids[i]] = at_tokens[i];
   }
-  uint64_t score(int32_t beam, std::vector<std::string> steps) override {
+  uint64_t submit_score(ScoreRequest s) override {
     Job j;
-    j.id = ++next_, j.gen = false, j.beam = beam, j.steps = std::move(steps), j.round = rounds;
+    j.id = ++next_, j.gen = false, j.beam = s.beam, j.steps = std::move(s.steps), j.round = rounds;
+    j.keep_kv = s.keep_kv, j.from_job = s.from_job;
+    check_fork(j);
     return add(std::move(j));
+  }
+  // As the beam manager: the finished keep_kv jobs not referenced are released.
+  void keep_kv_only(const std::unordered_set<uint64_t>& referenced) override {
+    for (auto it = kept.begin(); it != kept.end();) {
+      if (referenced.count(*it)) {
+        ++it;
+        continue;
+      }
+      released.insert(*it);
+      it = kept.erase(it);
+    }
   }
   void progress(const msg::MapWriter& event) override {
     auto r = msg::MapReader::parse(event.bytes());
@@ -84,6 +101,9 @@ class ScriptHost final : public SearchHost {
   std::vector<Job> log, pending;
   std::vector<msg::MapReader> events;
   std::map<uint64_t, int32_t> stops;  // job id -> at_tokens of its stop
+  std::set<uint64_t> kept, released;  // live beams: finished keep_kv jobs, and those released
+  int64_t forks = 0;                   // jobs that named a from_job
+  std::vector<std::string> bad_forks;  // why a from_job was wrong
   int32_t rounds = 0;
 
   // The non-greedy generation jobs of each round (iteration), in order.
@@ -103,6 +123,29 @@ class ScriptHost final : public SearchHost {
   }
 
  private:
+  // A job may start from a kept, unreleased sequence of a job of its own
+  // kind whose input is a start of its own (an ancestor of its beam).
+  void check_fork(const Job& j) {
+    if (j.from_job == 0) return;
+    ++forks;
+    const std::string why = "job " + std::to_string(j.id + 0) + " from " + std::to_string(j.from_job) + ": ";
+    if (j.from_job > log.size()) return bad_forks.push_back(why + "no such job");
+    if (!kept.count(j.from_job)) return bad_forks.push_back(why + (released.count(j.from_job) ? "released" : "not kept"));
+    const Job& f = log[j.from_job - 1];
+    if (f.gen != j.gen) return bad_forks.push_back(why + "another model's sequence");
+    if (j.gen) {
+      std::vector<int32_t> ctx = j.tokens;
+      ctx.insert(ctx.end(), j.prefix.begin(), j.prefix.end());
+      if (f.tokens.size() > ctx.size() || !std::equal(f.tokens.begin(), f.tokens.end(), ctx.begin()))
+        bad_forks.push_back(why + "not an ancestor's context");
+    } else if (f.steps.size() > j.steps.size() + 1 ||
+               !std::equal(f.steps.begin(), f.steps.begin() + (ptrdiff_t)std::min(f.steps.size(), j.steps.size()) -
+                                                (f.steps.empty() ? 0 : 1),
+                           j.steps.begin())) {
+      bad_forks.push_back(why + "not an ancestor's steps");
+    }
+  }
+
   uint64_t add(Job j) {
     log.push_back(j);
     pending.push_back(std::move(j));
@@ -172,6 +215,7 @@ std::vector<Completion> run(SearchStrategy& s, ScriptHost& h, const Script& sc) 
     Job j = h.pending[pick];
     h.pending.erase(h.pending.begin() + (ptrdiff_t)pick);
     EXPECT_FALSE(s.finished()) << "a strategy asked for work after it finished";
+    if (j.keep_kv) h.kept.insert(j.id);  // as the beam manager, before the strategy hears of it
     if (j.gen) {
       msg::GenDone d = answer_gen(j, sc.policy(j));
       // A speculative job stopped before it ended holds what it had then.
@@ -663,10 +707,17 @@ TEST(BeamSearch, TheResultDoesNotDependOnTheOrderJobsComeBackIn) {
 struct UnevenRun {
   std::vector<std::string> texts;
   int64_t spec_jobs = 0, prefix_jobs = 0;
+  // Live beams: jobs that named a from_job, wrong ones, released sequences,
+  // sequences still kept at the end (the Forget's), and real jobs after the
+  // first iteration's that started from nothing.
+  int64_t forks = 0, released = 0, kept_at_end = 0, unforked = 0;
+  std::vector<std::string> bad_forks;
 };
-UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_steps, uint32_t shuffle, bool speculation) {
+UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_steps, uint32_t shuffle, bool speculation,
+                     bool live = false) {
   auto st = setup(strategy, 8, width, max_steps);
   st.speculation = speculation;
+  st.live_beams = live;
   auto search = make_strategy(st);
   ScriptHost h;
   Script sc{[](const Job& j) {
@@ -679,7 +730,10 @@ UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_ste
   for (const Job& j : h.log) {
     out.spec_jobs += j.speculative;
     out.prefix_jobs += !j.speculative && !j.prefix.empty();
+    out.unforked += j.round > 0 && !j.greedy && j.from_job == 0;
   }
+  out.forks = h.forks, out.bad_forks = h.bad_forks;
+  out.released = (int64_t)h.released.size(), out.kept_at_end = (int64_t)h.kept.size();
   return out;
 }
 
@@ -692,6 +746,28 @@ TEST(BeamSearch, WithSpeculationTheResultDoesNotDependOnTheOrderJobsComeBackIn) 
   for (uint32_t shuffle = 1; shuffle <= 6; ++shuffle)
     EXPECT_EQ(run_uneven("beam_search", 2, 5, shuffle, true).texts, fifo.texts) << "order " << shuffle;
   EXPECT_EQ(run_uneven("beam_search", 2, 5, 0, false).spec_jobs, 0);
+}
+
+// Live beams: every job after the first iteration's forks a kept sequence of
+// its beam's ancestry that was not released yet; what no beam refers to is
+// released as the search goes; the search is the same as without.
+TEST(BeamSearch, LiveBeamsForkTheirAncestorsKeptSequencesAndReleaseTheRest) {
+  for (bool speculation : {false, true}) {
+    const UnevenRun off = run_uneven("beam_search", 2, 5, 0, speculation);
+    for (uint32_t shuffle : {0u, 3u}) {
+      const UnevenRun on = run_uneven("beam_search", 2, 5, shuffle, speculation, /*live=*/true);
+      SCOPED_TRACE("speculation " + std::to_string(speculation) + ", order " + std::to_string(shuffle));
+      EXPECT_EQ(on.texts, off.texts);
+      EXPECT_GT(on.forks, 0);
+      EXPECT_TRUE(on.bad_forks.empty()) << on.bad_forks.front();
+      EXPECT_EQ(on.unforked, 0);
+      EXPECT_GT(on.released, 0);
+      // At the end: at most a policy and a PRM sequence per beam in flight,
+      // and the last iteration's speculations (none: it is the last).
+      EXPECT_LE(on.kept_at_end, 2 * 8);
+      EXPECT_EQ(off.forks, 0);
+    }
+  }
 }
 
 // ---------------------------------------------------------------- dvts
@@ -800,6 +876,21 @@ TEST(Dvts, CandidatesSpeculateAndTheNextCandidatesTakeOverTheKeptOnesSpeculation
   UnevenRun off = run_uneven("dvts", 4, 4, 0, false);
   EXPECT_EQ(off.spec_jobs, 0);
   EXPECT_EQ(off.prefix_jobs, 0);
+}
+
+TEST(Dvts, LiveBeamsForkTheKeptCandidatesSequencesAndReleaseTheRest) {
+  for (bool speculation : {false, true}) {
+    const UnevenRun off = run_uneven("dvts", 4, 4, 0, speculation);
+    for (uint32_t shuffle : {0u, 2u}) {
+      const UnevenRun on = run_uneven("dvts", 4, 4, shuffle, speculation, /*live=*/true);
+      SCOPED_TRACE("speculation " + std::to_string(speculation) + ", order " + std::to_string(shuffle));
+      EXPECT_EQ(on.texts, off.texts);
+      EXPECT_GT(on.forks, 0);
+      EXPECT_TRUE(on.bad_forks.empty()) << on.bad_forks.front();
+      EXPECT_GT(on.released, 0);
+      EXPECT_LE(on.kept_at_end, 2 * 8 + 8);
+    }
+  }
 }
 
 TEST(SolveRequest, NamesTheStrategiesAndChecksTheirOptions) {

@@ -1,8 +1,11 @@
 // Speculative beam extension through the whole pipeline on real sockets
 // (policies.speculation; actors/beam_search.cpp, the generator's speculative
 // jobs): beams write their next step ahead while stragglers finish, the
-// survivors' copies take it over, and nothing is left behind.
+// survivors' copies take it over, and nothing is left behind; with live
+// beams (policies.live_beams) their sequences are forked, not recomputed.
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "messages/requests.h"
 #include "runtime/client.h"
@@ -13,13 +16,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Config spec_config(const std::string& tag, bool speculation, double max_slowdown) {
+Config spec_config(const std::string& tag, bool speculation, double max_slowdown, bool live = false) {
   Config c = test::tiny_pipeline_config(test::ipc_endpoint(tag));
   c.step_delimiter = " ";  // the tiny policy writes a space every few tokens
   c.engine.generator_threads = 1;
   c.engine.verifier_threads = 1;
   c.policies.speculation = speculation;
   c.policies.speculation_max_slowdown = max_slowdown;
+  c.policies.live_beams = live;
   return c;
 }
 
@@ -71,6 +75,7 @@ Solved solve(Client& c, uint64_t seed, bool trace, const std::string& strategy =
 // speculative-token counter.
 struct Held {
   int64_t gen_used = -1, ver_used = -1, gen_spec_tokens = -1;
+  int64_t gen_kept = -1, ver_kept = -1, gen_forked = -1, ver_forked = -1;  // live beams
 };
 Held held(Client& c) {
   Held h;
@@ -83,6 +88,20 @@ Held held(Client& c) {
   EXPECT_TRUE(g.get("kv_blocks_used", &h.gen_used).ok());
   EXPECT_TRUE(v.get("kv_blocks_used", &h.ver_used).ok());
   EXPECT_TRUE(g.get("spec_tokens", &h.gen_spec_tokens).ok()) << "generator stats lack spec_tokens";
+  EXPECT_TRUE(g.get("kv_kept", &h.gen_kept).ok() && v.get("kv_kept", &h.ver_kept).ok());
+  EXPECT_TRUE(g.get("kept_forked_tokens", &h.gen_forked).ok() && v.get("kept_forked_tokens", &h.ver_forked).ok());
+  return h;
+}
+
+// held() once the request's Forget has reached the GPU actors (it travels
+// beam manager -> scheduler -> actor; the stats query comes from the intake),
+// or after 5 s.
+Held held_after_forget(Client& c) {
+  Held h = held(c);
+  for (int i = 0; i < 100 && (h.gen_kept != 0 || h.ver_kept != 0 || h.gen_used != 0 || h.ver_used != 0); ++i) {
+    std::this_thread::sleep_for(50ms);
+    h = held(c);
+  }
   return h;
 }
 
@@ -173,6 +192,35 @@ TEST(SpeculationPipeline, StepsWrittenAheadHaveTheirDrawnLengths) {
   Held h = held(c);
   EXPECT_EQ(h.gen_used, 0);
   EXPECT_EQ(h.ver_used, 0);
+}
+
+// Live beams fork kept sequences instead of finding the context in the
+// prefix cache: the searches are the same, and after each one nothing is
+// kept and no block is held.
+TEST(SpeculationPipeline, LiveBeamsGiveTheSameSearchesAndLeaveNothingKept) {
+  for (bool speculation : {false, true}) {
+    SCOPED_TRACE(speculation ? "speculation on" : "speculation off");
+    test::Pipeline off(spec_config("live-off", speculation, 0.0, false));
+    test::Pipeline on(spec_config("live-on", speculation, 0.0, true));
+    Client a = off.client(), b = on.client();
+    for (const char* strategy : {"beam_search", "dvts"})
+      for (bool trace : {true, false}) {
+        SCOPED_TRACE(std::string(strategy) + (trace ? ", math-trace steps" : ", the tiny policy's own steps"));
+        Solved x = solve(a, 5, trace, strategy), y = solve(b, 5, trace, strategy);
+        ASSERT_EQ(y.texts.size(), 8u);
+        EXPECT_EQ(x.texts, y.texts);
+        EXPECT_EQ(x.step_tokens, y.step_tokens);
+        Held h = held_after_forget(b);
+        EXPECT_EQ(h.gen_used, 0);
+        EXPECT_EQ(h.ver_used, 0);
+        EXPECT_EQ(h.gen_kept, 0);
+        EXPECT_EQ(h.ver_kept, 0);
+      }
+    Held h = held(b), h0 = held(a);
+    EXPECT_GT(h.gen_forked, 0);
+    EXPECT_GT(h.ver_forked, 0);
+    EXPECT_EQ(h0.gen_forked, 0);
+  }
 }
 
 }  // namespace
