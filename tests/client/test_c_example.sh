@@ -14,15 +14,10 @@ example=${1:?usage: test_c_example.sh path/to/flashtts-example-solve}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bin=${FLASHTTS_BIN:?FLASHTTS_BIN must name the build folder}/flashtts
 py=/usr/bin/python3
-tmp=$(mktemp -d /tmp/flashtts-c-example.XXXXXX)
+# shellcheck source=../lib/server.sh
+source "$root/tests/lib/server.sh"
+server_test_setup c-example
 ep="ipc://$tmp/sock"
-server=""
-cleanup() {
-  [ -n "$server" ] && kill -9 "$server" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$tmp/log" ] && { echo "--- server log"; cat "$tmp/log"; }; exit 1; }
 # The JSON value at a key path of the file $1 ("stats.policy_tokens").
 json_at() {
   "$py" -c '
@@ -96,10 +91,4 @@ grep -q '^solve: timeout error: timed out: no answer within 0.05 s; the request 
 # The server is still fine; SIGTERM stops it with status 0.
 run --params '{"n": 2}' "$problem"
 [ "$rc" = 0 ] || fail "solve after the errors: exit $rc, $(cat "$tmp/err")"
-kill -TERM "$server"
-for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$server" 2>/dev/null && fail "the server did not stop within 5 s of SIGTERM"
-wait "$server" && rc=0 || rc=$?
-server=""
-[ "$rc" = 0 ] || fail "the server exited with $rc after SIGTERM"
-echo "PASS: client.c_example"
+stop_server client.c_example

@@ -16,14 +16,9 @@ py=/usr/bin/python3
 for m in venv ensurepip setuptools zmq msgpack; do
   "$py" -c "import $m" 2>/dev/null || { echo "SKIP: Python module $m is missing (python3-venv, python3-setuptools, python3-zmq, python3-msgpack)"; exit 77; }
 done
-tmp=$(mktemp -d /tmp/flashtts-pypkg.XXXXXX)
-server=""
-cleanup() {
-  [ -n "$server" ] && kill -9 "$server" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$tmp/log" ] && { echo "--- server log"; cat "$tmp/log"; }; exit 1; }
+# shellcheck source=../lib/server.sh
+source "$root/tests/lib/server.sh"
+server_test_setup pypkg
 
 # pip builds in the folder it is given: a copy keeps the tree clean.
 mkdir "$tmp/src"
@@ -66,6 +61,4 @@ with Client(endpoint, timeout=120) as c:
         assert e.code == "bad_request", e.code
 print(f"flashtts-client {version} from {where}: solve answered {r['answer']!r}")
 PY
-kill -TERM "$server"; wait "$server" || fail "the server exited with $? after SIGTERM"
-server=""
-echo "PASS: client.python_package"
+stop_server client.python_package

@@ -13,14 +13,9 @@ command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bin=${FLASHTTS_BIN:?FLASHTTS_BIN must name the build folder}/flashtts
 py=/usr/bin/python3
-tmp=$(mktemp -d)
-server=""
-cleanup() {
-  [ -n "$server" ] && kill -9 "$server" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- server log"; cat "$tmp/log"; exit 1; }
+# shellcheck source=../lib/server.sh
+source "$root/tests/lib/server.sh"
+server_test_setup http-curl
 
 # The JSON value at a path ('choices.0.text') of the JSON on stdin.
 json_at() {
@@ -111,10 +106,4 @@ grep -q '^flashtts_kv_blocks{model="prm",state="free"} [1-9]' "$tmp/metrics" || 
 grep -q '^flashtts_actor_up{actor="verifier"} 1$' "$tmp/metrics" || fail "metrics: verifier not up"
 
 # SIGTERM: exit 0 within 5 s.
-kill -TERM "$server"
-for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$server" 2>/dev/null && fail "the server did not stop within 5 s of SIGTERM"
-wait "$server" && rc=0 || rc=$?
-server=""
-[ "$rc" = 0 ] || fail "the server exited with $rc after SIGTERM"
-echo "PASS: http.curl"
+stop_server http.curl

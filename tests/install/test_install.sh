@@ -14,14 +14,9 @@ set -euo pipefail
 build=${1:?usage: test_install.sh BUILD_DIR}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 command -v pkg-config >/dev/null || { echo "SKIP: pkg-config is not installed"; exit 77; }
-tmp=$(mktemp -d /tmp/flashtts-install.XXXXXX)
-server=""
-cleanup() {
-  [ -n "$server" ] && kill -9 "$server" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$tmp/log" ] && { echo "--- server log"; cat "$tmp/log"; }; exit 1; }
+# shellcheck source=../lib/server.sh
+source "$root/tests/lib/server.sh"
+server_test_setup install
 
 cmake --install "$build" --prefix "$tmp/staged" >"$tmp/install.log" || { cat "$tmp/install.log"; fail "cmake --install failed"; }
 mv "$tmp/staged" "$tmp/prefix"
@@ -121,8 +116,4 @@ LD_LIBRARY_PATH="$libdir" "$tmp/c_solve_pc" --endpoint "$ep" --json "$problem" >
 grep -q '^result: {.*"answer":' "$tmp/out3" || fail "c_solve (pkg-config): $(cat "$tmp/out3")"
 cat "$tmp/out1" "$tmp/out2"
 
-kill -TERM "$server"
-wait "$server" && rc=0 || rc=$?
-server=""
-[ "$rc" = 0 ] || fail "the installed server exited with $rc after SIGTERM"
-echo "PASS: install.package"
+stop_server install.package
