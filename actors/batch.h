@@ -309,6 +309,10 @@ class Batch {
         if ((*k)->seq == next_seq_) ++next_seq_;
         return std::pair<int64_t, int32_t>{(*k)->seq, (*k)->computed};
       }
+      if (t.from_counted) {  // it starts from the prefix cache: the kept sequence need not wait for it
+        kept_.drop_user(*engine_, t.job.rid, t.job.from_job);
+        t.from_counted = false;
+      }
     }
     const int64_t seq = next_seq_;
     auto added = engine_->add_sequence(seq, ctx, /*reuse_prefix=*/true);

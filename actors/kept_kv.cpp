@@ -34,7 +34,9 @@ Expected<std::optional<KeptKv::Started>> KeptKv::start(Engine& e, uint64_t rid, 
   const size_t limit = std::min(have.size(), ctx.size() - 1);
   const auto shared = (int32_t)(std::mismatch(have.begin(), have.begin() + (ptrdiff_t)limit, ctx.begin()).first -
                                 have.begin());
-  if (shared == 0) return std::optional<Started>{};
+  // The prefix cache may hold more of ctx than the kept sequence shares (a
+  // step written ahead and scored on its own): then it is the better start.
+  if (shared == 0 || e.cached_prefix(ctx) > shared) return std::optional<Started>{};
   int64_t seq = new_seq;
   if (counted && k.released && k.users == 1) {
     seq = k.seq;  // the last job to start from a released sequence takes it over

@@ -48,8 +48,8 @@ class KeptKv {
   // but its last token, then ctx's other tokens appended as pending.
   // `counted`: the job was counted by add_user. Returns the sequence and how
   // many of ctx's tokens have KV; nullopt when nothing is kept for (rid, job)
-  // or it shares no token with ctx (the caller adds the sequence the usual
-  // way). Error when no block is left for the fork's copy of a partial
+  // or the prefix cache holds more of ctx than it shares (the caller adds
+  // the sequence the usual way). Error when no block is left for the fork's copy of a partial
   // block: nothing changed.
   struct Started {
     int64_t seq = -1;

@@ -258,6 +258,8 @@ json summary_json(const tts::RunSummary& s) {
           {"idle_share", s.idle_share},         {"gen_peak_blocks", s.gen_peak_blocks},
           {"ver_peak_blocks", s.ver_peak_blocks}, {"evictions", s.evictions},
           {"recomputed_tokens", s.recomputed_tokens}, {"preemptions", s.preemptions},
+          {"gen_passes", s.gen_passes}, {"gen_decode_passes", s.gen_decode_passes},
+          {"ver_tokens_computed", s.ver_tokens_computed},
           {"speculative_tokens", s.spec_generated < 0 ? json(nullptr)
                                                       : json{{"generated", s.spec_generated},
                                                              {"kept", s.spec_kept},

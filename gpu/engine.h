@@ -103,6 +103,9 @@ class Engine {
   // backend where it samples, else here from the logits: the same draw).
   Status run(std::span<const RunItem> items, OutputKind kind, RunResult* result);
 
+  // Tokens of `tokens` whose KV add_sequence would find in the prefix cache.
+  int32_t cached_prefix(std::span<const int32_t> tokens) const { return kv_.cached_prefix(tokens); }
+
   KvCacheStats kv_stats() const { return kv_.stats(); }
   const KvCache& kv() const { return kv_; }
 

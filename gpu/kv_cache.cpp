@@ -44,6 +44,20 @@ const KvCache::Sequence& KvCache::get(SeqId seq) const {
   return it->second;
 }
 
+int32_t KvCache::cached_prefix(std::span<const int32_t> prompt) const {
+  const int32_t bs = block_size();
+  const int32_t reusable = prompt.empty() ? 0 : ((int32_t)prompt.size() - 1) / bs;
+  uint64_t parent = 0;
+  int32_t hits = 0;
+  for (; hits < reusable; ++hits) {
+    std::span<const int32_t> block_tokens = prompt.subspan((size_t)hits * bs, bs);
+    int32_t b = pool_.lookup(kv_block_hash(parent, block_tokens), parent, block_tokens);
+    if (b == KvBlockPool::kNoBlock) break;
+    parent = pool_.cache_id(b);
+  }
+  return hits * bs;
+}
+
 Expected<int32_t> KvCache::add_sequence(SeqId seq, std::span<const int32_t> prompt,
                                         bool reuse_prefix) {
   assert(!has_sequence(seq));

@@ -80,6 +80,11 @@ class KvCache {
   Expected<int32_t> add_sequence(SeqId seq, std::span<const int32_t> prompt,
                                  bool reuse_prefix = true);
 
+  // The tokens of `prompt` that add_sequence(reuse_prefix) would take from
+  // the prefix cache now (whole blocks, at most all but the last token).
+  // Changes nothing, counts no hit.
+  int32_t cached_prefix(std::span<const int32_t> prompt) const;
+
   // Makes room for n more tokens after the appended ones, allocating blocks
   // (evicting cached blocks when the free list is empty). false when the pool
   // cannot: nothing changed.

@@ -113,6 +113,8 @@ RunSummary summarize(const RunFigures& r) {
   s.evictions = r.gen.evictions + r.ver.evictions;
   s.recomputed_tokens = std::max<int64_t>(0, r.gen.prefill_tokens - prompts);
   s.preemptions = r.gen.preemptions + r.ver.preemptions;
+  s.gen_passes = r.gen.iterations, s.gen_decode_passes = r.gen.decode_iterations;
+  s.ver_tokens_computed = r.ver.tokens_computed;
   s.accuracy = ok ? double(correct) / ok : 0;
   s.pass_at_n = ok ? double(pass) / ok : 0;
   s.correct_per_min = r.wall_ms > 0 ? double(correct) / (r.wall_ms / 60000.0) : 0;

@@ -73,6 +73,9 @@ struct RunSummary {
   double latency_p50_ms = 0, latency_p90_ms = 0, goodput = 0;
   double gen_busy_ms = 0, ver_busy_ms = 0, mean_rows = 0, idle_share = 0;
   int64_t gen_peak_blocks = 0, ver_peak_blocks = 0, evictions = 0, recomputed_tokens = 0, preemptions = 0;
+  // The passes behind the busy times: the generator's forward passes and
+  // those that sampled, and the PRM tokens the verifier computed.
+  int64_t gen_passes = 0, gen_decode_passes = 0, ver_tokens_computed = 0;
   double accuracy = 0, pass_at_n = 0, correct_per_min = 0;
   int failed = 0;
   // Speculative tokens of all the run's solves; -1 when none speculated.
