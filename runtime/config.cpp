@@ -381,6 +381,8 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
                                               "aggregation", "selection", "lookahead", "filter_duplicates",
                                               "sort_completed", "answer_marker"}),
                            &c.step_delimiter, &c.defaults.solve));
+  if (const Value* t = section_table(root, "search"))
+    for (const auto& [k, v] : t->as_table()) c.search_keys.insert(k);
   FLASHTTS_TRY(read_limits(section("limits", {"max_message_bytes", "max_problem_bytes", "max_n", "max_steps",
                                               "max_tokens_per_step", "max_tokens", "max_score_steps",
                                               "max_live_requests", "max_deadline_ms"}),

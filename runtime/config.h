@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,9 @@ struct Config {
   EndpointsConfig endpoints;
   std::string step_delimiter = "\n\n";       // [search] step_delimiter
   msg::RequestDefaults defaults;             // [search]: solve defaults; generate/score keep theirs
+  // The [search] keys the file writes: they win over the policy's
+  // generation_config.json (runtime/generation_defaults.h), defaults do not.
+  std::set<std::string> search_keys;
   msg::Limits limits;                        // [limits]
 };
 

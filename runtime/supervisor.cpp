@@ -9,6 +9,7 @@
 #include "actors/memory_arbiter.h"
 #include "actors/scheduler.h"
 #include "actors/verifier.h"
+#include "runtime/generation_defaults.h"
 #include "runtime/heartbeat.h"
 #include "runtime/listen.h"
 
@@ -99,7 +100,13 @@ Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, con
       for (const auto& ep : config.endpoints.clients)
         if (Status st = check_can_listen(ep); !st.ok()) return make_error(st.message() + " (endpoints.clients)");
   }
-  std::unique_ptr<Supervisor> s(new Supervisor(ctx, config, logs.make("supervisor")));
+  // The policy's generation_config.json: request defaults, before the
+  // intake copies them (runtime/generation_defaults.h).
+  Config cfg = config;
+  auto sampling = apply_generation_defaults(&cfg);
+  if (!sampling) return sampling.error();
+  std::unique_ptr<Supervisor> s(new Supervisor(ctx, cfg, logs.make("supervisor")));
+  if (!sampling->empty()) s->log_->info("{}", *sampling);
   auto device = DeviceContext::open(config.engine.device);
   if (!device) return device.error();
   if (!(*device)->fallback().empty()) s->log_->info("{}", (*device)->fallback());
@@ -108,7 +115,7 @@ Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, con
   s->device_ = *device;
   for (const auto& name : actor_names()) {
     if (!runs_here(only, name)) continue;
-    auto a = Actor::start(ctx, name, body_of(config, name, logs, *device, only));
+    auto a = Actor::start(ctx, name, body_of(cfg, name, logs, *device, only));
     if (!a) {
       s->shutdown();
       return a.error();
