@@ -247,8 +247,7 @@ void Generator::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("preemptions", batch_.preemptions()).put("iterations", iterations_).put("busy_ms", busy_ms_);
   st.put("prefill_tokens", prefill_tokens_).put("decode_iterations", decode_iterations_);
   st.put("decode_rows", decode_rows_).put("rows_hist", rows_hist_).put("kv_blocks_peak", batch_.kv_blocks_peak());
-  st.put("kv_kept", (int64_t)batch_.kept().size()).put("kept_forked_tokens", batch_.kept().forked_tokens());
-  st.put("kept_freed_for_room", batch_.kept().freed_for_room());
+  batch_.kept().add_stats(st);
   st.put("spec_jobs", spec_jobs_).put("spec_tokens", spec_tokens_);
   st.put("spec_stopped", spec_stopped_).put("spec_held", spec_held_);
   st.put("row_cost_a_ms", cost_.known() ? cost_.a() : -1.0).put("row_cost_b_ms", cost_.known() ? cost_.b() : -1.0);

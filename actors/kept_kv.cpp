@@ -52,6 +52,11 @@ Expected<std::optional<KeptKv::Started>> KeptKv::start(Engine& e, uint64_t rid, 
   return std::optional<Started>{Started{seq, computed}};
 }
 
+void KeptKv::add_stats(msg::MapWriter& st) const {
+  st.put("kv_kept", (int64_t)kept_.size()).put("kept_forked_tokens", forked_tokens_);
+  st.put("kept_freed_for_room", freed_for_room_);
+}
+
 void KeptKv::release(Engine& e, uint64_t rid, std::span<const uint64_t> jobs) {
   for (uint64_t job : jobs) {
     auto it = kept_.find({rid, job});
@@ -74,16 +79,9 @@ void KeptKv::forget(Engine& e, uint64_t rid) {
 
 bool KeptKv::free_one(Engine& e) {
   if (kept_.empty()) return false;
-  auto pick = kept_.end();
-  for (auto it = kept_.begin(); it != kept_.end(); ++it) {
-    if (pick == kept_.end()) {
-      pick = it;
-      continue;
-    }
-    const Kept& a = it->second;
-    const Kept& b = pick->second;
-    if ((a.users == 0) != (b.users == 0) ? a.users == 0 : a.order < b.order) pick = it;
-  }
+  // Unnamed by queued jobs first, then the oldest.
+  auto rank = [](const auto& kv) { return std::pair(kv.second.users != 0, kv.second.order); };
+  auto pick = std::min_element(kept_.begin(), kept_.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
   e.release(pick->second.seq);
   kept_.erase(pick);
   ++freed_for_room_;

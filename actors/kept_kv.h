@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "gpu/engine.h"
+#include "messages/msgpack_io.h"
 #include "runtime/status.h"
 
 namespace flashtts {
@@ -66,9 +67,9 @@ class KeptKv {
   // the oldest; its blocks stay in the prefix cache. False when none is kept.
   bool free_one(Engine& e);
 
-  size_t size() const { return kept_.size(); }
-  int64_t forked_tokens() const { return forked_tokens_; }  // context tokens started from kept KV
-  int64_t freed_for_room() const { return freed_for_room_; }
+  // For an actor's stats: kv_kept (sequences kept now), kept_forked_tokens
+  // (context tokens jobs started from kept KV) and kept_freed_for_room.
+  void add_stats(msg::MapWriter& st) const;
 
  private:
   struct Kept {

@@ -201,8 +201,7 @@ void Verifier::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("score_cache_entries", entries).put("score_cache_requests", (int64_t)cache_.size());
   st.put("preemptions", batch_.preemptions()).put("iterations", iterations_).put("busy_ms", busy_ms_);
   st.put("kv_blocks_peak", batch_.kv_blocks_peak());
-  st.put("kv_kept", (int64_t)batch_.kept().size()).put("kept_forked_tokens", batch_.kept().forked_tokens());
-  st.put("kept_freed_for_room", batch_.kept().freed_for_room());
+  batch_.kept().add_stats(st);
   if (reset_peaks) batch_.reset_peak(kv.used_blocks);
   post("intake", msg::StatsReply{qid, "verifier", st.bytes()});
 }
