@@ -38,12 +38,7 @@ grep -q "connect error: no flashtts server answers at $ep" "$tmp/err" || fail "n
 
 "$bin" serve --config "$root/configs/default.toml" --endpoint "$ep" >"$tmp/log" 2>&1 &
 server=$!
-for _ in $(seq 300); do
-  grep -q "^flashtts serve: listening on $ep\$" "$tmp/log" && break
-  kill -0 "$server" 2>/dev/null || fail "the server exited"
-  sleep 0.1
-done
-grep -q "listening on $ep" "$tmp/log" || fail "the server did not start listening within 30 s"
+wait_listening "$ep"
 
 # A solve: the answer, its score and the result map, the same as `ask` gives.
 run --params '{"n": 4, "seed": 7, "temperature": 0.8}' --json "$problem"

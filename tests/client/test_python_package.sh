@@ -30,11 +30,7 @@ cp "$root/tools/python/pyproject.toml" "$root/tools/python/flashtts_client.py" "
 want=$(sed -n 's/^project(flashtts VERSION \([0-9.]*\) .*/\1/p' "$root/CMakeLists.txt")
 "$bin" serve --config "$root/configs/default.toml" --endpoint "ipc://$tmp/sock" >"$tmp/log" 2>&1 &
 server=$!
-for _ in $(seq 300); do
-  grep -q "listening on ipc://$tmp/sock" "$tmp/log" && break
-  kill -0 "$server" 2>/dev/null || fail "the server exited"
-  sleep 0.1
-done
+wait_listening "ipc://$tmp/sock"
 
 # From a folder with no flashtts_client.py: the venv's copy is the one imported.
 cd "$tmp"

@@ -98,12 +98,7 @@ flags=$(pkg-config --cflags --libs flashtts-client) || fail "pkg-config does not
 # shellcheck disable=SC2086
 cc -std=c11 -Wall -Wextra -Werror "$tmp/proj/solve.c" $flags -o "$tmp/c_solve_pc" || fail "the C example does not build with: $flags"
 
-for _ in $(seq 300); do
-  grep -q "listening on $ep" "$tmp/log" && break
-  kill -0 "$server" 2>/dev/null || fail "the installed server exited"
-  sleep 0.1
-done
-grep -q "listening on $ep" "$tmp/log" || fail "the installed server did not start within 30 s"
+wait_listening "$ep"
 
 problem='Let a = 5. Let b = a * 3. Let c = b - 4. What is c?'
 # CMake gave the programs an RPATH to the prefix; the pkg-config build needs the loader told.

@@ -4,6 +4,7 @@
 #
 #   source "$root/tests/lib/server.sh"; server_test_setup NAME
 #   ... "$bin" serve ... >"$tmp/log" 2>&1 & server=$!
+#   wait_listening ENDPOINT   # its "listening on ENDPOINT" line, within 30 s
 #   stop_server NAME      # SIGTERM: gone within 5 s with exit status 0
 #
 # Sets `tmp` (removed on exit) and `server` (empty, or the pid to kill).
@@ -26,6 +27,15 @@ fail() {
     cat "$tmp/log"
   fi
   exit 1
+}
+
+wait_listening() {
+  for _ in $(seq 300); do
+    grep -q "^flashtts serve: listening on $1\$" "$tmp/log" && return 0
+    kill -0 "$server" 2>/dev/null || fail "the server exited"
+    sleep 0.1
+  done
+  fail "the server did not start listening on $1 within 30 s"
 }
 
 stop_server() {
