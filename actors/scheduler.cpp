@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "actors/sched_policy.h"
+#include "gpu/kv_block_pool.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"
 #include "runtime/mailbox.h"
@@ -18,13 +19,14 @@ namespace {
 struct Lane {
   std::string peer;
   std::unique_ptr<SchedulingPolicy> policy;
+  int32_t window = 0;     // most real jobs out at once; 0 = no limit
   int64_t capacity = -1;  // KV tokens granted; -1 until the grant arrives
-  int64_t inflight_tokens = 0;
-  std::unordered_map<uint64_t, std::pair<uint64_t, int64_t>> inflight{};  // job_id -> (rid, cost)
+  std::unordered_map<uint64_t, uint64_t> inflight{};     // job_id -> rid, through the policy
+  std::unordered_map<uint64_t, uint64_t> speculative{};  // job_id -> rid, past the queue
   uint64_t dispatched = 0, completed = 0, rejected = 0;
   // A release_kv must reach the actor after the jobs that fork the sequences
   // it frees: it waits here while jobs of its request are queued.
-  std::unordered_map<uint64_t, int64_t> queued_of{};                 // rid -> queued jobs
+  std::unordered_map<uint64_t, int64_t> queued_of{};                       // rid -> queued jobs
   std::unordered_map<uint64_t, std::vector<std::string>> held_releases{};  // rid -> release_kv messages
 
   void push(QueuedJob q) {
@@ -47,41 +49,37 @@ struct Lane {
   }
 
   void done(uint64_t job_id) {
-    auto it = inflight.find(job_id);
-    if (it == inflight.end()) return;
-    inflight_tokens -= it->second.second;
-    inflight.erase(it);
+    if (speculative.erase(job_id)) return;
+    if (!inflight.erase(job_id)) return;
+    policy->done(job_id);
     ++completed;
   }
   void forget(uint64_t rid) {
     policy->remove_request(rid);
     queued_of.erase(rid);
     held_releases.erase(rid);  // forget frees every kept sequence of the request
-    std::erase_if(inflight, [&](const auto& kv) {
-      if (kv.second.first != rid) return false;
-      inflight_tokens -= kv.second.second;
-      return true;
-    });
+    std::erase_if(inflight, [&](const auto& kv) { return kv.second == rid; });
+    std::erase_if(speculative, [&](const auto& kv) { return kv.second == rid; });
   }
-  // Sends queued jobs while they fit; at least one job runs whatever its
-  // size (jobs bigger than the whole grant were rejected on arrival).
-  // A head job bigger than the whole grant (queued before the grant came)
-  // goes to `reject`.
-  void dispatch(Mailbox& box, const std::function<void(const QueuedJob&)>& reject) {
+  // Sends queued jobs while they fit (and the window has room). A job bigger
+  // than the whole grant, next when nothing is out, goes to `oversize`, which
+  // fails it (false) or lets it run alone (true: the model's exact count decides).
+  void dispatch(Mailbox& box, const std::function<bool(const QueuedJob&)>& oversize) {
     if (capacity < 0) return;
-    for (;;) {
-      int64_t room = inflight.empty() ? capacity : capacity - inflight_tokens;
+    while (window <= 0 || (int64_t)inflight.size() < window) {
+      const int64_t room = inflight.empty() ? capacity : capacity - policy->held_tokens();
       auto j = policy->pop(room);
       if (!j && inflight.empty() && policy->size() > 0) {
         j = policy->pop(INT64_MAX);
-        ++rejected;
-        reject(*j);
-        left_queue(box, j->rid);
-        continue;
+        if (!oversize(*j)) {
+          policy->done(j->job_id);
+          ++rejected;
+          left_queue(box, j->rid);
+          continue;
+        }
       }
       if (!j) return;
-      inflight[j->job_id] = {j->rid, j->cost_tokens};
-      inflight_tokens += j->cost_tokens;
+      inflight[j->job_id] = j->rid;
       box.send(peer, j->bytes);
       ++dispatched;
       left_queue(box, j->rid);
@@ -90,33 +88,59 @@ struct Lane {
   msg::MapWriter stats() const {
     msg::MapWriter w;
     w.put("policy", policy->name()).put("queued", uint64_t(policy->size())).put("inflight", uint64_t(inflight.size()));
-    w.put("inflight_tokens", inflight_tokens).put("capacity_tokens", capacity);
+    w.put("inflight_tokens", policy->held_tokens()).put("capacity_tokens", capacity);
     w.put("dispatched", dispatched).put("completed", completed).put("rejected", rejected);
     return w;
   }
 };
 
-// Upper bound of the PRM tokens of a scoring job: byte-level BPE gives at
-// most one token per byte, plus the template and one tag per step.
-int64_t score_cost(const msg::ScoreJob& j) {
-  int64_t bytes = (int64_t)j.problem.size();
-  for (const auto& s : j.steps) bytes += (int64_t)s.size() + 1;
-  return bytes + 256;
+// A generation job's queue entry: its context's full KV blocks are the
+// chunks (keyed as the engine's prefix cache keys them); the rest of the
+// context and max_tokens (which covers `prefix`) are its tail.
+QueuedJob gen_entry(msg::GenJob& j, std::string bytes, int32_t block_size) {
+  QueuedJob q{j.job_id, j.rid, j.priority, {}, 0, 0, std::move(bytes)};
+  const size_t full = j.tokens.size() / (size_t)block_size;
+  q.chunks.reserve(full);
+  for (size_t b = 0; b < full; ++b) {
+    std::span<const int32_t> block(j.tokens.data() + b * block_size, (size_t)block_size);
+    q.chunks.push_back({kv_block_hash(0, block), block_size});
+  }
+  q.tail_tokens = (int64_t)(j.tokens.size() - full * block_size) + j.max_tokens;
+  q.cost_tokens = (int64_t)j.tokens.size() + j.max_tokens;
+  return q;
+}
+
+// A scoring job's: the problem and each step are chunks weighted by their
+// bytes (byte-level BPE gives at most one token per byte, plus one tag per
+// step); the template is the tail.
+QueuedJob score_entry(const msg::ScoreJob& j, std::string bytes) {
+  QueuedJob q{j.job_id, j.rid, j.priority, {}, 256, 0, std::move(bytes)};
+  auto chunk = [](std::string_view s, int32_t extra) {
+    return Chunk{std::hash<std::string_view>{}(s), (int32_t)s.size() + extra};
+  };
+  q.chunks.push_back(chunk(j.problem, 0));
+  for (const auto& s : j.steps) q.chunks.push_back(chunk(s, 1));
+  q.cost_tokens = q.tail_tokens;
+  for (const Chunk& c : q.chunks) q.cost_tokens += c.tokens;
+  return q;
 }
 
 }  // namespace
 
 Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOptions& o) {
-  auto gp = make_scheduling_policy(o.policy);
+  const SchedulingOptions so{o.policy, o.max_overtaken};
+  auto gp = make_scheduling_policy(so);
   if (!gp) return gp.error();
-  auto sp = make_scheduling_policy(o.policy);
+  auto sp = make_scheduling_policy(so);
   if (!sp) return sp.error();
   auto mb = Mailbox::open(ctx, o.inbox, o.peers);
   if (!mb) return mb.error();
   Mailbox& box = *mb;
   pipe.ready();
 
-  Lane gen{.peer = "generator", .policy = std::move(*gp)}, ver{.peer = "verifier", .policy = std::move(*sp)};
+  const int32_t window = is_tree_policy(o.policy) ? o.window : 0;
+  Lane gen{.peer = "generator", .policy = std::move(*gp), .window = window};
+  Lane ver{.peer = "verifier", .policy = std::move(*sp), .window = window};
   auto reject_gen = [&](const QueuedJob& q) {
     auto env = msg::open(q.bytes);
     auto j = env ? msg::decode<msg::GenJob>(*env) : Expected<msg::GenJob>(make_error("undecodable"));
@@ -125,13 +149,11 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
     d.error = "the job needs up to " + std::to_string(q.cost_tokens) + " tokens of KV cache but the generator holds " +
               std::to_string(gen.capacity) + "; shorten the problem or the token limits, or raise memory.budget_mb";
     box.post("beam_manager", d);
+    return false;
   };
-  auto reject_score = [&](const QueuedJob& q) {
-    msg::ScoreDone d;
-    d.job_id = q.job_id, d.rid = q.rid, d.code = msg::code::kTooLarge;
-    d.error = "the scoring job does not fit the verifier's KV cache; shorten the problem or raise memory.budget_mb";
-    box.post("beam_manager", d);
-  };
+  // A scoring job's size is a loose bound: one bigger than the grant runs
+  // alone and the verifier decides on the exact count.
+  auto run_alone = [](const QueuedJob&) { return true; };
   PollSet poll(pipe, {&box.inbox()});
   while (poll.wait(std::chrono::milliseconds(-1))) {
     while (auto bytes = box.try_recv()) {
@@ -147,39 +169,29 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         if (j->speculative) {
           // Speculation takes no room from real work: the generator runs it
           // only in what real work leaves, and stops it when real work waits.
-          gen.inflight[j->job_id] = {j->rid, 0};
+          gen.speculative[j->job_id] = j->rid;
           box.send("generator", *bytes);
           continue;
         }
-        int64_t cost = (int64_t)j->tokens.size() + j->max_tokens;  // max_tokens covers the prefix
-        QueuedJob q{j->job_id, j->rid, j->priority, cost, std::move(j->tokens), std::move(*bytes)};
-        if (gen.capacity >= 0 && cost > gen.capacity) {
+        QueuedJob q = gen_entry(*j, std::move(*bytes), o.block_size);
+        if (gen.capacity >= 0 && q.cost_tokens > gen.capacity) {
           ++gen.rejected;
           reject_gen(q);
           continue;
         }
         gen.push(std::move(q));
-        gen.dispatch(box, reject_gen);
       } else if (t == msg::ScoreJob::kType) {
         auto j = msg::decode<msg::ScoreJob>(*env);
         if (!j) { o.log->warn("{}", j.error().message); continue; }
-        int64_t cost = score_cost(*j);
-        if (ver.capacity >= 0 && cost > ver.capacity) {
-          // The bound is loose; let the verifier decide on the exact count.
-          cost = ver.capacity;
-        }
-        ver.push({j->job_id, j->rid, 0, cost, {}, std::move(*bytes)});
-        ver.dispatch(box, reject_score);
+        ver.push(score_entry(*j, std::move(*bytes)));
       } else if (t == msg::GenDone::kType) {
         auto d = msg::decode<msg::GenDone>(*env);
         if (d) gen.done(d->job_id);
         box.send("beam_manager", *bytes);
-        gen.dispatch(box, reject_gen);
       } else if (t == msg::ScoreDone::kType) {
         auto d = msg::decode<msg::ScoreDone>(*env);
         if (d) ver.done(d->job_id);
         box.send("beam_manager", *bytes);
-        ver.dispatch(box, reject_score);
       } else if (t == msg::StopJobs::kType) {
         box.send("generator", *bytes);
       } else if (t == msg::ReleaseKv::kType) {
@@ -196,18 +208,10 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         ver.forget(f->rid);
         box.send("generator", *bytes);
         box.send("verifier", *bytes);
-        gen.dispatch(box, reject_gen);
-        ver.dispatch(box, reject_score);
       } else if (t == msg::Grant::kType) {
         auto g = msg::decode<msg::Grant>(*env);
         if (!g) continue;
-        if (g->role == "generator") {
-          gen.capacity = g->kv_tokens;
-          gen.dispatch(box, reject_gen);
-        } else {
-          ver.capacity = g->kv_tokens;
-          ver.dispatch(box, reject_score);
-        }
+        (g->role == "generator" ? gen : ver).capacity = g->kv_tokens;
       } else if (t == msg::StatsQuery::kType) {
         auto q = msg::decode<msg::StatsQuery>(*env);
         if (!q) continue;
@@ -218,6 +222,9 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         o.log->warn("ignored a '{}' message", t);
       }
     }
+    // After the inbox is drained: jobs that arrived together are ordered together.
+    gen.dispatch(box, reject_gen);
+    ver.dispatch(box, run_alone);
   }
   return Status::success();
 }

@@ -1,10 +1,16 @@
 // The scheduler actor: receives generation and scoring jobs from the beam
 // manager and decides the order and the moment they reach the generator and
-// the verifier. Order comes from the scheduling policy (FIFO baseline);
-// admission control keeps the KV tokens the dispatched jobs may need within
-// what the memory arbiter granted each model, so accepted work fits, and
-// fails at once a job that could never fit. Results of the GPU actors pass
-// back through it to the beam manager, which frees their capacity.
+// the verifier. Order comes from the scheduling policy (actors/sched_policy.h:
+// FIFO baseline, prefix-aware); admission control keeps the KV tokens the
+// dispatched jobs may need within what the memory arbiter granted each model,
+// so accepted work fits, and fails at once a job that could never fit.
+// Results of the GPU actors pass back through it to the beam manager, which
+// frees their capacity.
+// Jobs that arrive together are ordered together: the scheduler dispatches
+// after it has drained its inbox, not after every message. Under a prefix
+// tree policy it also keeps at most `window` jobs out at each model, so that
+// the rest wait in its queue, where the order is decided (the model's own
+// queue is first come, first served); a model that has fewer gets more at once.
 // Speculative generation jobs (GenJob::speculative) bypass the queue and the
 // admission count: the generator runs them only in the room real work leaves
 // and stops them when real work waits; stop_jobs goes straight through too.
@@ -28,6 +34,9 @@ struct SchedulerOptions {
   std::map<std::string, std::string> peers;  // "beam_manager", "generator", "verifier", "intake"
   std::string policy = "fifo";
   Logger log;
+  int32_t block_size = 16;       // the engines' KV block: a generation job's chunk
+  int32_t window = 0;            // jobs out at each model under a tree policy; 0 = no limit
+  int64_t max_overtaken = 1024;  // the prefix policy's wait bound (sched_policy.h)
 };
 
 Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOptions& o);

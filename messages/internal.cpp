@@ -154,6 +154,7 @@ void ScoreJob::write(MapWriter& w) const {
   w.put("job_id", job_id).put("rid", rid).put("beam", beam).put("problem", problem).put("steps", steps);
   if (keep_kv) w.put("keep_kv", keep_kv);
   if (from_job != 0) w.put("from_job", from_job);
+  if (priority != 0) w.put("priority", priority);
 }
 Status ScoreJob::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("job_id", &job_id));
@@ -162,6 +163,7 @@ Status ScoreJob::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("problem", &problem));
   FLASHTTS_TRY(r.get_opt("keep_kv", &keep_kv));
   FLASHTTS_TRY(r.get_opt("from_job", &from_job));
+  FLASHTTS_TRY(r.get_opt("priority", &priority));
   return r.get("steps", &steps);
 }
 

@@ -187,6 +187,7 @@ struct ScoreJob {
   std::vector<std::string> steps;
   bool keep_kv = false;   // as GenJob's: the PRM sequence lives on under this job's id
   uint64_t from_job = 0;  // a kept PRM sequence this input starts like
+  int32_t priority = 0;   // higher first, where the policy uses it (GenJob's)
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

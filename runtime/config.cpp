@@ -256,7 +256,8 @@ Status read_engine(const Section& s, EngineConfig* e) {
 
 Status read_policies(const Section& s, PolicyConfig* p) {
   FLASHTTS_TRY(s.check_unknown());
-  FLASHTTS_TRY(s.read_enum("scheduling", &p->scheduling, {"fifo"}));
+  FLASHTTS_TRY(s.read_enum("scheduling", &p->scheduling, {"fifo", "prefix", "random", "scatter"}));
+  FLASHTTS_TRY(s.read("scheduling_max_overtaken", &p->scheduling_max_overtaken, 1, kInt32Max));
   FLASHTTS_TRY(s.read_enum("memory_split", &p->memory_split, {"static"}));
   FLASHTTS_TRY(s.read("speculation", &p->speculation));
   FLASHTTS_TRY(s.read("speculation_max_slowdown", &p->speculation_max_slowdown));
@@ -375,7 +376,8 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   FLASHTTS_TRY(read_engine(
       section("engine", {"device", "generator_threads", "verifier_threads", "prefill_chunk", "max_batch"}),
       &c.engine));
-  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "memory_split", "speculation", "speculation_max_slowdown", "live_beams"}), &c.policies));
+  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "scheduling_max_overtaken", "memory_split", "speculation",
+                                                        "speculation_max_slowdown", "live_beams"}), &c.policies));
   FLASHTTS_TRY(read_search(section("search", {"step_delimiter", "strategy", "n", "beam_width", "max_steps",
                                               "max_tokens_per_step", "temperature", "top_p", "top_k", "seed",
                                               "aggregation", "selection", "lookahead", "filter_duplicates",

@@ -52,7 +52,13 @@ struct EngineConfig {
 };
 
 struct PolicyConfig {
-  std::string scheduling = "fifo";           // "fifo" (baseline); "prefix" comes with the flashtts policy
+  // "fifo" (the baseline: arrival order, LRU eviction, the newest preempted);
+  // "prefix" (prefix-aware: actors/sched_policy.h; the engines preempt and free
+  // kept sequences of the lowest-scored beams first); "random" and "scatter"
+  // (prefix's accounting in a random and in the worst order, for measurement).
+  std::string scheduling = "fifo";
+  // prefix: a job waits at most this many dispatches once it is the oldest queued.
+  int64_t scheduling_max_overtaken = 1024;
   std::string memory_split = "static";       // "static" (baseline)
   bool speculation = false;                  // speculative beam extension (beam search, DVTS)
   // Speculative rows may make a decode pass this fraction slower than the

@@ -254,8 +254,9 @@ TEST(Config, AValueOutsideItsChoicesIsAnErrorListingThem) {
   EXPECT_TRUE(contains(error_of("[models]\nprm_family = \"llama\"\n"),
               "models.prm_family = 'llama' on line 2 is not one of: '', 'qwen', 'skywork', 'lm'"));
   EXPECT_TRUE(contains(error_of("[models]\nprompt_format = \"alpaca\"\n"), "models.prompt_format = 'alpaca'"));
-  EXPECT_TRUE(contains(error_of("[policies]\nscheduling = \"prefix\"\n"),
-              "policies.scheduling = 'prefix' on line 2 is not one of: 'fifo'"));
+  EXPECT_TRUE(contains(error_of("[policies]\nscheduling = \"lifo\"\n"),
+              "policies.scheduling = 'lifo' on line 2 is not one of: 'fifo', 'prefix', 'random', 'scatter'"));
+  EXPECT_TRUE(contains(error_of("[policies]\nscheduling_max_overtaken = 0\n"), "policies.scheduling_max_overtaken"));
   EXPECT_TRUE(contains(error_of("[policies]\nmemory_split = \"dynamic\"\n"), "policies.memory_split = 'dynamic'"));
 }
 

@@ -95,6 +95,91 @@ TEST(Scheduler, DispatchesInArrivalOrderOnlyWhatFitsTheGrant) {
   EXPECT_TRUE((*a)->stop(2s));
 }
 
+// A context written as blocks: one character per block of 16 equal tokens.
+msg::GenJob blocks_job(uint64_t id, uint64_t rid, std::string_view blocks, int max_tokens, int32_t priority = 0) {
+  msg::GenJob j;
+  j.job_id = id, j.rid = rid, j.max_tokens = max_tokens, j.priority = priority;
+  for (char c : blocks) j.tokens.insert(j.tokens.end(), 16, (int32_t)c);
+  return j;
+}
+
+struct SchedulerRun {
+  zmq::context_t ctx;
+  Peers p;
+  LogSink logs{spdlog::level::off};
+  std::optional<std::unique_ptr<Actor>> a;
+  zmq::socket_t to{ctx, zmq::socket_type::push};
+  SchedulerRun(const std::string& tag, const std::string& policy, int32_t window)
+      : p(ctx, tag, {"beam_manager", "generator", "verifier", "intake"}) {
+    SchedulerOptions o{"inproc://" + tag, p.endpoints, policy, logs.make("scheduler")};
+    o.window = window;
+    auto s = Actor::start(ctx, "scheduler", [o](auto& c, auto& pipe) { return run_scheduler(c, pipe, o); });
+    EXPECT_TRUE(s.ok());
+    a.emplace(std::move(*s));
+    to.set(zmq::sockopt::linger, 0);
+    to.connect("inproc://" + tag);
+  }
+  ~SchedulerRun() { EXPECT_TRUE((*a)->stop(2s)); }
+  template <class M>
+  void post(const M& m) { to.send(zmq::buffer(msg::encode(m))); }
+  void done(uint64_t job_id) {
+    msg::GenDone d;
+    d.job_id = job_id, d.rid = 1, d.finish = "eos";
+    post(d);
+  }
+  // The ids the generator receives until it is quiet for 200 ms.
+  std::vector<uint64_t> sent() {
+    std::vector<uint64_t> ids;
+    while (auto j = p.next<msg::GenJob>("generator", 200ms)) ids.push_back(j->job_id);
+    return ids;
+  }
+};
+
+TEST(Scheduler, UnderPrefixJobsThatArriveTogetherGoOutInThePrefixOrder) {
+  SchedulerRun s("sched-prefix1", "prefix", 0);
+  // One burst (before the grant): two parents' children, interleaved.
+  s.post(blocks_job(1, 1, "pab", 8, 5));
+  s.post(blocks_job(2, 1, "pcd", 8, 9));
+  s.post(blocks_job(3, 1, "pae", 8, 5));
+  s.post(blocks_job(4, 1, "pcf", 8, 9));
+  s.post(msg::Grant{"generator", 1 << 20, 100000});
+  // The better parent's children first, each parent's together.
+  EXPECT_EQ(s.sent(), (std::vector<uint64_t>{2, 4, 1, 3}));
+
+  // FIFO keeps the arrival order.
+  SchedulerRun f("sched-fifo1", "fifo", 0);
+  for (auto j : {blocks_job(1, 1, "pab", 8, 5), blocks_job(2, 1, "pcd", 8, 9), blocks_job(3, 1, "pae", 8, 5)}) f.post(j);
+  f.post(msg::Grant{"generator", 1 << 20, 100000});
+  EXPECT_EQ(f.sent(), (std::vector<uint64_t>{1, 2, 3}));
+}
+
+TEST(Scheduler, UnderPrefixAWindowOfJobsIsOutAndTheRestWaitInOrder) {
+  SchedulerRun s("sched-prefix2", "prefix", 2);
+  s.post(blocks_job(1, 1, "pab", 8));
+  s.post(blocks_job(2, 1, "qcd", 8));
+  s.post(blocks_job(3, 1, "pae", 8));
+  s.post(blocks_job(4, 1, "qcf", 8));
+  s.post(msg::Grant{"generator", 1 << 20, 100000});
+  EXPECT_EQ(s.sent(), (std::vector<uint64_t>{1, 3}));  // the window is full
+  s.done(3);
+  EXPECT_EQ(s.sent(), (std::vector<uint64_t>{2}));  // nothing queued shares with 3: the oldest
+  s.done(1);
+  EXPECT_EQ(s.sent(), (std::vector<uint64_t>{4}));  // 2's sibling
+}
+
+TEST(Scheduler, UnderPrefixSharedBlocksAreCountedOnceSoMoreWorkIsAdmitted) {
+  // Jobs of 4 blocks (64 tokens) + 10 new, sharing 3 blocks: FIFO counts
+  // 74 each, so only one fits 110 tokens; prefix counts the second at 26.
+  for (const char* policy : {"fifo", "prefix"}) {
+    SCOPED_TRACE(policy);
+    SchedulerRun s(std::string("sched-cost-") + policy, policy, 0);
+    s.post(msg::Grant{"generator", 1 << 20, 110});
+    s.post(blocks_job(1, 1, "pppa", 10));
+    s.post(blocks_job(2, 1, "pppb", 10));
+    EXPECT_EQ(s.sent().size(), std::string(policy) == "fifo" ? 1u : 2u);
+  }
+}
+
 TEST(MemoryArbiter, SplitsWhatTheWeightsLeaveAndGrantsBothModels) {
   zmq::context_t ctx;
   Peers p(ctx, "arb1", {"generator", "verifier", "scheduler", "intake"});
