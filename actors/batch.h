@@ -112,7 +112,8 @@ class Batch {
     std::function<void(Task&)> stop;
   };
 
-  Batch(const EngineActorOptions& o, Logger log, Hooks hooks) : o_(o), log_(std::move(log)), hooks_(std::move(hooks)) {}
+  Batch(const EngineActorOptions& o, Logger log, Hooks hooks)
+      : o_(o), log_(std::move(log)), hooks_(std::move(hooks)), kept_(o.by_priority) {}
 
   // Creates the engine on the first grant for `role` (accept_grant).
   Status on_grant(const msg::Grant& g, const char* role, const ModelConfig& config, ModelWeights* weights) {
@@ -159,7 +160,7 @@ class Batch {
       t.from_counted = false;
     }
     if (t.seq >= 0) {
-      if (keep && t.job.keep_kv && !making_room_) kept_.keep(t.job.rid, t.job.job_id, t.seq);
+      if (keep && t.job.keep_kv && !making_room_) kept_.keep(t.job.rid, t.job.job_id, t.seq, t.job.priority);
       else engine_->release(t.seq);
       t.seq = -1;
       hold_admission_ = hold_background_ = false;
@@ -205,14 +206,15 @@ class Batch {
 
   // Decode ran out of KV blocks and no task finished to free some: stops the
   // newest background task (and admits no background task until one
-  // leaves), or when none runs preempts the task admitted last.
+  // leaves), or when none runs frees a kept sequence, or else preempts the
+  // task admitted last (by_priority: the lowest-priority one, the latest of those).
   void make_room() {
     if (stop_newest_background()) {
       hold_background_ = true;
       return;
     }
     if (kept_.free_one(*engine_)) return;
-    preempt_latest();
+    preempt();
   }
 
   // Before a pass: while fewer KV blocks are free than the running
@@ -346,9 +348,13 @@ class Batch {
     return false;
   }
 
-  void preempt_latest() {
-    Task t = std::move(running_.back());
-    running_.pop_back();
+  void preempt() {
+    size_t k = running_.size() - 1;
+    if (o_.by_priority)
+      for (size_t i = running_.size(); i-- > 0;)
+        if (running_[i].job.priority < running_[k].job.priority) k = i;
+    Task t = std::move(running_[k]);
+    running_.erase(running_.begin() + (ptrdiff_t)k);
     engine_->release(t.seq);
     t.seq = -1;
     ++t.n_preempted;

@@ -77,7 +77,7 @@ class BeamManager {
     j.job_id = ++next_job_, j.rid = rid, j.beam = g.beam, j.tokens = std::move(g.tokens);
     j.max_tokens = g.max_tokens, j.stop_at_delimiter = g.stop_at_delimiter, j.report_every = report_every;
     j.forced_tokens = g.forced_tokens, j.speculative = g.speculative, j.prefix = std::move(g.prefix);
-    j.keep_kv = g.keep_kv, j.from_job = g.from_job;
+    j.keep_kv = g.keep_kv, j.from_job = g.from_job, j.priority = g.priority;
     if (j.keep_kv) r.keeping.insert(j.job_id);
     if (r.start.kind == "solve") {
       const auto& p = r.start.solve;
@@ -104,7 +104,7 @@ class BeamManager {
     Request& r = requests_.at(rid);
     msg::ScoreJob j;
     j.job_id = ++next_job_, j.rid = rid, j.beam = s.beam, j.problem = problem, j.steps = std::move(s.steps);
-    j.keep_kv = s.keep_kv, j.from_job = s.from_job;
+    j.keep_kv = s.keep_kv, j.from_job = s.from_job, j.priority = s.priority;
     if (j.keep_kv) r.keeping.insert(j.job_id);
     box_.post("scheduler", j);
     ++jobs_;

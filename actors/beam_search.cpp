@@ -251,7 +251,8 @@ class BeamSearch final : public SearchStrategy {
       steps.push_back(std::move(a));
     if (steps.size() == sl.path.steps.size() && sl.path.scored()) return resolve(host, k);
     sl.phase = Slot::Phase::Scoring;
-    const uint64_t id = host.submit_score({sl.stream, std::move(steps), s_.live_beams && !last_iteration(), sl.score_kv});
+    const uint64_t id = host.submit_score({sl.stream, std::move(steps), s_.live_beams && !last_iteration(), sl.score_kv,
+                                           beam_priority(sl.path, s_.params.aggregation)});
     if (s_.live_beams) sl.scoring = id;
     jobs_[id] = k;
   }

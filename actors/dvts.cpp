@@ -156,7 +156,8 @@ class Dvts final : public SearchStrategy {
     // A step that adds no step keeps the path's scores (an empty trailing
     // step is never scored).
     if (c.path.scored()) return resolve(host, t, j);
-    const uint64_t id = host.submit_score({c.stream, c.path.steps, s_.live_beams && !last_iteration(tree), tree.score_kv});
+    const uint64_t id = host.submit_score({c.stream, c.path.steps, s_.live_beams && !last_iteration(tree), tree.score_kv,
+                                           beam_priority(c.path, s_.params.aggregation)});
     if (s_.live_beams) c.scoring = id;
     jobs_[id] = {t, j};
   }

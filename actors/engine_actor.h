@@ -30,6 +30,11 @@ struct EngineActorOptions {
   std::shared_ptr<const DeviceContext> device;  // the process's one device context (null = the CPU)
   int32_t prefill_chunk = 512;                // most tokens one job computes per iteration
   int32_t max_batch = 256;                    // most jobs running at once
+  // Short of KV blocks, preempt the running job, and free the kept sequence,
+  // of the lowest priority first (the worst-scored beam: the cheapest to
+  // lose); else the newest and the oldest (policies.scheduling: the prefix
+  // tree's policies vs fifo).
+  bool by_priority = false;
   Logger log;                                 // may be null: then nothing is logged
 };
 

@@ -1,11 +1,12 @@
 #include "actors/kept_kv.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace flashtts {
 
-void KeptKv::keep(uint64_t rid, uint64_t job, int64_t seq) {
-  kept_[{rid, job}] = Kept{seq, 0, false, next_order_++};
+void KeptKv::keep(uint64_t rid, uint64_t job, int64_t seq, int32_t priority) {
+  kept_[{rid, job}] = Kept{seq, 0, false, next_order_++, priority};
 }
 
 bool KeptKv::add_user(uint64_t rid, uint64_t job) {
@@ -80,7 +81,9 @@ void KeptKv::forget(Engine& e, uint64_t rid) {
 bool KeptKv::free_one(Engine& e) {
   if (kept_.empty()) return false;
   // Unnamed by queued jobs first, then the oldest.
-  auto rank = [](const auto& kv) { return std::pair(kv.second.users != 0, kv.second.order); };
+  auto rank = [&](const auto& kv) {
+    return std::tuple(kv.second.users != 0, by_priority_ ? kv.second.priority : 0, kv.second.order);
+  };
   auto pick = std::min_element(kept_.begin(), kept_.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
   e.release(pick->second.seq);
   kept_.erase(pick);

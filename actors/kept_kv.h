@@ -33,8 +33,11 @@ namespace flashtts {
 
 class KeptKv {
  public:
-  // Keeps `seq` for (rid, job).
-  void keep(uint64_t rid, uint64_t job, int64_t seq);
+  // free_one() takes the lowest priority first (EngineActorOptions::by_priority).
+  explicit KeptKv(bool by_priority = false) : by_priority_(by_priority) {}
+
+  // Keeps `seq` for (rid, job), whose job had `priority`.
+  void keep(uint64_t rid, uint64_t job, int64_t seq, int32_t priority = 0);
   bool has(uint64_t rid, uint64_t job) const { return kept_.count({rid, job}) != 0; }
 
   // A queued job names (rid, job) in from_job: counted until it starts (or
@@ -64,7 +67,8 @@ class KeptKv {
   // Forget: frees every sequence kept for the request.
   void forget(Engine& e, uint64_t rid);
   // Memory pressure: frees the oldest kept sequence no queued job names, else
-  // the oldest; its blocks stay in the prefix cache. False when none is kept.
+  // the oldest (by_priority: the lowest priority of each, then the oldest);
+  // its blocks stay in the prefix cache. False when none is kept.
   bool free_one(Engine& e);
 
   // For an actor's stats: kv_kept (sequences kept now), kept_forked_tokens
@@ -77,9 +81,11 @@ class KeptKv {
     int32_t users = 0;      // queued jobs that name it and have not started
     bool released = false;  // release_kv came: the last user takes it over
     uint64_t order = 0;     // when it was kept
+    int32_t priority = 0;   // its job's
   };
   using Key = std::pair<uint64_t, uint64_t>;  // (rid, job id)
 
+  bool by_priority_ = false;
   std::map<Key, Kept> kept_;
   uint64_t next_order_ = 0;
   int64_t forked_tokens_ = 0;

@@ -1,7 +1,9 @@
 #include "actors/search_path.h"
 
 #include <algorithm>
+#include <cmath>
 
+#include "actors/answer.h"
 #include "actors/trace.h"
 #include "gpu/prm_format.h"
 
@@ -54,6 +56,13 @@ bool step_ends_beam(const msg::GenDone& step, const SearchPath& path, const std:
   if (step.finish != "delimiter") return true;
   if (step.text.empty()) return true;
   return !answer_marker.empty() && path.text.find(answer_marker) != std::string::npos;
+}
+
+int32_t beam_priority(const SearchPath& path, std::string_view aggregation) {
+  if (path.step_scores.empty()) return 0;
+  const double s = aggregate_scores(path.step_scores, aggregation);
+  if (!std::isfinite(s)) return 0;
+  return (int32_t)std::lround(std::clamp(s, -2000.0, 2000.0) * 1e6);
 }
 
 }  // namespace flashtts

@@ -58,6 +58,10 @@ inline bool forced_step_ends_beam(const msg::GenDone& step, bool drawn_end) {
   return drawn_end || step.finish != "forced";
 }
 
+// A job's priority for the beam on `path` (GenJob::priority): its
+// aggregated PRM score so far, in millionths; 0 before its first score.
+int32_t beam_priority(const SearchPath& path, std::string_view aggregation);
+
 // The beam id (the random stream) of a generation job: unique per iteration
 // and slot, so copies of one beam diverge and no two jobs of an iteration
 // share a stream. REQUIRES: 0 <= slot < n.

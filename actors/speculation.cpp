@@ -29,6 +29,7 @@ std::optional<GenRequest> step_job(const SearchSetup& setup, const SearchPath& p
   g.tokens = setup.prompt;
   g.tokens.insert(g.tokens.end(), path.tokens.begin(), path.tokens.end());
   g.prefix = std::move(carry.prefix);
+  g.priority = beam_priority(path, p.aggregation);
   if (p.trace.on()) {
     g.forced_tokens = g.max_tokens = trace_draw(p.trace, path.lineage, (int32_t)path.steps.size(), p.max_steps).tokens;
     g.stop_at_delimiter = false;

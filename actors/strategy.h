@@ -43,6 +43,9 @@ struct GenRequest {
   // sequence for the beams that continue it; start from a kept one.
   bool keep_kv = false;
   uint64_t from_job = 0;
+  // GenJob::priority: the beam's standing (beam_priority), so that under the
+  // prefix policy the better beams go first and are preempted last.
+  int32_t priority = 0;
 };
 
 // One PRM scoring a strategy asks for (a ScoreJob's search-side fields).
@@ -51,6 +54,7 @@ struct ScoreRequest {
   std::vector<std::string> steps;  // of this request's problem
   bool keep_kv = false;            // as GenRequest's, for the PRM's sequence
   uint64_t from_job = 0;
+  int32_t priority = 0;            // as GenRequest's
 };
 
 // What a strategy may ask of the beam manager.

@@ -7,6 +7,7 @@
 #include "actors/generator.h"
 #include "actors/intake.h"
 #include "actors/memory_arbiter.h"
+#include "actors/sched_policy.h"
 #include "actors/scheduler.h"
 #include "actors/verifier.h"
 #include "runtime/generation_defaults.h"
@@ -61,6 +62,11 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
   }
   if (name == "scheduler") {
     SchedulerOptions o{inbox, peers(c, name), c.policies.scheduling, log};
+    o.block_size = c.memory.block_size;
+    // Enough jobs out to fill a batch and cover the round trip of a result;
+    // the rest wait here, in the policy's order.
+    o.window = c.engine.max_batch + std::max(4, c.engine.max_batch / 8);
+    o.max_overtaken = c.policies.scheduling_max_overtaken;
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_scheduler(ctx, p, o); };
   }
   if (name == "generator" || name == "verifier") {
@@ -70,6 +76,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
     e.block_size = c.memory.block_size, e.device = device, e.log = log;
     e.n_threads = gen ? c.engine.generator_threads : c.engine.verifier_threads;
     e.prefill_chunk = c.engine.prefill_chunk, e.max_batch = c.engine.max_batch;
+    e.by_priority = is_tree_policy(c.policies.scheduling);
     if (gen) {
       GeneratorOptions o{e, c.step_delimiter, c.policies.speculation_max_slowdown};
       return [o](zmq::context_t& ctx, ActorPipe& p) { return run_generator(ctx, p, o); };

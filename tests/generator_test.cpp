@@ -151,6 +151,42 @@ TEST(Generator, ATightKvGrantPreemptsJobsAndTheirTokensStayTheSame) {
   EXPECT_EQ(stat(st, "kv_blocks_used"), 0);
 }
 
+// Issue 22: under the prefix policy (by_priority) the lowest-priority job is
+// preempted first (a beam likely to be pruned is the cheapest to lose), not
+// the newest; the best one never is.
+TEST(Generator, ByPriorityATightGrantPreemptsTheLowestPriorityJobsFirst) {
+  for (bool by_priority : {false, true}) {
+    SCOPED_TRACE(by_priority ? "by priority" : "newest first");
+    Harness h;
+    auto o = h.options();
+    o.by_priority = by_priority;
+    h.start_granted(8 * kBlockBytes, o);
+    // Admitted in this order, each growing to 3 blocks: 12 of 8.
+    const int32_t priority[] = {9, 1, 5, 7};
+    std::vector<msg::GenJob> jobs;
+    for (int i = 0; i < 4; ++i) {
+      jobs.push_back(job(i + 1, 3, i, "Job " + std::to_string(i) + ": a b c", 40));
+      jobs.back().priority = priority[i];
+    }
+    for (const auto& j : jobs) h.send(j);
+    auto d = h.done(4);
+    ASSERT_EQ(d.size(), 4u);
+    std::map<uint64_t, int32_t> preempted;
+    for (const msg::GenDone& g : d) {
+      EXPECT_EQ(g.tokens, reference(jobs[g.job_id - 1]).tokens) << "job " << g.job_id;
+      preempted[g.job_id] = g.n_preempted;
+    }
+    if (by_priority) {
+      EXPECT_GT(preempted[2], 0);  // priority 1
+      EXPECT_EQ(preempted[1], 0);  // priority 9
+      EXPECT_EQ(preempted[4], 0);  // priority 7, admitted last
+    } else {
+      EXPECT_GT(preempted[4], 0);  // the newest
+    }
+    EXPECT_EQ(stat(h.stats(), "kv_blocks_used"), 0);
+  }
+}
+
 TEST(Generator, AJobStopsRightAfterTheTokenThatCompletesTheStepDelimiter) {
   // Pick as delimiter a piece of text the model is known to produce.
   msg::GenJob j = job(1, 1, 0, "Count: 1, 2, 3,", 40);

@@ -188,6 +188,41 @@ TEST(LiveBeams, WhenBlocksRunShortKeptSequencesAreFreedBeforeAnyJobIsPreempted) 
   EXPECT_EQ(stat(h.stats(), "kv_blocks_used"), 0);
 }
 
+// Issue 22: under the prefix policy (by_priority) the kept sequence of the
+// worst-scored beam is freed first, not the oldest.
+TEST(LiveBeams, ByPriorityTheLowestPriorityKeptSequenceIsFreedFirst) {
+  GenHarness h;
+  auto o = h.options();
+  o.by_priority = true;
+  h.start_granted(12 * kBlockBytes, o);
+  const int32_t priority[] = {5, 1, 9};
+  std::vector<std::vector<int32_t>> context;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    msg::GenJob j = job(id, encode("Kept beam number " + std::to_string(id) + " says:"), 36, true);
+    j.priority = priority[id - 1];
+    h.send(j);
+    context.push_back(concat(j.tokens, h.done().tokens, 36));
+  }
+  h.send(job(7, encode("A real job that needs the room:"), 50, false));
+  EXPECT_EQ(h.done().n_preempted, 0);
+  auto st = h.stats();
+  EXPECT_EQ(stat(st, "kept_freed_for_room"), 1);
+  const int64_t forked = stat(st, "kept_forked_tokens");
+  // Beams 1 and 3 are still kept: their continuations fork them.
+  for (uint64_t id : {1u, 3u}) {
+    h.send(job(10 + id, context[id - 1], 4, false, id));
+    h.done();
+  }
+  const int64_t forked_1_3 = stat(h.stats(), "kept_forked_tokens") - forked;
+  EXPECT_GT(forked_1_3, 60);
+  // Beam 2's was freed: its continuation finds its context elsewhere.
+  h.send(job(12, context[1], 4, false, 2));
+  h.done();
+  EXPECT_EQ(stat(h.stats(), "kept_forked_tokens") - forked, forked_1_3);
+  h.send(msg::Forget{1});
+  EXPECT_EQ(stat(h.stats(), "kv_blocks_used"), 0);
+}
+
 // ------------------------------------------------------------------- verifier
 
 struct VerHarness : test::EngineActorHarnessOf<VerifierOptions> {
