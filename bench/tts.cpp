@@ -26,9 +26,16 @@
 // (tools/arith/data.py writes them); math-trace, random-weight models of
 // about 35 M parameters (flashtts-mkmodel) whose steps end at lengths drawn
 // from MATH-500 (bench/data/, the `trace` field of a solve).
-// --memory P sizes the budget so the search's KV working set (N beams x
-// (prompt + max_steps x max_tokens_per_step) tokens, per model) is P% of
-// what the pools hold.
+//
+// --memory P (1..1000; the memory-pressure workload: 25 and 50, and 100 as
+// the control that just fits): each cell first runs once on the baseline
+// variant with ample memory, a calibration that is not reported, and the
+// peak KV blocks each model held there (kv_blocks_peak: blocks referenced at
+// the peak) are the cell's KV working set. The cell's pipelines then get KV
+// pools of P% of it, per model (at least one job's largest context plus a
+// block, so no job is refused), and each JSON line carries the working set
+// (ws_gen_blocks, ws_ver_blocks) and the pools the pipeline got
+// (pool_gen_blocks, pool_ver_blocks). bench/tts_memory.h does the sizing.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <toml.hpp>
@@ -39,14 +46,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
+#include <tuple>
 #include <unistd.h>
 
-#include "gpu/device_context.h"
-#include "gpu/engine.h"
-#include "gpu/model_loader.h"
-#include "gpu/sim/sim_card.h"
+#include "bench/tts_memory.h"
 #include "runtime/client.h"
 #include "runtime/eval_dataset.h"
 #include "runtime/eval_metrics.h"
@@ -77,19 +83,23 @@ fs::path build_dir() {
   return fs::read_symlink("/proc/self/exe", ec).parent_path().parent_path();
 }
 
-// The built-in overlays: the baseline (what vLLM does: prefix cache, no
-// live beams), flashtts (every optimization that exists: so far speculation
-// and live beams; prefix-aware scheduling and the roofline split are issues
-// 22 and 23), and one per optimization for the ablation.
+// The built-in overlays: the baseline (what vLLM does: FIFO, prefix cache,
+// no live beams), flashtts (every optimization that exists: speculation, live
+// beams and prefix-aware scheduling; the roofline split is issue 23), one per
+// optimization for the ablation, and the orders prefix is measured against
+// (random, scatter: prefix's accounting in a random and in the worst order).
 std::map<std::string, std::vector<std::string>> builtin_overlays() {
   return {{"baseline",
            {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=false",
             "policies.live_beams=false"}},
           {"flashtts",
-           {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=true",
+           {"policies.scheduling=\"prefix\"", "policies.memory_split=\"static\"", "policies.speculation=true",
             "policies.live_beams=true"}},
           {"speculation", {"policies.speculation=true", "policies.live_beams=false"}},
-          {"live_beams", {"policies.speculation=false", "policies.live_beams=true"}}};
+          {"live_beams", {"policies.speculation=false", "policies.live_beams=true"}},
+          {"prefix", {"policies.scheduling=\"prefix\"", "policies.speculation=false", "policies.live_beams=false"}},
+          {"random", {"policies.scheduling=\"random\"", "policies.speculation=false", "policies.live_beams=false"}},
+          {"scatter", {"policies.scheduling=\"scatter\"", "policies.speculation=false", "policies.live_beams=false"}}};
 }
 
 // The base TOML with `section.key=value` lines set, parsed as a Config.
@@ -109,13 +119,6 @@ Expected<Config> overlay(const fs::path& base, const std::vector<std::string>& s
     return make_error(std::string("overlay: ") + e.what());
   }
   return parse_config(toml::format(v), base);
-}
-
-int64_t folder_bytes(const fs::path& dir) {
-  int64_t n = 0;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".safetensors") n += (int64_t)e.file_size();
-  return n;
 }
 
 // One variant's pipeline, in this process.
@@ -364,32 +367,6 @@ Status make_trace_models(const fs::path& dir) {
   return Status::success();
 }
 
-// The overlay lines that make the KV working set of `cell` `memory`% of the
-// pools (prompt taken as 128 tokens; both models hold every beam's context),
-// in the sizes the device holds (a simulated card: bf16 weights and KV).
-Expected<std::vector<std::string>> memory_overlay(const Config& base, const Options& o, const Cell& cell) {
-  auto gc = load_model_config(base.models.policy);
-  if (!gc) return gc.error();
-  auto vc = load_model_config(base.models.prm);
-  if (!vc) return vc.error();
-  auto dev = DeviceContext::open(base.engine.device);
-  if (!dev) return dev.error();
-  const bool sim = (*dev)->simulated();
-  const int steps = o.max_steps ? o.max_steps : base.defaults.solve.max_steps;
-  const int per = o.max_tokens_per_step ? o.max_tokens_per_step : base.defaults.solve.max_tokens_per_step;
-  const double ctx = 128.0 + double(steps) * per, beams = double(cell.n) * cell.concurrency;
-  const double need_g = beams * ctx * double(kv_bytes_per_token_on(*gc, dev->get()));
-  const double need_v = beams * ctx * double(kv_bytes_per_token_on(*vc, dev->get()));
-  const double pool = (need_g + need_v) * 100.0 / cell.memory;
-  const double weights = sim ? double(sim_weight_bytes(*gc) + sim_weight_bytes(*vc))
-                             : double(folder_bytes(base.models.policy) + folder_bytes(base.models.prm));
-  const double budget = weights + pool;
-  char b[64], g[64];
-  std::snprintf(b, sizeof b, "memory.budget_mb=%.3f", budget / double(1 << 20) + 1.0);
-  std::snprintf(g, sizeof g, "memory.generator_share=%.4f", std::clamp(need_g / (need_g + need_v), 0.05, 0.95));
-  return std::vector<std::string>{b, g};
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -410,7 +387,11 @@ int main(int argc, char** argv) {
   app.add_option("--n", o.ns, "N values")->delimiter(',');
   app.add_option("--beam-width", o.beam_width, "Beam width (M)");
   app.add_option("--concurrency", o.concurrency, "Requests at once")->delimiter(',');
-  app.add_option("--memory", o.memory, "KV working set as % of the pools (empty: the config's budget)")->delimiter(',');
+  app.add_option("--memory", o.memory,
+                 "KV pools as % of the cell's KV working set, measured per model by a calibration run of the "
+                 "baseline with ample memory (empty: the config's budget)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1000));
   app.add_option("--variants", o.variants, "Variants to run (the first is the baseline of the ratios)")->delimiter(',');
   app.add_option("--overlay", o.overlays, "NAME:section.key=value, adds to (or defines) variant NAME");
   app.add_option("--rounds", o.rounds, "Rounds per cell (each runs every variant once, order rotating)");
@@ -489,7 +470,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& v : o.variants)
     if (!overlays.count(v)) {
-      std::fprintf(stderr, "flashtts-bench-tts: variant '%s' has no overlay (known: baseline, flashtts, or give --overlay)\n",
+      std::fprintf(stderr, "flashtts-bench-tts: variant '%s' has no overlay (known: baseline, flashtts, speculation, live_beams, prefix, random, scatter, or give --overlay)\n",
                    v.c_str());
       return 2;
     }
@@ -509,6 +490,15 @@ int main(int argc, char** argv) {
               o.workload.c_str(), scale_note.c_str(), base->engine.device.c_str(), simulated ? " (SIMULATED: every time is a model's)" : "",
               base->models.policy.c_str(), base->models.prm.c_str(), o.rounds);
   std::vector<int> memories = o.memory.empty() ? std::vector<int>{0} : o.memory;
+  std::optional<bench::MemoryModel> mem_model;
+  if (!o.memory.empty()) {
+    auto m = bench::memory_model(*base);
+    if (!m) {
+      std::fprintf(stderr, "flashtts-bench-tts: %s\n", m.error().message.c_str());
+      return 2;
+    }
+    mem_model = *m;
+  }
   std::vector<tts::Point> points;
   std::string tables;
   uint64_t next_problem = 0;
@@ -516,26 +506,73 @@ int main(int argc, char** argv) {
   size_t cell_k = 0;
   auto t_start = Clock::now();
   std::map<std::string, std::vector<tts::Point>> plots;  // svg name -> points
-  for (int mem : memories)
+  std::map<std::tuple<std::string, int, int>, bench::WorkingSet> working_sets;  // by strategy, N, concurrency
+  for (int mem : memories) {
+    // Every memory setting runs the same problems and seeds: its cells pair
+    // with the other settings' and share their calibration.
+    next_problem = 0;
     for (int n : o.ns) {
       for (const auto& strategy : o.strategies)
         for (int conc : o.concurrency) {
           Cell cell{strategy, n, conc, mem};
           ++cell_k;
+          // The rounds' problems and seeds, drawn first: the calibration
+          // runs round 0's.
+          std::vector<std::vector<Problem>> round_ps(o.rounds);
+          std::vector<uint64_t> seeds(o.rounds);
+          for (int round = 0; round < o.rounds; ++round) {
+            for (int j = 0; j < conc; ++j) round_ps[round].push_back((*problems)[next_problem++ % problems->size()]);
+            seeds[round] = 1000 + 17 * next_problem;
+          }
+          // --memory: the working set from a calibration run, then pools of
+          // mem% of it for every variant.
+          std::vector<std::string> memory_sets;
+          bench::WorkingSet ws;
+          bench::PoolTarget target;
+          if (mem) {
+            const bench::SearchShape shape{int64_t(n) * conc, o.max_steps ? o.max_steps : base->defaults.solve.max_steps,
+                                           o.max_tokens_per_step ? o.max_tokens_per_step
+                                                                 : base->defaults.solve.max_tokens_per_step};
+            const auto key = std::tuple{strategy, n, conc};
+            if (!working_sets.count(key)) {
+              auto run_with = [&](const std::vector<std::string>& msets) -> Expected<bench::Observed> {
+                std::vector<std::string> sets = base_sets;
+                for (const auto& s : overlays[o.variants[0]]) sets.push_back(s);
+                sets.insert(sets.end(), msets.begin(), msets.end());
+                auto cfg = overlay(base_file, sets);
+                if (!cfg) return make_error(o.variants[0] + ": " + cfg.error().message);
+                cfg->log_level = "warn";
+                auto s = serve(o.variants[0], *cfg, int(o.variants.size()));
+                if (!s) return s.error();
+                std::fprintf(stderr, "\r[%zu/%zu] %s: calibration on %s        ", cell_k, n_cells,
+                             cell_name(cell).c_str(), o.variants[0].c_str());
+                auto r = run(**s, o, cell, round_ps[0], trace, seeds[0]);
+                if (!r) return r.error();
+                auto pools = bench::read_pools((*s)->ctx, (*s)->cfg.endpoints.clients.front());
+                if (!pools) return pools.error();
+                return bench::Observed{std::move(*r), *pools};
+              };
+              auto w = bench::calibrate(&*mem_model, shape, run_with);
+              if (!w) {
+                std::fprintf(stderr, "\nflashtts-bench-tts: calibration of %s: %s\n", cell_name(cell).c_str(),
+                             w.error().message.c_str());
+                return 1;
+              }
+              working_sets[key] = *w;
+              std::fprintf(stderr, "\n%s N=%d c=%d: %s", strategy.c_str(), n, conc, bench::describe(*w).c_str());
+            }
+            ws = working_sets[key];
+            target = bench::size_pools(*mem_model, ws, shape, mem);
+            memory_sets = bench::pool_overlay(*mem_model, target);
+            std::fprintf(stderr, "\n%s: %s\n", cell_name(cell).c_str(), bench::describe(target, ws).c_str());
+          }
           // Fresh pipelines per cell: the budget may follow N and the
           // concurrency, and no cell inherits another's prefix cache.
           std::vector<std::unique_ptr<Served>> served;
           for (size_t v = 0; v < o.variants.size(); ++v) {
             std::vector<std::string> sets = base_sets;
             for (const auto& s : overlays[o.variants[v]]) sets.push_back(s);
-            if (mem) {
-              auto m = memory_overlay(*base, o, cell);
-              if (!m) {
-                std::fprintf(stderr, "flashtts-bench-tts: %s\n", m.error().message.c_str());
-                return 2;
-              }
-              sets.insert(sets.end(), m->begin(), m->end());
-            }
+            sets.insert(sets.end(), memory_sets.begin(), memory_sets.end());
             auto cfg = overlay(base_file, sets);
             if (!cfg) {
               std::fprintf(stderr, "flashtts-bench-tts: %s: %s\n", o.variants[v].c_str(), cfg.error().message.c_str());
@@ -556,11 +593,24 @@ int main(int argc, char** argv) {
               std::fprintf(stderr, "flashtts-bench-tts: warm-up of %s: %s\n", o.variants[v].c_str(), w.error().message.c_str());
               return 1;
             }
+          // The pools each pipeline really got (a variant with a split
+          // policy of its own may differ from the target: it is warned of).
+          std::vector<bench::Pools> pools(served.size());
+          for (size_t v = 0; mem && v < served.size(); ++v) {
+            auto p = bench::read_pools(served[v]->ctx, served[v]->cfg.endpoints.clients.front());
+            if (!p) {
+              std::fprintf(stderr, "flashtts-bench-tts: the pools of %s: %s\n", o.variants[v].c_str(), p.error().message.c_str());
+              return 1;
+            }
+            pools[v] = *p;
+            if (std::string w = bench::check_pools(target, *p); !w.empty())
+              std::fprintf(stderr, "\nflashtts-bench-tts: warning: %s, %s: %s\n", cell_name(cell).c_str(),
+                           o.variants[v].c_str(), w.c_str());
+          }
           std::vector<std::vector<tts::RunSummary>> by_variant(o.variants.size());
           for (int round = 0; round < o.rounds; ++round) {
-            std::vector<Problem> ps;
-            for (int j = 0; j < conc; ++j) ps.push_back((*problems)[next_problem++ % problems->size()]);
-            const uint64_t seed = 1000 + 17 * next_problem;
+            const std::vector<Problem>& ps = round_ps[round];
+            const uint64_t seed = seeds[round];
             for (size_t k = 0; k < served.size(); ++k) {
               size_t v = (k + size_t(round)) % served.size();  // the order rotates
               std::fprintf(stderr, "\r[%zu/%zu] %s round %d/%d: %s        ", cell_k, n_cells, cell_name(cell).c_str(),
@@ -580,6 +630,10 @@ int main(int argc, char** argv) {
                         {"concurrency", conc},  {"memory_pct", mem ? json(mem) : json(nullptr)},
                         {"variant", o.variants[v]}, {"round", round},     {"position", k},
                         {"wall_ms", r->wall_ms}};
+              if (mem) {
+                j["ws_gen_blocks"] = ws.gen_blocks, j["ws_ver_blocks"] = ws.ver_blocks;
+                j["pool_gen_blocks"] = pools[v].gen_blocks, j["pool_ver_blocks"] = pools[v].ver_blocks;
+              }
               j["figures"] = summary_json(s);
               if (!o.json_out.empty()) std::ofstream(o.json_out, std::ios::app) << j.dump() << "\n";
             }
@@ -587,6 +641,9 @@ int main(int argc, char** argv) {
           // The table of this cell.
           std::string t = "\n### " + cell_name(cell) + " (beam width " + std::to_string(o.beam_width) + ", " +
                           std::to_string(o.rounds) + " round(s))\n\n";
+          if (mem)
+            t += bench::describe(ws) + " on " + o.variants[0] + " with ample memory; at " + std::to_string(mem) + "%: " +
+                 bench::describe(target, ws) + "\n\n";
           t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | idle share | "
                "peak blocks gen / ver | evictions | recomputed | preemptions | spec. tokens gen / kept / dropped | "
                "accuracy | pass@N | correct/min | failed |\n";
@@ -633,6 +690,7 @@ int main(int argc, char** argv) {
           tables += t;
         }
     }
+  }
   std::fprintf(stderr, "\n%.1f s in all\n", std::chrono::duration<double>(Clock::now() - t_start).count());
   if (!o.md_out.empty()) std::ofstream(o.md_out) << tables;
   if (!o.svg_prefix.empty())
