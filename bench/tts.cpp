@@ -145,24 +145,12 @@ Expected<std::unique_ptr<Served>> serve(const std::string& name, Config cfg, int
 }
 
 // Both GPU actors' counters; `reset` starts their peaks afresh afterwards.
-// An actor busy in a long pass may miss the intake's 2 s stats window (the
-// reply then lists it as missing): ask again, up to a minute.
 Expected<std::pair<tts::Counters, tts::Counters>> counters(Client& c, bool reset) {
-  msg::MapWriter w;
-  w.put("reset_peaks", reset);
-  msg::MapReader actors, g, v;
-  for (int attempt = 0;; ++attempt) {
-    auto st = c.call("stats", w, 30s);
-    if (!st) return st.error();
-    FLASHTTS_TRY(st->body.get("actors", &actors));
-    if (actors.has("generator") && actors.has("verifier")) break;
-    if (attempt == 30) return make_error("the generator or the verifier did not answer stats 30 times");
-  }
-  FLASHTTS_TRY(actors.get("generator", &g));
-  FLASHTTS_TRY(actors.get("verifier", &v));
-  auto gc = tts::read_counters(g);
+  auto st = bench::gpu_stats(c, reset);
+  if (!st) return st.error();
+  auto gc = tts::read_counters(st->gen);
   if (!gc) return gc.error();
-  auto vc = tts::read_counters(v);
+  auto vc = tts::read_counters(st->ver);
   if (!vc) return vc.error();
   return std::make_pair(*gc, *vc);
 }

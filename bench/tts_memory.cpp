@@ -51,23 +51,30 @@ Expected<MemoryModel> memory_model(const Config& base) {
   return m;
 }
 
-Expected<Pools> read_pools(zmq::context_t& ctx, const std::string& endpoint) {
+Expected<GpuStats> gpu_stats(Client& c, bool reset) {
   using namespace std::chrono_literals;
-  auto c = Client::connect(ctx, endpoint);
-  if (!c) return c.error();
   msg::MapWriter w;
-  w.put("reset_peaks", false);
-  msg::MapReader actors, g, v;
-  // An actor busy in a long pass may miss the stats window: ask again.
+  w.put("reset_peaks", reset);
+  msg::MapReader actors;
   for (int attempt = 0;; ++attempt) {
-    auto st = c->call("stats", w, 30s);
+    auto st = c.call("stats", w, 30s);
     if (!st) return st.error();
     FLASHTTS_TRY(st->body.get("actors", &actors));
     if (actors.has("generator") && actors.has("verifier")) break;
     if (attempt == 30) return make_error("the generator or the verifier did not answer stats 30 times");
   }
-  FLASHTTS_TRY(actors.get("generator", &g));
-  FLASHTTS_TRY(actors.get("verifier", &v));
+  GpuStats s;
+  FLASHTTS_TRY(actors.get("generator", &s.gen));
+  FLASHTTS_TRY(actors.get("verifier", &s.ver));
+  return s;
+}
+
+Expected<Pools> read_pools(zmq::context_t& ctx, const std::string& endpoint) {
+  auto c = Client::connect(ctx, endpoint);
+  if (!c) return c.error();
+  auto st = gpu_stats(*c, false);
+  if (!st) return st.error();
+  const msg::MapReader &g = st->gen, &v = st->ver;
   Pools p;
   FLASHTTS_TRY(g.get("kv_blocks_total", &p.gen_blocks));
   FLASHTTS_TRY(v.get("kv_blocks_total", &p.ver_blocks));

@@ -49,6 +49,14 @@ struct SearchShape {
   int64_t context_tokens(int64_t prompt) const { return prompt + int64_t(max_steps) * max_tokens_per_step; }
 };
 
+// The generator's and the verifier's stats maps; `reset` starts their peaks
+// afresh afterwards. An actor busy in a long pass may miss the intake's 2 s
+// stats window (the reply then lists it as missing): asks again, 30 times.
+struct GpuStats {
+  msg::MapReader gen, ver;
+};
+Expected<GpuStats> gpu_stats(Client& c, bool reset);
+
 // The pools the pipeline serving clients at `endpoint` got, from its
 // generator's and verifier's stats.
 struct Pools {
