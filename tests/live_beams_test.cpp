@@ -223,6 +223,42 @@ TEST(LiveBeams, ByPriorityTheLowestPriorityKeptSequenceIsFreedFirst) {
   EXPECT_EQ(stat(h.stats(), "kv_blocks_used"), 0);
 }
 
+// Issue 22: when blocks run short, a pruned branch's blocks go before the
+// shared ancestors of a live beam. The pruned beam's release frees its blocks
+// at once, so a new job that needs the room takes them, evicts nothing, and
+// the live beam's continuation still computes only the token sampled last.
+TEST(LiveBeams, EvictionTakesDeadBranchesBeforeTheAncestorsOfLiveBeams) {
+  auto blocks = [](size_t tokens) { return (int64_t)(tokens + 15) / 16; };
+  const std::vector<int32_t> prompt = encode("Two beams of one search share this prompt:");
+  const std::vector<int32_t> other = encode("An unrelated job that needs the room now:");
+  // The live beam, then the new job, and one block to spare: no room for the
+  // pruned beam's own blocks unless they are freed.
+  const int64_t pool = blocks(prompt.size() + 24) + blocks(other.size() + 40) + 1;
+  GenHarness h;
+  auto o = h.options();
+  o.by_priority = true;
+  o.max_batch = 1;
+  h.start_granted(pool * kBlockBytes, o);
+  msg::GenJob live = job(1, prompt, 24, true), pruned = job(2, prompt, 24, true);
+  h.send(live);
+  msg::GenDone a = h.done();
+  h.send(pruned);
+  h.done();
+  h.send(msg::ReleaseKv{1, {2}});
+  h.send(job(7, other, 40, false));
+  EXPECT_EQ(h.done().n_preempted, 0);
+  msg::GenJob next = job(3, concat(prompt, a.tokens, 24), 4, false, 1);
+  h.send(next);
+  msg::GenDone n = h.done();
+  EXPECT_EQ(n.tokens, test::reference_generate(policy_dir(), next).tokens);
+  EXPECT_EQ(n.n_cached, (int32_t)next.tokens.size() - 1);
+  auto st = h.stats();
+  EXPECT_EQ(stat(st, "evictions"), 0);
+  EXPECT_EQ(stat(st, "kept_freed_for_room"), 0);
+  h.send(msg::Forget{1});
+  EXPECT_EQ(stat(h.stats(), "kv_blocks_used"), 0);
+}
+
 // ------------------------------------------------------------------- verifier
 
 struct VerHarness : test::EngineActorHarnessOf<VerifierOptions> {
