@@ -174,7 +174,12 @@ class TreePolicy final : public SchedulingPolicy {
     switch (order_) {
       case Order::kPrefix: return tree_.nearest(cursor_)->seq;
       case Order::kScatter: return tree_.farthest(cursor_)->seq;
-      case Order::kRandom: return pool_[std::uniform_int_distribution<size_t>(0, pool_.size() - 1)(rng_)];
+      case Order::kRandom:
+        // The draw stands until that job leaves the queue: a pop that found
+        // no room for it, and the next, mean the same job.
+        if (!drawn_ || !by_age_.count(drawn_))
+          drawn_ = pool_[std::uniform_int_distribution<size_t>(0, pool_.size() - 1)(rng_)];
+        return drawn_;
     }
     return oldest;
   }
@@ -191,6 +196,7 @@ class TreePolicy final : public SchedulingPolicy {
   std::vector<uint64_t> pool_;                                // random: queued seqs
   std::unordered_map<uint64_t, size_t> pos_;                  // random: seq -> index in pool_
   PrefixTree::Node* cursor_ = nullptr;                        // the path dispatched last (retained)
+  uint64_t drawn_ = 0;                                        // random: the queued seq drawn, 0 = none
   uint64_t next_seq_ = 0;
   uint64_t dispatches_ = 0;
   int64_t held_tails_ = 0;

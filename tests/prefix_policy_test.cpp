@@ -224,6 +224,28 @@ TEST(PrefixPolicy, RandomIsSeededAndTakesEveryJobOnce) {
   EXPECT_EQ(all.size(), 50u);
 }
 
+// The scheduler takes the job that did not fit the room, when nothing is
+// out, as too big for the whole grant: the next pop must mean that job.
+TEST(PrefixPolicy, AJobThatDidNotFitIsTheNextOneWhateverTheOrder) {
+  for (const char* name : {"fifo", "prefix", "random", "scatter"}) {
+    SCOPED_TRACE(name);
+    auto p = policy(name, 1 << 20, 5);
+    for (uint64_t k = 1; k <= 20; ++k) p->push(job(k, "p" + std::string(1, char('a' + k)), 0, 1, k % 2 ? 8 : 1000));
+    int refused = 0;
+    while (p->size() > 0) {
+      auto j = p->pop(100);
+      if (!j) {
+        ++refused;
+        j = p->pop(INT64_MAX);
+        ASSERT_TRUE(j);
+        EXPECT_GT(j->cost_tokens, 100);
+      }
+      p->done(j->job_id);
+    }
+    EXPECT_GT(refused, 0);
+  }
+}
+
 TEST(PrefixPolicy, RemovingARequestDropsItsQueuedAndInFlightJobs) {
   for (const char* name : {"fifo", "prefix", "random", "scatter"}) {
     SCOPED_TRACE(name);
