@@ -12,7 +12,7 @@ PrefixTree::Node* PrefixTree::acquire(std::span<const Chunk> path) {
     std::unique_ptr<Node>& child = n->children[c.key];
     if (!child) {
       child = std::make_unique<Node>();
-      child->parent = n, child->key = c.key, child->tokens = c.tokens, child->depth = n->depth + 1;
+      child->parent = n, child->key = c.key, child->tokens = c.tokens;
       ++nodes_;
     }
     n = child.get();

@@ -54,7 +54,6 @@ class PrefixTree {
     Node* parent = nullptr;
     uint64_t key = 0;
     int32_t tokens = 0;
-    int32_t depth = 0;   // chunks from the root
     int64_t refs = 0;    // paths through it
     int64_t held = 0;    // in-flight paths through it
     std::unordered_map<uint64_t, std::unique_ptr<Node>> children;
@@ -66,8 +65,6 @@ class PrefixTree {
   PrefixTree() = default;
   PrefixTree(const PrefixTree&) = delete;
   PrefixTree& operator=(const PrefixTree&) = delete;
-
-  const Node* root() const { return &root_; }
 
   // The node at the end of `path`, created as needed, with one more
   // reference on it and on every node above it.
@@ -81,7 +78,6 @@ class PrefixTree {
   // Queued jobs. REQUIRES (dequeue): r was enqueued at `end`.
   void enqueue(Node* end, Rank r);
   void dequeue(Node* end, Rank r);
-  bool has_queued() const { return root_.best.has_value(); }
 
   // The best queued job among those sharing the longest prefix with the
   // path ending at `from` (the root: any). nullopt when none is queued.

@@ -23,12 +23,14 @@ class FifoPolicy final : public SchedulingPolicy {
     held_ += j.cost_tokens;
     return j;
   }
-  void done(uint64_t job_id) override {
+  bool done(uint64_t job_id) override {
     auto it = inflight_.find(job_id);
-    if (it == inflight_.end()) return;
+    if (it == inflight_.end()) return false;
     held_ -= it->second.second;
     inflight_.erase(it);
+    return true;
   }
+  size_t inflight() const override { return inflight_.size(); }
   int64_t held_tokens() const override { return held_; }
   size_t remove_request(uint64_t rid) override {
     std::erase_if(inflight_, [&](const auto& kv) {
@@ -96,13 +98,16 @@ class TreePolicy final : public SchedulingPolicy {
     return out;
   }
 
-  void done(uint64_t job_id) override {
+  bool done(uint64_t job_id) override {
     auto it = by_job_.find(job_id);
-    if (it == by_job_.end()) return;
+    if (it == by_job_.end()) return false;
     auto e = entries_.find(it->second);
-    if (!e->second.inflight) return;
+    if (!e->second.inflight) return false;
     erase(e);
+    return true;
   }
+
+  size_t inflight() const override { return entries_.size() - by_age_.size(); }
 
   int64_t held_tokens() const override { return tree_.held_tokens() + held_tails_; }
 

@@ -52,8 +52,9 @@ class SchedulingPolicy {
   // is then in flight until done(). A job that does not fit stays queued,
   // and so does everything behind it (no overtaking a big job).
   virtual std::optional<QueuedJob> pop(int64_t max_cost) = 0;
-  // An in-flight job ended; unknown ids are ignored.
-  virtual void done(uint64_t job_id) = 0;
+  // An in-flight job ended: true; unknown ids (not in flight) are ignored: false.
+  virtual bool done(uint64_t job_id) = 0;
+  virtual size_t inflight() const = 0;  // jobs popped and not done
   // KV tokens the in-flight jobs may hold together.
   virtual int64_t held_tokens() const = 0;
   // Drops every queued and in-flight job of a request; returns how many were queued.

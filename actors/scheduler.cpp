@@ -21,8 +21,7 @@ struct Lane {
   std::unique_ptr<SchedulingPolicy> policy;
   int32_t window = 0;     // most real jobs out at once; 0 = no limit
   int64_t capacity = -1;  // KV tokens granted; -1 until the grant arrives
-  std::unordered_map<uint64_t, uint64_t> inflight{};     // job_id -> rid, through the policy
-  std::unordered_map<uint64_t, uint64_t> speculative{};  // job_id -> rid, past the queue
+  std::unordered_map<uint64_t, uint64_t> speculative{};  // job_id -> rid, past the queue (the policy has the rest)
   uint64_t dispatched = 0, completed = 0, rejected = 0;
   // A release_kv must reach the actor after the jobs that fork the sequences
   // it frees: it waits here while jobs of its request are queued.
@@ -50,15 +49,12 @@ struct Lane {
 
   void done(uint64_t job_id) {
     if (speculative.erase(job_id)) return;
-    if (!inflight.erase(job_id)) return;
-    policy->done(job_id);
-    ++completed;
+    if (policy->done(job_id)) ++completed;
   }
   void forget(uint64_t rid) {
     policy->remove_request(rid);
     queued_of.erase(rid);
     held_releases.erase(rid);  // forget frees every kept sequence of the request
-    std::erase_if(inflight, [&](const auto& kv) { return kv.second == rid; });
     std::erase_if(speculative, [&](const auto& kv) { return kv.second == rid; });
   }
   // Sends queued jobs while they fit (and the window has room). A job bigger
@@ -66,10 +62,10 @@ struct Lane {
   // fails it (false) or lets it run alone (true: the model's exact count decides).
   void dispatch(Mailbox& box, const std::function<bool(const QueuedJob&)>& oversize) {
     if (capacity < 0) return;
-    while (window <= 0 || (int64_t)inflight.size() < window) {
-      const int64_t room = inflight.empty() ? capacity : capacity - policy->held_tokens();
-      auto j = policy->pop(room);
-      if (!j && inflight.empty() && policy->size() > 0) {
+    while (window <= 0 || (int64_t)policy->inflight() < window) {
+      const bool idle = policy->inflight() == 0;
+      auto j = policy->pop(idle ? capacity : capacity - policy->held_tokens());
+      if (!j && idle && policy->size() > 0) {
         j = policy->pop(INT64_MAX);
         if (!oversize(*j)) {
           policy->done(j->job_id);
@@ -79,7 +75,6 @@ struct Lane {
         }
       }
       if (!j) return;
-      inflight[j->job_id] = j->rid;
       box.send(peer, j->bytes);
       ++dispatched;
       left_queue(box, j->rid);
@@ -87,7 +82,7 @@ struct Lane {
   }
   msg::MapWriter stats() const {
     msg::MapWriter w;
-    w.put("policy", policy->name()).put("queued", uint64_t(policy->size())).put("inflight", uint64_t(inflight.size()));
+    w.put("policy", policy->name()).put("queued", uint64_t(policy->size())).put("inflight", uint64_t(policy->inflight()));
     w.put("inflight_tokens", policy->held_tokens()).put("capacity_tokens", capacity);
     w.put("dispatched", dispatched).put("completed", completed).put("rejected", rejected);
     return w;
