@@ -23,13 +23,10 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr int64_t kBytesPerToken = 2 * 2 * 2 * 16 * 4;  // K,V * layers * kv heads * head_dim * f32
+constexpr int64_t kBytesPerToken = test::kSmallKvBytesPerToken;
 constexpr int64_t kBlockBytes = kBytesPerToken * 16;
 
-const fs::path& model_dir() {
-  return test::random_model("generator-qwen2", "--arch qwen2 --hidden 64 --layers 2 --heads 4 --kv-heads 2"
-                                               " --intermediate 128 --vocab 512 --seed 5");
-}
+const fs::path& model_dir() { return test::small_model("generator-qwen2", "qwen2", 5); }
 const Tokenizer& tokenizer() { return test::model_tokenizer(model_dir()); }
 std::vector<int32_t> encode(const std::string& text) { return tokenizer().encode(text); }
 

@@ -26,13 +26,10 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using test::stat;
 
-constexpr int64_t kBytesPerToken = 2 * 2 * 2 * 16 * 4;  // K,V * layers * kv heads * head_dim * f32
+constexpr int64_t kBytesPerToken = test::kSmallKvBytesPerToken;
 constexpr int64_t kBlockBytes = kBytesPerToken * 16;
 
-const fs::path& model_dir(const std::string& arch) {
-  return test::random_model("live-beams-" + arch, "--arch " + arch + " --hidden 64 --layers 2 --heads 4 --kv-heads 2"
-                                                  " --intermediate 128 --vocab 512 --seed 11");
-}
+const fs::path& model_dir(const std::string& arch) { return test::small_model("live-beams-" + arch, arch, 11); }
 const fs::path& policy_dir() { return model_dir("qwen2"); }
 const fs::path& prm_dir() { return model_dir("qwen2-prm"); }
 std::vector<int32_t> encode(const std::string& text) { return test::model_tokenizer(policy_dir()).encode(text); }

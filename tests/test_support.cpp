@@ -97,7 +97,7 @@ std::filesystem::path tiny_models() {
   std::lock_guard<std::mutex> lock(mu);
   if (!dir.empty()) return dir;
   auto d = scratch_dir("tiny-models");
-  std::string common = " --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 128 --vocab 512 --seed 7";
+  std::string common = std::string(kSmallShape) + " --seed 7";
   for (auto [name, arch] : {std::pair{"policy", "qwen2"}, {"prm", "qwen2-prm"}})
     write_model(d / name, std::string("--arch ") + arch + common);
   dir = d;
@@ -272,6 +272,10 @@ std::filesystem::path write_split_config(const std::filesystem::path& dir, const
 #include "messages/internal.h"
 
 namespace flashtts::test {
+
+const std::filesystem::path& small_model(const std::string& tag, const std::string& arch, int seed) {
+  return random_model(tag, "--arch " + arch + kSmallShape + " --seed " + std::to_string(seed));
+}
 
 const std::filesystem::path& random_model(const std::string& tag, const std::string& flags) {
   static std::mutex mu;

@@ -169,6 +169,15 @@ struct Pipeline {
 // that tag return the same folder.
 const std::filesystem::path& random_model(const std::string& tag, const std::string& flags);
 
+// The small shape of the actor tests' models (and of tiny_models()): 2
+// layers, 2 KV heads of 16 dims, a 512-token vocabulary; one token's KV in
+// f32 takes kSmallKvBytesPerToken (K and V x layers x KV heads x head dim x 4).
+inline constexpr const char* kSmallShape =
+    " --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 128 --vocab 512";
+inline constexpr int64_t kSmallKvBytesPerToken = 2 * 2 * 2 * 16 * 4;
+// random_model(tag) of architecture `arch` in the small shape.
+const std::filesystem::path& small_model(const std::string& tag, const std::string& arch, int seed);
+
 // The tokenizer of the model folder `dir`, opened once per test process.
 const Tokenizer& model_tokenizer(const std::filesystem::path& dir);
 

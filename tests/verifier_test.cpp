@@ -24,13 +24,10 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-constexpr int64_t kBytesPerToken = 2 * 2 * 2 * 16 * 4;  // K,V * layers * kv heads * head_dim * f32
+constexpr int64_t kBytesPerToken = test::kSmallKvBytesPerToken;
 constexpr int64_t kBlockBytes = kBytesPerToken * 16;
 
-const fs::path& model_dir(const std::string& arch) {
-  return test::random_model("verifier-" + arch, "--arch " + arch + " --hidden 64 --layers 2 --heads 4 --kv-heads 2"
-                                                " --intermediate 128 --vocab 512 --seed 9");
-}
+const fs::path& model_dir(const std::string& arch) { return test::small_model("verifier-" + arch, arch, 9); }
 const fs::path& prm_dir() { return model_dir("qwen2-prm"); }
 
 const std::string kProblem = "What is 12 times 7, minus 4?";
