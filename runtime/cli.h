@@ -33,6 +33,15 @@ void add_demo(CLI::App& app, int* rc, const Globals* g);
 // level of the command line when given. Model folders are not checked.
 Expected<Config> load_cli_config(const std::string& path, const Globals& g);
 
+// Checks the model folders that the actors in `only` (empty: all) read.
+Status check_model_folders(const Config& c, const std::vector<std::string>& only = {});
+
+// load_cli_config() for a pipeline this process runs for itself (run, eval,
+// demo): its clients connect at inproc://flashtts-<cmd> (no socket file, no
+// port), it logs warnings only unless the command line set a level, and both
+// model folders are checked.
+Expected<Config> load_in_process_config(const std::string& path, const Globals& g, const std::string& cmd);
+
 // The log sink of a configuration's log_level and log_format.
 Expected<LogSink> make_log_sink(const Config& c);
 

@@ -143,13 +143,8 @@ int run_demo(const DemoOpts& o, const Globals& g) {
     jobs.push_back({j.problem, j.gold, true});
   }
 
-  auto c = load_cli_config(o.config, g);
+  auto c = load_in_process_config(o.config, g, "demo");
   if (!c) return fail("demo", c.error().message);
-  c->endpoints.clients = {"inproc://flashtts-demo"};  // only this process talks to it
-  if (g.log_level.empty()) c->log_level = "warn";
-  for (auto [key, p] : {std::pair{"models.policy", c->models.policy}, {"models.prm", c->models.prm}})
-    if (!std::filesystem::is_regular_file(p / "config.json"))
-      return fail("demo", c->source.string() + ": " + key + " = '" + p.string() + "' is not a model folder");
   auto sink = make_log_sink(*c);
   if (!sink) return fail("demo", sink.error().message);
   const LogSink& logs = *sink;

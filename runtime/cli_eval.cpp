@@ -314,14 +314,8 @@ int run_eval(const EvalOpts& o, const Globals& g) {
   std::optional<LogSink> logs;
   std::string endpoint = o.endpoint, via = "server at " + o.endpoint;
   if (endpoint.empty()) {
-    auto c = load_cli_config(o.config, g);
+    auto c = load_in_process_config(o.config, g, "eval");
     if (!c) return fail("eval", c.error().message);
-    // Only this process talks to it: no socket file, no port.
-    c->endpoints.clients = {"inproc://flashtts-eval"};
-    if (g.log_level.empty()) c->log_level = "warn";
-    for (auto [key, p] : {std::pair{"models.policy", c->models.policy}, {"models.prm", c->models.prm}})
-      if (!std::filesystem::is_regular_file(p / "config.json"))
-        return fail("eval", c->source.string() + ": " + key + " = '" + p.string() + "' is not a model folder");
     auto sink = make_log_sink(*c);
     if (!sink) return fail("eval", sink.error().message);
     logs.emplace(*sink);

@@ -20,16 +20,8 @@ void add_run(CLI::App& app, int* rc, const Globals* g) {
   o->solve.add(sub);
   sub->callback([o, rc, g] {
     auto t0 = std::chrono::steady_clock::now();
-    auto c = load_cli_config(o->config, *g);
+    auto c = load_in_process_config(o->config, *g, "run");
     if (!c) { *rc = fail("run", c.error().message); return; }
-    // Only this process talks to it: no socket file, no port.
-    c->endpoints.clients = {"inproc://flashtts-run"};
-    if (g->log_level.empty()) c->log_level = "warn";
-    for (auto [key, p] : {std::pair{"models.policy", c->models.policy}, {"models.prm", c->models.prm}})
-      if (!std::filesystem::is_regular_file(p / "config.json")) {
-        *rc = fail("run", c->source.string() + ": " + key + " = '" + p.string() + "' is not a model folder");
-        return;
-      }
     auto sink = make_log_sink(*c);
     if (!sink) { *rc = fail("run", sink.error().message); return; }
     const LogSink& logs = *sink;

@@ -20,8 +20,9 @@ void on_signal(int sig) { g_stop_signal = sig; }
 // The in-process endpoint through which the HTTP gateway reaches the intake.
 constexpr const char* kGatewayEndpoint = "inproc://flashtts-http";
 
-// Checks the model folders that the actors run here read.
-Status check_models_for(const Config& c, const std::vector<std::string>& only) {
+}  // namespace
+
+Status check_model_folders(const Config& c, const std::vector<std::string>& only) {
   auto runs = [&](const char* a) { return only.empty() || std::find(only.begin(), only.end(), a) != only.end(); };
   auto need = [&](const char* key, const std::filesystem::path& p) -> Status {
     if (p.empty()) return make_error(c.source.string() + ": " + key + " is not set");
@@ -34,14 +35,21 @@ Status check_models_for(const Config& c, const std::vector<std::string>& only) {
   return Status::success();
 }
 
-}  // namespace
-
 Expected<Config> load_cli_config(const std::string& path, const Globals& g) {
   std::filesystem::path file = path.empty() ? default_config_path() : std::filesystem::path(path);
   auto c = load_config(file, /*check_models=*/false);
   if (!c) return c.error();
   if (!g.log_level.empty()) c->log_level = g.log_level == "critical" ? "error" : g.log_level;
   if (!g.log_format.empty()) c->log_format = g.log_format;
+  return c;
+}
+
+Expected<Config> load_in_process_config(const std::string& path, const Globals& g, const std::string& cmd) {
+  auto c = load_cli_config(path, g);
+  if (!c) return c.error();
+  c->endpoints.clients = {"inproc://flashtts-" + cmd};
+  if (g.log_level.empty()) c->log_level = "warn";
+  FLASHTTS_TRY(check_model_folders(*c));
   return c;
 }
 
@@ -71,7 +79,7 @@ void add_serve(CLI::App& app, int* rc, const Globals* g) {
     auto c = load_cli_config(o->config, *g);
     if (!c) { *rc = fail("serve", c.error().message); return; }
     if (!o->endpoints.empty()) c->endpoints.clients = o->endpoints;
-    if (Status s = check_models_for(*c, o->actors); !s.ok()) { *rc = fail("serve", s.message()); return; }
+    if (Status s = check_model_folders(*c, o->actors); !s.ok()) { *rc = fail("serve", s.message()); return; }
     auto sink = make_log_sink(*c);
     if (!sink) { *rc = fail("serve", sink.error().message); return; }
     const LogSink& logs = *sink;
