@@ -102,7 +102,8 @@ wait_listening "$ep"
 
 problem='Let a = 5. Let b = a * 3. Let c = b - 4. What is c?'
 # CMake gave the programs an RPATH to the prefix; the pkg-config build needs the loader told.
-ldd "$tmp/proj/build/c_solve" | grep -q "$libdir/libflashtts_client.so.0" || fail "c_solve loads another library: $(ldd "$tmp/proj/build/c_solve" | grep flashtts)"
+# (grep without -q: under pipefail, -q can end the pipe early and ldd dies of SIGPIPE.)
+ldd "$tmp/proj/build/c_solve" | grep "$libdir/libflashtts_client.so.0" > /dev/null || fail "c_solve loads another library: $(ldd "$tmp/proj/build/c_solve" | grep flashtts)"
 "$tmp/proj/build/c_solve" --endpoint "$ep" --params '{"n": 2}' "$problem" >"$tmp/out1" 2>"$tmp/err1" || fail "c_solve: $(cat "$tmp/err1")"
 grep -q '^answer: ' "$tmp/out1" && grep -q '^score: ' "$tmp/out1" || fail "c_solve: $(cat "$tmp/out1")"
 "$tmp/proj/build/cxx_solve" "$ep" "$problem" >"$tmp/out2" 2>"$tmp/err2" || fail "cxx_solve: $(cat "$tmp/err2")"
