@@ -45,6 +45,10 @@ struct ForwardOutput {
   int32_t n_rows = 0;
   int32_t width = 0;
   std::vector<float> data;
+  // Seconds the pass held the device, where the backend knows it apart from
+  // waiting for the device (a simulated card, whose timeline two engines
+  // share); -1 otherwise, and the caller's clock is the measure.
+  double device_s = -1;
   std::span<const float> row(int32_t r) const {
     return {data.data() + static_cast<size_t>(r) * width, static_cast<size_t>(width)};
   }
@@ -52,6 +56,7 @@ struct ForwardOutput {
 
 struct BackendOptions {
   int32_t n_blocks = 0;     // KV blocks to hold (from the KV byte budget)
+  int32_t max_blocks = 0;   // KV blocks reserved for resize_kv() to grow into; 0 = n_blocks
   int32_t block_size = 16;  // tokens per block
   int32_t n_threads = 0;    // 0 = all cores
 };
@@ -73,6 +78,16 @@ class Backend {
   // Copies whole KV blocks (all layers), e.g. the partial block of a fork.
   virtual void copy_blocks(std::span<const BlockCopy> copies) = 0;
 
+  // Makes the KV pool n_blocks blocks (1 to max_blocks) without moving a
+  // block; forward() then accepts block ids below n_blocks only. A shrink may
+  // give the memory of the blocks above back, so their contents are lost.
+  // Error when n_blocks is out of range or the backend cannot resize.
+  // REQUIRES: when shrinking, no live sequence holds a block >= n_blocks
+  // (the engine checks).
+  virtual Status resize_kv(int32_t /*n_blocks*/) {
+    return make_error("this backend's KV pool cannot change size");
+  }
+
   virtual const ModelConfig& config() const = 0;
   // Bytes of KV one token takes (K and V, all layers) in this backend.
   virtual size_t kv_bytes_per_token() const = 0;
@@ -81,7 +96,9 @@ class Backend {
 // Bytes one token of KV takes with float32 storage.
 size_t kv_bytes_per_token_f32(const ModelConfig& c);
 
-// Fails only when FLASHTTS_CPU_ISA names a path this CPU lacks (gpu/cpu/matmul.h).
+// Fails when FLASHTTS_CPU_ISA names a path this CPU lacks (gpu/cpu/matmul.h),
+// when the block counts are not 0 < n_blocks <= max_blocks, or when the KV
+// reservation cannot be mapped.
 Expected<std::unique_ptr<Backend>> make_cpu_backend(ModelConfig config, ModelWeights weights,
                                                     const BackendOptions& options);
 

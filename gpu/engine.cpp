@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <limits>
 #include <string>
 
 #include "gpu/sim/sim_backend.h"
@@ -33,8 +34,17 @@ Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeight
   ko.byte_budget = o.kv_bytes;
   auto kv = KvCache::create(ko);
   if (!kv) return make_error("engine: " + kv.error().message);
+  const size_t block_bytes = ko.bytes_per_token * (size_t)o.block_size;  // KvCache::create checked the product
+  const size_t max_blocks = o.kv_bytes_max == 0 ? (size_t)kv->n_blocks() : o.kv_bytes_max / block_bytes;
+  if (max_blocks < (size_t)kv->n_blocks())
+    return make_error("engine: kv_bytes_max (" + std::to_string(o.kv_bytes_max) + ") is below kv_bytes (" +
+                      std::to_string(o.kv_bytes) + ")");
+  if (max_blocks > (size_t)std::numeric_limits<int32_t>::max())
+    return make_error("engine: kv_bytes_max of " + std::to_string(o.kv_bytes_max) + " bytes makes " +
+                      std::to_string(max_blocks) + " blocks, more than the 2147483647 a cache can number");
   BackendOptions bo;
   bo.n_blocks = kv->n_blocks();
+  bo.max_blocks = (int32_t)max_blocks;
   bo.block_size = o.block_size;
   bo.n_threads = o.n_threads;
   std::unique_ptr<Backend> backend;
@@ -51,7 +61,39 @@ Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeight
     if (!b) return make_error("engine: " + b.error().message);
     backend = std::move(b).value();
   }
-  return std::unique_ptr<Engine>(new Engine(std::move(backend), std::move(kv).value()));
+  return std::unique_ptr<Engine>(new Engine(std::move(backend), std::move(kv).value(), block_bytes, (int32_t)max_blocks));
+}
+
+Status Engine::resize_kv(size_t kv_bytes) {
+  const size_t n = kv_bytes / kv_block_bytes_;
+  if (n < 1)
+    return make_error("engine: a KV pool of " + std::to_string(kv_bytes) + " bytes holds no block of " +
+                      std::to_string(kv_block_bytes_) + " bytes");
+  if (n > (size_t)max_kv_blocks_)
+    return make_error("engine: a KV pool of " + std::to_string(kv_bytes) + " bytes makes " + std::to_string(n) +
+                      " blocks, more than the " + std::to_string(max_kv_blocks_) +
+                      " reserved (EngineOptions::kv_bytes_max)");
+  const int32_t blocks = (int32_t)n, old = kv_.n_blocks();
+  if (blocks > old) {
+    // The backend first: the cache must never name a block the backend lacks.
+    FLASHTTS_TRY(backend_->resize_kv(blocks));
+    kv_.resize(blocks);
+    return Status::success();
+  }
+  if (blocks == old) return Status::success();
+  int32_t pinned = 0;
+  for (const auto& [seq, s] : seqs_) pinned += kv_.holds_block_from(seq, blocks);
+  if (pinned > 0)
+    return make_error("engine: cannot shrink the KV pool to " + std::to_string(blocks) + " blocks: " +
+                      std::to_string(pinned) + (pinned == 1 ? " sequence holds" : " sequences hold") +
+                      " blocks at or above block " + std::to_string(blocks) +
+                      "; release or preempt them first");
+  // A backend that cannot resize refuses even its current size: ask before
+  // the cache evicts anything.
+  FLASHTTS_TRY(backend_->resize_kv(old));
+  // The cache first, so that it never names a block the backend lacks.
+  kv_.resize(blocks);
+  return backend_->resize_kv(blocks);
 }
 
 Engine::Sequence& Engine::get(int64_t seq) {
@@ -191,6 +233,7 @@ Status Engine::run(std::span<const RunItem> items, OutputKind kind, RunResult* r
   } else {
     FLASHTTS_TRY(backend_->forward(batch, kind, &r->out));
   }
+  r->shape = pass_shape_of(config(), batch, kind);
   for (const Planned& p : plan) {
     const RunItem& it = items[p.item];
     kv_.append(it.seq, std::span<const int32_t>(get(it.seq).tokens).subspan(p.n_past, p.n_new));

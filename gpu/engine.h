@@ -19,12 +19,14 @@
 #include "gpu/device_context.h"
 #include "gpu/kv_cache.h"
 #include "gpu/model_config.h"
+#include "gpu/pass_shape.h"
 #include "runtime/status.h"
 
 namespace flashtts {
 
 struct EngineOptions {
   size_t kv_bytes = 256ull << 20;  // KV budget of this model
+  size_t kv_bytes_max = 0;         // the most KV resize_kv() may grow to, reserved by the backend; 0 = kv_bytes
   int32_t block_size = 16;
   int32_t n_threads = 0;           // 0 = all cores
   // The process's device context: a CUDA one puts the engine on the GPU
@@ -57,6 +59,7 @@ struct RunResult {
   std::vector<int32_t> item_n_rows;     // (n_items)
   std::vector<int32_t> row_position;    // (n_rows) absolute token position of each row
   std::vector<int64_t> starved;         // sequences skipped: no KV blocks left (preempt, retry)
+  PassShape shape;                      // what the pass computed (starved items left out)
 };
 
 // Bytes one token of KV takes on `device` (null = the CPU): float32 on the
@@ -109,8 +112,25 @@ class Engine {
   KvCacheStats kv_stats() const { return kv_.stats(); }
   const KvCache& kv() const { return kv_; }
 
+  // Makes the KV pool kv_bytes / (bytes per token * block size) blocks, live
+  // sequences staying where they are: grown blocks are free; a shrink evicts
+  // the cached blocks above the cut and gives their memory back where the
+  // backend can. Error, with nothing changed, when that is no block, more
+  // than max_kv_blocks(), a shrink below a block some sequence holds
+  // (release or preempt those first), or a backend that cannot resize (CUDA,
+  // for now).
+  Status resize_kv(size_t kv_bytes);
+  // The most blocks resize_kv() can reach (EngineOptions::kv_bytes_max).
+  int32_t max_kv_blocks() const { return max_kv_blocks_; }
+  size_t kv_block_bytes() const { return kv_block_bytes_; }  // what one block takes
+  // Whether the sequence holds a KV block id >= first, which pins a shrink to first.
+  // REQUIRES: has(seq)
+  bool holds_block_from(int64_t seq, int32_t first) const { return kv_.holds_block_from(seq, first); }
+
  private:
-  Engine(std::unique_ptr<Backend> backend, KvCache kv) : backend_(std::move(backend)), kv_(std::move(kv)) {}
+  Engine(std::unique_ptr<Backend> backend, KvCache kv, size_t kv_block_bytes, int32_t max_kv_blocks)
+      : backend_(std::move(backend)), kv_(std::move(kv)), kv_block_bytes_(kv_block_bytes),
+        max_kv_blocks_(max_kv_blocks) {}
 
   struct Sequence {
     std::vector<int32_t> tokens;  // all tokens; the first kv_.n_tokens(seq) have KV
@@ -120,6 +140,8 @@ class Engine {
 
   std::unique_ptr<Backend> backend_;
   KvCache kv_;
+  size_t kv_block_bytes_;  // KV of one block in the backend's storage
+  int32_t max_kv_blocks_;
   std::unordered_map<int64_t, Sequence> seqs_;
 };
 

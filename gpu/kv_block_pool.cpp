@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <functional>
 #include <string>
 
 namespace flashtts {
@@ -34,9 +35,9 @@ uint64_t kv_block_hash(uint64_t parent_id, std::span<const int32_t> tokens) {
 KvBlockPool::KvBlockPool(int32_t n_blocks, int32_t block_size)
     : block_size_(block_size), blocks_(n_blocks), tokens_((size_t)n_blocks * block_size) {
   assert(n_blocks > 0 && block_size > 0);
-  // Low ids on top of the stack, so a fresh pool hands out 0, 1, 2, ...
+  // Ascending ids are already a min-heap.
   free_.reserve(n_blocks);
-  for (int32_t b = n_blocks - 1; b >= 0; --b) free_.push_back(b);
+  for (int32_t b = 0; b < n_blocks; ++b) free_.push_back(b);
   index_.reserve(n_blocks);
 }
 
@@ -46,10 +47,42 @@ int32_t KvBlockPool::allocate() {
     ++evictions_;
     evict(lru_head_);
   }
+  std::pop_heap(free_.begin(), free_.end(), std::greater<>());
   int32_t b = free_.back();
   free_.pop_back();
   blocks_[b].ref = 1;
   return b;
+}
+
+void KvBlockPool::grow(int32_t n_blocks) {
+  assert(n_blocks >= this->n_blocks());
+  const int32_t old = this->n_blocks();
+  blocks_.resize(n_blocks);
+  tokens_.resize((size_t)n_blocks * block_size_);
+  for (int32_t b = old; b < n_blocks; ++b) free_push(b);
+}
+
+void KvBlockPool::shrink(int32_t n_blocks) {
+  assert(n_blocks > 0 && n_blocks <= this->n_blocks() && used_from(n_blocks) == 0);
+  for (int32_t b = n_blocks; b < this->n_blocks(); ++b) {
+    Block& blk = blocks_[b];
+    if (blk.id == 0) continue;
+    // Cached: its content goes with its memory. Not evict(), which would put
+    // it back on the free list.
+    lru_remove(b);
+    index_.erase(blk.hash);
+    ++evictions_;
+  }
+  std::erase_if(free_, [n_blocks](int32_t b) { return b >= n_blocks; });
+  std::make_heap(free_.begin(), free_.end(), std::greater<>());
+  blocks_.resize(n_blocks);
+  tokens_.resize((size_t)n_blocks * block_size_);
+}
+
+int32_t KvBlockPool::used_from(int32_t first) const {
+  int32_t n = 0;
+  for (int32_t b = std::max(first, 0); b < n_blocks(); ++b) n += blocks_[b].ref > 0;
+  return n;
 }
 
 void KvBlockPool::ref(int32_t block) {
@@ -69,7 +102,7 @@ void KvBlockPool::unref(int32_t block, bool drop) {
   if (b.id != 0) {
     lru_push_back(block);
   } else {
-    free_.push_back(block);
+    free_push(block);
   }
 }
 
@@ -117,7 +150,12 @@ void KvBlockPool::evict(int32_t block) {
   lru_remove(block);
   index_.erase(b.hash);
   b.id = 0;
+  free_push(block);
+}
+
+void KvBlockPool::free_push(int32_t block) {
   free_.push_back(block);
+  std::push_heap(free_.begin(), free_.end(), std::greater<>());
 }
 
 void KvBlockPool::lru_push_back(int32_t block) {
@@ -153,6 +191,7 @@ Status KvBlockPool::check_invariants() const {
   auto fail = [](const std::string& what) { return Status(make_error("kv pool: " + what)); };
   enum : uint8_t { kUnseen, kOnFree, kOnLru };
   std::vector<uint8_t> where(blocks_.size(), kUnseen);
+  if (!std::is_heap(free_.begin(), free_.end(), std::greater<>())) return fail("free list is not a min-heap");
   for (int32_t b : free_) {
     if (b < 0 || b >= n_blocks()) return fail("free list holds a bad id");
     if (where[b] != kUnseen) return fail("block " + std::to_string(b) + " twice on the free list");

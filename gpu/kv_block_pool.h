@@ -4,6 +4,10 @@
 // K/V numbers live in a backend's storage, indexed by block id. KvCache builds
 // sequences on top of this.
 //
+// The pool grows and shrinks at its top without moving a block, so ids stay
+// valid; allocation takes the lowest free id so that live blocks gather at the
+// bottom and a shrink rarely finds one in its way.
+//
 // Thread contract: owned by one KvCache, hence by the one actor that owns that;
 // not thread-safe.
 #pragma once
@@ -23,7 +27,7 @@ namespace flashtts {
 uint64_t kv_block_hash(uint64_t parent_id, std::span<const int32_t> tokens);
 
 // Every block is in exactly one state:
-//   free   - ref 0, unregistered, on the free list;
+//   free   - ref 0, unregistered, on the free list (a min-heap of ids);
 //   cached - ref 0, registered, on the LRU list (reusable by a lookup, or evictable);
 //   used   - ref > 0, registered or not.
 // A registered block has a cache id, unique for the life of the pool (never
@@ -46,10 +50,20 @@ class KvBlockPool {
   int32_t available() const { return free_blocks() + cached_blocks(); }
   int64_t evictions() const { return evictions_; }
 
-  // Returns an unregistered block with ref 1: the most recently freed one, or
-  // else the least recently used cached block, evicted (unregistered).
-  // REQUIRES: available() > 0
+  // Returns an unregistered block with ref 1: the lowest-numbered free one,
+  // or else the least recently used cached block, evicted (unregistered).
+  // O(log n_blocks). REQUIRES: available() > 0
   int32_t allocate();
+
+  // Adds blocks n_blocks(), ..., n_blocks - 1, free.
+  // REQUIRES: n_blocks >= n_blocks()
+  void grow(int32_t n_blocks);
+  // Drops the blocks from n_blocks up: cached ones are evicted (counted in
+  // evictions()), free ones leave the free list. O(n_blocks()).
+  // REQUIRES: 0 < n_blocks <= n_blocks(), used_from(n_blocks) == 0
+  void shrink(int32_t n_blocks);
+  // Used blocks whose id is >= first. O(n_blocks() - first).
+  int32_t used_from(int32_t first) const;
 
   // REQUIRES: the block is used or cached. A cached block leaves the LRU list.
   void ref(int32_t block);
@@ -80,7 +94,7 @@ class KvBlockPool {
   // Returns every cached block to the free list (not counted as evictions).
   void drop_cached();
 
-  // Checks the state partition, the free and LRU lists and the index.
+  // Checks the state partition, the free heap and LRU list, and the index.
   // O(n_blocks); for tests and debugging.
   Status check_invariants() const;
 
@@ -97,11 +111,12 @@ class KvBlockPool {
   void lru_push_back(int32_t block);
   void lru_remove(int32_t block);
   void evict(int32_t block);  // cached -> free
+  void free_push(int32_t block);
 
   int32_t block_size_;
   std::vector<Block> blocks_;                    // (n_blocks)
   std::vector<int32_t> tokens_;                  // (n_blocks, block_size) of registered blocks
-  std::vector<int32_t> free_;                    // a stack
+  std::vector<int32_t> free_;                    // a min-heap of ids (std::greater)
   int32_t lru_head_ = kNoBlock;                  // least recently used cached block
   int32_t lru_tail_ = kNoBlock;                  // most recently used cached block
   int32_t n_cached_ = 0;

@@ -194,6 +194,19 @@ void KvCache::free_sequence(SeqId seq, bool drop) {
   seqs_.erase(seq);
 }
 
+bool KvCache::holds_block_from(SeqId seq, int32_t first) const {
+  const Sequence& s = get(seq);
+  return std::any_of(s.table.begin(), s.table.end(), [first](int32_t b) { return b >= first; });
+}
+
+void KvCache::resize(int32_t n_blocks) {
+  if (n_blocks >= this->n_blocks()) {
+    pool_.grow(n_blocks);
+  } else {
+    pool_.shrink(n_blocks);
+  }
+}
+
 std::span<const int32_t> KvCache::block_table(SeqId seq) const { return get(seq).table; }
 
 int32_t KvCache::n_tokens(SeqId seq) const { return (int32_t)get(seq).tokens.size(); }

@@ -38,6 +38,7 @@ struct KvCacheOptions {
   int32_t block_size = 16;     // tokens per block
   size_t bytes_per_token = 0;  // 2 (K, V) * n_layers * n_kv_heads * head_dim * sizeof(element)
   size_t byte_budget = 0;      // KV memory of this model; n_blocks = budget / (bytes_per_token * block_size)
+                               // at creation (resize() changes it)
 };
 
 // Copy every layer's K and V of block `src` into block `dst`.
@@ -126,9 +127,19 @@ class KvCache {
   int32_t n_tokens(SeqId seq) const;  // tokens whose KV is written (appended)
   int32_t capacity(SeqId seq) const;  // tokens its blocks can hold
   bool has_sequence(SeqId seq) const { return seqs_.count(seq) != 0; }
+  // Whether the sequence's table names a block id >= first (it pins a shrink).
+  // REQUIRES: has_sequence(seq)
+  bool holds_block_from(SeqId seq, int32_t first) const;
+
+  // Grows or shrinks the pool to n_blocks without moving a block: new blocks
+  // are free; on a shrink the cached blocks above the cut are evicted and the
+  // blocks below keep their contents and prefix-cache entries.
+  // REQUIRES: n_blocks > 0, and when shrinking no sequence holds a block
+  // >= n_blocks (holds_block_from).
+  void resize(int32_t n_blocks);
 
   int32_t block_size() const { return pool_.block_size(); }
-  int32_t n_blocks() const { return pool_.n_blocks(); }
+  int32_t n_blocks() const { return pool_.n_blocks(); }  // the current size
   int32_t blocks_needed(int32_t n_tokens) const { return (n_tokens + block_size() - 1) / block_size(); }
   int32_t ref_count(int32_t block) const { return pool_.ref_count(block); }
   KvCacheStats stats() const;

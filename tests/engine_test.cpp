@@ -267,5 +267,167 @@ TEST(Engine, GenerationIsIndependentOfWhatElseIsInTheBatch) {
   EXPECT_EQ((*together)[2].tokens, (*alone)[0].tokens);
 }
 
+// --- elastic KV pools ---------------------------------------------------------
+
+// tiny_model's KV per block of 16 tokens: 2 layers * 2 KV heads * 8 dims * 2 (K, V) * 4 bytes * 16.
+constexpr size_t kTinyBlockBytes = 256 * 16;
+
+// An engine of `blocks` KV blocks that resize_kv() may grow to `max_blocks`.
+std::unique_ptr<Engine> make_elastic_engine(uint32_t seed, int32_t blocks, int32_t max_blocks) {
+  auto [c, w] = tiny_model(seed);
+  EngineOptions o;
+  o.kv_bytes = blocks * kTinyBlockBytes;
+  o.kv_bytes_max = max_blocks * kTinyBlockBytes;
+  o.n_threads = 2;
+  auto e = Engine::create(c, w, o);
+  EXPECT_TRUE(e.ok()) << (e.ok() ? "" : e.error().message);
+  return std::move(e).value();
+}
+
+// Appends `toks` to `seq` and computes its pending tokens: the next-token
+// logits, or nothing when the pass starved it.
+std::vector<float> next_logits(Engine& e, int64_t seq, std::span<const int32_t> toks = {}) {
+  e.append(seq, toks);
+  RunItem it{seq, RowSelect::Last, 0, {}};
+  RunResult r;
+  Status st = e.run(std::span<const RunItem>(&it, 1), OutputKind::Logits, &r);
+  EXPECT_TRUE(st.ok()) << (st.ok() ? "" : st.message());
+  if (r.out.n_rows == 0) return {};
+  return {r.out.row(0).begin(), r.out.row(0).end()};
+}
+
+void compute_all(Engine& e, int64_t seq) {
+  RunItem it{seq, RowSelect::None, 0, {}};
+  RunResult r;
+  ASSERT_TRUE(e.run(std::span<const RunItem>(&it, 1), OutputKind::Logits, &r).ok());
+  ASSERT_TRUE(r.starved.empty());
+}
+
+TEST(Engine, ASequenceContinuedAcrossAGrowAndAShrinkKeepsTheLogitsOfAnEngineThatNeverResized) {
+  auto e = make_elastic_engine(7, 8, 32);
+  auto ref = make_engine(7);
+  EXPECT_EQ(e->max_kv_blocks(), 32);
+  EXPECT_EQ(e->kv_block_bytes(), kTinyBlockBytes);
+  // Decodes `n` tokens of sequence 1 on both engines; the logits must be the same bits.
+  auto decode_both = [&](uint32_t seed, int n) {
+    const auto toks = tokens(seed, n);
+    for (int i = 0; i < n; ++i) {
+      auto got = next_logits(*e, 1, std::span(toks).subspan(i, 1));
+      ASSERT_FALSE(got.empty()) << "token " << i << " starved";
+      ASSERT_EQ(got, next_logits(*ref, 1, std::span(toks).subspan(i, 1))) << "token " << i;
+    }
+  };
+
+  const auto a = tokens(30, 20);
+  ASSERT_TRUE(e->add_sequence(1, a).ok());
+  ASSERT_TRUE(ref->add_sequence(1, a).ok());
+  ASSERT_EQ(next_logits(*e, 1), next_logits(*ref, 1));  // blocks 0, 1
+  ASSERT_TRUE(e->add_sequence(2, tokens(31, 96)).ok());  // blocks 2..7: the pool is full
+  compute_all(*e, 2);
+  decode_both(32, 12);  // 32 tokens: block 1 is full
+
+  // The next token needs a block: starved, then served once the pool grows.
+  const std::vector<int32_t> one = {5};
+  EXPECT_TRUE(next_logits(*e, 1, one).empty());
+  ASSERT_TRUE(e->resize_kv(16 * kTinyBlockBytes).ok());
+  EXPECT_EQ(e->kv_stats().n_blocks, 16);
+  EXPECT_EQ(next_logits(*e, 1), next_logits(*ref, 1, one));
+  EXPECT_EQ(e->kv().block_table(1).back(), 8);  // the lowest of the grown blocks
+  decode_both(33, 40);  // 73 tokens: blocks 0, 1, 8, 9, 10
+
+  ASSERT_TRUE(e->add_sequence(3, tokens(34, 40)).ok());  // blocks 11, 12, 13
+  compute_all(*e, 3);
+  e->release(3);  // 11, 12 stay cached
+  e->release(2);  // 2..7 stay cached
+  ASSERT_FALSE(e->resize_kv(10 * kTinyBlockBytes).ok());  // sequence 1 holds block 10
+  ASSERT_TRUE(e->resize_kv(11 * kTinyBlockBytes).ok());
+  KvCacheStats st = e->kv_stats();
+  EXPECT_EQ(st.n_blocks, 11);
+  EXPECT_EQ(st.evictions, 2);
+  EXPECT_EQ(st.cached_blocks, 6);
+  // Sequence 1 goes on in its blocks and then in sequence 2's evicted ones.
+  decode_both(35, 40);
+  EXPECT_EQ(e->kv().block_table(1).size(), 8u);
+  EXPECT_FALSE(e->holds_block_from(1, 11));
+}
+
+TEST(Engine, AShrinkBelowALiveSequencesBlocksIsRefusedAndChangesNothing) {
+  auto e = make_elastic_engine(7, 4, 8);
+  for (size_t bytes : {size_t(0), kTinyBlockBytes - 1, 9 * kTinyBlockBytes}) {
+    Status st = e->resize_kv(bytes);
+    EXPECT_FALSE(st.ok()) << bytes;
+  }
+  ASSERT_TRUE(e->resize_kv(8 * kTinyBlockBytes + 100).ok());  // whole blocks: 8
+  EXPECT_EQ(e->kv().n_blocks(), 8);
+
+  ASSERT_TRUE(e->add_sequence(1, tokens(40, 40)).ok());  // blocks 0, 1, 2
+  ASSERT_TRUE(e->add_sequence(2, tokens(41, 40)).ok());  // blocks 3, 4, 5
+  compute_all(*e, 1);
+  compute_all(*e, 2);
+  EXPECT_TRUE(e->holds_block_from(2, 5));
+  EXPECT_FALSE(e->holds_block_from(1, 3));
+  const KvCacheStats before = e->kv_stats();
+  const std::vector<int32_t> t1(e->kv().block_table(1).begin(), e->kv().block_table(1).end());
+  Status one = e->resize_kv(5 * kTinyBlockBytes);
+  ASSERT_FALSE(one.ok());
+  EXPECT_NE(one.message().find("1 sequence holds"), std::string::npos) << one.message();
+  Status two = e->resize_kv(2 * kTinyBlockBytes);
+  ASSERT_FALSE(two.ok());
+  EXPECT_NE(two.message().find("2 sequences hold"), std::string::npos) << two.message();
+  const KvCacheStats after = e->kv_stats();
+  EXPECT_EQ(after.n_blocks, before.n_blocks);
+  EXPECT_EQ(after.free_blocks, before.free_blocks);
+  EXPECT_EQ(after.cached_blocks, before.cached_blocks);
+  EXPECT_EQ(after.evictions, before.evictions);
+  EXPECT_EQ(std::vector<int32_t>(e->kv().block_table(1).begin(), e->kv().block_table(1).end()), t1);
+
+  e->release(2);
+  ASSERT_TRUE(e->resize_kv(3 * kTinyBlockBytes).ok());
+  EXPECT_EQ(e->kv().n_blocks(), 3);
+  EXPECT_TRUE(e->kv().check_invariants().ok());
+}
+
+TEST(Engine, AMaximumBelowTheBudgetIsAnError) {
+  auto [c, w] = tiny_model(7);
+  EngineOptions o;
+  o.kv_bytes = 8 * kTinyBlockBytes;
+  o.kv_bytes_max = 4 * kTinyBlockBytes;
+  auto e = Engine::create(c, w, o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("kv_bytes_max"), std::string::npos) << e.error().message;
+  o.kv_bytes_max = 0;  // = kv_bytes: a pool that can only shrink
+  auto fixed = Engine::create(c, w, o);
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ((*fixed)->max_kv_blocks(), 8);
+  EXPECT_FALSE((*fixed)->resize_kv(9 * kTinyBlockBytes).ok());
+  EXPECT_TRUE((*fixed)->resize_kv(2 * kTinyBlockBytes).ok());
+}
+
+TEST(CpuBackend, ForwardAcceptsTheBlockIdsOfTheCurrentPoolSizeOnly) {
+  auto [c, w] = tiny_model(7);
+  BackendOptions bo;
+  bo.n_blocks = 4;
+  bo.max_blocks = 8;
+  bo.n_threads = 1;
+  auto be = make_cpu_backend(c, w, bo);
+  ASSERT_TRUE(be.ok()) << be.error().message;
+  const std::vector<int32_t> toks = {1, 2, 3}, rows = {2};
+  std::vector<int32_t> table = {5};
+  BatchEntry entry;
+  entry.tokens = toks, entry.block_table = table, entry.out_rows = rows;
+  ForwardOutput out;
+  Status st = (*be)->forward(std::span(&entry, 1), OutputKind::Logits, &out);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("block id 5 out of range"), std::string::npos) << st.message();
+  ASSERT_TRUE((*be)->resize_kv(8).ok());
+  ASSERT_TRUE((*be)->forward(std::span(&entry, 1), OutputKind::Logits, &out).ok());
+  ASSERT_TRUE((*be)->resize_kv(5).ok());
+  EXPECT_FALSE((*be)->forward(std::span(&entry, 1), OutputKind::Logits, &out).ok());
+  EXPECT_FALSE((*be)->resize_kv(9).ok());
+  EXPECT_FALSE((*be)->resize_kv(0).ok());
+  bo.max_blocks = 3;  // below n_blocks
+  EXPECT_FALSE(make_cpu_backend(c, w, bo).ok());
+}
+
 }  // namespace
 }  // namespace flashtts

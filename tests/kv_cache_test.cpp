@@ -524,24 +524,234 @@ TEST(KvBlockPoolTest, TheBlockHashSeparatesTokensParentsAndOrder) {
   EXPECT_NE(kv_block_hash(0, a), kv_block_hash(0, c));
 }
 
+// --- elastic pools ----------------------------------------------------------
+
+TEST(KvBlockPoolTest, AllocationTakesTheLowestFreeBlock) {
+  KvBlockPool pool(6, 2);
+  for (int32_t b = 0; b < 4; ++b) EXPECT_EQ(pool.allocate(), b);
+  pool.unref(3);
+  pool.unref(1);
+  pool.unref(2);
+  EXPECT_EQ(pool.allocate(), 1);  // not 2, the most recently freed
+  EXPECT_EQ(pool.allocate(), 2);
+  EXPECT_EQ(pool.allocate(), 3);
+  EXPECT_EQ(pool.allocate(), 4);
+  EXPECT_TRUE(pool.check_invariants().ok());
+}
+
+TEST(KvBlockPoolTest, GrowingAddsFreeBlocksAtTheTop) {
+  KvBlockPool pool(3, 2);
+  for (int32_t b = 0; b < 3; ++b) pool.allocate();
+  EXPECT_EQ(pool.available(), 0);
+  pool.grow(3);  // the same size: nothing changes
+  EXPECT_EQ(pool.n_blocks(), 3);
+  pool.grow(5);
+  EXPECT_TRUE(pool.check_invariants().ok());
+  EXPECT_EQ(pool.n_blocks(), 5);
+  EXPECT_EQ(pool.free_blocks(), 2);
+  EXPECT_EQ(pool.used_blocks(), 3);
+  EXPECT_EQ(pool.allocate(), 3);
+  EXPECT_EQ(pool.allocate(), 4);
+  EXPECT_TRUE(pool.check_invariants().ok());
+}
+
+TEST(KvBlockPoolTest, UsedFromCountsTheUsedBlocksAtOrAboveAnId) {
+  KvBlockPool pool(6, 2);
+  for (int32_t b = 0; b < 6; ++b) pool.allocate();
+  pool.unref(1);
+  pool.unref(4);
+  pool.ref(5);  // twice used still counts once
+  EXPECT_EQ(pool.used_from(0), 4);
+  EXPECT_EQ(pool.used_from(2), 3);
+  EXPECT_EQ(pool.used_from(4), 1);
+  EXPECT_EQ(pool.used_from(5), 1);
+  EXPECT_EQ(pool.used_from(6), 0);
+}
+
+TEST(KvBlockPoolTest, ShrinkingEvictsCachedBlocksAboveAndKeepsThoseBelowFindable) {
+  KvBlockPool pool(8, 2);
+  std::vector<Tokens> keys;
+  for (int32_t b = 0; b < 8; ++b) {
+    ASSERT_EQ(pool.allocate(), b);
+    keys.push_back({b, b + 100});
+    ASSERT_TRUE(pool.register_block(b, kv_block_hash(0, keys[b]), 0, keys[b]));
+  }
+  // 0, 1 stay used; 2, 3, 6, 7 become cached; 4, 5 free.
+  for (int32_t b : {2, 3, 6, 7}) pool.unref(b);
+  for (int32_t b : {4, 5}) pool.unref(b, /*drop=*/true);
+  ASSERT_TRUE(pool.check_invariants().ok());
+  ASSERT_EQ(pool.used_from(4), 0);
+
+  pool.shrink(4);
+  EXPECT_TRUE(pool.check_invariants().ok());
+  EXPECT_EQ(pool.n_blocks(), 4);
+  EXPECT_EQ(pool.evictions(), 2);  // 6 and 7; the free 4 and 5 are not evictions
+  EXPECT_EQ(pool.cached_blocks(), 2);
+  EXPECT_EQ(pool.free_blocks(), 0);
+  EXPECT_EQ(pool.used_blocks(), 2);
+  for (int32_t b = 0; b < 4; ++b) EXPECT_EQ(pool.lookup(kv_block_hash(0, keys[b]), 0, keys[b]), b);
+  for (int32_t b = 6; b < 8; ++b)
+    EXPECT_EQ(pool.lookup(kv_block_hash(0, keys[b]), 0, keys[b]), KvBlockPool::kNoBlock);
+
+  // Growing back brings empty blocks, not the evicted contents.
+  pool.grow(8);
+  EXPECT_TRUE(pool.check_invariants().ok());
+  EXPECT_EQ(pool.free_blocks(), 4);
+  EXPECT_EQ(pool.lookup(kv_block_hash(0, keys[7]), 0, keys[7]), KvBlockPool::kNoBlock);
+  EXPECT_EQ(pool.allocate(), 4);
+  EXPECT_EQ(pool.cache_id(4), 0u);
+  EXPECT_TRUE(pool.check_invariants().ok());
+}
+
+// Random allocate / ref / unref / register / unregister / grow / shrink /
+// drop_cached against a model of the reference counts: every invariant
+// holds after every step, allocation takes the lowest free id, and a shrink
+// evicts exactly the cached blocks above its cut.
+TEST(KvBlockPoolTest, RandomChurnWithResizesKeepsEveryInvariant) {
+  constexpr int32_t kMaxBlocks = 48, kBlockSize = 2;
+  std::mt19937_64 rng(11);
+  KvBlockPool pool(16, kBlockSize);
+  std::vector<int32_t> refs(kMaxBlocks, 0);
+  int64_t grows = 0, shrinks = 0;
+  auto pick = [&](auto&& want) {  // a random block satisfying want(b), or -1
+    std::vector<int32_t> c;
+    for (int32_t b = 0; b < pool.n_blocks(); ++b)
+      if (want(b)) c.push_back(b);
+    return c.empty() ? -1 : c[rng() % c.size()];
+  };
+  for (int step = 0; step < 20000; ++step) {
+    switch (rng() % 9) {
+      case 0: case 1: {
+        if (pool.available() == 0) break;
+        int32_t lowest_free = -1;
+        for (int32_t b = 0; b < pool.n_blocks() && lowest_free < 0; ++b)
+          if (refs[b] == 0 && pool.cache_id(b) == 0) lowest_free = b;
+        const int32_t b = pool.allocate();
+        ASSERT_TRUE(lowest_free < 0 || b == lowest_free) << "step " << step << ": got " << b;
+        ASSERT_EQ(refs[b], 0);
+        refs[b] = 1;
+        break;
+      }
+      case 2: {
+        const int32_t b = pick([&](int32_t b) { return refs[b] > 0 || pool.cache_id(b) != 0; });
+        if (b < 0) break;
+        pool.ref(b);
+        ++refs[b];
+        break;
+      }
+      case 3: case 4: {
+        const int32_t b = pick([&](int32_t b) { return refs[b] > 0; });
+        if (b < 0) break;
+        pool.unref(b, rng() % 4 == 0);
+        --refs[b];
+        break;
+      }
+      case 5: {
+        const int32_t b = pick([&](int32_t b) { return refs[b] > 0 && pool.cache_id(b) == 0; });
+        if (b < 0) break;
+        const Tokens t = {(int32_t)(rng() % 4), (int32_t)(rng() % 4)};  // few keys: duplicates happen
+        pool.register_block(b, kv_block_hash(0, t), 0, t);
+        break;
+      }
+      case 6: {
+        const int32_t b = pick([&](int32_t b) { return refs[b] > 0 && pool.cache_id(b) != 0; });
+        if (b >= 0) pool.unregister(b);
+        break;
+      }
+      case 7: {
+        if (rng() % 2 == 0) {
+          pool.grow(pool.n_blocks() + (int32_t)(rng() % (kMaxBlocks - pool.n_blocks() + 1)));
+          ++grows;
+          break;
+        }
+        int32_t top_used = -1;
+        for (int32_t b = 0; b < pool.n_blocks(); ++b)
+          if (refs[b] > 0) top_used = b;
+        ASSERT_TRUE(top_used < 0 || pool.used_from(top_used) == 1);
+        const int32_t lowest = std::max(top_used + 1, 1);
+        const int32_t n = lowest + (int32_t)(rng() % (pool.n_blocks() - lowest + 1));
+        ASSERT_EQ(pool.used_from(n), 0);
+        int32_t cached_above = 0;
+        for (int32_t b = n; b < pool.n_blocks(); ++b) cached_above += pool.cache_id(b) != 0;
+        const int64_t evictions = pool.evictions();
+        pool.shrink(n);
+        ASSERT_EQ(pool.evictions() - evictions, cached_above);
+        ++shrinks;
+        break;
+      }
+      case 8:
+        if (rng() % 8 == 0) pool.drop_cached();
+        break;
+    }
+    Status st = pool.check_invariants();
+    ASSERT_TRUE(st.ok()) << "step " << step << ": " << st.message();
+    for (int32_t b = 0; b < pool.n_blocks(); ++b) ASSERT_EQ(pool.ref_count(b), refs[b]) << "block " << b;
+    for (int32_t b = pool.n_blocks(); b < kMaxBlocks; ++b) ASSERT_EQ(refs[b], 0);
+  }
+  EXPECT_GT(grows, 100);
+  EXPECT_GT(shrinks, 100);
+  EXPECT_GT(pool.evictions(), 0);
+}
+
+TEST(KvCacheTest, ASequenceBelowTheCutSurvivesAShrinkAndTheCacheBelowStaysFindable) {
+  KvCache kv = make_cache(8);
+  add_computed(kv, 1, range(0, 10));   // blocks 0, 1, 2
+  add_computed(kv, 2, range(100, 9));  // blocks 3, 4, 5
+  const Tokens t1 = table_of(kv, 1);
+  EXPECT_EQ(t1, (Tokens{0, 1, 2}));
+  EXPECT_TRUE(kv.holds_block_from(1, 2));
+  EXPECT_FALSE(kv.holds_block_from(1, 3));
+  EXPECT_TRUE(kv.holds_block_from(2, 5));
+  EXPECT_FALSE(kv.holds_block_from(2, 6));
+  kv.free_sequence(2);  // its two full blocks stay cached, above the cut to come
+  EXPECT_EQ(kv.stats().cached_blocks, 2);
+
+  kv.resize(3);
+  EXPECT_CONSISTENT(kv);
+  KvCacheStats st = kv.stats();
+  EXPECT_EQ(st.n_blocks, 3);
+  EXPECT_EQ(st.evictions, 2);
+  EXPECT_EQ(st.cached_blocks, 0);
+  EXPECT_EQ(st.used_blocks, 3);
+  EXPECT_EQ(st.free_blocks, 0);
+  EXPECT_EQ(table_of(kv, 1), t1);
+  EXPECT_EQ(kv.cached_prefix(range(0, 9)), 8);      // sequence 1's blocks, below the cut
+  EXPECT_EQ(kv.cached_prefix(range(100, 9)), 0);    // sequence 2's, evicted
+  EXPECT_FALSE(kv.reserve(1, 3));                   // a full pool
+
+  kv.resize(5);
+  EXPECT_CONSISTENT(kv);
+  EXPECT_EQ(kv.stats().n_blocks, 5);
+  EXPECT_EQ(kv.stats().free_blocks, 2);
+  ASSERT_TRUE(kv.reserve(1, 3));
+  kv.append(1, range(10, 3));
+  EXPECT_EQ(table_of(kv, 1), (Tokens{0, 1, 2, 3}));
+  EXPECT_TRUE(kv.holds_block_from(1, 3));
+  EXPECT_EQ(add_computed(kv, 3, range(0, 9)), 8);  // shares 0 and 1, takes block 4
+  EXPECT_EQ(table_of(kv, 3), (Tokens{0, 1, 4}));
+  EXPECT_CONSISTENT(kv);
+}
+
 // --- randomized -------------------------------------------------------------
 
 // A simulated backend: every KV slot holds a fingerprint of the exact prefix
 // its token was computed from. Any wrong reuse, sharing or overwrite shows up
 // as a slot whose fingerprint differs from what its sequence expects.
+// With max_blocks the pool also grows and shrinks, up to max_blocks.
 class Simulation {
  public:
-  Simulation(int32_t n_blocks, int32_t block_size, uint64_t seed)
-      : kv_(make_cache(n_blocks, block_size)), slots_((size_t)n_blocks * block_size, 0),
-        rng_(seed) {}
+  Simulation(int32_t n_blocks, int32_t block_size, uint64_t seed, int32_t max_blocks = 0)
+      : kv_(make_cache(n_blocks, block_size)), max_blocks_(max_blocks),
+        slots_((size_t)std::max(n_blocks, max_blocks) * block_size, 0), rng_(seed) {}
 
   void step() {
-    switch (rng_() % 6) {
+    switch (rng_() % (max_blocks_ > 0 ? 7 : 6)) {
       case 0: case 1: add(); break;
       case 2: extend(); break;
       case 3: fork(); break;
       case 4: truncate(); break;
       case 5: release(); break;
+      case 6: resize(); break;
     }
   }
 
@@ -692,9 +902,31 @@ class Simulation {
     kv_.free_sequence(seq, /*drop=*/rng_() % 4 == 0);
     seqs_.erase(seq);
   }
+  // Grows, or shrinks as far as the live sequences allow. The dropped blocks'
+  // slots are wiped, as the CPU backend's released pages read back as zeros.
+  void resize() {
+    const int32_t old = kv_.n_blocks(), bs = kv_.block_size();
+    if (rng_() % 2 == 0) {
+      kv_.resize(old + (int32_t)(rng_() % (max_blocks_ - old + 1)));
+      return;
+    }
+    int32_t lowest = 1;
+    for (const auto& [seq, tokens] : seqs_)
+      for (int32_t b : kv_.block_table(seq)) lowest = std::max(lowest, b + 1);
+    const int32_t n = lowest + (int32_t)(rng_() % (old - lowest + 1));
+    bool pinned = false;  // some sequence holds block lowest - 1
+    for (const auto& [seq, tokens] : seqs_) {
+      ASSERT_FALSE(kv_.holds_block_from(seq, n));
+      pinned = pinned || kv_.holds_block_from(seq, lowest - 1);
+    }
+    ASSERT_TRUE(lowest == 1 || pinned);
+    kv_.resize(n);
+    std::fill(slots_.begin() + (size_t)n * bs, slots_.begin() + (size_t)old * bs, 0);
+  }
 
   KvCache kv_;
-  std::vector<uint64_t> slots_;  // (n_blocks, block_size) simulated KV
+  int32_t max_blocks_;            // 0: a fixed pool
+  std::vector<uint64_t> slots_;  // (max(n_blocks, max_blocks), block_size) simulated KV
   std::map<KvCache::SeqId, Tokens> seqs_;
   KvCache::SeqId next_seq_ = 1;
   std::mt19937_64 rng_;
@@ -717,6 +949,22 @@ TEST(KvCacheTest, RandomOperationsKeepEveryInvariantAndTheRightKv) {
   EXPECT_GT(hits, 0);
   EXPECT_GT(evictions, 0);
   EXPECT_GT(dedups, 0);
+}
+
+TEST(KvCacheTest, RandomOperationsWithResizesKeepEveryInvariantAndTheRightKv) {
+  int64_t hits = 0, evictions = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    Simulation sim(/*n_blocks=*/24, /*block_size=*/4, seed, /*max_blocks=*/64);
+    for (int i = 0; i < 3000; ++i) {
+      sim.step();
+      sim.check();
+      if (::testing::Test::HasFailure()) FAIL() << "seed " << seed << " step " << i;
+    }
+    hits += sim.kv().stats().hit_blocks;
+    evictions += sim.kv().stats().evictions;
+  }
+  EXPECT_GT(hits, 0);
+  EXPECT_GT(evictions, 0);
 }
 
 #ifndef NDEBUG

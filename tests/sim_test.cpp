@@ -10,6 +10,7 @@
 #include "gpu/engine.h"
 #include "gpu/model_loader.h"
 #include "gpu/open_model.h"
+#include "gpu/pass_shape.h"
 #include "gpu/sampler.h"
 #include "gpu/sim/sim_backend.h"
 #include "gpu/sim/sim_card.h"
@@ -98,9 +99,9 @@ TEST(SimDevice, KnowsItsCardsAndRefusesOthersNamingTheKnownOnes) {
 TEST(SimDevice, ModelIsMemoryBoundInDecodeAndComputeBoundInLongPrefill) {
   const SimCard& card = *find_sim_card("rtx4090");
   const ModelConfig c = qwen_1_5b();
-  SimPassShape decode, prefill;
-  add_sim_sequence(c, 500, 1, 1, &decode);
-  add_sim_sequence(c, 0, 2048, 1, &prefill);
+  PassShape decode, prefill;
+  add_pass_sequence(c, 500, 1, 1, &decode);
+  add_pass_sequence(c, 0, 2048, 1, &prefill);
   const SimPassTime d = sim_pass_time(card, c, decode), p = sim_pass_time(card, c, prefill);
   EXPECT_GT(d.memory_s, d.compute_s);
   EXPECT_LT(p.memory_s, p.compute_s);
@@ -108,8 +109,8 @@ TEST(SimDevice, ModelIsMemoryBoundInDecodeAndComputeBoundInLongPrefill) {
   EXPECT_GT(d.total(), 2e-3);
   EXPECT_LT(d.total(), 8e-3);
   // A GPU's extra decode rows are almost free: 16 rows cost far less than 16 passes.
-  SimPassShape sixteen;
-  for (int i = 0; i < 16; ++i) add_sim_sequence(c, 500, 1, 1, &sixteen);
+  PassShape sixteen;
+  for (int i = 0; i < 16; ++i) add_pass_sequence(c, 500, 1, 1, &sixteen);
   EXPECT_LT(sim_pass_time(card, c, sixteen).total(), 1.5 * d.total());
   EXPECT_EQ(sim_weight_bytes(c), 2ll * (151936ll * 1536 + 28ll * (1536ll * 1536 * 2 + 2 * 1536ll * 256 +
                                                                    3 * 1536ll * 8960)));
@@ -129,7 +130,7 @@ TEST(SimDevice, APassTakesTheTimeItsCardsModelPredicts) {
     for (Shape s : {Shape{1, 100, 1}, Shape{16, 1000, 1}, Shape{4, 0, 256}}) {
       Batch b(s.rows, s.n_past, s.n_new, bo.block_size);
       const double predicted =
-          sim_pass_time(*dev->sim_card(), c, sim_shape_of(c, b.entries, OutputKind::Tokens)).total();
+          sim_pass_time(*dev->sim_card(), c, pass_shape_of(c, b.entries, OutputKind::Tokens)).total();
       ForwardOutput out;
       const double booked_before = dev->sim_timeline()->busy_seconds();
       const auto t0 = Clock::now();
@@ -159,8 +160,8 @@ TEST(SimDevice, TwoEnginesPassesSerializeOnTheOneTimeline) {
   const ModelConfig pc = qwen_1_5b(), vc = qwen_prm_7b();
   auto policy = make_sim_backend(pc, bo, *dev), prm = make_sim_backend(vc, bo, *dev);
   Batch pb(16, 400, 1, bo.block_size), vb(8, 0, 300, bo.block_size);
-  const double tp = sim_pass_time(*dev->sim_card(), pc, sim_shape_of(pc, pb.entries, OutputKind::Tokens)).total();
-  const double tv = sim_pass_time(*dev->sim_card(), vc, sim_shape_of(vc, vb.entries, OutputKind::Score)).total();
+  const double tp = sim_pass_time(*dev->sim_card(), pc, pass_shape_of(pc, pb.entries, OutputKind::Tokens)).total();
+  const double tv = sim_pass_time(*dev->sim_card(), vc, pass_shape_of(vc, vb.entries, OutputKind::Score)).total();
   const double busy_before = dev->sim_timeline()->busy_seconds();
   const auto t0 = Clock::now();
   std::thread a([&] {

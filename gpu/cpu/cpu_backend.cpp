@@ -4,6 +4,10 @@
 // The forward pass follows Hugging Face's Qwen2/Llama modeling code step for
 // step, so that parity is exact up to float32 rounding, and every row is
 // computed the same way whatever shares its batch.
+//
+// The KV pool lives in a host arena sized for max_blocks (gpu/cpu/host_arena.h):
+// it grows by using more of it and gives a shrink's pages back, and a block
+// never moves, so block ids stay valid across a resize.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -11,6 +15,7 @@
 
 #include "gpu/backend.h"
 #include "gpu/batch_check.h"
+#include "gpu/cpu/host_arena.h"
 #include "gpu/cpu/kernels.h"
 #include "gpu/cpu/matmul.h"
 #include "gpu/cpu/thread_pool.h"
@@ -31,11 +36,12 @@ int resolve_threads(int n) {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(ModelConfig config, ModelWeights weights, const BackendOptions& o, cpu::Isa isa)
-      : c_(std::move(config)), w_(std::move(weights)), o_(o), isa_(isa), pool_(resolve_threads(o.n_threads)) {
+  // REQUIRES: 0 < o.n_blocks <= o.max_blocks; kv holds kv_floats(c, o) floats.
+  CpuBackend(ModelConfig config, ModelWeights weights, const BackendOptions& o, cpu::Isa isa, HostArena kv)
+      : c_(std::move(config)), w_(std::move(weights)), o_(o), isa_(isa), pool_(resolve_threads(o.n_threads)),
+        kv_(std::move(kv)) {
     kv_dim_ = (int64_t)c_.n_kv_heads * c_.head_dim;
     q_dim_ = (int64_t)c_.n_heads * c_.head_dim;
-    kv_.assign((size_t)c_.n_layers * o_.n_blocks * 2 * o_.block_size * kv_dim_, 0.0f);
     inv_freq_.resize(c_.head_dim / 2);
     cpu::rope_inv_freq(c_.head_dim, c_.rope_theta, inv_freq_.data());
   }
@@ -52,10 +58,28 @@ class CpuBackend final : public Backend {
 
   Status forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) override;
 
+  Status resize_kv(int32_t n_blocks) override {
+    if (n_blocks < 1 || n_blocks > o_.max_blocks)
+      return make_error("CPU backend: a KV pool of " + std::to_string(n_blocks) + " blocks is outside the 1 to " +
+                        std::to_string(o_.max_blocks) + " reserved");
+    // Each layer's dropped tail goes back to the system; the blocks below keep their pages.
+    const size_t block_bytes = 2 * (size_t)o_.block_size * kv_dim_ * sizeof(float);
+    for (int64_t l = 0; n_blocks < o_.n_blocks && l < c_.n_layers; ++l)
+      kv_.release((char*)block_ptr(l, n_blocks) - (char*)kv_.data(), (size_t)(o_.n_blocks - n_blocks) * block_bytes);
+    o_.n_blocks = n_blocks;
+    return Status::success();
+  }
+
+  // Floats of the KV storage for o.max_blocks blocks.
+  static size_t kv_floats(const ModelConfig& c, const BackendOptions& o) {
+    return (size_t)c.n_layers * o.max_blocks * 2 * o.block_size * c.n_kv_heads * c.head_dim;
+  }
+
  private:
-  // KV storage: (n_layers, n_blocks, 2 [K,V], block_size, n_kv_heads * head_dim)
+  // KV storage: (n_layers, max_blocks, 2 [K,V], block_size, n_kv_heads * head_dim),
+  // of which blocks [0, n_blocks) of each layer are in use.
   float* block_ptr(int64_t layer, int32_t block) {
-    return kv_.data() + ((size_t)layer * o_.n_blocks + block) * 2 * o_.block_size * kv_dim_;
+    return static_cast<float*>(kv_.data()) + ((size_t)layer * o_.max_blocks + block) * 2 * o_.block_size * kv_dim_;
   }
   float* kv_slot(int64_t layer, int32_t block, int kv, int32_t slot) {
     return block_ptr(layer, block) + ((size_t)kv * o_.block_size + slot) * kv_dim_;
@@ -81,12 +105,12 @@ class CpuBackend final : public Backend {
 
   ModelConfig c_;
   ModelWeights w_;
-  BackendOptions o_;
+  BackendOptions o_;  // n_blocks: the current size of the KV pool
   cpu::Isa isa_;
   ThreadPool pool_;
+  HostArena kv_;
   std::vector<float> inv_freq_;  // (hd/2) RoPE frequencies
   int64_t kv_dim_ = 0, q_dim_ = 0;
-  std::vector<float> kv_;
 
   // Per-call scratch, kept between calls so the hot path does not allocate
   // once the largest batch has been seen. T = tokens in the batch.
@@ -311,7 +335,16 @@ Expected<std::unique_ptr<Backend>> make_cpu_backend(ModelConfig config, ModelWei
                                                     const BackendOptions& options) {
   auto isa = cpu::isa_from_env();
   if (!isa) return isa.error();
-  return std::unique_ptr<Backend>(new CpuBackend(std::move(config), std::move(weights), options, *isa));
+  BackendOptions o = options;
+  if (o.max_blocks == 0) o.max_blocks = o.n_blocks;
+  if (o.n_blocks <= 0 || o.block_size <= 0 || o.max_blocks < o.n_blocks)
+    return make_error("CPU backend: need 0 < n_blocks <= max_blocks and block_size > 0, got n_blocks " +
+                      std::to_string(o.n_blocks) + ", max_blocks " + std::to_string(o.max_blocks) + ", block_size " +
+                      std::to_string(o.block_size));
+  auto kv = HostArena::create(CpuBackend::kv_floats(config, o) * sizeof(float));
+  if (!kv) return make_error("CPU backend: KV pool of " + std::to_string(o.max_blocks) + " blocks: " + kv.error().message);
+  return std::unique_ptr<Backend>(
+      new CpuBackend(std::move(config), std::move(weights), o, *isa, std::move(kv).value()));
 }
 
 }  // namespace flashtts

@@ -170,6 +170,7 @@ Expected<std::unique_ptr<CudaBackend>> Impl<S>::create(ModelConfig c, ModelWeigh
   b->w_ = std::move(weights).value();
   b->carve(static_cast<char*>(b->work_.get()));
 
+  // Fixed size: an elastic pool (Backend::resize_kv) on CUDA needs virtual memory mapping (cuMemCreate/cuMemMap).
   const size_t kv_bytes = (size_t)b->c_.n_layers * o.n_blocks * 2 * o.block_size * b->kv_dim_ * sizeof(S);
   auto kv = DeviceBuffer::create(kv_bytes, "the KV cache");
   if (!kv) return kv.error();

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cassert>
+#include <string>
 
 #include "gpu/batch_check.h"
+#include "gpu/pass_shape.h"
 #include "gpu/sample_hash.h"
 
 namespace flashtts {
@@ -16,11 +18,14 @@ constexpr uint64_t kScoreSalt = 0x5c0e5c0e5c0e5c0eull;
 class SimBackend : public Backend {
  public:
   SimBackend(ModelConfig c, const BackendOptions& o, const DeviceContext& d)
-      : c_(std::move(c)), o_(o), card_(*d.sim_card()), timeline_(*d.sim_timeline()) {}
+      : c_(std::move(c)), o_(o), card_(*d.sim_card()), timeline_(*d.sim_timeline()) {
+    if (o_.max_blocks == 0) o_.max_blocks = o_.n_blocks;
+  }
 
   Status forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) override {
     FLASHTTS_TRY(check_batch(c_, /*has_lm_head=*/true, o_.n_blocks, o_.block_size, batch, kind));
-    timeline_.run(sim_pass_time(card_, c_, sim_shape_of(c_, batch, kind)).total());
+    out->device_s = sim_pass_time(card_, c_, pass_shape_of(c_, batch, kind)).total();
+    timeline_.run(out->device_s);
     int32_t rows = 0;
     for (const BatchEntry& e : batch) rows += (int32_t)e.out_rows.size();
     // Logits and hidden states are zeros (nothing is computed): only the
@@ -49,27 +54,25 @@ class SimBackend : public Backend {
 
   bool samples_tokens() const override { return true; }
   void copy_blocks(std::span<const BlockCopy>) override {}  // no KV memory to copy
+  // No KV memory either: the size is what forward() checks block ids against.
+  Status resize_kv(int32_t n_blocks) override {
+    if (n_blocks < 1 || n_blocks > o_.max_blocks)
+      return make_error("sim backend: a KV pool of " + std::to_string(n_blocks) + " blocks is outside the 1 to " +
+                        std::to_string(o_.max_blocks) + " reserved");
+    o_.n_blocks = n_blocks;
+    return Status::success();
+  }
   const ModelConfig& config() const override { return c_; }
   size_t kv_bytes_per_token() const override { return (size_t)sim_kv_bytes_per_token(c_); }
 
  private:
   ModelConfig c_;
-  BackendOptions o_;
+  BackendOptions o_;  // n_blocks: the current size of the KV pool
   const SimCard& card_;
   SimTimeline& timeline_;
 };
 
 }  // namespace
-
-SimPassShape sim_shape_of(const ModelConfig& c, std::span<const BatchEntry> batch, OutputKind kind) {
-  SimPassShape s;
-  s.lm_head = kind == OutputKind::Logits || kind == OutputKind::Tokens ||
-              (kind == OutputKind::Score && c.prm.kind == PrmKind::LmLogits);
-  for (const BatchEntry& e : batch)
-    add_sim_sequence(c, e.n_past, (int64_t)e.tokens.size(), kind == OutputKind::Hidden ? 0 : (int64_t)e.out_rows.size(),
-                     &s);
-  return s;
-}
 
 std::unique_ptr<Backend> make_sim_backend(ModelConfig config, const BackendOptions& options,
                                           const DeviceContext& device) {

@@ -21,8 +21,4 @@ namespace flashtts {
 std::unique_ptr<Backend> make_sim_backend(ModelConfig config, const BackendOptions& options,
                                           const DeviceContext& device);
 
-// The shape of `batch` for the card's model (what make_sim_backend's passes
-// are timed by).
-SimPassShape sim_shape_of(const ModelConfig& c, std::span<const BatchEntry> batch, OutputKind kind);
-
 }  // namespace flashtts

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "gpu/model_config.h"
+#include "gpu/pass_shape.h"
 
 namespace flashtts {
 
@@ -34,32 +35,19 @@ const SimCard* find_sim_card(std::string_view name);
 // "rtx4090, orin-agx, h100": for error messages.
 std::string sim_card_names();
 
-// What one forward pass does, in the terms the model needs.
-struct SimPassShape {
-  int64_t rows = 0;        // sequences in the batch
-  int64_t tokens = 0;      // new tokens (their KV is written)
-  int64_t out_rows = 0;    // rows that go through the output head
-  int64_t kv_tokens = 0;   // KV tokens read: per sequence its context (past + new), once
-  int64_t attn_pairs = 0;  // (query, key) pairs: per new token the keys it attends
-  bool lm_head = true;     // the output head is the vocabulary (policy), not a PRM head
-};
-
-// The shape of a pass of `n_new` tokens after `n_past` (causal; a sliding
-// window caps what a token attends), added to *s.
-void add_sim_sequence(const ModelConfig& c, int64_t n_past, int64_t n_new, int64_t n_out, SimPassShape* s);
-
 // Bytes of bf16 weights a model with config c holds (what the card would).
 int64_t sim_weight_bytes(const ModelConfig& c);
 // Bytes of bf16 KV one token takes (K and V, all layers).
 int64_t sim_kv_bytes_per_token(const ModelConfig& c);
 
-// The model's time for one pass, in seconds.
+// The model's time for one pass, in seconds: the bytes and FLOPs its shape
+// costs (ModelCost, gpu/latency_model.h) at the card's achieved rates.
 struct SimPassTime {
   double memory_s = 0;    // bytes moved / achieved bandwidth
   double compute_s = 0;   // FLOPs / achieved bf16 rate
   double overhead_s = 0;  // launches
   double total() const { return overhead_s + (memory_s > compute_s ? memory_s : compute_s); }
 };
-SimPassTime sim_pass_time(const SimCard& card, const ModelConfig& c, const SimPassShape& shape);
+SimPassTime sim_pass_time(const SimCard& card, const ModelConfig& c, const PassShape& shape);
 
 }  // namespace flashtts

@@ -1,0 +1,44 @@
+// Host memory reserved up front and paid for as it is used: one anonymous
+// private mapping (MAP_NORESERVE) whose untouched pages take no memory, and
+// whose pages can be given back while the rest stays mapped. The CPU backend
+// keeps its KV pool in one, so the pool can grow into the reservation and
+// return the memory of blocks a shrink drops without moving live blocks.
+//
+// Thread contract: move-only, owned by one CPU backend; release() is called
+// from the owner's thread while no other thread touches the released range.
+#pragma once
+
+#include <cstddef>
+
+#include "runtime/status.h"
+
+namespace flashtts {
+
+class HostArena {
+ public:
+  // Error when the mapping fails (address space, overcommit policy).
+  // REQUIRES: bytes > 0
+  static Expected<HostArena> create(size_t bytes);
+  HostArena() = default;
+  HostArena(HostArena&& o) noexcept;
+  HostArena& operator=(HostArena&& o) noexcept;
+  HostArena(const HostArena&) = delete;
+  HostArena& operator=(const HostArena&) = delete;
+  ~HostArena();
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+  // Gives back the whole pages inside [offset, offset + bytes): they take no
+  // memory until touched again and read back as zeros. The partial pages at
+  // either end are kept, so bytes outside the range never change.
+  // REQUIRES: offset + bytes <= size()
+  void release(size_t offset, size_t bytes);
+
+ private:
+  void reset();
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace flashtts
