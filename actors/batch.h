@@ -115,19 +115,44 @@ class Batch {
   Batch(const EngineActorOptions& o, Logger log, Hooks hooks)
       : o_(o), log_(std::move(log)), hooks_(std::move(hooks)), kept_(o.by_priority) {}
 
-  // Creates the engine on the first grant for `role` (accept_grant).
-  Status on_grant(const msg::Grant& g, const char* role, const ModelConfig& config, ModelWeights* weights) {
-    const bool had = engine_ != nullptr;
-    FLASHTTS_TRY(accept_grant(g, role, config, weights, o_, log_, &engine_));
-    if (had || !engine_) return Status::success();
-    kv_bytes_ = g.kv_bytes;
+  // Creates the engine on the first grant for `role` (accept_grant); a
+  // later one resizes its pool (resize()). Returns what the memory arbiter
+  // is answered: the pool's size (nullopt for a grant to another role).
+  Expected<std::optional<msg::PoolSize>> on_grant(const msg::Grant& g, const char* role, const ModelConfig& config,
+                                                  ModelWeights* weights) {
+    if (g.role != role) {
+      log_->warn("ignored a grant for the {}", g.role);
+      return std::optional<msg::PoolSize>();
+    }
+    msg::PoolSize p;
+    p.role = role, p.serial = g.serial;
+    if (!engine_) {
+      FLASHTTS_TRY(accept_grant(g, role, config, weights, o_, log_, &engine_));
+      max_capacity_ = engine_->max_kv_blocks() * o_.block_size;
+    } else if (g.kv_bytes != kv_bytes_) {
+      auto r = resize(g.kv_bytes);
+      if (r) p.preempted = *r;
+      else p.error = r.error().message;
+      if (r) log_->info("KV pool resized to {:.1f} MiB ({} blocks); {} tasks preempted", double(g.kv_bytes) / (1 << 20),
+                        engine_->kv().n_blocks(), *r);
+    }
+    if (p.error.empty()) kv_bytes_ = g.kv_bytes;
     capacity_ = engine_->kv().n_blocks() * engine_->kv().block_size();
-    return Status::success();
+    p.kv_bytes = kv_bytes_, p.kv_tokens = capacity_;
+    return std::optional<msg::PoolSize>(p);
   }
 
   Engine* engine() const { return engine_.get(); }
   int64_t kv_bytes() const { return kv_bytes_; }
-  int32_t capacity() const { return capacity_; }  // KV tokens of the whole pool
+  int32_t capacity() const { return capacity_; }          // KV tokens of the whole pool
+  int32_t max_capacity() const { return max_capacity_; }  // what it may grow to
+  // The most KV tokens a queued or running task needs (context and what it
+  // adds): the pool may not shrink below it.
+  int64_t max_need() const {
+    int64_t n = waiting_need_;
+    for (const Task& t : running_) n = std::max<int64_t>(n, (int64_t)engine_->tokens(t.seq).size() + hooks_.extra_tokens);
+    return n;
+  }
   bool has_work() const { return engine_ && (!running_.empty() || !queue_.empty()); }
 
   std::deque<Task>& queue() { return queue_; }
@@ -243,6 +268,7 @@ class Batch {
 
   Blocked admit_round() {
     short_of_blocks_ = false;
+    waiting_need_ = 0;
     if (hold_admission_) {
       if (!running_.empty()) return Blocked::kHold;
       hold_admission_ = false;
@@ -256,11 +282,16 @@ class Batch {
         continue;
       }
       std::vector<int32_t> ctx = hooks_.context(t);
-      if ((int64_t)ctx.size() + hooks_.extra_tokens > capacity_) {
+      const int64_t need = (int64_t)ctx.size() + hooks_.extra_tokens;
+      if (need > max_capacity_) {
         hooks_.reject(t, hooks_.over_capacity(ctx.size()));
         queue_.pop_front();
         continue;
       }
+      // A pool that can grow to hold it: it waits for the memory arbiter,
+      // which hears of it (max_need()).
+      waiting_need_ = need > capacity_ ? need : 0;
+      if (need > capacity_) return Blocked::kRoom;
       if (t.background() && hold_background_) return Blocked::kHold;
       if (t.background() && hooks_.background_fits && !hooks_.background_fits()) return Blocked::kBound;
       const bool from_kept = t.job.from_job != 0 && kept_.has(t.job.rid, t.job.from_job);
@@ -333,10 +364,11 @@ class Batch {
     return false;
   }
 
-  // Stops the running background task admitted last; false when none runs.
-  bool stop_newest_background() {
+  // Stops the running background task admitted last (of those `eligible`);
+  // false when none runs.
+  bool stop_newest_background(const std::function<bool(const Task&)>& eligible = {}) {
     for (size_t k = running_.size(); k-- > 0;) {
-      if (!running_[k].background()) continue;
+      if (!running_[k].background() || (eligible && !eligible(running_[k]))) continue;
       assert(hooks_.stop);
       making_room_ = true;  // its sequence is freed, not kept
       hooks_.stop(running_[k]);
@@ -348,11 +380,35 @@ class Batch {
     return false;
   }
 
-  void preempt() {
-    size_t k = running_.size() - 1;
-    if (o_.by_priority)
-      for (size_t i = running_.size(); i-- > 0;)
-        if (running_[i].job.priority < running_[k].job.priority) k = i;
+  // Grows or shrinks the pool to kv_bytes. A shrink first frees what holds
+  // blocks above the new size: running background tasks (stopped), then
+  // kept sequences, then foreground tasks, preempted in preempt()'s order;
+  // cached blocks there are dropped by the pool. Returns how many tasks and
+  // kept sequences it freed; error (the pool as it was) when the engine refuses.
+  Expected<int32_t> resize(int64_t kv_bytes) {
+    const int32_t first = (int32_t)(kv_bytes / (int64_t)engine_->kv_block_bytes());
+    int32_t freed = 0;
+    while (first < engine_->kv().n_blocks()) {
+      auto holds = [&](const Task& t) { return engine_->holds_block_from(t.seq, first); };
+      if (stop_newest_background(holds) || kept_.free_holding(*engine_, first)) {
+        ++freed;
+        continue;
+      }
+      if (!std::any_of(running_.begin(), running_.end(), holds)) break;
+      preempt(holds);
+      ++freed;
+    }
+    FLASHTTS_TRY(engine_->resize_kv((size_t)kv_bytes));
+    return freed;
+  }
+
+  void preempt(const std::function<bool(const Task&)>& eligible = {}) {
+    size_t k = running_.size();
+    for (size_t i = running_.size(); i-- > 0;) {
+      if (eligible && !eligible(running_[i])) continue;
+      if (k == running_.size() || (o_.by_priority && running_[i].job.priority < running_[k].job.priority)) k = i;
+    }
+    assert(k < running_.size());
     Task t = std::move(running_[k]);
     running_.erase(running_.begin() + (ptrdiff_t)k);
     engine_->release(t.seq);
@@ -371,6 +427,8 @@ class Batch {
   std::unique_ptr<Engine> engine_;
   int64_t kv_bytes_ = 0;
   int32_t capacity_ = 0;
+  int32_t max_capacity_ = 0;
+  int64_t waiting_need_ = 0;  // the queue's head waits for the pool to grow to this
 
   std::deque<Task> queue_;     // foreground, then background; arrival order within each
   std::vector<Task> running_;  // admission order

@@ -29,20 +29,9 @@ Expected<std::unique_ptr<Tokenizer>> open_model_tokenizer(const EngineActorOptio
 
 Status accept_grant(const msg::Grant& g, const char* role, const ModelConfig& config, ModelWeights* weights,
                     const EngineActorOptions& o, const Logger& log, std::unique_ptr<Engine>* engine) {
-  if (g.role != role) {
-    log->warn("ignored a grant for the {}", g.role);
-    return Status::success();
-  }
-  if (*engine) {
-    // The same grant again: the memory arbiter restarted, or answered a
-    // second announcement of these weights.
-    const int64_t tokens = int64_t((*engine)->kv().n_blocks()) * o.block_size;
-    if (g.kv_tokens == tokens) log->debug("the KV grant of {} tokens was repeated", tokens);
-    else log->warn("ignored a KV grant of {} tokens; the pool holds {} and cannot be resized yet", g.kv_tokens, tokens);
-    return Status::success();
-  }
   EngineOptions eo;
   eo.kv_bytes = (size_t)std::max<int64_t>(g.kv_bytes, 0);
+  eo.kv_bytes_max = (size_t)std::max(g.kv_bytes_max, g.kv_bytes);
   eo.block_size = o.block_size;
   eo.n_threads = o.device ? o.device->threads_for(o.n_threads) : o.n_threads;
   eo.device = o.device;  // a CUDA context puts the engine on the GPU, on a stream of its own

@@ -49,10 +49,9 @@ Status check_engine_options(const EngineActorOptions& o, const char* role);
 Expected<std::unique_ptr<Tokenizer>> open_model_tokenizer(const EngineActorOptions& o, const ModelConfig& config,
                                                           const char* role);
 
-// Acts on a KV grant: creates the engine from `config` and `*weights` (moved
-// out) on the first grant for `role`. A grant for another role, or a second
-// one (resizing needs the weights, which the engine holds now), is logged and
-// leaves *engine as it is. Error when the engine cannot be created.
+// Acts on the first KV grant for `role`: creates the engine from `config` and
+// `*weights` (moved out), its pool sized kv_bytes and room reserved for
+// kv_bytes_max. Error when the engine cannot be created.
 Status accept_grant(const msg::Grant& g, const char* role, const ModelConfig& config, ModelWeights* weights,
                     const EngineActorOptions& o, const Logger& log, std::unique_ptr<Engine>* engine);
 

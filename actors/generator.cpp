@@ -14,6 +14,7 @@
 #include "gpu/sampler.h"
 #include "gpu/tokenizer.h"
 #include "actors/batch.h"
+#include "actors/engine_load.h"
 #include "actors/engine_actor.h"
 #include "actors/row_cost.h"
 #include "messages/error_codes.h"
@@ -60,13 +61,18 @@ class Generator {
  public:
   Generator(const GeneratorOptions& o, Logger log, LoadedModel model, std::unique_ptr<Tokenizer> tok, Mailbox box)
       : o_(o), log_(std::move(log)), config_(std::move(model.config)), weights_(std::move(model.weights)), tok_(std::move(tok)),
-        box_(std::move(box)), weight_bytes_(weight_bytes_on(config_, weights_, o.device.get())), batch_(o, log_, hooks()),
+        box_(std::move(box)), weight_bytes_(weight_bytes_on(config_, weights_, o.device.get())),
+        pass_cost_(model_cost(config_, weight_bytes_, (int64_t)kv_bytes_per_token_on(config_, o.device.get()))),
+        batch_(o, log_, hooks()),
         routes_(log_) {
     routes_.on<msg::GenJob>([this](msg::GenJob j) { on_job(std::move(j)); })
         .on<msg::StopJobs>([this](const msg::StopJobs& m) { on_stop(m); })
         .on<msg::ReleaseKv>([this](const msg::ReleaseKv& m) { batch_.release_kept(m.rid, m.job_ids); })
         .on<msg::Forget>([this](const msg::Forget& m) { batch_.forget(m.rid); })
-        .on<msg::Grant>([this](const msg::Grant& g) { return batch_.on_grant(g, "generator", config_, &weights_); })
+        .on<msg::Grant>([this](const msg::Grant& g) {
+          return on_engine_grant(g, "generator", o_, config_, &weights_, pass_cost_, batch_, meter_, log_,
+                                 [this](const msg::PoolSize& p) { post("memory_arbiter", p); });
+        })
         .on<msg::StatsQuery>([this](const msg::StatsQuery& m) { on_stats(m.qid, m.reset_peaks); })
         .on<msg::WeightsQuery>([this](const msg::WeightsQuery&) { announce(); });  // a restarted arbiter asks
   }
@@ -76,10 +82,7 @@ class Generator {
   zmq::socket_t& inbox() { return box_.inbox(); }
   bool has_work() const { return batch_.has_work(); }
 
-  void announce() {
-    post("memory_arbiter", msg::Weights{"generator", weight_bytes_, (int64_t)kv_bytes_per_token_on(config_, o_.device.get()),
-                                        o_.block_size});
-  }
+  void announce() { post("memory_arbiter", weights_report("generator", pass_cost_, o_.block_size)); }
 
   // Handles every message waiting in the inbox.
   Status drain() {
@@ -125,6 +128,8 @@ class Generator {
   std::unique_ptr<Tokenizer> tok_;
   Mailbox box_;
   int64_t weight_bytes_ = 0;
+  ModelCost pass_cost_;  // what its passes cost, for the latency model
+  LoadMeter meter_;      // reports to the memory arbiter under an elastic split
   // The engine, the queue (real jobs in the scheduler's order, then
   // speculative ones) and the running jobs.
   Batch<GenTask> batch_;
@@ -274,6 +279,7 @@ void Generator::finish(GenTask& t, const char* reason, std::string error, const 
   if (!d.error.empty())
     log_->warn("gen_job {} failed ({}): {}", d.job_id, d.code.empty() ? "internal" : d.code, d.error);
   post("scheduler", d);
+  if (!t.job.speculative) meter_.job_done((int64_t)t.out.size());
   // Full blocks stay in the prefix cache for the next step; a live beam's
   // whole sequence stays for the jobs that continue it.
   batch_.release(t, /*keep=*/d.error.empty());
@@ -329,6 +335,7 @@ Status Generator::step() {
   Status st = engine->run(items, OutputKind::Tokens, &res);
   if (!st.ok()) return make_error("generator: " + st.message());
   if (decode_only && res.starved.empty()) cost_.add((int32_t)items.size(), ms_since(run0));
+  meter_.pass(res.shape, res.out.device_s >= 0 ? res.out.device_s : ms_since(run0) / 1e3);
   ++iterations_;
   batch_.note_peak();  // before jobs finish
 
@@ -371,6 +378,7 @@ Status Generator::step() {
     ++rows_hist_[(size_t)rows];
   }
   busy_ms_ += ms_since(t0);
+  if (auto l = meter_.report("generator", batch_)) post("memory_arbiter", *l);
   return Status::success();
 }
 

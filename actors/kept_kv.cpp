@@ -79,12 +79,22 @@ void KeptKv::forget(Engine& e, uint64_t rid) {
 }
 
 bool KeptKv::free_one(Engine& e) {
-  if (kept_.empty()) return false;
+  return free_first(e, [](int64_t) { return true; });
+}
+
+bool KeptKv::free_holding(Engine& e, int32_t first) {
+  return free_first(e, [&](int64_t seq) { return e.holds_block_from(seq, first); });
+}
+
+bool KeptKv::free_first(Engine& e, const std::function<bool(int64_t seq)>& eligible) {
   // Unnamed by queued jobs first, then the oldest.
   auto rank = [&](const auto& kv) {
     return std::tuple(kv.second.users != 0, by_priority_ ? kv.second.priority : 0, kv.second.order);
   };
-  auto pick = std::min_element(kept_.begin(), kept_.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+  auto pick = kept_.end();
+  for (auto it = kept_.begin(); it != kept_.end(); ++it)
+    if (eligible(it->second.seq) && (pick == kept_.end() || rank(*it) < rank(*pick))) pick = it;
+  if (pick == kept_.end()) return false;
   e.release(pick->second.seq);
   kept_.erase(pick);
   ++freed_for_room_;

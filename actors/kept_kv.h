@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -70,6 +71,9 @@ class KeptKv {
   // the oldest (by_priority: the lowest priority of each, then the oldest);
   // its blocks stay in the prefix cache. False when none is kept.
   bool free_one(Engine& e);
+  // A shrinking pool: frees one kept sequence (in free_one's order) that
+  // holds a block numbered `first` or above. False when none does.
+  bool free_holding(Engine& e, int32_t first);
 
   // For an actor's stats: kv_kept (sequences kept now), kept_forked_tokens
   // (context tokens jobs started from kept KV) and kept_freed_for_room.
@@ -84,6 +88,8 @@ class KeptKv {
     int32_t priority = 0;   // its job's
   };
   using Key = std::pair<uint64_t, uint64_t>;  // (rid, job id)
+
+  bool free_first(Engine& e, const std::function<bool(int64_t seq)>& eligible);
 
   bool by_priority_ = false;
   std::map<Key, Kept> kept_;

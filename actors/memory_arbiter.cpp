@@ -2,12 +2,179 @@
 
 #include <optional>
 
+#include "actors/engine_load.h"
+#include "actors/memory_demand.h"
 #include "actors/memory_policy.h"
 #include "messages/internal.h"
 #include "runtime/mailbox.h"
 #include "runtime/poll_set.h"
 
 namespace flashtts {
+
+namespace {
+
+// The arbiter's state: the models, the split, and a move under way. A move
+// shrinks one pool first and grows the other by what the shrink gave back
+// once the shrinking model says so (PoolSize), so the two never hold more
+// than the budget together.
+class Arbiter {
+ public:
+  Arbiter(const MemoryArbiterOptions& o, std::unique_ptr<MemorySplitPolicy> policy, Mailbox& box)
+      : o_(o), policy_(std::move(policy)), box_(box), demand_(o.demand_window_s, o.max_batch) {}
+
+  Status on_weights(const msg::Weights& w);
+  void on_pool_size(const msg::PoolSize& p);
+  void on_load(const msg::QueueLoad& q) {
+    demand_.add(q, DemandWindow::Clock::now());
+    maybe_rebalance();
+  }
+  void on_load(const msg::EngineLoad& e) {
+    demand_.add(e, DemandWindow::Clock::now());
+    maybe_rebalance();
+  }
+  void on_stats(const msg::StatsQuery& q);
+
+ private:
+  struct Move {
+    MemorySplit target;
+    std::string shrinking, growing;
+    uint64_t serial = 0;  // of the grant awaited
+    bool growing_now = false;
+  };
+
+  bool elastic() const { return std::string(policy_->name()) != "static"; }
+  int64_t kv_total() const { return budget_ - gen_->weight_bytes - ver_->weight_bytes; }
+  int64_t automatic_budget() const;
+  void grant(const std::string& role, int64_t bytes, spdlog::level::level_enum level);
+  void maybe_rebalance();
+
+  const MemoryArbiterOptions& o_;
+  std::unique_ptr<MemorySplitPolicy> policy_;
+  Mailbox& box_;
+  DemandWindow demand_;
+  std::optional<ModelFootprint> gen_, ver_;
+  std::optional<MemorySplit> split_;
+  std::optional<Move> move_;
+  int64_t budget_ = 0;  // once both models announced themselves
+  uint64_t serial_ = 0;
+  int64_t moves_ = 0;
+  DemandWindow::Clock::time_point last_move_{}, last_decision_{};
+};
+
+int64_t Arbiter::automatic_budget() const {
+  if (o_.device_bytes > 0) return o_.device_bytes;
+  // The CPU: both models and room for max_batch sequences of kAutoTokens
+  // each, within what the host can spare.
+  constexpr int64_t kAutoTokens = 2048;
+  const int64_t weights = gen_->weight_bytes + ver_->weight_bytes;
+  const int64_t kv = (gen_->kv_bytes_per_token + ver_->kv_bytes_per_token) * o_.max_batch * kAutoTokens;
+  return o_.host_bytes > weights ? std::min(weights + kv, o_.host_bytes) : weights + kv;
+}
+
+void Arbiter::grant(const std::string& role, int64_t bytes, spdlog::level::level_enum level) {
+  const ModelFootprint& f = role == "generator" ? *gen_ : *ver_;
+  const int64_t block = f.kv_bytes_per_token * f.block_size;
+  // An elastic pool reserves room for everything but one block of the other.
+  const int64_t max = elastic() ? kv_total() - (role == "generator" ? ver_ : gen_)->kv_bytes_per_token *
+                                                   (role == "generator" ? ver_ : gen_)->block_size
+                                : bytes;
+  msg::Grant g{role, bytes, (bytes / block) * f.block_size, max, (max / block) * f.block_size, ++serial_};
+  box_.post(role, g);
+  box_.post("scheduler", g);
+  o_.log->log(level, "granted the {} {:.1f} MiB of KV ({} tokens)", role, double(bytes) / (1 << 20), g.kv_tokens);
+}
+
+Status Arbiter::on_weights(const msg::Weights& w) {
+  ModelFootprint f{w.weight_bytes, w.kv_bytes_per_token, w.block_size};
+  std::optional<ModelFootprint>* slot = w.role == "generator" ? &gen_ : w.role == "verifier" ? &ver_ : nullptr;
+  if (!slot) return make_error("weights report from unknown role '" + w.role + "'");
+  // The same model announced again (it answered the weights query too, or
+  // its process restarted) is worth a debug line, not an info one.
+  const bool again = *slot && (*slot)->weight_bytes == f.weight_bytes &&
+                     (*slot)->kv_bytes_per_token == f.kv_bytes_per_token && (*slot)->block_size == f.block_size;
+  *slot = f;
+  demand_.set_cost(w.role == "generator", cost_of(w));
+  const auto level = again ? spdlog::level::debug : spdlog::level::info;
+  o_.log->log(level, "{}: weights {:.1f} MiB, KV {} bytes/token", w.role, double(f.weight_bytes) / (1 << 20),
+              f.kv_bytes_per_token);
+  if (!gen_ || !ver_) return Status::success();
+  if (split_) {
+    // A model that announces itself again: a process of it restarted (or
+    // answered the weights query). It gets its share again.
+    grant(w.role, w.role == "generator" ? split_->generator_kv_bytes : split_->verifier_kv_bytes, level);
+    return Status::success();
+  }
+  budget_ = o_.budget_bytes > 0 ? o_.budget_bytes : automatic_budget();
+  if (o_.budget_bytes == 0)
+    o_.log->info("memory budget {:.1f} MiB (automatic)", double(budget_) / (1 << 20));
+  auto s = policy_->split(budget_, *gen_, *ver_);
+  if (!s) return s.error();
+  split_ = *s;
+  grant("generator", split_->generator_kv_bytes, level);
+  grant("verifier", split_->verifier_kv_bytes, level);
+  return Status::success();
+}
+
+void Arbiter::maybe_rebalance() {
+  if (!split_ || move_ || !elastic()) return;
+  const auto now = DemandWindow::Clock::now();
+  if (now - last_decision_ < std::chrono::milliseconds(o_.decide_every_ms)) return;
+  last_decision_ = now;
+  MemoryState st;
+  st.kv_bytes = kv_total();
+  st.generator = *gen_, st.verifier = *ver_;
+  st.current = *split_;
+  st.gen = demand_.generator(now), st.ver = demand_.verifier(now);
+  st.since_move_s = moves_ == 0 ? 1e9 : std::chrono::duration<double>(now - last_move_).count();
+  auto target = policy_->rebalance(st);
+  if (!target) {
+    if (!policy_->last_reason().empty()) o_.log->debug("stay: {}", policy_->last_reason());
+    return;
+  }
+  o_.log->info("move: {}", policy_->last_reason());
+  Move m;
+  m.target = *target;
+  const bool gen_shrinks = target->generator_kv_bytes < split_->generator_kv_bytes;
+  m.shrinking = gen_shrinks ? "generator" : "verifier";
+  m.growing = gen_shrinks ? "verifier" : "generator";
+  grant(m.shrinking, gen_shrinks ? target->generator_kv_bytes : target->verifier_kv_bytes, spdlog::level::debug);
+  m.serial = serial_;
+  move_ = m;
+  ++moves_;
+  last_move_ = now;
+}
+
+void Arbiter::on_pool_size(const msg::PoolSize& p) {
+  if (!move_ || p.serial != move_->serial) return;  // a grant that moved nothing
+  if (!p.error.empty()) o_.log->warn("the {} kept its pool: {}", p.role, p.error);
+  if (p.role == "generator") split_->generator_kv_bytes = p.kv_bytes;
+  else split_->verifier_kv_bytes = p.kv_bytes;
+  if (move_->growing_now || !p.error.empty()) {
+    move_.reset();
+    return;
+  }
+  // What the shrink gave back goes to the other model.
+  const int64_t other = kv_total() - p.kv_bytes;
+  if (move_->growing == "generator") split_->generator_kv_bytes = other;
+  else split_->verifier_kv_bytes = other;
+  grant(move_->growing, other, spdlog::level::debug);
+  move_->serial = serial_;
+  move_->growing_now = true;
+}
+
+void Arbiter::on_stats(const msg::StatsQuery& q) {
+  msg::MapWriter st;
+  st.put("policy", policy_->name()).put("budget_bytes", budget_).put("moves", moves_);
+  if (gen_) st.put("generator_weight_bytes", gen_->weight_bytes);
+  if (ver_) st.put("verifier_weight_bytes", ver_->weight_bytes);
+  if (split_) {
+    st.put("generator_kv_bytes", split_->generator_kv_bytes);
+    st.put("verifier_kv_bytes", split_->verifier_kv_bytes);
+  }
+  box_.post("intake", msg::StatsReply{q.qid, "memory_arbiter", st.bytes()});
+}
+
+}  // namespace
 
 Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbiterOptions& o) {
   auto policy = make_memory_policy(o.policy, o.generator_share);
@@ -21,8 +188,7 @@ Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbi
   for (const char* role : {"generator", "verifier"})
     if (o.peers.count(role)) box.post(role, msg::WeightsQuery{});
 
-  std::optional<ModelFootprint> gen, ver;
-  std::optional<MemorySplit> split;
+  Arbiter a(o, std::move(*policy), box);
   PollSet poll(pipe, {&box.inbox()});
   while (poll.wait(std::chrono::milliseconds(-1))) {
     while (auto bytes = box.try_recv()) {
@@ -31,55 +197,21 @@ Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbi
         o.log->warn("dropped a message: {}", env.error().message);
         continue;
       }
-      if (env->type == msg::Weights::kType) {
+      const std::string& t = env->type;
+      if (t == msg::Weights::kType) {
         auto w = msg::decode<msg::Weights>(*env);
         if (!w) return w.error();
-        ModelFootprint f{w->weight_bytes, w->kv_bytes_per_token, w->block_size};
-        std::optional<ModelFootprint>* slot = w->role == "generator" ? &gen : w->role == "verifier" ? &ver : nullptr;
-        if (!slot) return make_error("weights report from unknown role '" + w->role + "'");
-        // The same model announced again (it answered the weights query too,
-        // or its process restarted) is worth a debug line, not an info one.
-        const bool again = *slot && (*slot)->weight_bytes == f.weight_bytes &&
-                           (*slot)->kv_bytes_per_token == f.kv_bytes_per_token && (*slot)->block_size == f.block_size;
-        *slot = f;
-        o.log->log(again ? spdlog::level::debug : spdlog::level::info, "{}: weights {:.1f} MiB, KV {} bytes/token",
-                   w->role, double(f.weight_bytes) / (1 << 20), f.kv_bytes_per_token);
-        if (!gen || !ver) continue;
-        auto grant = [&](const char* role, int64_t bytes, const ModelFootprint& f) {
-          int64_t block = f.kv_bytes_per_token * f.block_size;
-          msg::Grant g{role, bytes, (bytes / block) * f.block_size};
-          box.post(role, g);
-          box.post("scheduler", g);
-          o.log->log(again ? spdlog::level::debug : spdlog::level::info, "granted the {} {:.1f} MiB of KV ({} tokens)",
-                     role, double(bytes) / (1 << 20), g.kv_tokens);
-        };
-        if (split) {
-          // A model that announces itself again: a process of it restarted
-          // (or answered the weights query). It gets its share again; the
-          // split stays as it is, since the other pool cannot shrink yet.
-          if (w->role == "generator") grant("generator", split->generator_kv_bytes, *gen);
-          else grant("verifier", split->verifier_kv_bytes, *ver);
-          continue;
-        }
-        auto s = (*policy)->split(o.budget_bytes, *gen, *ver);
-        if (!s) return s.error();
-        split = *s;
-        grant("generator", split->generator_kv_bytes, *gen);
-        grant("verifier", split->verifier_kv_bytes, *ver);
-      } else if (env->type == msg::StatsQuery::kType) {
-        auto q = msg::decode<msg::StatsQuery>(*env);
-        if (!q) continue;
-        msg::MapWriter st;
-        st.put("policy", (*policy)->name()).put("budget_bytes", o.budget_bytes);
-        if (gen) st.put("generator_weight_bytes", gen->weight_bytes);
-        if (ver) st.put("verifier_weight_bytes", ver->weight_bytes);
-        if (split) {
-          st.put("generator_kv_bytes", split->generator_kv_bytes);
-          st.put("verifier_kv_bytes", split->verifier_kv_bytes);
-        }
-        box.post("intake", msg::StatsReply{q->qid, "memory_arbiter", st.bytes()});
+        FLASHTTS_TRY(a.on_weights(*w));
+      } else if (t == msg::PoolSize::kType) {
+        if (auto p = decode_logged<msg::PoolSize>(*env, o.log)) a.on_pool_size(*p);
+      } else if (t == msg::QueueLoad::kType) {
+        if (auto q = decode_logged<msg::QueueLoad>(*env, o.log)) a.on_load(*q);
+      } else if (t == msg::EngineLoad::kType) {
+        if (auto e = decode_logged<msg::EngineLoad>(*env, o.log)) a.on_load(*e);
+      } else if (t == msg::StatsQuery::kType) {
+        if (auto q = decode_logged<msg::StatsQuery>(*env, o.log)) a.on_stats(*q);
       } else {
-        o.log->warn("ignored a '{}' message", env->type);
+        o.log->warn("ignored a '{}' message", t);
       }
     }
   }

@@ -2,6 +2,10 @@
 // generator and the verifier report what their weights take (Weights); once
 // both have, the split policy divides the rest into KV budgets, granted to
 // each of them and announced to the scheduler for admission control.
+// While they serve, the scheduler (QueueLoad) and the two models (EngineLoad)
+// report their work; a policy that moves memory (roofline) re-decides the
+// split from it, at most every decide_every_ms. A move shrinks one pool,
+// waits for its PoolSize, then grows the other by what came back.
 //
 // Thread contract: run_memory_arbiter() is an ActorBody; it runs on the
 // actor's thread and owns everything it creates.
@@ -20,10 +24,15 @@ namespace flashtts {
 struct MemoryArbiterOptions {
   std::string inbox;
   std::map<std::string, std::string> peers;  // "generator", "verifier", "scheduler", "intake"
-  int64_t budget_bytes = 1ll << 30;
+  int64_t budget_bytes = 1ll << 30;          // 0: automatic (device_bytes, host_bytes)
   double generator_share = 0.75;
   std::string policy = "static";
   Logger log;
+  int64_t device_bytes = 0;      // automatic on a GPU: its memory less a margin; 0 on the CPU
+  int64_t host_bytes = 0;        // automatic on the CPU: at most this (half the memory free)
+  double demand_window_s = 3.0;  // the demand is the peak over this window
+  int64_t decide_every_ms = 250;
+  int32_t max_batch = 256;       // the engines' (engine.max_batch)
 };
 
 Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbiterOptions& o);

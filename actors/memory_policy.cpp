@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "actors/roofline_split.h"
+
 namespace flashtts {
 
 namespace {
@@ -42,7 +44,8 @@ std::unique_ptr<MemorySplitPolicy> make_static_split(double generator_share) {
 
 Expected<std::unique_ptr<MemorySplitPolicy>> make_memory_policy(const std::string& name, double generator_share) {
   if (name == "static") return make_static_split(generator_share);
-  return make_error("memory split policy '" + name + "' is not one of: static");
+  if (name == "roofline") return std::unique_ptr<MemorySplitPolicy>(new RooflineSplit(generator_share, RooflineOptions{}));
+  return make_error("memory split policy '" + name + "' is not one of: static, roofline");
 }
 
 }  // namespace flashtts

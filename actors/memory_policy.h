@@ -8,8 +8,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "gpu/latency_model.h"
 #include "runtime/status.h"
 
 namespace flashtts {
@@ -26,6 +28,28 @@ struct MemorySplit {
   int64_t verifier_kv_bytes = 0;
 };
 
+// One model's work, as the arbiter knows it.
+struct ModelDemand {
+  double jobs = 0;         // jobs of one iteration
+  double ctx_tokens = 0;   // a job's context, mean
+  double new_tokens = 0;   // tokens a job computes (generated; or scored when its context is cached)
+  double sharing = 1;      // context tokens per KV token held (>= 1)
+  int64_t min_tokens = 0;  // the largest job: the pool may not go below it
+  int32_t max_batch = 256;
+  ModelCost cost;
+  LatencyConstants latency;
+  bool known() const { return jobs > 0 && new_tokens > 0 && latency.known(); }
+};
+
+// What a policy that moves memory while the models serve decides on.
+struct MemoryState {
+  int64_t kv_bytes = 0;  // the KV memory both pools share
+  ModelFootprint generator, verifier;
+  MemorySplit current;
+  ModelDemand gen, ver;
+  double since_move_s = 1e9;  // seconds since the last move
+};
+
 class MemorySplitPolicy {
  public:
   virtual ~MemorySplitPolicy() = default;
@@ -34,13 +58,19 @@ class MemorySplitPolicy {
   // at least one KV block each.
   virtual Expected<MemorySplit> split(int64_t budget_bytes, const ModelFootprint& generator,
                                       const ModelFootprint& verifier) = 0;
+  // A better split for the models' current work, or nothing (stay). The
+  // static baseline never moves.
+  virtual std::optional<MemorySplit> rebalance(const MemoryState&) { return std::nullopt; }
+  // Why the last rebalance() decided as it did, for the log.
+  virtual std::string last_reason() const { return {}; }
 };
 
 // KV memory = budget - both models' weights; the generator gets
 // `generator_share` of it, the verifier the rest.
 std::unique_ptr<MemorySplitPolicy> make_static_split(double generator_share);
 
-// By the configuration's name ("static").
+// By the configuration's name ("static", "roofline"); roofline starts from
+// the static split.
 Expected<std::unique_ptr<MemorySplitPolicy>> make_memory_policy(const std::string& name, double generator_share);
 
 }  // namespace flashtts

@@ -1,5 +1,7 @@
 #include "actors/scheduler.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <unordered_map>
@@ -15,12 +17,20 @@ namespace flashtts {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::milliseconds kLoadInterval{100};
+
 // One GPU actor's side of the scheduler: its queue, its grant, what is out.
 struct Lane {
   std::string peer;
   std::unique_ptr<SchedulingPolicy> policy;
   int32_t window = 0;     // most real jobs out at once; 0 = no limit
   int64_t capacity = -1;  // KV tokens granted; -1 until the grant arrives
+  int64_t max_capacity = -1;  // what the grant may grow to (an elastic split), else capacity
+  // Real jobs not finished (queued or out): job_id -> (rid, context tokens),
+  // what the memory arbiter hears of (QueueLoad).
+  std::unordered_map<uint64_t, std::pair<uint64_t, int64_t>> open{};
+  int64_t open_ctx_tokens = 0;
   std::unordered_map<uint64_t, uint64_t> speculative{};  // job_id -> rid, past the queue (the policy has the rest)
   uint64_t dispatched = 0, completed = 0, rejected = 0;
   // A release_kv must reach the actor after the jobs that fork the sequences
@@ -28,9 +38,17 @@ struct Lane {
   std::unordered_map<uint64_t, int64_t> queued_of{};                       // rid -> queued jobs
   std::unordered_map<uint64_t, std::vector<std::string>> held_releases{};  // rid -> release_kv messages
 
-  void push(QueuedJob q) {
+  void push(QueuedJob q, int64_t ctx_tokens) {
     ++queued_of[q.rid];
+    open[q.job_id] = {q.rid, ctx_tokens};
+    open_ctx_tokens += ctx_tokens;
     policy->push(std::move(q));
+  }
+  void close(uint64_t job_id) {
+    auto it = open.find(job_id);
+    if (it == open.end()) return;
+    open_ctx_tokens -= it->second.second;
+    open.erase(it);
   }
   void release_kv(Mailbox& box, uint64_t rid, const std::string& bytes) {
     if (queued_of.count(rid)) held_releases[rid].push_back(bytes);
@@ -49,9 +67,14 @@ struct Lane {
 
   void done(uint64_t job_id) {
     if (speculative.erase(job_id)) return;
+    close(job_id);
     if (policy->done(job_id)) ++completed;
   }
   void forget(uint64_t rid) {
+    for (auto it = open.begin(); it != open.end();) {
+      if (it->second.first == rid) open_ctx_tokens -= it->second.second, it = open.erase(it);
+      else ++it;
+    }
     policy->remove_request(rid);
     queued_of.erase(rid);
     held_releases.erase(rid);  // forget frees every kept sequence of the request
@@ -68,6 +91,7 @@ struct Lane {
       if (!j && idle && policy->size() > 0) {
         j = policy->pop(INT64_MAX);
         if (!oversize(*j)) {
+          close(j->job_id);
           policy->done(j->job_id);
           ++rejected;
           left_queue(box, j->rid);
@@ -146,11 +170,31 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
     box.post("beam_manager", d);
     return false;
   };
+  // A generation job bigger than the pool can ever grow fails; one that
+  // only the current grant cannot hold runs alone, and the generator holds
+  // it until the memory arbiter grows its pool.
+  auto oversize_gen = [&](const QueuedJob& q) { return q.cost_tokens <= gen.max_capacity || reject_gen(q); };
   // A scoring job's size is a loose bound: one bigger than the grant runs
   // alone and the verifier decides on the exact count.
   auto run_alone = [](const QueuedJob&) { return true; };
+  // Under an elastic split the memory arbiter hears the open jobs every
+  // interval while there are any, and once more when they are gone.
+  bool elastic = false;
+  bool reported_idle = true;
+  Clock::time_point last_load{};
+  auto report_load = [&] {
+    const bool idle = gen.open.empty() && ver.open.empty();
+    if (!elastic || !o.peers.count("memory_arbiter") || (idle && reported_idle)) return;
+    if (Clock::now() - last_load < kLoadInterval) return;
+    last_load = Clock::now();
+    reported_idle = idle;
+    msg::QueueLoad q;
+    q.gen_jobs = (int32_t)gen.open.size(), q.gen_ctx_tokens = gen.open_ctx_tokens;
+    q.score_jobs = (int32_t)ver.open.size(), q.score_ctx_tokens = ver.open_ctx_tokens;
+    box.post("memory_arbiter", q);
+  };
   PollSet poll(pipe, {&box.inbox()});
-  while (poll.wait(std::chrono::milliseconds(-1))) {
+  while (poll.wait(elastic && !reported_idle ? kLoadInterval : std::chrono::milliseconds(-1))) {
     while (auto bytes = box.try_recv()) {
       auto env = msg::open(*bytes);
       if (!env) {
@@ -169,16 +213,18 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
           continue;
         }
         QueuedJob q = gen_entry(*j, std::move(*bytes), o.block_size);
-        if (gen.capacity >= 0 && q.cost_tokens > gen.capacity) {
+        if (gen.max_capacity >= 0 && q.cost_tokens > gen.max_capacity) {
           ++gen.rejected;
           reject_gen(q);
           continue;
         }
-        gen.push(std::move(q));
+        gen.push(std::move(q), (int64_t)j->tokens.size());
       } else if (t == msg::ScoreJob::kType) {
         auto j = msg::decode<msg::ScoreJob>(*env);
         if (!j) { o.log->warn("{}", j.error().message); continue; }
-        ver.push(score_entry(*j, std::move(*bytes)));
+        QueuedJob q = score_entry(*j, std::move(*bytes));
+        const int64_t cost = q.cost_tokens;
+        ver.push(std::move(q), cost);
       } else if (t == msg::GenDone::kType) {
         auto d = msg::decode<msg::GenDone>(*env);
         if (d) gen.done(d->job_id);
@@ -206,7 +252,10 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
       } else if (t == msg::Grant::kType) {
         auto g = msg::decode<msg::Grant>(*env);
         if (!g) continue;
-        (g->role == "generator" ? gen : ver).capacity = g->kv_tokens;
+        Lane& l = g->role == "generator" ? gen : ver;
+        l.capacity = g->kv_tokens;
+        l.max_capacity = std::max(g->kv_tokens, g->kv_tokens_max);
+        elastic = elastic || g->kv_tokens_max > g->kv_tokens;
       } else if (t == msg::StatsQuery::kType) {
         auto q = msg::decode<msg::StatsQuery>(*env);
         if (!q) continue;
@@ -218,8 +267,9 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
       }
     }
     // After the inbox is drained: jobs that arrived together are ordered together.
-    gen.dispatch(box, reject_gen);
+    gen.dispatch(box, oversize_gen);
     ver.dispatch(box, run_alone);
+    report_load();
   }
   return Status::success();
 }

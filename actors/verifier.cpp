@@ -14,6 +14,7 @@
 #include "gpu/prm_format.h"
 #include "gpu/tokenizer.h"
 #include "actors/batch.h"
+#include "actors/engine_load.h"
 #include "actors/engine_actor.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"
@@ -70,12 +71,17 @@ class Verifier {
  public:
   Verifier(const VerifierOptions& o, Logger log, LoadedModel model, std::unique_ptr<Tokenizer> tok, Mailbox box)
       : o_(o), log_(std::move(log)), config_(std::move(model.config)), weights_(std::move(model.weights)), tok_(std::move(tok)),
-        box_(std::move(box)), weight_bytes_(weight_bytes_on(config_, weights_, o.device.get())), batch_(o, log_, hooks()),
+        box_(std::move(box)), weight_bytes_(weight_bytes_on(config_, weights_, o.device.get())),
+        pass_cost_(model_cost(config_, weight_bytes_, (int64_t)kv_bytes_per_token_on(config_, o.device.get()))),
+        batch_(o, log_, hooks()),
         routes_(log_) {
     routes_.on<msg::ScoreJob>([this](msg::ScoreJob j) { on_job(std::move(j)); })
         .on<msg::ReleaseKv>([this](const msg::ReleaseKv& m) { batch_.release_kept(m.rid, m.job_ids); })
         .on<msg::Forget>([this](const msg::Forget& m) { on_forget(m.rid); })
-        .on<msg::Grant>([this](const msg::Grant& g) { return batch_.on_grant(g, "verifier", config_, &weights_); })
+        .on<msg::Grant>([this](const msg::Grant& g) {
+          return on_engine_grant(g, "verifier", o_, config_, &weights_, pass_cost_, batch_, meter_, log_,
+                                 [this](const msg::PoolSize& p) { post("memory_arbiter", p); });
+        })
         .on<msg::StatsQuery>([this](const msg::StatsQuery& m) { on_stats(m.qid, m.reset_peaks); })
         .on<msg::WeightsQuery>([this](const msg::WeightsQuery&) { announce(); });  // a restarted arbiter asks
   }
@@ -85,10 +91,7 @@ class Verifier {
   zmq::socket_t& inbox() { return box_.inbox(); }
   bool has_work() const { return batch_.has_work(); }
 
-  void announce() {
-    post("memory_arbiter", msg::Weights{"verifier", weight_bytes_, (int64_t)kv_bytes_per_token_on(config_, o_.device.get()),
-                                        o_.block_size});
-  }
+  void announce() { post("memory_arbiter", weights_report("verifier", pass_cost_, o_.block_size)); }
 
   Status drain() {
     while (auto bytes = box_.try_recv()) FLASHTTS_TRY(routes_.route(*bytes));
@@ -127,6 +130,8 @@ class Verifier {
   std::unique_ptr<Tokenizer> tok_;
   Mailbox box_;
   int64_t weight_bytes_ = 0;
+  ModelCost pass_cost_;  // what its passes cost, for the latency model
+  LoadMeter meter_;      // reports to the memory arbiter under an elastic split
   Batch<ScoreTask> batch_;  // the engine, the queue (FIFO) and the running jobs
   Routes routes_;
 
@@ -225,6 +230,7 @@ void Verifier::finish(ScoreTask& t, std::string error, const char* code) {
   batch_.release(t, /*keep=*/d.error.empty());
   ++jobs_done_;
   tokens_scored_ += d.n_tokens;
+  if (d.error.empty()) meter_.job_done(d.n_computed);
 }
 
 bool Verifier::fill_from_cache(ScoreTask& t) {
@@ -256,8 +262,10 @@ Status Verifier::step() {
     computed_before.push_back(engine->n_computed(t.seq));
   }
   RunResult res;
+  const auto run0 = Clock::now();
   Status st = engine->run(items, OutputKind::Score, &res);
   if (!st.ok()) return make_error("verifier: " + st.message());
+  meter_.pass(res.shape, res.out.device_s >= 0 ? res.out.device_s : ms_since(run0) / 1e3);
   ++iterations_;
   batch_.note_peak();  // before jobs finish
 
@@ -284,6 +292,7 @@ Status Verifier::step() {
   batch_.drop_left();
   if (!res.starved.empty() && n_done == 0) batch_.make_room();
   busy_ms_ += ms_since(t0);
+  if (auto l = meter_.report("verifier", batch_)) post("memory_arbiter", *l);
   return Status::success();
 }
 

@@ -186,20 +186,77 @@ Status ScoreDone::read(const MapReader& r) {
 
 void Weights::write(MapWriter& w) const {
   w.put("role", role).put("weight_bytes", weight_bytes).put("kv_bytes_per_token", kv_bytes_per_token);
-  w.put("block_size", block_size);
+  w.put("block_size", block_size).put("params", params).put("layer_params", layer_params);
+  w.put("lm_head_params", lm_head_params).put("prm_head_params", prm_head_params).put("hidden", hidden);
+  w.put("attn_flops_per_pair", attn_flops_per_pair);
 }
 Status Weights::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
   FLASHTTS_TRY(r.get("weight_bytes", &weight_bytes));
   FLASHTTS_TRY(r.get("kv_bytes_per_token", &kv_bytes_per_token));
-  return r.get("block_size", &block_size);
+  FLASHTTS_TRY(r.get("block_size", &block_size));
+  for (auto [key, out] : {std::pair{"params", &params}, {"layer_params", &layer_params},
+                          {"lm_head_params", &lm_head_params}, {"prm_head_params", &prm_head_params},
+                          {"hidden", &hidden}, {"attn_flops_per_pair", &attn_flops_per_pair}})
+    FLASHTTS_TRY(r.get_opt(key, out));
+  return Status::success();
 }
 
-void Grant::write(MapWriter& w) const { w.put("role", role).put("kv_bytes", kv_bytes).put("kv_tokens", kv_tokens); }
+void Grant::write(MapWriter& w) const {
+  w.put("role", role).put("kv_bytes", kv_bytes).put("kv_tokens", kv_tokens);
+  w.put("kv_bytes_max", kv_bytes_max).put("kv_tokens_max", kv_tokens_max).put("serial", serial);
+}
 Status Grant::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
   FLASHTTS_TRY(r.get("kv_bytes", &kv_bytes));
-  return r.get("kv_tokens", &kv_tokens);
+  FLASHTTS_TRY(r.get("kv_tokens", &kv_tokens));
+  FLASHTTS_TRY(r.get_opt("kv_bytes_max", &kv_bytes_max));
+  FLASHTTS_TRY(r.get_opt("kv_tokens_max", &kv_tokens_max));
+  return r.get_opt("serial", &serial);
+}
+
+void PoolSize::write(MapWriter& w) const {
+  w.put("role", role).put("serial", serial).put("kv_bytes", kv_bytes).put("kv_tokens", kv_tokens);
+  w.put("preempted", preempted).put("error", error);
+}
+Status PoolSize::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("role", &role));
+  FLASHTTS_TRY(r.get("serial", &serial));
+  FLASHTTS_TRY(r.get("kv_bytes", &kv_bytes));
+  FLASHTTS_TRY(r.get("kv_tokens", &kv_tokens));
+  FLASHTTS_TRY(r.get("preempted", &preempted));
+  return r.get("error", &error);
+}
+
+void EngineLoad::write(MapWriter& w) const {
+  w.put("role", role).put("running", running).put("queued", queued).put("running_ctx_tokens", running_ctx_tokens);
+  w.put("kv_used_tokens", kv_used_tokens).put("kv_tokens", kv_tokens).put("max_ctx_tokens", max_ctx_tokens);
+  w.put("tokens_per_job", tokens_per_job).put("overhead_s", overhead_s).put("s_per_byte", s_per_byte);
+  w.put("s_per_flop", s_per_flop);
+}
+Status EngineLoad::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("role", &role));
+  FLASHTTS_TRY(r.get("running", &running));
+  FLASHTTS_TRY(r.get("queued", &queued));
+  FLASHTTS_TRY(r.get("running_ctx_tokens", &running_ctx_tokens));
+  FLASHTTS_TRY(r.get("kv_used_tokens", &kv_used_tokens));
+  FLASHTTS_TRY(r.get("kv_tokens", &kv_tokens));
+  FLASHTTS_TRY(r.get("max_ctx_tokens", &max_ctx_tokens));
+  FLASHTTS_TRY(r.get("tokens_per_job", &tokens_per_job));
+  FLASHTTS_TRY(r.get("overhead_s", &overhead_s));
+  FLASHTTS_TRY(r.get("s_per_byte", &s_per_byte));
+  return r.get("s_per_flop", &s_per_flop);
+}
+
+void QueueLoad::write(MapWriter& w) const {
+  w.put("gen_jobs", gen_jobs).put("gen_ctx_tokens", gen_ctx_tokens);
+  w.put("score_jobs", score_jobs).put("score_ctx_tokens", score_ctx_tokens);
+}
+Status QueueLoad::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("gen_jobs", &gen_jobs));
+  FLASHTTS_TRY(r.get("gen_ctx_tokens", &gen_ctx_tokens));
+  FLASHTTS_TRY(r.get("score_jobs", &score_jobs));
+  return r.get("score_ctx_tokens", &score_ctx_tokens);
 }
 
 void Heartbeat::write(MapWriter& w) const {

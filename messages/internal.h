@@ -214,16 +214,68 @@ struct Weights {
   int64_t weight_bytes = 0;
   int64_t kv_bytes_per_token = 0;
   int32_t block_size = 16;
+  // What a pass costs, in the roofline's terms (gpu/latency_model.h ModelCost).
+  double params = 0, layer_params = 0, lm_head_params = 0, prm_head_params = 0, hidden = 0;
+  double attn_flops_per_pair = 0;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };
 
-// memory_arbiter -> generator, verifier, scheduler: a KV budget.
+// memory_arbiter -> generator, verifier, scheduler: a KV budget. The first
+// grant creates the model's pool, reserving kv_bytes_max; later ones resize
+// it, and the model answers each with a PoolSize.
 struct Grant {
   static constexpr const char* kType = "grant";
   std::string role;
   int64_t kv_bytes = 0;
-  int64_t kv_tokens = 0;  // kv_bytes / kv_bytes_per_token, rounded down to blocks
+  int64_t kv_tokens = 0;      // kv_bytes / kv_bytes_per_token, rounded down to blocks
+  int64_t kv_bytes_max = 0;   // the most this model's pool may ever be granted; 0 = kv_bytes
+  int64_t kv_tokens_max = 0;  // kv_bytes_max in tokens, rounded down to blocks
+  uint64_t serial = 0;        // of the arbiter's grants; PoolSize echoes it
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// generator, verifier -> memory_arbiter: the pool's size after a grant (a
+// shrink may preempt sequences first; it never fails for want of room).
+struct PoolSize {
+  static constexpr const char* kType = "pool_size";
+  std::string role;
+  uint64_t serial = 0;  // the grant's
+  int64_t kv_bytes = 0;
+  int64_t kv_tokens = 0;
+  int32_t preempted = 0;  // tasks the shrink preempted or stopped
+  std::string error;      // non-empty: the pool kept its size
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// generator, verifier -> memory_arbiter, every interval while they work: what
+// the model is asked for and what its passes cost (the roofline latency
+// model's constants, gpu/latency_model.h).
+struct EngineLoad {
+  static constexpr const char* kType = "engine_load";
+  std::string role;
+  int32_t running = 0;             // tasks in the batch
+  int32_t queued = 0;              // tasks waiting in the actor
+  int64_t running_ctx_tokens = 0;  // context tokens of the running tasks, shared prefixes counted each time
+  int64_t kv_used_tokens = 0;      // KV tokens the pool's used blocks hold
+  int64_t kv_tokens = 0;           // the pool's size
+  int64_t max_ctx_tokens = 0;      // the largest context of a queued or running task
+  double tokens_per_job = 0;       // of the jobs finished lately: tokens computed (generated, or scored) per job
+  double overhead_s = 0, s_per_byte = 0, s_per_flop = 0;  // latency model
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// scheduler -> memory_arbiter, every interval while jobs wait: the jobs of
+// each model not finished yet (queued at the scheduler or out at the model).
+struct QueueLoad {
+  static constexpr const char* kType = "queue_load";
+  int32_t gen_jobs = 0;
+  int64_t gen_ctx_tokens = 0;  // their contexts, summed
+  int32_t score_jobs = 0;
+  int64_t score_ctx_tokens = 0;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

@@ -220,7 +220,7 @@ Status read_models(const Section& s, const fs::path& base_dir, ModelsConfig* m) 
 Status read_memory(const Section& s, MemoryConfig* m) {
   FLASHTTS_TRY(s.check_unknown());
   FLASHTTS_TRY(s.read("budget_mb", &m->budget_mb));
-  if (m->budget_mb <= 0) return s.fail("budget_mb", show(m->budget_mb), "must be > 0");
+  if (m->budget_mb < 0) return s.fail("budget_mb", show(m->budget_mb), "must be >= 0 (0: from the device)");
   // 2^30 MiB (1 PiB) is more than one machine holds, and keeps the budget in
   // bytes (budget_mb * 2^20, an int64 in the memory arbiter) and the sums and
   // shares made of it far inside 64 bits.
@@ -258,7 +258,7 @@ Status read_policies(const Section& s, PolicyConfig* p) {
   FLASHTTS_TRY(s.check_unknown());
   FLASHTTS_TRY(s.read_enum("scheduling", &p->scheduling, {"fifo", "prefix", "random", "scatter"}));
   FLASHTTS_TRY(s.read("scheduling_max_overtaken", &p->scheduling_max_overtaken, 1, kInt32Max));
-  FLASHTTS_TRY(s.read_enum("memory_split", &p->memory_split, {"static"}));
+  FLASHTTS_TRY(s.read_enum("memory_split", &p->memory_split, {"static", "roofline"}));
   FLASHTTS_TRY(s.read("speculation", &p->speculation));
   FLASHTTS_TRY(s.read("speculation_max_slowdown", &p->speculation_max_slowdown));
   FLASHTTS_TRY(s.read("live_beams", &p->live_beams));

@@ -38,7 +38,7 @@ struct ModelsConfig {
 };
 
 struct MemoryConfig {
-  double budget_mb = 2048;                   // weights of both models + both KV caches
+  double budget_mb = 2048;                   // weights of both models + both KV caches; 0 = from the device
   double generator_share = 0.75;             // static split: generator's share of the KV memory
   int32_t block_size = 16;                   // tokens per KV block
 };
@@ -59,7 +59,10 @@ struct PolicyConfig {
   std::string scheduling = "fifo";
   // prefix: a job waits at most this many dispatches once it is the oldest queued.
   int64_t scheduling_max_overtaken = 1024;
-  std::string memory_split = "static";       // "static" (baseline)
+  // "static" (the baseline: memory.generator_share, fixed); "roofline" (pools
+  // that move while the models serve, to the split predicted fastest:
+  // actors/roofline_split.h).
+  std::string memory_split = "static";
   bool speculation = false;                  // speculative beam extension (beam search, DVTS)
   // Speculative rows may make a decode pass this fraction slower than the
   // real rows alone would (the generator's measured cost of a row); 0 = no bound.

@@ -1,5 +1,7 @@
 #include "runtime/supervisor.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <map>
 
@@ -23,7 +25,7 @@ const std::map<std::string, std::vector<std::string>>& peers_of() {
   static const std::map<std::string, std::vector<std::string>> p = {
       {"intake", {"beam_manager", "scheduler", "generator", "verifier", "memory_arbiter"}},
       {"beam_manager", {"intake", "scheduler"}},
-      {"scheduler", {"beam_manager", "generator", "verifier", "intake"}},
+      {"scheduler", {"beam_manager", "generator", "verifier", "memory_arbiter", "intake"}},
       {"generator", {"scheduler", "memory_arbiter", "intake"}},
       {"verifier", {"scheduler", "memory_arbiter", "intake"}},
       {"memory_arbiter", {"generator", "verifier", "scheduler", "intake"}},
@@ -86,6 +88,16 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
   }
   MemoryArbiterOptions o{inbox, peers(c, name), int64_t(c.memory.budget_mb * (1 << 20)), c.memory.generator_share,
                          c.policies.memory_split, log};
+  o.max_batch = c.engine.max_batch;
+  if (o.budget_bytes == 0) {
+    // A GPU keeps a margin for what is not KV or weights: activations, the
+    // CUDA context, the allocator's slack.
+    const int64_t mem = device->kind() == DeviceKind::Cpu ? 0
+                        : device->simulated()             ? device->sim_card()->memory_bytes
+                                                          : device->device_memory();
+    o.device_bytes = mem > 0 ? mem - std::max<int64_t>(int64_t(1) << 30, mem / 20) : 0;
+    o.host_bytes = (int64_t)(sysconf(_SC_AVPHYS_PAGES) * sysconf(_SC_PAGESIZE)) / 2;
+  }
   return [o](zmq::context_t& ctx, ActorPipe& p) { return run_memory_arbiter(ctx, p, o); };
 }
 

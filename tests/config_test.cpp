@@ -288,7 +288,8 @@ TEST(Config, ANumberOutOfItsRangeIsAnErrorNamingKeyAndValue) {
               "memory.block_size = 24 on line 2 must be a power of two in [1, 256]"));
   EXPECT_TRUE(contains(error_of("[memory]\nblock_size = 512\n"), "memory.block_size = 512"));
   EXPECT_TRUE(contains(error_of("[memory]\nblock_size = 0\n"), "memory.block_size = 0"));
-  EXPECT_TRUE(contains(error_of("[memory]\nbudget_mb = 0\n"), "memory.budget_mb = 0 on line 2 must be > 0"));
+  EXPECT_TRUE(contains(error_of("[memory]\nbudget_mb = -1\n"), "memory.budget_mb = -1 on line 2 must be >= 0 (0: from the device)"));
+  EXPECT_DOUBLE_EQ(parse("[memory]\nbudget_mb = 0\n")->memory.budget_mb, 0);  // automatic
   EXPECT_TRUE(contains(error_of("[memory]\nbudget_mb = nan\n"), "memory.budget_mb on line 2 must be a finite number"));
   EXPECT_TRUE(contains(error_of("[memory]\ngenerator_share = 1\n"),
                        "memory.generator_share = 1 on line 2 must be in (0, 1)"));

@@ -418,5 +418,51 @@ TEST(Generator, AGrantTooSmallForOneBlockFailsTheActor) {
   EXPECT_NE(failure->find("holds no block"), std::string::npos) << *failure;
 }
 
+// An elastic pool (memory.split = roofline): the memory arbiter shrinks it
+// under load and grows it back. Jobs holding blocks above the cut are
+// preempted, not failed; every job still gives generate()'s tokens, and no
+// block is left used.
+TEST(Generator, APoolShrunkUnderLoadPreemptsAndGrowsBackLosingNothing) {
+  Harness h;
+  ASSERT_TRUE(h.start(h.options()).ok());
+  ASSERT_TRUE(test::recv_message<msg::Weights>(h.arbiter).has_value());
+  auto grant = [&](int64_t blocks, uint64_t serial) {
+    msg::Grant g{"generator", blocks * kBlockBytes, blocks * 16, 256 * kBlockBytes, 256 * 16, serial};
+    h.send(g);
+    return test::recv_message<msg::PoolSize>(h.arbiter);
+  };
+  auto first = grant(64, 1);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->kv_tokens, 64 * 16);
+  std::vector<msg::GenJob> jobs;
+  for (int b = 0; b < 8; ++b) {
+    jobs.push_back(job(b + 1, 3, b, "Job " + std::to_string(b) + ": count the apples in the basket.", 40));
+    jobs.back().report_every = 4;
+    h.send(jobs.back());
+  }
+  // Once they run, the pool shrinks to 8 blocks: room for two at a time.
+  ASSERT_TRUE(test::recv_message<msg::GenProgress>(h.scheduler).has_value());
+  auto shrunk = grant(8, 2);
+  ASSERT_TRUE(shrunk.has_value());
+  EXPECT_EQ(shrunk->serial, 2u);
+  EXPECT_EQ(shrunk->kv_tokens, 8 * 16);
+  EXPECT_TRUE(shrunk->error.empty()) << shrunk->error;
+  EXPECT_GT(shrunk->preempted, 0);
+  EXPECT_EQ(test::stat(h.stats(), "kv_blocks_total"), 8);
+  auto grown = grant(128, 3);
+  ASSERT_TRUE(grown.has_value());
+  EXPECT_EQ(grown->kv_tokens, 128 * 16);
+  auto d = h.done(8);
+  ASSERT_EQ(d.size(), 8u);
+  for (const msg::GenDone& g : d) {
+    EXPECT_TRUE(g.error.empty()) << g.error;
+    EXPECT_EQ(g.tokens, reference(jobs[g.job_id - 1]).tokens) << "job " << g.job_id;
+  }
+  msg::MapReader st = h.stats();
+  EXPECT_EQ(test::stat(st, "kv_blocks_total"), 128);
+  EXPECT_EQ(test::stat(st, "kv_blocks_used"), 0);
+  EXPECT_GT(test::stat(st, "preemptions"), 0);
+}
+
 }  // namespace
 }  // namespace flashtts

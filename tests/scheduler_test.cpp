@@ -15,29 +15,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Test-owned inboxes standing in for the scheduler's peers.
-struct Peers {
-  zmq::context_t& ctx;
-  std::map<std::string, zmq::socket_t> in;
-  std::map<std::string, std::string> endpoints;
-  Peers(zmq::context_t& c, const std::string& tag, std::vector<std::string> names) : ctx(c) {
-    for (const auto& n : names) {
-      std::string ep = "inproc://" + tag + "-" + n;
-      in.emplace(n, test::pull_at(ctx, ep));
-      endpoints[n] = ep;
-    }
-  }
-  // The next message at `peer` within `t`, which must be an M; nullopt on timeout.
-  template <class M>
-  std::optional<M> next(const std::string& peer, std::chrono::milliseconds t = 2s) {
-    auto env = test::recv_envelope(in.at(peer), t);
-    if (!env) return std::nullopt;
-    EXPECT_EQ(env->type, M::kType);
-    auto d = msg::decode<M>(*env);
-    EXPECT_TRUE(d.ok());
-    return *d;
-  }
-};
+using test::Peers;
 
 msg::GenJob job(uint64_t id, uint64_t rid, int n_context, int max_tokens) {
   msg::GenJob j;

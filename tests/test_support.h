@@ -62,6 +62,7 @@ std::filesystem::path write_split_config(const std::filesystem::path& dir, const
   } while (0)
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -130,6 +131,31 @@ std::optional<M> recv_message(zmq::socket_t& s, std::chrono::milliseconds timeou
   }
   return std::nullopt;
 }
+
+// Test-owned inboxes standing in for an actor's peers: `names` listen at
+// inproc://<tag>-<name>, and `endpoints` is the actor's peers option.
+struct Peers {
+  zmq::context_t& ctx;
+  std::map<std::string, zmq::socket_t> in;
+  std::map<std::string, std::string> endpoints;
+  Peers(zmq::context_t& c, const std::string& tag, std::vector<std::string> names) : ctx(c) {
+    for (const auto& n : names) {
+      std::string ep = "inproc://" + tag + "-" + n;
+      in.emplace(n, test::pull_at(ctx, ep));
+      endpoints[n] = ep;
+    }
+  }
+  // The next message at `peer` within `t`, which must be an M; nullopt on timeout.
+  template <class M>
+  std::optional<M> next(const std::string& peer, std::chrono::milliseconds t = std::chrono::seconds(2)) {
+    auto env = test::recv_envelope(in.at(peer), t);
+    if (!env) return std::nullopt;
+    EXPECT_EQ(env->type, M::kType);
+    auto d = msg::decode<M>(*env);
+    EXPECT_TRUE(d.ok());
+    return *d;
+  }
+};
 
 // The next `n` messages of type M in arrival order, each within `timeout`;
 // fewer (and a failure) when one does not come.

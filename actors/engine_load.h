@@ -1,0 +1,91 @@
+// What an engine actor (the generator or the verifier) tells the memory
+// arbiter while it serves under an elastic split: its latency model,
+// calibrated on the device at the first grant and refined from every pass it
+// runs, the tokens its jobs compute, and its batch (msg::EngineLoad, at most
+// every interval). Under the static split it does nothing.
+//
+// Thread contract: owned by one engine actor and used from its thread only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include "actors/batch.h"
+#include "gpu/engine.h"
+#include "gpu/latency_model.h"
+#include "messages/internal.h"
+
+namespace flashtts {
+
+class LoadMeter {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit LoadMeter(std::chrono::milliseconds interval = std::chrono::milliseconds(100)) : interval_(interval) {}
+
+  // On the first grant: an elastic one (room reserved past its size) turns
+  // the meter on and calibrates the latency model of `cost` on `engine`.
+  // `cpu`: the engine runs on the host (a short probe).
+  Status start(const msg::Grant& g, Engine& engine, const ModelCost& cost, bool cpu, const Logger& log);
+  bool on() const { return on_; }
+
+  void pass(const PassShape& shape, double seconds) {
+    if (on_) model_.add(shape, seconds);
+  }
+  // A job finished having computed `tokens` (generated, or scored).
+  void job_done(int64_t tokens) {
+    tokens_per_job_ = tokens_per_job_ == 0 ? (double)tokens : 0.8 * tokens_per_job_ + 0.2 * (double)tokens;
+  }
+  const LatencyModel& model() const { return model_; }
+
+  // The report, when one is due.
+  template <class Task>
+  std::optional<msg::EngineLoad> report(const char* role, const Batch<Task>& batch) {
+    if (!on_ || !batch.engine()) return std::nullopt;
+    const auto now = Clock::now();
+    if (now - last_ < interval_) return std::nullopt;
+    last_ = now;
+    const Engine& e = *batch.engine();
+    msg::EngineLoad l;
+    l.role = role;
+    l.running = (int32_t)batch.running().size();
+    l.queued = (int32_t)batch.queue().size();
+    for (const Task& t : batch.running()) l.running_ctx_tokens += (int64_t)e.tokens(t.seq).size();
+    const KvCacheStats st = e.kv_stats();
+    l.kv_used_tokens = (int64_t)st.used_blocks * e.kv().block_size();
+    l.kv_tokens = batch.capacity();
+    l.max_ctx_tokens = batch.max_need();
+    l.tokens_per_job = tokens_per_job_;
+    const LatencyConstants c = model_.constants();
+    l.overhead_s = c.overhead_s, l.s_per_byte = c.s_per_byte, l.s_per_flop = c.s_per_flop;
+    return l;
+  }
+
+ private:
+  std::chrono::milliseconds interval_;
+  bool on_ = false;
+  LatencyModel model_{ModelCost{}};
+  double tokens_per_job_ = 0;
+  Clock::time_point last_{};
+};
+
+// An engine actor's grant: the batch creates or resizes the engine, the
+// meter starts on the first, and the arbiter hears the pool's size.
+template <class Task, class Post>
+Status on_engine_grant(const msg::Grant& g, const char* role, const EngineActorOptions& o, const ModelConfig& config,
+                       ModelWeights* weights, const ModelCost& cost, Batch<Task>& batch, LoadMeter& meter,
+                       const Logger& log, Post&& post) {
+  auto p = batch.on_grant(g, role, config, weights);
+  if (!p) return p.error();
+  if (!*p) return Status::success();
+  FLASHTTS_TRY(meter.start(g, *batch.engine(), cost, !o.device || o.device->kind() == DeviceKind::Cpu, log));
+  if (g.serial != 0) post(**p);
+  return Status::success();
+}
+
+// What the actor announces to the memory arbiter once its model is loaded,
+// and the cost the arbiter reads back from it.
+msg::Weights weights_report(const char* role, const ModelCost& cost, int32_t block_size);
+ModelCost cost_of(const msg::Weights& w);
+
+}  // namespace flashtts

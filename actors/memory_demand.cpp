@@ -1,0 +1,50 @@
+#include "actors/memory_demand.h"
+
+#include <algorithm>
+
+namespace flashtts {
+
+void DemandWindow::trim(Side& s, Clock::time_point now) {
+  const auto horizon = now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(window_s_));
+  while (!s.queue.empty() && s.queue.front().at < horizon) s.queue.pop_front();
+  while (!s.max_ctx.empty() && s.max_ctx.front().first < horizon) s.max_ctx.pop_front();
+}
+
+void DemandWindow::add(const msg::QueueLoad& q, Clock::time_point now) {
+  gen_.queue.push_back({now, q.gen_jobs, q.gen_ctx_tokens});
+  ver_.queue.push_back({now, q.score_jobs, q.score_ctx_tokens});
+  trim(gen_, now);
+  trim(ver_, now);
+}
+
+void DemandWindow::add(const msg::EngineLoad& e, Clock::time_point now) {
+  Side& s = side(e.role == "generator");
+  if (e.tokens_per_job > 0) s.tokens_per_job = e.tokens_per_job;
+  if (e.running > 0 && e.kv_used_tokens > 0)
+    s.sharing = std::max(1.0, (double)e.running_ctx_tokens / (double)e.kv_used_tokens);
+  if (e.s_per_byte > 0 || e.s_per_flop > 0) s.latency = {e.overhead_s, e.s_per_byte, e.s_per_flop};
+  s.max_ctx.push_back({now, e.max_ctx_tokens});
+  trim(s, now);
+}
+
+ModelDemand DemandWindow::demand(const Side& s, Clock::time_point now) const {
+  ModelDemand d;
+  d.max_batch = max_batch_;
+  d.cost = s.cost;
+  d.latency = s.latency;
+  d.new_tokens = s.tokens_per_job;
+  d.sharing = s.sharing;
+  const auto horizon = now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(window_s_));
+  for (const Sample& q : s.queue) {
+    if (q.at < horizon || q.jobs <= 0) continue;
+    if (q.jobs >= d.jobs) {
+      d.jobs = q.jobs;
+      d.ctx_tokens = (double)q.ctx_tokens / q.jobs;
+    }
+  }
+  for (const auto& [at, n] : s.max_ctx)
+    if (at >= horizon) d.min_tokens = std::max(d.min_tokens, n);
+  return d;
+}
+
+}  // namespace flashtts

@@ -1,0 +1,58 @@
+// What the memory arbiter hears of the two models' work, turned into the
+// demand a split policy decides on (ModelDemand): the jobs and their
+// contexts from the scheduler (QueueLoad), the pools, the sharing, the
+// tokens a job computes and the latency models from the generator and the
+// verifier (EngineLoad). The jobs count is the peak over a window of a few
+// iterations, so that the end of an iteration (a few stragglers) does not
+// read as a smaller workload.
+//
+// Thread contract: owned by the memory_arbiter actor and used from its thread only.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <optional>
+
+#include "actors/memory_policy.h"
+#include "messages/internal.h"
+
+namespace flashtts {
+
+class DemandWindow {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit DemandWindow(double window_s = 3.0, int32_t max_batch = 256) : window_s_(window_s), max_batch_(max_batch) {}
+
+  void set_cost(bool generator, const ModelCost& c) { side(generator).cost = c; }
+  void add(const msg::QueueLoad& q, Clock::time_point now);
+  void add(const msg::EngineLoad& e, Clock::time_point now);
+
+  // The demand now (unknown until both the scheduler and the model reported).
+  ModelDemand generator(Clock::time_point now) const { return demand(gen_, now); }
+  ModelDemand verifier(Clock::time_point now) const { return demand(ver_, now); }
+
+ private:
+  struct Sample {
+    Clock::time_point at;
+    int32_t jobs;
+    int64_t ctx_tokens;
+  };
+  struct Side {
+    std::deque<Sample> queue;  // QueueLoad, within the window
+    std::deque<std::pair<Clock::time_point, int64_t>> max_ctx;  // EngineLoad's largest context, within the window
+    double tokens_per_job = 0;
+    double sharing = 1;
+    LatencyConstants latency;
+    ModelCost cost;
+  };
+  Side& side(bool generator) { return generator ? gen_ : ver_; }
+  void trim(Side& s, Clock::time_point now);
+  ModelDemand demand(const Side& s, Clock::time_point now) const;
+
+  double window_s_;
+  int32_t max_batch_;
+  Side gen_, ver_;
+};
+
+}  // namespace flashtts

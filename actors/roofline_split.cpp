@@ -1,0 +1,112 @@
+#include "actors/roofline_split.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+namespace flashtts {
+
+namespace {
+
+constexpr double kNever = std::numeric_limits<double>::infinity();
+
+double pass_seconds(const ModelDemand& d, const PassShape& s) { return d.latency.seconds(d.cost.bytes(s), d.cost.flops(s)); }
+
+// Jobs that run at once in `kv_tokens`, each taking `footprint` tokens, as
+// evenly as the waves they need allow; 0 when not even one fits.
+double concurrent(const ModelDemand& d, double footprint, int64_t kv_tokens) {
+  const double fit = std::min({d.jobs, (double)d.max_batch, std::floor((double)kv_tokens / std::max(footprint, 1.0))});
+  return fit < 1 ? 0 : std::ceil(d.jobs / std::ceil(d.jobs / fit));
+}
+
+// A prefill of `tokens` context tokens the pool could not keep.
+double recompute_seconds(const ModelDemand& d, double tokens, bool lm_head) {
+  if (tokens <= 0) return 0;
+  PassShape s;
+  s.rows = 1, s.tokens = (int64_t)tokens, s.out_rows = 0, s.kv_tokens = (int64_t)tokens;
+  s.attn_pairs = (int64_t)(tokens * d.ctx_tokens / 2), s.lm_head = lm_head;
+  return pass_seconds(d, s);
+}
+
+}  // namespace
+
+double predict_generation(const ModelDemand& d, int64_t kv_tokens) {
+  if (d.jobs <= 0) return 0;
+  if (kv_tokens < d.min_tokens) return kNever;
+  const double footprint = (d.ctx_tokens + d.new_tokens) / std::max(d.sharing, 1.0);
+  const double r = concurrent(d, footprint, kv_tokens);
+  if (r < 1) return kNever;
+  const double waves = std::ceil(d.jobs / r);
+  PassShape s;
+  const double ctx = d.ctx_tokens + d.new_tokens / 2;  // the mean context a decode pass reads
+  s.rows = (int64_t)r, s.tokens = (int64_t)r, s.out_rows = (int64_t)r;
+  s.kv_tokens = (int64_t)(r * ctx), s.attn_pairs = (int64_t)(r * ctx), s.lm_head = true;
+  const double decode = waves * d.new_tokens * pass_seconds(d, s);
+  // The next iteration's jobs continue these: what does not stay in the pool
+  // is prefilled again.
+  const double lost = d.jobs * footprint - (double)kv_tokens;
+  return decode + recompute_seconds(d, lost, true);
+}
+
+double predict_scoring(const ModelDemand& d, int64_t kv_tokens) {
+  if (d.jobs <= 0) return 0;
+  if (kv_tokens < d.min_tokens) return kNever;
+  const double footprint = d.ctx_tokens / std::max(d.sharing, 1.0);
+  const double r = concurrent(d, footprint, kv_tokens);
+  if (r < 1) return kNever;
+  const double waves = std::ceil(d.jobs / r);
+  PassShape s;
+  s.rows = (int64_t)r, s.tokens = (int64_t)(r * d.new_tokens), s.out_rows = (int64_t)r;
+  s.kv_tokens = (int64_t)(r * d.ctx_tokens), s.attn_pairs = (int64_t)(r * d.new_tokens * d.ctx_tokens);
+  s.lm_head = false;
+  const double lost = d.jobs * footprint - (double)kv_tokens;
+  return waves * pass_seconds(d, s) + recompute_seconds(d, lost, false);
+}
+
+Expected<MemorySplit> RooflineSplit::split(int64_t budget, const ModelFootprint& g, const ModelFootprint& v) {
+  // Nothing is known of the work yet: start where the static split would.
+  return make_static_split(initial_share_)->split(budget, g, v);
+}
+
+std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
+  reason_.clear();
+  if (!st.gen.known() || !st.ver.known()) return std::nullopt;
+  const int64_t g_block = st.generator.kv_bytes_per_token * st.generator.block_size;
+  const int64_t v_block = st.verifier.kv_bytes_per_token * st.verifier.block_size;
+  auto tokens = [](int64_t bytes, const ModelFootprint& f) {
+    const int64_t block = f.kv_bytes_per_token * f.block_size;
+    return (bytes / block) * f.block_size;
+  };
+  auto predict = [&](int64_t gen_bytes) {
+    return predict_generation(st.gen, tokens(gen_bytes, st.generator)) +
+           predict_scoring(st.ver, tokens(st.kv_bytes - gen_bytes, st.verifier));
+  };
+  const double now = predict(st.current.generator_kv_bytes);
+  double best = now;
+  int64_t best_bytes = st.current.generator_kv_bytes;
+  const int n = std::max(2, (int)std::lround(1.0 / o_.step));
+  for (int k = 1; k < n; ++k) {
+    const int64_t b = (int64_t)((double)st.kv_bytes * k / n);
+    if (b < g_block || st.kv_bytes - b < v_block) continue;
+    const double t = predict(b);
+    if (t < best) best = t, best_bytes = b;
+  }
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "iteration predicted %.1f ms at %.0f%% for the generator, %.1f ms at %.0f%%",
+                now * 1e3, 100.0 * (double)st.current.generator_kv_bytes / (double)st.kv_bytes, best * 1e3,
+                100.0 * (double)best_bytes / (double)st.kv_bytes);
+  reason_ = buf;
+  if (best_bytes == st.current.generator_kv_bytes || st.since_move_s < o_.min_dwell_s) return std::nullopt;
+  if (std::isfinite(now) && now <= best * (1 + o_.hysteresis)) return std::nullopt;
+  // Moving costs the shrinking pool's KV above its new size: at worst all of
+  // it is computed again, once. The gain over the horizon must pay for it.
+  const bool gen_shrinks = best_bytes < st.current.generator_kv_bytes;
+  const int64_t moved = std::abs(best_bytes - st.current.generator_kv_bytes);
+  const double cost = gen_shrinks ? recompute_seconds(st.gen, (double)tokens(moved, st.generator), true)
+                                  : recompute_seconds(st.ver, (double)tokens(moved, st.verifier), false);
+  if (std::isfinite(now) && (now - best) * o_.horizon < cost) return std::nullopt;
+  return MemorySplit{best_bytes, st.kv_bytes - best_bytes};
+}
+
+}  // namespace flashtts

@@ -1,0 +1,57 @@
+// The `roofline` memory split (DESIGN.md, "asymmetric multi-model memory
+// allocation"): predicts the time of one search iteration (the generation of
+// the beams' steps, then their scoring) for each split of the KV memory, from
+// each model's demand and its roofline latency model, and moves memory to
+// the split it predicts fastest when that beats the current one by more than
+// the hysteresis and the cost of moving.
+//
+// The prediction, for a model holding C KV tokens: a job's context takes
+// ctx / sharing tokens of KV (prefix sharing), so r = min(jobs, max_batch,
+// C / footprint) jobs run at once, in ceil(jobs / r) waves. Generation: each
+// wave decodes tokens_per_job passes of r rows. Scoring: each wave is one
+// prefill pass of r jobs' new tokens. What the pool cannot keep of the jobs'
+// KV between iterations is computed again each iteration (a prefill).
+//
+// Demand is the peak over a window (a few iterations), so that a workload
+// that alternates faster than that reads as the mix it is, not as two.
+//
+// Thread contract: owned and called by the memory_arbiter actor only.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+
+#include "actors/memory_policy.h"
+
+namespace flashtts {
+
+// Seconds the model needs for one iteration's jobs with `kv_tokens` of KV;
+// +inf when a job cannot run (the pool holds less than one).
+double predict_generation(const ModelDemand& d, int64_t kv_tokens);
+double predict_scoring(const ModelDemand& d, int64_t kv_tokens);
+
+struct RooflineOptions {
+  double hysteresis = 0.10;  // move only when the best split is this much faster
+  double step = 0.05;        // grid of splits, as fractions of the KV memory
+  double horizon = 4;        // iterations a move must pay back its cost in
+  double min_dwell_s = 1.0;  // between moves
+};
+
+class RooflineSplit final : public MemorySplitPolicy {
+ public:
+  RooflineSplit(double initial_share, RooflineOptions o) : initial_share_(initial_share), o_(o) {}
+  const char* name() const override { return "roofline"; }
+  Expected<MemorySplit> split(int64_t budget_bytes, const ModelFootprint& generator,
+                              const ModelFootprint& verifier) override;
+  std::optional<MemorySplit> rebalance(const MemoryState& s) override;
+  std::string last_reason() const override { return reason_; }
+
+ private:
+  double initial_share_;
+  RooflineOptions o_;
+  std::string reason_;
+};
+
+}  // namespace flashtts

@@ -1,0 +1,200 @@
+// The roofline memory split (actors/roofline_split.h), its demand window
+// (actors/memory_demand.h), and the memory arbiter moving memory through its
+// messages: a shrink first, the grow once the shrinking model answered.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "actors/memory_arbiter.h"
+#include "actors/memory_demand.h"
+#include "actors/roofline_split.h"
+#include "messages/internal.h"
+#include "runtime/actor.h"
+#include "tests/test_support.h"
+
+namespace flashtts {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Round numbers of the shape of a 1.5B policy and a 7B PRM in bf16 on a
+// 24 GB card: ~1 TB/s, ~150 TFLOP/s achieved, 5 ms per pass.
+ModelCost cost(double params, double kv_per_token, bool prm) {
+  ModelCost c;
+  c.params = params, c.weight_bytes = 2 * params, c.kv_bytes_per_token = kv_per_token;
+  c.layer_params = 0.85 * params, c.hidden = prm ? 3584 : 1536;
+  (prm ? c.prm_head_params : c.lm_head_params) = prm ? 3584.0 * 3584 : 1536.0 * 151936;
+  c.attn_flops_per_pair = 4.0 * 28 * (prm ? 28 : 12) * 128;
+  return c;
+}
+const LatencyConstants kCard{5e-3, 1.0 / 1e12, 1.0 / 150e12};
+
+ModelDemand generation(double jobs, double ctx) {
+  ModelDemand d;
+  d.jobs = jobs, d.ctx_tokens = ctx, d.new_tokens = 100, d.sharing = 1.5, d.min_tokens = (int64_t)ctx + 512;
+  d.cost = cost(1.5e9, 28672, false), d.latency = kCard;
+  return d;
+}
+ModelDemand scoring(double jobs, double ctx) {
+  ModelDemand d;
+  d.jobs = jobs, d.ctx_tokens = ctx, d.new_tokens = 120, d.sharing = 1.5, d.min_tokens = (int64_t)ctx;
+  d.cost = cost(7e9, 57344, true), d.latency = kCard;
+  return d;
+}
+
+// 4 GiB of KV between a generator and a verifier of those shapes.
+MemoryState state(double gen_share, ModelDemand gen, ModelDemand ver) {
+  MemoryState s;
+  s.kv_bytes = 4ll << 30;
+  s.generator = {3'000'000'000, 28672, 16};
+  s.verifier = {14'000'000'000, 57344, 16};
+  s.current.generator_kv_bytes = (int64_t)(gen_share * (double)s.kv_bytes);
+  s.current.verifier_kv_bytes = s.kv_bytes - s.current.generator_kv_bytes;
+  s.gen = gen, s.ver = ver;
+  return s;
+}
+
+double share(const MemorySplit& s) {
+  return (double)s.generator_kv_bytes / (double)(s.generator_kv_bytes + s.verifier_kv_bytes);
+}
+
+TEST(RooflineSplit, PredictionsFallAsThePoolGrowsAndAreInfiniteBelowTheLargestJob) {
+  const ModelDemand g = generation(64, 1200), v = scoring(64, 1300);
+  EXPECT_TRUE(std::isinf(predict_generation(g, g.min_tokens - 1)));
+  EXPECT_TRUE(std::isinf(predict_scoring(v, v.min_tokens - 1)));
+  double last_g = INFINITY, last_v = INFINITY;
+  for (int64_t tokens = 2048; tokens <= 200'000; tokens += 2048) {
+    const double tg = predict_generation(g, tokens), tv = predict_scoring(v, tokens);
+    EXPECT_LE(tg, last_g * (1 + 1e-12)) << tokens;
+    EXPECT_LE(tv, last_v * (1 + 1e-12)) << tokens;
+    last_g = tg, last_v = tv;
+  }
+  // Past what every job needs, more memory buys nothing.
+  EXPECT_DOUBLE_EQ(predict_generation(g, 1'000'000), predict_generation(g, 2'000'000));
+}
+
+TEST(RooflineSplit, MovesTowardTheModelWhoseDemandRose) {
+  RooflineSplit p(0.75, RooflineOptions{});
+  // Few beams to extend, many long scoring jobs: the verifier's pool is what limits.
+  auto to_ver = p.rebalance(state(0.75, generation(8, 1000), scoring(256, 2000)));
+  ASSERT_TRUE(to_ver.has_value()) << p.last_reason();
+  EXPECT_LT(share(*to_ver), 0.75) << p.last_reason();
+  // Then the generator's work rises and the verifier's falls: back the other way.
+  auto to_gen = p.rebalance(state(share(*to_ver), generation(256, 3000), scoring(8, 1000)));
+  ASSERT_TRUE(to_gen.has_value()) << p.last_reason();
+  EXPECT_GT(share(*to_gen), share(*to_ver)) << p.last_reason();
+  EXPECT_EQ(to_gen->generator_kv_bytes + to_gen->verifier_kv_bytes, 4ll << 30);
+}
+
+TEST(RooflineSplit, StaysWhenTheGainIsWithinTheHysteresisOrAMoveWasJustMade) {
+  RooflineSplit p(0.75, RooflineOptions{});
+  MemoryState s = state(0.75, generation(8, 1000), scoring(256, 2000));
+  auto best = p.rebalance(s);
+  ASSERT_TRUE(best.has_value());
+  s.current = *best;  // at the best split already
+  EXPECT_FALSE(p.rebalance(s).has_value()) << p.last_reason();
+  s = state(0.75, generation(8, 1000), scoring(256, 2000));
+  s.since_move_s = 0.2;  // within the dwell time
+  EXPECT_FALSE(p.rebalance(s).has_value());
+  // Nothing known of the verifier's passes yet: no move.
+  s = state(0.75, generation(8, 1000), scoring(256, 2000));
+  s.ver.latency = {};
+  EXPECT_FALSE(p.rebalance(s).has_value());
+}
+
+TEST(RooflineSplit, AnAlternatingWorkloadReadsAsItsMixAndDoesNotOscillate) {
+  // Every 400 ms the work flips between generation-heavy and scoring-heavy;
+  // the arbiter decides every 250 ms over a 3 s window.
+  RooflineSplit p(0.75, RooflineOptions{});
+  DemandWindow w(3.0, 256);
+  w.set_cost(true, cost(1.5e9, 28672, false));
+  w.set_cost(false, cost(7e9, 57344, true));
+  MemoryState s = state(0.75, {}, {});
+  DemandWindow::Clock::time_point t{};
+  double last_move = -1e9;
+  int moves = 0;
+  for (int tick = 0; tick < 400; ++tick) {  // 40 s in 100 ms ticks
+    t += 100ms;
+    const bool gen_heavy = (tick / 4) % 2 == 0;
+    msg::QueueLoad q;
+    q.gen_jobs = gen_heavy ? 256 : 8, q.gen_ctx_tokens = q.gen_jobs * 1500;
+    q.score_jobs = gen_heavy ? 8 : 256, q.score_ctx_tokens = q.score_jobs * 1500;
+    w.add(q, t);
+    for (const char* role : {"generator", "verifier"}) {
+      msg::EngineLoad e;
+      e.role = role, e.running = 8, e.running_ctx_tokens = 8 * 1500, e.kv_used_tokens = 8000;
+      e.max_ctx_tokens = 2000, e.tokens_per_job = 100;
+      e.overhead_s = kCard.overhead_s, e.s_per_byte = kCard.s_per_byte, e.s_per_flop = kCard.s_per_flop;
+      w.add(e, t);
+    }
+    if (tick % 3 != 0) continue;
+    const double now = tick * 0.1;
+    s.gen = w.generator(t), s.ver = w.verifier(t);
+    s.since_move_s = now - last_move;
+    if (auto m = p.rebalance(s)) {
+      s.current = *m;
+      last_move = now;
+      ++moves;
+    }
+  }
+  // At most the one move to the mix's best split (and one correction).
+  EXPECT_LE(moves, 2) << p.last_reason();
+}
+
+// The arbiter's side: grants carry the room to grow; a move shrinks one
+// model, waits for its pool_size, then grows the other by what came back.
+TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
+  zmq::context_t ctx;
+  test::Peers p(ctx, "arb-roof", {"generator", "verifier", "scheduler", "intake"});
+  LogSink logs(spdlog::level::off);
+  const int64_t kv = 4ll << 30;  // KV memory left by the weights
+  MemoryArbiterOptions o{"inproc://arb-roof", p.endpoints, 17'000'000'000 + kv, 0.75, "roofline", logs.make("memory_arbiter")};
+  o.decide_every_ms = 0;
+  auto a = Actor::start(ctx, "memory_arbiter", [o](auto& c, auto& pipe) { return run_memory_arbiter(c, pipe, o); });
+  ASSERT_TRUE(a.ok());
+  zmq::socket_t to(ctx, zmq::socket_type::push);
+  to.set(zmq::sockopt::linger, 0);
+  to.connect("inproc://arb-roof");
+  EXPECT_TRUE(p.next<msg::WeightsQuery>("generator"));
+  EXPECT_TRUE(p.next<msg::WeightsQuery>("verifier"));
+  auto weights = [](const char* role, double params, int64_t kv) {
+    ModelCost c = cost(params, (double)kv, std::string(role) == "verifier");
+    msg::Weights w{role, (int64_t)c.weight_bytes, kv, 16};
+    w.params = c.params, w.layer_params = c.layer_params, w.lm_head_params = c.lm_head_params;
+    w.prm_head_params = c.prm_head_params, w.hidden = c.hidden, w.attn_flops_per_pair = c.attn_flops_per_pair;
+    return w;
+  };
+  to.send(zmq::buffer(msg::encode(weights("generator", 1.5e9, 28672))));
+  to.send(zmq::buffer(msg::encode(weights("verifier", 7e9, 57344))));
+  auto g = p.next<msg::Grant>("generator"), v = p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(g && v);
+  EXPECT_EQ(g->kv_bytes + v->kv_bytes, kv);
+  EXPECT_GT(g->kv_bytes_max, g->kv_bytes);  // room to grow into
+  EXPECT_GT(v->kv_bytes_max, v->kv_bytes);
+  // Scoring-heavy work.
+  msg::QueueLoad q;
+  q.gen_jobs = 8, q.gen_ctx_tokens = 8 * 1000, q.score_jobs = 256, q.score_ctx_tokens = 256 * 2000;
+  for (const char* role : {"generator", "verifier"}) {
+    msg::EngineLoad e;
+    e.role = role, e.running = 8, e.running_ctx_tokens = 8 * 3000, e.kv_used_tokens = 8 * 2000;
+    e.max_ctx_tokens = 2100, e.tokens_per_job = 100;
+    e.overhead_s = kCard.overhead_s, e.s_per_byte = kCard.s_per_byte, e.s_per_flop = kCard.s_per_flop;
+    to.send(zmq::buffer(msg::encode(e)));
+  }
+  to.send(zmq::buffer(msg::encode(q)));
+  auto shrink = p.next<msg::Grant>("generator");
+  ASSERT_TRUE(shrink);
+  EXPECT_LT(shrink->kv_bytes, g->kv_bytes);
+  EXPECT_FALSE(p.next<msg::Grant>("verifier", 200ms));  // nothing grows before the shrink is done
+  msg::PoolSize done;
+  done.role = "generator", done.serial = shrink->serial, done.kv_bytes = shrink->kv_bytes, done.kv_tokens = shrink->kv_tokens;
+  to.send(zmq::buffer(msg::encode(done)));
+  auto grow = p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(grow);
+  EXPECT_EQ(grow->kv_bytes, kv - shrink->kv_bytes);
+  EXPECT_TRUE((*a)->stop(2s));
+}
+
+}  // namespace
+}  // namespace flashtts
