@@ -60,35 +60,12 @@ Expected<MappedFile> MappedFile::open(const fs::path& path) {
       ::close(fd);
       return make_error(path.string() + ": mmap failed: " + std::strerror(err));
     }
-    m.data_ = static_cast<const uint8_t*>(p);
+    m.map_ = Mapping(p, m.size_);
   }
   ::close(fd);  // the map keeps the file alive
   return m;
 }
 
-MappedFile::MappedFile(MappedFile&& o) noexcept : data_(o.data_), size_(o.size_) {
-  o.data_ = nullptr;
-  o.size_ = 0;
-}
-
-MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
-  if (this != &o) {
-    reset();
-    data_ = o.data_;
-    size_ = o.size_;
-    o.data_ = nullptr;
-    o.size_ = 0;
-  }
-  return *this;
-}
-
-MappedFile::~MappedFile() { reset(); }
-
-void MappedFile::reset() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
-  data_ = nullptr;
-  size_ = 0;
-}
 
 // ---------------------------------------------------------------------------
 // SafetensorsFile

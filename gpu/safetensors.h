@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "gpu/dtype.h"
+#include "gpu/mapping.h"
 #include "gpu/weights.h"
 #include "runtime/status.h"
 
@@ -45,19 +46,12 @@ struct TensorInfo {
 class MappedFile {
  public:
   static Expected<MappedFile> open(const std::filesystem::path& path);
-  MappedFile() = default;
-  MappedFile(MappedFile&& o) noexcept;
-  MappedFile& operator=(MappedFile&& o) noexcept;
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile();
 
-  const uint8_t* data() const { return data_; }
+  const uint8_t* data() const { return static_cast<const uint8_t*>(map_.data()); }
   size_t size() const { return size_; }
 
  private:
-  void reset();
-  const uint8_t* data_ = nullptr;
+  Mapping map_;     // none for an empty file
   size_t size_ = 0;
 };
 

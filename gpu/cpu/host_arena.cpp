@@ -17,39 +17,14 @@ Expected<HostArena> HostArena::create(size_t bytes) {
   if (p == MAP_FAILED)
     return make_error("cannot reserve " + std::to_string(bytes) + " bytes of host memory: " + std::strerror(errno));
   HostArena a;
-  a.data_ = p;
-  a.size_ = bytes;
+  a.map_ = Mapping(p, bytes);
   return a;
 }
 
-HostArena::HostArena(HostArena&& o) noexcept : data_(o.data_), size_(o.size_) {
-  o.data_ = nullptr;
-  o.size_ = 0;
-}
-
-HostArena& HostArena::operator=(HostArena&& o) noexcept {
-  if (this != &o) {
-    reset();
-    data_ = o.data_;
-    size_ = o.size_;
-    o.data_ = nullptr;
-    o.size_ = 0;
-  }
-  return *this;
-}
-
-HostArena::~HostArena() { reset(); }
-
-void HostArena::reset() {
-  if (data_) ::munmap(data_, size_);
-  data_ = nullptr;
-  size_ = 0;
-}
-
 void HostArena::release(size_t offset, size_t bytes) {
-  assert(offset + bytes <= size_);
+  assert(offset + bytes <= size());
   const uintptr_t page = (uintptr_t)::sysconf(_SC_PAGESIZE);
-  const uintptr_t begin = (uintptr_t)data_ + offset, end = begin + bytes;
+  const uintptr_t begin = (uintptr_t)data() + offset, end = begin + bytes;
   const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
   if (first >= last) return;
   // Only fails on a range outside the mapping, which the REQUIRES rules out.

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 
+#include "gpu/mapping.h"
 #include "runtime/status.h"
 
 namespace flashtts {
@@ -19,15 +20,9 @@ class HostArena {
   // Error when the mapping fails (address space, overcommit policy).
   // REQUIRES: bytes > 0
   static Expected<HostArena> create(size_t bytes);
-  HostArena() = default;
-  HostArena(HostArena&& o) noexcept;
-  HostArena& operator=(HostArena&& o) noexcept;
-  HostArena(const HostArena&) = delete;
-  HostArena& operator=(const HostArena&) = delete;
-  ~HostArena();
 
-  void* data() const { return data_; }
-  size_t size() const { return size_; }
+  void* data() const { return map_.data(); }
+  size_t size() const { return map_.size(); }
 
   // Gives back the whole pages inside [offset, offset + bytes): they take no
   // memory until touched again and read back as zeros. The partial pages at
@@ -36,9 +31,7 @@ class HostArena {
   void release(size_t offset, size_t bytes);
 
  private:
-  void reset();
-  void* data_ = nullptr;
-  size_t size_ = 0;
+  Mapping map_;
 };
 
 }  // namespace flashtts
