@@ -136,6 +136,7 @@ class Batch {
       if (r) log_->info("KV pool resized to {:.1f} MiB ({} blocks); {} tasks preempted", double(g.kv_bytes) / (1 << 20),
                         engine_->kv().n_blocks(), *r);
     }
+    if (p.error.empty() && kv_bytes_ != 0 && g.kv_bytes != kv_bytes_) ++resizes_;
     if (p.error.empty()) kv_bytes_ = g.kv_bytes;
     capacity_ = engine_->kv().n_blocks() * engine_->kv().block_size();
     p.kv_bytes = kv_bytes_, p.kv_tokens = capacity_;
@@ -146,6 +147,7 @@ class Batch {
   int64_t kv_bytes() const { return kv_bytes_; }
   int32_t capacity() const { return capacity_; }          // KV tokens of the whole pool
   int32_t max_capacity() const { return max_capacity_; }  // what it may grow to
+  int64_t resizes() const { return resizes_; }
   // The most KV tokens a queued or running task needs (context and what it
   // adds): the pool may not shrink below it.
   int64_t max_need() const {
@@ -428,6 +430,7 @@ class Batch {
   int64_t kv_bytes_ = 0;
   int32_t capacity_ = 0;
   int32_t max_capacity_ = 0;
+  int64_t resizes_ = 0;  // grants that changed the pool's size
   int64_t waiting_need_ = 0;  // the queue's head waits for the pool to grow to this
 
   std::deque<Task> queue_;     // foreground, then background; arrival order within each

@@ -252,6 +252,7 @@ void Generator::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("preemptions", batch_.preemptions()).put("iterations", iterations_).put("busy_ms", busy_ms_);
   st.put("prefill_tokens", prefill_tokens_).put("decode_iterations", decode_iterations_);
   st.put("decode_rows", decode_rows_).put("rows_hist", rows_hist_).put("kv_blocks_peak", batch_.kv_blocks_peak());
+  st.put("kv_resizes", batch_.resizes());
   batch_.kept().add_stats(st);
   st.put("spec_jobs", spec_jobs_).put("spec_tokens", spec_tokens_);
   st.put("spec_stopped", spec_stopped_).put("spec_held", spec_held_);

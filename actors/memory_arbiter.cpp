@@ -58,6 +58,7 @@ class Arbiter {
   int64_t budget_ = 0;  // once both models announced themselves
   uint64_t serial_ = 0;
   int64_t moves_ = 0;
+  bool frozen_ = false;  // a pool refused to resize
   DemandWindow::Clock::time_point last_move_{}, last_decision_{};
 };
 
@@ -116,7 +117,7 @@ Status Arbiter::on_weights(const msg::Weights& w) {
 }
 
 void Arbiter::maybe_rebalance() {
-  if (!split_ || move_ || !elastic()) return;
+  if (!split_ || move_ || frozen_ || !elastic()) return;
   const auto now = DemandWindow::Clock::now();
   if (now - last_decision_ < std::chrono::milliseconds(o_.decide_every_ms)) return;
   last_decision_ = now;
@@ -146,7 +147,11 @@ void Arbiter::maybe_rebalance() {
 
 void Arbiter::on_pool_size(const msg::PoolSize& p) {
   if (!move_ || p.serial != move_->serial) return;  // a grant that moved nothing
-  if (!p.error.empty()) o_.log->warn("the {} kept its pool: {}", p.role, p.error);
+  if (!p.error.empty()) {
+    // A pool that cannot resize (CUDA, for now) will not later: stop moving.
+    o_.log->warn("the {} kept its pool ({}); the split stays as it is", p.role, p.error);
+    frozen_ = true;
+  }
   if (p.role == "generator") split_->generator_kv_bytes = p.kv_bytes;
   else split_->verifier_kv_bytes = p.kv_bytes;
   if (move_->growing_now || !p.error.empty()) {

@@ -205,7 +205,7 @@ void Verifier::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("jobs_done", jobs_done_).put("tokens_scored", tokens_scored_).put("tokens_computed", tokens_computed_);
   st.put("score_cache_entries", entries).put("score_cache_requests", (int64_t)cache_.size());
   st.put("preemptions", batch_.preemptions()).put("iterations", iterations_).put("busy_ms", busy_ms_);
-  st.put("kv_blocks_peak", batch_.kv_blocks_peak());
+  st.put("kv_blocks_peak", batch_.kv_blocks_peak()).put("kv_resizes", batch_.resizes());
   batch_.kept().add_stats(st);
   if (reset_peaks) batch_.reset_peak(kv.used_blocks);
   post("intake", msg::StatsReply{qid, "verifier", st.bytes()});

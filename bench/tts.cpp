@@ -9,6 +9,7 @@
 //                      [--strategies beam_search,dvts,best_of_n] [--n 8,16,...,512]
 //                      [--beam-width 4] [--concurrency 1,4] [--memory 100,25]
 //                      [--variants baseline,flashtts,speculation] [--overlay NAME:section.key=value ...]
+//                      [--budget-mb MB] [--splits 10,20,...,90]
 //                      [--rounds 2] [--device sim:rtx4090] [--quick] [--json FILE] [--svg PREFIX] [--md FILE]
 //
 // Figures per run (runtime/tts_figures.h): goodput, latency p50/p90,
@@ -71,7 +72,8 @@ struct Options {
   std::string workload = "arith", device;
   fs::path config, policy, prm, problems_file, trace_table;
   std::vector<std::string> strategies = {"beam_search"}, variants = {"baseline", "flashtts"}, overlays;
-  std::vector<int> ns = {8, 16, 32, 64, 128, 256, 512}, concurrency = {1}, memory;
+  std::vector<int> ns = {8, 16, 32, 64, 128, 256, 512}, concurrency = {1}, memory, splits;
+  double budget_mb = -1;  // -1: the config's
   int beam_width = 4, rounds = 2, max_steps = 0, max_tokens_per_step = 0;
   double end_prob = 1.0 / 6, step_scale = 0;  // step_scale 0: 1 on a GPU, 0.25 on the CPU
   bool quick = false;
@@ -84,17 +86,19 @@ fs::path build_dir() {
 }
 
 // The built-in overlays: the baseline (what vLLM does: FIFO, prefix cache,
-// no live beams), flashtts (every optimization that exists: speculation, live
-// beams and prefix-aware scheduling; the roofline split is issue 23), one per
-// optimization for the ablation, and the orders prefix is measured against
-// (random, scatter: prefix's accounting in a random and in the worst order).
+// no live beams, a static memory split), flashtts (every optimization:
+// speculation, live beams, prefix-aware scheduling and the roofline memory
+// split), one per optimization for the ablation, and the orders prefix is
+// measured against (random, scatter: prefix's accounting in a random and in
+// the worst order). --splits adds static<P>: the static split at P%.
 std::map<std::string, std::vector<std::string>> builtin_overlays() {
   return {{"baseline",
            {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=false",
             "policies.live_beams=false"}},
           {"flashtts",
-           {"policies.scheduling=\"prefix\"", "policies.memory_split=\"static\"", "policies.speculation=true",
+           {"policies.scheduling=\"prefix\"", "policies.memory_split=\"roofline\"", "policies.speculation=true",
             "policies.live_beams=true"}},
+          {"roofline", {"policies.memory_split=\"roofline\""}},
           {"speculation", {"policies.speculation=true", "policies.live_beams=false"}},
           {"live_beams", {"policies.speculation=false", "policies.live_beams=true"}},
           {"prefix", {"policies.scheduling=\"prefix\"", "policies.speculation=false", "policies.live_beams=false"}},
@@ -249,6 +253,7 @@ json summary_json(const tts::RunSummary& s) {
           {"idle_share", s.idle_share},         {"gen_peak_blocks", s.gen_peak_blocks},
           {"ver_peak_blocks", s.ver_peak_blocks}, {"evictions", s.evictions},
           {"recomputed_tokens", s.recomputed_tokens}, {"preemptions", s.preemptions},
+          {"gen_pool_blocks", s.gen_pool_blocks}, {"ver_pool_blocks", s.ver_pool_blocks}, {"resizes", s.resizes},
           {"gen_passes", s.gen_passes}, {"gen_decode_passes", s.gen_decode_passes},
           {"ver_tokens_computed", s.ver_tokens_computed},
           {"speculative_tokens", s.spec_generated < 0 ? json(nullptr)
@@ -291,6 +296,9 @@ tts::RunSummary median(const std::vector<tts::RunSummary>& v) {
   m.evictions = (int64_t)med([](auto& s) { return s.evictions; });
   m.recomputed_tokens = (int64_t)med([](auto& s) { return s.recomputed_tokens; });
   m.preemptions = (int64_t)med([](auto& s) { return s.preemptions; });
+  m.gen_pool_blocks = (int64_t)med([](auto& s) { return s.gen_pool_blocks; });
+  m.ver_pool_blocks = (int64_t)med([](auto& s) { return s.ver_pool_blocks; });
+  m.resizes = (int64_t)med([](auto& s) { return s.resizes; });
   m.spec_generated = (int64_t)med([](auto& s) { return s.spec_generated; });
   m.spec_kept = (int64_t)med([](auto& s) { return s.spec_kept; });
   m.spec_dropped = (int64_t)med([](auto& s) { return s.spec_dropped; });
@@ -375,6 +383,10 @@ int main(int argc, char** argv) {
   app.add_option("--n", o.ns, "N values")->delimiter(',');
   app.add_option("--beam-width", o.beam_width, "Beam width (M)");
   app.add_option("--concurrency", o.concurrency, "Requests at once")->delimiter(',');
+  app.add_option("--budget-mb", o.budget_mb, "memory.budget_mb for every variant (0: from the device)");
+  app.add_option("--splits", o.splits,
+                 "Adds a variant static<P> per P: the static split with generator_share P% (the roofline oracle)")
+      ->delimiter(',');
   app.add_option("--memory", o.memory,
                  "KV pools as % of the cell's KV working set, measured per model by a calibration run of the "
                  "baseline with ample memory (empty: the config's budget)")
@@ -426,6 +438,7 @@ int main(int argc, char** argv) {
   if (!o.policy.empty()) base_sets.push_back("models.policy=\"" + fs::absolute(o.policy).string() + "\"");
   if (!o.prm.empty()) base_sets.push_back("models.prm=\"" + fs::absolute(o.prm).string() + "\"");
   if (!o.device.empty()) base_sets.push_back("engine.device=\"" + o.device + "\"");
+  if (o.budget_mb >= 0) base_sets.push_back("memory.budget_mb=" + std::to_string(o.budget_mb));
   int max_n = *std::max_element(o.ns.begin(), o.ns.end());
   base_sets.push_back("limits.max_n=" + std::to_string(std::max(max_n, 256)));
 
@@ -448,6 +461,11 @@ int main(int argc, char** argv) {
     trace = std::move(*t);
   }
   auto overlays = builtin_overlays();
+  for (int p : o.splits) {
+    const std::string name = "static" + std::to_string(p);
+    overlays[name] = {"policies.memory_split=\"static\"", "memory.generator_share=" + std::to_string(p / 100.0)};
+    if (std::find(o.variants.begin(), o.variants.end(), name) == o.variants.end()) o.variants.push_back(name);
+  }
   for (const auto& s : o.overlays) {
     size_t colon = s.find(':');
     if (colon == std::string::npos) {
@@ -458,7 +476,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& v : o.variants)
     if (!overlays.count(v)) {
-      std::fprintf(stderr, "flashtts-bench-tts: variant '%s' has no overlay (known: baseline, flashtts, speculation, live_beams, prefix, random, scatter, or give --overlay)\n",
+      std::fprintf(stderr, "flashtts-bench-tts: variant '%s' has no overlay (known: baseline, flashtts, speculation, live_beams, prefix, random, scatter, roofline, static<P> with --splits, or give --overlay)\n",
                    v.c_str());
       return 2;
     }
@@ -633,16 +651,19 @@ int main(int argc, char** argv) {
             t += bench::describe(ws) + " on " + o.variants[0] + " with ample memory; at " + std::to_string(mem) + "%: " +
                  bench::describe(target, ws) + "\n\n";
           t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | idle share | "
-               "peak blocks gen / ver | evictions | recomputed | preemptions | spec. tokens gen / kept / dropped | "
+               "peak blocks gen / ver | pool at end gen / ver (resizes) | evictions | recomputed | preemptions | "
+               "spec. tokens gen / kept / dropped | "
                "accuracy | pass@N | correct/min | failed |\n";
-          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
           for (size_t v = 0; v < served.size(); ++v) {
             tts::RunSummary m = median(by_variant[v]);
             const bool has_answers = !(*problems)[0].gold.empty();
             t += "| " + o.variants[v] + " | " + f1(m.latency_p50_ms) + " / " + f1(m.latency_p90_ms) + " | " +
                  f1(m.goodput) + " | " + f1(m.gen_busy_ms) + " / " + f1(m.ver_busy_ms) + " | " + f1(m.mean_rows) +
                  " | " + f2(m.idle_share) + " | " + std::to_string(m.gen_peak_blocks) + " / " +
-                 std::to_string(m.ver_peak_blocks) + " | " + std::to_string(m.evictions) + " | " +
+                 std::to_string(m.ver_peak_blocks) + " | " + std::to_string(m.gen_pool_blocks) + " / " +
+                 std::to_string(m.ver_pool_blocks) + " (" + std::to_string(m.resizes) + ") | " +
+                 std::to_string(m.evictions) + " | " +
                  std::to_string(m.recomputed_tokens) + " | " + std::to_string(m.preemptions) + " | " +
                  (m.spec_generated < 0 ? std::string("-")
                                        : std::to_string(m.spec_generated) + " / " + std::to_string(m.spec_kept) +

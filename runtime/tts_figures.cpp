@@ -34,6 +34,8 @@ Expected<Counters> read_counters(const msg::MapReader& m) {
   get_if_there(m, "tokens_computed", &c.tokens_computed);
   get_if_there(m, "kv_blocks_peak", &c.kv_blocks_peak);
   get_if_there(m, "kv_blocks_used", &c.kv_blocks_used);
+  get_if_there(m, "kv_blocks_total", &c.kv_blocks_total);
+  get_if_there(m, "kv_resizes", &c.kv_resizes);
   std::vector<int32_t> hist;
   if (m.has("rows_hist")) FLASHTTS_TRY(m.get("rows_hist", &hist));
   c.rows_hist.assign(hist.begin(), hist.end());
@@ -52,6 +54,8 @@ Counters delta(const Counters& a, const Counters& b) {
   d.tokens_computed = a.tokens_computed - b.tokens_computed;
   d.kv_blocks_peak = a.kv_blocks_peak;
   d.kv_blocks_used = a.kv_blocks_used;
+  d.kv_blocks_total = a.kv_blocks_total;
+  d.kv_resizes = a.kv_resizes - b.kv_resizes;
   d.rows_hist = a.rows_hist;
   for (size_t i = 0; i < b.rows_hist.size() && i < d.rows_hist.size(); ++i) d.rows_hist[i] -= b.rows_hist[i];
   return d;
@@ -113,6 +117,8 @@ RunSummary summarize(const RunFigures& r) {
   s.evictions = r.gen.evictions + r.ver.evictions;
   s.recomputed_tokens = std::max<int64_t>(0, r.gen.prefill_tokens - prompts);
   s.preemptions = r.gen.preemptions + r.ver.preemptions;
+  s.gen_pool_blocks = r.gen.kv_blocks_total, s.ver_pool_blocks = r.ver.kv_blocks_total;
+  s.resizes = r.gen.kv_resizes + r.ver.kv_resizes;
   s.gen_passes = r.gen.iterations, s.gen_decode_passes = r.gen.decode_iterations;
   s.ver_tokens_computed = r.ver.tokens_computed;
   s.accuracy = ok ? double(correct) / ok : 0;

@@ -31,6 +31,7 @@ struct Counters {
   int64_t iterations = 0, decode_iterations = 0, decode_rows = 0, prefill_tokens = 0;
   int64_t preemptions = 0, evictions = 0, tokens_computed = 0;
   int64_t kv_blocks_peak = 0, kv_blocks_used = 0;
+  int64_t kv_blocks_total = 0, kv_resizes = 0;  // the pool at the end; grants that resized it
   std::vector<int64_t> rows_hist;  // [rows] = decode iterations that sampled that many rows
 };
 
@@ -73,6 +74,9 @@ struct RunSummary {
   double latency_p50_ms = 0, latency_p90_ms = 0, goodput = 0;
   double gen_busy_ms = 0, ver_busy_ms = 0, mean_rows = 0, idle_share = 0;
   int64_t gen_peak_blocks = 0, ver_peak_blocks = 0, evictions = 0, recomputed_tokens = 0, preemptions = 0;
+  // The pools at the end of the run (blocks), and how often they were resized
+  // in it (an elastic memory split).
+  int64_t gen_pool_blocks = 0, ver_pool_blocks = 0, resizes = 0;
   // The passes behind the busy times: the generator's forward passes and
   // those that sampled, and the PRM tokens the verifier computed.
   int64_t gen_passes = 0, gen_decode_passes = 0, ver_tokens_computed = 0;
