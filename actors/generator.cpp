@@ -219,8 +219,10 @@ void Generator::on_stop(const msg::StopJobs& m) {
   for (size_t i = 0; i < m.job_ids.size(); ++i) {
     const int32_t at = m.at_tokens[i];
     auto run_to = [&](GenTask& t, bool may_run) {
-      // A job that will not reach its point soon (held back from admission)
-      // ends now with what it has; the beam manager continues from there.
+      // With a cost bound, a job that will not reach its point soon (held
+      // back from admission) ends now with what it has; the beam manager
+      // continues from there. Without one it runs to its point like real
+      // work, however long it waits: the beam manager would send it again.
       if (may_run && at > 0 && (int32_t)t.out.size() < at) t.stop_at = at;
       else finish(t, "stopped");
     };
@@ -231,7 +233,7 @@ void Generator::on_stop(const msg::StopJobs& m) {
       run_to(*r, /*may_run=*/true);
     else if (auto q = std::find_if(queue.begin(), queue.end(), [&](const GenTask& t) { return named(t, m.job_ids[i]); });
              q != queue.end())
-      run_to(*q, /*may_run=*/!q->held);
+      run_to(*q, /*may_run=*/!q->held || !q->bounded);
     // Else unknown, or finished: its GenDone is on its way.
   }
   batch_.drop_left();

@@ -90,8 +90,6 @@ void SpecGroup::speculate(SearchHost& host, size_t m, int32_t stream) {
   GenRequest g;
   g.beam = stream;
   g.tokens = context(mb.path, {});
-  g.speculative = true;
-  g.keep_kv = s_.live_beams;
   g.from_job = mb.kv_job;
   Speculation& sp = specs_[m].emplace();
   sp.member = m;
@@ -108,11 +106,27 @@ void SpecGroup::speculate(SearchHost& host, size_t m, int32_t stream) {
   } else {
     g.max_tokens = s_.params.max_tokens_per_step;
   }
-  sp.job = sp.kv_job = host.submit(std::move(g));
-  jobs_[sp.job] = m;
+  send(host, sp, std::move(g));
   ++pending_;
   ++tally_->jobs;
 }
+
+void SpecGroup::send(SearchHost& host, Speculation& sp, GenRequest g) {
+  g.speculative = true;
+  g.keep_kv = s_.live_beams;
+  sp.part = g;
+  sp.job = sp.kv_job = host.submit(std::move(g));
+  jobs_[sp.job] = sp.member;
+}
+
+void SpecGroup::resume(SearchHost& host, Speculation& sp) {
+  GenRequest g = sp.part;
+  g.prefix.assign(sp.tokens.begin() + (sp.second ? sp.first : 0), sp.tokens.end());
+  sp.cut = false;
+  send(host, sp, std::move(g));
+}
+
+int32_t SpecGroup::Speculation::point() const { return second ? std::max(0, cap - first) : cap; }
 
 void SpecGroup::cap(SearchHost& host) {
   int32_t longest = 0;
@@ -141,9 +155,18 @@ void SpecGroup::cap(SearchHost& host) {
     }
     Speculation& sp = *specs_[m];
     sp.cap = cap;
+    if (sp.cut) {
+      if ((int32_t)sp.tokens.size() < cap) {
+        resume(host, sp);
+      } else {
+        sp.cut = false;
+        sp.settled = true;
+        --pending_;
+      }
+    }
     if (!sp.settled) {
       ids.push_back(sp.job);
-      at.push_back(sp.second ? std::max(0, cap - sp.first) : cap);
+      at.push_back(sp.point());
     }
     verify_ahead(host, sp);
   }
@@ -156,12 +179,30 @@ bool SpecGroup::on_generated(SearchHost& host, const msg::GenDone& d) {
   Speculation& sp = *specs_[it->second];
   jobs_.erase(it);
   sp.job = 0;
+  // The GenDone holds the whole part, the prefix a resumed part started from too.
+  const size_t start = sp.second ? (size_t)sp.first : 0;
+  tally_->generated += (int64_t)(start + d.tokens.size()) - (int64_t)sp.tokens.size();
+  sp.tokens.resize(start);
   sp.tokens.insert(sp.tokens.end(), d.tokens.begin(), d.tokens.end());
-  tally_->generated += (int64_t)d.tokens.size();
   if (!sp.second) {
     sp.first = (int32_t)d.tokens.size();
     sp.text = d.text;
     sp.finish = d.finish;
+  }
+  // Without a cost bound, what is kept may not depend on when the generator
+  // stopped the part to make room for real work: a part stopped short of its
+  // cap (or before the cap is known) goes on from where it stopped, on its
+  // stream, sampling the tokens the uninterrupted part would have.
+  if (!s_.speculation_bounded && d.finish == "stopped" && (sp.cap < 0 || (int32_t)sp.tokens.size() < sp.cap)) {
+    if (sp.cap < 0) {
+      sp.cut = true;  // cap() resumes it
+    } else {
+      resume(host, sp);
+      host.stop({sp.job}, {sp.point()});
+    }
+    return true;
+  }
+  if (!sp.second) {
     // Trace mode: copy 0's step is written; go on toward the longest copy's.
     int32_t more = sp.target - sp.first;
     if (sp.cap >= 0) more = std::min(more, sp.cap - sp.first);
@@ -171,12 +212,9 @@ bool SpecGroup::on_generated(SearchHost& host, const msg::GenDone& d) {
       g.tokens = context(members_[sp.member].path, sp.tokens);
       g.forced_tokens = g.max_tokens = more;
       g.stop_at_delimiter = false;
-      g.speculative = true;
-      g.keep_kv = s_.live_beams;
       g.from_job = sp.kv_job;
       sp.second = true;
-      sp.job = sp.kv_job = host.submit(std::move(g));
-      jobs_[sp.job] = sp.member;
+      send(host, sp, std::move(g));
       if (sp.cap >= 0) {
         host.stop({sp.job}, {more});  // capped already: it runs to its point like the first parts
         verify_ahead(host, sp);

@@ -9,12 +9,15 @@
 // less the member's own, times its score bin (the members' priors, i.e. their
 // parents' scores, in quarters: 100%, 75%, 50%, 25%). Without a cost bound the
 // generator runs each to its cap and the barrier waits, so what is kept does
-// not depend on timing; with one (SearchSetup::speculation_bounded) the
-// barrier ends what still runs. A speculation whose first part ended on its
-// own within its cap is a whole step, scored at once after the member's real
-// steps (look-ahead verification). In trace mode (actors/trace.h) it goes on
-// past copy 0's drawn length toward the longest step of the member's copies,
-// so each copy can take over most of its own step.
+// not depend on timing: a part the generator stopped short of its cap to make
+// room for real work (memory pressure) is sent again, once the cap is known,
+// from where it stopped and on its stream. With a cost bound
+// (SearchSetup::speculation_bounded) the barrier ends what still runs. A
+// speculation whose first part ended on its own within its cap is a whole
+// step, scored at once after the member's real steps (look-ahead
+// verification). In trace mode (actors/trace.h) it goes on past copy 0's
+// drawn length toward the longest step of the member's copies, so each copy
+// can take over most of its own step.
 //
 // At the barrier the strategy picks its survivors; carry() gives each copy
 // what it takes over (DuplicateThenTruncate): copy 0 continues the whole
@@ -115,6 +118,10 @@ class SpecGroup {
   TraceDraw draw(const SearchPath& path, int32_t ahead) const;
   std::vector<int32_t> context(const SearchPath& path, const std::vector<int32_t>& ahead) const;
   void speculate(SearchHost& host, size_t m, int32_t stream);
+  // Submits `g` as the speculation's running part.
+  void send(SearchHost& host, Speculation& sp, GenRequest g);
+  // Sends the part that was cut short again, its tokens so far as the prefix.
+  void resume(SearchHost& host, Speculation& sp);
   void cap(SearchHost& host);
   void verify_ahead(SearchHost& host, Speculation& sp);
   void end_running(SearchHost& host);
@@ -133,6 +140,10 @@ class SpecGroup {
     uint64_t kv_job = 0;          // live beams: the last part's job, whose kept sequence holds it all
     int32_t stream = 0;           // copy 0 continues it
     bool settled = false;         // its last GenDone is back
+    // No cost bound: its part was stopped short before the cap was known
+    // (the generator made room); cap() resumes it. It has not settled.
+    bool cut = false;
+    GenRequest part;              // the running part's job as sent, to resume it from where it stopped
     bool second = false;          // trace mode: the second part is (or was) running
     std::vector<int32_t> tokens;  // what it wrote, both parts
     int32_t first = 0;            // tokens of the first part (copy 0's step); 0 until it is back
@@ -146,6 +157,7 @@ class SpecGroup {
     int64_t taken = 0;            // the most a copy took over
 
     int32_t kept() const;
+    int32_t point() const;  // the running part's stop point (its own tokens) at the cap
     bool complete() const;  // its first part ended on its own within its cap
   };
 

@@ -431,12 +431,13 @@ TEST(Generator, APoolShrunkUnderLoadPreemptsAndGrowsBackLosingNothing) {
     h.send(g);
     return test::recv_message<msg::PoolSize>(h.arbiter);
   };
-  auto first = grant(64, 1);
+  auto first = grant(96, 1);
   ASSERT_TRUE(first.has_value());
-  EXPECT_EQ(first->kv_tokens, 64 * 16);
+  EXPECT_EQ(first->kv_tokens, 96 * 16);
   std::vector<msg::GenJob> jobs;
   for (int b = 0; b < 8; ++b) {
-    jobs.push_back(job(b + 1, 3, b, "Job " + std::to_string(b) + ": count the apples in the basket.", 40));
+    // Long enough that they still run when the shrink comes, on a loaded machine.
+    jobs.push_back(job(b + 1, 3, b, "Job " + std::to_string(b) + ": count the apples in the basket.", 160));
     jobs.back().report_every = 4;
     h.send(jobs.back());
   }

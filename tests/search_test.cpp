@@ -174,6 +174,9 @@ struct Script {
   };
   uint32_t shuffle = 0;  // 0: answer jobs in the order asked; else the seed of a random order
   bool speculation_last = false;  // answer speculative jobs only when nothing else is left
+  // The generator stops every speculative job that starts afresh 2 tokens in
+  // (to make room for real work); one that goes on from a prefix runs on.
+  bool cut_speculation = false;
 };
 
 // A job with a prefix returns the prefix and then the scripted step.
@@ -218,6 +221,11 @@ std::vector<Completion> run(SearchStrategy& s, ScriptHost& h, const Script& sc) 
     if (j.keep_kv) h.kept.insert(j.id);  // as the beam manager, before the strategy hears of it
     if (j.gen) {
       msg::GenDone d = answer_gen(j, sc.policy(j));
+      if (sc.cut_speculation && j.speculative && j.prefix.empty() && d.tokens.size() > 2) {
+        d.tokens.resize(2);
+        d.text = text_of(d.tokens);
+        d.finish = "stopped";
+      }
       // A speculative job stopped before it ended holds what it had then.
       if (auto stop = h.stops.find(j.id); stop != h.stops.end() && (int32_t)d.tokens.size() > stop->second) {
         d.tokens.resize(stop->second);
@@ -707,6 +715,7 @@ TEST(BeamSearch, TheResultDoesNotDependOnTheOrderJobsComeBackIn) {
 struct UnevenRun {
   std::vector<std::string> texts;
   int64_t spec_jobs = 0, prefix_jobs = 0;
+  int64_t resumed = 0;  // speculative jobs that go on from a prefix
   // Live beams: jobs that named a from_job, wrong ones, released sequences,
   // sequences still kept at the end (the Forget's), and real jobs after the
   // first iteration's that started from nothing.
@@ -714,7 +723,7 @@ struct UnevenRun {
   std::vector<std::string> bad_forks;
 };
 UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_steps, uint32_t shuffle, bool speculation,
-                     bool live = false) {
+                     bool live = false, bool cut = false) {
   auto st = setup(strategy, 8, width, max_steps);
   st.speculation = speculation;
   st.live_beams = live;
@@ -722,14 +731,20 @@ UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_ste
   ScriptHost h;
   Script sc{[](const Job& j) {
     std::string s = pseudo_step(j);
-    return s + std::string((size_t)(s[2] - '0'), 'x') + "|";
+    s += std::string((size_t)(s[2] - '0'), 'x') + "|";
+    // A job whose prefix starts its stream's own step samples the rest of
+    // that step, as the model samples by (stream, position).
+    const std::string pre = text_of(j.prefix);
+    return s.rfind(pre, 0) == 0 ? s.substr(pre.size()) : s;
   }};
   sc.shuffle = shuffle;
+  sc.cut_speculation = cut;
   UnevenRun out;
   for (const auto& c : run(*search, h, sc)) out.texts.push_back(std::to_string(c.beam) + ":" + c.text);
   for (const Job& j : h.log) {
     out.spec_jobs += j.speculative;
     out.prefix_jobs += !j.speculative && !j.prefix.empty();
+    out.resumed += j.speculative && !j.prefix.empty();
     out.unforked += j.round > 0 && !j.greedy && j.from_job == 0;
   }
   out.forks = h.forks, out.bad_forks = h.bad_forks;
@@ -746,6 +761,27 @@ TEST(BeamSearch, WithSpeculationTheResultDoesNotDependOnTheOrderJobsComeBackIn) 
   for (uint32_t shuffle = 1; shuffle <= 6; ++shuffle)
     EXPECT_EQ(run_uneven("beam_search", 2, 5, shuffle, true).texts, fifo.texts) << "order " << shuffle;
   EXPECT_EQ(run_uneven("beam_search", 2, 5, 0, false).spec_jobs, 0);
+}
+
+// The generator stops speculative jobs to make room for real work whenever
+// memory runs short; without a cost bound a speculation stopped short of its
+// cap goes on from where it stopped, on its stream, so the search is the one
+// with no stops, whatever order the results come back in.
+TEST(BeamSearch, ASpeculationTheGeneratorStopsShortGoesOnAndTheSearchIsTheSame) {
+  for (const char* strategy : {"beam_search", "dvts"}) {
+    SCOPED_TRACE(strategy);
+    const int32_t width = std::string(strategy) == "dvts" ? 4 : 2;
+    const UnevenRun whole = run_uneven(strategy, width, 5, 0, true);
+    EXPECT_EQ(whole.resumed, 0);
+    for (uint32_t shuffle = 0; shuffle <= 4; ++shuffle)
+      for (bool live : {false, true}) {
+        const UnevenRun cut = run_uneven(strategy, width, 5, shuffle, true, live, /*cut=*/true);
+        SCOPED_TRACE("order " + std::to_string(shuffle) + (live ? ", live beams" : ""));
+        EXPECT_EQ(cut.texts, whole.texts);
+        EXPECT_GT(cut.resumed, 0);
+        EXPECT_TRUE(cut.bad_forks.empty()) << cut.bad_forks.front();
+      }
+  }
 }
 
 // Live beams: every job after the first iteration's forks a kept sequence of

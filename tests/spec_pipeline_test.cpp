@@ -269,9 +269,9 @@ TEST(SpeculationPipeline, EveryOrderGivesTheSameSearchesAndLeavesThePoolsEmpty) 
 // never what it computes; every request ends and the pools are empty after.
 TEST(SpeculationPipeline, TheRooflineSplitGivesTheSameSearchesAsTheStaticOne) {
   auto config = [](const std::string& split) {
-    // Speculation off: under this memory pressure it changes what a search
-    // computes with timing (see the note in docs/performance.md).
-    Config c = spec_config("split-" + split, false, 0.0, true, "prefix");
+    // Speculation on: a speculative job a shrinking pool stops goes on from
+    // where it stopped.
+    Config c = spec_config("split-" + split, true, 0.0, true, "prefix");
     c.policies.memory_split = split;
     c.memory.budget_mb = kTightBudgetMb;
     return c;
@@ -300,6 +300,38 @@ TEST(SpeculationPipeline, TheRooflineSplitGivesTheSameSearchesAsTheStaticOne) {
   std::string policy;
   ASSERT_TRUE(arbiter.get("policy", &policy).ok());
   EXPECT_EQ(policy, "roofline");
+}
+
+// Under memory pressure the generator stops speculative jobs to make room
+// for real work, at moments that depend on timing; without a cost bound a
+// speculation stopped short of its cap goes on from where it stopped, so the
+// searches are those of a run with ample memory, seed after seed.
+TEST(SpeculationPipeline, UnderMemoryPressureSpeculationGivesTheSameSearchesAsWithAmpleMemory) {
+  for (const char* order : {"fifo", "prefix"}) {
+    SCOPED_TRACE(order);
+    auto config = [&](bool tight) {
+      Config c = spec_config(std::string(tight ? "pressure-tight-" : "pressure-ample-") + order, true, 0.0, true, order);
+      if (tight) c.memory.budget_mb = kTightBudgetMb;
+      return c;
+    };
+    test::Pipeline ample(config(false)), tight(config(true));
+    Client a = ample.client(), b = tight.client();
+    for (uint64_t seed : {5, 6, 7, 8})
+      for (const char* strategy : {"beam_search", "dvts"})
+        for (bool trace : {true, false}) {
+          SCOPED_TRACE(std::string(strategy) + ", seed " + std::to_string(seed) +
+                       (trace ? ", math-trace steps" : ", the tiny policy's own steps"));
+          Solved x = solve(a, seed, trace, strategy), y = solve(b, seed, trace, strategy);
+          ASSERT_EQ(x.texts.size(), 8u);
+          EXPECT_EQ(x.texts, y.texts);
+          EXPECT_EQ(x.step_tokens, y.step_tokens);
+        }
+    Held h = held_after_forget(b);
+    EXPECT_EQ(h.gen_used, 0);
+    EXPECT_EQ(h.ver_used, 0);
+    EXPECT_EQ(h.gen_kept, 0);
+    EXPECT_EQ(h.ver_kept, 0);
+  }
 }
 
 }  // namespace
