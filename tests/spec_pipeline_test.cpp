@@ -110,6 +110,16 @@ Held held_after_forget(Client& c) {
   return h;
 }
 
+// After the requests of `c` ended: no block used and no sequence kept in
+// either engine.
+void expect_pools_empty(Client& c) {
+  Held h = held_after_forget(c);
+  EXPECT_EQ(h.gen_used, 0);
+  EXPECT_EQ(h.ver_used, 0);
+  EXPECT_EQ(h.gen_kept, 0);
+  EXPECT_EQ(h.ver_kept, 0);
+}
+
 TEST(SpeculationPipeline, TheSameSeedGivesTheSameSearchRunAfterRunAndThePoolsEmpty) {
   // No cost bound: with one request and enough memory nothing but the
   // lockstep caps how far a beam writes ahead.
@@ -215,11 +225,7 @@ TEST(SpeculationPipeline, LiveBeamsGiveTheSameSearchesAndLeaveNothingKept) {
         ASSERT_EQ(y.texts.size(), 8u);
         EXPECT_EQ(x.texts, y.texts);
         EXPECT_EQ(x.step_tokens, y.step_tokens);
-        Held h = held_after_forget(b);
-        EXPECT_EQ(h.gen_used, 0);
-        EXPECT_EQ(h.ver_used, 0);
-        EXPECT_EQ(h.gen_kept, 0);
-        EXPECT_EQ(h.ver_kept, 0);
+        expect_pools_empty(b);
       }
     Held h = held(b), h0 = held(a);
     EXPECT_GT(h.gen_forked, 0);
@@ -256,11 +262,7 @@ TEST(SpeculationPipeline, EveryOrderGivesTheSameSearchesAndLeavesThePoolsEmpty) 
         EXPECT_EQ(want[k].texts, y.texts);
         EXPECT_EQ(want[k].step_tokens, y.step_tokens);
         ++k;
-        Held h = held_after_forget(b);
-        EXPECT_EQ(h.gen_used, 0);
-        EXPECT_EQ(h.ver_used, 0);
-        EXPECT_EQ(h.gen_kept, 0);
-        EXPECT_EQ(h.ver_kept, 0);
+        expect_pools_empty(b);
       }
   }
 }
@@ -289,9 +291,7 @@ TEST(SpeculationPipeline, TheRooflineSplitGivesTheSameSearchesAsTheStaticOne) {
     EXPECT_EQ(want[k].texts, y.texts);
     EXPECT_EQ(want[k].step_tokens, y.step_tokens);
     ++k;
-    Held h = held_after_forget(b);
-    EXPECT_EQ(h.gen_used, 0);
-    EXPECT_EQ(h.ver_used, 0);
+    expect_pools_empty(b);
   }
   auto st = b.call("stats", msg::MapWriter(), 10s);
   ASSERT_TRUE(st.ok());
@@ -326,11 +326,7 @@ TEST(SpeculationPipeline, UnderMemoryPressureSpeculationGivesTheSameSearchesAsWi
           EXPECT_EQ(x.texts, y.texts);
           EXPECT_EQ(x.step_tokens, y.step_tokens);
         }
-    Held h = held_after_forget(b);
-    EXPECT_EQ(h.gen_used, 0);
-    EXPECT_EQ(h.ver_used, 0);
-    EXPECT_EQ(h.gen_kept, 0);
-    EXPECT_EQ(h.ver_kept, 0);
+    expect_pools_empty(b);
   }
 }
 
