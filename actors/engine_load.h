@@ -83,9 +83,4 @@ Status on_engine_grant(const msg::Grant& g, const char* role, const EngineActorO
   return Status::success();
 }
 
-// What the actor announces to the memory arbiter once its model is loaded,
-// and the cost the arbiter reads back from it.
-msg::Weights weights_report(const char* role, const ModelCost& cost, int32_t block_size);
-ModelCost cost_of(const msg::Weights& w);
-
 }  // namespace flashtts

@@ -2,9 +2,9 @@
 
 #include <optional>
 
-#include "actors/engine_load.h"
 #include "actors/memory_demand.h"
 #include "actors/memory_policy.h"
+#include "actors/weights_report.h"
 #include "messages/internal.h"
 #include "runtime/mailbox.h"
 #include "runtime/poll_set.h"

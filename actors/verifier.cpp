@@ -15,6 +15,7 @@
 #include "gpu/tokenizer.h"
 #include "actors/batch.h"
 #include "actors/engine_load.h"
+#include "actors/weights_report.h"
 #include "actors/engine_actor.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"

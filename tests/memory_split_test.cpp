@@ -9,6 +9,7 @@
 #include "actors/memory_arbiter.h"
 #include "actors/memory_demand.h"
 #include "actors/roofline_split.h"
+#include "actors/weights_report.h"
 #include "messages/internal.h"
 #include "runtime/actor.h"
 #include "tests/test_support.h"
@@ -159,11 +160,7 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
   EXPECT_TRUE(p.next<msg::WeightsQuery>("generator"));
   EXPECT_TRUE(p.next<msg::WeightsQuery>("verifier"));
   auto weights = [](const char* role, double params, int64_t kv) {
-    ModelCost c = cost(params, (double)kv, std::string(role) == "verifier");
-    msg::Weights w{role, (int64_t)c.weight_bytes, kv, 16};
-    w.params = c.params, w.layer_params = c.layer_params, w.lm_head_params = c.lm_head_params;
-    w.prm_head_params = c.prm_head_params, w.hidden = c.hidden, w.attn_flops_per_pair = c.attn_flops_per_pair;
-    return w;
+    return weights_report(role, cost(params, (double)kv, std::string(role) == "verifier"), 16);
   };
   to.send(zmq::buffer(msg::encode(weights("generator", 1.5e9, 28672))));
   to.send(zmq::buffer(msg::encode(weights("verifier", 7e9, 57344))));

@@ -1,0 +1,19 @@
+// What an engine actor (the generator or the verifier) announces to the
+// memory arbiter once its model is loaded (msg::Weights: the weights, the KV
+// a token takes, and the terms of the model's roofline cost), and the cost
+// the arbiter reads back from it.
+//
+// Thread contract: pure functions; any thread.
+#pragma once
+
+#include <cstdint>
+
+#include "gpu/latency_model.h"
+#include "messages/internal.h"
+
+namespace flashtts {
+
+msg::Weights weights_report(const char* role, const ModelCost& cost, int32_t block_size);
+ModelCost cost_of(const msg::Weights& w);
+
+}  // namespace flashtts
