@@ -112,10 +112,15 @@ TEST(Generator, GreedyAndSampledJobsGiveExactlyTheTokensOfGenerate) {
 
 TEST(Generator, ShortJobsAreReportedBeforeALongOneFinishes) {
   Harness h;
-  h.start_granted(1 << 20);
+  ASSERT_TRUE(h.start(h.options()).ok());
+  ASSERT_TRUE(test::recv_message<msg::Weights>(h.arbiter).has_value());
+  // Queued before the grant, so that all three start together however the
+  // machine schedules this thread (sent after it, the long job could run to
+  // its end before the others arrive).
   h.send(job(1, 1, 0, "A long story:", 60));
   h.send(job(2, 1, 1, "Short:", 4));
   h.send(job(3, 1, 2, "Medium one:", 12));
+  h.send(msg::Grant{"generator", 1 << 20, (1 << 20) / kBytesPerToken});
   auto d = h.done(3);
   ASSERT_EQ(d.size(), 3u);
   EXPECT_EQ(d[0].job_id, 2u);
@@ -431,17 +436,18 @@ TEST(Generator, APoolShrunkUnderLoadPreemptsAndGrowsBackLosingNothing) {
     h.send(g);
     return test::recv_message<msg::PoolSize>(h.arbiter);
   };
-  auto first = grant(96, 1);
-  ASSERT_TRUE(first.has_value());
-  EXPECT_EQ(first->kv_tokens, 96 * 16);
+  // The jobs are queued before the first grant, so that all eight start
+  // together, and long enough that they still run when the shrink comes.
   std::vector<msg::GenJob> jobs;
   for (int b = 0; b < 8; ++b) {
-    // Long enough that they still run when the shrink comes, on a loaded machine.
     jobs.push_back(job(b + 1, 3, b, "Job " + std::to_string(b) + ": count the apples in the basket.", 160));
     jobs.back().report_every = 4;
     h.send(jobs.back());
   }
-  // Once they run, the pool shrinks to 8 blocks: room for two at a time.
+  auto first = grant(96, 1);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->kv_tokens, 96 * 16);
+  // Once they run (two blocks each at least), the pool shrinks to 8 blocks.
   ASSERT_TRUE(test::recv_message<msg::GenProgress>(h.scheduler).has_value());
   auto shrunk = grant(8, 2);
   ASSERT_TRUE(shrunk.has_value());
