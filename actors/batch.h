@@ -130,13 +130,15 @@ class Batch {
       FLASHTTS_TRY(accept_grant(g, role, config, weights, o_, log_, &engine_));
       max_capacity_ = engine_->max_kv_blocks() * o_.block_size;
     } else if (g.kv_bytes != kv_bytes_) {
-      auto r = resize(g.kv_bytes);
-      if (r) p.preempted = *r;
-      else p.error = r.error().message;
-      if (r) log_->info("KV pool resized to {:.1f} MiB ({} blocks); {} tasks preempted", double(g.kv_bytes) / (1 << 20),
-                        engine_->kv().n_blocks(), *r);
+      if (auto r = resize(g.kv_bytes)) {
+        p.preempted = *r;
+        ++resizes_;
+        log_->info("KV pool resized to {:.1f} MiB ({} blocks); {} tasks preempted", double(g.kv_bytes) / (1 << 20),
+                   engine_->kv().n_blocks(), *r);
+      } else {
+        p.error = r.error().message;
+      }
     }
-    if (p.error.empty() && kv_bytes_ != 0 && g.kv_bytes != kv_bytes_) ++resizes_;
     if (p.error.empty()) kv_bytes_ = g.kv_bytes;
     capacity_ = engine_->kv().n_blocks() * engine_->kv().block_size();
     p.kv_bytes = kv_bytes_, p.kv_tokens = capacity_;

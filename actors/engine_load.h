@@ -27,7 +27,6 @@ class LoadMeter {
   // the meter on and calibrates the latency model of `cost` on `engine`.
   // `cpu`: the engine runs on the host (a short probe).
   Status start(const msg::Grant& g, Engine& engine, const ModelCost& cost, bool cpu, const Logger& log);
-  bool on() const { return on_; }
 
   void pass(const PassShape& shape, double seconds) {
     if (on_) model_.add(shape, seconds);
@@ -36,7 +35,6 @@ class LoadMeter {
   void job_done(int64_t tokens) {
     tokens_per_job_ = tokens_per_job_ == 0 ? (double)tokens : 0.8 * tokens_per_job_ + 0.2 * (double)tokens;
   }
-  const LatencyModel& model() const { return model_; }
 
   // The report, when one is due.
   template <class Task>
@@ -49,11 +47,9 @@ class LoadMeter {
     msg::EngineLoad l;
     l.role = role;
     l.running = (int32_t)batch.running().size();
-    l.queued = (int32_t)batch.queue().size();
     for (const Task& t : batch.running()) l.running_ctx_tokens += (int64_t)e.tokens(t.seq).size();
     const KvCacheStats st = e.kv_stats();
     l.kv_used_tokens = (int64_t)st.used_blocks * e.kv().block_size();
-    l.kv_tokens = batch.capacity();
     l.max_ctx_tokens = batch.max_need();
     l.tokens_per_job = tokens_per_job_;
     const LatencyConstants c = model_.constants();

@@ -36,13 +36,11 @@ class Arbiter {
 
  private:
   struct Move {
-    MemorySplit target;
-    std::string shrinking, growing;
+    std::string growing;  // the model that gets what the shrink gives back
     uint64_t serial = 0;  // of the grant awaited
     bool growing_now = false;
   };
 
-  bool elastic() const { return std::string(policy_->name()) != "static"; }
   int64_t kv_total() const { return budget_ - gen_->weight_bytes - ver_->weight_bytes; }
   int64_t automatic_budget() const;
   void grant(const std::string& role, int64_t bytes, spdlog::level::level_enum level);
@@ -73,13 +71,11 @@ int64_t Arbiter::automatic_budget() const {
 }
 
 void Arbiter::grant(const std::string& role, int64_t bytes, spdlog::level::level_enum level) {
-  const ModelFootprint& f = role == "generator" ? *gen_ : *ver_;
-  const int64_t block = f.kv_bytes_per_token * f.block_size;
-  // An elastic pool reserves room for everything but one block of the other.
-  const int64_t max = elastic() ? kv_total() - (role == "generator" ? ver_ : gen_)->kv_bytes_per_token *
-                                                   (role == "generator" ? ver_ : gen_)->block_size
-                                : bytes;
-  msg::Grant g{role, bytes, (bytes / block) * f.block_size, max, (max / block) * f.block_size, ++serial_};
+  const bool gen = role == "generator";
+  const ModelFootprint &f = gen ? *gen_ : *ver_, &other = gen ? *ver_ : *gen_;
+  // A pool that moves reserves room for everything but one block of the other.
+  const int64_t max = policy_->moves() ? kv_total() - other.block_bytes() : bytes;
+  msg::Grant g{role, bytes, f.tokens(bytes), max, f.tokens(max), ++serial_};
   box_.post(role, g);
   box_.post("scheduler", g);
   o_.log->log(level, "granted the {} {:.1f} MiB of KV ({} tokens)", role, double(bytes) / (1 << 20), g.kv_tokens);
@@ -117,7 +113,7 @@ Status Arbiter::on_weights(const msg::Weights& w) {
 }
 
 void Arbiter::maybe_rebalance() {
-  if (!split_ || move_ || frozen_ || !elastic()) return;
+  if (!split_ || move_ || frozen_ || !policy_->moves()) return;
   const auto now = DemandWindow::Clock::now();
   if (now - last_decision_ < std::chrono::milliseconds(o_.decide_every_ms)) return;
   last_decision_ = now;
@@ -134,11 +130,10 @@ void Arbiter::maybe_rebalance() {
   }
   o_.log->info("move: {}", policy_->last_reason());
   Move m;
-  m.target = *target;
   const bool gen_shrinks = target->generator_kv_bytes < split_->generator_kv_bytes;
-  m.shrinking = gen_shrinks ? "generator" : "verifier";
   m.growing = gen_shrinks ? "verifier" : "generator";
-  grant(m.shrinking, gen_shrinks ? target->generator_kv_bytes : target->verifier_kv_bytes, spdlog::level::debug);
+  grant(gen_shrinks ? "generator" : "verifier",
+        gen_shrinks ? target->generator_kv_bytes : target->verifier_kv_bytes, spdlog::level::debug);
   m.serial = serial_;
   move_ = m;
   ++moves_;

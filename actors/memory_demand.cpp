@@ -4,8 +4,12 @@
 
 namespace flashtts {
 
+DemandWindow::Clock::time_point DemandWindow::since(Clock::time_point now) const {
+  return now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(window_s_));
+}
+
 void DemandWindow::trim(Side& s, Clock::time_point now) {
-  const auto horizon = now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(window_s_));
+  const auto horizon = since(now);
   while (!s.queue.empty() && s.queue.front().at < horizon) s.queue.pop_front();
   while (!s.max_ctx.empty() && s.max_ctx.front().first < horizon) s.max_ctx.pop_front();
 }
@@ -34,7 +38,7 @@ ModelDemand DemandWindow::demand(const Side& s, Clock::time_point now) const {
   d.latency = s.latency;
   d.new_tokens = s.tokens_per_job;
   d.sharing = s.sharing;
-  const auto horizon = now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(window_s_));
+  const auto horizon = since(now);
   for (const Sample& q : s.queue) {
     if (q.at < horizon || q.jobs <= 0) continue;
     if (q.jobs >= d.jobs) {

@@ -47,6 +47,7 @@ class DemandWindow {
     ModelCost cost;
   };
   Side& side(bool generator) { return generator ? gen_ : ver_; }
+  Clock::time_point since(Clock::time_point now) const;  // the window's start
   void trim(Side& s, Clock::time_point now);
   ModelDemand demand(const Side& s, Clock::time_point now) const;
 

@@ -24,8 +24,7 @@ class StaticSplit final : public MemorySplitPolicy {
     MemorySplit s;
     s.generator_kv_bytes = int64_t(double(kv) * share_);
     s.verifier_kv_bytes = kv - s.generator_kv_bytes;
-    int64_t g_block = g.kv_bytes_per_token * g.block_size, v_block = v.kv_bytes_per_token * v.block_size;
-    if (kv <= 0 || s.generator_kv_bytes < g_block || s.verifier_kv_bytes < v_block)
+    if (kv <= 0 || s.generator_kv_bytes < g.block_bytes() || s.verifier_kv_bytes < v.block_bytes())
       return make_error("memory budget of " + mib(budget) + " cannot hold the generator (" + mib(g.weight_bytes) +
                         " of weights) and the verifier (" + mib(v.weight_bytes) +
                         " of weights) with KV cache for both; raise memory.budget_mb");

@@ -21,6 +21,9 @@ struct ModelFootprint {
   int64_t weight_bytes = 0;
   int64_t kv_bytes_per_token = 0;
   int32_t block_size = 16;
+  int64_t block_bytes() const { return kv_bytes_per_token * block_size; }
+  // The KV tokens `bytes` hold, in whole blocks.
+  int64_t tokens(int64_t bytes) const { return bytes / block_bytes() * block_size; }
 };
 
 struct MemorySplit {
@@ -54,6 +57,9 @@ class MemorySplitPolicy {
  public:
   virtual ~MemorySplitPolicy() = default;
   virtual const char* name() const = 0;
+  // Whether it moves memory while the models serve (rebalance()); the pools
+  // then reserve room to grow.
+  virtual bool moves() const { return false; }
   // Error (naming the numbers) when the budget cannot hold both models with
   // at least one KV block each.
   virtual Expected<MemorySplit> split(int64_t budget_bytes, const ModelFootprint& generator,

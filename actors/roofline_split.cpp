@@ -72,15 +72,9 @@ Expected<MemorySplit> RooflineSplit::split(int64_t budget, const ModelFootprint&
 std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   reason_.clear();
   if (!st.gen.known() || !st.ver.known()) return std::nullopt;
-  const int64_t g_block = st.generator.kv_bytes_per_token * st.generator.block_size;
-  const int64_t v_block = st.verifier.kv_bytes_per_token * st.verifier.block_size;
-  auto tokens = [](int64_t bytes, const ModelFootprint& f) {
-    const int64_t block = f.kv_bytes_per_token * f.block_size;
-    return (bytes / block) * f.block_size;
-  };
   auto predict = [&](int64_t gen_bytes) {
-    return predict_generation(st.gen, tokens(gen_bytes, st.generator)) +
-           predict_scoring(st.ver, tokens(st.kv_bytes - gen_bytes, st.verifier));
+    return predict_generation(st.gen, st.generator.tokens(gen_bytes)) +
+           predict_scoring(st.ver, st.verifier.tokens(st.kv_bytes - gen_bytes));
   };
   const double now = predict(st.current.generator_kv_bytes);
   double best = now;
@@ -88,7 +82,7 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   const int n = std::max(2, (int)std::lround(1.0 / o_.step));
   for (int k = 1; k < n; ++k) {
     const int64_t b = (int64_t)((double)st.kv_bytes * k / n);
-    if (b < g_block || st.kv_bytes - b < v_block) continue;
+    if (b < st.generator.block_bytes() || st.kv_bytes - b < st.verifier.block_bytes()) continue;
     const double t = predict(b);
     if (t < best) best = t, best_bytes = b;
   }
@@ -103,8 +97,8 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   // it is computed again, once. The gain over the horizon must pay for it.
   const bool gen_shrinks = best_bytes < st.current.generator_kv_bytes;
   const int64_t moved = std::abs(best_bytes - st.current.generator_kv_bytes);
-  const double cost = gen_shrinks ? recompute_seconds(st.gen, (double)tokens(moved, st.generator), true)
-                                  : recompute_seconds(st.ver, (double)tokens(moved, st.verifier), false);
+  const double cost = gen_shrinks ? recompute_seconds(st.gen, (double)st.generator.tokens(moved), true)
+                                  : recompute_seconds(st.ver, (double)st.verifier.tokens(moved), false);
   if (std::isfinite(now) && (now - best) * o_.horizon < cost) return std::nullopt;
   return MemorySplit{best_bytes, st.kv_bytes - best_bytes};
 }

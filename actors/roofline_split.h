@@ -43,6 +43,7 @@ class RooflineSplit final : public MemorySplitPolicy {
  public:
   RooflineSplit(double initial_share, RooflineOptions o) : initial_share_(initial_share), o_(o) {}
   const char* name() const override { return "roofline"; }
+  bool moves() const override { return true; }
   Expected<MemorySplit> split(int64_t budget_bytes, const ModelFootprint& generator,
                               const ModelFootprint& verifier) override;
   std::optional<MemorySplit> rebalance(const MemoryState& s) override;

@@ -229,18 +229,16 @@ Status PoolSize::read(const MapReader& r) {
 }
 
 void EngineLoad::write(MapWriter& w) const {
-  w.put("role", role).put("running", running).put("queued", queued).put("running_ctx_tokens", running_ctx_tokens);
-  w.put("kv_used_tokens", kv_used_tokens).put("kv_tokens", kv_tokens).put("max_ctx_tokens", max_ctx_tokens);
+  w.put("role", role).put("running", running).put("running_ctx_tokens", running_ctx_tokens);
+  w.put("kv_used_tokens", kv_used_tokens).put("max_ctx_tokens", max_ctx_tokens);
   w.put("tokens_per_job", tokens_per_job).put("overhead_s", overhead_s).put("s_per_byte", s_per_byte);
   w.put("s_per_flop", s_per_flop);
 }
 Status EngineLoad::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
   FLASHTTS_TRY(r.get("running", &running));
-  FLASHTTS_TRY(r.get("queued", &queued));
   FLASHTTS_TRY(r.get("running_ctx_tokens", &running_ctx_tokens));
   FLASHTTS_TRY(r.get("kv_used_tokens", &kv_used_tokens));
-  FLASHTTS_TRY(r.get("kv_tokens", &kv_tokens));
   FLASHTTS_TRY(r.get("max_ctx_tokens", &max_ctx_tokens));
   FLASHTTS_TRY(r.get("tokens_per_job", &tokens_per_job));
   FLASHTTS_TRY(r.get("overhead_s", &overhead_s));

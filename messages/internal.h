@@ -257,10 +257,8 @@ struct EngineLoad {
   static constexpr const char* kType = "engine_load";
   std::string role;
   int32_t running = 0;             // tasks in the batch
-  int32_t queued = 0;              // tasks waiting in the actor
   int64_t running_ctx_tokens = 0;  // context tokens of the running tasks, shared prefixes counted each time
   int64_t kv_used_tokens = 0;      // KV tokens the pool's used blocks hold
-  int64_t kv_tokens = 0;           // the pool's size
   int64_t max_ctx_tokens = 0;      // the largest context of a queued or running task
   double tokens_per_job = 0;       // of the jobs finished lately: tokens computed (generated, or scored) per job
   double overhead_s = 0, s_per_byte = 0, s_per_flop = 0;  // latency model
