@@ -16,14 +16,7 @@
 namespace flashtts {
 namespace {
 
-// Qwen2.5-1.5B's shapes.
-ModelConfig qwen_1_5b() {
-  ModelConfig c;
-  c.architecture = "Qwen2ForCausalLM";
-  c.hidden_size = 1536, c.intermediate_size = 8960, c.n_layers = 28, c.n_heads = 12, c.n_kv_heads = 2;
-  c.head_dim = 128, c.vocab_size = 151936, c.max_position = 4096, c.tie_embeddings = true;
-  return c;
-}
+using test::qwen_1_5b;
 
 ModelCost bf16_cost(const ModelConfig& c) {
   return model_cost(c, 2 * weight_params(c), 2ll * c.n_layers * c.n_kv_heads * c.head_dim * 2);

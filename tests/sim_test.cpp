@@ -26,14 +26,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Qwen2.5-Math-1.5B-Instruct's shapes (the paper's policy).
-ModelConfig qwen_1_5b() {
-  ModelConfig c;
-  c.architecture = "Qwen2ForCausalLM";
-  c.hidden_size = 1536, c.intermediate_size = 8960, c.n_layers = 28, c.n_heads = 12, c.n_kv_heads = 2;
-  c.head_dim = 128, c.vocab_size = 151936, c.max_position = 4096, c.tie_embeddings = true;
-  return c;
-}
+using test::qwen_1_5b;
 
 // Qwen2.5-Math-PRM-7B's shapes (the paper's PRM).
 ModelConfig qwen_prm_7b() {

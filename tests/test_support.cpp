@@ -277,6 +277,14 @@ const std::filesystem::path& small_model(const std::string& tag, const std::stri
   return random_model(tag, "--arch " + arch + kSmallShape + " --seed " + std::to_string(seed));
 }
 
+ModelConfig qwen_1_5b() {
+  ModelConfig c;
+  c.architecture = "Qwen2ForCausalLM";
+  c.hidden_size = 1536, c.intermediate_size = 8960, c.n_layers = 28, c.n_heads = 12, c.n_kv_heads = 2;
+  c.head_dim = 128, c.vocab_size = 151936, c.max_position = 4096, c.tie_embeddings = true;
+  return c;
+}
+
 const std::filesystem::path& random_model(const std::string& tag, const std::string& flags) {
   static std::mutex mu;
   static std::map<std::string, std::filesystem::path> dirs;

@@ -69,6 +69,7 @@ std::filesystem::path write_split_config(const std::filesystem::path& dir, const
 #include <gtest/gtest.h>
 #include <zmq.hpp>
 
+#include "gpu/model_config.h"
 #include "messages/envelope.h"
 #include "messages/msgpack_io.h"
 #include "runtime/actor.h"
@@ -203,6 +204,10 @@ inline constexpr const char* kSmallShape =
 inline constexpr int64_t kSmallKvBytesPerToken = 2 * 2 * 2 * 16 * 4;
 // random_model(tag) of architecture `arch` in the small shape.
 const std::filesystem::path& small_model(const std::string& tag, const std::string& arch, int seed);
+
+// The shapes of Qwen2.5(-Math)-1.5B(-Instruct), the paper's policy: no
+// weights, for what a model's size decides (the simulated card, the latency model).
+ModelConfig qwen_1_5b();
 
 // The tokenizer of the model folder `dir`, opened once per test process.
 const Tokenizer& model_tokenizer(const std::filesystem::path& dir);
