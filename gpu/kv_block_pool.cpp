@@ -64,13 +64,11 @@ void KvBlockPool::grow(int32_t n_blocks) {
 
 void KvBlockPool::shrink(int32_t n_blocks) {
   assert(n_blocks > 0 && n_blocks <= this->n_blocks() && used_from(n_blocks) == 0);
+  // Cached blocks above the cut are evicted (their content goes with their
+  // memory); then nothing above it is left but free blocks, which go.
   for (int32_t b = n_blocks; b < this->n_blocks(); ++b) {
-    Block& blk = blocks_[b];
-    if (blk.id == 0) continue;
-    // Cached: its content goes with its memory. Not evict(), which would put
-    // it back on the free list.
-    lru_remove(b);
-    index_.erase(blk.hash);
+    if (blocks_[b].id == 0) continue;
+    evict(b);
     ++evictions_;
   }
   std::erase_if(free_, [n_blocks](int32_t b) { return b >= n_blocks; });
