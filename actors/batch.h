@@ -50,10 +50,10 @@
 #include "gpu/kv_cache.h"
 #include "messages/envelope.h"
 #include "messages/error_codes.h"
-#include "runtime/clock.h"
-#include "runtime/logging.h"
-#include "runtime/mailbox.h"
-#include "runtime/status.h"
+#include "runtime/base/clock.h"
+#include "runtime/base/logging.h"
+#include "runtime/base/mailbox.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

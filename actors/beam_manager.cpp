@@ -13,9 +13,9 @@
 #include "gpu/open_model.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"
-#include "runtime/clock.h"
-#include "runtime/mailbox.h"
-#include "runtime/poll_set.h"
+#include "runtime/base/clock.h"
+#include "runtime/base/mailbox.h"
+#include "runtime/base/poll_set.h"
 
 namespace flashtts {
 

@@ -18,8 +18,8 @@
 
 #include <zmq.hpp>
 
-#include "runtime/actor.h"
-#include "runtime/logging.h"
+#include "runtime/base/actor.h"
+#include "runtime/base/logging.h"
 
 namespace flashtts {
 

@@ -16,8 +16,8 @@
 #include "gpu/model_loader.h"
 #include "gpu/tokenizer.h"
 #include "messages/internal.h"
-#include "runtime/actor.h"
-#include "runtime/logging.h"
+#include "runtime/base/actor.h"
+#include "runtime/base/logging.h"
 
 namespace flashtts {
 

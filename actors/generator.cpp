@@ -21,8 +21,8 @@
 #include "messages/error_codes.h"
 #include "messages/internal.h"
 #include "messages/utf8.h"
-#include "runtime/clock.h"
-#include "runtime/mailbox.h"
+#include "runtime/base/clock.h"
+#include "runtime/base/mailbox.h"
 
 namespace flashtts {
 

@@ -12,10 +12,10 @@
 #include "messages/error_codes.h"
 #include "messages/internal.h"
 #include "messages/protocol.h"
-#include "runtime/listen.h"
-#include "runtime/mailbox.h"
-#include "runtime/poll_set.h"
-#include "runtime/request_log.h"
+#include "runtime/base/listen.h"
+#include "runtime/base/mailbox.h"
+#include "runtime/base/poll_set.h"
+#include "runtime/base/request_log.h"
 
 namespace flashtts {
 

@@ -12,7 +12,7 @@
 // is back.
 //
 // Every finished request gets its line in the request log
-// (runtime/request_log.h): id, kind, strategy, n, latency, tokens, outcome.
+// (runtime/base/request_log.h): id, kind, strategy, n, latency, tokens, outcome.
 //
 // Pipe commands: "$DRAIN <code> <sentence>" answers every request in flight
 // with that error and refuses new ones (the supervisor's shutdown and
@@ -30,8 +30,8 @@
 #include <zmq.hpp>
 
 #include "messages/requests.h"
-#include "runtime/actor.h"
-#include "runtime/logging.h"
+#include "runtime/base/actor.h"
+#include "runtime/base/logging.h"
 
 namespace flashtts {
 

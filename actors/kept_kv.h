@@ -28,7 +28,7 @@
 
 #include "gpu/engine.h"
 #include "messages/msgpack_io.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

@@ -1,5 +1,5 @@
 // What the intake knows of the actors that run in other processes: the
-// heartbeats of their processes (runtime/heartbeat.h), and from them which
+// heartbeats of their processes (runtime/base/heartbeat.h), and from them which
 // actors are lost. An actor is lost when its process has been silent for the
 // timeout, when a heartbeat shows a new start of its process (the old one
 // died, whatever it held is gone), or when it has not been heard within the

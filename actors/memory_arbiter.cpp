@@ -6,8 +6,8 @@
 #include "actors/memory_policy.h"
 #include "actors/weights_report.h"
 #include "messages/internal.h"
-#include "runtime/mailbox.h"
-#include "runtime/poll_set.h"
+#include "runtime/base/mailbox.h"
+#include "runtime/base/poll_set.h"
 
 namespace flashtts {
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "gpu/latency_model.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

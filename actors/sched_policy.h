@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "actors/prefix_tree.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

@@ -10,8 +10,8 @@
 #include "gpu/kv_block_pool.h"
 #include "messages/error_codes.h"
 #include "messages/internal.h"
-#include "runtime/mailbox.h"
-#include "runtime/poll_set.h"
+#include "runtime/base/mailbox.h"
+#include "runtime/base/poll_set.h"
 
 namespace flashtts {
 

@@ -44,8 +44,8 @@
 #include "messages/envelope.h"
 #include "messages/internal.h"
 #include "runtime/client.h"
-#include "runtime/clock.h"
-#include "runtime/mailbox.h"
+#include "runtime/base/clock.h"
+#include "runtime/base/mailbox.h"
 #include "runtime/supervisor.h"
 
 using namespace flashtts;

@@ -20,7 +20,7 @@
 
 #include "runtime/client.h"
 #include "runtime/config.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 #include "runtime/tts_figures.h"
 
 namespace flashtts::bench {

@@ -1,12 +1,16 @@
 # What `cmake --install build [--prefix P]` puts in place (docs/client.md):
 #
 #   bin/flashtts                          the server and CLI
+#   lib/flashtts/libflashtts_engine.so    the engine it runs on, and beside it
+#   lib/flashtts/libflashtts_cuda.so      the CUDA backend the engine loads when
+#                                         a device context asks for CUDA (in
+#                                         builds with CUDA; gpu/cuda_plugin.h)
 #   share/flashtts/configs/default.toml   the default configuration; its model
 #   share/flashtts/models/{policy,prm}    paths ("../models/...") are relative
 #                                         to its folder, so they hold here too
 #   lib/libflashtts_client.so*            the client library (cmake/client.cmake)
 #   include/flashtts/flashtts.h           its C API
-#   include/flashtts/{runtime,messages}/  its C++ API (runtime/client.h)
+#   include/flashtts/{runtime,messages}/  its C++ API (runtime/client.h, runtime/base/status.h)
 #   lib/cmake/flashtts/                   find_package(flashtts): flashtts::client
 #   lib/pkgconfig/flashtts-client.pc      pkg-config --cflags --libs flashtts-client
 #   share/doc/flashtts/examples/solve.c   the C example
@@ -14,10 +18,19 @@
 # Every path is relative to the prefix, so the tree can be moved as a whole.
 include(CMakePackageConfigHelpers)
 
-# The binary finds its shared libraries where it was linked against them
-# (the CUDA toolkit's, when it has the CUDA backend), installed as in the tree.
-set_target_properties(flashtts PROPERTIES INSTALL_RPATH_USE_LINK_PATH ON)
+# The engine is the binary's private library, in a folder of its own; the
+# binary finds it relative to itself. The CUDA backend beside it finds the
+# CUDA toolkit's libraries where it was linked against them, when the loader
+# does not know that folder already.
+set(FLASHTTS_PRIVATE_LIBDIR ${CMAKE_INSTALL_LIBDIR}/flashtts)
+file(RELATIVE_PATH FLASHTTS_BIN_TO_PRIVATE /prefix/${CMAKE_INSTALL_BINDIR} /prefix/${FLASHTTS_PRIVATE_LIBDIR})
+set_target_properties(flashtts PROPERTIES INSTALL_RPATH "$ORIGIN/${FLASHTTS_BIN_TO_PRIVATE}")
 install(TARGETS flashtts RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS flashtts_engine LIBRARY DESTINATION ${FLASHTTS_PRIVATE_LIBDIR})
+if(FLASHTTS_WITH_CUDA)
+  set_target_properties(flashtts_cuda PROPERTIES INSTALL_RPATH "$ORIGIN" INSTALL_RPATH_USE_LINK_PATH ON)
+  install(TARGETS flashtts_cuda LIBRARY DESTINATION ${FLASHTTS_PRIVATE_LIBDIR})
+endif()
 install(FILES ${CMAKE_SOURCE_DIR}/configs/default.toml DESTINATION ${CMAKE_INSTALL_DATADIR}/flashtts/configs)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/models/ DESTINATION ${CMAKE_INSTALL_DATADIR}/flashtts/models)
 
@@ -25,8 +38,8 @@ install(TARGETS flashtts_client EXPORT flashtts-targets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES ${CMAKE_SOURCE_DIR}/include/flashtts/flashtts.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/flashtts)
 # The C++ client's header and the two it includes.
-install(FILES ${CMAKE_SOURCE_DIR}/runtime/client.h ${CMAKE_SOURCE_DIR}/runtime/status.h
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/flashtts/runtime)
+install(FILES ${CMAKE_SOURCE_DIR}/runtime/client.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/flashtts/runtime)
+install(FILES ${CMAKE_SOURCE_DIR}/runtime/base/status.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/flashtts/runtime/base)
 install(FILES ${CMAKE_SOURCE_DIR}/messages/msgpack_io.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/flashtts/messages)
 install(FILES ${CMAKE_SOURCE_DIR}/examples/c/solve.c DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 

@@ -16,7 +16,7 @@
 #include "gpu/model_config.h"
 #include "gpu/sampler.h"
 #include "gpu/weights.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

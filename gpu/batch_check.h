@@ -14,7 +14,7 @@
 
 #include "gpu/backend.h"
 #include "gpu/model_config.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

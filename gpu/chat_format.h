@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "gpu/tokenizer.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

@@ -4,9 +4,7 @@
 #include <fstream>
 #include <thread>
 
-#if defined(FLASHTTS_HAVE_CUDA)
-#include "gpu/cuda/cuda_probe.h"
-#endif
+#include "gpu/cuda_plugin.h"
 
 namespace flashtts {
 
@@ -24,12 +22,18 @@ std::string cpu_model() {
 }
 
 // Why CUDA cannot be used here, or "" when it can (then *probe is filled).
-#if defined(FLASHTTS_HAVE_CUDA)
 std::string cuda_unavailable(CudaProbe* probe) {
-  *probe = probe_cuda();
+#if defined(FLASHTTS_HAVE_CUDA)
+  std::string why;
+  const CudaPlugin* plugin = load_cuda_plugin(&why);
+  if (!plugin) return why;
+  *probe = plugin->probe();
   return probe->ok ? std::string() : probe->reason;
-}
+#else
+  (void)probe;
+  return "this build has no CUDA backend (configured with FLASHTTS_CUDA=OFF or without a CUDA toolkit)";
 #endif
+}
 
 }  // namespace
 
@@ -59,7 +63,6 @@ Expected<std::shared_ptr<const DeviceContext>> DeviceContext::open(const std::st
   d->description_ = "CPU: " + cpu_model() + ", " + std::to_string(d->cores_) + " cores";
   if (device == "cpu") return std::shared_ptr<const DeviceContext>(std::move(d));
 
-#if defined(FLASHTTS_HAVE_CUDA)
   CudaProbe probe;
   std::string why = cuda_unavailable(&probe);
   if (why.empty()) {
@@ -71,9 +74,6 @@ Expected<std::shared_ptr<const DeviceContext>> DeviceContext::open(const std::st
                       std::to_string(probe.total_memory >> 20) + " MiB), driver " + probe.driver_version;
     return std::shared_ptr<const DeviceContext>(std::move(d));
   }
-#else
-  std::string why = "this build has no CUDA backend (configured with FLASHTTS_CUDA=OFF or without a CUDA toolkit)";
-#endif
   if (device == "cuda") return make_error("device 'cuda' is not available: " + why + " (use \"cpu\" or \"auto\")");
   d->fallback_ = "device 'auto': " + why + "; running on the " + d->description_;
   return std::shared_ptr<const DeviceContext>(std::move(d));

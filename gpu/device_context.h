@@ -18,7 +18,7 @@
 
 #include "gpu/sim/sim_card.h"
 #include "gpu/sim/sim_timeline.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

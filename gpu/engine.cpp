@@ -7,17 +7,14 @@
 
 #include "gpu/sim/sim_backend.h"
 
-#if defined(FLASHTTS_HAVE_CUDA)
-#include "gpu/cuda/cuda_backend.h"
-#endif
+#include "gpu/cuda_plugin.h"
 
 namespace flashtts {
 
 size_t kv_bytes_per_token_on(const ModelConfig& c, const DeviceContext* device) {
   if (device && device->simulated()) return (size_t)sim_kv_bytes_per_token(c);
-#if defined(FLASHTTS_HAVE_CUDA)
-  if (device && device->kind() == DeviceKind::Cuda) return kv_bytes_per_token_cuda(c, CudaDtype::Bf16);
-#endif
+  // A CUDA context exists only once the backend library loaded.
+  if (device && device->kind() == DeviceKind::Cuda) return load_cuda_plugin(nullptr)->kv_bytes_per_token(c);
   return kv_bytes_per_token_f32(c);
 }
 
@@ -27,7 +24,7 @@ int64_t weight_bytes_on(const ModelConfig& c, const ModelWeights& w, const Devic
 
 Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeights weights,
                                                  const EngineOptions& o) {
-  [[maybe_unused]] const bool on_cuda = o.device && o.device->kind() == DeviceKind::Cuda;
+  const bool on_cuda = o.device && o.device->kind() == DeviceKind::Cuda;
   KvCacheOptions ko;
   ko.block_size = o.block_size;
   ko.bytes_per_token = kv_bytes_per_token_on(config, o.device.get());
@@ -49,13 +46,11 @@ Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeight
   bo.n_threads = o.n_threads;
   std::unique_ptr<Backend> backend;
   if (o.device && o.device->simulated()) backend = make_sim_backend(std::move(config), bo, *o.device);
-#if defined(FLASHTTS_HAVE_CUDA)
   if (on_cuda) {
-    auto b = make_cuda_backend(std::move(config), std::move(weights), bo, CudaBackendOptions{}, *o.device);
+    auto b = load_cuda_plugin(nullptr)->make_backend(std::move(config), std::move(weights), bo, *o.device);
     if (!b) return make_error("engine: " + b.error().message);
     backend = std::move(b).value();
   }
-#endif
   if (!backend) {
     auto b = make_cpu_backend(std::move(config), std::move(weights), bo);
     if (!b) return make_error("engine: " + b.error().message);

@@ -20,7 +20,7 @@
 #include "gpu/kv_cache.h"
 #include "gpu/model_config.h"
 #include "gpu/pass_shape.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

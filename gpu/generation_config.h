@@ -20,7 +20,7 @@
 #include <optional>
 #include <string>
 
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "gpu/kv_block_pool.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

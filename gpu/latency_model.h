@@ -18,7 +18,7 @@
 
 #include "gpu/model_config.h"
 #include "gpu/pass_shape.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

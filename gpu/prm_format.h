@@ -11,7 +11,7 @@
 
 #include "gpu/model_config.h"
 #include "gpu/tokenizer.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

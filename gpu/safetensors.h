@@ -27,7 +27,7 @@
 #include "gpu/dtype.h"
 #include "gpu/mapping.h"
 #include "gpu/weights.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "gpu/safetensors.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "gpu/pretokenizer.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

@@ -16,7 +16,7 @@
 
 #include <msgpack.hpp>
 
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts::msg {
 

@@ -9,7 +9,7 @@
 
 #include "gpu/engine.h"
 #include "runtime/config.h"
-#include "runtime/logging.h"
+#include "runtime/base/logging.h"
 
 namespace flashtts::cli {
 

@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "messages/envelope.h"
-#include "runtime/socket_options.h"
+#include "runtime/base/socket_options.h"
 
 namespace flashtts {
 

@@ -22,7 +22,7 @@
 #include <zmq.hpp>
 
 #include "messages/msgpack_io.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "messages/requests.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

@@ -17,7 +17,7 @@
 #include <string>
 
 #include "runtime/config.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

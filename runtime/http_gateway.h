@@ -29,8 +29,8 @@
 
 #include <zmq.hpp>
 
-#include "runtime/logging.h"
-#include "runtime/status.h"
+#include "runtime/base/logging.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "messages/msgpack_io.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts::http {
 

@@ -13,8 +13,8 @@
 #include "actors/scheduler.h"
 #include "actors/verifier.h"
 #include "runtime/generation_defaults.h"
-#include "runtime/heartbeat.h"
-#include "runtime/listen.h"
+#include "runtime/base/heartbeat.h"
+#include "runtime/base/listen.h"
 
 namespace flashtts {
 
@@ -128,7 +128,8 @@ Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, con
   if (!sampling->empty()) s->log_->info("{}", *sampling);
   auto device = DeviceContext::open(config.engine.device);
   if (!device) return device.error();
-  if (!(*device)->fallback().empty()) s->log_->info("{}", (*device)->fallback());
+  // A warning: "auto" was asked for a GPU, and the user should learn why there is none.
+  if (!(*device)->fallback().empty()) s->log_->warn("{}", (*device)->fallback());
   if ((*device)->simulated()) s->log_->info("device: {}", (*device)->description());
   else s->log_->debug("device: {}", (*device)->description());
   s->device_ = *device;

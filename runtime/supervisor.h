@@ -6,8 +6,8 @@
 // shutdown on request answers them with `shutting_down`. An actor that will
 // not stop is cut loose with zmq_ctx_shutdown, so nothing hangs. Every
 // endpoint the process will listen on is checked before a model loads
-// (runtime/listen.h); a process without the intake also runs a heartbeat
-// actor (runtime/heartbeat.h) so the intake notices when it is gone.
+// (runtime/base/listen.h); a process without the intake also runs a heartbeat
+// actor (runtime/base/heartbeat.h) so the intake notices when it is gone.
 //
 // Thread contract: a Supervisor belongs to the thread that started it;
 // watch() and shutdown() are called from that thread only.
@@ -22,9 +22,9 @@
 #include <zmq.hpp>
 
 #include "gpu/device_context.h"
-#include "runtime/actor.h"
+#include "runtime/base/actor.h"
 #include "runtime/config.h"
-#include "runtime/logging.h"
+#include "runtime/base/logging.h"
 
 namespace flashtts {
 

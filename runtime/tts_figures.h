@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "messages/msgpack_io.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts::tts {
 

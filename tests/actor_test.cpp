@@ -1,11 +1,11 @@
-// The actor lifecycle (runtime/actor.h): ready handshake, $TERM/$DONE,
+// The actor lifecycle (runtime/base/actor.h): ready handshake, $TERM/$DONE,
 // failures before and after ready, and a body that will not stop.
 #include <gtest/gtest.h>
 
 #include <thread>
 
-#include "runtime/actor.h"
-#include "runtime/poll_set.h"
+#include "runtime/base/actor.h"
+#include "runtime/base/poll_set.h"
 
 namespace flashtts {
 namespace {

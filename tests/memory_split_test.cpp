@@ -11,7 +11,7 @@
 #include "actors/roofline_split.h"
 #include "actors/weights_report.h"
 #include "messages/internal.h"
-#include "runtime/actor.h"
+#include "runtime/base/actor.h"
 #include "tests/test_support.h"
 
 namespace flashtts {

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "runtime/client.h"
-#include "runtime/listen.h"
+#include "runtime/base/listen.h"
 #include "tests/test_support.h"
 
 namespace flashtts {

@@ -1,5 +1,5 @@
-// The request log (runtime/request_log.h) and JSON logs
-// (runtime/json_log_formatter.h): the line of a record in both forms, the
+// The request log (runtime/base/request_log.h) and JSON logs
+// (runtime/base/json_log_formatter.h): the line of a record in both forms, the
 // formatter on its own, and a real `flashtts serve` writing one line per
 // finished request, as text and as JSON.
 #include <gtest/gtest.h>
@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "messages/msgpack_io.h"
-#include "runtime/json_log_formatter.h"
-#include "runtime/request_log.h"
+#include "runtime/base/json_log_formatter.h"
+#include "runtime/base/request_log.h"
 #include "tests/test_support.h"
 
 namespace flashtts {

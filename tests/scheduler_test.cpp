@@ -7,7 +7,7 @@
 #include "actors/memory_arbiter.h"
 #include "actors/scheduler.h"
 #include "messages/internal.h"
-#include "runtime/mailbox.h"
+#include "runtime/base/mailbox.h"
 #include "tests/test_support.h"
 
 namespace flashtts {

@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/mailbox.h"
+#include "runtime/base/mailbox.h"
 
 #include <atomic>
 #include <cstdio>

@@ -72,10 +72,10 @@ std::filesystem::path write_split_config(const std::filesystem::path& dir, const
 #include "gpu/model_config.h"
 #include "messages/envelope.h"
 #include "messages/msgpack_io.h"
-#include "runtime/actor.h"
+#include "runtime/base/actor.h"
 #include "runtime/client.h"
 #include "runtime/config.h"
-#include "runtime/logging.h"
+#include "runtime/base/logging.h"
 #include "runtime/supervisor.h"
 
 namespace flashtts {

@@ -11,7 +11,7 @@
 #include <cstddef>
 
 #include "gpu/mapping.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

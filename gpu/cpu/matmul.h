@@ -28,7 +28,7 @@
 
 #include "gpu/dtype.h"
 #include "gpu/weights.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 class ThreadPool;

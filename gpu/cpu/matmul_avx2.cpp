@@ -3,6 +3,9 @@
 // Compiled for AVX2 + FMA + F16C through function attributes only, so that no
 // code of this file can run on a CPU without them unless best_isa() picked
 // it. The loop itself is gpu/cpu/matmul_tile_impl.h.
+// Other architectures (aarch64: a Jetson) build the portable tile in its place;
+// best_isa() never picks this one there.
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
 #include "gpu/cpu/matmul_tile.h"
@@ -54,3 +57,11 @@ namespace flashtts::cpu {
 const TileKernel& tile_kernel_avx2() { return kTileKernel; }
 
 }  // namespace flashtts::cpu
+#else
+#include "gpu/cpu/matmul_tile.h"
+
+namespace flashtts::cpu {
+const TileKernel& tile_kernel_avx2() { return tile_kernel_portable(); }
+
+}  // namespace flashtts::cpu
+#endif

@@ -17,7 +17,7 @@
 #include "gpu/backend.h"
 #include "gpu/batch_check.h"
 #include "gpu/model_config.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts::cuda {
 

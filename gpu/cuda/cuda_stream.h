@@ -13,7 +13,7 @@
 #include <utility>
 
 #include "gpu/device_context.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts::cuda {
 

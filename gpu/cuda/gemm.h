@@ -12,7 +12,7 @@
 
 #include <cstdint>
 
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts::cuda {
 

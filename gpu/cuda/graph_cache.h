@@ -17,7 +17,7 @@
 #include <functional>
 #include <map>
 
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts::cuda {
 

@@ -23,7 +23,7 @@ mv "$tmp/staged" "$tmp/prefix"
 p=$tmp/prefix
 for f in bin/flashtts share/flashtts/configs/default.toml share/flashtts/models/policy/config.json \
          share/flashtts/models/prm/model.safetensors include/flashtts/flashtts.h include/flashtts/runtime/client.h \
-         include/flashtts/runtime/status.h include/flashtts/messages/msgpack_io.h share/doc/flashtts/examples/solve.c; do
+         include/flashtts/runtime/base/status.h include/flashtts/messages/msgpack_io.h share/doc/flashtts/examples/solve.c; do
   [ -f "$p/$f" ] || fail "$f is not installed"
 done
 libdir=$(dirname "$(find "$p" -name 'libflashtts_client.so.*.*.*' | head -n 1)")

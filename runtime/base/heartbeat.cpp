@@ -1,4 +1,4 @@
-#include "runtime/heartbeat.h"
+#include "runtime/base/heartbeat.h"
 
 #include <cstdio>
 #include <random>
@@ -7,8 +7,8 @@
 
 #include "messages/envelope.h"
 #include "messages/internal.h"
-#include "runtime/mailbox.h"
-#include "runtime/poll_set.h"
+#include "runtime/base/mailbox.h"
+#include "runtime/base/poll_set.h"
 
 namespace flashtts {
 

@@ -12,7 +12,7 @@
 #include <sys/types.h>
 #include <zmq.hpp>
 
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

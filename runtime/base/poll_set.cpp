@@ -1,4 +1,4 @@
-#include "runtime/poll_set.h"
+#include "runtime/base/poll_set.h"
 
 namespace flashtts {
 

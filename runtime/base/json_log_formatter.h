@@ -2,7 +2,7 @@
 // JSON output, Loki, Elasticsearch):
 //   {"time":"2026-12-05T10:00:00.123Z","level":"info","logger":"intake","msg":"listening on ..."}
 // A message that is itself a JSON object (the request lines of
-// runtime/request_log.h) gives its fields to the line instead of "msg", so
+// runtime/base/request_log.h) gives its fields to the line instead of "msg", so
 // they can be queried. Chosen with `log_format = "json"` in the
 // configuration or `flashtts --log-format json`.
 //

@@ -1,4 +1,4 @@
-#include "runtime/listen.h"
+#include "runtime/base/listen.h"
 
 #include <cerrno>
 #include <cstring>

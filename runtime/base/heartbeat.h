@@ -16,7 +16,7 @@
 
 #include <zmq.hpp>
 
-#include "runtime/actor.h"
+#include "runtime/base/actor.h"
 
 namespace flashtts {
 

@@ -1,4 +1,4 @@
-#include "runtime/request_log.h"
+#include "runtime/base/request_log.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "runtime/mailbox.h"
+#include "runtime/base/mailbox.h"
 
 namespace flashtts {
 

@@ -2,7 +2,7 @@
 // stderr sink, none registered in spdlog's global registry (the sink and
 // its loggers are passed explicitly, like the ZeroMQ context). Lines are
 // text for people or JSON objects for log collectors
-// (runtime/json_log_formatter.h).
+// (runtime/base/json_log_formatter.h).
 //
 // Thread contract: make() from the supervisor's thread; each logger is
 // then used by its actor (spdlog loggers over an _mt sink are thread-safe).
@@ -13,7 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 

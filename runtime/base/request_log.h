@@ -2,7 +2,7 @@
 // generate, score; stats at debug level), written by the intake when it
 // sends the final reply, for operators to count, time and bill requests:
 //   request rid=1048577 id=7 kind=solve strategy=beam_search n=16 outcome=ok latency_ms=658.3 policy_tokens=1403 prm_tokens=596
-// or, in JSON logs (runtime/json_log_formatter.h), the same fields as keys
+// or, in JSON logs (runtime/base/json_log_formatter.h), the same fields as keys
 // of the line's object with "event": "request". A request refused at the
 // door (overloaded, draining, duplicate id) gets its line too, with the
 // error code as its outcome; an error reply carries no token counts.
@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "runtime/logging.h"
+#include "runtime/base/logging.h"
 
 namespace flashtts {
 

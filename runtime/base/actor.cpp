@@ -1,4 +1,4 @@
-#include "runtime/actor.h"
+#include "runtime/base/actor.h"
 
 #include <atomic>
 #include <thread>

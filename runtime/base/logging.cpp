@@ -1,9 +1,9 @@
-#include "runtime/logging.h"
+#include "runtime/base/logging.h"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
-#include "runtime/json_log_formatter.h"
+#include "runtime/base/json_log_formatter.h"
 
 namespace flashtts {
 

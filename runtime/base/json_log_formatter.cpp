@@ -1,4 +1,4 @@
-#include "runtime/json_log_formatter.h"
+#include "runtime/base/json_log_formatter.h"
 
 #include <ctime>
 #include <nlohmann/json.hpp>

@@ -13,17 +13,17 @@
 #include <zmq.hpp>
 
 #include "messages/envelope.h"
-#include "runtime/listen.h"
-#include "runtime/logging.h"
-#include "runtime/socket_options.h"
-#include "runtime/status.h"
+#include "runtime/base/listen.h"
+#include "runtime/base/logging.h"
+#include "runtime/base/socket_options.h"
+#include "runtime/base/status.h"
 
 namespace flashtts {
 
 class Mailbox {
  public:
   // Binds the inbox at `inbox_endpoint` (where no other process may listen:
-  // runtime/listen.h) and connects one outbox per entry of `peers` (peer
+  // runtime/base/listen.h) and connects one outbox per entry of `peers` (peer
   // name -> that peer's inbox endpoint). Error names the endpoint that could
   // not be bound or connected.
   static Expected<Mailbox> open(zmq::context_t& ctx, const std::string& inbox_endpoint,

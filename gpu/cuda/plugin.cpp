@@ -1,0 +1,27 @@
+// libflashtts_cuda.so's entry point (gpu/cuda_plugin.h): the probe, the KV
+// size and the backend factory of this folder, as the engine calls them.
+#include "gpu/cuda_plugin.h"
+
+#include "gpu/cuda/cuda_backend.h"
+#include "gpu/cuda/cuda_probe.h"
+
+namespace flashtts {
+namespace {
+
+size_t kv_bytes_per_token_bf16(const ModelConfig& c) { return kv_bytes_per_token_cuda(c, CudaDtype::Bf16); }
+
+Expected<std::unique_ptr<Backend>> make_default_backend(ModelConfig config, ModelWeights weights,
+                                                        const BackendOptions& options, const DeviceContext& device) {
+  auto b = make_cuda_backend(std::move(config), std::move(weights), options, CudaBackendOptions{}, device);
+  if (!b) return b.error();
+  return std::unique_ptr<Backend>(std::move(b).value());
+}
+
+const CudaPlugin kPlugin{kCudaPluginAbi, &probe_cuda, &kv_bytes_per_token_bf16, &make_default_backend};
+
+}  // namespace
+}  // namespace flashtts
+
+extern "C" __attribute__((visibility("default"))) const flashtts::CudaPlugin* flashtts_cuda_plugin_v1() {
+  return &flashtts::kPlugin;
+}
