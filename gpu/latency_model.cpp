@@ -95,6 +95,8 @@ constexpr double kTwoSlopeGain = 0.5;
 constexpr double kOneSlopeFloor = 1e-6;
 // FLOPs per byte the passes must span before one regime bounds the other slope.
 constexpr double kOneRegimeSpan = 8;
+// A pass predicted within this relative error is no reason to refit at once.
+constexpr double kPredictedError = 0.05;
 
 // argmin over x >= 0 of x'Gx - 2g'x for a 3 x 3 symmetric G: the optimum is
 // the unconstrained one on its support, so try all 8 supports and keep the
@@ -150,6 +152,13 @@ void LatencyModel::add(const PassShape& s, double seconds) {
   if (!(seconds > 0) || !std::isfinite(seconds) || bytes <= 0 || flops <= 0) return;
   samples_.push_back({bytes, flops, seconds});
   while ((int32_t)samples_.size() > window_) samples_.pop_front();
+  // A pass the constants already predict changes the fit little: refit only
+  // after a window's eighth of them, or at once on one they miss.
+  ++added_since_fit_;
+  if (known() && std::abs(c_.seconds(bytes, flops) / seconds - 1) <= kPredictedError &&
+      added_since_fit_ < std::max(1, window_ / 8))
+    return;
+  added_since_fit_ = 0;
 
   const size_t n = samples_.size();
   if (n < 2 * kMinSide) return;
@@ -183,17 +192,36 @@ void LatencyModel::add(const PassShape& s, double seconds) {
     return e / (double)n;
   };
 
-  // The best fit over all splits, and the best with one slope (all passes on one side).
-  LatencyConstants best, one;
-  double best_error = std::numeric_limits<double>::infinity(), one_error = best_error;
+  // Each split's fit is judged first by its own residual, sum (theta.r - 1)^2
+  // = theta'G theta - 2 theta'g + n over the rows as split, which the sums
+  // give in O(1); only the best split and the two one-slope fits (all passes
+  // on one side) are then judged as rooflines, each pass on the side its
+  // max() puts it, in O(n). (Judging every split as a roofline made each
+  // add() O(n^2), on the engine's hot path.)
+  LatencyConstants split, one;
+  double split_residual = std::numeric_limits<double>::infinity(), one_error = split_residual;
   for (size_t k = 0; k <= n; ++k) {
     const double G[3][3] = {{uu, ux[k], uy[n] - uy[k]}, {ux[k], xx[k], 0}, {uy[n] - uy[k], 0, yy[n] - yy[k]}};
     const double g[3] = {u1, x1[k], y1[n] - y1[k]};
     const std::array<double, 3> th = nnls3(G, g);
     const LatencyConstants c{th[0], th[1] / bmax, th[2] / fmax};
-    const double e = roofline_error(c);
-    if (e < best_error) best_error = e, best = c;
-    if ((k == 0 || k == n) && e < one_error) one_error = e, one = c;
+    if (k == 0 || k == n) {
+      const double e = roofline_error(c);
+      if (e < one_error) one_error = e, one = c;
+      continue;
+    }
+    double residual = (double)n;
+    for (int i = 0; i < 3; ++i) {
+      residual -= 2 * th[i] * g[i];
+      for (int j = 0; j < 3; ++j) residual += th[i] * G[i][j] * th[j];
+    }
+    if (residual < split_residual) split_residual = residual, split = c;
+  }
+  LatencyConstants best = one;
+  double best_error = one_error;
+  if (std::isfinite(split_residual)) {
+    const double e = roofline_error(split);
+    if (e < best_error) best_error = e, best = split;
   }
   int32_t memory_bound = 0;
   for (const Sample& p : samples_) memory_bound += p.bytes * best.s_per_byte >= p.flops * best.s_per_flop;
