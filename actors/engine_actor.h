@@ -66,7 +66,7 @@ Status run_engine_loop(ActorPipe& pipe, A& actor, const Logger& log) {
     if (items[0].revents & ZMQ_POLLIN) {
       std::string cmd = pipe.recv_command();
       if (pipe.terminated()) return Status::success();
-      log->debug("ignored the command '{}'", cmd);
+      if (!cmd.empty()) log->debug("ignored the command '{}'", cmd);
     }
     FLASHTTS_TRY(actor.drain());
     FLASHTTS_TRY(actor.step());

@@ -1,6 +1,9 @@
 // flashtts serve: runs the actors of a configuration until SIGINT/SIGTERM.
 // Under systemd (Type=notify) it tells the service manager when it is ready
-// and when it stops (runtime/service_notify.h).
+// and when it stops (runtime/service_notify.h), and pings its watchdog while
+// every actor answers (runtime/service_watchdog.h).
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -8,6 +11,7 @@
 #include "runtime/cli.h"
 #include "runtime/http_gateway.h"
 #include "runtime/service_notify.h"
+#include "runtime/service_watchdog.h"
 #include "runtime/supervisor.h"
 
 namespace flashtts::cli {
@@ -135,6 +139,9 @@ void add_serve(CLI::App& app, int* rc, const Globals* g) {
     std::fflush(stdout);
     if (Status s = notify_service("READY=1\nSTATUS=" + status); !s.ok())
       logs.make("serve")->warn("{}", s.message());
+    // systemd's watchdog runs from READY=1 on: model loading is not timed.
+    using Clock = ServiceWatchdog::Clock;
+    auto watchdog = ServiceWatchdog::from_environment(logs.make("serve"), Clock::now());
     for (;;) {
       if (g_stop_signal) {
         std::string name = g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
@@ -145,9 +152,15 @@ void add_serve(CLI::App& app, int* rc, const Globals* g) {
         *rc = 0;
         return;
       }
+      std::chrono::milliseconds wait(100);
+      if (watchdog) {
+        if (Clock::now() >= watchdog->due()) watchdog->tick((*sup)->probe(), Clock::now());
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(watchdog->due() - Clock::now());
+        wait = std::clamp(left, std::chrono::milliseconds(0), wait);
+      }
       std::optional<std::string> failed;
       try {
-        failed = (*sup)->watch(std::chrono::milliseconds(100));
+        failed = (*sup)->watch(wait);
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;  // a signal interrupted the poll: loop and look
       }

@@ -175,6 +175,13 @@ std::optional<std::string> Supervisor::watch(std::chrono::milliseconds timeout) 
   return std::nullopt;
 }
 
+std::vector<std::string> Supervisor::probe() {
+  std::vector<std::string> silent;
+  for (auto& a : actors_)
+    if (!a->probe()) silent.push_back(a->name());
+  return silent;
+}
+
 void Supervisor::shutdown(const std::string& code, const std::string& message) {
   if (actors_.empty()) return;
   for (auto& a : actors_)

@@ -8,6 +8,8 @@
 // endpoint the process will listen on is checked before a model loads
 // (runtime/base/listen.h); a process without the intake also runs a heartbeat
 // actor (runtime/base/heartbeat.h) so the intake notices when it is gone.
+// probe() tells the service watchdog which actors no longer come back to
+// their loops.
 //
 // Thread contract: a Supervisor belongs to the thread that started it;
 // watch() and shutdown() are called from that thread only.
@@ -39,6 +41,12 @@ class Supervisor {
   // Waits up to `timeout` for an actor failure. On one: reports it, drains
   // the intake, stops all actors and returns "actor <name> failed: <why>".
   std::optional<std::string> watch(std::chrono::milliseconds timeout);
+
+  // Liveness, for the service watchdog (runtime/service_watchdog.h): the
+  // actors that have not answered the previous probe (Actor::probe; each is
+  // stuck inside one iteration of its loop since then), and asks the others
+  // again. REQUIRES: watch() runs between two calls (it reads the answers).
+  std::vector<std::string> probe();
 
   // Answers requests in flight with `code`/`message`, then stops every
   // actor, intake first. Idempotent.

@@ -29,6 +29,10 @@ std::string ActorPipe::recv_command() {
   if (!s_.recv(m, zmq::recv_flags::none)) return "";
   std::string cmd = m.to_string();
   if (cmd == "$TERM") terminated_ = true;
+  if (cmd == "$PING") {
+    send_str(s_, "$PONG");
+    return "";
+  }
   return cmd;
 }
 
@@ -115,6 +119,7 @@ std::optional<std::string> Actor::poll_failure(std::chrono::milliseconds timeout
     zmq::message_t m;
     if (!pipe_.recv(m, zmq::recv_flags::dontwait)) break;
     std::string cmd = m.to_string();
+    if (cmd == "$PONG") ping_unanswered_ = false;
     if (starts_with(cmd, "$FAIL ")) {
       failure_ = cmd.substr(6);
       return failure_;
@@ -122,6 +127,15 @@ std::optional<std::string> Actor::poll_failure(std::chrono::milliseconds timeout
     zmq::poll(&item, 1, std::chrono::milliseconds(0));
   }
   return std::nullopt;
+}
+
+bool Actor::probe() {
+  if (ping_unanswered_) return false;
+  if (thread_.joinable()) {
+    send_str(pipe_, "$PING");
+    ping_unanswered_ = true;
+  }
+  return true;
 }
 
 bool Actor::stop(std::chrono::milliseconds timeout) {
@@ -142,6 +156,7 @@ bool Actor::stop(std::chrono::milliseconds timeout) {
       (void)pipe_.recv(m, zmq::recv_flags::none);
       std::string cmd = m.to_string();
       if (cmd == "$DONE") break;
+      if (cmd == "$PONG") ping_unanswered_ = false;
       if (starts_with(cmd, "$FAIL ") && !failure_) failure_ = cmd.substr(6);
     }
   } catch (const zmq::error_t&) {

@@ -4,7 +4,11 @@
 //     before that makes start() return its error (e.g. a missing model);
 //   - stop() sends "$TERM" and waits for the "$DONE" acknowledgement;
 //   - a body that fails after ready() (an error, an exception) sends
-//     "$FAIL <reason>" to its creator, then waits for "$TERM" like any other.
+//     "$FAIL <reason>" to its creator, then waits for "$TERM" like any other;
+//   - probe() sends "$PING", which the body's pipe answers "$PONG" as soon as
+//     the body next reads its commands, i.e. between two iterations of its
+//     loop: an actor stuck inside one iteration (a deadlock, a forward pass
+//     that does not end) leaves it unanswered (runtime/service_watchdog.h).
 // Other commands ("$DRAIN ...") are the body's to interpret.
 //
 // Thread contract: an Actor handle belongs to the thread that started it
@@ -37,7 +41,8 @@ class ActorPipe {
   bool is_ready() const { return ready_; }
 
   // Reads one command (call when the pipe is readable). "$TERM" marks the
-  // actor terminated: its body should return.
+  // actor terminated: its body should return. "$PING" is answered here and
+  // returned as "": nothing for the body to do.
   std::string recv_command();
   bool terminated() const { return terminated_; }
 
@@ -65,6 +70,11 @@ class Actor {
   // Waits up to `timeout` for a "$FAIL <reason>"; returns the reason.
   std::optional<std::string> poll_failure(std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
+  // Asks the body whether it still comes back to its loop ("$PING"; the
+  // "$PONG" is read by poll_failure() and stop()). False, and nothing sent,
+  // while the previous question is unanswered.
+  bool probe();
+
   // Sends "$TERM" and waits for the acknowledgement. False on timeout (the
   // thread is still running; shut the context down and call stop() again).
   bool stop(std::chrono::milliseconds timeout);
@@ -84,6 +94,7 @@ class Actor {
   std::thread thread_;
   std::shared_ptr<std::atomic<bool>> exited_ = std::make_shared<std::atomic<bool>>(false);
   bool term_sent_ = false;
+  bool ping_unanswered_ = false;
   std::optional<std::string> failure_;
 };
 

@@ -13,7 +13,7 @@ bool PollSet::wait(std::chrono::milliseconds timeout, const std::function<void(c
   while (items_[0].revents & ZMQ_POLLIN) {
     std::string cmd = pipe_.recv_command();
     if (pipe_.terminated()) return false;
-    if (on_command) on_command(cmd);
+    if (on_command && !cmd.empty()) on_command(cmd);
     zmq::pollitem_t p{pipe_.socket().handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&p, 1, std::chrono::milliseconds(0));
     items_[0].revents = p.revents;
