@@ -3,6 +3,10 @@
 //
 // --chat puts the configuration's system_prompt before the prompt, as the
 // pipeline does for a solve, unless --system gives another one ("" = none).
+//
+// Sampling: a flag given > DIR's generation_config.json (temperature, top_p,
+// top_k) > greedy decoding, as a served generate request takes the policy's
+// (runtime/generation_defaults.h).
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -15,6 +19,7 @@
 #include "gpu/open_model.h"
 #include "runtime/cli.h"
 #include "runtime/config.h"
+#include "runtime/generation_defaults.h"
 
 namespace flashtts::cli {
 
@@ -24,8 +29,9 @@ struct GenerateOpts {
   std::string model, prompt, config;
   std::optional<std::string> system;  // unset: the configuration's system_prompt
   int max_tokens = 128;
-  float temperature = 0.0f, top_p = 1.0f;
-  int top_k = 0;
+  // Unset: DIR's generation_config.json, else greedy.
+  std::optional<double> temperature, top_p;
+  std::optional<int32_t> top_k;
   uint64_t seed = 0;
   bool json = false, chat = false, stats = false;
   EngineFlags engine;
@@ -54,6 +60,10 @@ int run_generate(const GenerateOpts& o) {
   } else if (o.system || !o.config.empty()) {
     return fail("generate", std::string(o.system ? "--system" : "--config") + " applies only with --chat");
   }
+  msg::GenerateParams sampling;  // a generate request's built-in defaults: greedy
+  auto file = read_sampling_defaults(o.model);
+  if (!file) return fail("generate", file.error().message);
+  apply_sampling_defaults(*file, &sampling);
   const EngineOptions eo = o.engine.options();
   auto t0 = std::chrono::steady_clock::now();
   auto m = open_model(o.model, eo);
@@ -72,7 +82,8 @@ int run_generate(const GenerateOpts& o) {
   GenerateRequest req;
   req.prompt = tok.encode(text);
   if (req.prompt.empty()) return fail("generate", "the prompt encodes to no tokens");
-  req.sampling = {o.temperature, o.top_p, o.top_k, o.seed};
+  req.sampling = {float(o.temperature.value_or(sampling.temperature)), float(o.top_p.value_or(sampling.top_p)),
+                  o.top_k.value_or(sampling.top_k), o.seed};
   req.max_tokens = o.max_tokens;
   req.stop_ids = m->config().eos_token_ids;
   if (o.chat) {
@@ -119,9 +130,14 @@ void add_generate(CLI::App& app, int* rc) {
   sub->add_option("--model", o->model, "Hugging Face model folder")->required();
   sub->add_option("--prompt", o->prompt, "prompt text (raw unless --chat)")->required();
   sub->add_option("--max-tokens", o->max_tokens, "tokens to generate at most")->check(CLI::Range(0, 1 << 20));
-  sub->add_option("--temperature", o->temperature, "0 = greedy")->check(CLI::Range(0.0f, 100.0f));
-  sub->add_option("--top-p", o->top_p, "nucleus mass, (0, 1]")->check(CLI::Range(1e-6f, 1.0f));
-  sub->add_option("--top-k", o->top_k, "keep the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--temperature", o->temperature,
+                  "0 = greedy (default: the model folder's generation_config.json, else 0)")
+      ->check(CLI::Range(0.0, 100.0));
+  sub->add_option("--top-p", o->top_p, "nucleus mass, (0, 1] (default: generation_config.json, else 1)")
+      ->check(CLI::Range(1e-6, 1.0));
+  sub->add_option("--top-k", o->top_k,
+                  "keep the k most likely tokens, 0 = off (default: generation_config.json, else 0)")
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("--seed", o->seed, "random seed");
   sub->add_flag("--chat", o->chat, "wrap the prompt in the model's chat format");
   sub->add_option("--system", o->system,

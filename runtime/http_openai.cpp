@@ -195,15 +195,13 @@ std::variant<OpenAiPlan, HttpError> plan_openai(OpenAiApi api, const json& b, ui
     msg::MapWriter w;
     w.put("prompt", std::get<std::string>(prompt));
     if (api == OpenAiApi::kChat) w.put("chat", true);
+    // A field the body leaves out is left out here too, so the server's
+    // generate defaults apply (OpenAI's temperature 1.0 and max_tokens 16 do
+    // not): the policy's generation_config.json sampling keys, else greedy,
+    // and the protocol's max_tokens (runtime/generation_defaults.h).
     const char* max_key = present(b, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-    if (present(b, max_key)) {
-      w.put("max_tokens", b[max_key].get<int64_t>());
-    } else if (api == OpenAiApi::kCompletions) {
-      w.put("max_tokens", int64_t(16));  // OpenAI's default for completions
-    }
-    if (present(b, "temperature")) pass(w, "temperature");
-    else w.put("temperature", 1.0);  // OpenAI's default; the protocol's is greedy
-    for (const char* k : {"top_p", "top_k", "deadline_ms"}) pass(w, k);
+    if (present(b, max_key)) w.put("max_tokens", b[max_key].get<int64_t>());
+    for (const char* k : {"temperature", "top_p", "top_k", "deadline_ms"}) pass(w, k);
     w.put("seed", uint64_t(seed + uint64_t(i)));
     w.put("stream", p.stream);
     p.requests.push_back(std::move(w));

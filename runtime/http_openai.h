@@ -3,7 +3,9 @@
 //
 // - a plain request becomes one `generate` per choice (`n` of them, seeds
 //   seed, seed+1, ...; chat requests with `"chat": true`, so the server's
-//   chat template and system prompt apply);
+//   chat template and system prompt apply); temperature, top_p, top_k and
+//   max_tokens go only when the body has them, so the server's generate
+//   defaults (the policy's generation_config.json) fill the rest;
 // - a request that names a search with the extra field `strategy` (as vLLM
 //   takes extra fields) becomes one `solve` with `n` samples, and answers
 //   one choice, the chosen solution, with the whole solve result under

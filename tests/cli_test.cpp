@@ -60,6 +60,34 @@ TEST(Cli, GreedyGenerationIsRepeatableAndSeededSamplingFollowsTheSeed) {
   EXPECT_NE(a["token_ids"], c["token_ids"]);
 }
 
+// `generate --model DIR` takes DIR's generation_config.json temperature,
+// top_p and top_k as its defaults, as a served generate does: a flag wins
+// over the file, the file over the built-in greedy decoding.
+TEST(Cli, GenerateTakesTheModelFoldersSamplingKeysAndAFlagWinsOverThem) {
+  const fs::path& m = model_dir("qwen2");
+  auto ids = [](const fs::path& dir, const std::string& flags) {
+    return run_json(bin("flashtts") + " generate --model " + dir.string() +
+                    " --prompt 'x y z' --max-tokens 16 --json " + flags)["token_ids"];
+  };
+  const json greedy = ids(m, "");  // mkmodel's file has no sampling keys
+  // The folder samples: seeds differ; --temperature 0 is greedy again.
+  fs::path hot = test::model_with_generation_config(m, "cli-gc-hot", R"({"temperature": 1.5})");
+  EXPECT_NE(ids(hot, "--seed 1"), ids(hot, "--seed 2")) << "the folder's temperature 1.5 did not apply";
+  EXPECT_EQ(ids(hot, "--seed 1 --temperature 0"), greedy);
+  EXPECT_EQ(ids(hot, "--seed 2 --temperature 0"), greedy);
+  // The folder decodes greedily (top_k 1, whatever the temperature): seeds
+  // agree with the greedy text; --top-k 0 samples at the file's temperature.
+  fs::path top1 = test::model_with_generation_config(m, "cli-gc-top1", R"({"temperature": 1.5, "top_k": 1})");
+  EXPECT_EQ(ids(top1, "--seed 1"), greedy);
+  EXPECT_EQ(ids(top1, "--seed 2"), greedy);
+  EXPECT_NE(ids(top1, "--seed 1 --top-k 0"), ids(top1, "--seed 2 --top-k 0")) << "--top-k 0 did not win";
+  // A malformed file is an error naming the file and key, as for the server.
+  fs::path bad = test::model_with_generation_config(m, "cli-gc-bad", R"({"top_p": 7})");
+  std::string out;
+  EXPECT_EQ(run_command(bin("flashtts") + " generate --model " + bad.string() + " --prompt x 2>&1", &out), 1);
+  EXPECT_NE(out.find((bad / "generation_config.json").string() + ": key 'top_p' = 7"), std::string::npos) << out;
+}
+
 TEST(Cli, ScoreGivesOneProbabilityPerStep) {
   std::string m = model_dir("qwen2-prm").string();
   json j = run_json(bin("flashtts") + " score --prm " + m +

@@ -33,12 +33,7 @@ fs::path folder_with(const std::string& tag, const std::string& text) {
 // A copy of the tiny policy whose generation_config.json also holds `keys`
 // (mkmodel's bos / eos kept).
 fs::path policy_with(const std::string& tag, const nlohmann::json& keys) {
-  fs::path d = test::scratch_dir(tag) / "policy";
-  fs::copy(test::tiny_models() / "policy", d, fs::copy_options::recursive);
-  nlohmann::json g = nlohmann::json::parse(test::read_file(d / "generation_config.json"));
-  g.update(keys);
-  write_text(d / "generation_config.json", g.dump(2));
-  return d;
+  return test::model_with_generation_config(test::tiny_models() / "policy", tag, keys.dump());
 }
 
 TEST(GenerationConfig, ReadsTemperatureTopPAndTopK) {

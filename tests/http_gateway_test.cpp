@@ -3,7 +3,7 @@
 // reaches the intake over ipc:// like any client, and the test speaks HTTP
 // to it with cpp-httplib's client. Health before and after a server
 // answers, solve (plain and streamed), the OpenAI routes (plain, search,
-// streamed), the Prometheus metrics parsed and moving with requests, bad
+// streamed; fields left out take the server's defaults), the Prometheus metrics parsed and moving with requests, bad
 // input answered with OpenAI error objects and the mapped HTTP status, and
 // a streaming client that leaves has its work cancelled on the server.
 #include <gtest/gtest.h>
@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "messages/requests.h"
 #include "runtime/client.h"
 #include "runtime/http_gateway.h"
 #include "tests/test_support.h"
@@ -43,7 +44,8 @@ std::unique_ptr<HttpGateway> start_gateway(zmq::context_t& ctx, const std::strin
 struct Served {
   Pipeline p;
   std::unique_ptr<HttpGateway> gw;
-  explicit Served(const std::string& tag) : p(test::tiny_pipeline_config(ipc_endpoint(tag))) {
+  explicit Served(const std::string& tag) : Served(test::tiny_pipeline_config(ipc_endpoint(tag))) {}
+  explicit Served(Config cfg) : p(std::move(cfg)) {
     gw = start_gateway(p.ctx, p.cfg.endpoints.clients.front(), p.logs);
   }
   ~Served() { gw->stop(); }  // before the pipeline and its context go
@@ -308,6 +310,58 @@ TEST(HttpGateway, ChatCompletionsAnswerAnAssistantMessageAndAStrategyRunsASearch
   EXPECT_EQ(sr["choices"][0]["message"]["content"], sr["flashtts"]["text"]);
   EXPECT_GT(sr["usage"]["prm_tokens"].get<int64_t>(), 0);
   EXPECT_EQ(sr["usage"]["completion_tokens"], sr["flashtts"]["stats"]["policy_tokens"]);
+}
+
+// A plain request that leaves temperature, top_p and top_k out sends none
+// of them, so the server's generate defaults apply: here the served
+// folder's generation_config.json, which asks for temperature 0. Choices of
+// different seeds then agree, on both routes, and equal an explicitly
+// greedy request's; a request's own temperature still wins.
+TEST(HttpGateway, APlainRequestWithoutSamplingFieldsTakesTheServedModelsGenerationConfig) {
+  Config cfg = test::tiny_pipeline_config(ipc_endpoint("http-gc"));
+  cfg.models.policy =
+      test::model_with_generation_config(test::tiny_models() / "policy", "http-gc", R"({"temperature": 0})");
+  Served s(std::move(cfg));
+  auto c = s.http();
+  const json req = {{"prompt", "Once upon a time"}, {"max_tokens", 12}, {"n", 2}, {"seed", 3}};
+  json r = post_json(c, "/v1/completions", req);
+  ASSERT_EQ(r["choices"].size(), 2u);
+  EXPECT_EQ(r["choices"][0]["text"], r["choices"][1]["text"]) << "seeds 3 and 4 sampled: the folder's temperature 0 "
+                                                                 "did not apply";
+  json greedy = req;
+  greedy["temperature"] = 0;
+  EXPECT_EQ(post_json(c, "/v1/completions", greedy)["choices"][0]["text"], r["choices"][0]["text"]);
+  json hot = req;
+  hot["temperature"] = 1.5;
+  json h = post_json(c, "/v1/completions", hot);
+  ASSERT_EQ(h["choices"].size(), 2u);
+  EXPECT_NE(h["choices"][0]["text"], h["choices"][1]["text"]) << "the request's temperature 1.5 did not win";
+
+  json chat = {{"messages", {{{"role", "user"}, {"content", "What is 2 + 3?"}}}}, {"max_tokens", 12}, {"n", 2},
+               {"seed", 3}};
+  json cr = post_json(c, "/v1/chat/completions", chat);
+  ASSERT_EQ(cr["choices"].size(), 2u);
+  EXPECT_EQ(cr["choices"][0]["message"]["content"], cr["choices"][1]["message"]["content"]);
+  chat["temperature"] = 1.5;
+  json ch = post_json(c, "/v1/chat/completions", chat);
+  ASSERT_EQ(ch["choices"].size(), 2u);
+  EXPECT_NE(ch["choices"][0]["message"]["content"], ch["choices"][1]["message"]["content"]);
+}
+
+// max_tokens left out is the server's generate default (the protocol's 256
+// tokens) on both routes, not OpenAI's 16: a reasoning model's answer does
+// not fit in 16. The random policy's greedy text never ends by itself.
+TEST(HttpGateway, MaxTokensLeftOutIsTheServersGenerateDefault) {
+  Served s("http-max-tokens");
+  auto c = s.http();
+  const int64_t want = msg::GenerateParams{}.max_tokens;
+  json r = post_json(c, "/v1/completions", {{"prompt", "Count:"}, {"temperature", 0}});
+  EXPECT_EQ(r["usage"]["completion_tokens"], want);
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+  json cr = post_json(c, "/v1/chat/completions",
+                      {{"messages", {{{"role", "user"}, {"content", "Count:"}}}}, {"temperature", 0}});
+  EXPECT_EQ(cr["usage"]["completion_tokens"], want);
+  EXPECT_EQ(cr["choices"][0]["finish_reason"], "length");
 }
 
 TEST(HttpGateway, StreamedCompletionsJoinToTheSameTextAndEndWithDone) {

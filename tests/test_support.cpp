@@ -3,11 +3,13 @@
 #include <random>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "runtime/base/mailbox.h"
 
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <unistd.h>
 
@@ -102,6 +104,18 @@ std::filesystem::path tiny_models() {
     write_model(d / name, std::string("--arch ") + arch + common);
   dir = d;
   return dir;
+}
+
+std::filesystem::path model_with_generation_config(const std::filesystem::path& model, const std::string& tag,
+                                                   const std::string& keys) {
+  namespace fs = std::filesystem;
+  fs::path d = scratch_dir(tag) / model.filename();
+  fs::copy(model, d, fs::copy_options::recursive);
+  const fs::path file = d / "generation_config.json";
+  nlohmann::json g = fs::exists(file) ? nlohmann::json::parse(read_file(file)) : nlohmann::json::object();
+  g.update(nlohmann::json::parse(keys));
+  std::ofstream(file, std::ios::binary) << g.dump(2) << "\n";
+  return d;
 }
 
 Config tiny_pipeline_config(const std::string& client_endpoint) {

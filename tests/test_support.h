@@ -103,6 +103,13 @@ void write_model(const std::filesystem::path& out, const std::string& flags);
 // process by flashtts-mkmodel: <dir>/policy and <dir>/prm.
 std::filesystem::path tiny_models();
 
+// A copy of the model folder `model` in a fresh scratch folder (tagged
+// `tag`) whose generation_config.json also holds the keys of the JSON
+// object `keys`, e.g. R"({"temperature": 0})" (the folder's own keys, bos
+// and eos, are kept unless `keys` names them).
+std::filesystem::path model_with_generation_config(const std::filesystem::path& model, const std::string& tag,
+                                                   const std::string& keys);
+
 // A configuration of the whole pipeline on tiny_models(): actors over
 // inproc://, clients over `client_endpoint`, short search defaults.
 Config tiny_pipeline_config(const std::string& client_endpoint);
