@@ -83,7 +83,7 @@ class Generator {
   zmq::socket_t& inbox() { return box_.inbox(); }
   bool has_work() const { return batch_.has_work(); }
 
-  void announce() { post("memory_arbiter", weights_report("generator", pass_cost_, o_.block_size)); }
+  void announce() { post("memory_arbiter", weights_report("generator", pass_cost_, o_.block_size, config_.max_position)); }
 
   // Handles every message waiting in the inbox.
   Status drain() {

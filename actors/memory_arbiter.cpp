@@ -75,14 +75,14 @@ void Arbiter::grant(const std::string& role, int64_t bytes, spdlog::level::level
   const ModelFootprint &f = gen ? *gen_ : *ver_, &other = gen ? *ver_ : *gen_;
   // A pool that moves reserves room for everything but one block of the other.
   const int64_t max = policy_->moves() ? kv_total() - other.block_bytes() : bytes;
-  msg::Grant g{role, bytes, f.tokens(bytes), max, f.tokens(max), ++serial_};
+  msg::Grant g{role, bytes, f.tokens(bytes), max, f.tokens(max), ++serial_, f.max_position};
   box_.post(role, g);
   box_.post("scheduler", g);
   o_.log->log(level, "granted the {} {:.1f} MiB of KV ({} tokens)", role, double(bytes) / (1 << 20), g.kv_tokens);
 }
 
 Status Arbiter::on_weights(const msg::Weights& w) {
-  ModelFootprint f{w.weight_bytes, w.kv_bytes_per_token, w.block_size};
+  ModelFootprint f{w.weight_bytes, w.kv_bytes_per_token, w.block_size, w.max_position};
   std::optional<ModelFootprint>* slot = w.role == "generator" ? &gen_ : w.role == "verifier" ? &ver_ : nullptr;
   if (!slot) return make_error("weights report from unknown role '" + w.role + "'");
   // The same model announced again (it answered the weights query too, or

@@ -27,6 +27,7 @@ struct Lane {
   int32_t window = 0;     // most real jobs out at once; 0 = no limit
   int64_t capacity = -1;  // KV tokens granted; -1 until the grant arrives
   int64_t max_capacity = -1;  // what the grant may grow to (an elastic split), else capacity
+  int64_t max_position = 0;   // the model's positions (the grant's); 0 = unknown or no limit
   // Real jobs not finished (queued or out): job_id -> (rid, context tokens),
   // what the memory arbiter hears of (QueueLoad).
   std::unordered_map<uint64_t, std::pair<uint64_t, int64_t>> open{};
@@ -115,8 +116,11 @@ struct Lane {
 
 // A generation job's queue entry: its context's full KV blocks are the
 // chunks (keyed as the engine's prefix cache keys them); the rest of the
-// context and max_tokens (which covers `prefix`) are its tail.
-QueuedJob gen_entry(msg::GenJob& j, std::string bytes, int32_t block_size) {
+// context and max_tokens (which covers `prefix`) are its tail. The generator
+// ends a sequence at the model's positions, so a job never holds more KV
+// than max_position tokens (when known: a job queued before the grant
+// counts all of max_tokens).
+QueuedJob gen_entry(msg::GenJob& j, std::string bytes, int32_t block_size, int64_t max_position) {
   QueuedJob q{j.job_id, j.rid, j.priority, {}, 0, 0, std::move(bytes)};
   const size_t full = j.tokens.size() / (size_t)block_size;
   q.chunks.reserve(full);
@@ -124,8 +128,11 @@ QueuedJob gen_entry(msg::GenJob& j, std::string bytes, int32_t block_size) {
     std::span<const int32_t> block(j.tokens.data() + b * block_size, (size_t)block_size);
     q.chunks.push_back({kv_block_hash(0, block), block_size});
   }
-  q.tail_tokens = (int64_t)(j.tokens.size() - full * block_size) + j.max_tokens;
-  q.cost_tokens = (int64_t)j.tokens.size() + j.max_tokens;
+  const int64_t context = (int64_t)j.tokens.size();
+  int64_t need = context + j.max_tokens;
+  if (max_position > 0) need = std::min(need, std::max(max_position, context));
+  q.tail_tokens = need - (int64_t)(full * block_size);
+  q.cost_tokens = need;
   return q;
 }
 
@@ -212,7 +219,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
           box.send("generator", *bytes);
           continue;
         }
-        QueuedJob q = gen_entry(*j, std::move(*bytes), o.block_size);
+        QueuedJob q = gen_entry(*j, std::move(*bytes), o.block_size, gen.max_position);
         if (gen.max_capacity >= 0 && q.cost_tokens > gen.max_capacity) {
           ++gen.rejected;
           reject_gen(q);
@@ -255,6 +262,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         Lane& l = g->role == "generator" ? gen : ver;
         l.capacity = g->kv_tokens;
         l.max_capacity = std::max(g->kv_tokens, g->kv_tokens_max);
+        l.max_position = g->max_position;
         elastic = elastic || g->kv_tokens_max > g->kv_tokens;
       } else if (t == msg::StatsQuery::kType) {
         auto q = msg::decode<msg::StatsQuery>(*env);

@@ -1,6 +1,6 @@
 // What an engine actor (the generator or the verifier) announces to the
 // memory arbiter once its model is loaded (msg::Weights: the weights, the KV
-// a token takes, and the terms of the model's roofline cost), and the cost
+// a token takes, its positions, and the terms of the model's roofline cost), and the cost
 // the arbiter reads back from it.
 //
 // Thread contract: pure functions; any thread.
@@ -13,7 +13,8 @@
 
 namespace flashtts {
 
-msg::Weights weights_report(const char* role, const ModelCost& cost, int32_t block_size);
+// max_position: the model's positions (ModelConfig::max_position; 0 = no limit).
+msg::Weights weights_report(const char* role, const ModelCost& cost, int32_t block_size, int64_t max_position);
 ModelCost cost_of(const msg::Weights& w);
 
 }  // namespace flashtts

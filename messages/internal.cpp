@@ -188,7 +188,7 @@ void Weights::write(MapWriter& w) const {
   w.put("role", role).put("weight_bytes", weight_bytes).put("kv_bytes_per_token", kv_bytes_per_token);
   w.put("block_size", block_size).put("params", params).put("layer_params", layer_params);
   w.put("lm_head_params", lm_head_params).put("prm_head_params", prm_head_params).put("hidden", hidden);
-  w.put("attn_flops_per_pair", attn_flops_per_pair);
+  w.put("attn_flops_per_pair", attn_flops_per_pair).put("max_position", max_position);
 }
 Status Weights::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
@@ -199,12 +199,13 @@ Status Weights::read(const MapReader& r) {
                           {"lm_head_params", &lm_head_params}, {"prm_head_params", &prm_head_params},
                           {"hidden", &hidden}, {"attn_flops_per_pair", &attn_flops_per_pair}})
     FLASHTTS_TRY(r.get_opt(key, out));
-  return Status::success();
+  return r.get_opt("max_position", &max_position);
 }
 
 void Grant::write(MapWriter& w) const {
   w.put("role", role).put("kv_bytes", kv_bytes).put("kv_tokens", kv_tokens);
   w.put("kv_bytes_max", kv_bytes_max).put("kv_tokens_max", kv_tokens_max).put("serial", serial);
+  w.put("max_position", max_position);
 }
 Status Grant::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
@@ -212,7 +213,8 @@ Status Grant::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("kv_tokens", &kv_tokens));
   FLASHTTS_TRY(r.get_opt("kv_bytes_max", &kv_bytes_max));
   FLASHTTS_TRY(r.get_opt("kv_tokens_max", &kv_tokens_max));
-  return r.get_opt("serial", &serial);
+  FLASHTTS_TRY(r.get_opt("serial", &serial));
+  return r.get_opt("max_position", &max_position);
 }
 
 void PoolSize::write(MapWriter& w) const {

@@ -217,6 +217,7 @@ struct Weights {
   // What a pass costs, in the roofline's terms (gpu/latency_model.h ModelCost).
   double params = 0, layer_params = 0, lm_head_params = 0, prm_head_params = 0, hidden = 0;
   double attn_flops_per_pair = 0;
+  int64_t max_position = 0;  // positions a sequence may hold (max_position_embeddings); 0 = no limit
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };
@@ -232,6 +233,9 @@ struct Grant {
   int64_t kv_bytes_max = 0;   // the most this model's pool may ever be granted; 0 = kv_bytes
   int64_t kv_tokens_max = 0;  // kv_bytes_max in tokens, rounded down to blocks
   uint64_t serial = 0;        // of the arbiter's grants; PoolSize echoes it
+  // The model's positions (its Weights report's): no sequence holds more KV
+  // than this, whatever its max_tokens; 0 = no limit.
+  int64_t max_position = 0;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

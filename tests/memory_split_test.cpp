@@ -160,7 +160,7 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
   EXPECT_TRUE(p.next<msg::WeightsQuery>("generator"));
   EXPECT_TRUE(p.next<msg::WeightsQuery>("verifier"));
   auto weights = [](const char* role, double params, int64_t kv) {
-    return weights_report(role, cost(params, (double)kv, std::string(role) == "verifier"), 16);
+    return weights_report(role, cost(params, (double)kv, std::string(role) == "verifier"), 16, 0);
   };
   to.send(zmq::buffer(msg::encode(weights("generator", 1.5e9, 28672))));
   to.send(zmq::buffer(msg::encode(weights("verifier", 7e9, 57344))));

@@ -336,9 +336,13 @@ TEST(Pipeline, DeadlinePassedGivesAnErrorAndFreesTheWork) {
   cfg.limits.max_tokens = 100000;
   Pipeline p(cfg);
   Client c = p.client();
+  // A search of 256 beams: about 1 s here, ten times the deadline. (A
+  // generate ends at the tiny model's 512 positions, about as soon as a
+  // deadline of 300 ms.)
   msg::MapWriter w;
-  w.put("prompt", "Go on.").put("max_tokens", 50000).put("deadline_ms", 300);
-  std::string id = c.send("generate", w);
+  w.put("problem", "Go on.").put("strategy", "beam_search").put("n", int64_t(256));
+  w.put("max_steps", int64_t(64)).put("max_tokens_per_step", int64_t(64)).put("deadline_ms", 100);
+  std::string id = c.send("solve", w);
   ServerFrame f = final_frame(c, id, nullptr, 20s);
   EXPECT_EQ(f.code, "deadline_exceeded");
 }
@@ -348,22 +352,30 @@ TEST(Pipeline, ShutdownWithRequestsInFlightAnswersEachOfThemQuickly) {
   cfg.limits.max_tokens = 100000;
   auto p = std::make_unique<Pipeline>(cfg);
   Client c = p->client();
+  // Four searches of 256 beams: about 1 s each here, so still running at the
+  // shutdown 100 ms on. (A generate ends at the tiny model's 512 positions,
+  // which here takes about as long as the wait.)
   std::vector<std::string> ids;
   for (int i = 0; i < 4; ++i) {
     msg::MapWriter w;
-    w.put("prompt", "Story " + std::to_string(i)).put("max_tokens", 50000);
-    ids.push_back(c.send("generate", w));
+    w.put("problem", "Story " + std::to_string(i)).put("strategy", "beam_search").put("n", int64_t(256));
+    w.put("max_steps", int64_t(64)).put("max_tokens_per_step", int64_t(64));
+    ids.push_back(c.send("solve", w));
   }
-  std::this_thread::sleep_for(300ms);
+  std::this_thread::sleep_for(100ms);
   auto t0 = std::chrono::steady_clock::now();
   p->sup->shutdown();
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(s, 5.0);
+  // The generations are running (their progress frames may come first);
+  // each ends with shutting_down.
   std::set<std::string> answered;
-  for (int i = 0; i < 8 && answered.size() < ids.size(); ++i) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (answered.size() < ids.size() && std::chrono::steady_clock::now() < deadline) {
     auto f = c.recv(2s);
     if (!f.ok() || !f->has_value()) break;
-    EXPECT_EQ((*f)->code, "shutting_down");
+    if ((*f)->type == "progress") continue;
+    EXPECT_EQ((*f)->code, "shutting_down") << (*f)->type << " " << (*f)->message;
     answered.insert((*f)->id);
   }
   EXPECT_EQ(answered.size(), ids.size());

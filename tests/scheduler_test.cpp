@@ -158,6 +158,32 @@ TEST(Scheduler, UnderPrefixSharedBlocksAreCountedOnceSoMoreWorkIsAdmitted) {
   }
 }
 
+// The generator ends a sequence at the model's last position, so a job
+// with a max_tokens past it reserves only up to the positions the grant
+// names: admitted, not rejected as too large.
+TEST(Scheduler, AJobReservesNoMoreThanTheModelsPositions) {
+  SchedulerRun s("sched_pos", "fifo", 0);
+  msg::Grant g{"generator", 1 << 20, 100};
+  g.max_position = 64;
+  s.post(g);
+  s.post(job(1, 1, 30, 4000));  // 30 + 4000 tokens asked, 64 at most held
+  s.post(job(2, 1, 30, 4000));  // 64 + 64 > 100: waits
+  EXPECT_EQ(s.sent(), std::vector<uint64_t>({1}));
+  EXPECT_FALSE(s.p.next<msg::GenDone>("beam_manager", 100ms)) << "nothing is rejected";
+  s.done(1);
+  EXPECT_EQ(s.p.next<msg::GenDone>("beam_manager")->job_id, 1u);
+  EXPECT_EQ(s.sent(), std::vector<uint64_t>({2}));
+  // Without the model's positions all of max_tokens counts: too large.
+  g.max_position = 0;
+  s.post(g);
+  s.post(job(3, 2, 30, 4000));
+  auto fail = s.p.next<msg::GenDone>("beam_manager");
+  ASSERT_TRUE(fail);
+  EXPECT_EQ(fail->job_id, 3u);
+  EXPECT_EQ(fail->code, "too_large");
+  EXPECT_NE(fail->error.find("4030 tokens"), std::string::npos) << fail->error;
+}
+
 TEST(MemoryArbiter, SplitsWhatTheWeightsLeaveAndGrantsBothModels) {
   zmq::context_t ctx;
   Peers p(ctx, "arb1", {"generator", "verifier", "scheduler", "intake"});
