@@ -352,8 +352,8 @@ const Value* section_table(const Value& root, const std::string& name) {
 
 Expected<Config> parse_document(const Value& root, const std::string& file, const fs::path& source,
                                 bool check_models) {
-  static const std::vector<std::string> sections = {"models", "memory",   "engine", "policies",
-                                                    "search", "limits", "endpoints"};
+  static const std::vector<std::string> sections = {"models", "memory", "engine",    "policies",
+                                                    "search", "generate", "limits", "endpoints"};
   std::vector<std::string> top_keys = {"log_level"};
   top_keys.insert(top_keys.end(), sections.begin(), sections.end());
   top_keys.push_back("log_format");
@@ -389,6 +389,11 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
                                               "max_tokens_per_step", "max_tokens", "max_score_steps",
                                               "max_live_requests", "max_deadline_ms"}),
                            &c.limits));
+  // [generate]: the defaults of a generate request (a plain OpenAI request
+  // is one), after the limits it must keep to.
+  const Section generate = section("generate", {"max_tokens"});
+  FLASHTTS_TRY(generate.check_unknown());
+  FLASHTTS_TRY(generate.read("max_tokens", &c.defaults.generate.max_tokens, 1, c.limits.max_tokens));
   std::vector<std::string> endpoint_keys = {"clients", "heartbeat_ms", "peer_timeout_ms"};
   endpoint_keys.insert(endpoint_keys.end(), actor_names().begin(), actor_names().end());
   FLASHTTS_TRY(read_endpoints(section("endpoints", endpoint_keys), &c.endpoints));

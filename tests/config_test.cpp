@@ -102,6 +102,8 @@ lookahead = 2
 filter_duplicates = true
 sort_completed = true
 answer_marker = "Final answer:"
+[generate]
+max_tokens = 120
 [limits]
 max_message_bytes = 5000000
 max_problem_bytes = 1000
@@ -166,6 +168,7 @@ intake = "inproc://i"
   EXPECT_EQ(l.max_steps, 10);
   EXPECT_EQ(l.max_tokens_per_step, 200);
   EXPECT_EQ(l.max_tokens, 300);
+  EXPECT_EQ(c->defaults.generate.max_tokens, 120);
   EXPECT_EQ(l.max_score_steps, 20);
   EXPECT_EQ(l.max_live_requests, 7);
   EXPECT_EQ(l.max_deadline_ms, 60000);
@@ -302,6 +305,10 @@ TEST(Config, ANumberOutOfItsRangeIsAnErrorNamingKeyAndValue) {
   EXPECT_TRUE(contains(error_of("[limits]\nmax_n = 0\n"), "limits.max_n = 0 on line 2 must be >= 1"));
   EXPECT_TRUE(contains(error_of("[limits]\nmax_deadline_ms = -5\n"), "limits.max_deadline_ms = -5"));
   EXPECT_TRUE(contains(error_of("[search]\nseed = -1\n"), "search.seed = -1 on line 2 must be >= 0"));
+  EXPECT_TRUE(contains(error_of("[generate]\nmax_tokens = 0\n"), "generate.max_tokens = 0 on line 2 must be in [1, 8192]"));
+  // Within the limit the same file sets.
+  EXPECT_TRUE(contains(error_of("[generate]\nmax_tokens = 500\n[limits]\nmax_tokens = 400\n"),
+                       "generate.max_tokens = 500 on line 2 must be in [1, 400]"));
   EXPECT_TRUE(contains(error_of("[search]\nstep_delimiter = \"\"\n"),
                        "search.step_delimiter = \"\" on line 2 must not be empty"));
 }

@@ -364,6 +364,18 @@ TEST(HttpGateway, MaxTokensLeftOutIsTheServersGenerateDefault) {
   EXPECT_EQ(cr["choices"][0]["finish_reason"], "length");
 }
 
+TEST(HttpGateway, MaxTokensLeftOutIsTheConfigurationsGenerateMaxTokens) {
+  Config cfg = test::tiny_pipeline_config(ipc_endpoint("http-generate-max"));
+  cfg.defaults.generate.max_tokens = 40;
+  Served s(std::move(cfg));
+  auto c = s.http();
+  json r = post_json(c, "/v1/completions", {{"prompt", "Count:"}, {"temperature", 0}});
+  EXPECT_EQ(r["usage"]["completion_tokens"], 40);
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+  json asked = post_json(c, "/v1/completions", {{"prompt", "Count:"}, {"temperature", 0}, {"max_tokens", 7}});
+  EXPECT_EQ(asked["usage"]["completion_tokens"], 7);  // the request's wins
+}
+
 TEST(HttpGateway, StreamedCompletionsJoinToTheSameTextAndEndWithDone) {
   Served s("http-stream");
   auto c = s.http();
