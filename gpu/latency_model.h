@@ -70,15 +70,15 @@ class LatencyModel {
   double predict(const PassShape& s) const { return c_.seconds(cost_.bytes(s), cost_.flops(s)); }
 
   // A measured pass: joins the window of the last `window` passes, and the
-  // constants are fitted again (at once when they mispredict it by more than
-  // 5%, else after window / 8 such passes: the fit is O(window) splits, each
-  // a small NNLS, and this runs after every pass of the engine). They change when the window holds
-  // memory-bound and compute-bound passes that tell the two slopes apart;
-  // otherwise the last known ones stay, except that before two slopes were
-  // ever told apart, passes of one regime spanning a wide range of FLOPs per
-  // byte set that regime's slope and bound the other (the largest that keeps
-  // them all on their side). A pass with no tokens or no positive time is
-  // ignored.
+  // constants are fitted again: at once when they mispredict it by more than
+  // 5%, else after window / 8 such passes (the fit is O(window) splits, each
+  // a small NNLS, and this runs after every pass of the engine). They
+  // change when the window holds memory-bound and compute-bound passes that
+  // tell the two slopes apart; otherwise the last known ones stay, except
+  // that before two slopes were ever told apart, passes of one regime
+  // spanning a wide range of FLOPs per byte set that regime's slope and
+  // bound the other (the largest that keeps them all on their side). A pass
+  // with no tokens or no positive time is ignored.
   void add(const PassShape& s, double seconds);
 
   // "overhead 41.2 us, 806.4 GB/s, 99120.0 GFLOP/s (fitted to 30 passes)"
@@ -96,7 +96,7 @@ class LatencyModel {
   LatencyConstants c_;
   int32_t fitted_on_ = 0;  // samples of the fit that set c_
   bool bounded_ = false;   // c_'s slopes were not told apart: one is a bound from one regime
-  int32_t added_since_fit_ = 0;
+  int32_t added_since_fit_ = 0;  // passes added since the last fit
 };
 
 // What the model's own actor asks its passes for, so that measured passes

@@ -21,9 +21,9 @@ set -euo pipefail
 build=$(cd "${1:?usage: test_no_cuda_libs.sh BUILD_DIR}" && pwd)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bin=$build/flashtts
-tmp=$(mktemp -d /tmp/flashtts-nocuda.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+# shellcheck source=../lib/server.sh
+source "$root/tests/lib/server.sh"  # tmp (removed on exit) and fail; no server runs here
+server_test_setup nocuda
 
 needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
 for f in "$bin" "$build/libflashtts_engine.so"; do
