@@ -33,6 +33,7 @@ struct BeamManagerOptions {
   Logger log;
   bool speculation = false;                  // policies.speculation (beam search, DVTS)
   bool speculation_bounded = false;          // policies.speculation_max_slowdown > 0
+  bool speculation_prune = false;            // policies.speculation_prune
   bool live_beams = false;                   // policies.live_beams (beam search, DVTS)
 };
 

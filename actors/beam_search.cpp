@@ -22,7 +22,10 @@
 //
 // Speculative beam extension (SearchSetup::speculation, not with look-ahead):
 // the iteration's n beams are one SpecGroup (actors/speculation.h); the
-// survivors' copies take over their speculation.
+// survivors' copies take over their speculation. With
+// SearchSetup::speculation_prune a beam's speculation is dropped as soon as
+// the beam is certain to be pruned: keep_ resolved, non-ended beams rank
+// above it (prune_beaten()).
 //
 // Live beams (SearchSetup::live_beams): every step's generation and scoring
 // keeps its sequence in the engine; a copy's next jobs fork its parent's (or
@@ -36,6 +39,7 @@
 // is lineage_child(parent, c), copy 0 keeping the parent's lineage, so a
 // look-ahead step has the length copy 0 then gives the real step.
 #include <algorithm>
+#include <cmath>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -76,6 +80,7 @@ class BeamSearch final : public SearchStrategy {
   explicit BeamSearch(SearchSetup s)
       : s_(std::move(s)), keep_(s_.params.n / s_.params.beam_width),
         speculate_(s_.speculation && s_.params.lookahead == 0),
+        prune_(speculate_ && s_.speculation_prune && !s_.params.filter_duplicates),
         spec_(s_, s_.params.n / (int32_t)keep_, &tally_) {
     slots_.resize(s_.params.n);
     for (size_t k = 0; k < slots_.size(); ++k) slots_[k].path.lineage = lineage_root((int32_t)k);
@@ -156,6 +161,7 @@ class BeamSearch final : public SearchStrategy {
   void begin_iteration(SearchHost& host) {
     const auto& p = s_.params;
     resolved_ = 0;
+    ranked_.clear();
     spec_.begin(slots_.size());
     ++iterations_run_;
     std::vector<size_t> reused;  // slots whose step was written ahead
@@ -263,7 +269,31 @@ class BeamSearch final : public SearchStrategy {
     sl.phase = Slot::Phase::Resolved;
     sl.rank = aggregate_scores(sl.path.step_scores, s_.params.aggregation);
     sl.done_ms = host.elapsed_ms();
+    if (prune_ && !last_iteration()) prune_beaten(host, k);  // (the last iteration does not speculate)
     if (++resolved_ == slots_.size() && spec_.at_barrier(host)) select(host);
+  }
+
+  // select()'s order of the non-ended beams: by rank, ties to the earlier slot.
+  bool ranks_before(size_t a, size_t b) const {
+    return slots_[a].rank > slots_[b].rank || (slots_[a].rank == slots_[b].rank && a < b);
+  }
+
+  // Slot k is resolved. A resolved, non-ended slot with keep_ others of them
+  // before it is pruned at the selection whatever the rest score (a slot
+  // resolved later only pushes it further down): its speculation is dropped
+  // now. Each resolve moves at most one slot past the keep_ first. Not with
+  // filter_duplicates (prune_ is off): a duplicate dropped at the selection
+  // frees a place for a beam ranked below keep_ others. A NaN rank orders
+  // nothing, so it is left out.
+  void prune_beaten(SearchHost& host, size_t k) {
+    const Slot& sl = slots_[k];
+    if (sl.ended || std::isnan(sl.rank)) return;
+    auto at = std::lower_bound(ranked_.begin(), ranked_.end(), k,
+                               [&](size_t a, size_t b) { return ranks_before(a, b); });
+    const size_t place = (size_t)(at - ranked_.begin());
+    ranked_.insert(at, k);
+    if (place >= keep_) spec_.prune(host, k);
+    else if (ranked_.size() > keep_) spec_.prune(host, ranked_[keep_]);
   }
 
   void select(SearchHost& host) {
@@ -322,7 +352,9 @@ class BeamSearch final : public SearchStrategy {
   SearchSetup s_;
   size_t keep_;
   bool speculate_;
+  bool prune_;  // speculation_prune, where select() makes certainty simple
   std::vector<Slot> slots_;
+  std::vector<size_t> ranked_;  // this iteration's resolved, non-ended slots, in select()'s order
   SpecTally tally_;
   SpecGroup spec_;
   std::unordered_map<uint64_t, size_t> jobs_;  // job id -> slot

@@ -15,7 +15,10 @@
 // Speculative beam extension (SearchSetup::speculation): each subtree's
 // candidates are one SpecGroup (actors/speculation.h) per iteration; the kept
 // candidate's speculation is taken over by the next iteration's candidates
-// (candidate 0 continues it, the others keep a random prefix).
+// (candidate 0 continues it, the others keep a random prefix). With
+// SearchSetup::speculation_prune a candidate's speculation is dropped as soon
+// as another resolved candidate of its subtree beats it (prune_beaten()): a
+// subtree keeps one, so that one is enough.
 //
 // Live beams (SearchSetup::live_beams): candidates fork the kept candidate's
 // sequences (or the speculation they take over); when a subtree starts an
@@ -26,6 +29,7 @@
 // Subtree t starts as lineage_root(t); candidate j is lineage_child(path, j),
 // and the kept candidate's lineage becomes the subtree's.
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <unordered_map>
 #include <unordered_set>
@@ -61,12 +65,15 @@ struct Subtree {
   double done_ms = 0;
   std::unique_ptr<SpecGroup> spec;  // this iteration's candidates' speculation
   bool waiting = false;             // every candidate resolved; waiting for speculation to end
+  int32_t leader = -1;              // speculation_prune: the best resolved candidate so far (-1: none)
   uint64_t gen_kv = 0, score_kv = 0;  // live beams: the kept candidate's
 };
 
 class Dvts final : public SearchStrategy {
  public:
-  explicit Dvts(SearchSetup s) : s_(std::move(s)), width_(s_.params.beam_width), speculate_(s_.speculation) {
+  explicit Dvts(SearchSetup s)
+      : s_(std::move(s)), width_(s_.params.beam_width), speculate_(s_.speculation),
+        prune_(speculate_ && s_.speculation_prune) {
     trees_.resize(s_.params.n / width_);
     for (size_t t = 0; t < trees_.size(); ++t) {
       trees_[t].path.lineage = lineage_root((int32_t)t);
@@ -169,6 +176,7 @@ class Dvts final : public SearchStrategy {
     Subtree& tree = trees_[t];
     tree.resolved = 0;
     tree.waiting = false;
+    tree.leader = -1;
     tree.cands.assign(width_, Candidate{});
     tree.spec->begin(width_);
     std::vector<size_t> reused;  // candidates whose step was written ahead
@@ -205,12 +213,32 @@ class Dvts final : public SearchStrategy {
     Subtree& tree = trees_[t];
     Candidate& c = tree.cands[j];
     c.score = aggregate_scores(c.path.step_scores, s_.params.aggregation);
+    if (prune_ && !last_iteration(tree)) prune_beaten(host, t, j);  // (the last iteration does not speculate)
     if (++tree.resolved < width_) return;
     if (!tree.spec->at_barrier(host)) {
       tree.waiting = true;  // advance() once the speculation has ended
       return;
     }
     advance(host, t);
+  }
+
+  // Candidate j of subtree t is resolved. Of two resolved candidates the one
+  // advance() would not keep over the other (the lower score; ties: the
+  // later) is never kept, whatever the rest score: its speculation is
+  // dropped now. A NaN score beats none and none beats it (advance() keeps
+  // it only as the first candidate), so it is left out.
+  void prune_beaten(SearchHost& host, size_t t, size_t j) {
+    Subtree& tree = trees_[t];
+    const float score = tree.cands[j].score;
+    if (std::isnan(score)) return;
+    if (tree.leader < 0) {
+      tree.leader = (int32_t)j;
+      return;
+    }
+    const float best = tree.cands[(size_t)tree.leader].score;
+    const bool beats = score > best || (score == best && (int32_t)j < tree.leader);
+    tree.spec->prune(host, beats ? (size_t)tree.leader : j);
+    if (beats) tree.leader = (int32_t)j;
   }
 
   // Every candidate is scored and no speculation runs: keep the best.
@@ -259,6 +287,7 @@ class Dvts final : public SearchStrategy {
   SearchSetup s_;
   int32_t width_;
   bool speculate_;
+  bool prune_;  // speculation_prune
   SpecTally tally_;
   std::vector<Subtree> trees_;
   std::unordered_map<uint64_t, std::pair<size_t, size_t>> jobs_;  // job id -> (subtree, candidate)

@@ -1,6 +1,7 @@
 #include "actors/speculation.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <numbers>
 
@@ -13,6 +14,8 @@ void SpecTally::add_stats(msg::MapWriter& st) const {
   msg::MapWriter sp;
   sp.put("jobs", jobs).put("tokens_generated", generated).put("tokens_kept", kept);
   sp.put("tokens_dropped", generated - kept).put("steps_reused", steps_reused);
+  sp.put("pruned_early", pruned_early).put("pruned_early_stopped", pruned_early_stopped);
+  sp.put("tokens_pruned_early", pruned_early_tokens);
   st.put("speculation", sp);
 }
 
@@ -145,7 +148,7 @@ void SpecGroup::cap(SearchHost& host) {
   std::vector<uint64_t> ids;
   std::vector<int32_t> at;
   for (size_t m = 0; m < members_.size(); ++m) {
-    if (!members_[m].goes_on) continue;
+    if (!members_[m].goes_on || members_[m].pruned) continue;
     const int32_t cap = (longest - members_[m].generated) * (4 - bin[m]) / 4;
     // A member written last but not the longest (it started late) gets the
     // speculation the lockstep would have given it.
@@ -188,6 +191,10 @@ bool SpecGroup::on_generated(SearchHost& host, const msg::GenDone& d) {
     sp.first = (int32_t)d.tokens.size();
     sp.text = d.text;
     sp.finish = d.finish;
+  }
+  if (members_[sp.member].pruned) {
+    settle_pruned(sp);
+    return true;
   }
   // Without a cost bound, what is kept may not depend on when the generator
   // stopped the part to make room for real work: a part stopped short of its
@@ -240,7 +247,7 @@ bool SpecGroup::on_scored(const msg::ScoreDone& d) {
 }
 
 void SpecGroup::verify_ahead(SearchHost& host, Speculation& sp) {
-  if (!sp.complete() || sp.score_job) return;
+  if (!sp.complete() || sp.score_job || members_[sp.member].pruned) return;
   const SearchPath& path = members_[sp.member].path;
   SearchPath next = path;
   msg::GenDone d;
@@ -253,9 +260,33 @@ void SpecGroup::verify_ahead(SearchHost& host, Speculation& sp) {
   scorings_[sp.score_job] = sp.member;
 }
 
+void SpecGroup::prune(SearchHost& host, size_t m) {
+  assert(m < members_.size() && !members_[m].pruned);
+  members_[m].pruned = true;
+  if (!specs_[m]) return;
+  Speculation& sp = *specs_[m];
+  ++tally_->pruned_early;
+  if (sp.job) {  // running: it ends now, and its GenDone settles it
+    ++tally_->pruned_early_stopped;
+    host.stop({sp.job}, {0});
+  } else if (sp.settled) {
+    tally_->pruned_early_tokens += (int64_t)sp.tokens.size();
+  } else {
+    settle_pruned(sp);  // stopped short before the cap was known: never resumed
+  }
+}
+
+void SpecGroup::settle_pruned(Speculation& sp) {
+  sp.cut = false;
+  sp.settled = true;
+  --pending_;
+  tally_->pruned_early_tokens += (int64_t)sp.tokens.size();
+}
+
 void SpecGroup::add_kv_jobs(std::unordered_set<uint64_t>* ids) const {
+  // A pruned member's speculation is never carried: its sequence may go.
   for (const auto& sp : specs_)
-    if (sp && sp->kv_job) ids->insert(sp->kv_job);
+    if (sp && sp->kv_job && !members_[sp->member].pruned) ids->insert(sp->kv_job);
 }
 
 bool SpecGroup::at_barrier(SearchHost& host) {
@@ -274,7 +305,9 @@ void SpecGroup::end_running(SearchHost& host) {
 
 Carry SpecGroup::carry(size_t parent, const SearchPath& copy_path, int32_t copy, int32_t iteration) {
   Carry c;
-  if (!specs_[parent]) return c;
+  // A pruned member survives only where a NaN score leaves the selection's
+  // sort without an order; it takes over nothing (its speculation is gone).
+  if (!specs_[parent] || members_[parent].pruned) return c;
   Speculation& sp = *specs_[parent];
   const int32_t kept = sp.kept();
   if (kept == 0) return c;

@@ -27,6 +27,14 @@
 // all but one, drawn from (seed, its lineage, iteration), and writes on with
 // its own stream. A pruned member's speculation is dropped.
 //
+// A member the strategy finds certain to be pruned before the barrier
+// (SearchSetup::speculation_prune; prune()) drops its speculation at once:
+// the running part is stopped now, nothing more is sent for it (no second
+// part, no resumption, no look-ahead verification; one already running is
+// ignored); its GenDone still settles the barrier, and it never survives
+// (carry() of it gives nothing). Survivors' speculations are untouched, so
+// what they keep, and the search, are the same as without.
+//
 // Thread contract: owned by one strategy, on the beam_manager's thread.
 #pragma once
 
@@ -76,6 +84,10 @@ inline int32_t speculative_stream(const msg::SolveParams& p, int32_t stream) { r
 // Speculation figures of a whole search (a solve's stats.speculation).
 struct SpecTally {
   int64_t jobs = 0, generated = 0, kept = 0, steps_reused = 0;
+  // Speculations of members certain to be pruned, dropped before the
+  // barrier; of them, those still running then (stopped at once); and the
+  // tokens they had generated when they ended (part of `generated`).
+  int64_t pruned_early = 0, pruned_early_stopped = 0, pruned_early_tokens = 0;
   void add_stats(msg::MapWriter& st) const;
 };
 
@@ -101,6 +113,11 @@ class SpecGroup {
   bool on_generated(SearchHost& host, const msg::GenDone& d);
   bool on_scored(const msg::ScoreDone& d);
 
+  // Member m is certain to be pruned at this iteration's selection: its
+  // speculation is dropped now (its GenDone still settles it).
+  // REQUIRES: m has written; m is not pruned already.
+  void prune(SearchHost& host, size_t m);
+
   // Every member is resolved. True when no speculation is running (the
   // barrier is passed); else, with a cost bound, it ends the running ones,
   // and settled() turns true when their results are back.
@@ -109,7 +126,7 @@ class SpecGroup {
 
   // What copy `copy` (with `copy_path`, its own lineage) of surviving member
   // `parent` takes over. Also counts the kept tokens (the most a copy of
-  // `parent` took).
+  // `parent` took). A pruned `parent` gives nothing.
   Carry carry(size_t parent, const SearchPath& copy_path, int32_t copy, int32_t iteration);
 
  private:
@@ -125,6 +142,8 @@ class SpecGroup {
   void cap(SearchHost& host);
   void verify_ahead(SearchHost& host, Speculation& sp);
   void end_running(SearchHost& host);
+  // Marks a pruned member's speculation settled, its tokens counted.
+  void settle_pruned(Speculation& sp);
 
   struct Member {
     SearchPath path;
@@ -133,6 +152,7 @@ class SpecGroup {
     int32_t stream = 0;
     float prior = 0;
     uint64_t kv_job = 0;
+    bool pruned = false;  // certain to be pruned: its speculation is dropped
   };
   struct Speculation {
     size_t member = 0;

@@ -102,6 +102,10 @@ struct SearchSetup {
   // back, so the iteration's barrier ends what is still running instead of
   // waiting for it to reach its cap.
   bool speculation_bounded = false;
+  // policies.speculation_prune: a beam already certain to be pruned (its
+  // strategy's selection rule, before every beam has its score) drops its
+  // speculation at once (SpecGroup::prune).
+  bool speculation_prune = false;
   // policies.live_beams: a beam's sequences (policy and PRM) live in the
   // engines across iterations; its continuations fork them (GenJob::keep_kv).
   bool live_beams = false;

@@ -16,7 +16,8 @@
 // generator and verifier busy time, mean rows per decode iteration and the
 // idle share (decode iterations with fewer rows than the searches have
 // beams), peak KV blocks per model, evictions, recomputed tokens,
-// preemptions, speculative tokens generated / kept / dropped, accuracy,
+// preemptions, speculative tokens generated / kept / dropped (and the
+// speculations dropped early, their beam certain to be pruned), accuracy,
 // pass@N and correct answers per minute (arith). Per
 // cell: a markdown row per variant (medians over rounds) and each variant's
 // paired ratio to the baseline (median [min, max]); one JSON line per run;
@@ -221,6 +222,8 @@ Expected<tts::RunFigures> run(Served& s, const Options& o, const Cell& cell, con
       (void)sp.get("tokens_generated", &sf.spec_generated);
       (void)sp.get("tokens_kept", &sf.spec_kept);
       (void)sp.get("tokens_dropped", &sf.spec_dropped);
+      (void)sp.get("pruned_early", &sf.spec_pruned_early);
+      (void)sp.get("tokens_pruned_early", &sf.spec_pruned_early_tokens);
     }
     const std::string& gold = problems[ids[(*f)->id]].gold;
     if (!gold.empty()) {
@@ -259,7 +262,9 @@ json summary_json(const tts::RunSummary& s) {
           {"speculative_tokens", s.spec_generated < 0 ? json(nullptr)
                                                       : json{{"generated", s.spec_generated},
                                                              {"kept", s.spec_kept},
-                                                             {"dropped", s.spec_dropped}}},
+                                                             {"dropped", s.spec_dropped},
+                                                             {"pruned_early", s.spec_pruned_early},
+                                                             {"pruned_early_tokens", s.spec_pruned_early_tokens}}},
           {"accuracy", s.accuracy}, {"pass_at_n", s.pass_at_n},
           {"correct_per_min", s.correct_per_min}, {"failed", s.failed}};
 }
@@ -302,6 +307,8 @@ tts::RunSummary median(const std::vector<tts::RunSummary>& v) {
   m.spec_generated = (int64_t)med([](auto& s) { return s.spec_generated; });
   m.spec_kept = (int64_t)med([](auto& s) { return s.spec_kept; });
   m.spec_dropped = (int64_t)med([](auto& s) { return s.spec_dropped; });
+  m.spec_pruned_early = (int64_t)med([](auto& s) { return s.spec_pruned_early; });
+  m.spec_pruned_early_tokens = (int64_t)med([](auto& s) { return s.spec_pruned_early_tokens; });
   // Shares of problems solved are means over the rounds, not medians.
   auto mean = [&](auto get) {
     double x = 0;
@@ -652,9 +659,9 @@ int main(int argc, char** argv) {
                  bench::describe(target, ws) + "\n\n";
           t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | idle share | "
                "peak blocks gen / ver | pool at end gen / ver (resizes) | evictions | recomputed | preemptions | "
-               "spec. tokens gen / kept / dropped | "
+               "spec. tokens gen / kept / dropped | spec. pruned early (tokens) | "
                "accuracy | pass@N | correct/min | failed |\n";
-          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
           for (size_t v = 0; v < served.size(); ++v) {
             tts::RunSummary m = median(by_variant[v]);
             const bool has_answers = !(*problems)[0].gold.empty();
@@ -668,6 +675,10 @@ int main(int argc, char** argv) {
                  (m.spec_generated < 0 ? std::string("-")
                                        : std::to_string(m.spec_generated) + " / " + std::to_string(m.spec_kept) +
                                              " / " + std::to_string(m.spec_dropped)) +
+                 " | " +
+                 (m.spec_pruned_early < 0 ? std::string("-")
+                                          : std::to_string(m.spec_pruned_early) + " (" +
+                                                std::to_string(m.spec_pruned_early_tokens) + ")") +
                  " | " + (has_answers ? f2(m.accuracy) : "-") + " | " + (has_answers ? f2(m.pass_at_n) : "-") + " | " +
                  (has_answers ? f1(m.correct_per_min) : "-") + " | " + std::to_string(m.failed) + " |\n";
             std::string plot = strategy + "-c" + std::to_string(conc) + (mem ? "-m" + std::to_string(mem) : "");

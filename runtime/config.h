@@ -67,6 +67,9 @@ struct PolicyConfig {
   // Speculative rows may make a decode pass this fraction slower than the
   // real rows alone would (the generator's measured cost of a row); 0 = no bound.
   double speculation_max_slowdown = 0.05;
+  // A beam already certain to be pruned (before every beam of its iteration
+  // has its score) drops its speculation at once; off, it runs to the barrier.
+  bool speculation_prune = true;
   // Live beams: a beam's policy and PRM sequences stay in the engines across
   // iterations and its continuations fork them (beam search, DVTS); off, each
   // job finds its context in the prefix cache (the baseline).

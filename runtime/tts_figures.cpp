@@ -103,6 +103,9 @@ RunSummary summarize(const RunFigures& r) {
       s.spec_generated = std::max<int64_t>(s.spec_generated, 0) + f.spec_generated;
       s.spec_kept = std::max<int64_t>(s.spec_kept, 0) + f.spec_kept;
       s.spec_dropped = std::max<int64_t>(s.spec_dropped, 0) + f.spec_dropped;
+      s.spec_pruned_early = std::max<int64_t>(s.spec_pruned_early, 0) + std::max<int64_t>(f.spec_pruned_early, 0);
+      s.spec_pruned_early_tokens =
+          std::max<int64_t>(s.spec_pruned_early_tokens, 0) + std::max<int64_t>(f.spec_pruned_early_tokens, 0);
     }
   }
   s.latency_p50_ms = percentile(lat, 50);

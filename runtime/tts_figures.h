@@ -57,8 +57,10 @@ struct SolveFigures {
   bool failed = false;
   std::string error;
   // Speculative beam extension (the result's stats.speculation; -1 when the
-  // search did not speculate): tokens written ahead, kept by survivors, dropped.
+  // search did not speculate): tokens written ahead, kept by survivors, dropped;
+  // speculations dropped early (their beam certain to be pruned) and their tokens.
   int64_t spec_generated = -1, spec_kept = -1, spec_dropped = -1;
+  int64_t spec_pruned_early = -1, spec_pruned_early_tokens = -1;
 };
 
 // One run: `requests` solves at once on one variant.
@@ -84,6 +86,7 @@ struct RunSummary {
   int failed = 0;
   // Speculative tokens of all the run's solves; -1 when none speculated.
   int64_t spec_generated = -1, spec_kept = -1, spec_dropped = -1;
+  int64_t spec_pruned_early = -1, spec_pruned_early_tokens = -1;  // (SolveFigures')
 };
 RunSummary summarize(const RunFigures& r);
 

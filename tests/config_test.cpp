@@ -334,6 +334,13 @@ TEST(Config, SpeculationAndItsSlowdownBoundAreRead) {
   EXPECT_DOUBLE_EQ(c->policies.speculation_max_slowdown, 0.2);
   EXPECT_TRUE(contains(error_of("[policies]\nspeculation_max_slowdown = -0.1\n"),
                        "policies.speculation_max_slowdown = -0.1 on line 2 must be in [0, 10]"));
+  // Dropping the speculation of beams certain to be pruned is on unless turned off.
+  EXPECT_TRUE(c->policies.speculation_prune);
+  auto off = parse_config("[policies]\nspeculation_prune = false\n", "t.toml", false);
+  ASSERT_TRUE(off.ok()) << off.error().message;
+  EXPECT_FALSE(off->policies.speculation_prune);
+  EXPECT_TRUE(contains(error_of("[policies]\nspeculation_prune = 1\n"),
+                       "policies.speculation_prune on line 2 must be a boolean"));
 }
 
 TEST(Config, InvalidSearchDefaultsAreRejectedUnderTheSearchSection) {

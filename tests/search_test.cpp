@@ -721,11 +721,30 @@ struct UnevenRun {
   // first iteration's that started from nothing.
   int64_t forks = 0, released = 0, kept_at_end = 0, unforked = 0;
   std::vector<std::string> bad_forks;
+  // The search's stats.speculation (-1: none).
+  int64_t spec_generated = -1, spec_kept = -1, steps_reused = -1;
+  int64_t pruned_early = -1, pruned_early_stopped = -1, pruned_early_tokens = -1;
+};
+// run_uneven's further options.
+struct UnevenOptions {
+  bool live = false, cut = false;
+  bool prune = false;              // SearchSetup::speculation_prune
+  bool speculation_last = false;   // Script::speculation_last
+  bool filter_duplicates = false;
 };
 UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_steps, uint32_t shuffle, bool speculation,
+                     const UnevenOptions& opt);
+UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_steps, uint32_t shuffle, bool speculation,
                      bool live = false, bool cut = false) {
+  return run_uneven(strategy, width, max_steps, shuffle, speculation, UnevenOptions{.live = live, .cut = cut});
+}
+UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_steps, uint32_t shuffle, bool speculation,
+                     const UnevenOptions& opt) {
+  const bool live = opt.live, cut = opt.cut;
   auto st = setup(strategy, 8, width, max_steps);
   st.speculation = speculation;
+  st.speculation_prune = opt.prune;
+  st.params.filter_duplicates = opt.filter_duplicates;
   st.live_beams = live;
   auto search = make_strategy(st);
   ScriptHost h;
@@ -739,6 +758,7 @@ UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_ste
   }};
   sc.shuffle = shuffle;
   sc.cut_speculation = cut;
+  sc.speculation_last = opt.speculation_last;
   UnevenRun out;
   for (const auto& c : run(*search, h, sc)) out.texts.push_back(std::to_string(c.beam) + ":" + c.text);
   for (const Job& j : h.log) {
@@ -749,6 +769,18 @@ UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_ste
   }
   out.forks = h.forks, out.bad_forks = h.bad_forks;
   out.released = (int64_t)h.released.size(), out.kept_at_end = (int64_t)h.kept.size();
+  msg::MapWriter w;
+  search->add_stats(w);
+  auto r = msg::MapReader::parse(w.bytes());
+  EXPECT_TRUE(r.ok());
+  if (msg::MapReader sp; r.ok() && r->get("speculation", &sp).ok()) {
+    EXPECT_TRUE(sp.get("tokens_generated", &out.spec_generated).ok());
+    EXPECT_TRUE(sp.get("tokens_kept", &out.spec_kept).ok());
+    EXPECT_TRUE(sp.get("steps_reused", &out.steps_reused).ok());
+    EXPECT_TRUE(sp.get("pruned_early", &out.pruned_early).ok());
+    EXPECT_TRUE(sp.get("pruned_early_stopped", &out.pruned_early_stopped).ok());
+    EXPECT_TRUE(sp.get("tokens_pruned_early", &out.pruned_early_tokens).ok());
+  }
   return out;
 }
 
@@ -782,6 +814,51 @@ TEST(BeamSearch, ASpeculationTheGeneratorStopsShortGoesOnAndTheSearchIsTheSame) 
         EXPECT_TRUE(cut.bad_forks.empty()) << cut.bad_forks.front();
       }
   }
+}
+
+// speculation_prune: a beam (a DVTS candidate) certain to be pruned before
+// every score is in has its speculation stopped at once; survivors' are
+// untouched, so what they keep and the search are the same as without, in
+// any order of results, live beams or not.
+TEST(BeamSearch, SpeculationOfBeamsCertainToBePrunedStopsEarlyAndTheSearchIsTheSame) {
+  for (const char* strategy : {"beam_search", "dvts"}) {
+    SCOPED_TRACE(strategy);
+    const int32_t width = std::string(strategy) == "dvts" ? 4 : 2;
+    for (uint32_t shuffle : {0u, 1u, 2u, 3u})
+      for (bool live : {false, true}) {
+        SCOPED_TRACE("order " + std::to_string(shuffle) + (live ? ", live beams" : ""));
+        // Speculative jobs answered last: they still run when the scores
+        // come in, as on a busy generator.
+        UnevenOptions o{.live = live, .speculation_last = true};
+        const UnevenRun off = run_uneven(strategy, width, 5, shuffle, true, o);
+        o.prune = true;
+        const UnevenRun on = run_uneven(strategy, width, 5, shuffle, true, o);
+        EXPECT_EQ(on.texts, off.texts);
+        // No survivor's speculation was cut: copies keep the same tokens.
+        EXPECT_EQ(on.spec_kept, off.spec_kept);
+        EXPECT_EQ(on.steps_reused, off.steps_reused);
+        EXPECT_EQ(on.prefix_jobs, off.prefix_jobs);
+        EXPECT_TRUE(on.bad_forks.empty()) << on.bad_forks.front();
+        EXPECT_EQ(off.pruned_early, 0);
+        EXPECT_GT(on.pruned_early_stopped, 0);
+        EXPECT_GE(on.pruned_early, on.pruned_early_stopped);
+        EXPECT_LT(on.spec_generated, off.spec_generated) << "stopped speculations wrote less";
+        EXPECT_LE(on.pruned_early_tokens, on.spec_generated - on.spec_kept);
+      }
+  }
+}
+
+TEST(BeamSearch, WithFilterDuplicatesNoSpeculationIsDroppedEarly) {
+  // A duplicate dropped at the selection frees a place for a beam ranked
+  // below beam_width others: no beam is certain to be pruned before then.
+  UnevenOptions o{.prune = true, .speculation_last = true, .filter_duplicates = true};
+  const UnevenRun on = run_uneven("beam_search", 2, 5, 0, true, o);
+  o.prune = false;
+  const UnevenRun off = run_uneven("beam_search", 2, 5, 0, true, o);
+  EXPECT_EQ(on.texts, off.texts);
+  EXPECT_GT(on.spec_generated, 0);
+  EXPECT_EQ(on.pruned_early, 0);
+  EXPECT_EQ(on.spec_generated, off.spec_generated);
 }
 
 // Live beams: every job after the first iteration's forks a kept sequence of

@@ -36,13 +36,16 @@ struct Solved {
   std::vector<std::string> texts;               // every completion's
   std::vector<std::vector<int32_t>> step_tokens;  // trace mode: each completion's
   int64_t spec_generated = -1, spec_kept = -1, spec_dropped = -1, steps_reused = -1;
+  int64_t pruned_early = -1, pruned_early_tokens = -1;
 };
 
 // A search of 8 beams; in trace mode the steps have the given lengths.
-Solved solve(Client& c, uint64_t seed, bool trace, const std::string& strategy = "beam_search") {
+Solved solve(Client& c, uint64_t seed, bool trace, const std::string& strategy = "beam_search",
+             bool filter_duplicates = false) {
   msg::MapWriter w;
   w.put("problem", "Let a = 5. Let b = a * 3. What is b?").put("strategy", strategy).put("seed", seed);
   w.put("n", 8).put("beam_width", 4).put("max_steps", 4).put("max_tokens_per_step", 32);
+  if (filter_duplicates) w.put("filter_duplicates", true);
   w.put("return_completions", true);
   if (trace) {
     msg::MapWriter t;
@@ -72,6 +75,8 @@ Solved solve(Client& c, uint64_t seed, bool trace, const std::string& strategy =
     EXPECT_TRUE(sp.get("tokens_kept", &out.spec_kept).ok());
     EXPECT_TRUE(sp.get("tokens_dropped", &out.spec_dropped).ok());
     EXPECT_TRUE(sp.get("steps_reused", &out.steps_reused).ok());
+    EXPECT_TRUE(sp.get("pruned_early", &out.pruned_early).ok());
+    EXPECT_TRUE(sp.get("tokens_pruned_early", &out.pruned_early_tokens).ok());
   }
   return out;
 }
@@ -181,6 +186,42 @@ TEST(SpeculationPipeline, OnMathTraceSpeculationKeepsTheSameBeamsAsTheBaseline) 
     ASSERT_EQ(x.step_tokens.size(), 8u);
     EXPECT_EQ(x.step_tokens, y.step_tokens);
   }
+}
+
+// policies.speculation_prune: beams certain to be pruned before every beam
+// is scored drop their speculation at once. Without a cost bound the
+// survivors' speculation, and so the search, is the same as with the
+// speculation running to the barrier; the pools are empty after each search.
+TEST(SpeculationPipeline, BeamsCertainToBePrunedDropTheirSpeculationAndTheSearchIsTheSame) {
+  Config keep = spec_config("prune-off", true, 0.0);
+  keep.policies.speculation_prune = false;
+  test::Pipeline off(keep), on(spec_config("prune-on", true, 0.0));
+  Client a = off.client(), b = on.client();
+  for (const char* strategy : {"beam_search", "dvts"}) {
+    SCOPED_TRACE(strategy);
+    int64_t pruned = 0;
+    for (uint64_t seed : {3, 7, 11}) {
+      SCOPED_TRACE("seed " + std::to_string(seed));
+      Solved x = solve(a, seed, true, strategy), y = solve(b, seed, true, strategy);
+      ASSERT_EQ(y.texts.size(), 8u);
+      EXPECT_EQ(x.texts, y.texts);
+      EXPECT_EQ(x.step_tokens, y.step_tokens);
+      // No survivor's speculation was dropped: its copies keep the same tokens.
+      EXPECT_EQ(x.spec_kept, y.spec_kept);
+      EXPECT_EQ(x.steps_reused, y.steps_reused);
+      EXPECT_EQ(x.pruned_early, 0);
+      EXPECT_LE(y.pruned_early_tokens, y.spec_dropped);
+      pruned += y.pruned_early;
+      expect_pools_empty(b);
+    }
+    EXPECT_GT(pruned, 0);
+  }
+  // With filter_duplicates no beam is certain to be pruned before the
+  // selection (a dropped duplicate frees a place).
+  Solved d = solve(b, 7, true, "beam_search", /*filter_duplicates=*/true);
+  EXPECT_EQ(d.pruned_early, 0);
+  EXPECT_EQ(d.texts, solve(a, 7, true, "beam_search", true).texts);
+  expect_pools_empty(b);
 }
 
 TEST(SpeculationPipeline, OffMeansNoSpeculativeWorkAndTheSameStepLengthsAsTheTable) {

@@ -71,11 +71,14 @@ TEST(TtsFigures, ARunSummaryFromItsSolvesAndCounters) {
   EXPECT_EQ(s.failed, 1);
   EXPECT_EQ(s.spec_generated, -1) << "no solve speculated";
   r.solves[0].spec_generated = 30, r.solves[0].spec_kept = 20, r.solves[0].spec_dropped = 10;
+  r.solves[0].spec_pruned_early = 2, r.solves[0].spec_pruned_early_tokens = 7;
   r.solves[1].spec_generated = 5, r.solves[1].spec_kept = 5, r.solves[1].spec_dropped = 0;
   s = summarize(r);
   EXPECT_EQ(s.spec_generated, 35);
   EXPECT_EQ(s.spec_kept, 25);
   EXPECT_EQ(s.spec_dropped, 10);
+  EXPECT_EQ(s.spec_pruned_early, 2) << "a solve without the counter adds nothing";
+  EXPECT_EQ(s.spec_pruned_early_tokens, 7);
 }
 
 TEST(TtsFigures, PairedDifferencesGiveTheirMeanAndA95PercentInterval) {
