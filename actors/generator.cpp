@@ -83,7 +83,10 @@ class Generator {
   zmq::socket_t& inbox() { return box_.inbox(); }
   bool has_work() const { return batch_.has_work(); }
 
-  void announce() { post("memory_arbiter", weights_report("generator", pass_cost_, o_.block_size, config_.max_position)); }
+  void announce() {
+    post("memory_arbiter", weights_report("generator", pass_cost_, o_.block_size, config_.max_position,
+                                          workspace_bytes_on(config_, o_.device.get(), o_.block_size)));
+  }
 
   // Handles every message waiting in the inbox.
   Status drain() {

@@ -61,7 +61,8 @@ class Arbiter {
 };
 
 int64_t Arbiter::automatic_budget() const {
-  if (o_.device_bytes > 0) return o_.device_bytes;
+  // A GPU: what the margin leaves, less the backends' workspaces.
+  if (o_.device_bytes > 0) return o_.device_bytes - gen_->workspace_bytes - ver_->workspace_bytes;
   // The CPU: both models and room for max_batch sequences of kAutoTokens
   // each, within what the host can spare.
   constexpr int64_t kAutoTokens = 2048;
@@ -82,7 +83,7 @@ void Arbiter::grant(const std::string& role, int64_t bytes, spdlog::level::level
 }
 
 Status Arbiter::on_weights(const msg::Weights& w) {
-  ModelFootprint f{w.weight_bytes, w.kv_bytes_per_token, w.block_size, w.max_position};
+  ModelFootprint f{w.weight_bytes, w.kv_bytes_per_token, w.block_size, w.max_position, w.workspace_bytes};
   std::optional<ModelFootprint>* slot = w.role == "generator" ? &gen_ : w.role == "verifier" ? &ver_ : nullptr;
   if (!slot) return make_error("weights report from unknown role '" + w.role + "'");
   // The same model announced again (it answered the weights query too, or
@@ -92,8 +93,8 @@ Status Arbiter::on_weights(const msg::Weights& w) {
   *slot = f;
   demand_.set_cost(w.role == "generator", cost_of(w));
   const auto level = again ? spdlog::level::debug : spdlog::level::info;
-  o_.log->log(level, "{}: weights {:.1f} MiB, KV {} bytes/token", w.role, double(f.weight_bytes) / (1 << 20),
-              f.kv_bytes_per_token);
+  o_.log->log(level, "{}: weights {:.1f} MiB, workspaces {:.1f} MiB, KV {} bytes/token", w.role,
+              double(f.weight_bytes) / (1 << 20), double(f.workspace_bytes) / (1 << 20), f.kv_bytes_per_token);
   if (!gen_ || !ver_) return Status::success();
   if (split_) {
     // A model that announces itself again: a process of it restarted (or

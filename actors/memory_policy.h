@@ -22,6 +22,7 @@ struct ModelFootprint {
   int64_t kv_bytes_per_token = 0;
   int32_t block_size = 16;
   int64_t max_position = 0;  // the model's positions; 0 = no limit
+  int64_t workspace_bytes = 0;  // its backend's device workspaces (an automatic budget leaves them)
   int64_t block_bytes() const { return kv_bytes_per_token * block_size; }
   // The KV tokens `bytes` hold, in whole blocks.
   int64_t tokens(int64_t bytes) const { return bytes / block_bytes() * block_size; }

@@ -92,7 +92,10 @@ class Verifier {
   zmq::socket_t& inbox() { return box_.inbox(); }
   bool has_work() const { return batch_.has_work(); }
 
-  void announce() { post("memory_arbiter", weights_report("verifier", pass_cost_, o_.block_size, config_.max_position)); }
+  void announce() {
+    post("memory_arbiter", weights_report("verifier", pass_cost_, o_.block_size, config_.max_position,
+                                          workspace_bytes_on(config_, o_.device.get(), o_.block_size)));
+  }
 
   Status drain() {
     while (auto bytes = box_.try_recv()) FLASHTTS_TRY(routes_.route(*bytes));

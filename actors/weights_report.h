@@ -13,8 +13,11 @@
 
 namespace flashtts {
 
-// max_position: the model's positions (ModelConfig::max_position; 0 = no limit).
-msg::Weights weights_report(const char* role, const ModelCost& cost, int32_t block_size, int64_t max_position);
+// max_position: the model's positions (ModelConfig::max_position; 0 = no
+// limit); workspace_bytes: its backend's workspaces on the device
+// (workspace_bytes_on, gpu/engine.h).
+msg::Weights weights_report(const char* role, const ModelCost& cost, int32_t block_size, int64_t max_position,
+                            int64_t workspace_bytes);
 ModelCost cost_of(const msg::Weights& w);
 
 }  // namespace flashtts

@@ -39,13 +39,17 @@ struct CudaProbe {
   std::string driver_version;  // e.g. "13.0"
 };
 
-inline constexpr int32_t kCudaPluginAbi = 1;
+inline constexpr int32_t kCudaPluginAbi = 2;
 
 struct CudaPlugin {
   int32_t abi = kCudaPluginAbi;
   CudaProbe (*probe)() = nullptr;
   // KV bytes per token of the backend's default element type (bf16).
   size_t (*kv_bytes_per_token)(const ModelConfig& config) = nullptr;
+  // Device bytes make_backend's workspaces take besides weights and KV, on
+  // the context's device (cuda_workspace_bytes with the default options).
+  size_t (*workspace_bytes)(const ModelConfig& config, const BackendOptions& options,
+                            const DeviceContext& device) = nullptr;
   // A backend with default CUDA options on a stream of its own.
   Expected<std::unique_ptr<Backend>> (*make_backend)(ModelConfig config, ModelWeights weights,
                                                      const BackendOptions& options,

@@ -70,6 +70,12 @@ size_t kv_bytes_per_token_on(const ModelConfig& c, const DeviceContext* device);
 // bf16 size a simulated card would hold (it holds none).
 int64_t weight_bytes_on(const ModelConfig& c, const ModelWeights& w, const DeviceContext* device);
 
+// Device bytes the backend's workspaces will take on `device` besides the
+// weights and the KV pool (activations, LM-head rows, attention states): what
+// an automatic memory budget must leave free. 0 on the CPU (host memory) and
+// on a simulated card (it allocates nothing).
+int64_t workspace_bytes_on(const ModelConfig& c, const DeviceContext* device, int32_t block_size);
+
 class Engine {
  public:
   static Expected<std::unique_ptr<Engine>> create(ModelConfig config, ModelWeights weights,

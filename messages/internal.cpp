@@ -189,6 +189,7 @@ void Weights::write(MapWriter& w) const {
   w.put("block_size", block_size).put("params", params).put("layer_params", layer_params);
   w.put("lm_head_params", lm_head_params).put("prm_head_params", prm_head_params).put("hidden", hidden);
   w.put("attn_flops_per_pair", attn_flops_per_pair).put("max_position", max_position);
+  w.put("workspace_bytes", workspace_bytes);
 }
 Status Weights::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
@@ -199,7 +200,8 @@ Status Weights::read(const MapReader& r) {
                           {"lm_head_params", &lm_head_params}, {"prm_head_params", &prm_head_params},
                           {"hidden", &hidden}, {"attn_flops_per_pair", &attn_flops_per_pair}})
     FLASHTTS_TRY(r.get_opt(key, out));
-  return r.get_opt("max_position", &max_position);
+  FLASHTTS_TRY(r.get_opt("max_position", &max_position));
+  return r.get_opt("workspace_bytes", &workspace_bytes);
 }
 
 void Grant::write(MapWriter& w) const {

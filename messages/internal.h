@@ -218,6 +218,9 @@ struct Weights {
   double params = 0, layer_params = 0, lm_head_params = 0, prm_head_params = 0, hidden = 0;
   double attn_flops_per_pair = 0;
   int64_t max_position = 0;  // positions a sequence may hold (max_position_embeddings); 0 = no limit
+  // Device bytes of the backend's workspaces (gpu/engine.h workspace_bytes_on):
+  // an automatic budget leaves them free. 0 on the CPU.
+  int64_t workspace_bytes = 0;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

@@ -91,8 +91,9 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
                          c.policies.memory_split, log};
   o.max_batch = c.engine.max_batch;
   if (o.budget_bytes == 0) {
-    // A GPU keeps a margin for what is not KV or weights: activations, the
-    // CUDA context, the allocator's slack.
+    // A GPU keeps a margin for what is not KV, weights or the backends'
+    // workspaces (which the arbiter subtracts as the engines report them):
+    // the CUDA context, cuBLAS's handles, the allocator's slack.
     const int64_t mem = device->kind() == DeviceKind::Cpu ? 0
                         : device->simulated()             ? device->sim_card()->memory_bytes
                                                           : device->device_memory();

@@ -143,6 +143,34 @@ TEST(RooflineSplit, AnAlternatingWorkloadReadsAsItsMixAndDoesNotOscillate) {
   EXPECT_LE(moves, 2) << p.last_reason();
 }
 
+// Issue 23: an automatic budget on a GPU leaves the backends' workspaces
+// free, as the engines report them with their weights; the KV is what is left.
+TEST(MemoryArbiter, AnAutomaticBudgetLeavesTheBackendsWorkspaces) {
+  zmq::context_t ctx;
+  test::Peers p(ctx, "arb-ws", {"generator", "verifier", "scheduler", "intake"});
+  LogSink logs(spdlog::level::off);
+  MemoryArbiterOptions o{"inproc://arb-ws", p.endpoints, 0, 0.75, "static", logs.make("memory_arbiter")};
+  o.device_bytes = 22ll << 30;  // a 24 GB card less its margin
+  auto a = Actor::start(ctx, "memory_arbiter", [o](auto& c, auto& pipe) { return run_memory_arbiter(c, pipe, o); });
+  ASSERT_TRUE(a.ok());
+  zmq::socket_t to(ctx, zmq::socket_type::push);
+  to.set(zmq::sockopt::linger, 0);
+  to.connect("inproc://arb-ws");
+  EXPECT_TRUE(p.next<msg::WeightsQuery>("generator"));
+  EXPECT_TRUE(p.next<msg::WeightsQuery>("verifier"));
+  const int64_t gen_ws = 450ll << 20, ver_ws = 800ll << 20;
+  msg::Weights gw = weights_report("generator", cost(1.5e9, 28672, false), 16, 0, gen_ws);
+  msg::Weights vw = weights_report("verifier", cost(7e9, 57344, true), 16, 0, ver_ws);
+  to.send(zmq::buffer(msg::encode(gw)));
+  to.send(zmq::buffer(msg::encode(vw)));
+  auto g = p.next<msg::Grant>("generator"), v = p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(g && v);
+  const int64_t kv = o.device_bytes - gw.weight_bytes - vw.weight_bytes - gen_ws - ver_ws;
+  EXPECT_LE(g->kv_bytes + v->kv_bytes, kv);
+  EXPECT_GE(g->kv_bytes + v->kv_bytes, kv - 2 * 16 * 57344);  // whole blocks
+  EXPECT_TRUE((*a)->stop(2s));
+}
+
 // The arbiter's side: grants carry the room to grow; a move shrinks one
 // model, waits for its pool_size, then grows the other by what came back.
 TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
@@ -160,7 +188,7 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
   EXPECT_TRUE(p.next<msg::WeightsQuery>("generator"));
   EXPECT_TRUE(p.next<msg::WeightsQuery>("verifier"));
   auto weights = [](const char* role, double params, int64_t kv) {
-    return weights_report(role, cost(params, (double)kv, std::string(role) == "verifier"), 16, 0);
+    return weights_report(role, cost(params, (double)kv, std::string(role) == "verifier"), 16, 0, 0);
   };
   to.send(zmq::buffer(msg::encode(weights("generator", 1.5e9, 28672))));
   to.send(zmq::buffer(msg::encode(weights("verifier", 7e9, 57344))));

@@ -32,6 +32,9 @@ class Impl final : public CudaBackend {
  public:
   static Expected<std::unique_ptr<CudaBackend>> create(ModelConfig c, ModelWeights w, const BackendOptions& o,
                                                        const CudaBackendOptions& co, Stream stream);
+  // The device bytes create() takes for its workspaces, KV excluded; no device call.
+  static size_t workspace_size(const ModelConfig& c, const BackendOptions& o, const CudaBackendOptions& co,
+                               int32_t n_sms);
 
   const ModelConfig& config() const override { return c_; }
   size_t kv_bytes_per_token() const override { return 2ull * c_.n_layers * kv_dim_ * sizeof(S); }
@@ -51,6 +54,8 @@ class Impl final : public CudaBackend {
   Impl(ModelConfig c, const BackendOptions& o, const CudaBackendOptions& co, Stream stream)
       : c_(std::move(c)), o_(o), co_(co), stream_(std::move(stream)) {}
 
+  // Sets the workspaces' shapes (what carve() lays out) for n_sms multiprocessors.
+  void plan(int32_t n_sms);
   // Lays the workspaces out over `base` (null: only sizes them).
   size_t carve(char* base);
   KvView<S> kv_layer(int64_t l) const {
@@ -135,6 +140,29 @@ size_t Impl<S>::carve(char* base) {
 }
 
 template <class S>
+void Impl<S>::plan(int32_t n_sms) {
+  n_sms_ = n_sms;
+  q_dim_ = (int64_t)c_.n_heads * c_.head_dim;
+  kv_dim_ = (int64_t)c_.n_kv_heads * c_.head_dim;
+  lm_rows_ = std::min(co_.max_tokens, co_.logits_rows);
+  layout_.max_tokens = co_.max_tokens;
+  layout_.max_table = std::max(2 * o_.n_blocks, 64 * co_.max_tokens);
+  attn_ws_floats_ = 0;
+  for (int32_t T = 1; T <= std::min(co_.max_tokens, 2 * n_sms_); ++T) {
+    AttnShape s{T, c_.n_heads, c_.n_kv_heads, c_.head_dim, 0, attention_splits(T, c_.n_heads, c_.n_kv_heads, n_sms_)};
+    attn_ws_floats_ = std::max(attn_ws_floats_, attention_workspace_floats(s));
+  }
+}
+
+template <class S>
+size_t Impl<S>::workspace_size(const ModelConfig& c, const BackendOptions& o, const CudaBackendOptions& co,
+                               int32_t n_sms) {
+  Impl b(c, o, co, Stream());
+  b.plan(n_sms);
+  return b.carve(nullptr);
+}
+
+template <class S>
 Expected<std::unique_ptr<CudaBackend>> Impl<S>::create(ModelConfig c, ModelWeights w, const BackendOptions& o,
                                                        const CudaBackendOptions& co, Stream stream) {
   if (o.n_blocks <= 0 || o.block_size <= 0 || co.max_tokens <= 0 || co.logits_rows <= 0)
@@ -146,18 +174,10 @@ Expected<std::unique_ptr<CudaBackend>> Impl<S>::create(ModelConfig c, ModelWeigh
   FLASHTTS_CUDA_TRY(cudaSetDevice(stream.device()), "cudaSetDevice");
   std::unique_ptr<Impl> b(new Impl(std::move(c), o, co, std::move(stream)));
   b->graphs_.set_enabled(co.graphs);
-  b->q_dim_ = (int64_t)b->c_.n_heads * b->c_.head_dim;
-  b->kv_dim_ = (int64_t)b->c_.n_kv_heads * b->c_.head_dim;
-  b->lm_rows_ = std::min(co.max_tokens, co.logits_rows);
-  b->layout_.max_tokens = co.max_tokens;
-  b->layout_.max_table = std::max(2 * o.n_blocks, 64 * co.max_tokens);
-  FLASHTTS_CUDA_TRY(cudaDeviceGetAttribute(&b->n_sms_, cudaDevAttrMultiProcessorCount, b->stream_.device()),
+  int32_t n_sms = 1;
+  FLASHTTS_CUDA_TRY(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, b->stream_.device()),
                     "cudaDeviceGetAttribute");
-  for (int32_t T = 1; T <= std::min(co.max_tokens, 2 * b->n_sms_); ++T) {
-    AttnShape s{T, b->c_.n_heads, b->c_.n_kv_heads, b->c_.head_dim, 0,
-                attention_splits(T, b->c_.n_heads, b->c_.n_kv_heads, b->n_sms_)};
-    b->attn_ws_floats_ = std::max(b->attn_ws_floats_, attention_workspace_floats(s));
-  }
+  b->plan(n_sms);
 
   auto work = DeviceBuffer::create(b->carve(nullptr), "CUDA workspaces");
   if (!work) return work.error();
@@ -386,6 +406,12 @@ Status Impl<S>::forward_on_device(std::span<const BatchEntry> batch, OutputKind 
 
 }  // namespace
 }  // namespace cuda
+
+size_t cuda_workspace_bytes(const ModelConfig& config, const BackendOptions& options,
+                            const CudaBackendOptions& cuda_options, int32_t n_sms) {
+  if (cuda_options.dtype == CudaDtype::F32) return cuda::Impl<float>::workspace_size(config, options, cuda_options, n_sms);
+  return cuda::Impl<__nv_bfloat16>::workspace_size(config, options, cuda_options, n_sms);
+}
 
 Expected<std::unique_ptr<CudaBackend>> make_cuda_backend(ModelConfig config, ModelWeights weights,
                                                          const BackendOptions& options,

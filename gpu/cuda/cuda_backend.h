@@ -35,6 +35,13 @@ struct CudaBackendOptions {
 // Bytes one token of KV takes (K and V, all layers) in `dtype`.
 size_t kv_bytes_per_token_cuda(const ModelConfig& c, CudaDtype dtype);
 
+// Device bytes a backend's workspaces take besides its weights and KV
+// (activations of max_tokens tokens, LM-head rows, attention split states,
+// cuBLAS's workspace) on a device of n_sms multiprocessors. Host arithmetic
+// only: what the memory budget must leave for them before any backend exists.
+size_t cuda_workspace_bytes(const ModelConfig& config, const BackendOptions& options,
+                            const CudaBackendOptions& cuda_options, int32_t n_sms);
+
 // What a CUDA backend adds to the interface, for tests and benchmarks.
 class CudaBackend : public Backend {
  public:

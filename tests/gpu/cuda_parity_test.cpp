@@ -34,6 +34,12 @@ Pair make_pair_of(const DeviceContext& ctx, const RandomModelSpec& spec, CudaDty
   co.graphs = graphs;
   auto gpu = make_cuda_backend(c, w, bo, co, ctx);
   EXPECT_TRUE(gpu.ok()) << (gpu.ok() ? "" : gpu.error().message);
+  if (gpu.ok()) {  // the memory budget's estimate is what the backend takes
+    int n_sms = 0;
+    EXPECT_EQ(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, ctx.cuda_device()), cudaSuccess);
+    const size_t kv = kv_bytes_per_token_cuda(c, dtype) * (size_t)bo.n_blocks * bo.block_size;
+    EXPECT_EQ((*gpu)->workspace_bytes() - kv, cuda_workspace_bytes(c, bo, co, n_sms));
+  }
   auto cpu = make_cpu_backend(c, w, bo);
   EXPECT_TRUE(cpu.ok()) << (cpu.ok() ? "" : cpu.error().message);
   return {cpu.ok() ? std::move(cpu).value() : nullptr, gpu.ok() ? std::move(gpu).value() : nullptr};
