@@ -28,7 +28,8 @@ namespace {
 struct GenerateOpts {
   std::string model, prompt, config;
   std::optional<std::string> system;  // unset: the configuration's system_prompt
-  int max_tokens = 128;
+  // A served generate request's default (GenerateParams, [generate] max_tokens).
+  int max_tokens = msg::GenerateParams{}.max_tokens;
   // Unset: DIR's generation_config.json, else greedy.
   std::optional<double> temperature, top_p;
   std::optional<int32_t> top_k;
@@ -129,7 +130,8 @@ void add_generate(CLI::App& app, int* rc) {
   CLI::App* sub = app.add_subcommand("generate", "complete a prompt with a causal LM");
   sub->add_option("--model", o->model, "Hugging Face model folder")->required();
   sub->add_option("--prompt", o->prompt, "prompt text (raw unless --chat)")->required();
-  sub->add_option("--max-tokens", o->max_tokens, "tokens to generate at most")->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--max-tokens", o->max_tokens, "tokens to generate at most (default 256, as a served request)")
+      ->check(CLI::Range(0, 1 << 20));
   sub->add_option("--temperature", o->temperature,
                   "0 = greedy (default: the model folder's generation_config.json, else 0)")
       ->check(CLI::Range(0.0, 100.0));
