@@ -143,56 +143,71 @@ TEST(RooflineSplit, AnAlternatingWorkloadReadsAsItsMixAndDoesNotOscillate) {
   EXPECT_LE(moves, 2) << p.last_reason();
 }
 
+// A memory arbiter on its inbox, with test sockets at its peers and a push
+// socket into it; start() waits for its weights queries.
+struct ArbiterHarness {
+  explicit ArbiterHarness(const std::string& tag)
+      : p(ctx, tag, {"generator", "verifier", "scheduler", "intake"}), inbox("inproc://" + tag), to(ctx, zmq::socket_type::push) {}
+
+  MemoryArbiterOptions options(int64_t budget_bytes, const char* policy) {
+    return MemoryArbiterOptions{inbox, p.endpoints, budget_bytes, 0.75, policy, logs.make("memory_arbiter")};
+  }
+  void start(const MemoryArbiterOptions& o) {
+    auto started = Actor::start(ctx, "memory_arbiter", [o](auto& c, auto& pipe) { return run_memory_arbiter(c, pipe, o); });
+    ASSERT_TRUE(started.ok());
+    a = std::move(started).value();
+    to.set(zmq::sockopt::linger, 0);
+    to.connect(inbox);
+    EXPECT_TRUE(p.next<msg::WeightsQuery>("generator"));
+    EXPECT_TRUE(p.next<msg::WeightsQuery>("verifier"));
+  }
+  template <class M>
+  void send(const M& m) {
+    to.send(zmq::buffer(msg::encode(m)));
+  }
+
+  zmq::context_t ctx;
+  test::Peers p;
+  LogSink logs{spdlog::level::off};
+  std::string inbox;
+  zmq::socket_t to;
+  std::unique_ptr<Actor> a;
+};
+
 // Issue 23: an automatic budget on a GPU leaves the backends' workspaces
 // free, as the engines report them with their weights; the KV is what is left.
 TEST(MemoryArbiter, AnAutomaticBudgetLeavesTheBackendsWorkspaces) {
-  zmq::context_t ctx;
-  test::Peers p(ctx, "arb-ws", {"generator", "verifier", "scheduler", "intake"});
-  LogSink logs(spdlog::level::off);
-  MemoryArbiterOptions o{"inproc://arb-ws", p.endpoints, 0, 0.75, "static", logs.make("memory_arbiter")};
+  ArbiterHarness h("arb-ws");
+  MemoryArbiterOptions o = h.options(0, "static");
   o.device_bytes = 22ll << 30;  // a 24 GB card less its margin
-  auto a = Actor::start(ctx, "memory_arbiter", [o](auto& c, auto& pipe) { return run_memory_arbiter(c, pipe, o); });
-  ASSERT_TRUE(a.ok());
-  zmq::socket_t to(ctx, zmq::socket_type::push);
-  to.set(zmq::sockopt::linger, 0);
-  to.connect("inproc://arb-ws");
-  EXPECT_TRUE(p.next<msg::WeightsQuery>("generator"));
-  EXPECT_TRUE(p.next<msg::WeightsQuery>("verifier"));
+  h.start(o);
   const int64_t gen_ws = 450ll << 20, ver_ws = 800ll << 20;
   msg::Weights gw = weights_report("generator", cost(1.5e9, 28672, false), 16, 0, gen_ws);
   msg::Weights vw = weights_report("verifier", cost(7e9, 57344, true), 16, 0, ver_ws);
-  to.send(zmq::buffer(msg::encode(gw)));
-  to.send(zmq::buffer(msg::encode(vw)));
-  auto g = p.next<msg::Grant>("generator"), v = p.next<msg::Grant>("verifier");
+  h.send(gw);
+  h.send(vw);
+  auto g = h.p.next<msg::Grant>("generator"), v = h.p.next<msg::Grant>("verifier");
   ASSERT_TRUE(g && v);
   const int64_t kv = o.device_bytes - gw.weight_bytes - vw.weight_bytes - gen_ws - ver_ws;
   EXPECT_LE(g->kv_bytes + v->kv_bytes, kv);
   EXPECT_GE(g->kv_bytes + v->kv_bytes, kv - 2 * 16 * 57344);  // whole blocks
-  EXPECT_TRUE((*a)->stop(2s));
+  EXPECT_TRUE(h.a->stop(2s));
 }
 
 // The arbiter's side: grants carry the room to grow; a move shrinks one
 // model, waits for its pool_size, then grows the other by what came back.
 TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
-  zmq::context_t ctx;
-  test::Peers p(ctx, "arb-roof", {"generator", "verifier", "scheduler", "intake"});
-  LogSink logs(spdlog::level::off);
+  ArbiterHarness h("arb-roof");
   const int64_t kv = 4ll << 30;  // KV memory left by the weights
-  MemoryArbiterOptions o{"inproc://arb-roof", p.endpoints, 17'000'000'000 + kv, 0.75, "roofline", logs.make("memory_arbiter")};
+  MemoryArbiterOptions o = h.options(17'000'000'000 + kv, "roofline");
   o.decide_every_ms = 0;
-  auto a = Actor::start(ctx, "memory_arbiter", [o](auto& c, auto& pipe) { return run_memory_arbiter(c, pipe, o); });
-  ASSERT_TRUE(a.ok());
-  zmq::socket_t to(ctx, zmq::socket_type::push);
-  to.set(zmq::sockopt::linger, 0);
-  to.connect("inproc://arb-roof");
-  EXPECT_TRUE(p.next<msg::WeightsQuery>("generator"));
-  EXPECT_TRUE(p.next<msg::WeightsQuery>("verifier"));
+  h.start(o);
   auto weights = [](const char* role, double params, int64_t kv) {
     return weights_report(role, cost(params, (double)kv, std::string(role) == "verifier"), 16, 0, 0);
   };
-  to.send(zmq::buffer(msg::encode(weights("generator", 1.5e9, 28672))));
-  to.send(zmq::buffer(msg::encode(weights("verifier", 7e9, 57344))));
-  auto g = p.next<msg::Grant>("generator"), v = p.next<msg::Grant>("verifier");
+  h.send(weights("generator", 1.5e9, 28672));
+  h.send(weights("verifier", 7e9, 57344));
+  auto g = h.p.next<msg::Grant>("generator"), v = h.p.next<msg::Grant>("verifier");
   ASSERT_TRUE(g && v);
   EXPECT_EQ(g->kv_bytes + v->kv_bytes, kv);
   EXPECT_GT(g->kv_bytes_max, g->kv_bytes);  // room to grow into
@@ -205,20 +220,20 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
     e.role = role, e.running = 8, e.running_ctx_tokens = 8 * 3000, e.kv_used_tokens = 8 * 2000;
     e.max_ctx_tokens = 2100, e.tokens_per_job = 100;
     e.overhead_s = kCard.overhead_s, e.s_per_byte = kCard.s_per_byte, e.s_per_flop = kCard.s_per_flop;
-    to.send(zmq::buffer(msg::encode(e)));
+    h.send(e);
   }
-  to.send(zmq::buffer(msg::encode(q)));
-  auto shrink = p.next<msg::Grant>("generator");
+  h.send(q);
+  auto shrink = h.p.next<msg::Grant>("generator");
   ASSERT_TRUE(shrink);
   EXPECT_LT(shrink->kv_bytes, g->kv_bytes);
-  EXPECT_FALSE(p.next<msg::Grant>("verifier", 200ms));  // nothing grows before the shrink is done
+  EXPECT_FALSE(h.p.next<msg::Grant>("verifier", 200ms));  // nothing grows before the shrink is done
   msg::PoolSize done;
   done.role = "generator", done.serial = shrink->serial, done.kv_bytes = shrink->kv_bytes, done.kv_tokens = shrink->kv_tokens;
-  to.send(zmq::buffer(msg::encode(done)));
-  auto grow = p.next<msg::Grant>("verifier");
+  h.send(done);
+  auto grow = h.p.next<msg::Grant>("verifier");
   ASSERT_TRUE(grow);
   EXPECT_EQ(grow->kv_bytes, kv - shrink->kv_bytes);
-  EXPECT_TRUE((*a)->stop(2s));
+  EXPECT_TRUE(h.a->stop(2s));
 }
 
 }  // namespace
