@@ -85,7 +85,7 @@ class Generator {
 
   void announce() {
     post("memory_arbiter", weights_report("generator", pass_cost_, o_.block_size, config_.max_position,
-                                          workspace_bytes_on(config_, o_.device.get(), o_.block_size)));
+                                          workspace_bytes_on(config_, o_.device.get())));
   }
 
   // Handles every message waiting in the inbox.

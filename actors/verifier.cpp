@@ -94,7 +94,7 @@ class Verifier {
 
   void announce() {
     post("memory_arbiter", weights_report("verifier", pass_cost_, o_.block_size, config_.max_position,
-                                          workspace_bytes_on(config_, o_.device.get(), o_.block_size)));
+                                          workspace_bytes_on(config_, o_.device.get())));
   }
 
   Status drain() {

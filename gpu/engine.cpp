@@ -18,11 +18,11 @@ size_t kv_bytes_per_token_on(const ModelConfig& c, const DeviceContext* device) 
   return kv_bytes_per_token_f32(c);
 }
 
-int64_t workspace_bytes_on(const ModelConfig& c, const DeviceContext* device, int32_t block_size) {
+int64_t workspace_bytes_on(const ModelConfig& c, const DeviceContext* device) {
   if (!device || device->simulated() || device->kind() != DeviceKind::Cuda) return 0;
-  BackendOptions o;
-  o.block_size = block_size;
-  return (int64_t)load_cuda_plugin(nullptr)->workspace_bytes(c, o, *device);
+  // The pool's size is not known yet; it moves the estimate only past 2^16
+  // blocks (the block tables' share of the metadata, under a MiB).
+  return (int64_t)load_cuda_plugin(nullptr)->workspace_bytes(c, BackendOptions{}, *device);
 }
 
 int64_t weight_bytes_on(const ModelConfig& c, const ModelWeights& w, const DeviceContext* device) {

@@ -74,7 +74,7 @@ int64_t weight_bytes_on(const ModelConfig& c, const ModelWeights& w, const Devic
 // weights and the KV pool (activations, LM-head rows, attention states): what
 // an automatic memory budget must leave free. 0 on the CPU (host memory) and
 // on a simulated card (it allocates nothing).
-int64_t workspace_bytes_on(const ModelConfig& c, const DeviceContext* device, int32_t block_size);
+int64_t workspace_bytes_on(const ModelConfig& c, const DeviceContext* device);
 
 class Engine {
  public:

@@ -130,8 +130,9 @@ void add_generate(CLI::App& app, int* rc) {
   CLI::App* sub = app.add_subcommand("generate", "complete a prompt with a causal LM");
   sub->add_option("--model", o->model, "Hugging Face model folder")->required();
   sub->add_option("--prompt", o->prompt, "prompt text (raw unless --chat)")->required();
-  sub->add_option("--max-tokens", o->max_tokens, "tokens to generate at most (default 256, as a served request)")
-      ->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--max-tokens", o->max_tokens, "tokens to generate at most (as a served request)")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
   sub->add_option("--temperature", o->temperature,
                   "0 = greedy (default: the model folder's generation_config.json, else 0)")
       ->check(CLI::Range(0.0, 100.0));
