@@ -1,8 +1,10 @@
 // What an engine actor (the generator or the verifier) tells the memory
 // arbiter while it serves under an elastic split: its latency model,
 // calibrated on the device at the first grant and refined from every pass it
-// runs, the tokens its jobs compute, and its batch (msg::EngineLoad, at most
-// every interval). Under the static split it does nothing.
+// runs, the tokens its jobs compute (new ones, and context computed again
+// because the pool had evicted it: the misses at the pool's size), and its
+// batch (msg::EngineLoad, at most every interval). Under the static split it
+// does nothing.
 //
 // Thread contract: owned by one engine actor and used from its thread only.
 #pragma once
@@ -31,9 +33,13 @@ class LoadMeter {
   void pass(const PassShape& shape, double seconds) {
     if (on_) model_.add(shape, seconds);
   }
-  // A job finished having computed `tokens` (generated, or scored).
-  void job_done(int64_t tokens) {
-    tokens_per_job_ = tokens_per_job_ == 0 ? (double)tokens : 0.8 * tokens_per_job_ + 0.2 * (double)tokens;
+  // A job finished having computed `tokens` new ones (generated, or scored)
+  // and `missed` context tokens again, because the pool had evicted them.
+  void job_done(int64_t tokens, int64_t missed) {
+    const bool first = jobs_ == 0;
+    tokens_per_job_ = first ? (double)tokens : 0.8 * tokens_per_job_ + 0.2 * (double)tokens;
+    miss_per_job_ = first ? (double)missed : 0.8 * miss_per_job_ + 0.2 * (double)missed;
+    ++jobs_;
   }
 
   // The report, when one is due.
@@ -52,6 +58,8 @@ class LoadMeter {
     l.kv_used_tokens = (int64_t)st.used_blocks * e.kv().block_size();
     l.max_ctx_tokens = batch.max_need();
     l.tokens_per_job = tokens_per_job_;
+    l.miss_tokens_per_job = miss_per_job_;
+    l.pool_tokens = batch.capacity();
     const LatencyConstants c = model_.constants();
     l.overhead_s = c.overhead_s, l.s_per_byte = c.s_per_byte, l.s_per_flop = c.s_per_flop;
     return l;
@@ -61,7 +69,8 @@ class LoadMeter {
   std::chrono::milliseconds interval_;
   bool on_ = false;
   LatencyModel model_{ModelCost{}};
-  double tokens_per_job_ = 0;
+  double tokens_per_job_ = 0, miss_per_job_ = 0;
+  int64_t jobs_ = 0;
   Clock::time_point last_{};
 };
 

@@ -39,6 +39,7 @@ struct GenTask : BatchSlot {
   StreamDecoder decoder;
   size_t text_reported = 0;  // bytes of `text` already sent in gen_progress
   int32_t n_cached = 0;      // context tokens the prefix cache held at first admission
+  int32_t n_prefilled = 0;   // context tokens computed at its admissions (the cache did not hold them)
   int32_t stop_at = 0;       // >0: finish "stopped" on holding this many tokens (StopJobs)
   bool bounded = false;      // a cost bound is set: a stop point does not promote it
   Clock::time_point arrived;
@@ -165,6 +166,7 @@ Batch<GenTask>::Hooks Generator::hooks() {
   h.reject = [this](GenTask& t, std::string why) { finish(t, "error", std::move(why), msg::code::kTooLarge); };
   h.admitted = [this](GenTask& t, std::span<const int32_t> ctx, int32_t n_cached) {
     prefill_tokens_ += (int64_t)ctx.size() - n_cached;
+    t.n_prefilled += (int32_t)ctx.size() - n_cached;
     if (!t.admitted_once) t.n_cached = n_cached;
   };
   h.background_fits = [this] { return speculation_fits(); };
@@ -286,7 +288,7 @@ void Generator::finish(GenTask& t, const char* reason, std::string error, const 
   if (!d.error.empty())
     log_->warn("gen_job {} failed ({}): {}", d.job_id, d.code.empty() ? "internal" : d.code, d.error);
   post("scheduler", d);
-  if (!t.job.speculative) meter_.job_done((int64_t)t.out.size());
+  if (!t.job.speculative) meter_.job_done((int64_t)t.out.size(), t.n_prefilled);
   // Full blocks stay in the prefix cache for the next step; a live beam's
   // whole sequence stays for the jobs that continue it.
   batch_.release(t, /*keep=*/d.error.empty());

@@ -23,7 +23,11 @@ void DemandWindow::add(const msg::QueueLoad& q, Clock::time_point now) {
 
 void DemandWindow::add(const msg::EngineLoad& e, Clock::time_point now) {
   Side& s = side(e.role == "generator");
-  if (e.tokens_per_job > 0) s.tokens_per_job = e.tokens_per_job;
+  if (e.tokens_per_job > 0) {
+    s.tokens_per_job = e.tokens_per_job;
+    s.miss_per_job = e.miss_tokens_per_job;
+    s.pool_tokens = e.pool_tokens;
+  }
   if (e.running > 0 && e.kv_used_tokens > 0)
     s.sharing = std::max(1.0, (double)e.running_ctx_tokens / (double)e.kv_used_tokens);
   if (e.s_per_byte > 0 || e.s_per_flop > 0) s.latency = {e.overhead_s, e.s_per_byte, e.s_per_flop};
@@ -37,6 +41,8 @@ ModelDemand DemandWindow::demand(const Side& s, Clock::time_point now) const {
   d.cost = s.cost;
   d.latency = s.latency;
   d.new_tokens = s.tokens_per_job;
+  d.miss_tokens = s.miss_per_job;
+  d.miss_pool_tokens = s.pool_tokens;
   d.sharing = s.sharing;
   const auto horizon = since(now);
   for (const Sample& q : s.queue) {

@@ -42,6 +42,8 @@ class DemandWindow {
     std::deque<Sample> queue;  // QueueLoad, within the window
     std::deque<std::pair<Clock::time_point, int64_t>> max_ctx;  // EngineLoad's largest context, within the window
     double tokens_per_job = 0;
+    double miss_per_job = 0;
+    int64_t pool_tokens = 0;
     double sharing = 1;
     LatencyConstants latency;
     ModelCost cost;

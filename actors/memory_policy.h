@@ -39,6 +39,10 @@ struct ModelDemand {
   double ctx_tokens = 0;   // a job's context, mean
   double new_tokens = 0;   // tokens a job computes (generated; or scored when its context is cached)
   double sharing = 1;      // context tokens per KV token held (>= 1)
+  // Measured: context tokens a job computed again (the pool had evicted
+  // them), at a pool of `miss_pool_tokens`; 0 pool = not measured.
+  double miss_tokens = 0;
+  int64_t miss_pool_tokens = 0;
   int64_t min_tokens = 0;  // the largest job: the pool may not go below it
   int32_t max_batch = 256;
   ModelCost cost;

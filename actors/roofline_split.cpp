@@ -29,6 +29,25 @@ double recompute_seconds(const ModelDemand& d, double tokens, bool lm_head) {
   return pass_seconds(d, s);
 }
 
+// Context tokens of one iteration's jobs that a pool of `kv_tokens` cannot
+// keep until the next iteration needs them (computed again there). The
+// working set is U = jobs x footprint. An LRU cache smaller than U keeps less
+// than the linear max(0, U - C) suggests (a reuse pattern larger than the
+// cache gets almost no hits), so below U the model is U - (1 - a) C, and 0 at
+// or above it: a = 0 is the linear model, a = 1 a cache that thrashes. The
+// misses measured at the pool's current size fit it: beyond the linear ones
+// they give a; fewer than those, or any at a pool the estimate says holds U,
+// mean the working set is not U: it is that pool plus the misses.
+double lost_tokens(const ModelDemand& d, double footprint, double kv_tokens) {
+  double u = d.jobs * footprint, a = 0;
+  const double c0 = (double)d.miss_pool_tokens, m0 = d.jobs * d.miss_tokens;
+  if (c0 > 0) {
+    if (c0 < u && m0 >= u - c0) a = std::min(1.0, (m0 - (u - c0)) / c0);
+    else if (c0 < u || m0 > 0.05 * c0) u = c0 + m0;
+  }
+  return kv_tokens >= u ? 0 : u - (1 - a) * kv_tokens;
+}
+
 }  // namespace
 
 double predict_generation(const ModelDemand& d, int64_t kv_tokens) {
@@ -45,8 +64,7 @@ double predict_generation(const ModelDemand& d, int64_t kv_tokens) {
   const double decode = waves * d.new_tokens * pass_seconds(d, s);
   // The next iteration's jobs continue these: what does not stay in the pool
   // is prefilled again.
-  const double lost = d.jobs * footprint - (double)kv_tokens;
-  return decode + recompute_seconds(d, lost, true);
+  return decode + recompute_seconds(d, lost_tokens(d, footprint, (double)kv_tokens), true);
 }
 
 double predict_scoring(const ModelDemand& d, int64_t kv_tokens) {
@@ -60,8 +78,7 @@ double predict_scoring(const ModelDemand& d, int64_t kv_tokens) {
   s.rows = (int64_t)r, s.tokens = (int64_t)(r * d.new_tokens), s.out_rows = (int64_t)r;
   s.kv_tokens = (int64_t)(r * d.ctx_tokens), s.attn_pairs = (int64_t)(r * d.new_tokens * d.ctx_tokens);
   s.lm_head = false;
-  const double lost = d.jobs * footprint - (double)kv_tokens;
-  return waves * pass_seconds(d, s) + recompute_seconds(d, lost, false);
+  return waves * pass_seconds(d, s) + recompute_seconds(d, lost_tokens(d, footprint, (double)kv_tokens), false);
 }
 
 Expected<MemorySplit> RooflineSplit::split(int64_t budget, const ModelFootprint& g, const ModelFootprint& v) {

@@ -10,7 +10,10 @@
 // C / footprint) jobs run at once, in ceil(jobs / r) waves. Generation: each
 // wave decodes tokens_per_job passes of r rows. Scoring: each wave is one
 // prefill pass of r jobs' new tokens. What the pool cannot keep of the jobs'
-// KV between iterations is computed again each iteration (a prefill).
+// KV between iterations is computed again each iteration (a prefill): of a
+// working set U larger than the pool C, U - (1 - a) C, where a is fitted to
+// the misses the model measured at its pool's current size (an LRU cache
+// under a cyclic reuse pattern loses more than U - C; see lost_tokens).
 //
 // Demand is the peak over a window (a few iterations), so that a workload
 // that alternates faster than that reads as the mix it is, not as two.

@@ -57,6 +57,7 @@ struct ScoreTask : BatchSlot {
   std::vector<float> scores;    // (n_steps)
   std::vector<char> have;       // (n_steps) scores[i] is known
   int32_t n_computed = 0;       // tokens this job prefilled, over all admissions
+  int32_t n_new = -1;           // tokens after the last step scored before it came: the least it computes
 
   bool background() const { return false; }  // scoring is never speculative
   bool complete() const { return std::all_of(have.begin(), have.end(), [](char c) { return c != 0; }); }
@@ -149,7 +150,12 @@ Batch<ScoreTask>::Hooks Verifier::hooks() {
   Batch<ScoreTask>::Hooks h;
   h.context = [](const ScoreTask& t) { return t.in.ids; };
   h.settled = [this](ScoreTask& t) {
-    if (!fill_from_cache(t)) return false;
+    const bool done = fill_from_cache(t);
+    if (t.n_new < 0) {
+      const auto first = std::find(t.have.begin(), t.have.end(), 0) - t.have.begin();
+      t.n_new = (int32_t)t.in.ids.size() - (first > 0 ? t.in.score_positions[first - 1] + 1 : 0);
+    }
+    if (!done) return false;
     finish(t);  // every step was scored before (a repeated job)
     return true;
   };
@@ -234,7 +240,11 @@ void Verifier::finish(ScoreTask& t, std::string error, const char* code) {
   batch_.release(t, /*keep=*/d.error.empty());
   ++jobs_done_;
   tokens_scored_ += d.n_tokens;
-  if (d.error.empty()) meter_.job_done(d.n_computed);
+  if (d.error.empty()) {
+    // What it computed beyond its new tokens was context the pool had evicted.
+    const int32_t fresh = t.n_new < 0 ? t.n_computed : std::min(t.n_computed, t.n_new);
+    meter_.job_done(fresh, t.n_computed - fresh);
+  }
 }
 
 bool Verifier::fill_from_cache(ScoreTask& t) {

@@ -88,6 +88,66 @@ TEST(RooflineSplit, MovesTowardTheModelWhoseDemandRose) {
   EXPECT_EQ(to_gen->generator_kv_bytes + to_gen->verifier_kv_bytes, 4ll << 30);
 }
 
+// The verifier's pool at the default split (25% of 4 GiB, 57,344 bytes a
+// token) and a scoring demand whose working set (jobs x ctx / sharing) is 5%
+// larger than it.
+constexpr int64_t kVerPool = (1ll << 30) / 57344 / 16 * 16;
+ModelDemand scoring_just_over_the_pool() { return scoring(64, 1.05 * kVerPool * 1.5 / 64); }
+
+TEST(RooflineSplit, TheMissesMeasuredAtThePoolsSizeFitWhatASmallerOrLargerPoolLoses) {
+  ModelDemand v = scoring_just_over_the_pool();
+  const double u = v.jobs * v.ctx_tokens / v.sharing;
+  const double none = predict_scoring(v, (int64_t)(2 * u));  // nothing lost
+  // Not measured: the linear model, a pool short by 5% loses 5%.
+  const double linear = predict_scoring(v, kVerPool);
+  EXPECT_GT(linear, none);
+  // Measured as the linear model says: the same prediction.
+  v.miss_pool_tokens = kVerPool, v.miss_tokens = (u - (double)kVerPool) / v.jobs;
+  EXPECT_NEAR(predict_scoring(v, kVerPool), linear, 1e-9);
+  // A thrashing cache loses the whole working set at that pool, and every
+  // pool below the working set loses at least as much as the linear model
+  // says; at or above it, nothing.
+  v.miss_tokens = u / v.jobs;
+  const double thrash = predict_scoring(v, kVerPool);
+  EXPECT_GT(thrash - none, 10 * (linear - none));
+  for (int64_t c = kVerPool / 2; c < (int64_t)u; c += 512) {
+    ModelDemand lin = v;
+    lin.miss_pool_tokens = 0;
+    EXPECT_GE(predict_scoring(v, c), predict_scoring(lin, c)) << c;
+  }
+  EXPECT_DOUBLE_EQ(predict_scoring(v, (int64_t)u + 16), none);
+  // Fewer misses than the linear model's: the working set is smaller than
+  // estimated (pool + misses), and a larger pool loses less than the linear
+  // model says.
+  v.miss_tokens = 0.01 * u / v.jobs;
+  EXPECT_LT(predict_scoring(v, kVerPool), linear);
+  ModelDemand unmeasured = v;
+  unmeasured.miss_pool_tokens = 0;
+  const int64_t bigger = kVerPool + (int64_t)(0.02 * u);
+  EXPECT_LT(predict_scoring(v, bigger), predict_scoring(unmeasured, bigger));
+  // Misses at a pool the estimate says holds everything: the working set is
+  // larger than estimated, and a smaller pool loses more.
+  v.miss_pool_tokens = (int64_t)(2 * u), v.miss_tokens = 0.2 * u / v.jobs;
+  EXPECT_GT(predict_scoring(v, (int64_t)(2 * u)), none);
+  EXPECT_GT(predict_scoring(v, (int64_t)u), predict_scoring(v, (int64_t)(2 * u)));
+}
+
+TEST(RooflineSplit, AThrashingPoolGetsMemoryTheLinearModelWouldNotMove) {
+  RooflineSplit p(0.75, RooflineOptions{});
+  // The linear model sees a pool short by 5%: within the hysteresis, no move.
+  ModelDemand v = scoring_just_over_the_pool();
+  const double u = v.jobs * v.ctx_tokens / v.sharing;
+  v.miss_pool_tokens = kVerPool, v.miss_tokens = (u - (double)kVerPool) / v.jobs;
+  EXPECT_FALSE(p.rebalance(state(0.75, generation(64, 1000), v)).has_value()) << p.last_reason();
+  // Measured: the cache thrashes, and the whole working set is computed
+  // again every iteration. The split gives the verifier what holds it.
+  v.miss_tokens = 0.9 * u / v.jobs;
+  MemoryState s = state(0.75, generation(64, 1000), v);
+  auto m = p.rebalance(s);
+  ASSERT_TRUE(m.has_value()) << p.last_reason();
+  EXPECT_GE((double)s.verifier.tokens(m->verifier_kv_bytes), u) << p.last_reason();
+}
+
 TEST(RooflineSplit, StaysWhenTheGainIsWithinTheHysteresisOrAMoveWasJustMade) {
   RooflineSplit p(0.75, RooflineOptions{});
   MemoryState s = state(0.75, generation(8, 1000), scoring(256, 2000));

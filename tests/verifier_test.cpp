@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <thread>
 
 #include "actors/verifier.h"
 #include "gpu/generate.h"
@@ -174,6 +175,47 @@ TEST(Verifier, AnInputLargerThanTheWholeKvPoolGetsAnErrorAndTheNextJobStillRuns)
   EXPECT_FALSE(e->error.empty());
   EXPECT_EQ(e->code, msg::code::kBadRequest);  // steps the PRM's format cannot hold
   EXPECT_FALSE(h.actor->poll_failure().has_value());
+}
+
+TEST(Verifier, UnderAnElasticGrantItReportsTheContextItComputedAgainAtItsPoolsSize) {
+  // A pool that holds one job: another request's job in between evicts the
+  // first's KV, so the job continuing it computes its context again. The
+  // memory arbiter hears those misses and the pool they happened at
+  // (EngineLoad), apart from the new tokens.
+  Harness h;
+  const int64_t n3 = (int64_t)reference({kS1, kS2, kS3}).in.ids.size();
+  const int64_t pool = (n3 + 16) / 16 * 16 + 16;
+  ASSERT_TRUE(h.start(h.options()).ok());
+  ASSERT_TRUE(test::recv_message<msg::Weights>(h.arbiter).has_value());
+  h.send(msg::Grant{"verifier", pool * kBytesPerToken, pool, 4 * pool * kBytesPerToken, 4 * pool, 1});
+
+  const msg::ScoreDone d1 = h.score(1, 1, 0, {kS1, kS2});
+  EXPECT_EQ(d1.n_computed, d1.n_tokens);
+  // As long as the continuing job: it fits the pool, and evicts what the first left there.
+  h.send(msg::ScoreJob{2, 2, 0, "What is 12 times 7, minus 5?", {kS1, "84 minus 5 is 79.", "The answer is \\boxed{79}."}});
+  auto d2 = test::recv_message<msg::ScoreDone>(h.scheduler);
+  ASSERT_TRUE(d2.has_value());
+  ASSERT_TRUE(d2->error.empty()) << d2->error;
+  // Steps 1 and 2 were scored before: its new tokens are step 3's.
+  const msg::ScoreDone d3 = h.score(3, 1, 0, {kS1, kS2, kS3});
+  const Reference ref = reference({kS1, kS2, kS3});
+  const int32_t fresh = (int32_t)ref.in.ids.size() - (ref.in.score_positions[1] + 1);
+  ASSERT_GT(d3.n_computed, fresh) << "the pool kept the first job's context: nothing was evicted";
+  std::this_thread::sleep_for(150ms);  // past the report interval
+  const msg::ScoreDone d4 = h.score(4, 3, 0, {kS1});
+
+  std::optional<msg::EngineLoad> last;
+  while (auto l = test::recv_message<msg::EngineLoad>(h.arbiter, 500ms)) last = l;
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->role, "verifier");
+  EXPECT_EQ(last->pool_tokens, pool);
+  // The meter's moving averages (weight 0.2 on each new job) over the four jobs.
+  double tokens = d1.n_computed, missed = 0;
+  for (auto [t, m] : {std::pair{d2->n_computed, 0}, {fresh, d3.n_computed - fresh}, {d4.n_computed, 0}})
+    tokens = 0.8 * tokens + 0.2 * t, missed = 0.8 * missed + 0.2 * m;
+  EXPECT_NEAR(last->tokens_per_job, tokens, 1e-9);
+  EXPECT_NEAR(last->miss_tokens_per_job, missed, 1e-9);
+  EXPECT_GT(last->miss_tokens_per_job, 0);
 }
 
 TEST(Verifier, AFolderThatIsNotAPrmFailsStartNamingIt) {
