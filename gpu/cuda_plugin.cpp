@@ -38,7 +38,8 @@ Loaded load() {
   using Entry = const CudaPlugin* (*)();
   auto entry = reinterpret_cast<Entry>(dlsym(h, "flashtts_cuda_plugin_v1"));
   const CudaPlugin* p = entry ? entry() : nullptr;
-  if (!p || p->abi != kCudaPluginAbi || !p->probe || !p->kv_bytes_per_token || !p->make_backend) {
+  if (!p || p->abi != kCudaPluginAbi || !p->probe || !p->kv_bytes_per_token || !p->workspace_bytes ||
+      !p->weight_bytes || !p->make_backend) {
     r.why = "the CUDA backend (" + path + ") is not this engine's (" +
             (p ? "ABI " + std::to_string(p->abi) + ", expected " + std::to_string(kCudaPluginAbi)
                : std::string("no flashtts_cuda_plugin_v1")) +

@@ -39,7 +39,7 @@ struct CudaProbe {
   std::string driver_version;  // e.g. "13.0"
 };
 
-inline constexpr int32_t kCudaPluginAbi = 2;
+inline constexpr int32_t kCudaPluginAbi = 3;
 
 struct CudaPlugin {
   int32_t abi = kCudaPluginAbi;
@@ -50,6 +50,9 @@ struct CudaPlugin {
   // the context's device (cuda_workspace_bytes with the default options).
   size_t (*workspace_bytes)(const ModelConfig& config, const BackendOptions& options,
                             const DeviceContext& device) = nullptr;
+  // Device bytes make_backend's weights take (cuda_weight_bytes with the
+  // default options: bf16 matrices).
+  size_t (*weight_bytes)(const ModelConfig& config, const ModelWeights& weights) = nullptr;
   // A backend with default CUDA options on a stream of its own.
   Expected<std::unique_ptr<Backend>> (*make_backend)(ModelConfig config, ModelWeights weights,
                                                      const BackendOptions& options,

@@ -26,7 +26,9 @@ int64_t workspace_bytes_on(const ModelConfig& c, const DeviceContext* device) {
 }
 
 int64_t weight_bytes_on(const ModelConfig& c, const ModelWeights& w, const DeviceContext* device) {
-  return device && device->simulated() ? sim_weight_bytes(c) : w.bytes();
+  if (device && device->simulated()) return sim_weight_bytes(c);
+  if (device && device->kind() == DeviceKind::Cuda) return (int64_t)load_cuda_plugin(nullptr)->weight_bytes(c, w);
+  return w.bytes();
 }
 
 Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeights weights,

@@ -66,8 +66,9 @@ struct RunResult {
 // CPU, bf16 on CUDA and on a simulated card.
 size_t kv_bytes_per_token_on(const ModelConfig& c, const DeviceContext* device);
 
-// Bytes the weights take on `device`: the host copy on the CPU and CUDA, the
-// bf16 size a simulated card would hold (it holds none).
+// Bytes the weights take on `device`: the host copy on the CPU, the backend's
+// device layout on CUDA (bf16 matrices, whatever dtype the folder stores),
+// the bf16 size a simulated card would hold (it holds none).
 int64_t weight_bytes_on(const ModelConfig& c, const ModelWeights& w, const DeviceContext* device);
 
 // Device bytes the backend's workspaces will take on `device` besides the

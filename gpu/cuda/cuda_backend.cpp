@@ -413,6 +413,11 @@ size_t cuda_workspace_bytes(const ModelConfig& config, const BackendOptions& opt
   return cuda::Impl<__nv_bfloat16>::workspace_size(config, options, cuda_options, n_sms);
 }
 
+size_t cuda_weight_bytes(const ModelConfig& config, const ModelWeights& weights, const CudaBackendOptions& cuda_options) {
+  if (cuda_options.dtype == CudaDtype::F32) return cuda::device_weight_bytes<float>(config, weights);
+  return cuda::device_weight_bytes<__nv_bfloat16>(config, weights);
+}
+
 Expected<std::unique_ptr<CudaBackend>> make_cuda_backend(ModelConfig config, ModelWeights weights,
                                                          const BackendOptions& options,
                                                          const CudaBackendOptions& cuda_options, cuda::Stream stream) {

@@ -42,6 +42,11 @@ size_t kv_bytes_per_token_cuda(const ModelConfig& c, CudaDtype dtype);
 size_t cuda_workspace_bytes(const ModelConfig& config, const BackendOptions& options,
                             const CudaBackendOptions& cuda_options, int32_t n_sms);
 
+// Device bytes a backend's weights take: matrices in the backend's element
+// type, norms, biases and the PRM's output layer in float32 (a float32
+// checkpoint takes half its host size in bf16). Host arithmetic only.
+size_t cuda_weight_bytes(const ModelConfig& config, const ModelWeights& weights, const CudaBackendOptions& cuda_options);
+
 // What a CUDA backend adds to the interface, for tests and benchmarks.
 class CudaBackend : public Backend {
  public:

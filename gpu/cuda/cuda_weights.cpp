@@ -172,6 +172,15 @@ DeviceWeights<S> lay_out(Uploader<S>& u, const ModelConfig& c, ModelWeights& w) 
 }  // namespace
 
 template <class S>
+size_t device_weight_bytes(const ModelConfig& c, const ModelWeights& w) {
+  // Without a base, staging or stream the walk only sizes: it neither copies
+  // nor frees a tensor, so the const_cast writes nothing.
+  Uploader<S> sizing(nullptr, nullptr, 0, nullptr);
+  (void)lay_out(sizing, c, const_cast<ModelWeights&>(w));
+  return sizing.used();
+}
+
+template <class S>
 Expected<DeviceWeights<S>> upload_weights(const ModelConfig& c, ModelWeights w, float* staging, size_t staging_floats,
                                           cudaStream_t st) {
   if ((int32_t)w.layers.size() != c.n_layers)
@@ -190,6 +199,8 @@ Expected<DeviceWeights<S>> upload_weights(const ModelConfig& c, ModelWeights w, 
   return d;
 }
 
+template size_t device_weight_bytes<float>(const ModelConfig&, const ModelWeights&);
+template size_t device_weight_bytes<__nv_bfloat16>(const ModelConfig&, const ModelWeights&);
 template Expected<DeviceWeights<float>> upload_weights<float>(const ModelConfig&, ModelWeights, float*, size_t,
                                                               cudaStream_t);
 template Expected<DeviceWeights<__nv_bfloat16>> upload_weights<__nv_bfloat16>(const ModelConfig&, ModelWeights, float*,

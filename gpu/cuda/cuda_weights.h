@@ -49,6 +49,11 @@ struct DeviceWeights {
   size_t bytes = 0;               // device bytes the arena holds
 };
 
+// Device bytes upload_weights<S> takes for `w`: the same layout walked
+// without a device (host arithmetic; `w` is only read).
+template <class S>
+size_t device_weight_bytes(const ModelConfig& c, const ModelWeights& w);
+
 // Uploads `w` (consumed: each host tensor is freed once on the device).
 // `staging` is device scratch of at least 1 MiB used for the conversion.
 template <class S>

@@ -1,5 +1,5 @@
 // libflashtts_cuda.so's entry point (gpu/cuda_plugin.h): the probe, the KV
-// size, the workspaces' size and the backend factory of this folder, as the
+// size, the workspaces' and the weights' sizes and the backend factory of this folder, as the
 // engine calls them.
 #include "gpu/cuda_plugin.h"
 
@@ -18,6 +18,10 @@ size_t default_workspace_bytes(const ModelConfig& c, const BackendOptions& optio
   return cuda_workspace_bytes(c, options, CudaBackendOptions{}, n_sms);
 }
 
+size_t default_weight_bytes(const ModelConfig& c, const ModelWeights& w) {
+  return cuda_weight_bytes(c, w, CudaBackendOptions{});
+}
+
 Expected<std::unique_ptr<Backend>> make_default_backend(ModelConfig config, ModelWeights weights,
                                                         const BackendOptions& options, const DeviceContext& device) {
   auto b = make_cuda_backend(std::move(config), std::move(weights), options, CudaBackendOptions{}, device);
@@ -25,8 +29,8 @@ Expected<std::unique_ptr<Backend>> make_default_backend(ModelConfig config, Mode
   return std::unique_ptr<Backend>(std::move(b).value());
 }
 
-const CudaPlugin kPlugin{kCudaPluginAbi, &probe_cuda, &kv_bytes_per_token_bf16, &default_workspace_bytes,
-                          &make_default_backend};
+const CudaPlugin kPlugin{kCudaPluginAbi,          &probe_cuda,           &kv_bytes_per_token_bf16,
+                          &default_workspace_bytes, &default_weight_bytes, &make_default_backend};
 
 }  // namespace
 }  // namespace flashtts

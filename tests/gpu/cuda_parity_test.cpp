@@ -39,6 +39,7 @@ Pair make_pair_of(const DeviceContext& ctx, const RandomModelSpec& spec, CudaDty
     EXPECT_EQ(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, ctx.cuda_device()), cudaSuccess);
     const size_t kv = kv_bytes_per_token_cuda(c, dtype) * (size_t)bo.n_blocks * bo.block_size;
     EXPECT_EQ((*gpu)->workspace_bytes() - kv, cuda_workspace_bytes(c, bo, co, n_sms));
+    EXPECT_EQ((*gpu)->weight_bytes(), cuda_weight_bytes(c, w, co));
   }
   auto cpu = make_cpu_backend(c, w, bo);
   EXPECT_TRUE(cpu.ok()) << (cpu.ok() ? "" : cpu.error().message);

@@ -1,11 +1,14 @@
 // The CUDA backend's workspace size, as the memory budget reads it before
 // any backend exists (cuda_workspace_bytes, gpu/cuda/cuda_backend.h): for the
 // paper's 1.5B policy and 7B PRM shapes it is the buffers' sum from the
-// shapes, counted here by hand. Host arithmetic: runs everywhere. On a GPU,
-// cuda_parity_test checks a live backend takes exactly this.
+// shapes, counted here by hand. The weights' device size likewise
+// (cuda_weight_bytes: what the memory budget counts for them). Host
+// arithmetic: runs everywhere. On a GPU, cuda_parity_test checks a live
+// backend takes exactly these.
 #include <gtest/gtest.h>
 
 #include "gpu/cuda/cuda_backend.h"
+#include "tests/gpu/gpu_test_util.h"
 
 namespace flashtts {
 namespace {
@@ -60,6 +63,41 @@ TEST(CudaWorkspace, FewerTokensAPassTakeLess) {
   CudaBackendOptions small;
   small.max_tokens = 512;
   EXPECT_LT(cuda_workspace_bytes(policy, o, small, 132), cuda_workspace_bytes(policy, o, CudaBackendOptions{}, 132));
+}
+
+// The weights on the device: matrices (q/k/v, gate/up fused) in the
+// backend's element type, norms, biases, the PRM's last layer and the RoPE
+// frequencies in float32; each tensor aligned to 256 bytes.
+TEST(CudaWeights, MatricesTakeTheBackendsElementTypeWhateverTheFolderStores) {
+  for (test::TestArch arch : {test::TestArch::Qwen2, test::TestArch::Llama, test::TestArch::SkyworkPrm}) {
+    test::RandomModelSpec spec;
+    spec.arch = arch;
+    const auto [c, w] = test::random_model(spec);  // float32, as a float32 checkpoint loads
+    int64_t matrices = (int64_t)w.tok_embd.size() + (int64_t)w.lm_head.size() + (int64_t)w.prm.w1.size(), floats = 0;
+    int64_t tensors = 3 + (w.lm_head.empty() ? 0 : 1) + (w.prm.w1.empty() ? 0 : 2) + (w.prm.w2.empty() ? 0 : 2);
+    for (const LayerWeights& L : w.layers) {
+      matrices += (int64_t)(L.wq.size() + L.wk.size() + L.wv.size() + L.wo.size() + L.w_gate.size() + L.w_up.size() +
+                            L.w_down.size());
+      floats += (int64_t)(L.attn_norm.size() + L.ffn_norm.size() + L.bq.size() + L.bk.size() + L.bv.size() +
+                          L.bo.size() + L.b_gate.size() + L.b_up.size() + L.b_down.size());
+      tensors += 10;
+    }
+    floats += (int64_t)(w.final_norm.size() + w.prm.b1.size() + w.prm.w2.size() + w.prm.b2.size()) + c.head_dim / 2;
+    CudaBackendOptions bf16, f32;
+    f32.dtype = CudaDtype::F32;
+    const int64_t got = (int64_t)cuda_weight_bytes(c, w, bf16);
+    EXPECT_GE(got, 2 * matrices + 4 * floats) << (int)arch;
+    EXPECT_LE(got, 2 * matrices + 4 * floats + 256 * tensors) << (int)arch;
+    const int64_t got32 = (int64_t)cuda_weight_bytes(c, w, f32);
+    EXPECT_GE(got32, 4 * matrices + 4 * floats) << (int)arch;
+    EXPECT_LE(got32, 4 * matrices + 4 * floats + 256 * tensors) << (int)arch;
+    // A float32 folder in bf16 on the device: about half its host size.
+    EXPECT_LT(got, w.bytes() * 6 / 10) << (int)arch;
+    // The same bf16 size from a bf16 copy of the weights.
+    ModelWeights half = w;
+    half.tok_embd = w.tok_embd.converted(DType::BF16);
+    EXPECT_EQ((int64_t)cuda_weight_bytes(c, half, bf16), got) << (int)arch;
+  }
 }
 
 }  // namespace
