@@ -79,6 +79,7 @@ struct Options {
   double end_prob = 1.0 / 6, step_scale = 0;  // step_scale 0: 1 on a GPU, 0.25 on the CPU
   bool quick = false;
   std::string json_out, svg_prefix, md_out;
+  std::string log_level = "warn";  // the pipelines' (stderr)
 };
 
 fs::path build_dir() {
@@ -128,15 +129,18 @@ Expected<Config> overlay(const fs::path& base, const std::vector<std::string>& s
 
 // One variant's pipeline, in this process.
 struct Served {
+  explicit Served(LogSink l) : logs(std::move(l)) {}
   std::string name;
   Config cfg;
   zmq::context_t ctx;
-  LogSink logs{spdlog::level::warn};
+  LogSink logs;
   std::unique_ptr<Supervisor> sup;
 };
 
 Expected<std::unique_ptr<Served>> serve(const std::string& name, Config cfg, int k) {
-  auto s = std::make_unique<Served>();
+  auto level = parse_log_level(cfg.log_level);
+  if (!level) return level.error();
+  auto s = std::make_unique<Served>(LogSink(*level));
   s->name = name;
   for (auto& [actor, ep] : cfg.endpoints.actors) ep = "inproc://bench-tts-" + std::to_string(k) + "-" + actor;
   cfg.endpoints.clients = {"ipc://" + (fs::temp_directory_path() / ("flashtts-bench-tts-" + std::to_string(getpid()) +
@@ -404,6 +408,8 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", o.rounds, "Rounds per cell (each runs every variant once, order rotating)");
   app.add_option("--max-steps", o.max_steps, "Override the workload's max_steps");
   app.add_option("--max-tokens-per-step", o.max_tokens_per_step, "Override the workload's max_tokens_per_step");
+  app.add_option("--log-level", o.log_level, "The pipelines' log level (e.g. debug: the memory split's decisions)")
+      ->capture_default_str();
   app.add_flag("--quick", o.quick, "A smoke run for the test suite: N=8,16, one round, arith");
   app.add_option("--json", o.json_out, "Append one JSON line per run to this file");
   app.add_option("--svg", o.svg_prefix, "Write PREFIX-<strategy>-c<k>[-m<p>].svg");
@@ -554,7 +560,7 @@ int main(int argc, char** argv) {
                 sets.insert(sets.end(), msets.begin(), msets.end());
                 auto cfg = overlay(base_file, sets);
                 if (!cfg) return make_error(o.variants[0] + ": " + cfg.error().message);
-                cfg->log_level = "warn";
+                cfg->log_level = o.log_level;
                 auto s = serve(o.variants[0], *cfg, int(o.variants.size()));
                 if (!s) return s.error();
                 std::fprintf(stderr, "\r[%zu/%zu] %s: calibration on %s        ", cell_k, n_cells,
@@ -591,7 +597,7 @@ int main(int argc, char** argv) {
               std::fprintf(stderr, "flashtts-bench-tts: %s: %s\n", o.variants[v].c_str(), cfg.error().message.c_str());
               return 2;
             }
-            cfg->log_level = "warn";
+            cfg->log_level = o.log_level;
             auto s = serve(o.variants[v], *cfg, int(v));
             if (!s) {
               std::fprintf(stderr, "flashtts-bench-tts: %s\n", s.error().message.c_str());
