@@ -34,12 +34,18 @@ class LoadMeter {
     if (on_) model_.add(shape, seconds);
   }
   // A job finished having computed `tokens` new ones (generated, or scored)
-  // and `missed` context tokens again, because the pool had evicted them.
-  void job_done(int64_t tokens, int64_t missed) {
-    const bool first = jobs_ == 0;
-    tokens_per_job_ = first ? (double)tokens : 0.8 * tokens_per_job_ + 0.2 * (double)tokens;
-    miss_per_job_ = first ? (double)missed : 0.8 * miss_per_job_ + 0.2 * (double)missed;
-    ++jobs_;
+  // and `missed` context tokens again, because the pool (of `pool_tokens`
+  // now) had evicted them. Both are means over the recent jobs (the older
+  // half forgotten every kMemory jobs), not a moving average of the last
+  // few: the misses of a group of siblings fall on the first to run, and a
+  // report after a pass would otherwise tell the others'. A resize starts
+  // the misses' mean again, so that they are told with the pool they
+  // happened at.
+  static constexpr int64_t kMemory = 256;
+  void job_done(int64_t tokens, int64_t missed, int64_t pool_tokens) {
+    tokens_.add((double)tokens);
+    if (pool_tokens != miss_pool_) miss_pool_ = pool_tokens, misses_ = {};
+    misses_.add((double)missed);
   }
 
   // The report, when one is due.
@@ -57,9 +63,10 @@ class LoadMeter {
     const KvCacheStats st = e.kv_stats();
     l.kv_used_tokens = (int64_t)st.used_blocks * e.kv().block_size();
     l.max_ctx_tokens = batch.max_need();
-    l.tokens_per_job = tokens_per_job_;
-    l.miss_tokens_per_job = miss_per_job_;
-    l.pool_tokens = batch.capacity();
+    l.tokens_per_job = tokens_.mean();
+    l.miss_tokens_per_job = misses_.mean();
+    l.miss_jobs = (int32_t)misses_.n;
+    l.pool_tokens = miss_pool_;
     const LatencyConstants c = model_.constants();
     l.overhead_s = c.overhead_s, l.s_per_byte = c.s_per_byte, l.s_per_flop = c.s_per_flop;
     return l;
@@ -69,8 +76,17 @@ class LoadMeter {
   std::chrono::milliseconds interval_;
   bool on_ = false;
   LatencyModel model_{ModelCost{}};
-  double tokens_per_job_ = 0, miss_per_job_ = 0;
-  int64_t jobs_ = 0;
+  struct Mean {
+    double sum = 0;
+    int64_t n = 0;
+    void add(double v) {
+      if (n == kMemory) sum /= 2, n /= 2;
+      sum += v, ++n;
+    }
+    double mean() const { return n == 0 ? 0 : sum / (double)n; }
+  };
+  Mean tokens_, misses_;
+  int64_t miss_pool_ = 0;
   Clock::time_point last_{};
 };
 

@@ -15,19 +15,21 @@ void DemandWindow::trim(Side& s, Clock::time_point now) {
 }
 
 void DemandWindow::add(const msg::QueueLoad& q, Clock::time_point now) {
-  gen_.queue.push_back({now, q.gen_jobs, q.gen_ctx_tokens});
-  ver_.queue.push_back({now, q.score_jobs, q.score_ctx_tokens});
+  gen_.queue.push_back({now, q.gen_jobs, q.gen_ctx_tokens, q.gen_jobs});
+  // The beams still generating are scored next: the verifier's pool keeps
+  // their contexts from their previous scoring, or computes them again.
+  ver_.queue.push_back({now, q.score_jobs, q.score_ctx_tokens, q.score_jobs + q.gen_jobs});
   trim(gen_, now);
   trim(ver_, now);
 }
 
 void DemandWindow::add(const msg::EngineLoad& e, Clock::time_point now) {
   Side& s = side(e.role == "generator");
-  if (e.tokens_per_job > 0) {
-    s.tokens_per_job = e.tokens_per_job;
-    s.miss_per_job = e.miss_tokens_per_job;
-    s.pool_tokens = e.pool_tokens;
-  }
+  if (e.tokens_per_job > 0) s.tokens_per_job = e.tokens_per_job;
+  // Misses are a pair (pool size, misses per job): one of a few jobs since a
+  // resize would tell the previous size's misses as this one's; the pair
+  // measured before stays until enough jobs ran.
+  if (e.miss_jobs >= kMinMissJobs) s.miss_per_job = e.miss_tokens_per_job, s.pool_tokens = e.pool_tokens;
   if (e.running > 0 && e.kv_used_tokens > 0)
     s.sharing = std::max(1.0, (double)e.running_ctx_tokens / (double)e.kv_used_tokens);
   if (e.s_per_byte > 0 || e.s_per_flop > 0) s.latency = {e.overhead_s, e.s_per_byte, e.s_per_flop};
@@ -46,7 +48,9 @@ ModelDemand DemandWindow::demand(const Side& s, Clock::time_point now) const {
   d.sharing = s.sharing;
   const auto horizon = since(now);
   for (const Sample& q : s.queue) {
-    if (q.at < horizon || q.jobs <= 0) continue;
+    if (q.at < horizon) continue;
+    d.held_jobs = std::max(d.held_jobs, (double)q.held);
+    if (q.jobs <= 0) continue;
     if (q.jobs >= d.jobs) {
       d.jobs = q.jobs;
       d.ctx_tokens = (double)q.ctx_tokens / q.jobs;

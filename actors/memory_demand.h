@@ -21,6 +21,7 @@ namespace flashtts {
 class DemandWindow {
  public:
   using Clock = std::chrono::steady_clock;
+  static constexpr int32_t kMinMissJobs = 8;  // jobs at one pool size before its misses count
 
   explicit DemandWindow(double window_s = 3.0, int32_t max_batch = 256) : window_s_(window_s), max_batch_(max_batch) {}
 
@@ -37,6 +38,7 @@ class DemandWindow {
     Clock::time_point at;
     int32_t jobs;
     int64_t ctx_tokens;
+    int32_t held;  // jobs whose contexts the pool should keep (ModelDemand::held_jobs)
   };
   struct Side {
     std::deque<Sample> queue;  // QueueLoad, within the window

@@ -36,6 +36,10 @@ struct MemorySplit {
 // One model's work, as the arbiter knows it.
 struct ModelDemand {
   double jobs = 0;         // jobs of one iteration
+  // Jobs whose contexts the pool should keep through the iteration: the
+  // verifier's own and those still generating, whose steps it scores next.
+  // 0 = jobs.
+  double held_jobs = 0;
   double ctx_tokens = 0;   // a job's context, mean
   double new_tokens = 0;   // tokens a job computes (generated; or scored when its context is cached)
   double sharing = 1;      // context tokens per KV token held (>= 1)

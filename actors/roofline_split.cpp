@@ -31,7 +31,7 @@ double recompute_seconds(const ModelDemand& d, double tokens, bool lm_head) {
 
 // Context tokens of one iteration's jobs that a pool of `kv_tokens` cannot
 // keep until the next iteration needs them (computed again there). The
-// working set is U = jobs x footprint. An LRU cache smaller than U keeps less
+// working set is U = held jobs x footprint. An LRU cache smaller than U keeps less
 // than the linear max(0, U - C) suggests (a reuse pattern larger than the
 // cache gets almost no hits), so below U the model is U - (1 - a) C, and 0 at
 // or above it: a = 0 is the linear model, a = 1 a cache that thrashes. The
@@ -39,8 +39,9 @@ double recompute_seconds(const ModelDemand& d, double tokens, bool lm_head) {
 // they give a; fewer than those, or any at a pool the estimate says holds U,
 // mean the working set is not U: it is that pool plus the misses.
 double lost_tokens(const ModelDemand& d, double footprint, double kv_tokens) {
-  double u = d.jobs * footprint, a = 0;
-  const double c0 = (double)d.miss_pool_tokens, m0 = d.jobs * d.miss_tokens;
+  const double held = std::max(d.jobs, d.held_jobs);
+  double u = held * footprint, a = 0;
+  const double c0 = (double)d.miss_pool_tokens, m0 = held * d.miss_tokens;
   if (c0 > 0) {
     if (c0 < u && m0 >= u - c0) a = std::min(1.0, (m0 - (u - c0)) / c0);
     else if (c0 < u || m0 > 0.05 * c0) u = c0 + m0;
@@ -48,12 +49,18 @@ double lost_tokens(const ModelDemand& d, double footprint, double kv_tokens) {
   return kv_tokens >= u ? 0 : u - (1 - a) * kv_tokens;
 }
 
+// KV tokens one job holds: its context (and, generating, the tokens it
+// writes), shared prefixes counted once.
+double working_footprint(const ModelDemand& d, bool generation) {
+  return (d.ctx_tokens + (generation ? d.new_tokens : 0)) / std::max(d.sharing, 1.0);
+}
+
 }  // namespace
 
 double predict_generation(const ModelDemand& d, int64_t kv_tokens) {
   if (d.jobs <= 0) return 0;
   if (kv_tokens < d.min_tokens) return kNever;
-  const double footprint = (d.ctx_tokens + d.new_tokens) / std::max(d.sharing, 1.0);
+  const double footprint = working_footprint(d, true);
   const double r = concurrent(d, footprint, kv_tokens);
   if (r < 1) return kNever;
   const double waves = std::ceil(d.jobs / r);
@@ -70,7 +77,7 @@ double predict_generation(const ModelDemand& d, int64_t kv_tokens) {
 double predict_scoring(const ModelDemand& d, int64_t kv_tokens) {
   if (d.jobs <= 0) return 0;
   if (kv_tokens < d.min_tokens) return kNever;
-  const double footprint = d.ctx_tokens / std::max(d.sharing, 1.0);
+  const double footprint = working_footprint(d, false);
   const double r = concurrent(d, footprint, kv_tokens);
   if (r < 1) return kNever;
   const double waves = std::ceil(d.jobs / r);
@@ -108,15 +115,51 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
                 now * 1e3, 100.0 * (double)st.current.generator_kv_bytes / (double)st.kv_bytes, best * 1e3,
                 100.0 * (double)best_bytes / (double)st.kv_bytes);
   reason_ = buf;
+  for (const auto& [name, d] : {std::pair{"generator", &st.gen}, std::pair{"verifier", &st.ver}}) {
+    std::snprintf(buf, sizeof buf, "; %s %.0f jobs of %.0f + %.0f tokens, sharing %.1f, misses %.0f a job at %lld",
+                  name, d->jobs, d->ctx_tokens, d->new_tokens, d->sharing, d->miss_tokens, (long long)d->miss_pool_tokens);
+    reason_ += buf;
+  }
   if (best_bytes == st.current.generator_kv_bytes || st.since_move_s < o_.min_dwell_s) return std::nullopt;
-  if (std::isfinite(now) && now <= best * (1 + o_.hysteresis)) return std::nullopt;
-  // Moving costs the shrinking pool's KV above its new size: at worst all of
-  // it is computed again, once. The gain over the horizon must pay for it.
+  // Going back the way the last move came needs a larger gain each time in
+  // a row: two splits whose measured costs are close do not trade places
+  // every few seconds.
+  const int dir = best_bytes < st.current.generator_kv_bytes ? -1 : 1;
+  const int reversals = dir == -last_dir_ ? reversals_ + 1 : 0;
+  if (std::isfinite(now) && now <= best * (1 + o_.hysteresis * (1 << std::min(reversals, 10)))) {
+    if (reversals > 0) {
+      std::snprintf(buf, sizeof buf, "; back the way it came needs %.0f%%", 100 * o_.hysteresis * (1 << std::min(reversals, 10)));
+      reason_ += buf;
+    }
+    return std::nullopt;
+  }
+  // Moving costs the shrinking pool's working set above its new size: at
+  // worst it is all computed again, once (free and dead cached blocks cost
+  // nothing to give back). The gain over the horizon must pay for it.
   const bool gen_shrinks = best_bytes < st.current.generator_kv_bytes;
-  const int64_t moved = std::abs(best_bytes - st.current.generator_kv_bytes);
-  const double cost = gen_shrinks ? recompute_seconds(st.gen, (double)st.generator.tokens(moved), true)
-                                  : recompute_seconds(st.ver, (double)st.verifier.tokens(moved), false);
-  if (std::isfinite(now) && (now - best) * o_.horizon < cost) return std::nullopt;
+  const ModelDemand& d = gen_shrinks ? st.gen : st.ver;
+  const ModelFootprint& f = gen_shrinks ? st.generator : st.verifier;
+  const int64_t from = gen_shrinks ? st.current.generator_kv_bytes : st.current.verifier_kv_bytes;
+  const int64_t to = gen_shrinks ? best_bytes : st.kv_bytes - best_bytes;
+  const double held =
+      std::min((double)f.tokens(from), std::max(d.jobs, d.held_jobs) * working_footprint(d, gen_shrinks));
+  const double cost = recompute_seconds(d, held - (double)f.tokens(to), gen_shrinks);
+  if (std::isfinite(now) && (now - best) * o_.horizon < cost) {
+    std::snprintf(buf, sizeof buf, "; moving costs %.1f ms, more than %g iterations gain", cost * 1e3, o_.horizon);
+    reason_ += buf;
+    return std::nullopt;
+  }
+  // The move goes at most max_step of the memory toward the best split; the
+  // next decides again from what the models measured there (their misses
+  // above all), so a prediction that is wrong far from the measured split
+  // costs at most one step.
+  const double limit = o_.max_step * (double)st.kv_bytes;
+  if (std::abs((double)(best_bytes - st.current.generator_kv_bytes)) > limit) {
+    const double to = (double)st.current.generator_kv_bytes + (gen_shrinks ? -limit : limit);
+    const int k = std::clamp((int)std::lround(to / (double)st.kv_bytes * n), 1, n - 1);
+    best_bytes = (int64_t)((double)st.kv_bytes * k / n);
+  }
+  last_dir_ = dir, reversals_ = reversals;
   return MemorySplit{best_bytes, st.kv_bytes - best_bytes};
 }
 

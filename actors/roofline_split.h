@@ -15,6 +15,10 @@
 // the misses the model measured at its pool's current size (an LRU cache
 // under a cyclic reuse pattern loses more than U - C; see lost_tokens).
 //
+// One move goes at most max_step of the memory, then the split decides again
+// from what the models measure there. A move back the way the last one came
+// needs twice the gain, four times after two such moves in a row, and so on.
+//
 // Demand is the peak over a window (a few iterations), so that a workload
 // that alternates faster than that reads as the mix it is, not as two.
 //
@@ -40,6 +44,7 @@ struct RooflineOptions {
   double step = 0.05;        // grid of splits, as fractions of the KV memory
   double horizon = 4;        // iterations a move must pay back its cost in
   double min_dwell_s = 1.0;  // between moves
+  double max_step = 0.2;     // of the KV memory, in one move
 };
 
 class RooflineSplit final : public MemorySplitPolicy {
@@ -56,6 +61,8 @@ class RooflineSplit final : public MemorySplitPolicy {
   double initial_share_;
   RooflineOptions o_;
   std::string reason_;
+  int last_dir_ = 0;   // of the last move: +1 toward the generator, -1 toward the verifier
+  int reversals_ = 0;  // moves in a row that went back the way the one before came
 };
 
 }  // namespace flashtts

@@ -236,7 +236,8 @@ void EngineLoad::write(MapWriter& w) const {
   w.put("role", role).put("running", running).put("running_ctx_tokens", running_ctx_tokens);
   w.put("kv_used_tokens", kv_used_tokens).put("max_ctx_tokens", max_ctx_tokens);
   w.put("tokens_per_job", tokens_per_job).put("overhead_s", overhead_s).put("s_per_byte", s_per_byte);
-  w.put("s_per_flop", s_per_flop).put("miss_tokens_per_job", miss_tokens_per_job).put("pool_tokens", pool_tokens);
+  w.put("s_per_flop", s_per_flop).put("miss_tokens_per_job", miss_tokens_per_job);
+  w.put("miss_jobs", miss_jobs).put("pool_tokens", pool_tokens);
 }
 Status EngineLoad::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
@@ -248,6 +249,7 @@ Status EngineLoad::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("overhead_s", &overhead_s));
   FLASHTTS_TRY(r.get("s_per_byte", &s_per_byte));
   FLASHTTS_TRY(r.get_opt("miss_tokens_per_job", &miss_tokens_per_job));
+  FLASHTTS_TRY(r.get_opt("miss_jobs", &miss_jobs));
   FLASHTTS_TRY(r.get_opt("pool_tokens", &pool_tokens));
   return r.get("s_per_flop", &s_per_flop);
 }

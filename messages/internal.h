@@ -268,8 +268,9 @@ struct EngineLoad {
   int64_t kv_used_tokens = 0;      // KV tokens the pool's used blocks hold
   int64_t max_ctx_tokens = 0;      // the largest context of a queued or running task
   double tokens_per_job = 0;       // of the jobs finished lately: new tokens per job (generated, or scored)
-  double miss_tokens_per_job = 0;  // of the same jobs: context tokens computed again (evicted KV) per job
-  int64_t pool_tokens = 0;         // KV tokens the pool holds now (the misses' pool)
+  double miss_tokens_per_job = 0;  // of the jobs finished at the pool's size: context computed again (evicted) per job
+  int32_t miss_jobs = 0;           // jobs finished since the pool got that size
+  int64_t pool_tokens = 0;         // that size, in KV tokens
   double overhead_s = 0, s_per_byte = 0, s_per_flop = 0;  // latency model
   void write(MapWriter& w) const;
   Status read(const MapReader& r);

@@ -148,13 +148,121 @@ TEST(RooflineSplit, AThrashingPoolGetsMemoryTheLinearModelWouldNotMove) {
   EXPECT_GE((double)s.verifier.tokens(m->verifier_kv_bytes), u) << p.last_reason();
 }
 
+TEST(RooflineSplit, GivingBackMemoryTheWorkingSetDoesNotUseCostsNothing) {
+  // The verifier's contexts are three times its pool; the generator's beams
+  // hold a tenth of its pool. Taking most of the generator's pool (1.7 s to
+  // compute again, were it all in use) costs no recompute, so the split
+  // moves although an iteration gains less than that.
+  RooflineOptions o;
+  o.horizon = 1, o.max_step = 1;
+  RooflineSplit p(0.75, o);
+  ModelDemand v = scoring(64, 3 * kVerPool * 1.5 / 64);
+  v.cost = cost(1.5e9, 28672, true);  // a small PRM: its misses are cheap to compute again
+  MemoryState s = state(0.75, generation(16, 1000), v);
+  auto m = p.rebalance(s);
+  ASSERT_TRUE(m.has_value()) << p.last_reason();
+  EXPECT_LT(share(*m), 0.3) << p.last_reason();
+  // A generator whose beams fill its pool pays for what it gives back.
+  ModelDemand g = generation(256, 500);
+  g.sharing = 1;
+  s = state(0.75, g, v);
+  auto n = p.rebalance(s);
+  EXPECT_TRUE(!n.has_value() || share(*n) > share(*m)) << p.last_reason();
+}
+
+TEST(DemandWindow, MissesCountWithThePoolSizeTheyWereMeasuredAt) {
+  DemandWindow w(3.0, 256);
+  DemandWindow::Clock::time_point t{};
+  msg::QueueLoad q;
+  q.score_jobs = 64, q.score_ctx_tokens = 64 * 1000;
+  w.add(q, t);
+  auto report = [&](double miss, int32_t jobs, int64_t pool) {
+    msg::EngineLoad e;
+    e.role = "verifier", e.tokens_per_job = 100, e.miss_tokens_per_job = miss, e.miss_jobs = jobs;
+    e.pool_tokens = pool, e.max_ctx_tokens = 1100;
+    w.add(e, t += 100ms);
+    return w.verifier(t);
+  };
+  ModelDemand d = report(300, DemandWindow::kMinMissJobs, 8000);
+  EXPECT_EQ(d.miss_tokens, 300);
+  EXPECT_EQ(d.miss_pool_tokens, 8000);
+  // Resized: the first jobs at the new size do not replace the pair yet.
+  d = report(20, 2, 16000);
+  EXPECT_EQ(d.miss_tokens, 300);
+  EXPECT_EQ(d.miss_pool_tokens, 8000);
+  d = report(10, DemandWindow::kMinMissJobs, 16000);
+  EXPECT_EQ(d.miss_tokens, 10);
+  EXPECT_EQ(d.miss_pool_tokens, 16000);
+}
+
+TEST(RooflineSplit, AMoveGoesAtMostMaxStepTowardTheBestSplit) {
+  RooflineOptions o;
+  o.max_step = 1;
+  RooflineSplit far(0.75, o);
+  const MemoryState s = state(0.75, generation(8, 1000), scoring(256, 2000));
+  auto all_the_way = far.rebalance(s);
+  ASSERT_TRUE(all_the_way.has_value()) << far.last_reason();
+  ASSERT_LT(share(*all_the_way), 0.5) << far.last_reason();
+  RooflineSplit near(0.75, RooflineOptions{});
+  auto step = near.rebalance(s);
+  ASSERT_TRUE(step.has_value()) << near.last_reason();
+  EXPECT_NEAR(share(*step), 0.75 - RooflineOptions{}.max_step, 1e-3) << near.last_reason();
+}
+
+// The gain of the best split on the policy's grid over the current one.
+double best_gain(const MemoryState& s) {
+  auto predict = [&](int64_t g) {
+    return predict_generation(s.gen, s.generator.tokens(g)) + predict_scoring(s.ver, s.verifier.tokens(s.kv_bytes - g));
+  };
+  double best = predict(s.current.generator_kv_bytes);
+  for (int k = 1; k < 20; ++k) best = std::min(best, predict(s.kv_bytes * k / 20));
+  return predict(s.current.generator_kv_bytes) / best - 1;
+}
+
+TEST(RooflineSplit, MovingBackTheWayItCameNeedsALargerGainEachTime) {
+  // The verifier's demand rose: a move toward it.
+  MemoryState s = state(0.75, generation(8, 1000), scoring(64, 2000));
+  const auto first = RooflineSplit(0.75, RooflineOptions{}).rebalance(s);
+  ASSERT_TRUE(first.has_value());
+  // Then work whose best split is back toward the generator, by a gain g.
+  MemoryState back = state(share(*first), generation(128, 3000), scoring(8, 1000));
+  back.current = *first;
+  const double g = best_gain(back);
+  ASSERT_GT(g, 0.01);
+  // With a hysteresis of g / 1.5, a first move would go; back the way the
+  // last came it needs twice that, and stays.
+  RooflineOptions o;
+  o.hysteresis = g / 1.5;
+  RooflineSplit p(0.75, o);
+  ASSERT_TRUE(p.rebalance(s).has_value());
+  EXPECT_TRUE(RooflineSplit(0.75, o).rebalance(back).has_value());
+  EXPECT_FALSE(p.rebalance(back).has_value()) << p.last_reason();
+  EXPECT_NE(p.last_reason().find("back the way it came"), std::string::npos) << p.last_reason();
+  // With g / 2.5 it goes back, and a second reversal needs four times it.
+  RooflineOptions o2;
+  o2.hysteresis = g / 2.5;
+  RooflineSplit q(0.75, o2);
+  ASSERT_TRUE(q.rebalance(s).has_value());
+  auto m = q.rebalance(back);
+  ASSERT_TRUE(m.has_value()) << q.last_reason();
+  EXPECT_GT(share(*m), share(*first));
+  MemoryState again = state(share(*m), generation(8, 1000), scoring(64, 2000));
+  again.current = *m;
+  if (best_gain(again) < 4 * o2.hysteresis) EXPECT_FALSE(q.rebalance(again).has_value()) << q.last_reason();
+}
+
 TEST(RooflineSplit, StaysWhenTheGainIsWithinTheHysteresisOrAMoveWasJustMade) {
   RooflineSplit p(0.75, RooflineOptions{});
   MemoryState s = state(0.75, generation(8, 1000), scoring(256, 2000));
-  auto best = p.rebalance(s);
-  ASSERT_TRUE(best.has_value());
-  s.current = *best;  // at the best split already
-  EXPECT_FALSE(p.rebalance(s).has_value()) << p.last_reason();
+  auto move = p.rebalance(s);
+  ASSERT_TRUE(move.has_value());
+  int steps = 0;
+  for (; move && steps < 10; ++steps) {  // step by step to the best split
+    s.current = *move;
+    move = p.rebalance(s);
+  }
+  EXPECT_LE(steps, 1 + (int)std::ceil(0.75 / RooflineOptions{}.max_step));
+  EXPECT_FALSE(p.rebalance(s).has_value()) << p.last_reason();  // there: it stays
   s = state(0.75, generation(8, 1000), scoring(256, 2000));
   s.since_move_s = 0.2;  // within the dwell time
   EXPECT_FALSE(p.rebalance(s).has_value());
