@@ -49,10 +49,10 @@ double lost_tokens(const ModelDemand& d, double footprint, double kv_tokens) {
   return kv_tokens >= u ? 0 : u - (1 - a) * kv_tokens;
 }
 
-// KV tokens one job holds: its context (and, generating, the tokens it
-// writes), shared prefixes counted once.
+// KV tokens one job holds: its context, shared prefixes counted once, and
+// generating, the tokens it writes, which no other job shares.
 double working_footprint(const ModelDemand& d, bool generation) {
-  return (d.ctx_tokens + (generation ? d.new_tokens : 0)) / std::max(d.sharing, 1.0);
+  return d.ctx_tokens / std::max(d.sharing, 1.0) + (generation ? d.new_tokens : 0);
 }
 
 }  // namespace
