@@ -31,13 +31,14 @@ double recompute_seconds(const ModelDemand& d, double tokens, bool lm_head) {
 
 // Context tokens of one iteration's jobs that a pool of `kv_tokens` cannot
 // keep until the next iteration needs them (computed again there). The
-// working set is U = held jobs x footprint. An LRU cache smaller than U keeps less
-// than the linear max(0, U - C) suggests (a reuse pattern larger than the
-// cache gets almost no hits), so below U the model is U - (1 - a) C, and 0 at
-// or above it: a = 0 is the linear model, a = 1 a cache that thrashes. The
-// misses measured at the pool's current size fit it: beyond the linear ones
-// they give a; fewer than those, or any at a pool the estimate says holds U,
-// mean the working set is not U: it is that pool plus the misses.
+// working set is U = held jobs x footprint. An LRU cache smaller than U
+// keeps less than the linear max(0, U - C) suggests (a reuse pattern larger
+// than the cache gets almost no hits), so below U the model is U - (1 - a) C,
+// and 0 at or above it: a = 0 is the linear model, a = 1 a cache that
+// thrashes. The misses measured at the pool's current size fit it: beyond
+// the linear ones they give a; fewer than those, or any at a pool the
+// estimate says holds U, mean the working set is not U: it is that pool plus
+// the misses.
 double lost_tokens(const ModelDemand& d, double footprint, double kv_tokens) {
   const double held = std::max(d.jobs, d.held_jobs);
   double u = held * footprint, a = 0;
@@ -126,9 +127,10 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   // every few seconds.
   const int dir = best_bytes < st.current.generator_kv_bytes ? -1 : 1;
   const int reversals = dir == -last_dir_ ? reversals_ + 1 : 0;
-  if (std::isfinite(now) && now <= best * (1 + o_.hysteresis * (1 << std::min(reversals, 10)))) {
+  const double hysteresis = o_.hysteresis * (1 << std::min(reversals, 10));
+  if (std::isfinite(now) && now <= best * (1 + hysteresis)) {
     if (reversals > 0) {
-      std::snprintf(buf, sizeof buf, "; back the way it came needs %.0f%%", 100 * o_.hysteresis * (1 << std::min(reversals, 10)));
+      std::snprintf(buf, sizeof buf, "; back the way it came needs %.0f%%", 100 * hysteresis);
       reason_ += buf;
     }
     return std::nullopt;
@@ -155,8 +157,8 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   // costs at most one step.
   const double limit = o_.max_step * (double)st.kv_bytes;
   if (std::abs((double)(best_bytes - st.current.generator_kv_bytes)) > limit) {
-    const double to = (double)st.current.generator_kv_bytes + (gen_shrinks ? -limit : limit);
-    const int k = std::clamp((int)std::lround(to / (double)st.kv_bytes * n), 1, n - 1);
+    const double step_to = (double)st.current.generator_kv_bytes + (gen_shrinks ? -limit : limit);
+    const int k = std::clamp((int)std::lround(step_to / (double)st.kv_bytes * n), 1, n - 1);
     best_bytes = (int64_t)((double)st.kv_bytes * k / n);
   }
   last_dir_ = dir, reversals_ = reversals;

@@ -192,7 +192,8 @@ TEST(Verifier, UnderAnElasticGrantItReportsTheContextItComputedAgainAtItsPoolsSi
   const msg::ScoreDone d1 = h.score(1, 1, 0, {kS1, kS2});
   EXPECT_EQ(d1.n_computed, d1.n_tokens);
   // As long as the continuing job: it fits the pool, and evicts what the first left there.
-  h.send(msg::ScoreJob{2, 2, 0, "What is 12 times 7, minus 5?", {kS1, "84 minus 5 is 79.", "The answer is \\boxed{79}."}});
+  h.send(msg::ScoreJob{2, 2, 0, "What is 12 times 7, minus 5?",
+                       {kS1, "84 minus 5 is 79.", "The answer is \\boxed{79}."}});
   auto d2 = test::recv_message<msg::ScoreDone>(h.scheduler);
   ASSERT_TRUE(d2.has_value());
   ASSERT_TRUE(d2->error.empty()) << d2->error;

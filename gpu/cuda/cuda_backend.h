@@ -45,7 +45,8 @@ size_t cuda_workspace_bytes(const ModelConfig& config, const BackendOptions& opt
 // Device bytes a backend's weights take: matrices in the backend's element
 // type, norms, biases and the PRM's output layer in float32 (a float32
 // checkpoint takes half its host size in bf16). Host arithmetic only.
-size_t cuda_weight_bytes(const ModelConfig& config, const ModelWeights& weights, const CudaBackendOptions& cuda_options);
+size_t cuda_weight_bytes(const ModelConfig& config, const ModelWeights& weights,
+                         const CudaBackendOptions& cuda_options);
 
 // What a CUDA backend adds to the interface, for tests and benchmarks.
 class CudaBackend : public Backend {
