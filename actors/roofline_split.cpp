@@ -39,8 +39,11 @@ double recompute_seconds(const ModelDemand& d, double tokens, bool lm_head) {
 // the linear ones they give a; fewer than those, or any at a pool the
 // estimate says holds U, mean the working set is not U: it is that pool plus
 // the misses.
+// The jobs whose contexts the pool should keep (ModelDemand::held_jobs; 0 = jobs).
+double held_jobs(const ModelDemand& d) { return std::max(d.jobs, d.held_jobs); }
+
 double lost_tokens(const ModelDemand& d, double footprint, double kv_tokens) {
-  const double held = std::max(d.jobs, d.held_jobs);
+  const double held = held_jobs(d);
   double u = held * footprint, a = 0;
   const double c0 = (double)d.miss_pool_tokens, m0 = held * d.miss_tokens;
   if (c0 > 0) {
@@ -143,8 +146,7 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   const ModelFootprint& f = gen_shrinks ? st.generator : st.verifier;
   const int64_t from = gen_shrinks ? st.current.generator_kv_bytes : st.current.verifier_kv_bytes;
   const int64_t to = gen_shrinks ? best_bytes : st.kv_bytes - best_bytes;
-  const double held =
-      std::min((double)f.tokens(from), std::max(d.jobs, d.held_jobs) * working_footprint(d, gen_shrinks));
+  const double held = std::min((double)f.tokens(from), held_jobs(d) * working_footprint(d, gen_shrinks));
   const double cost = recompute_seconds(d, held - (double)f.tokens(to), gen_shrinks);
   if (std::isfinite(now) && (now - best) * o_.horizon < cost) {
     std::snprintf(buf, sizeof buf, "; moving costs %.1f ms, more than %g iterations gain", cost * 1e3, o_.horizon);

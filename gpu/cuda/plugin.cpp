@@ -1,6 +1,6 @@
 // libflashtts_cuda.so's entry point (gpu/cuda_plugin.h): the probe, the KV
-// size, the workspaces' and the weights' sizes and the backend factory of this folder, as the
-// engine calls them.
+// size, the workspaces' and the weights' sizes and the backend factory of
+// this folder, as the engine calls them.
 #include "gpu/cuda_plugin.h"
 
 #include "gpu/cuda/cuda_backend.h"
