@@ -1,6 +1,8 @@
 #include "actors/row_cost.h"
 
+#include <algorithm>
 #include <cassert>
+#include <map>
 
 namespace flashtts {
 
@@ -13,25 +15,30 @@ void RowCost::add(int32_t rows, double ms) {
 }
 
 void RowCost::fit() {
-  // Centred sums: the slope is cov(rows, ms) / var(rows), well conditioned
-  // for the small integer row counts and millisecond times seen here.
-  const double n = (double)passes_.size();
-  double mean_x = 0, mean_y = 0;
+  // The fastest pass at each row count, then centred sums: the slope is
+  // cov(rows, ms) / var(rows), well conditioned for the small integer row
+  // counts and millisecond times seen here.
+  std::map<int32_t, double> fastest;
   for (const Pass& p : passes_) {
-    mean_x += p.rows;
-    mean_y += p.ms;
+    auto [it, fresh] = fastest.try_emplace(p.rows, p.ms);
+    if (!fresh) it->second = std::min(it->second, p.ms);
+  }
+  known_ = fastest.size() >= 2;
+  if (!known_) return;
+  const double n = (double)fastest.size();
+  double mean_x = 0, mean_y = 0;
+  for (const auto& [rows, ms] : fastest) {
+    mean_x += rows;
+    mean_y += ms;
   }
   mean_x /= n;
   mean_y /= n;
   double sxx = 0, sxy = 0;
-  for (const Pass& p : passes_) {
-    const double dx = p.rows - mean_x;
+  for (const auto& [rows, ms] : fastest) {
+    const double dx = rows - mean_x;
     sxx += dx * dx;
-    sxy += dx * (p.ms - mean_y);
+    sxy += dx * (ms - mean_y);
   }
-  // sxx > 0 exactly when two row counts differ.
-  known_ = sxx > 0;
-  if (!known_) return;
   b_ = sxy / sxx;
   a_ = mean_y - b_ * mean_x;
 }

@@ -1,6 +1,9 @@
 // The cost of a decode pass as a function of its rows: t = a + b·rows, fitted
-// by least squares over the last `window` passes the generator measured. The
-// generator asks it how much speculative rows would slow the real ones
+// by least squares over the last `window` passes the generator measured,
+// through the fastest pass at each row count: a loaded host only ever adds
+// time to a pass, and a few slow passes at small row counts (other processes
+// taking the cores) would otherwise tilt the slope below zero. The generator
+// asks it how much speculative rows would slow the real ones
 // (GeneratorOptions::speculation_max_slowdown).
 //
 // Until the window holds at least two distinct row counts the slope cannot be
