@@ -2,17 +2,20 @@
 // arbiter while it serves under an elastic split: its latency model,
 // calibrated on the device at the first grant and refined from every pass it
 // runs, the tokens its jobs compute (new ones, and context computed again
-// because the pool had evicted it: the misses at the pool's size), and its
-// batch (msg::EngineLoad, at most every interval). Under the static split it
-// does nothing.
+// because the pool had evicted it: the misses at the pool's size), the KV
+// working set of its last jobs, and its batch (msg::EngineLoad, at most
+// every interval). Under the static split it does nothing.
 //
 // Thread contract: owned by one engine actor and used from its thread only.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "actors/batch.h"
+#include "actors/context_windows.h"
 #include "gpu/engine.h"
 #include "gpu/latency_model.h"
 #include "messages/internal.h"
@@ -40,12 +43,23 @@ class LoadMeter {
   // few: the misses of a group of siblings fall on the first to run, and a
   // report after a pass would otherwise tell the others'. A resize starts
   // the misses' mean again, so that they are told with the pool they
-  // happened at.
+  // happened at. Its context (`context`, then what it generated or scored
+  // when that is apart: `rest`), in KV blocks of `block_size`, goes into the
+  // working-set windows (actors/context_windows.h).
   static constexpr int64_t kMemory = 256;
-  void job_done(int64_t tokens, int64_t missed, int64_t pool_tokens) {
+  void job_done(int64_t tokens, int64_t missed, int64_t pool_tokens, std::span<const int32_t> context,
+                std::span<const int32_t> rest, int32_t block_size) {
     tokens_.add((double)tokens);
     if (pool_tokens != miss_pool_) miss_pool_ = pool_tokens, misses_ = {};
     misses_.add((double)missed);
+    if (!on_) return;
+    if (rest.empty()) {
+      windows_.add(context, block_size);
+    } else {
+      std::vector<int32_t> all(context.begin(), context.end());
+      all.insert(all.end(), rest.begin(), rest.end());
+      windows_.add(all, block_size);
+    }
   }
 
   // The report, when one is due.
@@ -67,6 +81,14 @@ class LoadMeter {
     l.miss_tokens_per_job = misses_.mean();
     l.miss_jobs = (int32_t)misses_.n;
     l.pool_tokens = miss_pool_;
+    // Each window up to the first not yet full (the larger ones repeat it).
+    const auto ws = windows_.windows();
+    for (size_t i = 0; i < ws.size() && ws[i].jobs > 0; ++i) {
+      l.window_jobs.push_back(ws[i].jobs);
+      l.window_ctx_tokens.push_back((int32_t)ws[i].ctx_tokens);
+      l.window_unique_tokens.push_back((int32_t)ws[i].unique_tokens);
+      if (ws[i].jobs < ContextWindows::kSizes[i]) break;
+    }
     const LatencyConstants c = model_.constants();
     l.overhead_s = c.overhead_s, l.s_per_byte = c.s_per_byte, l.s_per_flop = c.s_per_flop;
     return l;
@@ -87,6 +109,7 @@ class LoadMeter {
   };
   Mean tokens_, misses_;
   int64_t miss_pool_ = 0;
+  ContextWindows windows_;
   Clock::time_point last_{};
 };
 

@@ -288,7 +288,8 @@ void Generator::finish(GenTask& t, const char* reason, std::string error, const 
   if (!d.error.empty())
     log_->warn("gen_job {} failed ({}): {}", d.job_id, d.code.empty() ? "internal" : d.code, d.error);
   post("scheduler", d);
-  if (!t.job.speculative) meter_.job_done((int64_t)t.out.size(), t.n_prefilled, batch_.capacity());
+  if (!t.job.speculative)
+    meter_.job_done((int64_t)t.out.size(), t.n_prefilled, batch_.capacity(), t.job.tokens, t.out, o_.block_size);
   // Full blocks stay in the prefix cache for the next step; a live beam's
   // whole sequence stays for the jobs that continue it.
   batch_.release(t, /*keep=*/d.error.empty());

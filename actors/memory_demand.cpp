@@ -32,6 +32,10 @@ void DemandWindow::add(const msg::EngineLoad& e, Clock::time_point now) {
   if (e.miss_jobs >= kMinMissJobs) s.miss_per_job = e.miss_tokens_per_job, s.pool_tokens = e.pool_tokens;
   if (e.running > 0 && e.kv_used_tokens > 0)
     s.sharing = std::max(1.0, (double)e.running_ctx_tokens / (double)e.kv_used_tokens);
+  if (!e.window_jobs.empty()) {
+    s.windows.clear();
+    for (size_t i = 0; i < e.window_jobs.size(); ++i) s.windows.push_back({e.window_jobs[i], e.window_unique_tokens[i]});
+  }
   if (e.s_per_byte > 0 || e.s_per_flop > 0) s.latency = {e.overhead_s, e.s_per_byte, e.s_per_flop};
   s.max_ctx.push_back({now, e.max_ctx_tokens});
   trim(s, now);
@@ -58,6 +62,15 @@ ModelDemand DemandWindow::demand(const Side& s, Clock::time_point now) const {
   }
   for (const auto& [at, n] : s.max_ctx)
     if (at >= horizon) d.min_tokens = std::max(d.min_tokens, n);
+  // The working-set window of about one iteration's jobs: the largest that
+  // holds no more jobs than the pool keeps (a longer one would count the
+  // next iteration's contexts, which extend this one's, as shared), and at
+  // least the smallest, once it has filled.
+  const double held = std::max(d.jobs, d.held_jobs);
+  const std::pair<int32_t, int32_t>* w = nullptr;
+  for (const auto& x : s.windows)
+    if (w == nullptr || x.first <= held) w = &x;
+  if (w && w->first >= kMinWindowJobs) d.job_kv_tokens = (double)w->second / w->first;
   return d;
 }
 

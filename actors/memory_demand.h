@@ -12,6 +12,8 @@
 #include <chrono>
 #include <deque>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "actors/memory_policy.h"
 #include "messages/internal.h"
@@ -22,6 +24,7 @@ class DemandWindow {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr int32_t kMinMissJobs = 8;  // jobs at one pool size before its misses count
+  static constexpr int32_t kMinWindowJobs = 8;  // finished jobs before the working set is measured
 
   explicit DemandWindow(double window_s = 3.0, int32_t max_batch = 256) : window_s_(window_s), max_batch_(max_batch) {}
 
@@ -47,6 +50,8 @@ class DemandWindow {
     double miss_per_job = 0;
     int64_t pool_tokens = 0;
     double sharing = 1;
+    // EngineLoad's working-set windows: jobs, distinct KV tokens.
+    std::vector<std::pair<int32_t, int32_t>> windows;
     LatencyConstants latency;
     ModelCost cost;
   };

@@ -43,6 +43,10 @@ struct ModelDemand {
   double ctx_tokens = 0;   // a job's context, mean
   double new_tokens = 0;   // tokens a job computes (generated; or scored when its context is cached)
   double sharing = 1;      // context tokens per KV token held (>= 1)
+  // Measured: the distinct KV tokens a job's context and its new tokens take
+  // (shared blocks divided among the jobs sharing them), over the model's
+  // last finished jobs, about one iteration's (held_jobs); 0 = not measured.
+  double job_kv_tokens = 0;
   // Measured: context tokens a job computed again (the pool had evicted
   // them), at a pool of `miss_pool_tokens`; 0 pool = not measured.
   double miss_tokens = 0;

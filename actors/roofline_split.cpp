@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <utility>
+#include <vector>
 
 namespace flashtts {
 
@@ -29,9 +31,15 @@ double recompute_seconds(const ModelDemand& d, double tokens, bool lm_head) {
   return pass_seconds(d, s);
 }
 
-// Context tokens of one iteration's jobs that a pool of `kv_tokens` cannot
-// keep until the next iteration needs them (computed again there). The
-// working set is U = held jobs x footprint. An LRU cache smaller than U
+// The jobs whose contexts the pool should keep (ModelDemand::held_jobs; 0 = jobs).
+double held_jobs(const ModelDemand& d) { return std::max(d.jobs, d.held_jobs); }
+
+// What a pool short of the working set loses: U - (1 - a) C below U.
+struct Loss {
+  double u = 0, a = 0;
+};
+
+// The working set is U = held jobs x footprint. An LRU cache smaller than U
 // keeps less than the linear max(0, U - C) suggests (a reuse pattern larger
 // than the cache gets almost no hits), so below U the model is U - (1 - a) C,
 // and 0 at or above it: a = 0 is the linear model, a = 1 a cache that
@@ -39,23 +47,30 @@ double recompute_seconds(const ModelDemand& d, double tokens, bool lm_head) {
 // the linear ones they give a; fewer than those, or any at a pool the
 // estimate says holds U, mean the working set is not U: it is that pool plus
 // the misses.
-// The jobs whose contexts the pool should keep (ModelDemand::held_jobs; 0 = jobs).
-double held_jobs(const ModelDemand& d) { return std::max(d.jobs, d.held_jobs); }
-
-double lost_tokens(const ModelDemand& d, double footprint, double kv_tokens) {
+Loss fit_loss(const ModelDemand& d, double footprint) {
   const double held = held_jobs(d);
-  double u = held * footprint, a = 0;
+  Loss l{held * footprint, 0};
   const double c0 = (double)d.miss_pool_tokens, m0 = held * d.miss_tokens;
   if (c0 > 0) {
-    if (c0 < u && m0 >= u - c0) a = std::min(1.0, (m0 - (u - c0)) / c0);
-    else if (c0 < u || m0 > 0.05 * c0) u = c0 + m0;
+    if (c0 < l.u && m0 >= l.u - c0) l.a = std::min(1.0, (m0 - (l.u - c0)) / c0);
+    else if (c0 < l.u || m0 > 0.05 * c0) l.u = c0 + m0;
   }
-  return kv_tokens >= u ? 0 : u - (1 - a) * kv_tokens;
+  return l;
+}
+
+// Context tokens of one iteration's jobs that a pool of `kv_tokens` cannot
+// keep until the next iteration needs them (computed again there).
+double lost_tokens(const ModelDemand& d, double footprint, double kv_tokens) {
+  const Loss l = fit_loss(d, footprint);
+  return kv_tokens >= l.u ? 0 : l.u - (1 - l.a) * kv_tokens;
 }
 
 // KV tokens one job holds: its context, shared prefixes counted once, and
-// generating, the tokens it writes, which no other job shares.
+// generating, the tokens it writes, which no other job shares. Measured over
+// the model's last iteration of jobs where it can be (ModelDemand::
+// job_kv_tokens); else from the sharing among the jobs running at once.
 double working_footprint(const ModelDemand& d, bool generation) {
+  if (d.job_kv_tokens > 0) return d.job_kv_tokens;
   return d.ctx_tokens / std::max(d.sharing, 1.0) + (generation ? d.new_tokens : 0);
 }
 
@@ -105,23 +120,40 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
            predict_scoring(st.ver, st.verifier.tokens(st.kv_bytes - gen_bytes));
   };
   const double now = predict(st.current.generator_kv_bytes);
-  double best = now;
-  int64_t best_bytes = st.current.generator_kv_bytes;
   const int n = std::max(2, (int)std::lround(1.0 / o_.step));
+  std::vector<std::pair<int64_t, double>> grid;  // generator bytes, predicted iteration
+  double best = now;
   for (int k = 1; k < n; ++k) {
     const int64_t b = (int64_t)((double)st.kv_bytes * k / n);
     if (b < st.generator.block_bytes() || st.kv_bytes - b < st.verifier.block_bytes()) continue;
-    const double t = predict(b);
-    if (t < best) best = t, best_bytes = b;
+    grid.push_back({b, predict(b)});
+    best = std::min(best, grid.back().second);
   }
-  char buf[200];
+  // Where several splits predict the best time within kTie (both working
+  // sets fit at each), the one that leaves both pools the most room over
+  // their working sets, as a share of them: contexts grow with every step.
+  constexpr double kTie = 0.01;
+  const double u_gen = fit_loss(st.gen, working_footprint(st.gen, true)).u;
+  const double u_ver = fit_loss(st.ver, working_footprint(st.ver, false)).u;
+  auto room = [&](int64_t gen_bytes) {
+    return std::min((double)st.generator.tokens(gen_bytes) / std::max(u_gen, 1.0),
+                    (double)st.verifier.tokens(st.kv_bytes - gen_bytes) / std::max(u_ver, 1.0));
+  };
+  int64_t best_bytes = st.current.generator_kv_bytes;
+  if (!(now <= best * (1 + kTie))) best_bytes = -1;
+  for (const auto& [b, t] : grid)
+    if (t <= best * (1 + kTie) && (best_bytes < 0 || room(b) > room(best_bytes))) best_bytes = b;
+  best = best_bytes == st.current.generator_kv_bytes ? now : predict(best_bytes);
+  char buf[320];
   std::snprintf(buf, sizeof buf, "iteration predicted %.1f ms at %.0f%% for the generator, %.1f ms at %.0f%%",
                 now * 1e3, 100.0 * (double)st.current.generator_kv_bytes / (double)st.kv_bytes, best * 1e3,
                 100.0 * (double)best_bytes / (double)st.kv_bytes);
   reason_ = buf;
   for (const auto& [name, d] : {std::pair{"generator", &st.gen}, std::pair{"verifier", &st.ver}}) {
-    std::snprintf(buf, sizeof buf, "; %s %.0f jobs of %.0f + %.0f tokens, sharing %.1f, misses %.0f a job at %lld",
-                  name, d->jobs, d->ctx_tokens, d->new_tokens, d->sharing, d->miss_tokens, (long long)d->miss_pool_tokens);
+    std::snprintf(buf, sizeof buf,
+                  "; %s %.0f jobs of %.0f + %.0f tokens, sharing %.1f, %.0f KV tokens a job, misses %.0f a job at %lld",
+                  name, d->jobs, d->ctx_tokens, d->new_tokens, d->sharing, d->job_kv_tokens, d->miss_tokens,
+                  (long long)d->miss_pool_tokens);
     reason_ += buf;
   }
   if (best_bytes == st.current.generator_kv_bytes || st.since_move_s < o_.min_dwell_s) return std::nullopt;

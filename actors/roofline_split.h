@@ -5,9 +5,11 @@
 // the split it predicts fastest when that beats the current one by more than
 // the hysteresis and the cost of moving.
 //
-// The prediction, for a model holding C KV tokens: a job's context takes
-// ctx / sharing tokens of KV (prefix sharing), so r = min(jobs, max_batch,
-// C / footprint) jobs run at once, in ceil(jobs / r) waves. Generation: each
+// The prediction, for a model holding C KV tokens: a job takes the KV
+// tokens the model measured its last iteration of jobs to take, shared
+// blocks counted once (ModelDemand::job_kv_tokens; until measured, ctx /
+// sharing plus what it writes), so r = min(jobs, max_batch, C / footprint)
+// jobs run at once, in ceil(jobs / r) waves. Generation: each
 // wave decodes tokens_per_job passes of r rows. Scoring: each wave is one
 // prefill pass of r jobs' new tokens. What the pool cannot keep of the jobs'
 // KV between iterations is computed again each iteration (a prefill): of a

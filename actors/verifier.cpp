@@ -243,7 +243,7 @@ void Verifier::finish(ScoreTask& t, std::string error, const char* code) {
   if (d.error.empty()) {
     // What it computed beyond its new tokens was context the pool had evicted.
     const int32_t fresh = t.n_new < 0 ? t.n_computed : std::min(t.n_computed, t.n_new);
-    meter_.job_done(fresh, t.n_computed - fresh, batch_.capacity());
+    meter_.job_done(fresh, t.n_computed - fresh, batch_.capacity(), t.in.ids, {}, o_.block_size);
   }
 }
 

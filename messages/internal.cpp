@@ -238,6 +238,8 @@ void EngineLoad::write(MapWriter& w) const {
   w.put("tokens_per_job", tokens_per_job).put("overhead_s", overhead_s).put("s_per_byte", s_per_byte);
   w.put("s_per_flop", s_per_flop).put("miss_tokens_per_job", miss_tokens_per_job);
   w.put("miss_jobs", miss_jobs).put("pool_tokens", pool_tokens);
+  w.put("window_jobs", window_jobs).put("window_ctx_tokens", window_ctx_tokens);
+  w.put("window_unique_tokens", window_unique_tokens);
 }
 Status EngineLoad::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
@@ -251,6 +253,11 @@ Status EngineLoad::read(const MapReader& r) {
   FLASHTTS_TRY(r.get_opt("miss_tokens_per_job", &miss_tokens_per_job));
   FLASHTTS_TRY(r.get_opt("miss_jobs", &miss_jobs));
   FLASHTTS_TRY(r.get_opt("pool_tokens", &pool_tokens));
+  FLASHTTS_TRY(r.get_opt("window_jobs", &window_jobs));
+  FLASHTTS_TRY(r.get_opt("window_ctx_tokens", &window_ctx_tokens));
+  FLASHTTS_TRY(r.get_opt("window_unique_tokens", &window_unique_tokens));
+  if (window_ctx_tokens.size() != window_jobs.size() || window_unique_tokens.size() != window_jobs.size())
+    return make_error("engine_load: window_jobs, window_ctx_tokens and window_unique_tokens differ in length");
   return r.get("s_per_flop", &s_per_flop);
 }
 

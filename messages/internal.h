@@ -271,6 +271,11 @@ struct EngineLoad {
   double miss_tokens_per_job = 0;  // of the jobs finished at the pool's size: context computed again (evicted) per job
   int32_t miss_jobs = 0;           // jobs finished since the pool got that size
   int64_t pool_tokens = 0;         // that size, in KV tokens
+  // The working set of the last k finished jobs, one entry per k (8, 16,
+  // ..., 512; actors/context_windows.h): jobs in the window (fewer while
+  // fewer finished), their contexts summed, and the distinct KV tokens they
+  // take (blocks of the same content once). Empty: not measured.
+  std::vector<int32_t> window_jobs, window_ctx_tokens, window_unique_tokens;
   double overhead_s = 0, s_per_byte = 0, s_per_flop = 0;  // latency model
   void write(MapWriter& w) const;
   Status read(const MapReader& r);

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <vector>
 
 #include "actors/memory_arbiter.h"
 #include "actors/memory_demand.h"
@@ -195,6 +196,75 @@ TEST(DemandWindow, MissesCountWithThePoolSizeTheyWereMeasuredAt) {
   EXPECT_EQ(d.miss_pool_tokens, 16000);
 }
 
+TEST(DemandWindow, TheWorkingSetIsTheWindowOfAboutOneIterationsJobs) {
+  DemandWindow w(3.0, 256);
+  DemandWindow::Clock::time_point t{};
+  msg::QueueLoad q;
+  q.gen_jobs = 60, q.gen_ctx_tokens = 60 * 900;
+  q.score_jobs = 4, q.score_ctx_tokens = 4 * 3000;
+  w.add(q, t);
+  auto report = [&](std::vector<int32_t> jobs, std::vector<int32_t> unique) {
+    msg::EngineLoad e;
+    e.role = "verifier", e.tokens_per_job = 100, e.max_ctx_tokens = 3100;
+    e.window_jobs = jobs, e.window_unique_tokens = unique;
+    e.window_ctx_tokens.assign(jobs.size(), 0);
+    w.add(e, t += 100ms);
+    return w.verifier(t);
+  };
+  EXPECT_EQ(w.verifier(t).job_kv_tokens, 0) << "not measured yet";
+  // The verifier keeps the contexts of the 64 beams (4 scoring, 60 to be
+  // scored next): the window of 64 jobs, not the one of 128.
+  ModelDemand d = report({8, 16, 32, 64, 128}, {800, 1400, 2400, 4000, 7000});
+  EXPECT_DOUBLE_EQ(d.job_kv_tokens, 4000.0 / 64);
+  // While fewer jobs have finished, the largest window there is.
+  d = report({8, 16, 20}, {800, 1400, 1600});
+  EXPECT_DOUBLE_EQ(d.job_kv_tokens, 1600.0 / 20);
+  // Fewer than the smallest window's jobs: not measured.
+  d = report({5}, {600});
+  EXPECT_EQ(d.job_kv_tokens, 0);
+}
+
+TEST(RooflineSplit, AVerifierWhoseMeasuredWorkingSetIsSmallGivesBackThePoolItHardlyMisses) {
+  // The generator's beams need half as much again as its pool. The
+  // verifier's contexts, from the scheduler's figures and the sharing among
+  // the few jobs it runs at once, would need three times its pool, and it
+  // misses little there: its working set reads as its pool, and giving any
+  // of it up as recomputing 7B contexts. No move.
+  RooflineSplit p(0.4, RooflineOptions{});
+  const double gen_pool = 0.4 * (double)(4ll << 30) / 28672, ver_pool = 0.6 * (double)(4ll << 30) / 57344;
+  ModelDemand g = generation(64, 1.5 * (1.5 * gen_pool / 64 - 100));
+  ModelDemand v = scoring(64, 3000);
+  v.miss_pool_tokens = (int64_t)ver_pool, v.miss_tokens = 5;
+  EXPECT_FALSE(p.rebalance(state(0.4, g, v)).has_value()) << p.last_reason();
+  // Measured over its last 64 jobs, the beams' contexts take 300 KV tokens
+  // each (they share the prompt and their ancestors): 19,200 tokens, under
+  // half its pool. The split gives the generator the memory it lacks.
+  v.job_kv_tokens = 300;
+  auto m = p.rebalance(state(0.4, g, v));
+  ASSERT_TRUE(m.has_value()) << p.last_reason();
+  EXPECT_GT(share(*m), 0.5) << p.last_reason();
+  EXPECT_GE((double)m->verifier_kv_bytes / 57344, 64 * 300) << p.last_reason();
+}
+
+TEST(RooflineSplit, AmongSplitsThatPredictTheSameTimeItTakesTheOneWithTheMostRoomForBoth) {
+  // Working sets of 20,000 generator tokens and 10,000 verifier tokens in 4
+  // GiB: both fit anywhere from 15% to 85% for the generator, and every
+  // split there predicts the same time. The verifier's pool at 95% is short.
+  // Both pools have the same room over their working sets, 3.7 times, at 50%;
+  // the first split of the plateau (15%) would leave the generator 12% over
+  // its working set, which its growing contexts soon pass.
+  RooflineOptions o;
+  o.max_step = 1;
+  RooflineSplit p(0.95, o);
+  ModelDemand g = generation(64, 300), v = scoring(64, 300);
+  g.job_kv_tokens = 20000.0 / 64, v.job_kv_tokens = 10000.0 / 64;
+  MemoryState s = state(0.95, g, v);
+  ASSERT_GT(predict_scoring(v, s.verifier.tokens(s.current.verifier_kv_bytes)), predict_scoring(v, 10000));
+  auto m = p.rebalance(s);
+  ASSERT_TRUE(m.has_value()) << p.last_reason();
+  EXPECT_NEAR(share(*m), 0.5, 0.026) << p.last_reason();
+}
+
 TEST(RooflineSplit, AMoveGoesAtMostMaxStepTowardTheBestSplit) {
   RooflineOptions o;
   o.max_step = 1;
@@ -248,7 +318,9 @@ TEST(RooflineSplit, MovingBackTheWayItCameNeedsALargerGainEachTime) {
   EXPECT_GT(share(*m), share(*first));
   MemoryState again = state(share(*m), generation(8, 1000), scoring(64, 2000));
   again.current = *m;
-  if (best_gain(again) < 4 * o2.hysteresis) EXPECT_FALSE(q.rebalance(again).has_value()) << q.last_reason();
+  if (best_gain(again) < 4 * o2.hysteresis) {
+    EXPECT_FALSE(q.rebalance(again).has_value()) << q.last_reason();
+  }
 }
 
 TEST(RooflineSplit, StaysWhenTheGainIsWithinTheHysteresisOrAMoveWasJustMade) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "actors/verifier.h"
@@ -42,6 +43,18 @@ struct Reference {
   PrmInput in;
   std::vector<float> scores;
 };
+
+// The PRM's input ids for `steps` of `problem`.
+std::vector<int32_t> prm_ids(const std::string& problem, const std::vector<std::string>& steps) {
+  auto m = load_model(prm_dir());
+  EXPECT_TRUE(m.ok());
+  auto tok = open_tokenizer(prm_dir());
+  EXPECT_TRUE(tok.ok());
+  EXPECT_TRUE(resolve_prm_tokens(**tok, &m->config).ok());
+  auto in = format_prm_input(**tok, m->config, problem, steps);
+  EXPECT_TRUE(in.ok());
+  return in ? in->ids : std::vector<int32_t>{};
+}
 
 Reference reference(const std::vector<std::string>& steps) {
   auto m = load_model(prm_dir());
@@ -215,6 +228,23 @@ TEST(Verifier, UnderAnElasticGrantItReportsTheContextItComputedAgainAtItsPoolsSi
   EXPECT_NEAR(last->tokens_per_job, (d1.n_computed + d2->n_computed + fresh + d4.n_computed) / 4.0, 1e-9);
   EXPECT_NEAR(last->miss_tokens_per_job, (d3.n_computed - fresh) / 4.0, 1e-9);
   EXPECT_GT(last->miss_tokens_per_job, 0);
+  // The working set of those four jobs (fewer than the smallest window's 8:
+  // one window): their contexts, and the distinct KV they take, a full block
+  // told by the tokens up to its end, a partial one counted each time.
+  const std::vector<std::vector<int32_t>> contexts = {
+      prm_ids(kProblem, {kS1, kS2}),
+      prm_ids("What is 12 times 7, minus 5?", {kS1, "84 minus 5 is 79.", "The answer is \\boxed{79}."}),
+      ref.in.ids, prm_ids(kProblem, {kS1})};
+  int64_t ctx = 0, tails = 0;
+  std::set<std::vector<int32_t>> blocks;
+  for (const auto& c : contexts) {
+    ctx += (int64_t)c.size(), tails += (int64_t)c.size() % 16;
+    for (size_t end = 16; end <= c.size(); end += 16) blocks.insert(std::vector<int32_t>(c.begin(), c.begin() + end));
+  }
+  ASSERT_EQ(last->window_jobs, std::vector<int32_t>{4});
+  EXPECT_EQ(last->window_ctx_tokens, std::vector<int32_t>{(int32_t)ctx});
+  EXPECT_EQ(last->window_unique_tokens, std::vector<int32_t>{(int32_t)(16 * (int64_t)blocks.size() + tails)});
+  EXPECT_LT(last->window_unique_tokens[0], ctx) << "job 3 continues job 1, and job 4 shares their prompt";
 }
 
 TEST(Verifier, AFolderThatIsNotAPrmFailsStartNamingIt) {

@@ -1,0 +1,67 @@
+#include "actors/context_windows.h"
+
+#include <cassert>
+
+namespace flashtts {
+
+namespace {
+
+// splitmix64's finaliser: a block's key from its predecessor's and its tokens.
+uint64_t mix(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+void ContextWindows::enter(Counts& c, const Job& j) {
+  for (uint64_t b : j.blocks) ++c.refs[b];
+  c.tail_tokens += j.tail, c.ctx_tokens += j.tokens, ++c.jobs;
+}
+
+void ContextWindows::leave(Counts& c, const Job& j) {
+  for (uint64_t b : j.blocks) {
+    auto it = c.refs.find(b);
+    assert(it != c.refs.end());
+    if (--it->second == 0) c.refs.erase(it);
+  }
+  c.tail_tokens -= j.tail, c.ctx_tokens -= j.tokens, --c.jobs;
+}
+
+void ContextWindows::add(std::span<const int32_t> tokens, int32_t block_size) {
+  assert(block_size > 0);
+  block_size_ = block_size;
+  Job j;
+  j.tokens = (int32_t)tokens.size();
+  const size_t full = tokens.size() / (size_t)block_size;
+  j.blocks.reserve(full);
+  uint64_t key = 0x9e3779b97f4a7c15ULL;
+  for (size_t b = 0; b < full; ++b) {
+    for (size_t i = b * (size_t)block_size; i < (b + 1) * (size_t)block_size; ++i) key = mix(key ^ (uint32_t)tokens[i]);
+    j.blocks.push_back(key);
+  }
+  j.tail = (int32_t)(tokens.size() - full * (size_t)block_size);
+  jobs_.push_back(std::move(j));
+  // The new job enters every window; the one k jobs back leaves window k.
+  for (size_t w = 0; w < kSizes.size(); ++w) {
+    enter(counts_[w], jobs_.back());
+    if (jobs_.size() > (size_t)kSizes[w]) leave(counts_[w], jobs_[jobs_.size() - 1 - (size_t)kSizes[w]]);
+  }
+  if (jobs_.size() > (size_t)kSizes.back()) jobs_.pop_front();
+}
+
+std::array<ContextWindows::Window, ContextWindows::kSizes.size()> ContextWindows::windows() const {
+  std::array<Window, kSizes.size()> out;
+  for (size_t w = 0; w < kSizes.size(); ++w) {
+    const Counts& c = counts_[w];
+    out[w].jobs = c.jobs;
+    out[w].ctx_tokens = c.ctx_tokens;
+    out[w].unique_tokens = (int64_t)c.refs.size() * block_size_ + c.tail_tokens;
+  }
+  return out;
+}
+
+}  // namespace flashtts
