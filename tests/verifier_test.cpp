@@ -44,8 +44,8 @@ struct Reference {
   std::vector<float> scores;
 };
 
-// The PRM's input ids for `steps` of `problem`.
-std::vector<int32_t> prm_ids(const std::string& problem, const std::vector<std::string>& steps) {
+// The PRM's input for `steps` of `problem`, and the model it is formatted for.
+PrmInput prm_input(const std::string& problem, const std::vector<std::string>& steps, LoadedModel* model = nullptr) {
   auto m = load_model(prm_dir());
   EXPECT_TRUE(m.ok());
   auto tok = open_tokenizer(prm_dir());
@@ -53,25 +53,24 @@ std::vector<int32_t> prm_ids(const std::string& problem, const std::vector<std::
   EXPECT_TRUE(resolve_prm_tokens(**tok, &m->config).ok());
   auto in = format_prm_input(**tok, m->config, problem, steps);
   EXPECT_TRUE(in.ok());
-  return in ? in->ids : std::vector<int32_t>{};
+  if (model) *model = std::move(*m);
+  return in ? *in : PrmInput{};
+}
+std::vector<int32_t> prm_ids(const std::string& problem, const std::vector<std::string>& steps) {
+  return prm_input(problem, steps).ids;
 }
 
 Reference reference(const std::vector<std::string>& steps) {
-  auto m = load_model(prm_dir());
-  EXPECT_TRUE(m.ok());
-  auto tok = open_tokenizer(prm_dir());
-  EXPECT_TRUE(tok.ok());
-  EXPECT_TRUE(resolve_prm_tokens(**tok, &m->config).ok());
-  auto in = format_prm_input(**tok, m->config, kProblem, steps);
-  EXPECT_TRUE(in.ok());
+  LoadedModel m;
+  const PrmInput in = prm_input(kProblem, steps, &m);
   EngineOptions eo;
   eo.kv_bytes = 4 << 20;
   eo.n_threads = 1;
-  auto e = Engine::create(m->config, std::move(m->weights), eo);
+  auto e = Engine::create(m.config, std::move(m.weights), eo);
   EXPECT_TRUE(e.ok());
-  auto s = score_positions(**e, in->ids, in->score_positions);
+  auto s = score_positions(**e, in.ids, in.score_positions);
   EXPECT_TRUE(s.ok());
-  return {*in, *s};
+  return {in, *s};
 }
 
 void expect_scores(const std::vector<float>& got, const std::vector<float>& want) {
