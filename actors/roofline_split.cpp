@@ -161,7 +161,12 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   // a row: two splits whose measured costs are close do not trade places
   // every few seconds.
   const int dir = best_bytes < st.current.generator_kv_bytes ? -1 : 1;
-  const int reversals = dir == -last_dir_ ? reversals_ + 1 : 0;
+  // Reversals count while they are recent (reversal_memory_s), not only in
+  // a row: a split that swings back and forth with a step the same way in
+  // between still needs a larger gain each time.
+  int recent = 0;
+  for (double age : reversal_ages_) recent += age + st.since_move_s <= o_.reversal_memory_s;
+  const int reversals = dir == -last_dir_ ? recent + 1 : 0;
   const double hysteresis = o_.hysteresis * (1 << std::min(reversals, 10));
   if (std::isfinite(now) && now <= best * (1 + hysteresis)) {
     if (reversals > 0) {
@@ -195,7 +200,9 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
     const int k = std::clamp((int)std::lround(step_to / (double)st.kv_bytes * n), 1, n - 1);
     best_bytes = (int64_t)((double)st.kv_bytes * k / n);
   }
-  last_dir_ = dir, reversals_ = reversals;
+  std::erase_if(reversal_ages_, [&](double& age) { return (age += st.since_move_s) > o_.reversal_memory_s; });
+  if (reversals > 0) reversal_ages_.push_back(0);
+  last_dir_ = dir;
   return MemorySplit{best_bytes, st.kv_bytes - best_bytes};
 }
 

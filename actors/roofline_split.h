@@ -19,7 +19,8 @@
 //
 // One move goes at most max_step of the memory, then the split decides again
 // from what the models measure there. A move back the way the last one came
-// needs twice the gain, four times after two such moves in a row, and so on.
+// needs twice the gain, four times after one such move within
+// reversal_memory_s, eight after two, and so on.
 //
 // Demand is the peak over a window (a few iterations), so that a workload
 // that alternates faster than that reads as the mix it is, not as two.
@@ -31,6 +32,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "actors/memory_policy.h"
 
@@ -47,6 +49,7 @@ struct RooflineOptions {
   double horizon = 4;        // iterations a move must pay back its cost in
   double min_dwell_s = 1.0;  // between moves
   double max_step = 0.2;     // of the KV memory, in one move
+  double reversal_memory_s = 30;  // how long a reversal raises the gain the next needs
 };
 
 class RooflineSplit final : public MemorySplitPolicy {
@@ -63,8 +66,10 @@ class RooflineSplit final : public MemorySplitPolicy {
   double initial_share_;
   RooflineOptions o_;
   std::string reason_;
-  int last_dir_ = 0;   // of the last move: +1 toward the generator, -1 toward the verifier
-  int reversals_ = 0;  // moves in a row that went back the way the one before came
+  int last_dir_ = 0;  // of the last move: +1 toward the generator, -1 toward the verifier
+  // Seconds from each recent reversal (a move back the way the one before
+  // came) to the last move.
+  std::vector<double> reversal_ages_;
 };
 
 }  // namespace flashtts

@@ -313,14 +313,51 @@ TEST(RooflineSplit, MovingBackTheWayItCameNeedsALargerGainEachTime) {
   o2.hysteresis = g / 2.5;
   RooflineSplit q(0.75, o2);
   ASSERT_TRUE(q.rebalance(s).has_value());
+  back.since_move_s = 2;
   auto m = q.rebalance(back);
   ASSERT_TRUE(m.has_value()) << q.last_reason();
   EXPECT_GT(share(*m), share(*first));
   MemoryState again = state(share(*m), generation(8, 1000), scoring(64, 2000));
   again.current = *m;
+  again.since_move_s = 2;
   if (best_gain(again) < 4 * o2.hysteresis) {
     EXPECT_FALSE(q.rebalance(again).has_value()) << q.last_reason();
   }
+}
+
+TEST(RooflineSplit, ReversalsCountWhileRecentEvenWithAMoveTheSameWayBetween) {
+  // Steps of 10%: toward the verifier (75% -> 65%), back (75%), the same
+  // way (85%), then back again. The second reversal comes 6 s after the
+  // first, so it needs four times the hysteresis though a move went the
+  // same way between them; past reversal_memory_s, twice.
+  auto at = [](double share, bool verifier_heavy) {
+    MemoryState s = verifier_heavy ? state(share, generation(8, 1000), scoring(256, 2000))
+                                   : state(share, generation(256, 3000), scoring(8, 1000));
+    s.since_move_s = 2;
+    return s;
+  };
+  const double gain_back = best_gain(at(0.85, true));
+  RooflineOptions o;
+  o.max_step = 0.1, o.horizon = 1e9;  // the moves' recompute cost aside
+  o.hysteresis = gain_back / 3;       // 2x it is below the gain back, 4x above
+  ASSERT_GT(best_gain(at(0.75, true)), o.hysteresis);
+  ASSERT_GT(best_gain(at(0.65, false)), 2 * o.hysteresis);
+  ASSERT_GT(best_gain(at(0.75, false)), o.hysteresis);
+  RooflineSplit p(0.75, o);
+  auto a = p.rebalance(at(0.75, true));
+  ASSERT_TRUE(a.has_value()) << p.last_reason();
+  ASSERT_NEAR(share(*a), 0.65, 1e-3);
+  auto b = p.rebalance(at(0.65, false));  // the first reversal
+  ASSERT_TRUE(b.has_value()) << p.last_reason();
+  ASSERT_NEAR(share(*b), 0.75, 1e-3);
+  auto c = p.rebalance(at(0.75, false));  // the same way
+  ASSERT_TRUE(c.has_value()) << p.last_reason();
+  ASSERT_NEAR(share(*c), 0.85, 1e-3);
+  EXPECT_FALSE(p.rebalance(at(0.85, true)).has_value()) << p.last_reason();
+  EXPECT_NE(p.last_reason().find("back the way it came needs"), std::string::npos) << p.last_reason();
+  MemoryState later = at(0.85, true);
+  later.since_move_s = o.reversal_memory_s + 1;
+  EXPECT_TRUE(p.rebalance(later).has_value()) << p.last_reason();
 }
 
 TEST(RooflineSplit, StaysWhenTheGainIsWithinTheHysteresisOrAMoveWasJustMade) {
