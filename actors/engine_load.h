@@ -43,15 +43,16 @@ class LoadMeter {
   // few: the misses of a group of siblings fall on the first to run, and a
   // report after a pass would otherwise tell the others'. A resize starts
   // the misses' mean again, so that they are told with the pool they
-  // happened at. Its context (`context`, then what it generated or scored
+  // happened at, once the jobs its grant named have settled (on_grant). Its context (`context`, then what it generated or scored
   // when that is apart: `rest`), in KV blocks of `block_size`, goes into the
   // working-set windows (actors/context_windows.h).
   static constexpr int64_t kMemory = 256;
   void job_done(int64_t tokens, int64_t missed, int64_t pool_tokens, std::span<const int32_t> context,
                 std::span<const int32_t> rest, int32_t block_size) {
     tokens_.add((double)tokens);
-    if (pool_tokens != miss_pool_) miss_pool_ = pool_tokens, misses_ = {};
-    misses_.add((double)missed);
+    if (pool_tokens != miss_pool_) miss_pool_ = pool_tokens, misses_ = {}, settling_ = settle_next_;
+    if (settling_ > 0) --settling_;
+    else misses_.add((double)missed);
     if (!on_) return;
     if (rest.empty()) {
       windows_.add(context, block_size);
@@ -61,6 +62,10 @@ class LoadMeter {
       windows_.add(all, block_size);
     }
   }
+
+  // A grant: after the resize it makes, the first `settle_jobs` jobs'
+  // misses do not count (msg::Grant::settle_jobs).
+  void on_grant(int32_t settle_jobs) { settle_next_ = settle_jobs; }
 
   // The report, when one is due.
   template <class Task>
@@ -109,6 +114,7 @@ class LoadMeter {
   };
   Mean tokens_, misses_;
   int64_t miss_pool_ = 0;
+  int32_t settle_next_ = 0, settling_ = 0;  // jobs whose misses do not count, after the next resize / now
   ContextWindows windows_;
   Clock::time_point last_{};
 };
@@ -119,6 +125,7 @@ template <class Task, class Post>
 Status on_engine_grant(const msg::Grant& g, const char* role, const EngineActorOptions& o, const ModelConfig& config,
                        ModelWeights* weights, const ModelCost& cost, Batch<Task>& batch, LoadMeter& meter,
                        const Logger& log, Post&& post) {
+  meter.on_grant(g.settle_jobs);
   auto p = batch.on_grant(g, role, config, weights);
   if (!p) return p.error();
   if (!*p) return Status::success();

@@ -1,5 +1,7 @@
 #include "actors/memory_arbiter.h"
 
+#include <algorithm>
+#include <cmath>
 #include <optional>
 
 #include "actors/memory_demand.h"
@@ -39,11 +41,12 @@ class Arbiter {
     std::string growing;  // the model that gets what the shrink gives back
     uint64_t serial = 0;  // of the grant awaited
     bool growing_now = false;
+    int32_t settle_jobs = 0;  // the growing model's (Grant::settle_jobs)
   };
 
   int64_t kv_total() const { return budget_ - gen_->weight_bytes - ver_->weight_bytes; }
   int64_t automatic_budget() const;
-  void grant(const std::string& role, int64_t bytes, spdlog::level::level_enum level);
+  void grant(const std::string& role, int64_t bytes, spdlog::level::level_enum level, int32_t settle_jobs = 0);
   void maybe_rebalance();
 
   const MemoryArbiterOptions& o_;
@@ -71,12 +74,12 @@ int64_t Arbiter::automatic_budget() const {
   return o_.host_bytes > weights ? std::min(weights + kv, o_.host_bytes) : weights + kv;
 }
 
-void Arbiter::grant(const std::string& role, int64_t bytes, spdlog::level::level_enum level) {
+void Arbiter::grant(const std::string& role, int64_t bytes, spdlog::level::level_enum level, int32_t settle_jobs) {
   const bool gen = role == "generator";
   const ModelFootprint &f = gen ? *gen_ : *ver_, &other = gen ? *ver_ : *gen_;
   // A pool that moves reserves room for everything but one block of the other.
   const int64_t max = policy_->moves() ? kv_total() - other.block_bytes() : bytes;
-  msg::Grant g{role, bytes, f.tokens(bytes), max, f.tokens(max), ++serial_, f.max_position};
+  msg::Grant g{role, bytes, f.tokens(bytes), max, f.tokens(max), ++serial_, f.max_position, settle_jobs};
   box_.post(role, g);
   box_.post("scheduler", g);
   o_.log->log(level, "granted the {} {:.1f} MiB of KV ({} tokens)", role, double(bytes) / (1 << 20), g.kv_tokens);
@@ -133,8 +136,14 @@ void Arbiter::maybe_rebalance() {
   Move m;
   const bool gen_shrinks = target->generator_kv_bytes < split_->generator_kv_bytes;
   m.growing = gen_shrinks ? "verifier" : "generator";
+  // Each model's misses count again once about one iteration's jobs have
+  // finished at its new size.
+  auto iteration_jobs = [](const ModelDemand& d) { return (int32_t)std::ceil(std::max(d.jobs, d.held_jobs)); };
+  const int32_t gen_settle = iteration_jobs(st.gen), ver_settle = iteration_jobs(st.ver);
+  m.settle_jobs = gen_shrinks ? ver_settle : gen_settle;
   grant(gen_shrinks ? "generator" : "verifier",
-        gen_shrinks ? target->generator_kv_bytes : target->verifier_kv_bytes, spdlog::level::debug);
+        gen_shrinks ? target->generator_kv_bytes : target->verifier_kv_bytes, spdlog::level::debug,
+        gen_shrinks ? gen_settle : ver_settle);
   m.serial = serial_;
   move_ = m;
   ++moves_;
@@ -158,7 +167,7 @@ void Arbiter::on_pool_size(const msg::PoolSize& p) {
   const int64_t other = kv_total() - p.kv_bytes;
   if (move_->growing == "generator") split_->generator_kv_bytes = other;
   else split_->verifier_kv_bytes = other;
-  grant(move_->growing, other, spdlog::level::debug);
+  grant(move_->growing, other, spdlog::level::debug, move_->settle_jobs);
   move_->serial = serial_;
   move_->growing_now = true;
 }

@@ -207,7 +207,7 @@ Status Weights::read(const MapReader& r) {
 void Grant::write(MapWriter& w) const {
   w.put("role", role).put("kv_bytes", kv_bytes).put("kv_tokens", kv_tokens);
   w.put("kv_bytes_max", kv_bytes_max).put("kv_tokens_max", kv_tokens_max).put("serial", serial);
-  w.put("max_position", max_position);
+  w.put("max_position", max_position).put("settle_jobs", settle_jobs);
 }
 Status Grant::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
@@ -216,6 +216,7 @@ Status Grant::read(const MapReader& r) {
   FLASHTTS_TRY(r.get_opt("kv_bytes_max", &kv_bytes_max));
   FLASHTTS_TRY(r.get_opt("kv_tokens_max", &kv_tokens_max));
   FLASHTTS_TRY(r.get_opt("serial", &serial));
+  FLASHTTS_TRY(r.get_opt("settle_jobs", &settle_jobs));
   return r.get_opt("max_position", &max_position);
 }
 

@@ -239,6 +239,11 @@ struct Grant {
   // The model's positions (its Weights report's): no sequence holds more KV
   // than this, whatever its max_tokens; 0 = no limit.
   int64_t max_position = 0;
+  // A grant that moves memory: the jobs to finish at the new size before
+  // the model counts its misses there (the first ones compute again what the
+  // move itself dropped, not what a pool of that size loses; about one
+  // iteration's jobs). 0 = from the first.
+  int32_t settle_jobs = 0;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

@@ -510,6 +510,11 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
   auto grow = h.p.next<msg::Grant>("verifier");
   ASSERT_TRUE(grow);
   EXPECT_EQ(grow->kv_bytes, kv - shrink->kv_bytes);
+  // Each model's misses count again after about one iteration's jobs at its
+  // new size: the generator's 8, the verifier's 256 and the 8 it scores next.
+  EXPECT_EQ(g->settle_jobs, 0);
+  EXPECT_EQ(shrink->settle_jobs, 8);
+  EXPECT_EQ(grow->settle_jobs, 256 + 8);
   EXPECT_TRUE(h.a->stop(2s));
 }
 

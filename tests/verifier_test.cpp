@@ -244,6 +244,19 @@ TEST(Verifier, UnderAnElasticGrantItReportsTheContextItComputedAgainAtItsPoolsSi
   EXPECT_EQ(last->window_ctx_tokens, std::vector<int32_t>{(int32_t)ctx});
   EXPECT_EQ(last->window_unique_tokens, std::vector<int32_t>{(int32_t)(16 * (int64_t)blocks.size() + tails)});
   EXPECT_LT(last->window_unique_tokens[0], ctx) << "job 3 continues job 1, and job 4 shares their prompt";
+
+  // A grant that moves memory names the jobs to finish before the misses
+  // at the new size count: the first of two does not.
+  h.send(msg::Grant{"verifier", 2 * pool * kBytesPerToken, 2 * pool, 4 * pool * kBytesPerToken, 4 * pool, 2, 0, 1});
+  ASSERT_TRUE(test::recv_message<msg::PoolSize>(h.arbiter).has_value());
+  h.score(5, 1, 0, {kS1, kS2});
+  std::this_thread::sleep_for(150ms);
+  h.score(6, 3, 0, {kS1, kS2});
+  last.reset();
+  while (auto l = test::recv_message<msg::EngineLoad>(h.arbiter, 500ms)) last = l;
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->pool_tokens, 2 * pool);
+  EXPECT_EQ(last->miss_jobs, 1);
 }
 
 TEST(Verifier, AFolderThatIsNotAPrmFailsStartNamingIt) {
