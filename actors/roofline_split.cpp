@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -157,6 +158,19 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
     reason_ += buf;
   }
   if (best_bytes == st.current.generator_kv_bytes || st.since_move_s < o_.min_dwell_s) return std::nullopt;
+  // After a move the next is decided from the misses measured at the new
+  // sizes (the jobs the grant named have settled), not from those of the
+  // sizes before, for at most max_wait_s.
+  if (last_dir_ != 0 && st.since_move_s < o_.max_wait_s) {
+    auto stale = [](const ModelDemand& d, const ModelFootprint& f, int64_t bytes) {
+      return d.miss_pool_tokens > 0 && std::llabs(d.miss_pool_tokens - f.tokens(bytes)) >= f.block_size;
+    };
+    if (stale(st.gen, st.generator, st.current.generator_kv_bytes) ||
+        stale(st.ver, st.verifier, st.current.verifier_kv_bytes)) {
+      reason_ += "; waiting for the misses at the new sizes";
+      return std::nullopt;
+    }
+  }
   // Going back the way the last move came needs a larger gain each time in
   // a row: two splits whose measured costs are close do not trade places
   // every few seconds.

@@ -18,7 +18,9 @@
 // under a cyclic reuse pattern loses more than U - C; see lost_tokens).
 //
 // One move goes at most max_step of the memory, then the split decides again
-// from what the models measure there. A move back the way the last one came
+// from what the models measure there: it waits (up to max_wait_s) for their
+// misses at the new sizes, counted once the jobs the grants named have
+// settled (msg::Grant::settle_jobs). A move back the way the last one came
 // needs twice the gain, four times after one such move within
 // reversal_memory_s, eight after two, and so on.
 //
@@ -50,6 +52,7 @@ struct RooflineOptions {
   double min_dwell_s = 1.0;  // between moves
   double max_step = 0.2;     // of the KV memory, in one move
   double reversal_memory_s = 30;  // how long a reversal raises the gain the next needs
+  double max_wait_s = 15;  // after a move, for the misses measured at the new sizes
 };
 
 class RooflineSplit final : public MemorySplitPolicy {

@@ -360,6 +360,37 @@ TEST(RooflineSplit, ReversalsCountWhileRecentEvenWithAMoveTheSameWayBetween) {
   EXPECT_TRUE(p.rebalance(later).has_value()) << p.last_reason();
 }
 
+TEST(RooflineSplit, AfterAMoveItDecidesFromTheMissesMeasuredAtTheNewSizes) {
+  RooflineOptions o;
+  o.max_step = 0.1;
+  RooflineSplit p(0.75, o);
+  MemoryState s = state(0.75, generation(8, 1000), scoring(256, 2000));
+  auto first = p.rebalance(s);
+  ASSERT_TRUE(first.has_value()) << p.last_reason();
+  // The next step the same way, while both models still tell the misses of
+  // their pools before the move: it waits for them.
+  MemoryState next = state(share(*first), generation(8, 1000), scoring(256, 2000));
+  next.current = *first, next.since_move_s = 2;
+  // (What the linear model predicts: the verifier's contexts are 256 x 2000
+  // / 1.5 tokens; the generator's fit its pool.)
+  auto linear = [](ModelDemand& d, int64_t pool) {
+    d.miss_pool_tokens = pool;
+    d.miss_tokens = std::max(0.0, d.jobs * d.ctx_tokens / d.sharing - (double)pool) / d.jobs;
+  };
+  linear(next.gen, s.generator.tokens(s.current.generator_kv_bytes));
+  linear(next.ver, s.verifier.tokens(s.current.verifier_kv_bytes));
+  EXPECT_FALSE(p.rebalance(next).has_value()) << p.last_reason();
+  EXPECT_NE(p.last_reason().find("waiting for the misses at the new sizes"), std::string::npos) << p.last_reason();
+  // Measured at the new sizes: it goes on.
+  MemoryState measured = next;
+  linear(measured.gen, next.generator.tokens(next.current.generator_kv_bytes));
+  linear(measured.ver, next.verifier.tokens(next.current.verifier_kv_bytes));
+  EXPECT_TRUE(RooflineSplit(p).rebalance(measured).has_value()) << p.last_reason();
+  // Never measured there (too few jobs at one model): it waits max_wait_s at most.
+  next.since_move_s = o.max_wait_s + 1;
+  EXPECT_TRUE(p.rebalance(next).has_value()) << p.last_reason();
+}
+
 TEST(RooflineSplit, StaysWhenTheGainIsWithinTheHysteresisOrAMoveWasJustMade) {
   RooflineSplit p(0.75, RooflineOptions{});
   MemoryState s = state(0.75, generation(8, 1000), scoring(256, 2000));
