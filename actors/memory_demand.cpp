@@ -11,7 +11,11 @@ DemandWindow::Clock::time_point DemandWindow::since(Clock::time_point now) const
 void DemandWindow::trim(Side& s, Clock::time_point now) {
   const auto horizon = since(now);
   while (!s.queue.empty() && s.queue.front().at < horizon) s.queue.pop_front();
-  while (!s.max_ctx.empty() && s.max_ctx.front().first < horizon) s.max_ctx.pop_front();
+  // The latest largest context and working set stay, however old: a model
+  // whose next job waits for its pool to grow runs no pass and reports
+  // nothing more, and its pool must not be taken below that job meanwhile.
+  while (s.max_ctx.size() > 1 && s.max_ctx.front().first < horizon) s.max_ctx.pop_front();
+  while (s.windows.size() > 1 && s.windows.front().first < horizon) s.windows.pop_front();
 }
 
 void DemandWindow::add(const msg::QueueLoad& q, Clock::time_point now) {
@@ -33,8 +37,9 @@ void DemandWindow::add(const msg::EngineLoad& e, Clock::time_point now) {
   if (e.running > 0 && e.kv_used_tokens > 0)
     s.sharing = std::max(1.0, (double)e.running_ctx_tokens / (double)e.kv_used_tokens);
   if (!e.window_jobs.empty()) {
-    s.windows.clear();
-    for (size_t i = 0; i < e.window_jobs.size(); ++i) s.windows.push_back({e.window_jobs[i], e.window_unique_tokens[i]});
+    std::vector<std::pair<int32_t, int32_t>> w;
+    for (size_t i = 0; i < e.window_jobs.size(); ++i) w.push_back({e.window_jobs[i], e.window_unique_tokens[i]});
+    s.windows.push_back({now, std::move(w)});
   }
   if (e.s_per_byte > 0 || e.s_per_flop > 0) s.latency = {e.overhead_s, e.s_per_byte, e.s_per_flop};
   s.max_ctx.push_back({now, e.max_ctx_tokens});
@@ -61,16 +66,21 @@ ModelDemand DemandWindow::demand(const Side& s, Clock::time_point now) const {
     }
   }
   for (const auto& [at, n] : s.max_ctx)
-    if (at >= horizon) d.min_tokens = std::max(d.min_tokens, n);
+    if (at >= horizon || &n == &s.max_ctx.back().second) d.min_tokens = std::max(d.min_tokens, n);
   // The working-set window of about one iteration's jobs: the largest that
   // holds no more jobs than the pool keeps (a longer one would count the
   // next iteration's contexts, which extend this one's, as shared), and at
-  // least the smallest, once it has filled.
+  // least the smallest, once it has filled. The peak over the reports in the
+  // window, like the jobs: a window of jobs from two iterations reads less
+  // than one iteration's (the later contexts extend the earlier ones).
   const double held = std::max(d.jobs, d.held_jobs);
-  const std::pair<int32_t, int32_t>* w = nullptr;
-  for (const auto& x : s.windows)
-    if (w == nullptr || x.first <= held) w = &x;
-  if (w && w->first >= kMinWindowJobs) d.job_kv_tokens = (double)w->second / w->first;
+  for (const auto& [at, windows] : s.windows) {
+    if (at < horizon && &windows != &s.windows.back().second) continue;
+    const std::pair<int32_t, int32_t>* w = nullptr;
+    for (const auto& x : windows)
+      if (w == nullptr || x.first <= held) w = &x;
+    if (w && w->first >= kMinWindowJobs) d.job_kv_tokens = std::max(d.job_kv_tokens, (double)w->second / w->first);
+  }
   return d;
 }
 

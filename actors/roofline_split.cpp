@@ -160,8 +160,8 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   if (best_bytes == st.current.generator_kv_bytes || st.since_move_s < o_.min_dwell_s) return std::nullopt;
   // After a move the next is decided from the misses measured at the new
   // sizes (the jobs the grant named have settled), not from those of the
-  // sizes before, for at most max_wait_s.
-  if (last_dir_ != 0 && st.since_move_s < o_.max_wait_s) {
+  // sizes before, for at most max_wait_s, and not while a job cannot run.
+  if (last_dir_ != 0 && st.since_move_s < o_.max_wait_s && std::isfinite(now)) {
     auto stale = [](const ModelDemand& d, const ModelFootprint& f, int64_t bytes) {
       return d.miss_pool_tokens > 0 && std::llabs(d.miss_pool_tokens - f.tokens(bytes)) >= f.block_size;
     };

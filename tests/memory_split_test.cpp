@@ -214,14 +214,48 @@ TEST(DemandWindow, TheWorkingSetIsTheWindowOfAboutOneIterationsJobs) {
   EXPECT_EQ(w.verifier(t).job_kv_tokens, 0) << "not measured yet";
   // The verifier keeps the contexts of the 64 beams (4 scoring, 60 to be
   // scored next): the window of 64 jobs, not the one of 128.
-  ModelDemand d = report({8, 16, 32, 64, 128}, {800, 1400, 2400, 4000, 7000});
-  EXPECT_DOUBLE_EQ(d.job_kv_tokens, 4000.0 / 64);
   // While fewer jobs have finished, the largest window there is.
-  d = report({8, 16, 20}, {800, 1400, 1600});
+  ModelDemand d = report({8, 16, 20}, {800, 1400, 1600});
   EXPECT_DOUBLE_EQ(d.job_kv_tokens, 1600.0 / 20);
-  // Fewer than the smallest window's jobs: not measured.
-  d = report({5}, {600});
-  EXPECT_EQ(d.job_kv_tokens, 0);
+  d = report({8, 16, 32, 64, 128}, {800, 1400, 2400, 5120, 7000});
+  EXPECT_DOUBLE_EQ(d.job_kv_tokens, 5120.0 / 64);
+  // A lower report within the demand's window does not lower it (a window
+  // across two iterations reads less than one); once the window passed it does.
+  d = report({8, 16, 32, 64, 128}, {800, 1400, 2400, 3200, 7000});
+  EXPECT_DOUBLE_EQ(d.job_kv_tokens, 5120.0 / 64);
+  t += 4s;
+  w.add(q, t);
+  d = report({8, 16, 32, 64, 128}, {800, 1400, 2400, 3200, 7000});
+  EXPECT_DOUBLE_EQ(d.job_kv_tokens, 3200.0 / 64);
+}
+
+TEST(DemandWindow, TheLargestJobStaysWhenItsModelFallsSilent) {
+  // A verifier whose next job waits for its pool to grow runs no pass and
+  // reports nothing more: the pool's floor stays that job's context.
+  DemandWindow w(3.0, 256);
+  DemandWindow::Clock::time_point t{};
+  msg::QueueLoad q;
+  q.score_jobs = 2, q.score_ctx_tokens = 2 * 3000;
+  w.add(q, t);
+  msg::EngineLoad e;
+  e.role = "verifier", e.tokens_per_job = 100, e.max_ctx_tokens = 3800;
+  w.add(e, t += 100ms);
+  t += 10s;
+  w.add(q, t);
+  EXPECT_EQ(w.verifier(t).min_tokens, 3800);
+}
+
+TEST(DemandWindow, TheWorkingSetIsNotMeasuredBeforeTheSmallestWindowFills) {
+  DemandWindow w(3.0, 256);
+  DemandWindow::Clock::time_point t{};
+  msg::QueueLoad q;
+  q.score_jobs = 4, q.score_ctx_tokens = 4 * 3000;
+  w.add(q, t);
+  msg::EngineLoad e;
+  e.role = "verifier", e.tokens_per_job = 100, e.max_ctx_tokens = 3100;
+  e.window_jobs = {5}, e.window_unique_tokens = {600}, e.window_ctx_tokens = {0};
+  w.add(e, t += 100ms);
+  EXPECT_EQ(w.verifier(t).job_kv_tokens, 0);
 }
 
 TEST(RooflineSplit, AVerifierWhoseMeasuredWorkingSetIsSmallGivesBackThePoolItHardlyMisses) {
@@ -386,6 +420,10 @@ TEST(RooflineSplit, AfterAMoveItDecidesFromTheMissesMeasuredAtTheNewSizes) {
   linear(measured.gen, next.generator.tokens(next.current.generator_kv_bytes));
   linear(measured.ver, next.verifier.tokens(next.current.verifier_kv_bytes));
   EXPECT_TRUE(RooflineSplit(p).rebalance(measured).has_value()) << p.last_reason();
+  // A job the verifier's pool cannot hold: no waiting.
+  MemoryState stuck = next;
+  stuck.ver.min_tokens = stuck.verifier.tokens(stuck.current.verifier_kv_bytes) + 16;
+  EXPECT_TRUE(RooflineSplit(p).rebalance(stuck).has_value()) << p.last_reason();
   // Never measured there (too few jobs at one model): it waits max_wait_s at most.
   next.since_move_s = o.max_wait_s + 1;
   EXPECT_TRUE(p.rebalance(next).has_value()) << p.last_reason();
