@@ -324,7 +324,12 @@ Status Generator::step() {
   if (batch_.admit() == Blocked::kBound) ++spec_held_;
   batch_.spare_cache();
   std::vector<GenTask>& running = batch_.running();
-  if (running.empty()) return Status::success();
+  if (running.empty()) {
+    // A job that waits for the pool to grow: the memory arbiter must hear of
+    // it (max_need), though no pass runs.
+    if (auto l = meter_.report("generator", batch_)) post("memory_arbiter", *l);
+    return Status::success();
+  }
   const auto t0 = Clock::now();
 
   std::vector<RunItem> items;

@@ -265,7 +265,12 @@ Status Verifier::step() {
   if (!engine) return Status::success();
   batch_.admit();
   std::vector<ScoreTask>& running = batch_.running();
-  if (running.empty()) return Status::success();
+  if (running.empty()) {
+    // A job that waits for the pool to grow: the memory arbiter must hear of
+    // it (max_need), though no pass runs.
+    if (auto l = meter_.report("verifier", batch_)) post("memory_arbiter", *l);
+    return Status::success();
+  }
   const auto t0 = Clock::now();
 
   std::vector<RunItem> items;

@@ -259,6 +259,32 @@ TEST(Verifier, UnderAnElasticGrantItReportsTheContextItComputedAgainAtItsPoolsSi
   EXPECT_EQ(last->miss_jobs, 1);
 }
 
+TEST(Verifier, AJobWaitingForItsPoolToGrowIsReportedThoughNoPassRuns) {
+  // Under an elastic grant a job larger than the pool (not than what it may
+  // grow to) waits for a grant; the memory arbiter must hear of it, or it
+  // may never give the pool what the job needs.
+  Harness h;
+  const int64_t n3 = (int64_t)reference({kS1, kS2, kS3}).in.ids.size();
+  const int64_t pool = 32;
+  ASSERT_LT(pool, n3);
+  ASSERT_TRUE(h.start(h.options()).ok());
+  ASSERT_TRUE(test::recv_message<msg::Weights>(h.arbiter).has_value());
+  h.send(msg::Grant{"verifier", pool * kBytesPerToken, pool, 8 * n3 * kBytesPerToken, 8 * n3 / 16 * 16, 1});
+  h.send(msg::ScoreJob{1, 1, 0, kProblem, {kS1, kS2, kS3}});
+  std::optional<msg::EngineLoad> load;
+  using Clock = std::chrono::steady_clock;
+  for (auto until = Clock::now() + 2s; Clock::now() < until && !(load && load->max_ctx_tokens >= n3);)
+    load = test::recv_message<msg::EngineLoad>(h.arbiter, 500ms);
+  ASSERT_TRUE(load.has_value()) << "no engine_load while the job waits";
+  EXPECT_GE(load->max_ctx_tokens, n3);
+  EXPECT_EQ(load->running, 0);
+  // The grant that holds it lets it run.
+  h.send(msg::Grant{"verifier", 2 * n3 * kBytesPerToken, 2 * n3 / 16 * 16 + 16, 8 * n3 * kBytesPerToken, 8 * n3 / 16 * 16, 2});
+  auto d = test::recv_message<msg::ScoreDone>(h.scheduler, 5s);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_TRUE(d->error.empty()) << d->error;
+}
+
 TEST(Verifier, AFolderThatIsNotAPrmFailsStartNamingIt) {
   Harness h;
   VerifierOptions o = h.options();
