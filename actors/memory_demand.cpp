@@ -19,9 +19,11 @@ void DemandWindow::trim(Side& s, Clock::time_point now) {
 }
 
 void DemandWindow::add(const msg::QueueLoad& q, Clock::time_point now) {
-  gen_.queue.push_back({now, q.gen_jobs, q.gen_ctx_tokens, q.gen_jobs});
-  // The beams still generating are scored next: the verifier's pool keeps
-  // their contexts from their previous scoring, or computes them again.
+  // The beams being scored generate next: the generator's pool keeps their
+  // contexts from their last step, or computes them again. And the beams
+  // still generating are scored next: the verifier's pool keeps their
+  // contexts from their previous scoring, or computes them again.
+  gen_.queue.push_back({now, q.gen_jobs, q.gen_ctx_tokens, q.gen_jobs + q.score_jobs});
   ver_.queue.push_back({now, q.score_jobs, q.score_ctx_tokens, q.score_jobs + q.gen_jobs});
   trim(gen_, now);
   trim(ver_, now);

@@ -37,8 +37,9 @@ struct MemorySplit {
 struct ModelDemand {
   double jobs = 0;         // jobs of one iteration
   // Jobs whose contexts the pool should keep through the iteration: the
-  // verifier's own and those still generating, whose steps it scores next.
-  // 0 = jobs.
+  // model's own and the other model's, whose beams come to it next (the
+  // verifier scores the beams still generating; the generator extends the
+  // beams being scored). 0 = jobs.
   double held_jobs = 0;
   double ctx_tokens = 0;   // a job's context, mean
   double new_tokens = 0;   // tokens a job computes (generated; or scored when its context is cached)

@@ -560,7 +560,7 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
   EXPECT_GT(v->kv_bytes_max, v->kv_bytes);
   // Scoring-heavy work.
   msg::QueueLoad q;
-  q.gen_jobs = 8, q.gen_ctx_tokens = 8 * 1000, q.score_jobs = 256, q.score_ctx_tokens = 256 * 2000;
+  q.gen_jobs = 8, q.gen_ctx_tokens = 8 * 100, q.score_jobs = 256, q.score_ctx_tokens = 256 * 2000;
   for (const char* role : {"generator", "verifier"}) {
     msg::EngineLoad e;
     e.role = role, e.running = 8, e.running_ctx_tokens = 8 * 3000, e.kv_used_tokens = 8 * 2000;
@@ -580,9 +580,9 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
   ASSERT_TRUE(grow);
   EXPECT_EQ(grow->kv_bytes, kv - shrink->kv_bytes);
   // Each model's misses count again after about one iteration's jobs at its
-  // new size: the generator's 8, the verifier's 256 and the 8 it scores next.
+  // new size: the beams' (8 generating, 256 being scored) at both.
   EXPECT_EQ(g->settle_jobs, 0);
-  EXPECT_EQ(shrink->settle_jobs, 8);
+  EXPECT_EQ(shrink->settle_jobs, 8 + 256);
   EXPECT_EQ(grow->settle_jobs, 256 + 8);
   EXPECT_TRUE(h.a->stop(2s));
 }
