@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "actors/memory_arbiter.h"
@@ -229,32 +230,37 @@ TEST(DemandWindow, TheWorkingSetIsTheWindowOfAboutOneIterationsJobs) {
   EXPECT_DOUBLE_EQ(d.job_kv_tokens, 3200.0 / 64);
 }
 
+// A demand window that heard of `jobs` scoring jobs of 3,000 tokens, then of
+// the verifier's largest context `max_ctx`; `e` adds to that report.
+DemandWindow scoring_window(int32_t jobs, int64_t max_ctx, DemandWindow::Clock::time_point* t,
+                            const std::function<void(msg::EngineLoad&)>& e_more = {}) {
+  DemandWindow w(3.0, 256);
+  msg::QueueLoad q;
+  q.score_jobs = jobs, q.score_ctx_tokens = jobs * 3000;
+  w.add(q, *t);
+  msg::EngineLoad e;
+  e.role = "verifier", e.tokens_per_job = 100, e.max_ctx_tokens = max_ctx;
+  if (e_more) e_more(e);
+  w.add(e, *t += 100ms);
+  return w;
+}
+
 TEST(DemandWindow, TheLargestJobStaysWhenItsModelFallsSilent) {
   // A verifier whose next job waits for its pool to grow runs no pass and
   // reports nothing more: the pool's floor stays that job's context.
-  DemandWindow w(3.0, 256);
   DemandWindow::Clock::time_point t{};
+  DemandWindow w = scoring_window(2, 3800, &t);
   msg::QueueLoad q;
   q.score_jobs = 2, q.score_ctx_tokens = 2 * 3000;
-  w.add(q, t);
-  msg::EngineLoad e;
-  e.role = "verifier", e.tokens_per_job = 100, e.max_ctx_tokens = 3800;
-  w.add(e, t += 100ms);
-  t += 10s;
-  w.add(q, t);
+  w.add(q, t += 10s);
   EXPECT_EQ(w.verifier(t).min_tokens, 3800);
 }
 
 TEST(DemandWindow, TheWorkingSetIsNotMeasuredBeforeTheSmallestWindowFills) {
-  DemandWindow w(3.0, 256);
   DemandWindow::Clock::time_point t{};
-  msg::QueueLoad q;
-  q.score_jobs = 4, q.score_ctx_tokens = 4 * 3000;
-  w.add(q, t);
-  msg::EngineLoad e;
-  e.role = "verifier", e.tokens_per_job = 100, e.max_ctx_tokens = 3100;
-  e.window_jobs = {5}, e.window_unique_tokens = {600}, e.window_ctx_tokens = {0};
-  w.add(e, t += 100ms);
+  DemandWindow w = scoring_window(4, 3100, &t, [](msg::EngineLoad& e) {
+    e.window_jobs = {5}, e.window_unique_tokens = {600}, e.window_ctx_tokens = {0};
+  });
   EXPECT_EQ(w.verifier(t).job_kv_tokens, 0);
 }
 
