@@ -31,19 +31,19 @@ void ContextWindows::leave(Counts& c, const Job& j) {
   c.tail_tokens -= j.tail, c.ctx_tokens -= j.tokens, --c.jobs;
 }
 
-void ContextWindows::add(std::span<const int32_t> tokens, int32_t block_size) {
+void ContextWindows::add(std::span<const int32_t> tokens, int32_t block_size, std::span<const int32_t> more) {
   assert(block_size > 0);
   block_size_ = block_size;
   Job j;
-  j.tokens = (int32_t)tokens.size();
-  const size_t full = tokens.size() / (size_t)block_size;
-  j.blocks.reserve(full);
+  const size_t n = tokens.size() + more.size();
+  j.tokens = (int32_t)n;
+  j.blocks.reserve(n / (size_t)block_size);
   uint64_t key = 0x9e3779b97f4a7c15ULL;
-  for (size_t b = 0; b < full; ++b) {
-    for (size_t i = b * (size_t)block_size; i < (b + 1) * (size_t)block_size; ++i) key = mix(key ^ (uint32_t)tokens[i]);
-    j.blocks.push_back(key);
+  for (size_t i = 0; i < n; ++i) {
+    key = mix(key ^ (uint32_t)(i < tokens.size() ? tokens[i] : more[i - tokens.size()]));
+    if ((i + 1) % (size_t)block_size == 0) j.blocks.push_back(key);
   }
-  j.tail = (int32_t)(tokens.size() - full * (size_t)block_size);
+  j.tail = (int32_t)(n % (size_t)block_size);
   jobs_.push_back(std::move(j));
   // The new job enters every window; the one k jobs back leaves window k.
   for (size_t w = 0; w < kSizes.size(); ++w) {

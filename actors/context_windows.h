@@ -25,9 +25,9 @@ class ContextWindows {
   static constexpr std::array<int32_t, 7> kSizes = {8, 16, 32, 64, 128, 256, 512};
 
   // A finished job whose context (its prompt and what it generated or
-  // scored) is `tokens`, in KV blocks of `block_size` tokens.
+  // scored) is `tokens` then `more`, in KV blocks of `block_size` tokens.
   // REQUIRES: block_size > 0, the same for every job.
-  void add(std::span<const int32_t> tokens, int32_t block_size);
+  void add(std::span<const int32_t> tokens, int32_t block_size, std::span<const int32_t> more = {});
 
   struct Window {
     int32_t jobs = 0;           // min(k, jobs seen)

@@ -12,7 +12,6 @@
 #include <chrono>
 #include <cstdint>
 #include <span>
-#include <vector>
 
 #include "actors/batch.h"
 #include "actors/context_windows.h"
@@ -43,9 +42,10 @@ class LoadMeter {
   // few: the misses of a group of siblings fall on the first to run, and a
   // report after a pass would otherwise tell the others'. A resize starts
   // the misses' mean again, so that they are told with the pool they
-  // happened at, once the jobs its grant named have settled (on_grant). Its context (`context`, then what it generated or scored
-  // when that is apart: `rest`), in KV blocks of `block_size`, goes into the
-  // working-set windows (actors/context_windows.h).
+  // happened at, once the jobs its grant named have settled (on_grant). Its
+  // context (`context`, then what it generated or scored when that is
+  // apart: `rest`), in KV blocks of `block_size`, goes into the working-set
+  // windows (actors/context_windows.h).
   static constexpr int64_t kMemory = 256;
   void job_done(int64_t tokens, int64_t missed, int64_t pool_tokens, std::span<const int32_t> context,
                 std::span<const int32_t> rest, int32_t block_size) {
@@ -53,14 +53,7 @@ class LoadMeter {
     if (pool_tokens != miss_pool_) miss_pool_ = pool_tokens, misses_ = {}, settling_ = settle_next_;
     if (settling_ > 0) --settling_;
     else misses_.add((double)missed);
-    if (!on_) return;
-    if (rest.empty()) {
-      windows_.add(context, block_size);
-    } else {
-      std::vector<int32_t> all(context.begin(), context.end());
-      all.insert(all.end(), rest.begin(), rest.end());
-      windows_.add(all, block_size);
-    }
+    if (on_) windows_.add(context, block_size, rest);
   }
 
   // A grant: after the resize it makes, the first `settle_jobs` jobs'

@@ -138,8 +138,7 @@ void Arbiter::maybe_rebalance() {
   m.growing = gen_shrinks ? "verifier" : "generator";
   // Each model's misses count again once about one iteration's jobs have
   // finished at its new size.
-  auto iteration_jobs = [](const ModelDemand& d) { return (int32_t)std::ceil(std::max(d.jobs, d.held_jobs)); };
-  const int32_t gen_settle = iteration_jobs(st.gen), ver_settle = iteration_jobs(st.ver);
+  const int32_t gen_settle = (int32_t)std::ceil(st.gen.held()), ver_settle = (int32_t)std::ceil(st.ver.held());
   m.settle_jobs = gen_shrinks ? ver_settle : gen_settle;
   grant(gen_shrinks ? "generator" : "verifier",
         gen_shrinks ? target->generator_kv_bytes : target->verifier_kv_bytes, spdlog::level::debug,

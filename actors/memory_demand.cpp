@@ -67,20 +67,21 @@ ModelDemand DemandWindow::demand(const Side& s, Clock::time_point now) const {
       d.ctx_tokens = (double)q.ctx_tokens / q.jobs;
     }
   }
-  for (const auto& [at, n] : s.max_ctx)
-    if (at >= horizon || &n == &s.max_ctx.back().second) d.min_tokens = std::max(d.min_tokens, n);
+  // Reports within the window, and the latest however old (trim).
+  auto counts = [&](size_t i, size_t size, Clock::time_point at) { return at >= horizon || i + 1 == size; };
+  for (size_t i = 0; i < s.max_ctx.size(); ++i)
+    if (counts(i, s.max_ctx.size(), s.max_ctx[i].first)) d.min_tokens = std::max(d.min_tokens, s.max_ctx[i].second);
   // The working-set window of about one iteration's jobs: the largest that
   // holds no more jobs than the pool keeps (a longer one would count the
   // next iteration's contexts, which extend this one's, as shared), and at
   // least the smallest, once it has filled. The peak over the reports in the
   // window, like the jobs: a window of jobs from two iterations reads less
   // than one iteration's (the later contexts extend the earlier ones).
-  const double held = std::max(d.jobs, d.held_jobs);
-  for (const auto& [at, windows] : s.windows) {
-    if (at < horizon && &windows != &s.windows.back().second) continue;
+  for (size_t i = 0; i < s.windows.size(); ++i) {
+    if (!counts(i, s.windows.size(), s.windows[i].first)) continue;
     const std::pair<int32_t, int32_t>* w = nullptr;
-    for (const auto& x : windows)
-      if (w == nullptr || x.first <= held) w = &x;
+    for (const auto& x : s.windows[i].second)
+      if (w == nullptr || x.first <= d.held()) w = &x;
     if (w && w->first >= kMinWindowJobs) d.job_kv_tokens = std::max(d.job_kv_tokens, (double)w->second / w->first);
   }
   return d;

@@ -6,6 +6,7 @@
 // Thread contract: owned and called by the memory_arbiter actor only.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -41,6 +42,7 @@ struct ModelDemand {
   // verifier scores the beams still generating; the generator extends the
   // beams being scored). 0 = jobs.
   double held_jobs = 0;
+  double held() const { return std::max(jobs, held_jobs); }
   double ctx_tokens = 0;   // a job's context, mean
   double new_tokens = 0;   // tokens a job computes (generated; or scored when its context is cached)
   double sharing = 1;      // context tokens per KV token held (>= 1)

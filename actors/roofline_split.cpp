@@ -32,9 +32,6 @@ double recompute_seconds(const ModelDemand& d, double tokens, bool lm_head) {
   return pass_seconds(d, s);
 }
 
-// The jobs whose contexts the pool should keep (ModelDemand::held_jobs; 0 = jobs).
-double held_jobs(const ModelDemand& d) { return std::max(d.jobs, d.held_jobs); }
-
 // What a pool short of the working set loses: U - (1 - a) C below U.
 struct Loss {
   double u = 0, a = 0;
@@ -49,7 +46,7 @@ struct Loss {
 // estimate says holds U, mean the working set is not U: it is that pool plus
 // the misses.
 Loss fit_loss(const ModelDemand& d, double footprint) {
-  const double held = held_jobs(d);
+  const double held = d.held();
   Loss l{held * footprint, 0};
   const double c0 = (double)d.miss_pool_tokens, m0 = held * d.miss_tokens;
   if (c0 > 0) {
@@ -171,13 +168,11 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
       return std::nullopt;
     }
   }
-  // Going back the way the last move came needs a larger gain each time in
-  // a row: two splits whose measured costs are close do not trade places
-  // every few seconds.
+  // Going back the way the last move came needs a larger gain for each
+  // recent reversal (within reversal_memory_s, whether in a row or with a
+  // step the same way between): two splits whose measured costs are close
+  // do not trade places every few seconds.
   const int dir = best_bytes < st.current.generator_kv_bytes ? -1 : 1;
-  // Reversals count while they are recent (reversal_memory_s), not only in
-  // a row: a split that swings back and forth with a step the same way in
-  // between still needs a larger gain each time.
   int recent = 0;
   for (double age : reversal_ages_) recent += age + st.since_move_s <= o_.reversal_memory_s;
   const int reversals = dir == -last_dir_ ? recent + 1 : 0;
@@ -197,7 +192,7 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   const ModelFootprint& f = gen_shrinks ? st.generator : st.verifier;
   const int64_t from = gen_shrinks ? st.current.generator_kv_bytes : st.current.verifier_kv_bytes;
   const int64_t to = gen_shrinks ? best_bytes : st.kv_bytes - best_bytes;
-  const double held = std::min((double)f.tokens(from), held_jobs(d) * working_footprint(d, gen_shrinks));
+  const double held = std::min((double)f.tokens(from), d.held() * working_footprint(d, gen_shrinks));
   const double cost = recompute_seconds(d, held - (double)f.tokens(to), gen_shrinks);
   if (std::isfinite(now) && (now - best) * o_.horizon < cost) {
     std::snprintf(buf, sizeof buf, "; moving costs %.1f ms, more than %g iterations gain", cost * 1e3, o_.horizon);

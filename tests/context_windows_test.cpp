@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "actors/context_windows.h"
@@ -39,6 +40,19 @@ TEST(ContextWindows, ABlockIsKeyedByItsPrefixToo) {
   w.add(std::vector<int32_t>{1, 7}, 1);  // the first job's blocks again
   EXPECT_EQ(w.windows()[0].unique_tokens, 4);
   EXPECT_EQ(w.windows()[0].ctx_tokens, 6);
+}
+
+TEST(ContextWindows, AContextGivenInTwoPartsIsTheSameJob) {
+  // The generator's job: its context, then the step it wrote.
+  const std::vector<int32_t> all = context(1, 40, 0, 30);
+  ContextWindows whole, parts;
+  whole.add(all, 16);
+  whole.add(context(1, 40, 1, 30), 16);
+  parts.add(std::span(all).first(25), 16, std::span(all).subspan(25));
+  parts.add(context(1, 40, 1, 30), 16);
+  EXPECT_EQ(parts.windows()[0].unique_tokens, whole.windows()[0].unique_tokens);
+  EXPECT_EQ(parts.windows()[0].ctx_tokens, whole.windows()[0].ctx_tokens);
+  EXPECT_EQ(whole.windows()[0].unique_tokens, 2 * 16 + 2 * (2 * 16 + 6)) << "the prompt's two full blocks once";
 }
 
 TEST(ContextWindows, EachWindowHoldsItsLastKJobs) {
