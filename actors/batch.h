@@ -157,7 +157,13 @@ class Batch {
     for (const Task& t : running_) n = std::max<int64_t>(n, (int64_t)engine_->tokens(t.seq).size() + hooks_.extra_tokens);
     return n;
   }
-  bool has_work() const { return engine_ && (!running_.empty() || !queue_.empty()); }
+  // Whether a step would do anything: tasks run, or queued ones may be
+  // admitted. Not when the last admit() left them all queued with nothing
+  // running: only a message (a job, a grant, a release) changes that, and
+  // the actor then steps again.
+  bool has_work() const { return engine_ && (!running_.empty() || (!queue_.empty() && !stalled_)); }
+  // The queue's head waits for the pool to grow (nothing running frees blocks).
+  bool waits_for_pool() const { return stalled_ && waiting_need_ > 0; }
 
   std::deque<Task>& queue() { return queue_; }
   const std::deque<Task>& queue() const { return queue_; }
@@ -230,6 +236,7 @@ class Batch {
       b = admit_round();
     if (b == Blocked::kRoom || b == Blocked::kHold || b == Blocked::kBound)
       for (Task& t : queue_) t.held = true;
+    stalled_ = running_.empty() && !queue_.empty();
     return b;
   }
 
@@ -434,6 +441,7 @@ class Batch {
   int32_t max_capacity_ = 0;
   int64_t resizes_ = 0;  // grants that changed the pool's size
   int64_t waiting_need_ = 0;  // the queue's head waits for the pool to grow to this
+  bool stalled_ = false;      // the last admit() left tasks queued and none running
 
   std::deque<Task> queue_;     // foreground, then background; arrival order within each
   std::vector<Task> running_;  // admission order

@@ -55,14 +55,15 @@ Expected<std::unique_ptr<Tokenizer>> open_model_tokenizer(const EngineActorOptio
 Status accept_grant(const msg::Grant& g, const char* role, const ModelConfig& config, ModelWeights* weights,
                     const EngineActorOptions& o, const Logger& log, std::unique_ptr<Engine>* engine);
 
-// Until "$TERM": wait for the pipe or the inbox (not at all while the actor
-// has work), handle every waiting message, run one iteration. A needs
-// inbox(), has_work(), drain() and step().
+// Until "$TERM": wait for the pipe or the inbox (at most idle_wait(): 0
+// while the actor has work, -1 = until a message comes), handle every
+// waiting message, run one iteration. A needs inbox(), idle_wait(), drain()
+// and step().
 template <class A>
 Status run_engine_loop(ActorPipe& pipe, A& actor, const Logger& log) {
   zmq::pollitem_t items[] = {{pipe.socket().handle(), 0, ZMQ_POLLIN, 0}, {actor.inbox().handle(), 0, ZMQ_POLLIN, 0}};
   for (;;) {
-    zmq::poll(items, 2, std::chrono::milliseconds(actor.has_work() ? 0 : -1));
+    zmq::poll(items, 2, actor.idle_wait());
     if (items[0].revents & ZMQ_POLLIN) {
       std::string cmd = pipe.recv_command();
       if (pipe.terminated()) return Status::success();

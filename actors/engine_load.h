@@ -60,6 +60,17 @@ class LoadMeter {
   // misses do not count (msg::Grant::settle_jobs).
   void on_grant(int32_t settle_jobs) { settle_next_ = settle_jobs; }
 
+  // How long the engine actor may wait for a message before it steps
+  // again: not at all while it has work; while a job waits for the pool to
+  // grow, until the next report is due (the arbiter must keep hearing of
+  // it); else until a message comes (-1).
+  template <class Task>
+  std::chrono::milliseconds idle_wait(const Batch<Task>& batch) const {
+    if (batch.has_work()) return std::chrono::milliseconds(0);
+    if (on_ && batch.waits_for_pool()) return interval_;
+    return std::chrono::milliseconds(-1);
+  }
+
   // The report, when one is due.
   template <class Task>
   std::optional<msg::EngineLoad> report(const char* role, const Batch<Task>& batch) {

@@ -82,7 +82,7 @@ class Generator {
   Generator& operator=(const Generator&) = delete;
 
   zmq::socket_t& inbox() { return box_.inbox(); }
-  bool has_work() const { return batch_.has_work(); }
+  std::chrono::milliseconds idle_wait() const { return meter_.idle_wait(batch_); }
 
   void announce() {
     post("memory_arbiter", weights_report("generator", pass_cost_, o_.block_size, config_.max_position,

@@ -91,7 +91,7 @@ class Verifier {
   Verifier& operator=(const Verifier&) = delete;
 
   zmq::socket_t& inbox() { return box_.inbox(); }
-  bool has_work() const { return batch_.has_work(); }
+  std::chrono::milliseconds idle_wait() const { return meter_.idle_wait(batch_); }
 
   void announce() {
     post("memory_arbiter", weights_report("verifier", pass_cost_, o_.block_size, config_.max_position,

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <mutex>
 #include <unistd.h>
@@ -172,6 +173,12 @@ std::optional<msg::Envelope> recv_envelope(zmq::socket_t& s, std::chrono::millis
 }
 
 std::string ipc_endpoint(const std::string& tag) { return "ipc://" + (scratch_dir(tag) / "s").string(); }
+
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 namespace {
 

@@ -184,6 +184,10 @@ std::vector<M> recv_messages(zmq::socket_t& s, size_t n, std::chrono::millisecon
 // An ipc:// endpoint in a fresh scratch folder.
 std::string ipc_endpoint(const std::string& tag);
 
+// CPU seconds this process has used, all its threads together: a thread
+// that spins shows here, whatever the machine's speed.
+double process_cpu_seconds();
+
 // The six actors of `cfg` in this process, with their own ZeroMQ context;
 // an actor failure at the end fails the test. FLASHTTS_TEST_LOG=debug shows
 // the actors' logs.

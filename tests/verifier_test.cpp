@@ -278,6 +278,14 @@ TEST(Verifier, AJobWaitingForItsPoolToGrowIsReportedThoughNoPassRuns) {
   ASSERT_TRUE(load.has_value()) << "no engine_load while the job waits";
   EXPECT_GE(load->max_ctx_tokens, n3);
   EXPECT_EQ(load->running, 0);
+  // Meanwhile it keeps reporting, and waits for messages between reports
+  // instead of stepping again and again (it used to spin a core here).
+  const auto cpu0 = test::process_cpu_seconds();
+  int reports = 0;
+  for (auto until = Clock::now() + 1s; Clock::now() < until;)
+    reports += test::recv_message<msg::EngineLoad>(h.arbiter, 200ms).has_value();
+  EXPECT_GE(reports, 3);
+  EXPECT_LT(test::process_cpu_seconds() - cpu0, 0.25) << "the verifier spins while its job waits";
   // The grant that holds it lets it run.
   h.send(msg::Grant{"verifier", 2 * n3 * kBytesPerToken, 2 * n3 / 16 * 16 + 16, 8 * n3 * kBytesPerToken, 8 * n3 / 16 * 16, 2});
   auto d = test::recv_message<msg::ScoreDone>(h.scheduler, 5s);
