@@ -15,6 +15,7 @@
 #include "gpu/cuda/gemm.h"
 #include "gpu/cuda/graph_cache.h"
 #include "gpu/cuda/kernels.cuh"
+#include "gpu/cuda/kv_pages.h"
 
 namespace flashtts {
 
@@ -39,7 +40,7 @@ class Impl final : public CudaBackend {
   const ModelConfig& config() const override { return c_; }
   size_t kv_bytes_per_token() const override { return 2ull * c_.n_layers * kv_dim_ * sizeof(S); }
   size_t weight_bytes() const override { return w_.bytes; }
-  size_t workspace_bytes() const override { return kv_.size() + work_.size(); }
+  size_t workspace_bytes() const override { return kv_.size() + kv_pages_.mapped_bytes() + work_.size(); }
   int32_t graphs_captured() const override { return graphs_.n_graphs(); }
   int64_t graph_replays() const override { return graphs_.replays(); }
   cudaStream_t stream() const override { return stream_.get(); }
@@ -49,6 +50,7 @@ class Impl final : public CudaBackend {
   Status forward_on_device(std::span<const BatchEntry> batch, OutputKind kind, const float** d_out,
                            int32_t* n_rows) override;
   void copy_blocks(std::span<const BlockCopy> copies) override;
+  Status resize_kv(int32_t n_blocks) override;
 
  private:
   Impl(ModelConfig c, const BackendOptions& o, const CudaBackendOptions& co, Stream stream)
@@ -58,9 +60,16 @@ class Impl final : public CudaBackend {
   void plan(int32_t n_sms);
   // Lays the workspaces out over `base` (null: only sizes them).
   size_t carve(char* base);
+  // The KV pool: fixed (kv_, n_blocks of each layer) or elastic (kv_pages_,
+  // room for max_blocks of each layer, pages under the n_blocks in use).
+  bool elastic() const { return o_.max_blocks > o_.n_blocks || kv_pages_.base() != nullptr; }
+  char* kv_base() const { return static_cast<char*>(kv_pages_.base() ? kv_pages_.base() : kv_.get()); }
+  size_t kv_block_bytes() const { return 2ull * o_.block_size * kv_dim_ * sizeof(S); }
+  size_t kv_layer_bytes() const {
+    return kv_pages_.base() ? kv_pages_.layer_stride() : (size_t)o_.n_blocks * kv_block_bytes();
+  }
   KvView<S> kv_layer(int64_t l) const {
-    return {static_cast<S*>(kv_.get()) + (size_t)l * o_.n_blocks * 2 * o_.block_size * kv_dim_, o_.block_size,
-            (int32_t)kv_dim_};
+    return {reinterpret_cast<S*>(kv_base() + (size_t)l * kv_layer_bytes()), o_.block_size, (int32_t)kv_dim_};
   }
   MetaView meta_view() const {
     return {meta_ + layout_.tokens(), meta_ + layout_.pos(), meta_ + layout_.entry(), meta_ + layout_.table_off(),
@@ -82,6 +91,7 @@ class Impl final : public CudaBackend {
   CudaBackendOptions co_;
   Stream stream_;
   DeviceBuffer work_, kv_;
+  KvPages kv_pages_;
   PinnedBuffer pinned_;
   Event meta_read_;  // the last upload from pinned_meta_ is done: the host may rewrite it
   Blas blas_;
@@ -146,7 +156,7 @@ void Impl<S>::plan(int32_t n_sms) {
   kv_dim_ = (int64_t)c_.n_kv_heads * c_.head_dim;
   lm_rows_ = std::min(co_.max_tokens, co_.logits_rows);
   layout_.max_tokens = co_.max_tokens;
-  layout_.max_table = std::max(2 * o_.n_blocks, 64 * co_.max_tokens);
+  layout_.max_table = std::max(2 * std::max(o_.n_blocks, o_.max_blocks), 64 * co_.max_tokens);
   attn_ws_floats_ = 0;
   for (int32_t T = 1; T <= std::min(co_.max_tokens, 2 * n_sms_); ++T) {
     AttnShape s{T, c_.n_heads, c_.n_kv_heads, c_.head_dim, 0, attention_splits(T, c_.n_heads, c_.n_kv_heads, n_sms_)};
@@ -190,12 +200,20 @@ Expected<std::unique_ptr<CudaBackend>> Impl<S>::create(ModelConfig c, ModelWeigh
   b->w_ = std::move(weights).value();
   b->carve(static_cast<char*>(b->work_.get()));
 
-  // Fixed size: an elastic pool (Backend::resize_kv) on CUDA needs virtual memory mapping (cuMemCreate/cuMemMap).
-  const size_t kv_bytes = (size_t)b->c_.n_layers * o.n_blocks * 2 * o.block_size * b->kv_dim_ * sizeof(S);
-  auto kv = DeviceBuffer::create(kv_bytes, "the KV cache");
-  if (!kv) return kv.error();
-  b->kv_ = std::move(kv).value();
-  FLASHTTS_CUDA_TRY(cudaMemsetAsync(b->kv_.get(), 0, kv_bytes, b->stream_.get()), "KV clear");
+  if (b->elastic()) {
+    // Room reserved to grow into (an elastic split): pages mapped as the pool
+    // grows and shrinks (kv_pages.h).
+    auto kv = KvPages::create(b->stream_.device(), b->c_.n_layers, b->kv_block_bytes(), o.n_blocks, o.max_blocks,
+                              b->stream_.get());
+    if (!kv) return kv.error();
+    b->kv_pages_ = std::move(kv).value();
+  } else {
+    const size_t kv_bytes = (size_t)b->c_.n_layers * o.n_blocks * b->kv_block_bytes();
+    auto kv = DeviceBuffer::create(kv_bytes, "the KV cache");
+    if (!kv) return kv.error();
+    b->kv_ = std::move(kv).value();
+    FLASHTTS_CUDA_TRY(cudaMemsetAsync(b->kv_.get(), 0, kv_bytes, b->stream_.get()), "KV clear");
+  }
 
   b->pinned_out_floats_ = std::max((size_t)b->lm_rows_ * b->c_.vocab_size, (size_t)co.max_tokens * b->c_.hidden_size);
   auto pinned = PinnedBuffer::create(b->layout_.total() * sizeof(int32_t) + b->pinned_out_floats_ * sizeof(float),
@@ -217,7 +235,6 @@ Expected<std::unique_ptr<CudaBackend>> Impl<S>::create(ModelConfig c, ModelWeigh
 
 template <class S>
 void Impl<S>::copy_blocks(std::span<const BlockCopy> copies) {
-  const size_t block_bytes = 2ull * o_.block_size * kv_dim_ * sizeof(S);
   const size_t chunk = layout_.total() / 2;
   for (size_t begin = 0; begin < copies.size() && deferred_.ok(); begin += chunk) {
     const size_t n = std::min(chunk, copies.size() - begin);
@@ -233,9 +250,18 @@ void Impl<S>::copy_blocks(std::span<const BlockCopy> copies) {
     if (!deferred_.ok()) break;
     deferred_ = check(cudaEventRecord(meta_read_.get(), stream_.get()), "copy_blocks");
     if (!deferred_.ok()) break;
-    copy_kv_blocks(kv_.get(), meta_, (int32_t)n, c_.n_layers, o_.n_blocks, block_bytes, stream_.get());
+    copy_kv_blocks(kv_base(), meta_, (int32_t)n, c_.n_layers, kv_layer_bytes(), kv_block_bytes(), stream_.get());
     deferred_ = check_launch("copy_kv_blocks");
   }
+}
+
+template <class S>
+Status Impl<S>::resize_kv(int32_t n_blocks) {
+  if (!kv_pages_.base())
+    return make_error("CUDA backend: this KV pool was made without room to grow (BackendOptions::max_blocks)");
+  FLASHTTS_TRY(kv_pages_.resize(n_blocks, stream_.get()));
+  o_.n_blocks = n_blocks;
+  return Status::success();
 }
 
 template <class S>

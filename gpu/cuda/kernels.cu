@@ -88,9 +88,8 @@ __global__ void silu_mul_kernel(const float* __restrict__ gu, const float* __res
   }
 }
 
-__global__ void copy_kv_blocks_kernel(char* kv, const int32_t* pairs, int32_t n_blocks, size_t block_bytes) {
+__global__ void copy_kv_blocks_kernel(char* kv, const int32_t* pairs, size_t layer_bytes, size_t block_bytes) {
   const int32_t c = blockIdx.x, layer = blockIdx.y;
-  const size_t layer_bytes = (size_t)n_blocks * block_bytes;
   const char* src = kv + layer * layer_bytes + (size_t)pairs[2 * c] * block_bytes;
   char* dst = kv + layer * layer_bytes + (size_t)pairs[2 * c + 1] * block_bytes;
   if (block_bytes % sizeof(int4) == 0) {  // then every block starts 16-byte aligned too
@@ -191,10 +190,10 @@ void silu_mul(const float* gu, const float* bias, int32_t T, int32_t f, S* act, 
   silu_mul_kernel<S><<<blocks_for(n), kThreads, 0, st>>>(gu, bias, f, n, act);
 }
 
-void copy_kv_blocks(void* kv, const int32_t* pairs, int32_t n_pairs, int32_t n_layers, int32_t n_blocks,
+void copy_kv_blocks(void* kv, const int32_t* pairs, int32_t n_pairs, int32_t n_layers, size_t layer_bytes,
                     size_t block_bytes, cudaStream_t st) {
   if (n_pairs > 0)
-    copy_kv_blocks_kernel<<<dim3(n_pairs, n_layers), kThreads, 0, st>>>(static_cast<char*>(kv), pairs, n_blocks,
+    copy_kv_blocks_kernel<<<dim3(n_pairs, n_layers), kThreads, 0, st>>>(static_cast<char*>(kv), pairs, layer_bytes,
                                                                          block_bytes);
 }
 

@@ -58,8 +58,9 @@ void qkv_rope_store(const float* qkv, const float* bias, const float* inv_freq, 
 template <class S>
 void silu_mul(const float* gu, const float* bias, int32_t T, int32_t f, S* act, cudaStream_t st);
 
-// Copies whole KV blocks of every layer: pairs (src,dst) of block ids.
-void copy_kv_blocks(void* kv, const int32_t* pairs, int32_t n_pairs, int32_t n_layers, int32_t n_blocks,
+// Copies whole KV blocks of every layer: pairs (src,dst) of block ids;
+// layer l's blocks start at kv + l * layer_bytes.
+void copy_kv_blocks(void* kv, const int32_t* pairs, int32_t n_pairs, int32_t n_layers, size_t layer_bytes,
                     size_t block_bytes, cudaStream_t st);
 
 // PRM heads over R rows of final-normed hidden states (f32, (R,h)).
