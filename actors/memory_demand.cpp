@@ -22,9 +22,12 @@ void DemandWindow::add(const msg::QueueLoad& q, Clock::time_point now) {
   // The beams being scored generate next: the generator's pool keeps their
   // contexts from their last step, or computes them again. And the beams
   // still generating are scored next: the verifier's pool keeps their
-  // contexts from their previous scoring, or computes them again.
-  gen_.queue.push_back({now, q.gen_jobs, q.gen_ctx_tokens, q.gen_jobs + q.score_jobs});
-  ver_.queue.push_back({now, q.score_jobs, q.score_ctx_tokens, q.score_jobs + q.gen_jobs});
+  // contexts from their previous scoring, or computes them again. So do the
+  // beams that wait at their iteration's barrier for its stragglers, which
+  // neither model has a job of (live_jobs counts them).
+  const int32_t held = std::max(q.gen_jobs + q.score_jobs, q.live_jobs);
+  gen_.queue.push_back({now, q.gen_jobs, q.gen_ctx_tokens, held, q.gen_out_jobs, q.gen_out_tokens});
+  ver_.queue.push_back({now, q.score_jobs, q.score_ctx_tokens, held, q.score_out_jobs, q.score_out_tokens});
   trim(gen_, now);
   trim(ver_, now);
 }
@@ -58,15 +61,18 @@ ModelDemand DemandWindow::demand(const Side& s, Clock::time_point now) const {
   d.miss_pool_tokens = s.pool_tokens;
   d.sharing = s.sharing;
   const auto horizon = since(now);
+  int64_t out_jobs = 0, out_tokens = 0;
   for (const Sample& q : s.queue) {
     if (q.at < horizon) continue;
     d.held_jobs = std::max(d.held_jobs, (double)q.held);
+    out_jobs += q.out_jobs, out_tokens += q.out_tokens;
     if (q.jobs <= 0) continue;
     if (q.jobs >= d.jobs) {
       d.jobs = q.jobs;
       d.ctx_tokens = (double)q.ctx_tokens / q.jobs;
     }
   }
+  if (out_jobs > 0) d.admit_tokens = (double)out_tokens / (double)out_jobs;
   // Reports within the window, and the latest however old (trim).
   auto counts = [&](size_t i, size_t size, Clock::time_point at) { return at >= horizon || i + 1 == size; };
   for (size_t i = 0; i < s.max_ctx.size(); ++i)

@@ -42,6 +42,8 @@ class DemandWindow {
     int32_t jobs;
     int64_t ctx_tokens;
     int32_t held;  // jobs whose contexts the pool should keep (ModelDemand::held_jobs)
+    int32_t out_jobs;    // out at the model, and the KV tokens admission counts for them
+    int64_t out_tokens;
   };
   struct Side {
     std::deque<Sample> queue;  // QueueLoad, within the window

@@ -50,6 +50,10 @@ struct ModelDemand {
   // (shared blocks divided among the jobs sharing them), over the model's
   // last finished jobs, about one iteration's (held_jobs); 0 = not measured.
   double job_kv_tokens = 0;
+  // The KV tokens the scheduler's admission counts for a job out at the
+  // model (its policy's accounting, over the jobs out in the window): a pool
+  // of C tokens runs at most C / admit_tokens jobs at once; 0 = not known.
+  double admit_tokens = 0;
   // Measured: context tokens a job computed again (the pool had evicted
   // them), at a pool of `miss_pool_tokens`; 0 pool = not measured.
   double miss_tokens = 0;

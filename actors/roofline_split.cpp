@@ -16,10 +16,12 @@ constexpr double kNever = std::numeric_limits<double>::infinity();
 
 double pass_seconds(const ModelDemand& d, const PassShape& s) { return d.latency.seconds(d.cost.bytes(s), d.cost.flops(s)); }
 
-// Jobs that run at once in `kv_tokens`, each taking `footprint` tokens, as
-// evenly as the waves they need allow; 0 when not even one fits.
+// Jobs that run at once in `kv_tokens`, each taking `footprint` tokens and
+// counted by the scheduler's admission as admit_tokens, as evenly as the
+// waves they need allow; 0 when not even one fits.
 double concurrent(const ModelDemand& d, double footprint, int64_t kv_tokens) {
-  const double fit = std::min({d.jobs, (double)d.max_batch, std::floor((double)kv_tokens / std::max(footprint, 1.0))});
+  const double each = std::max({footprint, d.admit_tokens, 1.0});
+  const double fit = std::min({d.jobs, (double)d.max_batch, std::floor((double)kv_tokens / each)});
   return fit < 1 ? 0 : std::ceil(d.jobs / std::ceil(d.jobs / fit));
 }
 
@@ -149,8 +151,10 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   reason_ = buf;
   for (const auto& [name, d] : {std::pair{"generator", &st.gen}, std::pair{"verifier", &st.ver}}) {
     std::snprintf(buf, sizeof buf,
-                  "; %s %.0f jobs of %.0f + %.0f tokens, sharing %.1f, %.0f KV tokens a job, misses %.0f a job at %lld",
-                  name, d->jobs, d->ctx_tokens, d->new_tokens, d->sharing, d->job_kv_tokens, d->miss_tokens,
+                  "; %s %.0f jobs (%.0f held) of %.0f + %.0f tokens, sharing %.1f, %.0f KV tokens a job (%.0f admitted), "
+                  "misses %.0f a job at %lld",
+                  name, d->jobs, d->held(), d->ctx_tokens, d->new_tokens, d->sharing, d->job_kv_tokens, d->admit_tokens,
+                  d->miss_tokens,
                   (long long)d->miss_pool_tokens);
     reason_ += buf;
   }

@@ -8,8 +8,11 @@
 // The prediction, for a model holding C KV tokens: a job takes the KV
 // tokens the model measured its last iteration of jobs to take, shared
 // blocks counted once (ModelDemand::job_kv_tokens; until measured, ctx /
-// sharing plus what it writes), so r = min(jobs, max_batch, C / footprint)
-// jobs run at once, in ceil(jobs / r) waves. Generation: each
+// sharing plus what it writes), and the scheduler admits a job for the KV
+// tokens its policy counts (ModelDemand::admit_tokens: under fifo a job's
+// whole context and what it may write, several times its share), so r =
+// min(jobs, max_batch, C / max(footprint, admitted)) jobs run at once, in
+// ceil(jobs / r) waves. Generation: each
 // wave decodes tokens_per_job passes of r rows. Scoring: each wave is one
 // prefill pass of r jobs' new tokens. What the pool cannot keep of the jobs'
 // KV between iterations is computed again each iteration (a prefill): of a

@@ -20,6 +20,31 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kLoadInterval{100};
 
+// Each request's most jobs open at once, generation and scoring together:
+// its beams, including those that wait at their iteration's barrier while
+// none of their jobs is open (QueueLoad::live_jobs).
+struct RequestPeaks {
+  struct Count {
+    int32_t open = 0, peak = 0;
+  };
+  std::unordered_map<uint64_t, Count> of;
+  int32_t total = 0;  // of the peaks
+  void opened(uint64_t rid) {
+    Count& c = of[rid];
+    if (++c.open > c.peak) ++c.peak, ++total;
+  }
+  void closed(uint64_t rid) {
+    auto it = of.find(rid);
+    if (it != of.end() && it->second.open > 0) --it->second.open;
+  }
+  void forget(uint64_t rid) {
+    auto it = of.find(rid);
+    if (it == of.end()) return;
+    total -= it->second.peak;
+    of.erase(it);
+  }
+};
+
 // One GPU actor's side of the scheduler: its queue, its grant, what is out.
 struct Lane {
   std::string peer;
@@ -38,9 +63,11 @@ struct Lane {
   // it frees: it waits here while jobs of its request are queued.
   std::unordered_map<uint64_t, int64_t> queued_of{};                       // rid -> queued jobs
   std::unordered_map<uint64_t, std::vector<std::string>> held_releases{};  // rid -> release_kv messages
+  RequestPeaks* peaks = nullptr;  // shared by both lanes
 
   void push(QueuedJob q, int64_t ctx_tokens) {
     ++queued_of[q.rid];
+    peaks->opened(q.rid);
     open[q.job_id] = {q.rid, ctx_tokens};
     open_ctx_tokens += ctx_tokens;
     policy->push(std::move(q));
@@ -49,6 +76,7 @@ struct Lane {
     auto it = open.find(job_id);
     if (it == open.end()) return;
     open_ctx_tokens -= it->second.second;
+    peaks->closed(it->second.first);
     open.erase(it);
   }
   void release_kv(Mailbox& box, uint64_t rid, const std::string& bytes) {
@@ -165,8 +193,9 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
   pipe.ready();
 
   const int32_t window = is_tree_policy(o.policy) ? o.window : 0;
-  Lane gen{.peer = "generator", .policy = std::move(*gp), .window = window};
-  Lane ver{.peer = "verifier", .policy = std::move(*sp), .window = window};
+  RequestPeaks peaks;
+  Lane gen{.peer = "generator", .policy = std::move(*gp), .window = window, .peaks = &peaks};
+  Lane ver{.peer = "verifier", .policy = std::move(*sp), .window = window, .peaks = &peaks};
   auto reject_gen = [&](const QueuedJob& q) {
     auto env = msg::open(q.bytes);
     auto j = env ? msg::decode<msg::GenJob>(*env) : Expected<msg::GenJob>(make_error("undecodable"));
@@ -198,6 +227,9 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
     msg::QueueLoad q;
     q.gen_jobs = (int32_t)gen.open.size(), q.gen_ctx_tokens = gen.open_ctx_tokens;
     q.score_jobs = (int32_t)ver.open.size(), q.score_ctx_tokens = ver.open_ctx_tokens;
+    q.live_jobs = peaks.total;
+    q.gen_out_jobs = (int32_t)gen.policy->inflight(), q.gen_out_tokens = gen.policy->held_tokens();
+    q.score_out_jobs = (int32_t)ver.policy->inflight(), q.score_out_tokens = ver.policy->held_tokens();
     box.post("memory_arbiter", q);
   };
   PollSet poll(pipe, {&box.inbox()});
@@ -254,6 +286,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         if (!f) continue;
         gen.forget(f->rid);
         ver.forget(f->rid);
+        peaks.forget(f->rid);
         box.send("generator", *bytes);
         box.send("verifier", *bytes);
       } else if (t == msg::Grant::kType) {

@@ -264,12 +264,19 @@ Status EngineLoad::read(const MapReader& r) {
 
 void QueueLoad::write(MapWriter& w) const {
   w.put("gen_jobs", gen_jobs).put("gen_ctx_tokens", gen_ctx_tokens);
-  w.put("score_jobs", score_jobs).put("score_ctx_tokens", score_ctx_tokens);
+  w.put("score_jobs", score_jobs).put("score_ctx_tokens", score_ctx_tokens).put("live_jobs", live_jobs);
+  w.put("gen_out_jobs", gen_out_jobs).put("gen_out_tokens", gen_out_tokens);
+  w.put("score_out_jobs", score_out_jobs).put("score_out_tokens", score_out_tokens);
 }
 Status QueueLoad::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("gen_jobs", &gen_jobs));
   FLASHTTS_TRY(r.get("gen_ctx_tokens", &gen_ctx_tokens));
   FLASHTTS_TRY(r.get("score_jobs", &score_jobs));
+  FLASHTTS_TRY(r.get_opt("live_jobs", &live_jobs));
+  FLASHTTS_TRY(r.get_opt("gen_out_jobs", &gen_out_jobs));
+  FLASHTTS_TRY(r.get_opt("gen_out_tokens", &gen_out_tokens));
+  FLASHTTS_TRY(r.get_opt("score_out_jobs", &score_out_jobs));
+  FLASHTTS_TRY(r.get_opt("score_out_tokens", &score_out_tokens));
   return r.get("score_ctx_tokens", &score_ctx_tokens);
 }
 

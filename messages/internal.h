@@ -294,6 +294,19 @@ struct QueueLoad {
   int64_t gen_ctx_tokens = 0;  // their contexts, summed
   int32_t score_jobs = 0;
   int64_t score_ctx_tokens = 0;
+  // The beams of the requests being served: each request's most jobs open at
+  // once (generation and scoring), summed. More than gen_jobs + score_jobs
+  // while beams wait at their iteration's barrier for its stragglers: their
+  // contexts continue in the next iteration, so the pools should keep them.
+  int32_t live_jobs = 0;
+  // The jobs out at each model and the KV tokens the scheduler's admission
+  // counts for them together (its policy's accounting: a job's whole context
+  // and what it may write under fifo, what no other job out shares under
+  // prefix): how many jobs a pool of a given size runs at once.
+  int32_t gen_out_jobs = 0;
+  int64_t gen_out_tokens = 0;
+  int32_t score_out_jobs = 0;
+  int64_t score_out_tokens = 0;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

@@ -230,6 +230,47 @@ TEST(DemandWindow, TheWorkingSetIsTheWindowOfAboutOneIterationsJobs) {
   EXPECT_DOUBLE_EQ(d.job_kv_tokens, 3200.0 / 64);
 }
 
+TEST(DemandWindow, BeamsWaitingAtTheirBarrierCountAsHeldAndAdmissionAsItCounts) {
+  DemandWindow w(3.0, 256);
+  DemandWindow::Clock::time_point t{};
+  // Four requests of 64 beams: 20 generating (12 out), 4 scoring, the rest
+  // waiting for their iteration's stragglers.
+  msg::QueueLoad q;
+  q.gen_jobs = 20, q.gen_ctx_tokens = 20 * 500, q.score_jobs = 4, q.score_ctx_tokens = 4 * 2000;
+  q.live_jobs = 256;
+  q.gen_out_jobs = 12, q.gen_out_tokens = 12 * 756;
+  q.score_out_jobs = 2, q.score_out_tokens = 2 * 9000;
+  w.add(q, t);
+  EXPECT_EQ(w.generator(t).held(), 256);
+  EXPECT_EQ(w.verifier(t).held(), 256);
+  EXPECT_DOUBLE_EQ(w.generator(t).admit_tokens, 756);
+  // The mean over the window's reports, weighted by the jobs out in each.
+  q.gen_out_jobs = 4, q.gen_out_tokens = 4 * 356;
+  w.add(q, t += 100ms);
+  EXPECT_DOUBLE_EQ(w.generator(t).admit_tokens, (12.0 * 756 + 4 * 356) / 16);
+  EXPECT_DOUBLE_EQ(w.verifier(t).admit_tokens, 9000);
+  // Fewer live beams than jobs (a report before the scheduler counted them): the jobs.
+  q.live_jobs = 0;
+  DemandWindow w2(3.0, 256);
+  w2.add(q, t);
+  EXPECT_EQ(w2.generator(t).held(), 24);
+}
+
+TEST(RooflineSplit, TheSchedulersAdmissionBoundsTheJobsThatRunAtOnce) {
+  // 256 beams whose KV takes 150 tokens each, but whose admission counts
+  // their whole context and what they may write (600): in a pool of 30,000
+  // tokens 50 run at once, not 200, and the iteration takes longer.
+  ModelDemand g = generation(256, 400);
+  g.job_kv_tokens = 150, g.min_tokens = 600;
+  const double by_kv = predict_generation(g, 30'000);
+  g.admit_tokens = 600;
+  const double admitted = predict_generation(g, 30'000);
+  EXPECT_GT(admitted, 2 * by_kv);
+  // With room for every job's admission, the same as the KV alone allows.
+  g.admit_tokens = 100;
+  EXPECT_DOUBLE_EQ(predict_generation(g, 30'000), by_kv);
+}
+
 // A demand window that heard of `jobs` scoring jobs of 3,000 tokens, then of
 // the verifier's largest context `max_ctx`; `e` adds to that report.
 DemandWindow scoring_window(int32_t jobs, int64_t max_ctx, DemandWindow::Clock::time_point* t,

@@ -4,6 +4,9 @@
 // cannot hold the weights.
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <optional>
+
 #include "actors/memory_arbiter.h"
 #include "actors/scheduler.h"
 #include "messages/internal.h"
@@ -87,8 +90,9 @@ struct SchedulerRun {
   LogSink logs{spdlog::level::off};
   std::optional<std::unique_ptr<Actor>> a;
   zmq::socket_t to{ctx, zmq::socket_type::push};
-  SchedulerRun(const std::string& tag, const std::string& policy, int32_t window)
-      : p(ctx, tag, {"beam_manager", "generator", "verifier", "intake"}) {
+  SchedulerRun(const std::string& tag, const std::string& policy, int32_t window,
+               std::vector<std::string> peers = {"beam_manager", "generator", "verifier", "intake"})
+      : p(ctx, tag, std::move(peers)) {
     SchedulerOptions o{"inproc://" + tag, p.endpoints, policy, logs.make("scheduler")};
     o.window = window;
     auto s = Actor::start(ctx, "scheduler", [o](auto& c, auto& pipe) { return run_scheduler(c, pipe, o); });
@@ -182,6 +186,37 @@ TEST(Scheduler, AJobReservesNoMoreThanTheModelsPositions) {
   EXPECT_EQ(fail->job_id, 3u);
   EXPECT_EQ(fail->code, "too_large");
   EXPECT_NE(fail->error.find("4030 tokens"), std::string::npos) << fail->error;
+}
+
+// Under an elastic split the memory arbiter hears each model's jobs, the
+// beams of the requests in flight (each request's most jobs open at once,
+// so beams that wait at their iteration's barrier count), and what the
+// scheduler's admission counts for the jobs out.
+TEST(Scheduler, TellsTheArbiterOfBeamsWaitingAtTheirBarrierAndWhatAdmissionCounts) {
+  SchedulerRun s("sched_load", "fifo", 0, {"beam_manager", "generator", "verifier", "intake", "memory_arbiter"});
+  s.post(msg::Grant{"generator", 1 << 20, 1000, 2 << 20, 2000});
+  s.post(msg::Grant{"verifier", 1 << 20, 1000, 2 << 20, 2000});
+  for (uint64_t id = 1; id <= 4; ++id) s.post(job(id, 1, 30, 10));  // request 1: 4 beams
+  s.post(job(5, 2, 50, 10));                                          // request 2: 2 beams
+  s.post(job(6, 2, 50, 10));
+  EXPECT_EQ(s.sent().size(), 6u);
+  for (uint64_t id = 1; id <= 4; ++id) s.done(id);  // request 1 waits at its barrier
+  auto load_where = [&](const std::function<bool(const msg::QueueLoad&)>& want) {
+    std::optional<msg::QueueLoad> q;
+    for (auto until = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < until;)
+      if ((q = s.p.next<msg::QueueLoad>("memory_arbiter", 500ms)) && want(*q)) return q;
+    return std::optional<msg::QueueLoad>();
+  };
+  auto q = load_where([](const msg::QueueLoad& q) { return q.gen_jobs == 2; });
+  ASSERT_TRUE(q.has_value()) << "no queue_load with request 1's jobs done";
+  EXPECT_EQ(q->live_jobs, 6);
+  EXPECT_EQ(q->gen_out_jobs, 2);
+  EXPECT_EQ(q->gen_out_tokens, 2 * (50 + 10));  // fifo: the whole context and max_tokens
+  EXPECT_EQ(q->score_out_jobs, 0);
+  // A request that ends leaves the count.
+  s.post(msg::Forget{1});
+  q = load_where([](const msg::QueueLoad& q) { return q.live_jobs == 2; });
+  EXPECT_TRUE(q.has_value()) << "request 1's beams still counted after its forget";
 }
 
 TEST(MemoryArbiter, SplitsWhatTheWeightsLeaveAndGrantsBothModels) {
