@@ -162,6 +162,16 @@ class Batch {
   // running: only a message (a job, a grant, a release) changes that, and
   // the actor then steps again.
   bool has_work() const { return engine_ && (!running_.empty() || (!queue_.empty() && !stalled_)); }
+  // The fewest KV blocks resize() can keep without preempting a real task:
+  // past the highest block one holds (background tasks and kept sequences
+  // it frees first, without a preemption).
+  int32_t pinned_blocks() const {
+    int32_t top = 0;
+    for (const Task& t : running_)
+      if (!t.background() && t.seq >= 0)
+        for (int32_t b : engine_->kv().block_table(t.seq)) top = std::max(top, b + 1);
+    return top;
+  }
   // The queue's head waits for the pool to grow (nothing running frees blocks).
   bool waits_for_pool() const { return stalled_ && waiting_need_ > 0; }
 

@@ -86,6 +86,7 @@ class LoadMeter {
     const KvCacheStats st = e.kv_stats();
     l.kv_used_tokens = (int64_t)st.used_blocks * e.kv().block_size();
     l.max_ctx_tokens = batch.max_need();
+    l.pinned_tokens = (int64_t)batch.pinned_blocks() * e.kv().block_size();
     l.tokens_per_job = tokens_.mean();
     l.miss_tokens_per_job = misses_.mean();
     l.miss_jobs = (int32_t)misses_.n;

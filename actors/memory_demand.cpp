@@ -48,6 +48,7 @@ void DemandWindow::add(const msg::EngineLoad& e, Clock::time_point now) {
   }
   if (e.s_per_byte > 0 || e.s_per_flop > 0) s.latency = {e.overhead_s, e.s_per_byte, e.s_per_flop};
   s.max_ctx.push_back({now, e.max_ctx_tokens});
+  s.pinned_tokens = e.pinned_tokens;
   trim(s, now);
 }
 
@@ -60,6 +61,7 @@ ModelDemand DemandWindow::demand(const Side& s, Clock::time_point now) const {
   d.miss_tokens = s.miss_per_job;
   d.miss_pool_tokens = s.pool_tokens;
   d.sharing = s.sharing;
+  d.pinned_tokens = s.pinned_tokens;
   const auto horizon = since(now);
   int64_t out_jobs = 0, out_tokens = 0;
   for (const Sample& q : s.queue) {

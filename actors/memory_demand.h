@@ -52,6 +52,7 @@ class DemandWindow {
     double miss_per_job = 0;
     int64_t pool_tokens = 0;
     double sharing = 1;
+    int64_t pinned_tokens = 0;  // the latest EngineLoad's
     // EngineLoad's working-set windows (jobs, distinct KV tokens), as
     // reported within the window.
     std::deque<std::pair<Clock::time_point, std::vector<std::pair<int32_t, int32_t>>>> windows;

@@ -59,6 +59,9 @@ struct ModelDemand {
   double miss_tokens = 0;
   int64_t miss_pool_tokens = 0;
   int64_t min_tokens = 0;  // the largest job: the pool may not go below it
+  // The smallest pool a shrink makes without preempting a running job
+  // (EngineLoad::pinned_tokens, the latest report).
+  int64_t pinned_tokens = 0;
   int32_t max_batch = 256;
   ModelCost cost;
   LatencyConstants latency;

@@ -114,6 +114,8 @@ Expected<MemorySplit> RooflineSplit::split(int64_t budget, const ModelFootprint&
 
 std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   reason_.clear();
+  const bool was_deferring = deferring_;
+  deferring_ = false;
   if (!st.gen.known() || !st.ver.known()) return std::nullopt;
   auto predict = [&](int64_t gen_bytes) {
     return predict_generation(st.gen, st.generator.tokens(gen_bytes)) +
@@ -212,6 +214,19 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
     const double step_to = (double)st.current.generator_kv_bytes + (gen_shrinks ? -limit : limit);
     const int k = std::clamp((int)std::lround(step_to / (double)st.kv_bytes * n), 1, n - 1);
     best_bytes = (int64_t)((double)st.kv_bytes * k / n);
+  }
+  // A move that would preempt the shrinking model's running jobs waits for
+  // them to fit (or to finish), for at most max_preempt_wait_s.
+  const int64_t to_tokens = f.tokens(gen_shrinks ? best_bytes : st.kv_bytes - best_bytes);
+  if (d.pinned_tokens > to_tokens) {
+    if (!was_deferring) deferred_from_s_ = st.since_move_s;
+    if (st.since_move_s - deferred_from_s_ < o_.max_preempt_wait_s) {
+      deferring_ = true;
+      std::snprintf(buf, sizeof buf, "; waiting until the %s's running jobs fit %lld tokens (they reach %lld)",
+                    gen_shrinks ? "generator" : "verifier", (long long)to_tokens, (long long)d.pinned_tokens);
+      reason_ += buf;
+      return std::nullopt;
+    }
   }
   std::erase_if(reversal_ages_, [&](double& age) { return (age += st.since_move_s) > o_.reversal_memory_s; });
   if (reversals > 0) reversal_ages_.push_back(0);

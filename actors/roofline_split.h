@@ -20,6 +20,11 @@
 // the misses the model measured at its pool's current size (an LRU cache
 // under a cyclic reuse pattern loses more than U - C; see lost_tokens).
 //
+// A move waits (up to max_preempt_wait_s) for a moment when the shrinking
+// model's running jobs hold no block above its new size: a preempted job
+// decodes its step again, and its iteration waits for it. Between the
+// iterations of a beam search that moment comes soon.
+//
 // One move goes at most max_step of the memory, then the split decides again
 // from what the models measure there: it waits (up to max_wait_s) for their
 // misses at the new sizes, counted once the jobs the grants named have
@@ -56,6 +61,7 @@ struct RooflineOptions {
   double max_step = 0.2;     // of the KV memory, in one move
   double reversal_memory_s = 30;  // how long a reversal raises the gain the next needs
   double max_wait_s = 15;  // after a move, for the misses measured at the new sizes
+  double max_preempt_wait_s = 10;  // for the shrinking model's running jobs to fit its new size
 };
 
 class RooflineSplit final : public MemorySplitPolicy {
@@ -76,6 +82,10 @@ class RooflineSplit final : public MemorySplitPolicy {
   // Seconds from each recent reversal (a move back the way the one before
   // came) to the last move.
   std::vector<double> reversal_ages_;
+  // A move deferred until the shrinking model's running jobs fit: since
+  // when (in since_move_s), while the calls in a row defer it.
+  bool deferring_ = false;
+  double deferred_from_s_ = 0;
 };
 
 }  // namespace flashtts

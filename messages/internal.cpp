@@ -240,7 +240,7 @@ void EngineLoad::write(MapWriter& w) const {
   w.put("s_per_flop", s_per_flop).put("miss_tokens_per_job", miss_tokens_per_job);
   w.put("miss_jobs", miss_jobs).put("pool_tokens", pool_tokens);
   w.put("window_jobs", window_jobs).put("window_ctx_tokens", window_ctx_tokens);
-  w.put("window_unique_tokens", window_unique_tokens);
+  w.put("window_unique_tokens", window_unique_tokens).put("pinned_tokens", pinned_tokens);
 }
 Status EngineLoad::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
@@ -257,6 +257,7 @@ Status EngineLoad::read(const MapReader& r) {
   FLASHTTS_TRY(r.get_opt("window_jobs", &window_jobs));
   FLASHTTS_TRY(r.get_opt("window_ctx_tokens", &window_ctx_tokens));
   FLASHTTS_TRY(r.get_opt("window_unique_tokens", &window_unique_tokens));
+  FLASHTTS_TRY(r.get_opt("pinned_tokens", &pinned_tokens));
   if (window_ctx_tokens.size() != window_jobs.size() || window_unique_tokens.size() != window_jobs.size())
     return make_error("engine_load: window_jobs, window_ctx_tokens and window_unique_tokens differ in length");
   return r.get("s_per_flop", &s_per_flop);

@@ -272,6 +272,9 @@ struct EngineLoad {
   int64_t running_ctx_tokens = 0;  // context tokens of the running tasks, shared prefixes counted each time
   int64_t kv_used_tokens = 0;      // KV tokens the pool's used blocks hold
   int64_t max_ctx_tokens = 0;      // the largest context of a queued or running task
+  // The smallest pool (KV tokens, whole blocks) a shrink can make without
+  // preempting a running real task: past the highest block one holds.
+  int64_t pinned_tokens = 0;
   double tokens_per_job = 0;       // of the jobs finished lately: new tokens per job (generated, or scored)
   double miss_tokens_per_job = 0;  // of the jobs finished at the pool's size: context computed again (evicted) per job
   int32_t miss_jobs = 0;           // jobs finished since the pool got that size

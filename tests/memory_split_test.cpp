@@ -441,6 +441,34 @@ TEST(RooflineSplit, ReversalsCountWhileRecentEvenWithAMoveTheSameWayBetween) {
   EXPECT_TRUE(p.rebalance(later).has_value()) << p.last_reason();
 }
 
+TEST(RooflineSplit, AShrinkWaitsUntilTheShrinkingModelsRunningJobsFitItsNewSize) {
+  RooflineOptions o;
+  RooflineSplit p(0.75, o);
+  // The move MovesTowardTheModelWhoseDemandRose makes: the generator shrinks.
+  MemoryState s = state(0.75, generation(8, 1000), scoring(256, 2000));
+  const int64_t gen_pool = s.generator.tokens(s.current.generator_kv_bytes);
+  // Its running jobs hold blocks up to 90% of its pool: any move preempts them.
+  s.gen.pinned_tokens = gen_pool * 9 / 10;
+  s.since_move_s = 100;
+  EXPECT_FALSE(p.rebalance(s).has_value());
+  EXPECT_NE(p.last_reason().find("waiting until the generator's running jobs fit"), std::string::npos)
+      << p.last_reason();
+  s.since_move_s = 100 + o.max_preempt_wait_s / 2;
+  EXPECT_FALSE(p.rebalance(s).has_value()) << p.last_reason();
+  // They finished: the move goes.
+  s.gen.pinned_tokens = gen_pool / 10;
+  auto m = p.rebalance(s);
+  ASSERT_TRUE(m.has_value()) << p.last_reason();
+  EXPECT_LT(share(*m), 0.75);
+  // Jobs that never fit: after max_preempt_wait_s it moves anyway.
+  RooflineSplit q(0.75, o);
+  s.gen.pinned_tokens = gen_pool;
+  s.since_move_s = 100;
+  EXPECT_FALSE(q.rebalance(s).has_value());
+  s.since_move_s = 100 + o.max_preempt_wait_s + 0.1;
+  EXPECT_TRUE(q.rebalance(s).has_value()) << q.last_reason();
+}
+
 TEST(RooflineSplit, AfterAMoveItDecidesFromTheMissesMeasuredAtTheNewSizes) {
   RooflineOptions o;
   o.max_step = 0.1;
