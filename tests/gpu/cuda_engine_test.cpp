@@ -32,14 +32,7 @@ TEST_P(CudaEngine, ForksAndChunkedPrefillMatchTheCpuEngine) {
   ASSERT_TRUE(cpu && gpu);
   const int32_t V = cpu->config().vocab_size;
   auto prefix = random_tokens(3, 37, V), tail_a = random_tokens(4, 20, V), tail_b = random_tokens(5, 20, V);
-  auto step = [&](std::span<const RunItem> items) {
-    RunResult a, b;
-    ASSERT_TRUE(cpu->run(items, OutputKind::Logits, &a).ok());
-    Status s = gpu->run(items, OutputKind::Logits, &b);
-    ASSERT_TRUE(s.ok()) << s.message();
-    ASSERT_EQ(a.out.n_rows, b.out.n_rows);
-    for (int32_t r = 0; r < a.out.n_rows; ++r) EXPECT_LE(rel_error(b.out.row(r), a.out.row(r)), 1e-2) << "row " << r;
-  };
+  auto step = [&](std::span<const RunItem> items) { expect_same_logits(*cpu, *gpu, items); };
   for (Engine* e : {cpu.get(), gpu.get()}) ASSERT_TRUE(e->add_sequence(1, prefix).ok());
   for (int chunk = 0; chunk < 4; ++chunk) {  // chunked prefill, 11 tokens a call
     RunItem it{1, RowSelect::Last, 11, {}};

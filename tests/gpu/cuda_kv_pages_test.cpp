@@ -124,14 +124,7 @@ TEST(CudaKvPages, AnEngineThatGrowsAndShrinksBetweenPassesMatchesTheCpuEngine) {
   ASSERT_GE(small_blocks, 4);
   ASSERT_GE(cpu->kv().n_blocks(), 4);
   const int32_t V = cpu->config().vocab_size;
-  auto step = [&](std::span<const RunItem> items) {
-    RunResult a, b;
-    ASSERT_TRUE(cpu->run(items, OutputKind::Logits, &a).ok());
-    Status s = gpu->run(items, OutputKind::Logits, &b);
-    ASSERT_TRUE(s.ok()) << s.message();
-    ASSERT_EQ(a.out.n_rows, b.out.n_rows);
-    for (int32_t r = 0; r < a.out.n_rows; ++r) EXPECT_LE(rel_error(b.out.row(r), a.out.row(r)), 1e-2) << "row " << r;
-  };
+  auto step = [&](std::span<const RunItem> items) { expect_same_logits(*cpu, *gpu, items); };
   // A sequence in the small pool (13 tokens by the end: 4 blocks).
   for (Engine* e : {cpu.get(), gpu.get()}) ASSERT_TRUE(e->add_sequence(1, random_tokens(3, 9, V)).ok());
   RunItem one{1, RowSelect::Last, 0, {}};

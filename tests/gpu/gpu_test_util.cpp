@@ -113,4 +113,13 @@ std::vector<int32_t> random_tokens(uint32_t seed, size_t n, int32_t vocab) {
   return t;
 }
 
+void expect_same_logits(Engine& cpu, Engine& gpu, std::span<const RunItem> items, double tolerance) {
+  RunResult a, b;
+  ASSERT_TRUE(cpu.run(items, OutputKind::Logits, &a).ok());
+  Status s = gpu.run(items, OutputKind::Logits, &b);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_EQ(a.out.n_rows, b.out.n_rows);
+  for (int32_t r = 0; r < a.out.n_rows; ++r) EXPECT_LE(rel_error(b.out.row(r), a.out.row(r)), tolerance) << "row " << r;
+}
+
 }  // namespace flashtts::test

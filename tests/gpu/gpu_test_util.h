@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gpu/device_context.h"
+#include "gpu/engine.h"
 #include "gpu/model_config.h"
 #include "gpu/weights.h"
 
@@ -37,6 +38,10 @@ std::pair<ModelConfig, ModelWeights> random_model(const RandomModelSpec& spec);
 double rel_error(std::span<const float> a, std::span<const float> b);
 
 std::vector<int32_t> random_tokens(uint32_t seed, size_t n, int32_t vocab);
+
+// Runs `items` on both engines (the same sequences in each) and expects the
+// same rows, each within `tolerance` (rel_error) of the CPU's logits.
+void expect_same_logits(Engine& cpu, Engine& gpu, std::span<const RunItem> items, double tolerance = 1e-2);
 
 }  // namespace flashtts::test
 
