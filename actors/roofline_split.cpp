@@ -77,8 +77,8 @@ double working_footprint(const ModelDemand& d, bool generation) {
 }  // namespace
 
 double predict_generation(const ModelDemand& d, int64_t kv_tokens) {
-  if (d.jobs <= 0) return 0;
   if (kv_tokens < d.min_tokens) return kNever;
+  if (d.jobs <= 0) return 0;
   const double footprint = working_footprint(d, true);
   const double r = concurrent(d, footprint, kv_tokens);
   if (r < 1) return kNever;
@@ -94,8 +94,8 @@ double predict_generation(const ModelDemand& d, int64_t kv_tokens) {
 }
 
 double predict_scoring(const ModelDemand& d, int64_t kv_tokens) {
-  if (d.jobs <= 0) return 0;
   if (kv_tokens < d.min_tokens) return kNever;
+  if (d.jobs <= 0) return 0;
   const double footprint = working_footprint(d, false);
   const double r = concurrent(d, footprint, kv_tokens);
   if (r < 1) return kNever;
@@ -116,12 +116,19 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   reason_.clear();
   const bool was_deferring = deferring_;
   deferring_ = false;
-  if (!st.gen.known() || !st.ver.known()) return std::nullopt;
+  // A model with no jobs (its latency model known) predicts no time at any
+  // size; it is decided on only while the other's next job cannot run at
+  // its pool: the other's jobs may wait on exactly that job (a verifier
+  // that cannot score leaves the generator nothing to do), so waiting for
+  // both to have work would wait forever.
+  auto idle = [](const ModelDemand& d) { return d.jobs <= 0 && d.latency.known(); };
+  if (!(st.gen.known() || idle(st.gen)) || !(st.ver.known() || idle(st.ver))) return std::nullopt;
   auto predict = [&](int64_t gen_bytes) {
     return predict_generation(st.gen, st.generator.tokens(gen_bytes)) +
            predict_scoring(st.ver, st.verifier.tokens(st.kv_bytes - gen_bytes));
   };
   const double now = predict(st.current.generator_kv_bytes);
+  if ((!st.gen.known() || !st.ver.known()) && std::isfinite(now)) return std::nullopt;
   const int n = std::max(2, (int)std::lround(1.0 / o_.step));
   std::vector<std::pair<int64_t, double>> grid;  // generator bytes, predicted iteration
   double best = now;

@@ -49,7 +49,8 @@
 namespace flashtts {
 
 // Seconds the model needs for one iteration's jobs with `kv_tokens` of KV;
-// +inf when a job cannot run (the pool holds less than one).
+// +inf when a job cannot run (the pool holds less than the largest), 0
+// without jobs.
 double predict_generation(const ModelDemand& d, int64_t kv_tokens);
 double predict_scoring(const ModelDemand& d, int64_t kv_tokens);
 

@@ -469,6 +469,26 @@ TEST(RooflineSplit, AShrinkWaitsUntilTheShrinkingModelsRunningJobsFitItsNewSize)
   EXPECT_TRUE(q.rebalance(s).has_value()) << q.last_reason();
 }
 
+TEST(RooflineSplit, AnIdleModelGivesMemoryOnlyWhenTheOthersNextJobCannotRun) {
+  // The generator has no jobs: its beams wait for the verifier, whose next
+  // job is larger than its pool. Without a move neither ever runs again.
+  ModelDemand g = generation(0, 0), v = scoring(2, 2000);
+  g.new_tokens = 0, g.min_tokens = 1200;
+  const MemoryState blocked = [&] {
+    MemoryState s = state(0.9, g, v);
+    s.ver.min_tokens = s.verifier.tokens(s.current.verifier_kv_bytes) + 4096;
+    return s;
+  }();
+  RooflineSplit p(0.9, RooflineOptions{});
+  auto m = p.rebalance(blocked);
+  ASSERT_TRUE(m.has_value()) << p.last_reason();
+  EXPECT_LT(share(*m), 0.9);
+  EXPECT_GE(blocked.generator.tokens(m->generator_kv_bytes), g.min_tokens) << "not below the idle model's floor";
+  // The verifier's job runs at its pool: an idle generator decides nothing.
+  RooflineSplit q(0.9, RooflineOptions{});
+  EXPECT_FALSE(q.rebalance(state(0.9, g, v)).has_value()) << q.last_reason();
+}
+
 TEST(RooflineSplit, AfterAMoveItDecidesFromTheMissesMeasuredAtTheNewSizes) {
   RooflineOptions o;
   o.max_step = 0.1;
