@@ -17,12 +17,12 @@ constexpr double kNever = std::numeric_limits<double>::infinity();
 double pass_seconds(const ModelDemand& d, const PassShape& s) { return d.latency.seconds(d.cost.bytes(s), d.cost.flops(s)); }
 
 // Jobs that run at once in `kv_tokens`, each taking `footprint` tokens and
-// counted by the scheduler's admission as admit_tokens, as evenly as the
-// waves they need allow; 0 when not even one fits.
+// counted by the scheduler's admission as admit_tokens; 0 when not even one
+// fits.
 double concurrent(const ModelDemand& d, double footprint, int64_t kv_tokens) {
   const double each = std::max({footprint, d.admit_tokens, 1.0});
   const double fit = std::min({d.jobs, (double)d.max_batch, std::floor((double)kv_tokens / each)});
-  return fit < 1 ? 0 : std::ceil(d.jobs / std::ceil(d.jobs / fit));
+  return fit < 1 ? 0 : fit;
 }
 
 // A prefill of `tokens` context tokens the pool could not keep.
@@ -82,12 +82,12 @@ double predict_generation(const ModelDemand& d, int64_t kv_tokens) {
   const double footprint = working_footprint(d, true);
   const double r = concurrent(d, footprint, kv_tokens);
   if (r < 1) return kNever;
-  const double waves = std::ceil(d.jobs / r);
+  const double rounds = d.jobs / r;  // continuous batching: a freed row takes the next job
   PassShape s;
   const double ctx = d.ctx_tokens + d.new_tokens / 2;  // the mean context a decode pass reads
   s.rows = (int64_t)r, s.tokens = (int64_t)r, s.out_rows = (int64_t)r;
   s.kv_tokens = (int64_t)(r * ctx), s.attn_pairs = (int64_t)(r * ctx), s.lm_head = true;
-  const double decode = waves * d.new_tokens * pass_seconds(d, s);
+  const double decode = rounds * d.new_tokens * pass_seconds(d, s);
   // The next iteration's jobs continue these: what does not stay in the pool
   // is prefilled again.
   return decode + recompute_seconds(d, lost_tokens(d, footprint, (double)kv_tokens), true);
@@ -99,12 +99,12 @@ double predict_scoring(const ModelDemand& d, int64_t kv_tokens) {
   const double footprint = working_footprint(d, false);
   const double r = concurrent(d, footprint, kv_tokens);
   if (r < 1) return kNever;
-  const double waves = std::ceil(d.jobs / r);
+  const double rounds = d.jobs / r;
   PassShape s;
   s.rows = (int64_t)r, s.tokens = (int64_t)(r * d.new_tokens), s.out_rows = (int64_t)r;
   s.kv_tokens = (int64_t)(r * d.ctx_tokens), s.attn_pairs = (int64_t)(r * d.new_tokens * d.ctx_tokens);
   s.lm_head = false;
-  return waves * pass_seconds(d, s) + recompute_seconds(d, lost_tokens(d, footprint, (double)kv_tokens), false);
+  return rounds * pass_seconds(d, s) + recompute_seconds(d, lost_tokens(d, footprint, (double)kv_tokens), false);
 }
 
 Expected<MemorySplit> RooflineSplit::split(int64_t budget, const ModelFootprint& g, const ModelFootprint& v) {

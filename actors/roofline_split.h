@@ -11,10 +11,12 @@
 // sharing plus what it writes), and the scheduler admits a job for the KV
 // tokens its policy counts (ModelDemand::admit_tokens: under fifo a job's
 // whole context and what it may write, several times its share), so r =
-// min(jobs, max_batch, C / max(footprint, admitted)) jobs run at once, in
-// ceil(jobs / r) waves. Generation: each
-// wave decodes tokens_per_job passes of r rows. Scoring: each wave is one
-// prefill pass of r jobs' new tokens. What the pool cannot keep of the jobs'
+// min(jobs, max_batch, C / max(footprint, admitted)) jobs run at once, and
+// the jobs take jobs / r rounds of r: continuous batching admits a job as
+// soon as one ends, so a pool one job short of holding them all costs a
+// little, not a second round of the longest step. Generation: a round
+// decodes tokens_per_job passes of r rows. Scoring: a round is one prefill
+// pass of r jobs' new tokens. What the pool cannot keep of the jobs'
 // KV between iterations is computed again each iteration (a prefill): of a
 // working set U larger than the pool C, U - (1 - a) C, where a is fitted to
 // the misses the model measured at its pool's current size (an LRU cache
