@@ -223,9 +223,10 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
     best_bytes = (int64_t)((double)st.kv_bytes * k / n);
   }
   // A move that would preempt the shrinking model's running jobs waits for
-  // them to fit (or to finish), for at most max_preempt_wait_s.
+  // them to fit (or to finish), for at most max_preempt_wait_s; not while
+  // the other model's next job cannot run (it would wait all that time).
   const int64_t to_tokens = f.tokens(gen_shrinks ? best_bytes : st.kv_bytes - best_bytes);
-  if (d.pinned_tokens > to_tokens) {
+  if (d.pinned_tokens > to_tokens && std::isfinite(now)) {
     if (!was_deferring) deferred_from_s_ = st.since_move_s;
     if (st.since_move_s - deferred_from_s_ < o_.max_preempt_wait_s) {
       deferring_ = true;

@@ -467,6 +467,11 @@ TEST(RooflineSplit, AShrinkWaitsUntilTheShrinkingModelsRunningJobsFitItsNewSize)
   EXPECT_FALSE(q.rebalance(s).has_value());
   s.since_move_s = 100 + o.max_preempt_wait_s + 0.1;
   EXPECT_TRUE(q.rebalance(s).has_value()) << q.last_reason();
+  // The verifier's next job cannot run at its pool: no waiting at all.
+  RooflineSplit r(0.75, o);
+  s.since_move_s = 100;
+  s.ver.min_tokens = s.verifier.tokens(s.current.verifier_kv_bytes) + 16;
+  EXPECT_TRUE(r.rebalance(s).has_value()) << r.last_reason();
 }
 
 TEST(RooflineSplit, AnIdleModelGivesMemoryOnlyWhenTheOthersNextJobCannotRun) {
