@@ -25,7 +25,10 @@
 // A move waits (up to max_preempt_wait_s) for a moment when the shrinking
 // model's running jobs hold no block above its new size: a preempted job
 // decodes its step again, and its iteration waits for it. Between the
-// iterations of a beam search that moment comes soon.
+// iterations of a beam search that moment comes soon. Not while the other
+// model's next job cannot run. A model with no jobs predicts no time, and
+// is decided on only while the other is blocked (whose blocked job may be
+// what leaves it idle).
 //
 // One move goes at most max_step of the memory, then the split decides again
 // from what the models measure there: it waits (up to max_wait_s) for their
