@@ -235,7 +235,7 @@ void BeamManager::on_start(msg::Start s) {
     if (Status f = prompt_fits(*ids); !f.ok()) return reply_error(rid, msg::code::kTooLarge, f.message());
     r.tally.prompt_tokens = (int64_t)ids->size();
     SearchSetup setup{st.solve,       std::move(*ids),         o_.step_delimiter, o_.speculation,
-                      o_.speculation_bounded, o_.speculation_prune, o_.live_beams};
+                      o_.speculation_bounded, o_.speculation_prune, o_.live_beams, o_.speculation_bins};
     r.search = make_strategy(setup);
     Host host(*this, rid);
     r.search->start(host);

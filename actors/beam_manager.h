@@ -35,6 +35,7 @@ struct BeamManagerOptions {
   bool speculation_bounded = false;          // policies.speculation_max_slowdown > 0
   bool speculation_prune = false;            // policies.speculation_prune
   bool live_beams = false;                   // policies.live_beams (beam search, DVTS)
+  bool speculation_bins = true;              // policies.speculation_bins
 };
 
 Status run_beam_manager(zmq::context_t& ctx, ActorPipe& pipe, const BeamManagerOptions& o);

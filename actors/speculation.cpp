@@ -149,7 +149,7 @@ void SpecGroup::cap(SearchHost& host) {
   std::vector<int32_t> at;
   for (size_t m = 0; m < members_.size(); ++m) {
     if (!members_[m].goes_on || members_[m].pruned) continue;
-    const int32_t cap = (longest - members_[m].generated) * (4 - bin[m]) / 4;
+    const int32_t cap = (longest - members_[m].generated) * (s_.speculation_bins ? 4 - bin[m] : 4) / 4;
     // A member written last but not the longest (it started late) gets the
     // speculation the lockstep would have given it.
     if (!specs_[m]) {

@@ -7,7 +7,8 @@
 // When every member has written, each speculation is capped at what the
 // lockstep would have given it: the longest real step's generated tokens
 // less the member's own, times its score bin (the members' priors, i.e. their
-// parents' scores, in quarters: 100%, 75%, 50%, 25%). Without a cost bound the
+// parents' scores, in quarters: 100%, 75%, 50%, 25%; 100% for every member
+// without SearchSetup::speculation_bins). Without a cost bound the
 // generator runs each to its cap and the barrier waits, so what is kept does
 // not depend on timing: a part the generator stopped short of its cap to make
 // room for real work (memory pressure) is sent again, once the cap is known,

@@ -262,6 +262,7 @@ Status read_policies(const Section& s, PolicyConfig* p) {
   FLASHTTS_TRY(s.read("speculation", &p->speculation));
   FLASHTTS_TRY(s.read("speculation_max_slowdown", &p->speculation_max_slowdown));
   FLASHTTS_TRY(s.read("speculation_prune", &p->speculation_prune));
+  FLASHTTS_TRY(s.read("speculation_bins", &p->speculation_bins));
   FLASHTTS_TRY(s.read("live_beams", &p->live_beams));
   if (!(p->speculation_max_slowdown >= 0 && p->speculation_max_slowdown <= 10))
     return s.fail("speculation_max_slowdown", show(p->speculation_max_slowdown),
@@ -378,7 +379,8 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
       section("engine", {"device", "generator_threads", "verifier_threads", "prefill_chunk", "max_batch"}),
       &c.engine));
   FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "scheduling_max_overtaken", "memory_split", "speculation",
-                                                        "speculation_max_slowdown", "speculation_prune", "live_beams"}),
+                                                        "speculation_max_slowdown", "speculation_prune",
+                                                        "speculation_bins", "live_beams"}),
                              &c.policies));
   FLASHTTS_TRY(read_search(section("search", {"step_delimiter", "strategy", "n", "beam_width", "max_steps",
                                               "max_tokens_per_step", "temperature", "top_p", "top_k", "seed",

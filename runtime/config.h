@@ -70,6 +70,10 @@ struct PolicyConfig {
   // A beam already certain to be pruned (before every beam of its iteration
   // has its score) drops its speculation at once; off, it runs to the barrier.
   bool speculation_prune = true;
+  // The paper's score bins: a beam's speculation is capped at 100/75/50/25%
+  // of what the lockstep would give it, by the quarter its parent's score
+  // ranks in; off, every beam may write ahead to the longest real step.
+  bool speculation_bins = true;
   // Live beams: a beam's policy and PRM sequences stay in the engines across
   // iterations and its continuations fork them (beam search, DVTS); off, each
   // job finds its context in the prefix cache (the baseline).

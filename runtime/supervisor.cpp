@@ -60,7 +60,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
     BeamManagerOptions o{inbox,           peers(c, name),         c.models.policy, c.models.prompt_format,
                          c.models.system_prompt, c.step_delimiter, log, c.policies.speculation,
                          c.policies.speculation_max_slowdown > 0, c.policies.speculation_prune,
-                         c.policies.live_beams};
+                         c.policies.live_beams, c.policies.speculation_bins};
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_beam_manager(ctx, p, o); };
   }
   if (name == "scheduler") {

@@ -341,6 +341,11 @@ TEST(Config, SpeculationAndItsSlowdownBoundAreRead) {
   EXPECT_FALSE(off->policies.speculation_prune);
   EXPECT_TRUE(contains(error_of("[policies]\nspeculation_prune = 1\n"),
                        "policies.speculation_prune on line 2 must be a boolean"));
+  // The paper's score bins are on unless turned off.
+  EXPECT_TRUE(c->policies.speculation_bins);
+  auto flat = parse_config("[policies]\nspeculation_bins = false\n", "t.toml", false);
+  ASSERT_TRUE(flat.ok()) << flat.error().message;
+  EXPECT_FALSE(flat->policies.speculation_bins);
 }
 
 TEST(Config, InvalidSearchDefaultsAreRejectedUnderTheSearchSection) {

@@ -488,6 +488,41 @@ TEST(BeamSearch, LookAheadStepsAreScoredButTheRankingUsesTheRealStepsOnly) {
   }
 }
 
+// The paper's score bins (SearchSetup::speculation_bins): in iteration 1 the
+// copies of p90 rank in the first quarter, those of p80 in the third, so
+// p80's copies (12 tokens) may speculate half of the 20 - 12 the lockstep
+// gives; without the bins all 8.
+TEST(BeamSearch, ScoreBinsHalveTheSpeculationOfTheThirdQuarter) {
+  for (bool bins : {true, false}) {
+    auto st = setup("beam_search", 4, 2, 3);
+    st.speculation = true;
+    st.speculation_bins = bins;
+    auto bs = make_beam_search(st);
+    ScriptHost h;
+    Script sc{[](const Job& j) -> std::string {
+      const std::string ctx = j.context_text();
+      if (j.speculative) return "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzz|";
+      if (j.round == 0) {
+        const char* steps[] = {"p90|", "p80|", "p10|", "p11|"};  // all 4 tokens: nothing to speculate
+        return steps[j.beam];
+      }
+      if (j.round == 1) return ctx.rfind("p90", 0) == 0 ? "p91xxxxxxxxxxxxxxxx|" : "p81xxxxxxxx|";  // 20, 12
+      return pseudo_step(j) + "|";
+    }};
+    auto done = run(*bs, h, sc);
+    ASSERT_FALSE(done.empty());
+    std::vector<int32_t> p80_caps, p90_caps;
+    for (const Job& j : h.log) {
+      if (!j.gen || !j.speculative || j.round != 1) continue;
+      (j.context_text().rfind("p80", 0) == 0 ? p80_caps : p90_caps).push_back(h.stops.at(j.id));
+    }
+    EXPECT_EQ(p90_caps, std::vector<int32_t>({0, 0})) << "the longest steps get nothing";
+    // Both p80 copies: the one written last is not the longest, and gets
+    // what the lockstep would have given it too.
+    EXPECT_EQ(p80_caps, std::vector<int32_t>(2, bins ? 4 : 8)) << "bins " << bins;
+  }
+}
+
 // Speculative beam extension, with the script answering jobs in the order
 // asked: the four real steps of iteration 0 come back first, then the
 // speculations (cut at their caps by the host's stop), then the scores.
