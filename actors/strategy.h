@@ -106,13 +106,13 @@ struct SearchSetup {
   // strategy's selection rule, before every beam has its score) drops its
   // speculation at once (SpecGroup::prune).
   bool speculation_prune = false;
+  // policies.live_beams: a beam's sequences (policy and PRM) live in the
+  // engines across iterations; its continuations fork them (GenJob::keep_kv).
+  bool live_beams = false;
   // policies.speculation_bins: the paper's score bins cap a member's
   // speculation at 100/75/50/25% of what the lockstep would give it, by the
   // quarter its parent's score ranks in; false: every member gets all of it.
   bool speculation_bins = true;
-  // policies.live_beams: a beam's sequences (policy and PRM) live in the
-  // engines across iterations; its continuations fork them (GenJob::keep_kv).
-  bool live_beams = false;
 };
 
 class SearchStrategy {
