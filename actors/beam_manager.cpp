@@ -234,8 +234,15 @@ void BeamManager::on_start(msg::Start s) {
     if (!ids) return reply_error(rid, msg::code::kBadRequest, ids.error().message);
     if (Status f = prompt_fits(*ids); !f.ok()) return reply_error(rid, msg::code::kTooLarge, f.message());
     r.tally.prompt_tokens = (int64_t)ids->size();
-    SearchSetup setup{st.solve,       std::move(*ids),         o_.step_delimiter, o_.speculation,
-                      o_.speculation_bounded, o_.speculation_prune, o_.live_beams, o_.speculation_bins};
+    // Named, not positional: a field added in the middle cannot shift the others.
+    SearchSetup setup{.params = st.solve,
+                      .prompt = std::move(*ids),
+                      .delimiter = o_.step_delimiter,
+                      .speculation = o_.speculation,
+                      .speculation_bounded = o_.speculation_bounded,
+                      .speculation_prune = o_.speculation_prune,
+                      .live_beams = o_.live_beams,
+                      .speculation_bins = o_.speculation_bins};
     r.search = make_strategy(setup);
     Host host(*this, rid);
     r.search->start(host);

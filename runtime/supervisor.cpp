@@ -57,10 +57,18 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_intake(ctx, p, o); };
   }
   if (name == "beam_manager") {
-    BeamManagerOptions o{inbox,           peers(c, name),         c.models.policy, c.models.prompt_format,
-                         c.models.system_prompt, c.step_delimiter, log, c.policies.speculation,
-                         c.policies.speculation_max_slowdown > 0, c.policies.speculation_prune,
-                         c.policies.live_beams, c.policies.speculation_bins};
+    BeamManagerOptions o{.inbox = inbox,
+                         .peers = peers(c, name),
+                         .policy_dir = c.models.policy,
+                         .prompt_format = c.models.prompt_format,
+                         .system_prompt = c.models.system_prompt,
+                         .step_delimiter = c.step_delimiter,
+                         .log = log,
+                         .speculation = c.policies.speculation,
+                         .speculation_bounded = c.policies.speculation_max_slowdown > 0,
+                         .speculation_prune = c.policies.speculation_prune,
+                         .live_beams = c.policies.live_beams,
+                         .speculation_bins = c.policies.speculation_bins};
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_beam_manager(ctx, p, o); };
   }
   if (name == "scheduler") {
