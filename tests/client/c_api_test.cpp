@@ -8,9 +8,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -60,6 +62,10 @@ class ScriptedServer {
   ~ScriptedServer() {
     stop_ = true;
     thread_.join();
+    // The socket file stays in /tmp after the process otherwise.
+    router_.close();
+    std::error_code ec;
+    std::filesystem::remove(endpoint_.substr(std::string_view("ipc://").size()), ec);
   }
   const std::string& endpoint() const { return endpoint_; }
   std::vector<std::string> seen_types() {
