@@ -62,7 +62,6 @@ class Impl final : public CudaBackend {
   size_t carve(char* base);
   // The KV pool: fixed (kv_, n_blocks of each layer) or elastic (kv_pages_,
   // room for max_blocks of each layer, pages under the n_blocks in use).
-  bool elastic() const { return o_.max_blocks > o_.n_blocks || kv_pages_.base() != nullptr; }
   char* kv_base() const { return static_cast<char*>(kv_pages_.base() ? kv_pages_.base() : kv_.get()); }
   size_t kv_block_bytes() const { return 2ull * o_.block_size * kv_dim_ * sizeof(S); }
   size_t kv_layer_bytes() const {
@@ -200,7 +199,7 @@ Expected<std::unique_ptr<CudaBackend>> Impl<S>::create(ModelConfig c, ModelWeigh
   b->w_ = std::move(weights).value();
   b->carve(static_cast<char*>(b->work_.get()));
 
-  if (b->elastic()) {
+  if (o.max_blocks > o.n_blocks) {
     // Room reserved to grow into (an elastic split): pages mapped as the pool
     // grows and shrinks (kv_pages.h).
     auto kv = KvPages::create(b->stream_.device(), b->c_.n_layers, b->kv_block_bytes(), o.n_blocks, o.max_blocks,

@@ -50,7 +50,6 @@ class KvPages {
   size_t layer_stride() const { return stride_; }
   // Device memory mapped now, all layers.
   size_t mapped_bytes() const { return (size_t)n_layers_ * pages_per_layer_ * page_; }
-  int32_t n_blocks() const { return n_blocks_; }
 
   // Maps or unmaps pages so that blocks [0, n_blocks) of every layer are
   // backed, and no page wholly above them; new blocks are zeroed on
