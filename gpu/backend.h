@@ -88,6 +88,15 @@ class Backend {
     return make_error("this backend's KV pool cannot change size");
   }
 
+  // Moves the weights off the device to host memory (false) or back (true),
+  // so that another model can use their memory meanwhile (memory.offload);
+  // the KV pool stays. forward() fails while they are off. Returns the
+  // seconds the move took on the device. Error when the backend cannot (the
+  // CPU: its weights are already in host memory).
+  virtual Expected<double> set_weights_on_device(bool /*on*/) {
+    return make_error("this backend cannot move its weights off the device");
+  }
+
   virtual const ModelConfig& config() const = 0;
   // Bytes of KV one token takes (K and V, all layers) in this backend.
   virtual size_t kv_bytes_per_token() const = 0;

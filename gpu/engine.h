@@ -127,6 +127,15 @@ class Engine {
   // (release or preempt those first), or a backend that cannot resize (CUDA,
   // for now).
   Status resize_kv(size_t kv_bytes);
+  // Moves the weights to host memory (false) or back to the device (true);
+  // the KV pool and every sequence stay. run() fails while they are off.
+  // Returns the device seconds the move took (Backend::set_weights_on_device).
+  Expected<double> set_weights_on_device(bool on) {
+    auto s = backend_->set_weights_on_device(on);
+    if (s) weights_on_device_ = on;
+    return s;
+  }
+  bool weights_on_device() const { return weights_on_device_; }
   // The most blocks resize_kv() can reach (EngineOptions::kv_bytes_max).
   int32_t max_kv_blocks() const { return max_kv_blocks_; }
   size_t kv_block_bytes() const { return kv_block_bytes_; }  // what one block takes
@@ -149,6 +158,7 @@ class Engine {
   KvCache kv_;
   size_t kv_block_bytes_;  // KV of one block in the backend's storage
   int32_t max_kv_blocks_;
+  bool weights_on_device_ = true;
   std::unordered_map<int64_t, Sequence> seqs_;
 };
 

@@ -23,6 +23,7 @@ class SimBackend : public Backend {
   }
 
   Status forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) override {
+    if (!on_device_) return make_error("sim backend: the weights are in host memory (offloaded); load them first");
     FLASHTTS_TRY(check_batch(c_, /*has_lm_head=*/true, o_.n_blocks, o_.block_size, batch, kind));
     out->device_s = sim_pass_time(card_, c_, pass_shape_of(c_, batch, kind)).total();
     timeline_.run(out->device_s);
@@ -62,6 +63,18 @@ class SimBackend : public Backend {
     o_.n_blocks = n_blocks;
     return Status::success();
   }
+  // Off: the host copy stays, so nothing moves. On: the card copies the
+  // weights over its host link, holding the device meanwhile (the other
+  // model's weights had to leave first to make room).
+  Expected<double> set_weights_on_device(bool on) override {
+    if (card_.host_link_bandwidth <= 0)
+      return make_error(std::string("sim backend: ") + card_.display +
+                        " shares the host's memory; offloading weights frees nothing");
+    double s = 0;
+    if (on && !on_device_) timeline_.run(s = sim_weight_upload_s(card_, c_));
+    on_device_ = on;
+    return s;
+  }
   const ModelConfig& config() const override { return c_; }
   size_t kv_bytes_per_token() const override { return (size_t)sim_kv_bytes_per_token(c_); }
 
@@ -70,6 +83,7 @@ class SimBackend : public Backend {
   BackendOptions o_;  // n_blocks: the current size of the KV pool
   const SimCard& card_;
   SimTimeline& timeline_;
+  bool on_device_ = true;  // the weights (set_weights_on_device)
 };
 
 }  // namespace

@@ -27,6 +27,10 @@ struct SimCard {
   double flop_efficiency;      // fraction of peak FLOPs a prefill GEMM reaches (assumed)
   double pass_overhead_s;      // fixed cost per pass: launch, sync, sampling (assumed)
   double layer_overhead_s;     // per layer and pass: ~8 kernel launches (assumed)
+  // bytes/s a host-to-device copy reaches (weights coming back from host
+  // memory; assumed 80% of the link's peak); 0: the card shares the host's
+  // memory, and moving weights "off" it frees nothing.
+  double host_link_bandwidth;
   const char* source;          // where the data-sheet figures come from
 };
 
@@ -49,5 +53,9 @@ struct SimPassTime {
   double total() const { return overhead_s + (memory_s > compute_s ? memory_s : compute_s); }
 };
 SimPassTime sim_pass_time(const SimCard& card, const ModelConfig& c, const PassShape& shape);
+
+// Seconds the card takes to copy a model's bf16 weights back from host
+// memory (memory.offload); 0 when it has no host link.
+double sim_weight_upload_s(const SimCard& card, const ModelConfig& c);
 
 }  // namespace flashtts
