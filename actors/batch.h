@@ -161,7 +161,17 @@ class Batch {
   // admitted. Not when the last admit() left them all queued with nothing
   // running: only a message (a job, a grant, a release) changes that, and
   // the actor then steps again.
-  bool has_work() const { return engine_ && (!running_.empty() || (!queue_.empty() && !stalled_)); }
+  // Nor while the weights are off the device (memory.offload: the other
+  // model's turn).
+  bool has_work() const {
+    return engine_ && engine_->weights_on_device() && (!running_.empty() || (!queue_.empty() && !stalled_));
+  }
+  // Whether a real (foreground) task is queued or running: what the model
+  // asks the device for when the two take turns.
+  bool has_real_work() const {
+    auto real = [](const Task& t) { return !t.background(); };
+    return std::any_of(queue_.begin(), queue_.end(), real) || std::any_of(running_.begin(), running_.end(), real);
+  }
   // The fewest KV blocks resize() can keep without preempting a real task:
   // past the highest block one holds (background tasks and kept sequences
   // it frees first, without a preemption).

@@ -57,8 +57,8 @@ Status accept_grant(const msg::Grant& g, const char* role, const ModelConfig& co
 
 // Until "$TERM": wait for the pipe or the inbox (at most idle_wait(): 0
 // while the actor has work, -1 = until a message comes), handle every
-// waiting message, run one iteration. A needs inbox(), idle_wait(), drain()
-// and step().
+// waiting message, run one iteration. A needs inbox(), idle_wait(), drain(),
+// step() and after_step().
 template <class A>
 Status run_engine_loop(ActorPipe& pipe, A& actor, const Logger& log) {
   zmq::pollitem_t items[] = {{pipe.socket().handle(), 0, ZMQ_POLLIN, 0}, {actor.inbox().handle(), 0, ZMQ_POLLIN, 0}};
@@ -71,6 +71,7 @@ Status run_engine_loop(ActorPipe& pipe, A& actor, const Logger& log) {
     }
     FLASHTTS_TRY(actor.drain());
     FLASHTTS_TRY(actor.step());
+    actor.after_step();
   }
 }
 

@@ -15,6 +15,7 @@
 
 #include "actors/batch.h"
 #include "actors/context_windows.h"
+#include "actors/device_turns.h"
 #include "gpu/engine.h"
 #include "gpu/latency_model.h"
 #include "messages/internal.h"
@@ -125,16 +126,20 @@ class LoadMeter {
 };
 
 // An engine actor's grant: the batch creates or resizes the engine, the
-// meter starts on the first, and the arbiter hears the pool's size.
+// meter starts on the first (and memory.offload's turns, after the meter's
+// calibration, which needs the weights on the device), and the arbiter
+// hears the pool's size.
 template <class Task, class Post>
 Status on_engine_grant(const msg::Grant& g, const char* role, const EngineActorOptions& o, const ModelConfig& config,
                        ModelWeights* weights, const ModelCost& cost, Batch<Task>& batch, LoadMeter& meter,
-                       const Logger& log, Post&& post) {
+                       DeviceTurns& turns, const Logger& log, Post&& post) {
   meter.on_grant(g.settle_jobs);
+  const bool first = !batch.engine();
   auto p = batch.on_grant(g, role, config, weights);
   if (!p) return p.error();
   if (!*p) return Status::success();
   FLASHTTS_TRY(meter.start(g, *batch.engine(), cost, !o.device || o.device->kind() == DeviceKind::Cpu, log));
+  if (first) FLASHTTS_TRY(turns.start(g, *batch.engine()));
   if (g.serial != 0) post(**p);
   return Status::success();
 }

@@ -72,9 +72,10 @@ class Generator {
         .on<msg::ReleaseKv>([this](const msg::ReleaseKv& m) { batch_.release_kept(m.rid, m.job_ids); })
         .on<msg::Forget>([this](const msg::Forget& m) { batch_.forget(m.rid); })
         .on<msg::Grant>([this](const msg::Grant& g) {
-          return on_engine_grant(g, "generator", o_, config_, &weights_, pass_cost_, batch_, meter_, log_,
+          return on_engine_grant(g, "generator", o_, config_, &weights_, pass_cost_, batch_, meter_, turns_, log_,
                                  [this](const msg::PoolSize& p) { post("memory_arbiter", p); });
         })
+        .on<msg::DeviceTurn>([this](const msg::DeviceTurn& t) { post("memory_arbiter", turns_.on_turn(t, batch_.engine())); })
         .on<msg::StatsQuery>([this](const msg::StatsQuery& m) { on_stats(m.qid, m.reset_peaks); })
         .on<msg::WeightsQuery>([this](const msg::WeightsQuery&) { announce(); });  // a restarted arbiter asks
   }
@@ -97,6 +98,11 @@ class Generator {
 
   // One iteration: admit, one forward pass, sample, report, preempt.
   Status step();
+  // After each step: tells the memory arbiter when real work came or went
+  // (memory.offload's turns).
+  void after_step() {
+    if (auto u = turns_.use("generator", batch_)) post("memory_arbiter", *u);
+  }
 
  private:
   template <class M>
@@ -134,7 +140,8 @@ class Generator {
   Mailbox box_;
   int64_t weight_bytes_ = 0;
   ModelCost pass_cost_;  // what its passes cost, for the latency model
-  LoadMeter meter_;      // reports to the memory arbiter under an elastic split
+  LoadMeter meter_;
+  DeviceTurns turns_;    // memory.offload: whose turn on the device      // reports to the memory arbiter under an elastic split
   // The engine, the queue (real jobs in the scheduler's order, then
   // speculative ones) and the running jobs.
   Batch<GenTask> batch_;
@@ -261,6 +268,7 @@ void Generator::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("prefill_tokens", prefill_tokens_).put("decode_iterations", decode_iterations_);
   st.put("decode_rows", decode_rows_).put("rows_hist", rows_hist_).put("kv_blocks_peak", batch_.kv_blocks_peak());
   st.put("kv_resizes", batch_.resizes());
+  st.put("weight_uploads", turns_.uploads()).put("weight_upload_ms", turns_.upload_ms());
   batch_.kept().add_stats(st);
   st.put("spec_jobs", spec_jobs_).put("spec_tokens", spec_tokens_);
   st.put("spec_stopped", spec_stopped_).put("spec_held", spec_held_);
@@ -320,7 +328,8 @@ const char* Generator::stop_reason(const GenTask& t, int32_t token, size_t text_
 
 Status Generator::step() {
   Engine* engine = batch_.engine();
-  if (!engine) return Status::success();
+  // No engine yet, or the other model's turn on the device (memory.offload).
+  if (!engine || !engine->weights_on_device()) return Status::success();
   if (batch_.admit() == Blocked::kBound) ++spec_held_;
   batch_.spare_cache();
   std::vector<GenTask>& running = batch_.running();

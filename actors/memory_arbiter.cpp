@@ -35,6 +35,12 @@ class Arbiter {
     maybe_rebalance();
   }
   void on_stats(const msg::StatsQuery& q);
+  void on_use(const msg::DeviceUse& u);
+  Status on_turn_done(const msg::TurnDone& d);
+  // How long the loop may wait for a message before on_tick(): until a turn
+  // that must pass is due; -1 = until a message comes.
+  std::chrono::milliseconds next_wake() const;
+  void on_tick() { maybe_pass_turn(); }
 
  private:
   struct Move {
@@ -44,7 +50,12 @@ class Arbiter {
     int32_t settle_jobs = 0;  // the growing model's (Grant::settle_jobs)
   };
 
-  int64_t kv_total() const { return budget_ - gen_->weight_bytes - ver_->weight_bytes; }
+  // Taking turns, only the larger model's weights count.
+  int64_t kv_total() const { return budget_ + turn_bonus() - gen_->weight_bytes - ver_->weight_bytes; }
+  int64_t turn_bonus() const { return turns_.on ? std::min(gen_->weight_bytes, ver_->weight_bytes) : 0; }
+  bool decide_turns() const;
+  void maybe_pass_turn();
+  double turn_quantum_s() const;
   int64_t automatic_budget() const;
   void grant(const std::string& role, int64_t bytes, spdlog::level::level_enum level, int32_t settle_jobs = 0);
   void maybe_rebalance();
@@ -61,7 +72,86 @@ class Arbiter {
   int64_t moves_ = 0;
   bool frozen_ = false;  // a pool refused to resize
   DemandWindow::Clock::time_point last_move_{}, last_decision_{};
+
+  // memory.offload's turns on the device.
+  struct Turns {
+    bool on = false;
+    std::string resident = "generator";
+    bool wants_gen = false, wants_ver = false;
+    DemandWindow::Clock::time_point since{};  // the resident's turn began
+    std::string moving;   // the model whose TurnDone is awaited; "" = none
+    bool moving_on = false;
+    uint64_t serial = 0;  // of that DeviceTurn
+    uint64_t start_serial = 0;  // the first grant (the verifier's, off the device), until answered
+    int64_t switches = 0;
+    double upload_s = 0;                      // device seconds of all the uploads
+    double last_gen_s = -1, last_ver_s = -1;  // the latest upload of each (-1: none yet)
+    bool wants(const std::string& r) const { return r == "generator" ? wants_gen : wants_ver; }
+    std::string other() const { return resident == "generator" ? "verifier" : "generator"; }
+  } turns_;
 };
+
+bool Arbiter::decide_turns() const {
+  if (o_.offload == "on") return true;
+  if (o_.offload != "auto") return false;
+  // Both stay when the split gives each a useful pool: one sequence of the
+  // model's positions.
+  auto useful = [](const ModelFootprint& f) {
+    return f.kv_bytes_per_token * (f.max_position > 0 ? f.max_position : 4096);
+  };
+  auto s = policy_->split(budget_, *gen_, *ver_);
+  return !s || s->generator_kv_bytes < useful(*gen_) || s->verifier_kv_bytes < useful(*ver_);
+}
+
+double Arbiter::turn_quantum_s() const {
+  if (turns_.last_gen_s < 0 || turns_.last_ver_s < 0) return 1.0;  // not measured yet
+  return std::max(0.1, kTurnFactor * (turns_.last_gen_s + turns_.last_ver_s));
+}
+
+std::chrono::milliseconds Arbiter::next_wake() const {
+  if (!turns_.on || !turns_.moving.empty() || !turns_.wants(turns_.other()) || !turns_.wants(turns_.resident))
+    return std::chrono::milliseconds(-1);
+  const auto due = turns_.since + std::chrono::duration_cast<DemandWindow::Clock::duration>(
+                                      std::chrono::duration<double>(turn_quantum_s()));
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - DemandWindow::Clock::now());
+  return std::max(left + std::chrono::milliseconds(1), std::chrono::milliseconds(0));
+}
+
+void Arbiter::on_use(const msg::DeviceUse& u) {
+  if (u.role == "generator") turns_.wants_gen = u.wants;
+  else if (u.role == "verifier") turns_.wants_ver = u.wants;
+  maybe_pass_turn();
+}
+
+void Arbiter::maybe_pass_turn() {
+  if (!turns_.on || !turns_.moving.empty() || turns_.start_serial != 0 || !turns_.wants(turns_.other())) return;
+  const auto now = DemandWindow::Clock::now();
+  if (turns_.wants(turns_.resident) && std::chrono::duration<double>(now - turns_.since).count() < turn_quantum_s())
+    return;
+  // The one on the device leaves first: the other's weights fit only then.
+  turns_.moving = turns_.resident, turns_.moving_on = false, turns_.serial = ++serial_;
+  box_.post(turns_.moving, msg::DeviceTurn{turns_.moving, false, turns_.serial});
+}
+
+Status Arbiter::on_turn_done(const msg::TurnDone& d) {
+  if (turns_.moving.empty() || d.serial != turns_.serial || d.role != turns_.moving) return Status::success();
+  if (!d.error.empty())
+    return make_error("memory.offload: the " + d.role + " could not move its weights " +
+                      (turns_.moving_on ? "onto" : "off") + " the device: " + d.error);
+  if (!turns_.moving_on) {
+    turns_.moving = turns_.other(), turns_.moving_on = true, turns_.serial = ++serial_;
+    box_.post(turns_.moving, msg::DeviceTurn{turns_.moving, true, turns_.serial});
+    return Status::success();
+  }
+  turns_.resident = turns_.moving, turns_.moving.clear();
+  turns_.since = DemandWindow::Clock::now();
+  ++turns_.switches;
+  turns_.upload_s += d.seconds;
+  (d.role == "generator" ? turns_.last_gen_s : turns_.last_ver_s) = d.seconds;
+  o_.log->debug("the {}'s turn on the device (its weights took {:.3f} s to load)", d.role, d.seconds);
+  maybe_pass_turn();
+  return Status::success();
+}
 
 int64_t Arbiter::automatic_budget() const {
   // A GPU: what the margin leaves, less the backends' workspaces.
@@ -80,6 +170,7 @@ void Arbiter::grant(const std::string& role, int64_t bytes, spdlog::level::level
   // A pool that moves reserves room for everything but one block of the other.
   const int64_t max = policy_->moves() ? kv_total() - other.block_bytes() : bytes;
   msg::Grant g{role, bytes, f.tokens(bytes), max, f.tokens(max), ++serial_, f.max_position, settle_jobs};
+  g.turns = turns_.on, g.resident = !turns_.on || role == turns_.resident;
   box_.post(role, g);
   box_.post("scheduler", g);
   o_.log->log(level, "granted the {} {:.1f} MiB of KV ({} tokens)", role, double(bytes) / (1 << 20), g.kv_tokens);
@@ -108,9 +199,27 @@ Status Arbiter::on_weights(const msg::Weights& w) {
   budget_ = o_.budget_bytes > 0 ? o_.budget_bytes : automatic_budget();
   if (o_.budget_bytes == 0)
     o_.log->info("memory budget {:.1f} MiB (automatic)", double(budget_) / (1 << 20));
-  auto s = policy_->split(budget_, *gen_, *ver_);
-  if (!s) return s.error();
+  turns_.on = decide_turns();
+  // Taking turns, the smaller model's weights leave room when they leave.
+  auto s = policy_->split(budget_ + turn_bonus(), *gen_, *ver_);
+  if (!s) {
+    if (turns_.on) return make_error(s.error().message + " (with memory.offload: the larger model's weights once)");
+    if (o_.offload == "off")
+      return make_error(s.error().message + "; memory.offload = \"auto\" lets the models take turns on the device");
+    return s.error();
+  }
   split_ = *s;
+  if (turns_.on) {
+    o_.log->info("memory.offload: the models take turns on the device (weights {:.1f} + {:.1f} MiB, budget {:.1f} "
+                 "MiB); KV {:.1f} MiB",
+                 double(gen_->weight_bytes) / (1 << 20), double(ver_->weight_bytes) / (1 << 20),
+                 double(budget_) / (1 << 20), double(kv_total()) / (1 << 20));
+    // The verifier first, its weights leaving the device at once; the
+    // generator's come once they have (its PoolSize).
+    grant("verifier", split_->verifier_kv_bytes, level);
+    turns_.start_serial = serial_;
+    return Status::success();
+  }
   grant("generator", split_->generator_kv_bytes, level);
   grant("verifier", split_->verifier_kv_bytes, level);
   return Status::success();
@@ -150,6 +259,13 @@ void Arbiter::maybe_rebalance() {
 }
 
 void Arbiter::on_pool_size(const msg::PoolSize& p) {
+  if (turns_.start_serial != 0 && p.serial == turns_.start_serial) {
+    turns_.start_serial = 0;
+    turns_.since = DemandWindow::Clock::now();
+    grant("generator", split_->generator_kv_bytes, spdlog::level::info);
+    maybe_pass_turn();
+    return;
+  }
   if (!move_ || p.serial != move_->serial) return;  // a grant that moved nothing
   if (!p.error.empty()) {
     // A pool that cannot resize (CUDA, for now) will not later: stop moving.
@@ -180,6 +296,7 @@ void Arbiter::on_stats(const msg::StatsQuery& q) {
     st.put("generator_kv_bytes", split_->generator_kv_bytes);
     st.put("verifier_kv_bytes", split_->verifier_kv_bytes);
   }
+  st.put("offload", turns_.on).put("turn_switches", turns_.switches).put("turn_upload_s", turns_.upload_s);
   box_.post("intake", msg::StatsReply{q.qid, "memory_arbiter", st.bytes()});
 }
 
@@ -199,7 +316,8 @@ Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbi
 
   Arbiter a(o, std::move(*policy), box);
   PollSet poll(pipe, {&box.inbox()});
-  while (poll.wait(std::chrono::milliseconds(-1))) {
+  while (poll.wait(a.next_wake())) {
+    a.on_tick();
     while (auto bytes = box.try_recv()) {
       auto env = msg::open(*bytes);
       if (!env) {
@@ -217,6 +335,12 @@ Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbi
         if (auto q = decode_logged<msg::QueueLoad>(*env, o.log)) a.on_load(*q);
       } else if (t == msg::EngineLoad::kType) {
         if (auto e = decode_logged<msg::EngineLoad>(*env, o.log)) a.on_load(*e);
+      } else if (t == msg::DeviceUse::kType) {
+        if (auto u = decode_logged<msg::DeviceUse>(*env, o.log)) a.on_use(*u);
+      } else if (t == msg::TurnDone::kType) {
+        auto d = msg::decode<msg::TurnDone>(*env);
+        if (!d) return d.error();
+        FLASHTTS_TRY(a.on_turn_done(*d));
       } else if (t == msg::StatsQuery::kType) {
         if (auto q = decode_logged<msg::StatsQuery>(*env, o.log)) a.on_stats(*q);
       } else {

@@ -7,6 +7,15 @@
 // split from it, at most every decide_every_ms. A move shrinks one pool,
 // waits for its PoolSize, then grows the other by what came back.
 //
+// Offload (memory.offload): when the budget cannot hold both models' weights
+// with useful KV pools, the models take turns on the device. The KV memory is
+// then the budget less the larger model's weights; the model whose turn it
+// is holds its weights on the device, the other's wait in host memory. The
+// turn passes when the other model has real work and the one on the device
+// has none, or has held the device for kTurnFactor times what a switch costs
+// while both have (DeviceUse in; DeviceTurn off to one, then on to the
+// other, each answered by TurnDone).
+//
 // Thread contract: run_memory_arbiter() is an ActorBody; it runs on the
 // actor's thread and owns everything it creates.
 #pragma once
@@ -33,7 +42,17 @@ struct MemoryArbiterOptions {
   double demand_window_s = 3.0;  // the demand is the peak over this window
   int64_t decide_every_ms = 250;
   int32_t max_batch = 256;       // the engines' (engine.max_batch)
+  // memory.offload: "off", "on" (always take turns) or "auto" (take turns
+  // when the split leaves a model's pool short of one sequence of its
+  // max_position, or no pool at all). The supervisor turns "auto" off
+  // where weights cannot leave the device (the CPU).
+  std::string offload = "off";
 };
+
+// While both models have work, the one on the device keeps it for this
+// many times the seconds its switch costs (both uploads), so switching takes
+// at most about 1/kTurnFactor of the time.
+constexpr double kTurnFactor = 8;
 
 Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbiterOptions& o);
 

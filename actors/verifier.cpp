@@ -81,9 +81,10 @@ class Verifier {
         .on<msg::ReleaseKv>([this](const msg::ReleaseKv& m) { batch_.release_kept(m.rid, m.job_ids); })
         .on<msg::Forget>([this](const msg::Forget& m) { on_forget(m.rid); })
         .on<msg::Grant>([this](const msg::Grant& g) {
-          return on_engine_grant(g, "verifier", o_, config_, &weights_, pass_cost_, batch_, meter_, log_,
+          return on_engine_grant(g, "verifier", o_, config_, &weights_, pass_cost_, batch_, meter_, turns_, log_,
                                  [this](const msg::PoolSize& p) { post("memory_arbiter", p); });
         })
+        .on<msg::DeviceTurn>([this](const msg::DeviceTurn& t) { post("memory_arbiter", turns_.on_turn(t, batch_.engine())); })
         .on<msg::StatsQuery>([this](const msg::StatsQuery& m) { on_stats(m.qid, m.reset_peaks); })
         .on<msg::WeightsQuery>([this](const msg::WeightsQuery&) { announce(); });  // a restarted arbiter asks
   }
@@ -105,6 +106,11 @@ class Verifier {
 
   // One iteration: admit, one forward pass, collect scores, report.
   Status step();
+  // After each step: tells the memory arbiter when real work came or went
+  // (memory.offload's turns).
+  void after_step() {
+    if (auto u = turns_.use("verifier", batch_)) post("memory_arbiter", *u);
+  }
 
  private:
   using ScoreCache = std::unordered_map<uint64_t, float>;  // prefix key -> score
@@ -137,6 +143,7 @@ class Verifier {
   int64_t weight_bytes_ = 0;
   ModelCost pass_cost_;  // what its passes cost, for the latency model
   LoadMeter meter_;      // reports to the memory arbiter under an elastic split
+  DeviceTurns turns_;    // memory.offload: whose turn on the device
   Batch<ScoreTask> batch_;  // the engine, the queue (FIFO) and the running jobs
   Routes routes_;
 
@@ -216,6 +223,7 @@ void Verifier::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("score_cache_entries", entries).put("score_cache_requests", (int64_t)cache_.size());
   st.put("preemptions", batch_.preemptions()).put("iterations", iterations_).put("busy_ms", busy_ms_);
   st.put("kv_blocks_peak", batch_.kv_blocks_peak()).put("kv_resizes", batch_.resizes());
+  st.put("weight_uploads", turns_.uploads()).put("weight_upload_ms", turns_.upload_ms());
   batch_.kept().add_stats(st);
   if (reset_peaks) batch_.reset_peak(kv.used_blocks);
   post("intake", msg::StatsReply{qid, "verifier", st.bytes()});
@@ -262,7 +270,8 @@ bool Verifier::fill_from_cache(ScoreTask& t) {
 
 Status Verifier::step() {
   Engine* engine = batch_.engine();
-  if (!engine) return Status::success();
+  // No engine yet, or the other model's turn on the device (memory.offload).
+  if (!engine || !engine->weights_on_device()) return Status::success();
   batch_.admit();
   std::vector<ScoreTask>& running = batch_.running();
   if (running.empty()) {

@@ -261,6 +261,7 @@ json summary_json(const tts::RunSummary& s) {
           {"ver_peak_blocks", s.ver_peak_blocks}, {"evictions", s.evictions},
           {"recomputed_tokens", s.recomputed_tokens}, {"preemptions", s.preemptions},
           {"gen_pool_blocks", s.gen_pool_blocks}, {"ver_pool_blocks", s.ver_pool_blocks}, {"resizes", s.resizes},
+          {"weight_uploads", s.weight_uploads}, {"weight_upload_s", s.weight_upload_s},
           {"gen_passes", s.gen_passes}, {"gen_decode_passes", s.gen_decode_passes},
           {"ver_tokens_computed", s.ver_tokens_computed},
           {"speculative_tokens", s.spec_generated < 0 ? json(nullptr)
@@ -308,6 +309,8 @@ tts::RunSummary median(const std::vector<tts::RunSummary>& v) {
   m.gen_pool_blocks = (int64_t)med([](auto& s) { return s.gen_pool_blocks; });
   m.ver_pool_blocks = (int64_t)med([](auto& s) { return s.ver_pool_blocks; });
   m.resizes = (int64_t)med([](auto& s) { return s.resizes; });
+  m.weight_uploads = (int64_t)med([](auto& s) { return s.weight_uploads; });
+  m.weight_upload_s = med([](auto& s) { return s.weight_upload_s; });
   m.spec_generated = (int64_t)med([](auto& s) { return s.spec_generated; });
   m.spec_kept = (int64_t)med([](auto& s) { return s.spec_kept; });
   m.spec_dropped = (int64_t)med([](auto& s) { return s.spec_dropped; });
@@ -675,7 +678,11 @@ int main(int argc, char** argv) {
                  f1(m.goodput) + " | " + f1(m.gen_busy_ms) + " / " + f1(m.ver_busy_ms) + " | " + f1(m.mean_rows) +
                  " | " + f2(m.idle_share) + " | " + std::to_string(m.gen_peak_blocks) + " / " +
                  std::to_string(m.ver_peak_blocks) + " | " + std::to_string(m.gen_pool_blocks) + " / " +
-                 std::to_string(m.ver_pool_blocks) + " (" + std::to_string(m.resizes) + ") | " +
+                 std::to_string(m.ver_pool_blocks) + " (" + std::to_string(m.resizes) +
+                 (m.weight_uploads > 0 ? "; " + std::to_string(m.weight_uploads) + " turns, " +
+                                             f1(m.weight_upload_s) + " s uploads"
+                                       : std::string()) +
+                 ") | " +
                  std::to_string(m.evictions) + " | " +
                  std::to_string(m.recomputed_tokens) + " | " + std::to_string(m.preemptions) + " | " +
                  (m.spec_generated < 0 ? std::string("-")

@@ -208,6 +208,7 @@ void Grant::write(MapWriter& w) const {
   w.put("role", role).put("kv_bytes", kv_bytes).put("kv_tokens", kv_tokens);
   w.put("kv_bytes_max", kv_bytes_max).put("kv_tokens_max", kv_tokens_max).put("serial", serial);
   w.put("max_position", max_position).put("settle_jobs", settle_jobs);
+  w.put("turns", turns).put("resident", resident);
 }
 Status Grant::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
@@ -217,7 +218,33 @@ Status Grant::read(const MapReader& r) {
   FLASHTTS_TRY(r.get_opt("kv_tokens_max", &kv_tokens_max));
   FLASHTTS_TRY(r.get_opt("serial", &serial));
   FLASHTTS_TRY(r.get_opt("settle_jobs", &settle_jobs));
+  FLASHTTS_TRY(r.get_opt("turns", &turns));
+  FLASHTTS_TRY(r.get_opt("resident", &resident));
   return r.get_opt("max_position", &max_position);
+}
+
+void DeviceUse::write(MapWriter& w) const { w.put("role", role).put("wants", wants); }
+Status DeviceUse::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("role", &role));
+  return r.get("wants", &wants);
+}
+
+void DeviceTurn::write(MapWriter& w) const { w.put("role", role).put("on", on).put("serial", serial); }
+Status DeviceTurn::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("role", &role));
+  FLASHTTS_TRY(r.get("on", &on));
+  return r.get("serial", &serial);
+}
+
+void TurnDone::write(MapWriter& w) const {
+  w.put("role", role).put("serial", serial).put("on", on).put("seconds", seconds).put("error", error);
+}
+Status TurnDone::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("role", &role));
+  FLASHTTS_TRY(r.get("serial", &serial));
+  FLASHTTS_TRY(r.get("on", &on));
+  FLASHTTS_TRY(r.get("seconds", &seconds));
+  return r.get("error", &error);
 }
 
 void PoolSize::write(MapWriter& w) const {

@@ -244,6 +244,44 @@ struct Grant {
   // move itself dropped, not what a pool of that size loses; about one
   // iteration's jobs). 0 = from the first.
   int32_t settle_jobs = 0;
+  // memory.offload: the two models take turns on the device, one's weights
+  // in host memory while the other's run; the model then reports DeviceUse
+  // and obeys DeviceTurn. `resident`: its weights start on the device.
+  bool turns = false;
+  bool resident = true;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// generator, verifier -> memory_arbiter, under turns (Grant::turns): whether
+// the model has real work (queued or running jobs), sent when that changes.
+struct DeviceUse {
+  static constexpr const char* kType = "device_use";
+  std::string role;
+  bool wants = false;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// memory_arbiter -> generator, verifier: move your weights off the device
+// (on = false: your passes stop, your KV and jobs stay) or back onto it. The
+// model answers TurnDone.
+struct DeviceTurn {
+  static constexpr const char* kType = "device_turn";
+  std::string role;
+  bool on = false;
+  uint64_t serial = 0;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+struct TurnDone {
+  static constexpr const char* kType = "turn_done";
+  std::string role;
+  uint64_t serial = 0;  // the DeviceTurn's
+  bool on = false;      // where the weights are now
+  double seconds = 0;   // device time the move took
+  std::string error;    // non-empty: nothing moved
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

@@ -231,6 +231,7 @@ Status read_memory(const Section& s, MemoryConfig* m) {
   FLASHTTS_TRY(s.read("generator_share", &m->generator_share));
   if (!(m->generator_share > 0 && m->generator_share < 1))
     return s.fail("generator_share", show(m->generator_share), "must be in (0, 1)");
+  FLASHTTS_TRY(s.read_enum("offload", &m->offload, {"auto", "on", "off"}));
   FLASHTTS_TRY(s.read("block_size", &m->block_size, kInt32Min, kInt32Max));
   int32_t b = m->block_size;
   if (b < 1 || b > 256 || (b & (b - 1)) != 0)
@@ -374,7 +375,7 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   FLASHTTS_TRY(top.read_enum("log_level", &c.log_level, {"trace", "debug", "info", "warn", "error", "off"}));
   FLASHTTS_TRY(top.read_enum("log_format", &c.log_format, {"text", "json"}));
   FLASHTTS_TRY(read_models(models, source.parent_path(), &c.models));
-  FLASHTTS_TRY(read_memory(section("memory", {"budget_mb", "generator_share", "block_size"}), &c.memory));
+  FLASHTTS_TRY(read_memory(section("memory", {"budget_mb", "generator_share", "block_size", "offload"}), &c.memory));
   FLASHTTS_TRY(read_engine(
       section("engine", {"device", "generator_threads", "verifier_threads", "prefill_chunk", "max_batch"}),
       &c.engine));

@@ -41,6 +41,12 @@ struct MemoryConfig {
   double budget_mb = 2048;                   // weights of both models + both KV caches; 0 = from the device
   double generator_share = 0.75;             // static split: generator's share of the KV memory
   int32_t block_size = 16;                   // tokens per KV block
+  // "auto": the models take turns on the device, the weights of the one
+  // not running in host memory, when the split leaves a model's KV pool
+  // short of one max_position sequence (docs/pipeline.md, "Memory and
+  // admission"); "on": always; "off": never. Only where weights can leave
+  // the device (a simulated card with a host link; not the CPU).
+  std::string offload = "auto";
 };
 
 struct EngineConfig {

@@ -39,6 +39,15 @@ std::map<std::string, std::string> peers(const Config& c, const std::string& act
   return out;
 }
 
+// Why the models cannot take turns on `device` (memory.offload), or "".
+std::string offload_unavailable(const DeviceContext& device) {
+  if (device.kind() == DeviceKind::Cpu) return "the CPU's weights are in host memory already";
+  if (device.simulated() && device.sim_card()->host_link_bandwidth <= 0)
+    return std::string(device.sim_card()->display) + " shares the host's memory";
+  if (device.kind() == DeviceKind::Cuda) return "the CUDA backend cannot move weights off the device yet";
+  return "";
+}
+
 bool runs_here(const std::vector<std::string>& only, const std::string& actor) {
   return only.empty() || std::find(only.begin(), only.end(), actor) != only.end();
 }
@@ -98,6 +107,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
   MemoryArbiterOptions o{inbox, peers(c, name), int64_t(c.memory.budget_mb * (1 << 20)), c.memory.generator_share,
                          c.policies.memory_split, log};
   o.max_batch = c.engine.max_batch;
+  o.offload = offload_unavailable(*device).empty() ? c.memory.offload : "off";
   if (o.budget_bytes == 0) {
     // A GPU keeps a margin for what is not KV, weights or the backends'
     // workspaces (which the arbiter subtracts as the engines report them):
@@ -143,6 +153,10 @@ Expected<std::unique_ptr<Supervisor>> Supervisor::start(zmq::context_t& ctx, con
   if ((*device)->simulated()) s->log_->info("device: {}", (*device)->description());
   else s->log_->debug("device: {}", (*device)->description());
   s->device_ = *device;
+  if (std::string why = offload_unavailable(**device); !why.empty() && cfg.memory.offload == "on") {
+    s->shutdown();
+    return make_error("memory.offload = \"on\": " + why + " (use \"auto\" or \"off\")");
+  }
   for (const auto& name : actor_names()) {
     if (!runs_here(only, name)) continue;
     auto a = Actor::start(ctx, name, body_of(cfg, name, logs, *device, only));

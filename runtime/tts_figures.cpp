@@ -36,6 +36,8 @@ Expected<Counters> read_counters(const msg::MapReader& m) {
   get_if_there(m, "kv_blocks_used", &c.kv_blocks_used);
   get_if_there(m, "kv_blocks_total", &c.kv_blocks_total);
   get_if_there(m, "kv_resizes", &c.kv_resizes);
+  get_if_there(m, "weight_uploads", &c.weight_uploads);
+  get_if_there(m, "weight_upload_ms", &c.weight_upload_ms);
   std::vector<int32_t> hist;
   if (m.has("rows_hist")) FLASHTTS_TRY(m.get("rows_hist", &hist));
   c.rows_hist.assign(hist.begin(), hist.end());
@@ -56,6 +58,8 @@ Counters delta(const Counters& a, const Counters& b) {
   d.kv_blocks_used = a.kv_blocks_used;
   d.kv_blocks_total = a.kv_blocks_total;
   d.kv_resizes = a.kv_resizes - b.kv_resizes;
+  d.weight_uploads = a.weight_uploads - b.weight_uploads;
+  d.weight_upload_ms = a.weight_upload_ms - b.weight_upload_ms;
   d.rows_hist = a.rows_hist;
   for (size_t i = 0; i < b.rows_hist.size() && i < d.rows_hist.size(); ++i) d.rows_hist[i] -= b.rows_hist[i];
   return d;
@@ -122,6 +126,8 @@ RunSummary summarize(const RunFigures& r) {
   s.preemptions = r.gen.preemptions + r.ver.preemptions;
   s.gen_pool_blocks = r.gen.kv_blocks_total, s.ver_pool_blocks = r.ver.kv_blocks_total;
   s.resizes = r.gen.kv_resizes + r.ver.kv_resizes;
+  s.weight_uploads = r.gen.weight_uploads + r.ver.weight_uploads;
+  s.weight_upload_s = (r.gen.weight_upload_ms + r.ver.weight_upload_ms) / 1e3;
   s.gen_passes = r.gen.iterations, s.gen_decode_passes = r.gen.decode_iterations;
   s.ver_tokens_computed = r.ver.tokens_computed;
   s.accuracy = ok ? double(correct) / ok : 0;

@@ -32,6 +32,8 @@ struct Counters {
   int64_t preemptions = 0, evictions = 0, tokens_computed = 0;
   int64_t kv_blocks_peak = 0, kv_blocks_used = 0;
   int64_t kv_blocks_total = 0, kv_resizes = 0;  // the pool at the end; grants that resized it
+  int64_t weight_uploads = 0;  // memory.offload: the weights' trips back onto the device
+  double weight_upload_ms = 0;  // and their device time
   std::vector<int64_t> rows_hist;  // [rows] = decode iterations that sampled that many rows
 };
 
@@ -79,6 +81,10 @@ struct RunSummary {
   // The pools at the end of the run (blocks), and how often they were resized
   // in it (an elastic memory split).
   int64_t gen_pool_blocks = 0, ver_pool_blocks = 0, resizes = 0;
+  // memory.offload: turns on the device (weights brought back) and the
+  // device seconds the copies took.
+  int64_t weight_uploads = 0;
+  double weight_upload_s = 0;
   // The passes behind the busy times: the generator's forward passes and
   // those that sampled, and the PRM tokens the verifier computed.
   int64_t gen_passes = 0, gen_decode_passes = 0, ver_tokens_computed = 0;

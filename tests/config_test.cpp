@@ -217,7 +217,7 @@ TEST(Config, AnUnknownSectionIsAnErrorNamingIt) {
 TEST(Config, AnUnknownKeyInASectionIsAnErrorNamingSectionDotKey) {
   std::string e = error_of("[memory]\nbudget_mb = 10\nbudget_gb = 1\n");
   EXPECT_TRUE(contains(e, "configs/x.toml: unknown key 'memory.budget_gb' on line 3 "
-                           "(known: budget_mb, generator_share, block_size)"));
+                           "(known: budget_mb, generator_share, block_size, offload)"));
   EXPECT_TRUE(contains(error_of("[memory.extra]\nx = 1\n"), "unknown key 'memory.extra'"));
 }
 

@@ -687,5 +687,105 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
   EXPECT_TRUE(h.a->stop(2s));
 }
 
+// memory.offload, the arbiter's side: a budget that cannot hold both
+// models' weights makes them take turns. The KV memory is the budget less
+// the larger model's weights; the verifier is granted first, off the
+// device, and the generator only once the verifier's pool exists. A turn
+// passes when the other model wants the device and the one on it does not,
+// or, while both do, after the quantum: always the one on the device off
+// first, then the other on.
+TEST(MemoryArbiter, ModelsTakeTurnsOnTheDeviceWhenTheBudgetCannotHoldBothWeights) {
+  ArbiterHarness h("arb-turns");
+  const int64_t kv = 2ll << 30;
+  msg::Weights gw = weights_report("generator", cost(1.5e9, 28672, false), 16, 4096, 0);
+  msg::Weights vw = weights_report("verifier", cost(7e9, 57344, true), 16, 4096, 0);
+  MemoryArbiterOptions o = h.options(vw.weight_bytes + kv, "static");  // not both weights
+  o.offload = "auto";
+  h.start(o);
+  h.send(gw);
+  h.send(vw);
+  auto v = h.p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->turns);
+  EXPECT_FALSE(v->resident);
+  EXPECT_FALSE(h.p.next<msg::Grant>("generator", 200ms)) << "the generator waits for the verifier's pool";
+  h.send(msg::PoolSize{"verifier", v->serial, v->kv_bytes, v->kv_tokens, 0, ""});
+  auto g = h.p.next<msg::Grant>("generator");
+  ASSERT_TRUE(g);
+  EXPECT_TRUE(g->turns);
+  EXPECT_TRUE(g->resident);
+  EXPECT_LE(g->kv_bytes + v->kv_bytes, kv);
+  EXPECT_GE(g->kv_bytes + v->kv_bytes, kv - 2 * 16 * 57344);  // whole blocks
+
+  // The verifier has work, the generator none: the turn passes, the
+  // generator's weights leaving first.
+  h.send(msg::DeviceUse{"verifier", true});
+  auto off = h.p.next<msg::DeviceTurn>("generator");
+  ASSERT_TRUE(off);
+  EXPECT_FALSE(off->on);
+  EXPECT_FALSE(h.p.next<msg::DeviceTurn>("verifier", 200ms)) << "nothing loads before the weights left";
+  h.send(msg::TurnDone{"generator", off->serial, false, 0, ""});
+  auto on = h.p.next<msg::DeviceTurn>("verifier");
+  ASSERT_TRUE(on);
+  EXPECT_TRUE(on->on);
+  h.send(msg::TurnDone{"verifier", on->serial, true, 0.02, ""});
+
+  // Both have work: the verifier keeps the device for the quantum (1 s
+  // before both uploads were measured), then it passes back.
+  const auto t0 = std::chrono::steady_clock::now();
+  h.send(msg::DeviceUse{"generator", true});
+  auto back = h.p.next<msg::DeviceTurn>("verifier", 5s);
+  ASSERT_TRUE(back);
+  EXPECT_FALSE(back->on);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 900ms);
+  h.send(msg::TurnDone{"verifier", back->serial, false, 0, ""});
+  auto gen_on = h.p.next<msg::DeviceTurn>("generator");
+  ASSERT_TRUE(gen_on);
+  EXPECT_TRUE(gen_on->on);
+  h.send(msg::TurnDone{"generator", gen_on->serial, true, 0.01, ""});
+  // Now both uploads are measured: the quantum is kTurnFactor x 0.03 s.
+  const auto t1 = std::chrono::steady_clock::now();
+  auto again = h.p.next<msg::DeviceTurn>("generator", 5s);
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(again->on);
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, 900ms);
+  EXPECT_TRUE(h.a->stop(2s));
+}
+
+// "auto" keeps both models on the device while the split gives each a pool
+// of one sequence of its positions; "off" never takes turns.
+TEST(MemoryArbiter, OffloadAutoKeepsBothModelsWhereTheirPoolsAreUseful) {
+  for (const char* mode : {"auto", "off"}) {
+    ArbiterHarness h(std::string("arb-noturns-") + mode);
+    msg::Weights gw = weights_report("generator", cost(1.5e9, 28672, false), 16, 4096, 0);
+    msg::Weights vw = weights_report("verifier", cost(7e9, 57344, true), 16, 4096, 0);
+    // 25% of the KV is 1.25 verifier sequences of 4,096 tokens.
+    const int64_t kv = 5 * 4096 * 57344;
+    MemoryArbiterOptions o = h.options(gw.weight_bytes + vw.weight_bytes + kv, "static");
+    o.offload = mode;
+    h.start(o);
+    h.send(gw);
+    h.send(vw);
+    auto g = h.p.next<msg::Grant>("generator"), v = h.p.next<msg::Grant>("verifier");
+    ASSERT_TRUE(g && v) << mode;
+    EXPECT_FALSE(g->turns || v->turns) << mode;
+    EXPECT_TRUE(g->resident && v->resident) << mode;
+    EXPECT_TRUE(h.a->stop(2s));
+  }
+  // One sequence short: "auto" takes turns.
+  ArbiterHarness h("arb-short");
+  msg::Weights gw = weights_report("generator", cost(1.5e9, 28672, false), 16, 4096, 0);
+  msg::Weights vw = weights_report("verifier", cost(7e9, 57344, true), 16, 4096, 0);
+  MemoryArbiterOptions o = h.options(gw.weight_bytes + vw.weight_bytes + 3 * 4096 * 57344, "static");
+  o.offload = "auto";
+  h.start(o);
+  h.send(gw);
+  h.send(vw);
+  auto v = h.p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->turns);
+  EXPECT_TRUE(h.a->stop(2s));
+}
+
 }  // namespace
 }  // namespace flashtts

@@ -85,6 +85,17 @@ TEST(Messages, EveryInternalMessageSurvivesARoundTrip) {
   EXPECT_EQ(round_trip(e).code, code::kInternal);
 
   EXPECT_EQ(round_trip(Grant{"verifier", 1 << 20, 512}).kv_tokens, 512);
+  Grant turns{"verifier", 1 << 20, 512};
+  turns.turns = true, turns.resident = false;
+  EXPECT_TRUE(round_trip(turns).turns);
+  EXPECT_FALSE(round_trip(turns).resident);
+  EXPECT_TRUE(round_trip(Grant{"verifier", 1 << 20, 512}).resident);  // the default: both on the device
+  EXPECT_TRUE(round_trip(DeviceUse{"verifier", true}).wants);
+  EXPECT_EQ(round_trip(DeviceTurn{"generator", true, 9}).serial, 9u);
+  const TurnDone td = round_trip(TurnDone{"generator", 9, true, 0.5, "x"});
+  EXPECT_TRUE(td.on);
+  EXPECT_EQ(td.seconds, 0.5);
+  EXPECT_EQ(td.error, "x");
   EXPECT_EQ(round_trip(Weights{"generator", 10, 20, 16}).kv_bytes_per_token, 20);
   EXPECT_EQ(round_trip(StatsReply{3, "scheduler", MapWriter().put("q", int64_t(2)).bytes()}).actor, "scheduler");
   EXPECT_EQ(round_trip(Cancel{8, "client gone"}).reason, "client gone");

@@ -265,5 +265,108 @@ TEST(SimDevice, AWholeSolveOnASimulatedRtx4090CompletesAtTheCardsPace) {
               (long long)tl.passes(), predicted_ms, gen_busy, (long long)gen_it, ver_busy, (long long)ver_it);
 }
 
+// memory.offload on the simulated card: weights off the device run no pass;
+// back on, the card copies them over its host link (PCIe), holding the
+// device for bytes / link bandwidth. A card that shares the host's memory
+// (Jetson) cannot offload at all.
+TEST(SimDevice, WeightsOffTheDeviceRunNoPassAndComeBackAtTheHostLinksPace) {
+  auto dev = sim_device("sim:rtx4090");
+  ASSERT_TRUE(dev);
+  EngineOptions eo;
+  eo.kv_bytes = 64ull << 20, eo.device = dev;
+  const ModelConfig c = qwen_prm_7b();
+  auto e = Engine::create(c, ModelWeights{}, eo);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  Engine& engine = **e;
+  const std::vector<int32_t> ctx(40, 5);
+  ASSERT_TRUE(engine.add_sequence(1, ctx).ok());
+  auto off = engine.set_weights_on_device(false);
+  ASSERT_TRUE(off.ok()) << off.error().message;
+  EXPECT_EQ(*off, 0.0);
+  EXPECT_FALSE(engine.weights_on_device());
+  RunResult r;
+  std::vector<RunItem> items{{1, RowSelect::Last}};
+  Status st = engine.run(items, OutputKind::Score, &r);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("host memory"), std::string::npos) << st.message();
+  const double busy = dev->sim_timeline()->busy_seconds();
+  const auto t0 = Clock::now();
+  auto on = engine.set_weights_on_device(true);
+  ASSERT_TRUE(on.ok()) << on.error().message;
+  // The bf16 weights over 80% of PCIe 4.0 x16 (25.2 GB/s).
+  const double expect = (double)sim_weight_bytes(c) / (0.8 * 31.5e9);
+  EXPECT_NEAR(*on, expect, 1e-9);
+  EXPECT_GT(*on, 0.5);
+  EXPECT_NEAR(dev->sim_timeline()->busy_seconds() - busy, expect, 1e-9);
+  EXPECT_GE(seconds_since(t0), expect * 0.999);
+  // The KV and the sequence stayed: the pass runs now.
+  EXPECT_TRUE(engine.weights_on_device());
+  EXPECT_TRUE(engine.run(items, OutputKind::Score, &r).ok());
+
+  auto jetson = sim_device("sim:orin-agx");
+  ASSERT_TRUE(jetson);
+  eo.device = jetson;
+  auto j = Engine::create(c, ModelWeights{}, eo);
+  ASSERT_TRUE(j.ok()) << j.error().message;
+  auto refused = (*j)->set_weights_on_device(false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("shares the host's memory"), std::string::npos) << refused.error().message;
+  EXPECT_TRUE((*j)->weights_on_device());
+}
+
+// The two models take turns on the simulated card (memory.offload = "on"):
+// a whole beam search gives the same answer as with both models on the
+// device, the turn passed both ways, and the device was held for the
+// uploads. On the CPU "on" is refused, naming why.
+TEST(SimDevice, ModelsTakingTurnsGiveTheSameAnswerAsBothOnTheDevice) {
+  auto solve = [](const char* offload, int64_t* switches, double* upload_s) -> std::string {
+    Config cfg = test::tiny_pipeline_config(test::ipc_endpoint(std::string("sim-turns-") + offload));
+    cfg.engine.device = "sim:rtx4090";
+    cfg.memory.offload = offload;
+    cfg.step_delimiter = " ";  // the tiny policy writes a space every few tokens
+    cfg.defaults.solve.max_steps = 4;
+    test::Pipeline p(cfg);
+    Client c = p.client();
+    msg::MapWriter w;
+    w.put("problem", "Let a = 5. Let b = a * 3. What is b?").put("seed", uint64_t(3));
+    w.put("strategy", "beam_search").put("n", int64_t(8));
+    auto r = c.call("solve", w, 120s);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    if (!r.ok()) return "";
+    EXPECT_EQ(r->type, "result") << r->code << ": " << r->message;
+    std::string answer;
+    EXPECT_TRUE(r->body.get("text", &answer).ok());
+    auto st = c.call("stats", msg::MapWriter(), 10s);
+    EXPECT_TRUE(st.ok());
+    msg::MapReader actors, arb;
+    EXPECT_TRUE(st->body.get("actors", &actors).ok());
+    EXPECT_TRUE(actors.get("memory_arbiter", &arb).ok());
+    bool on = false;
+    EXPECT_TRUE(arb.get("offload", &on).ok());
+    EXPECT_EQ(on, std::string(offload) == "on");
+    EXPECT_TRUE(arb.get("turn_switches", switches).ok());
+    EXPECT_TRUE(arb.get("turn_upload_s", upload_s).ok());
+    return answer;
+  };
+  int64_t switches_off = -1, switches_on = -1;
+  double up_off = -1, up_on = -1;
+  const std::string both = solve("off", &switches_off, &up_off);
+  const std::string turns = solve("on", &switches_on, &up_on);
+  EXPECT_FALSE(both.empty());
+  EXPECT_EQ(turns, both);
+  EXPECT_EQ(switches_off, 0);
+  EXPECT_GE(switches_on, 2) << "to the verifier and back at least";
+  EXPECT_GT(up_on, 0);
+
+  Config cpu = test::tiny_pipeline_config(test::ipc_endpoint("cpu-turns"));
+  cpu.memory.offload = "on";
+  zmq::context_t ctx;
+  LogSink logs{spdlog::level::off};
+  auto s = Supervisor::start(ctx, cpu, logs);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("memory.offload"), std::string::npos) << s.error().message;
+  EXPECT_NE(s.error().message.find("CPU"), std::string::npos) << s.error().message;
+}
+
 }  // namespace
 }  // namespace flashtts
