@@ -15,7 +15,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="$root/${BUILD:-build-cuda}"
 archs=()
 [[ -n "${ARCHS:-}" ]] && archs=(-DCMAKE_CUDA_ARCHITECTURES="$ARCHS")
-tests=(device_fallback_test batch_plan_test cuda_attention_test cuda_parity_test cuda_engine_test cuda_kv_pages_test cuda_sampling_test)
+tests=(device_fallback_test batch_plan_test cuda_attention_test cuda_parity_test cuda_engine_test cuda_kv_pages_test cuda_offload_test cuda_sampling_test)
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHTTS_CUDA=ON "${archs[@]}" >/dev/null
 cmake --build "$build" -j"${JOBS:-2}" --target flashtts flashtts-mkmodel flashtts-bench-cuda "${tests[@]}"
 

@@ -90,7 +90,7 @@ if [[ "$what" == all || "$what" == test ]]; then
   say "compute-sanitizer: $(elapsed)"
   : >"$OUT/sanitizer.txt"
   if command -v compute-sanitizer >/dev/null; then
-    for t in cuda_attention_test cuda_parity_test cuda_engine_test cuda_kv_pages_test cuda_sampling_test; do
+    for t in cuda_attention_test cuda_parity_test cuda_engine_test cuda_kv_pages_test cuda_offload_test cuda_sampling_test; do
       echo "--- memcheck $t" | tee -a "$OUT/sanitizer.txt" "$log"
       timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS/$t" --gtest_color=no \
         >>"$OUT/sanitizer.txt" 2>&1

@@ -92,7 +92,8 @@ class Backend {
   // so that another model can use their memory meanwhile (memory.offload);
   // the KV pool stays. forward() fails while they are off. Returns the
   // seconds the move took on the device. Error when the backend cannot (the
-  // CPU: its weights are already in host memory).
+  // CPU: its weights are already in host memory; a simulated card that
+  // shares the host's memory).
   virtual Expected<double> set_weights_on_device(bool /*on*/) {
     return make_error("this backend cannot move its weights off the device");
   }

@@ -44,7 +44,6 @@ std::string offload_unavailable(const DeviceContext& device) {
   if (device.kind() == DeviceKind::Cpu) return "the CPU's weights are in host memory already";
   if (device.simulated() && device.sim_card()->host_link_bandwidth <= 0)
     return std::string(device.sim_card()->display) + " shares the host's memory";
-  if (device.kind() == DeviceKind::Cuda) return "the CUDA backend cannot move weights off the device yet";
   return "";
 }
 

@@ -285,7 +285,7 @@ TEST(SimDevice, WeightsOffTheDeviceRunNoPassAndComeBackAtTheHostLinksPace) {
   EXPECT_EQ(*off, 0.0);
   EXPECT_FALSE(engine.weights_on_device());
   RunResult r;
-  std::vector<RunItem> items{{1, RowSelect::Last}};
+  std::vector<RunItem> items{{1, RowSelect::Last, 0, {}}};
   Status st = engine.run(items, OutputKind::Score, &r);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("host memory"), std::string::npos) << st.message();

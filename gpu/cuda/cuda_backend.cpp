@@ -4,6 +4,7 @@
 #include "gpu/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -51,6 +52,7 @@ class Impl final : public CudaBackend {
                            int32_t* n_rows) override;
   void copy_blocks(std::span<const BlockCopy> copies) override;
   Status resize_kv(int32_t n_blocks) override;
+  Expected<double> set_weights_on_device(bool on) override;
 
  private:
   Impl(ModelConfig c, const BackendOptions& o, const CudaBackendOptions& co, Stream stream)
@@ -95,6 +97,11 @@ class Impl final : public CudaBackend {
   Event meta_read_;  // the last upload from pinned_meta_ is done: the host may rewrite it
   Blas blas_;
   DeviceWeights<S> w_;
+  // memory.offload: the weights' copy in page-locked host memory (made at
+  // the first offload; the weights never change), and where they are.
+  PinnedBuffer weights_host_;
+  bool weights_on_ = true;
+  const char* old_arena_ = nullptr;  // where they were, while off
   GraphCache graphs_;
   MetaLayout layout_;
   Status deferred_;  // an error of copy_blocks(), returned by the next forward()
@@ -385,13 +392,53 @@ Status Impl<S>::run_piece(const Piece& piece, std::span<const BatchEntry> batch,
     case OutputKind::Score:
       FLASHTTS_TRY(download(score_, R, 1, 0, out));
       break;
+    case OutputKind::Tokens:  // samples_tokens() is false: the engine asks for logits
+      return make_error("CUDA backend: forward() does not sample; ask for logits");
   }
   return synchronize();
 }
 
 template <class S>
+Expected<double> Impl<S>::set_weights_on_device(bool on) {
+  if (on == weights_on_) return 0.0;
+  FLASHTTS_CUDA_TRY(cudaSetDevice(stream_.device()), "cudaSetDevice");
+  const auto t0 = std::chrono::steady_clock::now();
+  cudaStream_t st = stream_.get();
+  if (!on) {
+    if (!weights_host_.get()) {
+      auto h = PinnedBuffer::create(w_.bytes, "the weights' host copy");
+      if (!h) return h.error();
+      weights_host_ = std::move(h).value();
+      FLASHTTS_CUDA_TRY(cudaMemcpyAsync(weights_host_.get(), w_.arena.get(), w_.bytes, cudaMemcpyDeviceToHost, st),
+                        "cudaMemcpyAsync (weights to host)");
+    }
+    FLASHTTS_TRY(synchronize());  // no pass still reads them
+    old_arena_ = static_cast<const char*>(w_.arena.get());
+    w_.arena = DeviceBuffer();  // back to the driver, for the other model
+    weights_on_ = false;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  auto a = DeviceBuffer::create(w_.bytes, "model weights");
+  if (!a) return a.error();
+  FLASHTTS_CUDA_TRY(cudaMemcpyAsync(a->get(), weights_host_.get(), w_.bytes, cudaMemcpyHostToDevice, st),
+                    "cudaMemcpyAsync (weights to the device)");
+  FLASHTTS_TRY(synchronize());
+  char* base = static_cast<char*>(a->get());
+  if (base != old_arena_) {
+    // Elsewhere: the tensors' pointers move, and the graphs that hold the
+    // old ones go.
+    rebase_weights(&w_, old_arena_, base);
+    graphs_.clear();
+  }
+  w_.arena = std::move(a).value();
+  weights_on_ = true;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+template <class S>
 Status Impl<S>::forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) {
   if (!deferred_.ok()) return std::exchange(deferred_, Status::success());
+  if (!weights_on_) return make_error("CUDA backend: the weights are in host memory (offloaded); load them first");
   FLASHTTS_TRY(check_batch(c_, w_.output != w_.tok_embd, o_.n_blocks, o_.block_size,
                                  batch, kind));
   FLASHTTS_CUDA_TRY(cudaSetDevice(stream_.device()), "cudaSetDevice");
@@ -411,6 +458,7 @@ template <class S>
 Status Impl<S>::forward_on_device(std::span<const BatchEntry> batch, OutputKind kind, const float** d_out,
                                   int32_t* n_rows) {
   if (!deferred_.ok()) return std::exchange(deferred_, Status::success());
+  if (!weights_on_) return make_error("CUDA backend: the weights are in host memory (offloaded); load them first");
   FLASHTTS_TRY(check_batch(c_, w_.output != w_.tok_embd, o_.n_blocks, o_.block_size, batch, kind));
   FLASHTTS_CUDA_TRY(cudaSetDevice(stream_.device()), "cudaSetDevice");
   auto pieces = plan_pieces(batch, o_.block_size, co_.max_tokens, layout_.max_table);

@@ -199,6 +199,22 @@ Expected<DeviceWeights<S>> upload_weights(const ModelConfig& c, ModelWeights w, 
   return d;
 }
 
+template <class S>
+void rebase_weights(DeviceWeights<S>* w, const char* from, char* to) {
+  auto move = [&](auto*& p) {
+    using T = std::remove_reference_t<decltype(*p)>;
+    if (p) p = reinterpret_cast<T*>(to + (reinterpret_cast<const char*>(p) - from));
+  };
+  move(w->tok_embd), move(w->final_norm), move(w->output), move(w->prm_w1), move(w->prm_b1);
+  move(w->prm_w2), move(w->prm_b2), move(w->inv_freq);
+  for (DeviceLayer<S>& L : w->layers) {
+    move(L.attn_norm), move(L.wqkv), move(L.bqkv), move(L.wo), move(L.bo);
+    move(L.ffn_norm), move(L.wgu), move(L.bgu), move(L.wdown), move(L.bdown);
+  }
+}
+
+template void rebase_weights<float>(DeviceWeights<float>*, const char*, char*);
+template void rebase_weights<__nv_bfloat16>(DeviceWeights<__nv_bfloat16>*, const char*, char*);
 template size_t device_weight_bytes<float>(const ModelConfig&, const ModelWeights&);
 template size_t device_weight_bytes<__nv_bfloat16>(const ModelConfig&, const ModelWeights&);
 template Expected<DeviceWeights<float>> upload_weights<float>(const ModelConfig&, ModelWeights, float*, size_t,

@@ -60,4 +60,9 @@ template <class S>
 Expected<DeviceWeights<S>> upload_weights(const ModelConfig& c, ModelWeights w, float* staging, size_t staging_floats,
                                           cudaStream_t st);
 
+// Points every tensor of `w` at the same offset in an arena at `to` instead
+// of `from` (the weights came back from host memory to another address).
+template <class S>
+void rebase_weights(DeviceWeights<S>* w, const char* from, char* to);
+
 }  // namespace flashtts::cuda

@@ -9,6 +9,13 @@ GraphCache::~GraphCache() {
     if (e.exec) cudaGraphExecDestroy(e.exec);
 }
 
+void GraphCache::clear() {
+  for (auto& [key, e] : graphs_)
+    if (e.exec) cudaGraphExecDestroy(e.exec);
+  graphs_.clear();
+  n_exec_ = 0;
+}
+
 Status GraphCache::run(int64_t key, cudaStream_t st, const std::function<Status()>& work) {
   Entry& e = graphs_[key];
   if (e.exec) {

@@ -36,6 +36,9 @@ class GraphCache {
   int32_t n_graphs() const { return (int32_t)graphs_.size(); }
   int64_t replays() const { return replays_; }
   void set_enabled(bool on) { enabled_ = on; }
+  // Forgets every graph (their addresses changed: the weights moved); keys
+  // are captured again as they recur.
+  void clear();
 
  private:
   struct Entry {
