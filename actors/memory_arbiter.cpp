@@ -192,7 +192,9 @@ Status Arbiter::on_weights(const msg::Weights& w) {
   if (!gen_ || !ver_) return Status::success();
   if (split_) {
     // A model that announces itself again: a process of it restarted (or
-    // answered the weights query). It gets its share again.
+    // answered the weights query). It gets its share again; taking turns,
+    // the generator not before the verifier's weights have left.
+    if (turns_.start_serial != 0 && w.role == "generator") return Status::success();
     grant(w.role, w.role == "generator" ? split_->generator_kv_bytes : split_->verifier_kv_bytes, level);
     return Status::success();
   }
