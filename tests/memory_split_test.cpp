@@ -717,32 +717,28 @@ TEST(MemoryArbiter, ModelsTakeTurnsOnTheDeviceWhenTheBudgetCannotHoldBothWeights
   EXPECT_LE(g->kv_bytes + v->kv_bytes, kv);
   EXPECT_GE(g->kv_bytes + v->kv_bytes, kv - 2 * 16 * 57344);  // whole blocks
 
-  // The verifier has work, the generator none: the turn passes, the
-  // generator's weights leaving first.
+  // One switch: `from`'s weights leave (answered) before `to`'s come back,
+  // taking upload_s.
+  auto pass_turn = [&](const char* from, const char* to, double upload_s) {
+    auto off = h.p.next<msg::DeviceTurn>(from, 5s);
+    ASSERT_TRUE(off);
+    EXPECT_FALSE(off->on);
+    EXPECT_FALSE(h.p.next<msg::DeviceTurn>(to, 100ms)) << "nothing loads before the weights left";
+    h.send(msg::TurnDone{from, off->serial, false, 0, ""});
+    auto on = h.p.next<msg::DeviceTurn>(to);
+    ASSERT_TRUE(on);
+    EXPECT_TRUE(on->on);
+    h.send(msg::TurnDone{to, on->serial, true, upload_s, ""});
+  };
+  // The verifier has work, the generator none: the turn passes.
   h.send(msg::DeviceUse{"verifier", true});
-  auto off = h.p.next<msg::DeviceTurn>("generator");
-  ASSERT_TRUE(off);
-  EXPECT_FALSE(off->on);
-  EXPECT_FALSE(h.p.next<msg::DeviceTurn>("verifier", 200ms)) << "nothing loads before the weights left";
-  h.send(msg::TurnDone{"generator", off->serial, false, 0, ""});
-  auto on = h.p.next<msg::DeviceTurn>("verifier");
-  ASSERT_TRUE(on);
-  EXPECT_TRUE(on->on);
-  h.send(msg::TurnDone{"verifier", on->serial, true, 0.02, ""});
-
+  pass_turn("generator", "verifier", 0.02);
   // Both have work: the verifier keeps the device for the quantum (1 s
   // before both uploads were measured), then it passes back.
   const auto t0 = std::chrono::steady_clock::now();
   h.send(msg::DeviceUse{"generator", true});
-  auto back = h.p.next<msg::DeviceTurn>("verifier", 5s);
-  ASSERT_TRUE(back);
-  EXPECT_FALSE(back->on);
+  pass_turn("verifier", "generator", 0.01);
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 900ms);
-  h.send(msg::TurnDone{"verifier", back->serial, false, 0, ""});
-  auto gen_on = h.p.next<msg::DeviceTurn>("generator");
-  ASSERT_TRUE(gen_on);
-  EXPECT_TRUE(gen_on->on);
-  h.send(msg::TurnDone{"generator", gen_on->serial, true, 0.01, ""});
   // Now both uploads are measured: the quantum is kTurnFactor x 0.03 s.
   const auto t1 = std::chrono::steady_clock::now();
   auto again = h.p.next<msg::DeviceTurn>("generator", 5s);

@@ -103,16 +103,7 @@ TEST(CudaKvPages, GrowAndShrinkKeepTheBlocksBelowTheCutAndReuseThePagesGivenBack
 constexpr size_t kSmall = 8 << 10, kLarge = 128 << 10;
 
 std::unique_ptr<Engine> elastic_engine(std::shared_ptr<const DeviceContext> device) {
-  auto [c, w] = random_model(RandomModelSpec{});
-  EngineOptions o;
-  o.kv_bytes = kSmall;
-  o.kv_bytes_max = kLarge;
-  o.block_size = 4;
-  o.n_threads = 2;
-  o.device = std::move(device);
-  auto e = Engine::create(c, w, o);
-  EXPECT_TRUE(e.ok()) << (e.ok() ? "" : e.error().message);
-  return e.ok() ? std::move(e).value() : nullptr;
+  return small_engine(std::move(device), RandomModelSpec{}, kSmall, kLarge);
 }
 
 TEST(CudaKvPages, AnEngineThatGrowsAndShrinksBetweenPassesMatchesTheCpuEngine) {

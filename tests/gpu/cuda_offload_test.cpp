@@ -17,15 +17,7 @@ namespace flashtts::test {
 namespace {
 
 std::unique_ptr<Engine> engine_on(std::shared_ptr<const DeviceContext> device, const RandomModelSpec& spec) {
-  auto [c, w] = random_model(spec);
-  EngineOptions o;
-  o.kv_bytes = 256 << 10;
-  o.block_size = 4;
-  o.n_threads = 2;
-  o.device = std::move(device);
-  auto e = Engine::create(c, w, o);
-  EXPECT_TRUE(e.ok()) << (e.ok() ? "" : e.error().message);
-  return e.ok() ? std::move(e).value() : nullptr;
+  return small_engine(std::move(device), spec, 256 << 10);
 }
 
 TEST(CudaOffload, WeightsThatLeaveAndComeBackBetweenDecodeStepsMatchTheCpuEngine) {

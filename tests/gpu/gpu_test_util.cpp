@@ -106,6 +106,20 @@ double rel_error(std::span<const float> a, std::span<const float> b) {
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
+std::unique_ptr<Engine> small_engine(std::shared_ptr<const DeviceContext> device, const RandomModelSpec& spec,
+                                     size_t kv_bytes, size_t kv_bytes_max) {
+  auto [c, w] = random_model(spec);
+  EngineOptions o;
+  o.kv_bytes = kv_bytes;
+  o.kv_bytes_max = kv_bytes_max;
+  o.block_size = 4;
+  o.n_threads = 2;
+  o.device = std::move(device);
+  auto e = Engine::create(c, w, o);
+  EXPECT_TRUE(e.ok()) << (e.ok() ? "" : e.error().message);
+  return e.ok() ? std::move(e).value() : nullptr;
+}
+
 std::vector<int32_t> random_tokens(uint32_t seed, size_t n, int32_t vocab) {
   std::mt19937 rng(seed);
   std::vector<int32_t> t(n);

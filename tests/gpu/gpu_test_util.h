@@ -39,6 +39,12 @@ double rel_error(std::span<const float> a, std::span<const float> b);
 
 std::vector<int32_t> random_tokens(uint32_t seed, size_t n, int32_t vocab);
 
+// An engine of random_model(spec) on `device` (null = the CPU): blocks of 4
+// tokens, 2 threads, a pool of kv_bytes with room to grow to kv_bytes_max
+// (0 = none); null (and a failure) when it cannot be made.
+std::unique_ptr<Engine> small_engine(std::shared_ptr<const DeviceContext> device, const RandomModelSpec& spec,
+                                     size_t kv_bytes, size_t kv_bytes_max = 0);
+
 // Runs `items` on both engines (the same sequences in each) and expects the
 // same rows, each within `tolerance` (rel_error) of the CPU's logits.
 void expect_same_logits(Engine& cpu, Engine& gpu, std::span<const RunItem> items, double tolerance = 1e-2);
