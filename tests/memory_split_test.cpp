@@ -687,6 +687,19 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
   EXPECT_TRUE(h.a->stop(2s));
 }
 
+// The weights reports of a 1.5B policy and a 7B PRM of 4,096 positions.
+msg::Weights policy_weights() { return weights_report("generator", cost(1.5e9, 28672, false), 16, 4096, 0); }
+msg::Weights prm_weights() { return weights_report("verifier", cost(7e9, 57344, true), 16, 4096, 0); }
+
+// Starts h's arbiter (static split) with `budget` and `offload`; both models announce themselves.
+void start_offload(ArbiterHarness& h, int64_t budget, const char* offload) {
+  MemoryArbiterOptions o = h.options(budget, "static");
+  o.offload = offload;
+  h.start(o);
+  h.send(policy_weights());
+  h.send(prm_weights());
+}
+
 // memory.offload, the arbiter's side: a budget that cannot hold both
 // models' weights makes them take turns. The KV memory is the budget less
 // the larger model's weights; the verifier is granted first, off the
@@ -697,13 +710,8 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
 TEST(MemoryArbiter, ModelsTakeTurnsOnTheDeviceWhenTheBudgetCannotHoldBothWeights) {
   ArbiterHarness h("arb-turns");
   const int64_t kv = 2ll << 30;
-  msg::Weights gw = weights_report("generator", cost(1.5e9, 28672, false), 16, 4096, 0);
-  msg::Weights vw = weights_report("verifier", cost(7e9, 57344, true), 16, 4096, 0);
-  MemoryArbiterOptions o = h.options(vw.weight_bytes + kv, "static");  // not both weights
-  o.offload = "auto";
-  h.start(o);
-  h.send(gw);
-  h.send(vw);
+  const msg::Weights gw = policy_weights(), vw = prm_weights();
+  start_offload(h, vw.weight_bytes + kv, "auto");  // not both weights
   auto v = h.p.next<msg::Grant>("verifier");
   ASSERT_TRUE(v);
   EXPECT_TRUE(v->turns);
@@ -753,15 +761,10 @@ TEST(MemoryArbiter, ModelsTakeTurnsOnTheDeviceWhenTheBudgetCannotHoldBothWeights
 TEST(MemoryArbiter, OffloadAutoKeepsBothModelsWhereTheirPoolsAreUseful) {
   for (const char* mode : {"auto", "off"}) {
     ArbiterHarness h(std::string("arb-noturns-") + mode);
-    msg::Weights gw = weights_report("generator", cost(1.5e9, 28672, false), 16, 4096, 0);
-    msg::Weights vw = weights_report("verifier", cost(7e9, 57344, true), 16, 4096, 0);
+    const msg::Weights gw = policy_weights(), vw = prm_weights();
     // 25% of the KV is 1.25 verifier sequences of 4,096 tokens.
     const int64_t kv = 5 * 4096 * 57344;
-    MemoryArbiterOptions o = h.options(gw.weight_bytes + vw.weight_bytes + kv, "static");
-    o.offload = mode;
-    h.start(o);
-    h.send(gw);
-    h.send(vw);
+    start_offload(h, gw.weight_bytes + vw.weight_bytes + kv, mode);
     auto g = h.p.next<msg::Grant>("generator"), v = h.p.next<msg::Grant>("verifier");
     ASSERT_TRUE(g && v) << mode;
     EXPECT_FALSE(g->turns || v->turns) << mode;
@@ -770,13 +773,8 @@ TEST(MemoryArbiter, OffloadAutoKeepsBothModelsWhereTheirPoolsAreUseful) {
   }
   // One sequence short: "auto" takes turns.
   ArbiterHarness h("arb-short");
-  msg::Weights gw = weights_report("generator", cost(1.5e9, 28672, false), 16, 4096, 0);
-  msg::Weights vw = weights_report("verifier", cost(7e9, 57344, true), 16, 4096, 0);
-  MemoryArbiterOptions o = h.options(gw.weight_bytes + vw.weight_bytes + 3 * 4096 * 57344, "static");
-  o.offload = "auto";
-  h.start(o);
-  h.send(gw);
-  h.send(vw);
+  const msg::Weights gw = policy_weights(), vw = prm_weights();
+  start_offload(h, gw.weight_bytes + vw.weight_bytes + 3 * 4096 * 57344, "auto");
   auto v = h.p.next<msg::Grant>("verifier");
   ASSERT_TRUE(v);
   EXPECT_TRUE(v->turns);
