@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <optional>
 
 #include "actors/memory_demand.h"
@@ -205,7 +206,14 @@ Status Arbiter::on_weights(const msg::Weights& w) {
   // Taking turns, the smaller model's weights leave room when they leave.
   auto s = policy_->split(budget_ + turn_bonus(), *gen_, *ver_);
   if (!s) {
-    if (turns_.on) return make_error(s.error().message + " (with memory.offload: the larger model's weights once)");
+    if (turns_.on) {
+      char why[256];
+      std::snprintf(why, sizeof why,
+                    "memory budget of %.1f MiB cannot hold the larger model's weights (%.1f MiB) and KV cache for "
+                    "both, even with the models taking turns on the device (memory.offload); raise memory.budget_mb",
+                    double(budget_) / (1 << 20), double(std::max(gen_->weight_bytes, ver_->weight_bytes)) / (1 << 20));
+      return make_error(why);
+    }
     if (o_.offload == "off")
       return make_error(s.error().message + "; memory.offload = \"auto\" lets the models take turns on the device");
     return s.error();

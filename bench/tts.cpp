@@ -52,7 +52,10 @@
 #include <sstream>
 #include <thread>
 #include <tuple>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "bench/tts_memory.h"
 #include "runtime/client.h"
@@ -208,6 +211,9 @@ Expected<tts::RunFigures> run(Served& s, const Options& o, const Cell& cell, con
   for (auto deadline = Clock::now() + 3600s; open > 0 && Clock::now() < deadline;) {
     auto f = c->recv(1s);
     if (!f) return f.error();
+    // An actor that failed (a memory budget that holds neither model, say)
+    // answers nothing: say why instead of waiting for the deadline.
+    if (auto failed = s.sup->watch(std::chrono::milliseconds(0))) return make_error(*failed);
     if (!f->has_value() || (*f)->type == "progress" || !ids.count((*f)->id)) continue;
     tts::SolveFigures& sf = r.solves[ids[(*f)->id]];
     --open;
@@ -377,6 +383,35 @@ Status make_trace_models(const fs::path& dir) {
   return Status::success();
 }
 
+// The run's scratch folder (its configurations), removed when the run ends
+// however main() returns. The folders and client sockets of earlier runs
+// whose process is gone (killed, interrupted) are removed when the next
+// starts.
+class Scratch {
+ public:
+  Scratch() : dir_(fs::temp_directory_path() / ("flashtts-bench-tts-" + std::to_string(getpid()))) {
+    std::error_code ec;
+    const std::string prefix = "flashtts-bench-tts-";
+    for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind(prefix, 0) != 0) continue;
+      // "<pid>" (the folder) or "<pid>-<k>" (a served variant's client socket).
+      const std::string rest = name.substr(prefix.size()), pid = rest.substr(0, rest.find('-'));
+      if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (kill((pid_t)std::stol(pid), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
+    }
+    fs::create_directories(dir_);
+  }
+  ~Scratch() {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  const fs::path& path() const { return dir_; }
+
+ private:
+  fs::path dir_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -423,8 +458,8 @@ int main(int argc, char** argv) {
     if (!app.count("--rounds")) o.rounds = 1;
   }
 
-  const fs::path scratch = fs::temp_directory_path() / ("flashtts-bench-tts-" + std::to_string(getpid()));
-  fs::create_directories(scratch);
+  const Scratch scratch_dir;
+  const fs::path& scratch = scratch_dir.path();
   fs::path base_file = o.config.empty() ? default_config_path() : o.config;
   std::vector<std::string> base_sets;
   if (o.workload == "math-trace") {
@@ -730,7 +765,5 @@ int main(int argc, char** argv) {
     for (const auto& [name, pts] : plots)
       std::ofstream(o.svg_prefix + "-" + name + ".svg")
           << tts::svg_plot(pts, "flashtts-bench-tts: " + o.workload + ", " + name + " (" + base->engine.device + ")");
-  std::error_code ec;
-  fs::remove_all(scratch, ec);
   return 0;
 }

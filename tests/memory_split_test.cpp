@@ -771,6 +771,17 @@ TEST(MemoryArbiter, OffloadAutoKeepsBothModelsWhereTheirPoolsAreUseful) {
     EXPECT_TRUE(g->resident && v->resident) << mode;
     EXPECT_TRUE(h.a->stop(2s));
   }
+  // Not even the larger model's weights with a block each: the arbiter
+  // fails, saying so (the supervisor reports it).
+  {
+    ArbiterHarness h("arb-none");
+    start_offload(h, prm_weights().weight_bytes, "auto");
+    auto failed = h.a->poll_failure(2s);
+    ASSERT_TRUE(failed);
+    EXPECT_NE(failed->find("cannot hold the larger model's weights"), std::string::npos) << *failed;
+    EXPECT_NE(failed->find("memory.offload"), std::string::npos) << *failed;
+    h.a->stop(2s);
+  }
   // One sequence short: "auto" takes turns.
   ArbiterHarness h("arb-short");
   const msg::Weights gw = policy_weights(), vw = prm_weights();
