@@ -7,6 +7,7 @@
 
 #include "actors/memory_demand.h"
 #include "actors/memory_policy.h"
+#include "actors/turn_schedule.h"
 #include "actors/weights_report.h"
 #include "messages/internal.h"
 #include "runtime/base/mailbox.h"
@@ -53,10 +54,9 @@ class Arbiter {
 
   // Taking turns, only the larger model's weights count.
   int64_t kv_total() const { return budget_ + turn_bonus() - gen_->weight_bytes - ver_->weight_bytes; }
-  int64_t turn_bonus() const { return turns_.on ? std::min(gen_->weight_bytes, ver_->weight_bytes) : 0; }
+  int64_t turn_bonus() const { return turns_on_ ? std::min(gen_->weight_bytes, ver_->weight_bytes) : 0; }
   bool decide_turns() const;
   void maybe_pass_turn();
-  double turn_quantum_s() const;
   int64_t automatic_budget() const;
   void grant(const std::string& role, int64_t bytes, spdlog::level::level_enum level, int32_t settle_jobs = 0);
   void maybe_rebalance();
@@ -74,22 +74,12 @@ class Arbiter {
   bool frozen_ = false;  // a pool refused to resize
   DemandWindow::Clock::time_point last_move_{}, last_decision_{};
 
-  // memory.offload's turns on the device.
-  struct Turns {
-    bool on = false;
-    std::string resident = "generator";
-    bool wants_gen = false, wants_ver = false;
-    DemandWindow::Clock::time_point since{};  // the resident's turn began
-    std::string moving;   // the model whose TurnDone is awaited; "" = none
-    bool moving_on = false;
-    uint64_t serial = 0;  // of that DeviceTurn
-    uint64_t start_serial = 0;  // the first grant (the verifier's, off the device), until answered
-    int64_t switches = 0;
-    double upload_s = 0;                      // device seconds of all the uploads
-    double last_gen_s = -1, last_ver_s = -1;  // the latest upload of each (-1: none yet)
-    bool wants(const std::string& r) const { return r == "generator" ? wants_gen : wants_ver; }
-    std::string other() const { return resident == "generator" ? "verifier" : "generator"; }
-  } turns_;
+  // memory.offload: whether the models take turns on the device, whose
+  // turn it is, and the first grant's serial (the verifier's, its weights
+  // leaving the device) until it is answered.
+  bool turns_on_ = false;
+  TurnSchedule turns_;
+  uint64_t turns_start_serial_ = 0;
 };
 
 bool Arbiter::decide_turns() const {
@@ -104,53 +94,29 @@ bool Arbiter::decide_turns() const {
   return !s || s->generator_kv_bytes < useful(*gen_) || s->verifier_kv_bytes < useful(*ver_);
 }
 
-double Arbiter::turn_quantum_s() const {
-  if (turns_.last_gen_s < 0 || turns_.last_ver_s < 0) return 1.0;  // not measured yet
-  return std::max(0.1, kTurnFactor * (turns_.last_gen_s + turns_.last_ver_s));
-}
-
 std::chrono::milliseconds Arbiter::next_wake() const {
-  if (!turns_.on || !turns_.moving.empty() || !turns_.wants(turns_.other()) || !turns_.wants(turns_.resident))
-    return std::chrono::milliseconds(-1);
-  const auto due = turns_.since + std::chrono::duration_cast<DemandWindow::Clock::duration>(
-                                      std::chrono::duration<double>(turn_quantum_s()));
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - DemandWindow::Clock::now());
-  return std::max(left + std::chrono::milliseconds(1), std::chrono::milliseconds(0));
+  return turns_on_ ? turns_.wake_in(DemandWindow::Clock::now()) : std::chrono::milliseconds(-1);
 }
 
 void Arbiter::on_use(const msg::DeviceUse& u) {
-  if (u.role == "generator") turns_.wants_gen = u.wants;
-  else if (u.role == "verifier") turns_.wants_ver = u.wants;
+  turns_.set_wants(u.role, u.wants);
   maybe_pass_turn();
 }
 
 void Arbiter::maybe_pass_turn() {
-  if (!turns_.on || !turns_.moving.empty() || turns_.start_serial != 0 || !turns_.wants(turns_.other())) return;
-  const auto now = DemandWindow::Clock::now();
-  if (turns_.wants(turns_.resident) && std::chrono::duration<double>(now - turns_.since).count() < turn_quantum_s())
-    return;
-  // The one on the device leaves first: the other's weights fit only then.
-  turns_.moving = turns_.resident, turns_.moving_on = false, turns_.serial = ++serial_;
-  box_.post(turns_.moving, msg::DeviceTurn{turns_.moving, false, turns_.serial});
+  if (!turns_on_) return;
+  if (auto t = turns_.next(DemandWindow::Clock::now(), &serial_)) box_.post(t->role, *t);
 }
 
 Status Arbiter::on_turn_done(const msg::TurnDone& d) {
-  if (turns_.moving.empty() || d.serial != turns_.serial || d.role != turns_.moving) return Status::success();
-  if (!d.error.empty())
-    return make_error("memory.offload: the " + d.role + " could not move its weights " +
-                      (turns_.moving_on ? "onto" : "off") + " the device: " + d.error);
-  if (!turns_.moving_on) {
-    turns_.moving = turns_.other(), turns_.moving_on = true, turns_.serial = ++serial_;
-    box_.post(turns_.moving, msg::DeviceTurn{turns_.moving, true, turns_.serial});
-    return Status::success();
+  auto next = turns_.done(d, DemandWindow::Clock::now(), &serial_);
+  if (!next) return next.error();
+  if (*next) {
+    box_.post((*next)->role, **next);
+  } else if (d.on && d.role == turns_.resident()) {
+    o_.log->debug("the {}'s turn on the device (its weights took {:.3f} s to load)", d.role, d.seconds);
+    maybe_pass_turn();
   }
-  turns_.resident = turns_.moving, turns_.moving.clear();
-  turns_.since = DemandWindow::Clock::now();
-  ++turns_.switches;
-  turns_.upload_s += d.seconds;
-  (d.role == "generator" ? turns_.last_gen_s : turns_.last_ver_s) = d.seconds;
-  o_.log->debug("the {}'s turn on the device (its weights took {:.3f} s to load)", d.role, d.seconds);
-  maybe_pass_turn();
   return Status::success();
 }
 
@@ -171,7 +137,7 @@ void Arbiter::grant(const std::string& role, int64_t bytes, spdlog::level::level
   // A pool that moves reserves room for everything but one block of the other.
   const int64_t max = policy_->moves() ? kv_total() - other.block_bytes() : bytes;
   msg::Grant g{role, bytes, f.tokens(bytes), max, f.tokens(max), ++serial_, f.max_position, settle_jobs};
-  g.turns = turns_.on, g.resident = !turns_.on || role == turns_.resident;
+  g.turns = turns_on_, g.resident = !turns_on_ || role == turns_.resident();
   box_.post(role, g);
   box_.post("scheduler", g);
   o_.log->log(level, "granted the {} {:.1f} MiB of KV ({} tokens)", role, double(bytes) / (1 << 20), g.kv_tokens);
@@ -195,18 +161,18 @@ Status Arbiter::on_weights(const msg::Weights& w) {
     // A model that announces itself again: a process of it restarted (or
     // answered the weights query). It gets its share again; taking turns,
     // the generator not before the verifier's weights have left.
-    if (turns_.start_serial != 0 && w.role == "generator") return Status::success();
+    if (turns_start_serial_ != 0 && w.role == "generator") return Status::success();
     grant(w.role, w.role == "generator" ? split_->generator_kv_bytes : split_->verifier_kv_bytes, level);
     return Status::success();
   }
   budget_ = o_.budget_bytes > 0 ? o_.budget_bytes : automatic_budget();
   if (o_.budget_bytes == 0)
     o_.log->info("memory budget {:.1f} MiB (automatic)", double(budget_) / (1 << 20));
-  turns_.on = decide_turns();
+  turns_on_ = decide_turns();
   // Taking turns, the smaller model's weights leave room when they leave.
   auto s = policy_->split(budget_ + turn_bonus(), *gen_, *ver_);
   if (!s) {
-    if (turns_.on) {
+    if (turns_on_) {
       char why[256];
       std::snprintf(why, sizeof why,
                     "memory budget of %.1f MiB cannot hold the larger model's weights (%.1f MiB) and KV cache for "
@@ -219,7 +185,7 @@ Status Arbiter::on_weights(const msg::Weights& w) {
     return s.error();
   }
   split_ = *s;
-  if (turns_.on) {
+  if (turns_on_) {
     o_.log->info("memory.offload: the models take turns on the device (weights {:.1f} + {:.1f} MiB, budget {:.1f} "
                  "MiB); KV {:.1f} MiB",
                  double(gen_->weight_bytes) / (1 << 20), double(ver_->weight_bytes) / (1 << 20),
@@ -227,7 +193,7 @@ Status Arbiter::on_weights(const msg::Weights& w) {
     // The verifier first, its weights leaving the device at once; the
     // generator's come once they have (its PoolSize).
     grant("verifier", split_->verifier_kv_bytes, level);
-    turns_.start_serial = serial_;
+    turns_start_serial_ = serial_;
     return Status::success();
   }
   grant("generator", split_->generator_kv_bytes, level);
@@ -269,9 +235,9 @@ void Arbiter::maybe_rebalance() {
 }
 
 void Arbiter::on_pool_size(const msg::PoolSize& p) {
-  if (turns_.start_serial != 0 && p.serial == turns_.start_serial) {
-    turns_.start_serial = 0;
-    turns_.since = DemandWindow::Clock::now();
+  if (turns_start_serial_ != 0 && p.serial == turns_start_serial_) {
+    turns_start_serial_ = 0;
+    turns_.start(DemandWindow::Clock::now());
     grant("generator", split_->generator_kv_bytes, spdlog::level::info);
     maybe_pass_turn();
     return;
@@ -306,7 +272,7 @@ void Arbiter::on_stats(const msg::StatsQuery& q) {
     st.put("generator_kv_bytes", split_->generator_kv_bytes);
     st.put("verifier_kv_bytes", split_->verifier_kv_bytes);
   }
-  st.put("offload", turns_.on).put("turn_switches", turns_.switches).put("turn_upload_s", turns_.upload_s);
+  st.put("offload", turns_on_).put("turn_switches", turns_.switches()).put("turn_upload_s", turns_.upload_s());
   box_.post("intake", msg::StatsReply{q.qid, "memory_arbiter", st.bytes()});
 }
 

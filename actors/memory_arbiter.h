@@ -10,11 +10,10 @@
 // Offload (memory.offload): when the budget cannot hold both models' weights
 // with useful KV pools, the models take turns on the device. The KV memory is
 // then the budget less the larger model's weights; the model whose turn it
-// is holds its weights on the device, the other's wait in host memory. The
-// turn passes when the other model has real work and the one on the device
-// has none, or has held the device for kTurnFactor times what a switch costs
-// while both have (DeviceUse in; DeviceTurn off to one, then on to the
-// other, each answered by TurnDone).
+// is holds its weights on the device, the other's wait in host memory
+// (actors/turn_schedule.h says when the turn passes). The verifier is
+// granted first, its weights leaving the device, the generator once the
+// verifier's pool exists.
 //
 // Thread contract: run_memory_arbiter() is an ActorBody; it runs on the
 // actor's thread and owns everything it creates.
@@ -49,10 +48,6 @@ struct MemoryArbiterOptions {
   std::string offload = "off";
 };
 
-// While both models have work, the one on the device keeps it for this
-// many times the seconds its switch costs (both uploads), so switching takes
-// at most about 1/kTurnFactor of the time.
-constexpr double kTurnFactor = 8;
 
 Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbiterOptions& o);
 
