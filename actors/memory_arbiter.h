@@ -43,8 +43,8 @@ struct MemoryArbiterOptions {
   int32_t max_batch = 256;       // the engines' (engine.max_batch)
   // memory.offload: "off", "on" (always take turns) or "auto" (take turns
   // when the split leaves a model's pool short of one sequence of its
-  // max_position, or no pool at all). The supervisor turns "auto" off
-  // where weights cannot leave the device (the CPU).
+  // max_position, or no pool at all); "none" where weights cannot leave
+  // the device (the CPU: the supervisor says so).
   std::string offload = "off";
 };
 

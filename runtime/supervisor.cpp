@@ -106,7 +106,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
   MemoryArbiterOptions o{inbox, peers(c, name), int64_t(c.memory.budget_mb * (1 << 20)), c.memory.generator_share,
                          c.policies.memory_split, log};
   o.max_batch = c.engine.max_batch;
-  o.offload = offload_unavailable(*device).empty() ? c.memory.offload : "off";
+  o.offload = offload_unavailable(*device).empty() ? c.memory.offload : "none";
   if (o.budget_bytes == 0) {
     // A GPU keeps a margin for what is not KV, weights or the backends'
     // workspaces (which the arbiter subtracts as the engines report them):

@@ -792,5 +792,20 @@ TEST(MemoryArbiter, OffloadAutoKeepsBothModelsWhereTheirPoolsAreUseful) {
   EXPECT_TRUE(h.a->stop(2s));
 }
 
+// A budget below both models' weights with the turns off: the failure
+// says that "auto" would run; where weights cannot leave the device (the
+// CPU: "none") it does not.
+TEST(MemoryArbiter, ABudgetBelowBothWeightsNamesOffloadOnlyWhereItCanHelp) {
+  for (const char* mode : {"off", "none"}) {
+    ArbiterHarness h(std::string("arb-small-") + mode);
+    start_offload(h, prm_weights().weight_bytes + (1ll << 30), mode);
+    auto failed = h.a->poll_failure(2s);
+    ASSERT_TRUE(failed) << mode;
+    EXPECT_NE(failed->find("cannot hold the generator"), std::string::npos) << *failed;
+    EXPECT_EQ(failed->find("memory.offload") != std::string::npos, std::string(mode) == "off") << *failed;
+    h.a->stop(2s);
+  }
+}
+
 }  // namespace
 }  // namespace flashtts
