@@ -21,12 +21,14 @@ namespace flashtts {
 
 class DeviceTurns {
  public:
-  // The first grant, once it created the engine: turns on or off, and a
-  // model whose turn it is not moves its weights off at once. Error when the
-  // backend cannot move them.
-  Status start(const msg::Grant& g, Engine& engine) {
-    on_ = g.turns;
-    if (!on_ || g.resident) return Status::success();
+  // Every grant, once the engine exists: whether the models take turns now
+  // (the arbiter may start or end them while they serve; a model then tells
+  // whether it has work, whatever it told before). On the `first` grant a
+  // model whose turn it is not moves its weights off at once. Error when
+  // the backend cannot move them.
+  Status on_grant(const msg::Grant& g, Engine& engine, bool first) {
+    if (g.turns != on_) on_ = g.turns, told_ = false;
+    if (!first || !on_ || g.resident) return Status::success();
     auto s = engine.set_weights_on_device(false);
     if (!s) return make_error("memory.offload: " + s.error().message);
     return Status::success();
@@ -56,14 +58,15 @@ class DeviceTurns {
   std::optional<msg::DeviceUse> use(const char* role, const Batch<Task>& batch) {
     if (!on_) return std::nullopt;
     const bool wants = batch.has_real_work();
-    if (wants == wants_) return std::nullopt;
-    wants_ = wants;
+    if (told_ && wants == wants_) return std::nullopt;
+    wants_ = wants, told_ = true;
     return msg::DeviceUse{role, wants};
   }
 
  private:
   bool on_ = false;
   bool wants_ = false;  // as last told
+  bool told_ = false;   // since the turns began
   int64_t uploads_ = 0;
   double upload_ms_ = 0;
 };

@@ -139,7 +139,7 @@ Status on_engine_grant(const msg::Grant& g, const char* role, const EngineActorO
   if (!p) return p.error();
   if (!*p) return Status::success();
   FLASHTTS_TRY(meter.start(g, *batch.engine(), cost, !o.device || o.device->kind() == DeviceKind::Cpu, log));
-  if (first) FLASHTTS_TRY(turns.start(g, *batch.engine()));
+  FLASHTTS_TRY(turns.on_grant(g, *batch.engine(), first));
   if (g.serial != 0) post(**p);
   return Status::success();
 }

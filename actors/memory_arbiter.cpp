@@ -7,6 +7,7 @@
 
 #include "actors/memory_demand.h"
 #include "actors/memory_policy.h"
+#include "actors/roofline_split.h"
 #include "actors/turn_schedule.h"
 #include "actors/weights_report.h"
 #include "messages/internal.h"
@@ -55,6 +56,18 @@ class Arbiter {
   // Taking turns, only the larger model's weights count.
   int64_t kv_total() const { return budget_ + turn_bonus() - gen_->weight_bytes - ver_->weight_bytes; }
   int64_t turn_bonus() const { return turns_on_ ? std::min(gen_->weight_bytes, ver_->weight_bytes) : 0; }
+  // Whether the models may start or stop taking turns while they serve:
+  // "auto" under a policy that moves memory. The pools then reserve room
+  // for the KV memory of taking turns.
+  bool mode_may_change() const { return o_.offload == "auto" && policy_->moves(); }
+  int64_t kv_reserved() const {
+    return mode_may_change() ? budget_ + std::min(gen_->weight_bytes, ver_->weight_bytes) - gen_->weight_bytes -
+                                   ver_->weight_bytes
+                             : kv_total();
+  }
+  bool maybe_change_mode(const MemoryState& st, DemandWindow::Clock::time_point now);
+  Status on_mode_turn_done(const msg::TurnDone& d);
+  void on_mode_pool_size(const msg::PoolSize& p);
   bool decide_turns() const;
   void maybe_pass_turn();
   int64_t automatic_budget() const;
@@ -80,7 +93,124 @@ class Arbiter {
   bool turns_on_ = false;
   TurnSchedule turns_;
   uint64_t turns_start_serial_ = 0;
+  // A change between taking turns and both models on the device, under way.
+  // To turns: the leaving model's weights go (DeviceTurn off, `serial`),
+  // then both pools grow into what they left. To both: both pools shrink
+  // (their grants' serials, 0 once answered), then the other model's weights
+  // come back (`serial`), then both hear that the turns ended.
+  struct ModeChange {
+    bool to_turns = false;
+    uint64_t serial = 0;
+    uint64_t gen_serial = 0, ver_serial = 0;
+  };
+  std::optional<ModeChange> mode_;
+  int64_t mode_changes_ = 0;
+  DemandWindow::Clock::time_point last_mode_change_{};
 };
+
+// Changing between taking turns and both on the device must predict this
+// much faster an iteration (and waits offload_dwell_s after the last change,
+// unless a job cannot run the way it is).
+constexpr double kModeHysteresis = 0.25;
+// A job's context grows with every step: staying with both models on the
+// device must fit the largest job this much larger.
+constexpr double kModeJobGrowth = 1.25;
+// Until an upload was measured: bytes/s assumed of the host link (PCIe 4.0
+// x16 in practice).
+constexpr double kAssumedHostLink = 20e9;
+
+bool Arbiter::maybe_change_mode(const MemoryState& st, DemandWindow::Clock::time_point now) {
+  if (!mode_may_change() || mode_ || move_ || turns_.switching() || turns_start_serial_ != 0) return false;
+  if (!(st.gen.known() || st.gen.jobs <= 0) || !(st.ver.known() || st.ver.jobs <= 0)) return false;
+  if (!st.gen.latency.known() || !st.ver.latency.known()) return false;
+  if (st.gen.jobs <= 0 && st.ver.jobs <= 0) return false;  // nothing to predict from
+  const int64_t w_min = std::min(gen_->weight_bytes, ver_->weight_bytes);
+  const int64_t kv_both = budget_ - gen_->weight_bytes - ver_->weight_bytes, kv_turns = kv_both + w_min;
+  auto upload = [&](const char* role, const ModelFootprint& f) {
+    const double s = turns_.last_upload_s(role);
+    return s >= 0 ? s : (double)f.weight_bytes / kAssumedHostLink;
+  };
+  const double uploads = upload("generator", *gen_) + upload("verifier", *ver_);
+  MemoryState grown = st;
+  grown.gen.min_tokens = (int64_t)((double)st.gen.min_tokens * kModeJobGrowth);
+  grown.ver.min_tokens = (int64_t)((double)st.ver.min_tokens * kModeJobGrowth);
+  const BestSplit both = kv_both > 0 ? predict_best_split(grown, kv_both) : BestSplit{0, INFINITY};
+  const BestSplit turns = predict_best_split(st, kv_turns);
+  const double t_turns = turns.seconds + uploads;
+  const bool dwelt = mode_changes_ == 0 || std::chrono::duration<double>(now - last_mode_change_).count() >= o_.offload_dwell_s;
+  if (turns_on_) {
+    if (!(both.seconds * (1 + kModeHysteresis) < t_turns) || !(dwelt || !std::isfinite(t_turns))) return false;
+    // Both pools shrink to the best split with both on the device (neither
+    // grows, so the two never hold more than the budget), then the other
+    // model's weights come back.
+    mode_ = ModeChange{};
+    const int64_t g = std::min(both.generator_kv_bytes, split_->generator_kv_bytes);
+    const int64_t v = std::min(kv_both - g, split_->verifier_kv_bytes);
+    turns_.stop();
+    turns_on_ = false;  // the grants below already count both weights
+    grant("generator", g, spdlog::level::debug);
+    mode_->gen_serial = serial_;
+    grant("verifier", v, spdlog::level::debug);
+    mode_->ver_serial = serial_;
+    turns_on_ = true;
+    o_.log->info("memory.offload: both models on the device again (an iteration predicted {:.1f} ms, against {:.1f} "
+                 "ms taking turns, {:.1f} ms of it uploads)",
+                 both.seconds * 1e3, t_turns * 1e3, uploads * 1e3);
+  } else {
+    if (!(t_turns * (1 + kModeHysteresis) < both.seconds) || !(dwelt || !std::isfinite(both.seconds))) return false;
+    // The model with less work leaves the device first.
+    const char* leaving = st.gen.jobs <= st.ver.jobs ? "generator" : "verifier";
+    mode_ = ModeChange{true, ++serial_, 0, 0};
+    box_.post(leaving, msg::DeviceTurn{leaving, false, serial_});
+    o_.log->info("memory.offload: the models take turns on the device (an iteration predicted {:.1f} ms, {:.1f} ms "
+                 "of it uploads, against {:.1f} ms with both on it); the {}'s weights leave",
+                 t_turns * 1e3, uploads * 1e3, both.seconds * 1e3, leaving);
+  }
+  ++mode_changes_;
+  last_mode_change_ = now;
+  return true;
+}
+
+Status Arbiter::on_mode_turn_done(const msg::TurnDone& d) {
+  if (!d.error.empty())
+    return make_error("memory.offload: the " + d.role + " could not move its weights " + (d.on ? "off" : "onto") +
+                      " the device: " + d.error);
+  const auto now = DemandWindow::Clock::now();
+  if (mode_->to_turns) {
+    // The weights left: both pools grow in proportion into the KV memory of
+    // taking turns; the grants tell both models the turns began.
+    const int64_t before = split_->generator_kv_bytes + split_->verifier_kv_bytes;
+    turns_on_ = true;
+    turns_.start(now, d.role == "generator" ? "verifier" : "generator");
+    const int64_t g = (int64_t)((double)split_->generator_kv_bytes * (double)kv_total() / (double)before);
+    split_ = MemorySplit{g, kv_total() - g};
+  } else {
+    // The weights came back: both models on the device; the grants tell
+    // them the turns ended.
+    turns_on_ = false;
+  }
+  mode_.reset();
+  grant("generator", split_->generator_kv_bytes, spdlog::level::debug);
+  grant("verifier", split_->verifier_kv_bytes, spdlog::level::debug);
+  maybe_pass_turn();
+  return Status::success();
+}
+
+void Arbiter::on_mode_pool_size(const msg::PoolSize& p) {
+  if (p.serial == mode_->gen_serial) mode_->gen_serial = 0, split_->generator_kv_bytes = p.kv_bytes;
+  else if (p.serial == mode_->ver_serial) mode_->ver_serial = 0, split_->verifier_kv_bytes = p.kv_bytes;
+  else return;
+  if (!p.error.empty()) {
+    o_.log->warn("the {} kept its pool ({}); the split stays as it is", p.role, p.error);
+    frozen_ = true;
+  }
+  if (mode_->gen_serial != 0 || mode_->ver_serial != 0) return;
+  // Both pools within the KV memory of both models on the device: the
+  // weights that were off come back.
+  const std::string back = turns_.resident() == "generator" ? "verifier" : "generator";
+  mode_->serial = ++serial_;
+  box_.post(back, msg::DeviceTurn{back, true, serial_});
+}
 
 bool Arbiter::decide_turns() const {
   if (o_.offload == "on") return true;
@@ -109,6 +239,7 @@ void Arbiter::maybe_pass_turn() {
 }
 
 Status Arbiter::on_turn_done(const msg::TurnDone& d) {
+  if (mode_ && d.serial == mode_->serial) return on_mode_turn_done(d);
   auto next = turns_.done(d, DemandWindow::Clock::now(), &serial_);
   if (!next) return next.error();
   if (*next) {
@@ -135,7 +266,7 @@ void Arbiter::grant(const std::string& role, int64_t bytes, spdlog::level::level
   const bool gen = role == "generator";
   const ModelFootprint &f = gen ? *gen_ : *ver_, &other = gen ? *ver_ : *gen_;
   // A pool that moves reserves room for everything but one block of the other.
-  const int64_t max = policy_->moves() ? kv_total() - other.block_bytes() : bytes;
+  const int64_t max = policy_->moves() ? kv_reserved() - other.block_bytes() : bytes;
   msg::Grant g{role, bytes, f.tokens(bytes), max, f.tokens(max), ++serial_, f.max_position, settle_jobs};
   g.turns = turns_on_, g.resident = !turns_on_ || role == turns_.resident();
   box_.post(role, g);
@@ -202,7 +333,7 @@ Status Arbiter::on_weights(const msg::Weights& w) {
 }
 
 void Arbiter::maybe_rebalance() {
-  if (!split_ || move_ || frozen_ || !policy_->moves()) return;
+  if (!split_ || move_ || mode_ || frozen_ || !policy_->moves()) return;
   const auto now = DemandWindow::Clock::now();
   if (now - last_decision_ < std::chrono::milliseconds(o_.decide_every_ms)) return;
   last_decision_ = now;
@@ -212,6 +343,8 @@ void Arbiter::maybe_rebalance() {
   st.current = *split_;
   st.gen = demand_.generator(now), st.ver = demand_.verifier(now);
   st.since_move_s = moves_ == 0 ? 1e9 : std::chrono::duration<double>(now - last_move_).count();
+  if (maybe_change_mode(st, now)) return;
+  if (turns_.switching()) return;  // a pool must not move while weights do
   auto target = policy_->rebalance(st);
   if (!target) {
     if (!policy_->last_reason().empty()) o_.log->debug("stay: {}", policy_->last_reason());
@@ -242,6 +375,7 @@ void Arbiter::on_pool_size(const msg::PoolSize& p) {
     maybe_pass_turn();
     return;
   }
+  if (mode_) return on_mode_pool_size(p);
   if (!move_ || p.serial != move_->serial) return;  // a grant that moved nothing
   if (!p.error.empty()) {
     // A pool that cannot resize (CUDA, for now) will not later: stop moving.
@@ -272,7 +406,7 @@ void Arbiter::on_stats(const msg::StatsQuery& q) {
     st.put("generator_kv_bytes", split_->generator_kv_bytes);
     st.put("verifier_kv_bytes", split_->verifier_kv_bytes);
   }
-  st.put("offload", turns_on_).put("turn_switches", turns_.switches()).put("turn_upload_s", turns_.upload_s());
+  st.put("offload", turns_on_).put("offload_changes", mode_changes_).put("turn_switches", turns_.switches()).put("turn_upload_s", turns_.upload_s());
   box_.post("intake", msg::StatsReply{q.qid, "memory_arbiter", st.bytes()});
 }
 

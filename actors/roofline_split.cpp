@@ -112,6 +112,19 @@ Expected<MemorySplit> RooflineSplit::split(int64_t budget, const ModelFootprint&
   return make_static_split(initial_share_)->split(budget, g, v);
 }
 
+BestSplit predict_best_split(const MemoryState& st, int64_t kv_bytes, double step) {
+  BestSplit best{0, kNever};
+  const int n = std::max(2, (int)std::lround(1.0 / step));
+  for (int k = 1; k < n; ++k) {
+    const int64_t b = (int64_t)((double)kv_bytes * k / n);
+    if (b < st.generator.block_bytes() || kv_bytes - b < st.verifier.block_bytes()) continue;
+    const double t = predict_generation(st.gen, st.generator.tokens(b)) +
+                     predict_scoring(st.ver, st.verifier.tokens(kv_bytes - b));
+    if (t < best.seconds) best = {b, t};
+  }
+  return best;
+}
+
 std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   reason_.clear();
   const bool was_deferring = deferring_;

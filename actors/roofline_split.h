@@ -59,6 +59,17 @@ namespace flashtts {
 double predict_generation(const ModelDemand& d, int64_t kv_tokens);
 double predict_scoring(const ModelDemand& d, int64_t kv_tokens);
 
+// The best split of `kv_bytes` of KV for the models' demand in `st` (its
+// kv_bytes and current split ignored): the generator's bytes, on a grid of
+// `step`, and the iteration that split predicts (+inf when no split lets
+// every job run). What memory.offload's choice between taking turns and
+// staying compares (actors/memory_arbiter.cpp).
+struct BestSplit {
+  int64_t generator_kv_bytes = 0;
+  double seconds = 0;
+};
+BestSplit predict_best_split(const MemoryState& st, int64_t kv_bytes, double step = 0.05);
+
 struct RooflineOptions {
   double hysteresis = 0.10;  // move only when the best split is this much faster
   double step = 0.05;        // grid of splits, as fractions of the KV memory

@@ -31,10 +31,15 @@ class TurnSchedule {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // The generator's turn from `now` (its weights are on the device, the
-  // verifier's are not).
-  void start(Clock::time_point now) { since_ = now, started_ = true; }
+  // `resident`'s turn from `now` (its weights are on the device, the
+  // other's are not); neither is known to want the device until told.
+  void start(Clock::time_point now, const std::string& resident = "generator") {
+    since_ = now, started_ = true, resident_ = resident, wants_gen_ = wants_ver_ = false;
+  }
+  // Both models on the device again: no turns until start().
+  void stop() { started_ = false, moving_.clear(); }
   bool started() const { return started_; }
+  bool switching() const { return !moving_.empty(); }
 
   void set_wants(const std::string& role, bool wants) { (role == "generator" ? wants_gen_ : wants_ver_) = wants; }
 
@@ -54,6 +59,8 @@ class TurnSchedule {
   int64_t switches() const { return switches_; }
   double upload_s() const { return upload_s_; }  // device seconds of all the uploads
   double quantum_s() const;
+  // The role's latest upload in seconds; -1 before the first.
+  double last_upload_s(const std::string& role) const { return role == "generator" ? last_gen_s_ : last_ver_s_; }
 
  private:
   bool wants(const std::string& r) const { return r == "generator" ? wants_gen_ : wants_ver_; }

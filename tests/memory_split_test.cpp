@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <thread>
 #include <vector>
 
 #include "actors/memory_arbiter.h"
@@ -805,6 +806,86 @@ TEST(MemoryArbiter, ABudgetBelowBothWeightsNamesOffloadOnlyWhereItCanHelp) {
     EXPECT_EQ(failed->find("memory.offload") != std::string::npos, std::string(mode) == "off") << *failed;
     h.a->stop(2s);
   }
+}
+
+// memory.offload = "auto" under the roofline split: the models start taking
+// turns while they serve when a job cannot run with both on the device (the
+// verifier's largest job is over the KV memory both leave), the model with
+// less work leaving first and both pools growing into the KV memory of taking
+// turns; and both come back when the jobs are small again, the pools
+// shrinking before the weights return.
+TEST(MemoryArbiter, UnderTheRooflineSplitTheModelsStartAndStopTakingTurnsAsTheWorkAsks) {
+  ArbiterHarness h("arb-mode");
+  // 256 positions: "auto" starts with both on the device (each pool holds one).
+  const msg::Weights gw = weights_report("generator", cost(1.5e9, 28672, false), 16, 256, 0);
+  const msg::Weights vw = weights_report("verifier", cost(7e9, 57344, true), 16, 256, 0);
+  const int64_t kv_both = 64ll << 20, kv_turns = kv_both + gw.weight_bytes;
+  MemoryArbiterOptions o = h.options(gw.weight_bytes + vw.weight_bytes + kv_both, "roofline");
+  o.offload = "auto", o.decide_every_ms = 0, o.offload_dwell_s = 0, o.demand_window_s = 0.2;
+  h.start(o);
+  h.send(gw);
+  h.send(vw);
+  auto g = h.p.next<msg::Grant>("generator"), v = h.p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(g && v);
+  EXPECT_FALSE(g->turns || v->turns);
+  EXPECT_GE(g->kv_bytes_max, kv_turns / 2) << "room reserved for taking turns";
+  auto load = [&](int32_t gen_jobs, int32_t score_jobs, int64_t ver_ctx) {
+    msg::QueueLoad q;
+    q.gen_jobs = gen_jobs, q.gen_ctx_tokens = gen_jobs * 100, q.score_jobs = score_jobs;
+    q.score_ctx_tokens = score_jobs * ver_ctx;
+    for (const char* role : {"generator", "verifier"}) {
+      msg::EngineLoad e;
+      const bool ver = std::string(role) == "verifier";
+      e.role = role, e.running = 4, e.running_ctx_tokens = 4 * 100, e.kv_used_tokens = 4 * 100;
+      e.max_ctx_tokens = ver ? ver_ctx : 150, e.tokens_per_job = 100;
+      e.overhead_s = kCard.overhead_s, e.s_per_byte = kCard.s_per_byte, e.s_per_flop = kCard.s_per_flop;
+      h.send(e);
+    }
+    h.send(q);
+  };
+  // PRM inputs of 2,100 tokens: over what the verifier's pool can be while
+  // both are on the device (64 MiB hold 1,170 of its tokens).
+  load(8, 64, 2100);
+  auto off = h.p.next<msg::DeviceTurn>("generator");
+  ASSERT_TRUE(off);
+  EXPECT_FALSE(off->on) << "the generator has less work: it leaves";
+  h.send(msg::TurnDone{"generator", off->serial, false, 0, ""});
+  auto g2 = h.p.next<msg::Grant>("generator"), v2 = h.p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(g2 && v2);
+  EXPECT_TRUE(g2->turns && v2->turns);
+  EXPECT_GT(g2->kv_bytes, g->kv_bytes);
+  EXPECT_GT(v2->kv_bytes, v->kv_bytes);
+  EXPECT_LE(g2->kv_bytes + v2->kv_bytes, kv_turns);
+  EXPECT_GE(g2->kv_bytes + v2->kv_bytes, kv_turns - 32 * 57344);
+  h.send(msg::PoolSize{"generator", g2->serial, g2->kv_bytes, g2->kv_tokens, 0, ""});
+  h.send(msg::PoolSize{"verifier", v2->serial, v2->kv_bytes, v2->kv_tokens, 0, ""});
+  // Small jobs again: the uploads (0.85 s estimated) outweigh what the
+  // larger pools save. Both pools shrink first, then the generator's
+  // weights come back, then both hear the turns ended. (The demand is the
+  // peak over its window: the large jobs leave it first.)
+  std::this_thread::sleep_for(300ms);
+  load(8, 8, 100);
+  std::optional<msg::Grant> g3, v3;
+  for (int k = 0; k < 4 && !(g3 && v3); ++k) {
+    auto env = test::recv_envelope(h.p.in.at(k % 2 ? "verifier" : "generator"), 2s);
+    if (!env || env->type != msg::Grant::kType) continue;
+    auto gr = msg::decode<msg::Grant>(*env);
+    ASSERT_TRUE(gr.ok());
+    (gr->role == "generator" ? g3 : v3) = *gr;
+  }
+  ASSERT_TRUE(g3 && v3);
+  EXPECT_LE(g3->kv_bytes + v3->kv_bytes, kv_both);
+  EXPECT_FALSE(h.p.next<msg::DeviceTurn>("generator", 200ms)) << "no weights before both pools shrank";
+  h.send(msg::PoolSize{"generator", g3->serial, g3->kv_bytes, g3->kv_tokens, 0, ""});
+  h.send(msg::PoolSize{"verifier", v3->serial, v3->kv_bytes, v3->kv_tokens, 0, ""});
+  auto on = h.p.next<msg::DeviceTurn>("generator");
+  ASSERT_TRUE(on);
+  EXPECT_TRUE(on->on);
+  h.send(msg::TurnDone{"generator", on->serial, true, 0.1, ""});
+  auto g4 = h.p.next<msg::Grant>("generator"), v4 = h.p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(g4 && v4);
+  EXPECT_FALSE(g4->turns || v4->turns);
+  EXPECT_TRUE(h.a->stop(2s));
 }
 
 }  // namespace
