@@ -830,9 +830,12 @@ TEST(MemoryArbiter, UnderTheRooflineSplitTheModelsStartAndStopTakingTurnsAsTheWo
   EXPECT_FALSE(g->turns || v->turns);
   EXPECT_GE(g->kv_bytes_max, kv_turns / 2) << "room reserved for taking turns";
   auto load = [&](int32_t gen_jobs, int32_t score_jobs, int64_t ver_ctx) {
+    // The jobs first: the arbiter decides on every message, and with the
+    // engines' reports alone it would see no jobs and a blocked verifier.
     msg::QueueLoad q;
     q.gen_jobs = gen_jobs, q.gen_ctx_tokens = gen_jobs * 100, q.score_jobs = score_jobs;
     q.score_ctx_tokens = score_jobs * ver_ctx;
+    h.send(q);
     for (const char* role : {"generator", "verifier"}) {
       msg::EngineLoad e;
       const bool ver = std::string(role) == "verifier";
@@ -841,7 +844,6 @@ TEST(MemoryArbiter, UnderTheRooflineSplitTheModelsStartAndStopTakingTurnsAsTheWo
       e.overhead_s = kCard.overhead_s, e.s_per_byte = kCard.s_per_byte, e.s_per_flop = kCard.s_per_flop;
       h.send(e);
     }
-    h.send(q);
   };
   // PRM inputs of 2,100 tokens: over what the verifier's pool can be while
   // both are on the device (64 MiB hold 1,170 of its tokens).
