@@ -157,7 +157,10 @@ bool Arbiter::maybe_change_mode(const MemoryState& st, DemandWindow::Clock::time
                  "ms taking turns, {:.1f} ms of it uploads)",
                  both.seconds * 1e3, t_turns * 1e3, uploads * 1e3);
   } else {
-    if (!(t_turns * (1 + kModeHysteresis) < both.seconds) || !(dwelt || !std::isfinite(both.seconds))) return false;
+    // Only when a job cannot run with both on the device at any split: where
+    // both can run, the prediction has ranked taking turns first and been
+    // wrong (docs/performance.md, "Choosing while serving").
+    if (std::isfinite(both.seconds) || !std::isfinite(t_turns)) return false;
     // The model with less work leaves the device first.
     const char* leaving = st.gen.jobs <= st.ver.jobs ? "generator" : "verifier";
     mode_ = ModeChange{true, ++serial_, 0, 0};

@@ -46,9 +46,10 @@ struct MemoryArbiterOptions {
   // max_position, or no pool at all); "none" where weights cannot leave
   // the device (the CPU: the supervisor says so).
   std::string offload = "off";
-  // Under "auto" and a split that moves, the models start or stop taking
-  // turns while they serve when the roofline predicts the other way faster
-  // by 25%; at most once in this long, unless a job cannot run as it is.
+  // Under "auto" and a split that moves, the models start taking turns
+  // while they serve when a job cannot run with both on the device, and stop
+  // when the roofline predicts both on the device 25% faster (at most once
+  // in this long).
   double offload_dwell_s = 20;
 };
 
