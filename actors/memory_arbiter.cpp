@@ -57,9 +57,9 @@ class Arbiter {
   int64_t kv_total() const { return budget_ + turn_bonus() - gen_->weight_bytes - ver_->weight_bytes; }
   int64_t turn_bonus() const { return turns_on_ ? std::min(gen_->weight_bytes, ver_->weight_bytes) : 0; }
   // Whether the models may start or stop taking turns while they serve:
-  // "auto" under a policy that moves memory. The pools then reserve room
+  // "adaptive" under a policy that moves memory. The pools then reserve room
   // for the KV memory of taking turns.
-  bool mode_may_change() const { return o_.offload == "auto" && policy_->moves(); }
+  bool mode_may_change() const { return o_.offload == "adaptive" && policy_->moves(); }
   int64_t kv_reserved() const {
     return mode_may_change() ? budget_ + std::min(gen_->weight_bytes, ver_->weight_bytes) - gen_->weight_bytes -
                                    ver_->weight_bytes
@@ -157,10 +157,7 @@ bool Arbiter::maybe_change_mode(const MemoryState& st, DemandWindow::Clock::time
                  "ms taking turns, {:.1f} ms of it uploads)",
                  both.seconds * 1e3, t_turns * 1e3, uploads * 1e3);
   } else {
-    // Only when a job cannot run with both on the device at any split: where
-    // both can run, the prediction has ranked taking turns first and been
-    // wrong (docs/performance.md, "Choosing while serving").
-    if (std::isfinite(both.seconds) || !std::isfinite(t_turns)) return false;
+    if (!(t_turns * (1 + kModeHysteresis) < both.seconds) || !(dwelt || !std::isfinite(both.seconds))) return false;
     // The model with less work leaves the device first.
     const char* leaving = st.gen.jobs <= st.ver.jobs ? "generator" : "verifier";
     mode_ = ModeChange{true, ++serial_, 0, 0};
@@ -217,7 +214,7 @@ void Arbiter::on_mode_pool_size(const msg::PoolSize& p) {
 
 bool Arbiter::decide_turns() const {
   if (o_.offload == "on") return true;
-  if (o_.offload != "auto") return false;
+  if (o_.offload != "auto" && o_.offload != "adaptive") return false;
   // Both stay when the split gives each a useful pool: one sequence of the
   // model's positions.
   auto useful = [](const ModelFootprint& f) {

@@ -41,15 +41,15 @@ struct MemoryArbiterOptions {
   double demand_window_s = 3.0;  // the demand is the peak over this window
   int64_t decide_every_ms = 250;
   int32_t max_batch = 256;       // the engines' (engine.max_batch)
-  // memory.offload: "off", "on" (always take turns) or "auto" (take turns
+  // memory.offload: "off", "on" (always take turns), "auto" (take turns
   // when the split leaves a model's pool short of one sequence of its
-  // max_position, or no pool at all); "none" where weights cannot leave
-  // the device (the CPU: the supervisor says so).
+  // max_position, or no pool at all) or "adaptive" (starts as "auto", then
+  // chooses while serving); "none" where weights cannot leave the device
+  // (the CPU: the supervisor says so).
   std::string offload = "off";
-  // Under "auto" and a split that moves, the models start taking turns
-  // while they serve when a job cannot run with both on the device, and stop
-  // when the roofline predicts both on the device 25% faster (at most once
-  // in this long).
+  // Under "adaptive" and a split that moves, the models start or stop
+  // taking turns while they serve when the roofline predicts the other way
+  // 25% faster; at most once in this long, unless a job cannot run as it is.
   double offload_dwell_s = 20;
 };
 

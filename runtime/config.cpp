@@ -231,7 +231,7 @@ Status read_memory(const Section& s, MemoryConfig* m) {
   FLASHTTS_TRY(s.read("generator_share", &m->generator_share));
   if (!(m->generator_share > 0 && m->generator_share < 1))
     return s.fail("generator_share", show(m->generator_share), "must be in (0, 1)");
-  FLASHTTS_TRY(s.read_enum("offload", &m->offload, {"auto", "on", "off"}));
+  FLASHTTS_TRY(s.read_enum("offload", &m->offload, {"auto", "adaptive", "on", "off"}));
   FLASHTTS_TRY(s.read("block_size", &m->block_size, kInt32Min, kInt32Max));
   int32_t b = m->block_size;
   if (b < 1 || b > 256 || (b & (b - 1)) != 0)

@@ -44,7 +44,9 @@ struct MemoryConfig {
   // "auto": the models take turns on the device, the weights of the one
   // not running in host memory, when the split leaves a model's KV pool
   // short of one max_position sequence (docs/pipeline.md, "Memory and
-  // admission"); "on": always; "off": never. Only where weights can leave
+  // admission"); "adaptive": as "auto", then the roofline split chooses
+  // again while serving (measured to win and to lose: docs/performance.md);
+  // "on": always; "off": never. Only where weights can leave
   // the device (a simulated card with a host link; not the CPU).
   std::string offload = "auto";
 };

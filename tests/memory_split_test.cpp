@@ -808,7 +808,7 @@ TEST(MemoryArbiter, ABudgetBelowBothWeightsNamesOffloadOnlyWhereItCanHelp) {
   }
 }
 
-// memory.offload = "auto" under the roofline split: the models start taking
+// memory.offload = "adaptive" under the roofline split: the models start taking
 // turns while they serve when a job cannot run with both on the device (the
 // verifier's largest job is over the KV memory both leave), the model with
 // less work leaving first and both pools growing into the KV memory of taking
@@ -821,7 +821,7 @@ TEST(MemoryArbiter, UnderTheRooflineSplitTheModelsStartAndStopTakingTurnsAsTheWo
   const msg::Weights vw = weights_report("verifier", cost(7e9, 57344, true), 16, 256, 0);
   const int64_t kv_both = 64ll << 20, kv_turns = kv_both + gw.weight_bytes;
   MemoryArbiterOptions o = h.options(gw.weight_bytes + vw.weight_bytes + kv_both, "roofline");
-  o.offload = "auto", o.decide_every_ms = 0, o.offload_dwell_s = 0, o.demand_window_s = 0.2;
+  o.offload = "adaptive", o.decide_every_ms = 0, o.offload_dwell_s = 0, o.demand_window_s = 0.2;
   h.start(o);
   h.send(gw);
   h.send(vw);
