@@ -112,16 +112,34 @@ Expected<MemorySplit> RooflineSplit::split(int64_t budget, const ModelFootprint&
   return make_static_split(initial_share_)->split(budget, g, v);
 }
 
-BestSplit predict_best_split(const MemoryState& st, int64_t kv_bytes, double step) {
-  BestSplit best{0, kNever};
-  const int n = std::max(2, (int)std::lround(1.0 / step));
+namespace {
+
+// The iteration the demand in `st` predicts with `gen_bytes` of `kv_bytes`
+// for the generator and the rest for the verifier.
+double predict_split(const MemoryState& st, int64_t kv_bytes, int64_t gen_bytes) {
+  return predict_generation(st.gen, st.generator.tokens(gen_bytes)) +
+         predict_scoring(st.ver, st.verifier.tokens(kv_bytes - gen_bytes));
+}
+
+// Splits of the grid of n steps (k / n of kv_bytes for the generator) that
+// leave each pool a block, with their predicted iterations.
+int grid_steps(double step) { return std::max(2, (int)std::lround(1.0 / step)); }
+std::vector<std::pair<int64_t, double>> predict_grid(const MemoryState& st, int64_t kv_bytes, int n) {
+  std::vector<std::pair<int64_t, double>> grid;  // generator bytes, predicted iteration
   for (int k = 1; k < n; ++k) {
     const int64_t b = (int64_t)((double)kv_bytes * k / n);
     if (b < st.generator.block_bytes() || kv_bytes - b < st.verifier.block_bytes()) continue;
-    const double t = predict_generation(st.gen, st.generator.tokens(b)) +
-                     predict_scoring(st.ver, st.verifier.tokens(kv_bytes - b));
-    if (t < best.seconds) best = {b, t};
+    grid.push_back({b, predict_split(st, kv_bytes, b)});
   }
+  return grid;
+}
+
+}  // namespace
+
+BestSplit predict_best_split(const MemoryState& st, int64_t kv_bytes, double step) {
+  BestSplit best{0, kNever};
+  for (const auto& [b, t] : predict_grid(st, kv_bytes, grid_steps(step)))
+    if (t < best.seconds) best = {b, t};
   return best;
 }
 
@@ -136,21 +154,13 @@ std::optional<MemorySplit> RooflineSplit::rebalance(const MemoryState& st) {
   // both to have work would wait forever.
   auto idle = [](const ModelDemand& d) { return d.jobs <= 0 && d.latency.known(); };
   if (!(st.gen.known() || idle(st.gen)) || !(st.ver.known() || idle(st.ver))) return std::nullopt;
-  auto predict = [&](int64_t gen_bytes) {
-    return predict_generation(st.gen, st.generator.tokens(gen_bytes)) +
-           predict_scoring(st.ver, st.verifier.tokens(st.kv_bytes - gen_bytes));
-  };
+  auto predict = [&](int64_t gen_bytes) { return predict_split(st, st.kv_bytes, gen_bytes); };
   const double now = predict(st.current.generator_kv_bytes);
   if ((!st.gen.known() || !st.ver.known()) && std::isfinite(now)) return std::nullopt;
-  const int n = std::max(2, (int)std::lround(1.0 / o_.step));
-  std::vector<std::pair<int64_t, double>> grid;  // generator bytes, predicted iteration
+  const int n = grid_steps(o_.step);
+  const auto grid = predict_grid(st, st.kv_bytes, n);  // generator bytes, predicted iteration
   double best = now;
-  for (int k = 1; k < n; ++k) {
-    const int64_t b = (int64_t)((double)st.kv_bytes * k / n);
-    if (b < st.generator.block_bytes() || st.kv_bytes - b < st.verifier.block_bytes()) continue;
-    grid.push_back({b, predict(b)});
-    best = std::min(best, grid.back().second);
-  }
+  for (const auto& [b, t] : grid) best = std::min(best, t);
   // Where several splits predict the best time within kTie (both working
   // sets fit at each), the one that leaves both pools the most room over
   // their working sets, as a share of them: contexts grow with every step.
