@@ -53,18 +53,18 @@ class Arbiter {
     int32_t settle_jobs = 0;  // the growing model's (Grant::settle_jobs)
   };
 
-  // Taking turns, only the larger model's weights count.
-  int64_t kv_total() const { return budget_ + turn_bonus() - gen_->weight_bytes - ver_->weight_bytes; }
-  int64_t turn_bonus() const { return turns_on_ ? std::min(gen_->weight_bytes, ver_->weight_bytes) : 0; }
+  // The KV memory both pools share: the budget less both models' weights,
+  // or, taking turns, less the larger model's only.
+  int64_t kv_with(bool turns) const {
+    return budget_ - std::max(gen_->weight_bytes, ver_->weight_bytes) -
+           (turns ? 0 : std::min(gen_->weight_bytes, ver_->weight_bytes));
+  }
+  int64_t kv_total() const { return kv_with(turns_on_); }
   // Whether the models may start or stop taking turns while they serve:
   // "adaptive" under a policy that moves memory. The pools then reserve room
   // for the KV memory of taking turns.
   bool mode_may_change() const { return o_.offload == "adaptive" && policy_->moves(); }
-  int64_t kv_reserved() const {
-    return mode_may_change() ? budget_ + std::min(gen_->weight_bytes, ver_->weight_bytes) - gen_->weight_bytes -
-                                   ver_->weight_bytes
-                             : kv_total();
-  }
+  int64_t kv_reserved() const { return kv_with(turns_on_ || mode_may_change()); }
   bool maybe_change_mode(const MemoryState& st, DemandWindow::Clock::time_point now);
   Status on_mode_turn_done(const msg::TurnDone& d);
   void on_mode_pool_size(const msg::PoolSize& p);
@@ -124,8 +124,7 @@ bool Arbiter::maybe_change_mode(const MemoryState& st, DemandWindow::Clock::time
   if (!(st.gen.known() || st.gen.jobs <= 0) || !(st.ver.known() || st.ver.jobs <= 0)) return false;
   if (!st.gen.latency.known() || !st.ver.latency.known()) return false;
   if (st.gen.jobs <= 0 && st.ver.jobs <= 0) return false;  // nothing to predict from
-  const int64_t w_min = std::min(gen_->weight_bytes, ver_->weight_bytes);
-  const int64_t kv_both = budget_ - gen_->weight_bytes - ver_->weight_bytes, kv_turns = kv_both + w_min;
+  const int64_t kv_both = kv_with(false), kv_turns = kv_with(true);
   auto upload = [&](const char* role, const ModelFootprint& f) {
     const double s = turns_.last_upload_s(role);
     return s >= 0 ? s : (double)f.weight_bytes / kAssumedHostLink;
@@ -172,16 +171,14 @@ bool Arbiter::maybe_change_mode(const MemoryState& st, DemandWindow::Clock::time
 }
 
 Status Arbiter::on_mode_turn_done(const msg::TurnDone& d) {
-  if (!d.error.empty())
-    return make_error("memory.offload: the " + d.role + " could not move its weights " + (d.on ? "off" : "onto") +
-                      " the device: " + d.error);
+  if (!d.error.empty()) return weights_move_error(d, !mode_->to_turns);
   const auto now = DemandWindow::Clock::now();
   if (mode_->to_turns) {
     // The weights left: both pools grow in proportion into the KV memory of
     // taking turns; the grants tell both models the turns began.
     const int64_t before = split_->generator_kv_bytes + split_->verifier_kv_bytes;
     turns_on_ = true;
-    turns_.start(now, d.role == "generator" ? "verifier" : "generator");
+    turns_.start(now, other_model(d.role));
     const int64_t g = (int64_t)((double)split_->generator_kv_bytes * (double)kv_total() / (double)before);
     split_ = MemorySplit{g, kv_total() - g};
   } else {
@@ -207,7 +204,7 @@ void Arbiter::on_mode_pool_size(const msg::PoolSize& p) {
   if (mode_->gen_serial != 0 || mode_->ver_serial != 0) return;
   // Both pools within the KV memory of both models on the device: the
   // weights that were off come back.
-  const std::string back = turns_.resident() == "generator" ? "verifier" : "generator";
+  const std::string back = other_model(turns_.resident());
   mode_->serial = ++serial_;
   box_.post(back, msg::DeviceTurn{back, true, serial_});
 }
@@ -300,8 +297,9 @@ Status Arbiter::on_weights(const msg::Weights& w) {
   if (o_.budget_bytes == 0)
     o_.log->info("memory budget {:.1f} MiB (automatic)", double(budget_) / (1 << 20));
   turns_on_ = decide_turns();
-  // Taking turns, the smaller model's weights leave room when they leave.
-  auto s = policy_->split(budget_ + turn_bonus(), *gen_, *ver_);
+  // Taking turns, the smaller model's weights leave room when they leave:
+  // the policy splits what kv_total() says.
+  auto s = policy_->split(budget_ + kv_total() - kv_with(false), *gen_, *ver_);
   if (!s) {
     if (turns_on_) {
       char why[256];
@@ -406,7 +404,8 @@ void Arbiter::on_stats(const msg::StatsQuery& q) {
     st.put("generator_kv_bytes", split_->generator_kv_bytes);
     st.put("verifier_kv_bytes", split_->verifier_kv_bytes);
   }
-  st.put("offload", turns_on_).put("offload_changes", mode_changes_).put("turn_switches", turns_.switches()).put("turn_upload_s", turns_.upload_s());
+  st.put("offload", turns_on_).put("offload_changes", mode_changes_);
+  st.put("turn_switches", turns_.switches()).put("turn_upload_s", turns_.upload_s());
   box_.post("intake", msg::StatsReply{q.qid, "memory_arbiter", st.bytes()});
 }
 

@@ -53,7 +53,6 @@ struct MemoryArbiterOptions {
   double offload_dwell_s = 20;
 };
 
-
 Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbiterOptions& o);
 
 }  // namespace flashtts

@@ -4,6 +4,11 @@
 
 namespace flashtts {
 
+Status weights_move_error(const msg::TurnDone& d, bool onto) {
+  return make_error("memory.offload: the " + d.role + " could not move its weights " + (onto ? "onto" : "off") +
+                    " the device: " + d.error);
+}
+
 double TurnSchedule::quantum_s() const {
   if (last_gen_s_ < 0 || last_ver_s_ < 0) return 1.0;  // not measured yet
   return std::max(0.1, kTurnFactor * (last_gen_s_ + last_ver_s_));
@@ -20,9 +25,7 @@ std::optional<msg::DeviceTurn> TurnSchedule::next(Clock::time_point now, uint64_
 Expected<std::optional<msg::DeviceTurn>> TurnSchedule::done(const msg::TurnDone& d, Clock::time_point now,
                                                             uint64_t* serial) {
   if (moving_.empty() || d.serial != serial_ || d.role != moving_) return std::optional<msg::DeviceTurn>();
-  if (!d.error.empty())
-    return make_error("memory.offload: the " + d.role + " could not move its weights " +
-                      (moving_on_ ? "onto" : "off") + " the device: " + d.error);
+  if (!d.error.empty()) return weights_move_error(d, moving_on_).error();
   if (!moving_on_) {
     moving_ = other(), moving_on_ = true, serial_ = ++*serial;
     return std::optional<msg::DeviceTurn>(msg::DeviceTurn{moving_, true, serial_});

@@ -27,6 +27,13 @@ namespace flashtts {
 // at most about 1/kTurnFactor of the time.
 constexpr double kTurnFactor = 8;
 
+// "verifier" for "generator" and the other way round.
+inline const char* other_model(const std::string& role) { return role == "generator" ? "verifier" : "generator"; }
+
+// The error of a model whose weights could not move `onto` the device (or
+// off it): the other model could then never run.
+Status weights_move_error(const msg::TurnDone& d, bool onto);
+
 class TurnSchedule {
  public:
   using Clock = std::chrono::steady_clock;
@@ -64,7 +71,7 @@ class TurnSchedule {
 
  private:
   bool wants(const std::string& r) const { return r == "generator" ? wants_gen_ : wants_ver_; }
-  std::string other() const { return resident_ == "generator" ? "verifier" : "generator"; }
+  std::string other() const { return other_model(resident_); }
 
   bool started_ = false;
   std::string resident_ = "generator";
