@@ -140,8 +140,8 @@ class Generator {
   Mailbox box_;
   int64_t weight_bytes_ = 0;
   ModelCost pass_cost_;  // what its passes cost, for the latency model
-  LoadMeter meter_;
-  DeviceTurns turns_;    // memory.offload: whose turn on the device      // reports to the memory arbiter under an elastic split
+  LoadMeter meter_;      // reports to the memory arbiter under an elastic split
+  DeviceTurns turns_;    // memory.offload: whose turn on the device
   // The engine, the queue (real jobs in the scheduler's order, then
   // speculative ones) and the running jobs.
   Batch<GenTask> batch_;

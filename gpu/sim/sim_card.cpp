@@ -54,10 +54,6 @@ SimPassTime sim_pass_time(const SimCard& card, const ModelConfig& c, const PassS
   return t;
 }
 
-}  // namespace flashtts
-
-namespace flashtts {
-
 double sim_weight_upload_s(const SimCard& card, const ModelConfig& c) {
   return card.host_link_bandwidth > 0 ? (double)sim_weight_bytes(c) / card.host_link_bandwidth : 0;
 }
