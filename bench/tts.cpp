@@ -72,6 +72,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// What this run leaves in the temporary folder: <prefix><pid> (its scratch
+// folder) and <prefix><pid>-<k> (served variant k's client socket).
+const std::string kTempPrefix = "flashtts-bench-tts-";
+
 struct Options {
   std::string workload = "arith", device;
   fs::path config, policy, prm, problems_file, trace_table;
@@ -146,9 +150,8 @@ Expected<std::unique_ptr<Served>> serve(const std::string& name, Config cfg, int
   auto s = std::make_unique<Served>(LogSink(*level));
   s->name = name;
   for (auto& [actor, ep] : cfg.endpoints.actors) ep = "inproc://bench-tts-" + std::to_string(k) + "-" + actor;
-  cfg.endpoints.clients = {"ipc://" + (fs::temp_directory_path() / ("flashtts-bench-tts-" + std::to_string(getpid()) +
-                                                                     "-" + std::to_string(k)))
-                                          .string()};
+  cfg.endpoints.clients = {
+      "ipc://" + (fs::temp_directory_path() / (kTempPrefix + std::to_string(getpid()) + "-" + std::to_string(k))).string()};
   s->cfg = std::move(cfg);
   auto sup = Supervisor::start(s->ctx, s->cfg, s->logs);
   if (!sup) return make_error(name + ": " + sup.error().message);
@@ -389,14 +392,12 @@ Status make_trace_models(const fs::path& dir) {
 // starts.
 class Scratch {
  public:
-  Scratch() : dir_(fs::temp_directory_path() / ("flashtts-bench-tts-" + std::to_string(getpid()))) {
+  Scratch() : dir_(fs::temp_directory_path() / (kTempPrefix + std::to_string(getpid()))) {
     std::error_code ec;
-    const std::string prefix = "flashtts-bench-tts-";
     for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec)) {
       const std::string name = e.path().filename().string();
-      if (name.rfind(prefix, 0) != 0) continue;
-      // "<pid>" (the folder) or "<pid>-<k>" (a served variant's client socket).
-      const std::string rest = name.substr(prefix.size()), pid = rest.substr(0, rest.find('-'));
+      if (name.rfind(kTempPrefix, 0) != 0) continue;
+      const std::string rest = name.substr(kTempPrefix.size()), pid = rest.substr(0, rest.find('-'));
       if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
       if (kill((pid_t)std::stol(pid), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
     }
