@@ -146,12 +146,10 @@ bool Arbiter::maybe_change_mode(const MemoryState& st, DemandWindow::Clock::time
     const int64_t g = std::min(both.generator_kv_bytes, split_->generator_kv_bytes);
     const int64_t v = std::min(kv_both - g, split_->verifier_kv_bytes);
     turns_.stop();
-    turns_on_ = false;  // the grants below already count both weights
     grant("generator", g, spdlog::level::debug);
     mode_->gen_serial = serial_;
     grant("verifier", v, spdlog::level::debug);
     mode_->ver_serial = serial_;
-    turns_on_ = true;
     o_.log->info("memory.offload: both models on the device again (an iteration predicted {:.1f} ms, against {:.1f} "
                  "ms taking turns, {:.1f} ms of it uploads)",
                  both.seconds * 1e3, t_turns * 1e3, uploads * 1e3);
@@ -265,7 +263,9 @@ void Arbiter::grant(const std::string& role, int64_t bytes, spdlog::level::level
   // A pool that moves reserves room for everything but one block of the other.
   const int64_t max = policy_->moves() ? kv_reserved() - other.block_bytes() : bytes;
   msg::Grant g{role, bytes, f.tokens(bytes), max, f.tokens(max), ++serial_, f.max_position, settle_jobs};
-  g.turns = turns_on_, g.resident = !turns_on_ || role == turns_.resident();
+  // Grants on the way back to both models on the device say the turns ended.
+  const bool turns = turns_on_ && !(mode_ && !mode_->to_turns);
+  g.turns = turns, g.resident = !turns || role == turns_.resident();
   box_.post(role, g);
   box_.post("scheduler", g);
   o_.log->log(level, "granted the {} {:.1f} MiB of KV ({} tokens)", role, double(bytes) / (1 << 20), g.kv_tokens);

@@ -877,6 +877,7 @@ TEST(MemoryArbiter, UnderTheRooflineSplitTheModelsStartAndStopTakingTurnsAsTheWo
   }
   ASSERT_TRUE(g3 && v3);
   EXPECT_LE(g3->kv_bytes + v3->kv_bytes, kv_both);
+  EXPECT_FALSE(g3->turns || v3->turns) << "the grants on the way back say the turns ended";
   EXPECT_FALSE(h.p.next<msg::DeviceTurn>("generator", 200ms)) << "no weights before both pools shrank";
   h.send(msg::PoolSize{"generator", g3->serial, g3->kv_bytes, g3->kv_tokens, 0, ""});
   h.send(msg::PoolSize{"verifier", v3->serial, v3->kv_bytes, v3->kv_tokens, 0, ""});
