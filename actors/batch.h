@@ -115,6 +115,10 @@ class Batch {
   Batch(const EngineActorOptions& o, Logger log, Hooks hooks)
       : o_(o), log_(std::move(log)), hooks_(std::move(hooks)), kept_(o.by_priority) {}
 
+  // What a simulated device samples from, for the engine the first grant
+  // creates (EngineOptions::sample_ids).
+  void set_sample_ids(std::shared_ptr<const std::vector<int32_t>> ids) { sample_ids_ = std::move(ids); }
+
   // Creates the engine on the first grant for `role` (accept_grant); a
   // later one resizes its pool (resize()). Returns what the memory arbiter
   // is answered: the pool's size (nullopt for a grant to another role).
@@ -127,7 +131,7 @@ class Batch {
     msg::PoolSize p;
     p.role = role, p.serial = g.serial;
     if (!engine_) {
-      FLASHTTS_TRY(accept_grant(g, role, config, weights, o_, log_, &engine_));
+      FLASHTTS_TRY(accept_grant(g, role, config, weights, o_, log_, &engine_, sample_ids_));
       max_capacity_ = engine_->max_kv_blocks() * o_.block_size;
     } else if (g.kv_bytes != kv_bytes_) {
       if (auto r = resize(g.kv_bytes)) {
@@ -456,6 +460,7 @@ class Batch {
   Logger log_;
   Hooks hooks_;
   std::unique_ptr<Engine> engine_;
+  std::shared_ptr<const std::vector<int32_t>> sample_ids_;
   int64_t kv_bytes_ = 0;
   int32_t capacity_ = 0;
   int32_t max_capacity_ = 0;

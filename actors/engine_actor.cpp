@@ -28,13 +28,15 @@ Expected<std::unique_ptr<Tokenizer>> open_model_tokenizer(const EngineActorOptio
 }
 
 Status accept_grant(const msg::Grant& g, const char* role, const ModelConfig& config, ModelWeights* weights,
-                    const EngineActorOptions& o, const Logger& log, std::unique_ptr<Engine>* engine) {
+                    const EngineActorOptions& o, const Logger& log, std::unique_ptr<Engine>* engine,
+                    std::shared_ptr<const std::vector<int32_t>> sample_ids) {
   EngineOptions eo;
   eo.kv_bytes = (size_t)std::max<int64_t>(g.kv_bytes, 0);
   eo.kv_bytes_max = (size_t)std::max(g.kv_bytes_max, g.kv_bytes);
   eo.block_size = o.block_size;
   eo.n_threads = o.device ? o.device->threads_for(o.n_threads) : o.n_threads;
   eo.device = o.device;  // a CUDA context puts the engine on the GPU, on a stream of its own
+  eo.sample_ids = std::move(sample_ids);
   auto e = Engine::create(config, std::move(*weights), eo);
   if (!e) return make_error(std::string(role) + ": " + e.error().message);
   *engine = std::move(e).value();

@@ -51,9 +51,11 @@ Expected<std::unique_ptr<Tokenizer>> open_model_tokenizer(const EngineActorOptio
 
 // Acts on the first KV grant for `role`: creates the engine from `config` and
 // `*weights` (moved out), its pool sized kv_bytes and room reserved for
-// kv_bytes_max. Error when the engine cannot be created.
+// kv_bytes_max; `sample_ids`: what a simulated device samples from
+// (EngineOptions::sample_ids). Error when the engine cannot be created.
 Status accept_grant(const msg::Grant& g, const char* role, const ModelConfig& config, ModelWeights* weights,
-                    const EngineActorOptions& o, const Logger& log, std::unique_ptr<Engine>* engine);
+                    const EngineActorOptions& o, const Logger& log, std::unique_ptr<Engine>* engine,
+                    std::shared_ptr<const std::vector<int32_t>> sample_ids = {});
 
 // Until "$TERM": wait for the pipe or the inbox (at most idle_wait(): 0
 // while the actor has work, -1 = until a message comes), handle every

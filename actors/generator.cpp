@@ -12,6 +12,7 @@
 #include "gpu/model_loader.h"
 #include "gpu/open_model.h"
 #include "gpu/sampler.h"
+#include "gpu/sim/sim_tokens.h"
 #include "gpu/tokenizer.h"
 #include "actors/batch.h"
 #include "actors/engine_load.h"
@@ -78,6 +79,15 @@ class Generator {
         .on<msg::DeviceTurn>([this](const msg::DeviceTurn& t) { post("memory_arbiter", turns_.on_turn(t, batch_.engine())); })
         .on<msg::StatsQuery>([this](const msg::StatsQuery& m) { on_stats(m.qid, m.reset_peaks); })
         .on<msg::WeightsQuery>([this](const msg::WeightsQuery&) { announce(); });  // a restarted arbiter asks
+    // A simulated device writes text that reads back at about one token per
+    // token, as a real policy's does (gpu/sim/sim_tokens.h).
+    if (o_.device && o_.device->simulated()) {
+      const auto t0 = Clock::now();
+      auto ids = std::make_shared<const std::vector<int32_t>>(standalone_token_ids(*tok_));
+      log_->info("simulated device: sampling from the {} of {} tokens that stand alone as text ({:.0f} ms)",
+                 ids->size(), tok_->vocab_size(), ms_since(t0));
+      batch_.set_sample_ids(std::move(ids));
+    }
   }
   Generator(const Generator&) = delete;  // the hooks and routes point at this object
   Generator& operator=(const Generator&) = delete;

@@ -59,6 +59,9 @@ struct BackendOptions {
   int32_t max_blocks = 0;   // KV blocks reserved for resize_kv() to grow into; 0 = n_blocks
   int32_t block_size = 16;  // tokens per block
   int32_t n_threads = 0;    // 0 = all cores
+  // A simulated device draws its sampled tokens uniformly from these ids
+  // (gpu/sim/sim_tokens.h); null or empty: from the whole vocabulary.
+  std::shared_ptr<const std::vector<int32_t>> sample_ids;
 };
 
 class Backend {

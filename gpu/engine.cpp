@@ -53,6 +53,7 @@ Expected<std::unique_ptr<Engine>> Engine::create(ModelConfig config, ModelWeight
   bo.max_blocks = (int32_t)max_blocks;
   bo.block_size = o.block_size;
   bo.n_threads = o.n_threads;
+  bo.sample_ids = o.sample_ids;
   std::unique_ptr<Backend> backend;
   if (o.device && o.device->simulated()) backend = make_sim_backend(std::move(config), bo, *o.device);
   if (on_cuda) {

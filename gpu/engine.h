@@ -32,6 +32,8 @@ struct EngineOptions {
   // The process's device context: a CUDA one puts the engine on the GPU
   // (bf16 weights and KV); null or a CPU one keeps it on the CPU.
   std::shared_ptr<const DeviceContext> device;
+  // A simulated device samples from these ids (BackendOptions::sample_ids).
+  std::shared_ptr<const std::vector<int32_t>> sample_ids;
 };
 
 // Which rows of a sequence's pending chunk produce output.

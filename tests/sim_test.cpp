@@ -3,7 +3,9 @@
 // bookkeeping stays real, and a whole pipeline runs on it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include "gpu/device_context.h"
@@ -14,6 +16,9 @@
 #include "gpu/sampler.h"
 #include "gpu/sim/sim_backend.h"
 #include "gpu/sim/sim_card.h"
+#include "gpu/sim/sim_tokens.h"
+#include "gpu/sample_hash.h"
+#include "gpu/tokenizer.h"
 #include "messages/protocol.h"
 #include "runtime/client.h"
 #include "runtime/config.h"
@@ -209,6 +214,74 @@ TEST(SimDevice, KvBookkeepingIsRealWithBf16Sizes) {
   ASSERT_TRUE(eng.run(std::span<const RunItem>(items.data(), 1), OutputKind::Tokens, &r).ok());
   EXPECT_TRUE(r.starved.empty());
   EXPECT_EQ(eng.n_computed(1), 49);
+}
+
+// The ids a simulated policy samples from stand alone as text: each reads
+// back as itself, and a stream of them reads back at about one token per
+// token, where draws over the whole vocabulary read back at about twice as
+// many on a flashtts-mkmodel tokenizer (the benchmark's simulated folders:
+// 2.1, so the simulated PRM scored twice the text a real policy writes;
+// 1.17 from the standalone ids). Qwen2's own reads either back at about one
+// (1.03 and 1.06).
+void expect_standalone_ids_read_back_as_written(const Tokenizer& tok, double most) {
+  const std::vector<int32_t> ids = standalone_token_ids(tok);
+  ASSERT_GT(ids.size(), 1000u);
+  ASSERT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  for (int32_t id : ids) {
+    ASSERT_FALSE(tok.is_special(id));
+    const int32_t one[1] = {id};
+    ASSERT_EQ(tok.encode(tok.decode(one), false), std::vector<int32_t>{id}) << id;
+  }
+  auto read_back = [&](auto draw) {
+    std::vector<int32_t> text;
+    for (uint64_t i = 0; i < 4000; ++i) text.push_back(draw(uniform_of(5, 1, i)));
+    return (double)tok.encode(tok.decode(text, true), false).size() / (double)text.size();
+  };
+  const double standalone = read_back([&](double u) { return ids[(size_t)(u * (double)ids.size())]; });
+  const double whole = read_back([&](double u) { return (int32_t)(u * tok.vocab_size()); });
+  std::printf("read back per token: %.3f standalone, %.3f whole vocabulary (%zu of %d ids)\n", standalone, whole,
+              ids.size(), tok.vocab_size());
+  EXPECT_GT(standalone, 0.8);
+  EXPECT_LT(standalone, most);
+  EXPECT_LE(standalone, whole);
+}
+
+TEST(SimDevice, SampledIdsStandAloneAsTextOnAGeneratedTokenizer) {
+  const auto dir = test::scratch_dir("sim-tok") / "policy";
+  test::write_model(dir, "--preset qwen2.5-math-1.5b --no-weights");
+  auto tok = open_tokenizer(dir);
+  ASSERT_TRUE(tok.ok()) << tok.error().message;
+  expect_standalone_ids_read_back_as_written(**tok, 1.25);
+}
+
+TEST(SimDevice, SampledIdsStandAloneAsTextOnQwen2sTokenizer) {
+  FLASHTTS_REQUIRE_TESTDATA();
+  auto tok = open_tokenizer(test::testdata_dir() / "tokenizers" / "qwen2");
+  ASSERT_TRUE(tok.ok()) << tok.error().message;
+  expect_standalone_ids_read_back_as_written(**tok, 1.05);
+}
+
+// With sample ids, the simulated device draws from them only.
+TEST(SimDevice, DrawsItsTokensFromTheSampleIds) {
+  auto dev = sim_device("sim:rtx4090");
+  ASSERT_TRUE(dev);
+  const ModelConfig c = qwen_1_5b();
+  EngineOptions eo;
+  eo.device = dev;
+  eo.kv_bytes = 64 * 16 * (size_t)sim_kv_bytes_per_token(c);
+  eo.sample_ids = std::make_shared<const std::vector<int32_t>>(std::vector<int32_t>{7, 300, 151000});
+  auto e = Engine::create(c, ModelWeights{}, eo);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  std::vector<RunItem> items;
+  for (int64_t s = 1; s <= 32; ++s) {
+    ASSERT_TRUE((*e)->add_sequence(s, std::vector<int32_t>{1, 2, 3}, false).ok());
+    items.push_back({s, RowSelect::Last, 0, {}, SamplingParams{1.0f, 1.0f, 0, 9}, (uint64_t)s});
+  }
+  RunResult r;
+  ASSERT_TRUE((*e)->run(items, OutputKind::Tokens, &r).ok());
+  std::set<int32_t> seen;
+  for (int32_t i = 0; i < r.out.n_rows; ++i) seen.insert((int32_t)r.out.row(i)[0]);
+  EXPECT_EQ(seen, (std::set<int32_t>{7, 300, 151000}));
 }
 
 // On the CPU the engine's Tokens are the host sampler's draw from the logits.

@@ -40,9 +40,13 @@ class SimBackend : public Backend {
       for (int32_t r : e.out_rows) {
         const uint64_t position = (uint64_t)e.n_past + r;
         if (kind == OutputKind::Tokens) {
-          // The token that takes position + 1, uniform over the vocabulary.
+          // The token that takes position + 1, uniform over the sample ids
+          // (else the vocabulary).
           const double u = uniform_of(e.sampling.seed, e.sample_id, position + 1);
-          out->data[k++] = (float)std::min<int64_t>(int64_t(u * c_.vocab_size), c_.vocab_size - 1);
+          const std::vector<int32_t>* ids = o_.sample_ids && !o_.sample_ids->empty() ? o_.sample_ids.get() : nullptr;
+          const int64_t n = ids ? (int64_t)ids->size() : c_.vocab_size;
+          const int64_t i = std::min<int64_t>(int64_t(u * (double)n), n - 1);
+          out->data[k++] = (float)(ids ? (*ids)[(size_t)i] : i);
         } else {
           // Keyed by the step's new tokens, so beams that differ score differently.
           uint64_t h = kScoreSalt;
