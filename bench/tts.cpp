@@ -38,6 +38,11 @@
 // block, so no job is refused), and each JSON line carries the working set
 // (ws_gen_blocks, ws_ver_blocks) and the pools the pipeline got
 // (pool_gen_blocks, pool_ver_blocks). bench/tts_memory.h does the sizing.
+//
+// A variant whose warm-up or run fails (an actor that stops, a budget that
+// holds neither model) is left out of the rest of its cell: its table row
+// and a JSON line ({"failed": why}) say why, and the other variants and
+// cells go on. The exit status is then 3, after every cell has run.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <toml.hpp>
@@ -559,6 +564,7 @@ int main(int argc, char** argv) {
   }
   std::vector<tts::Point> points;
   std::string tables;
+  std::vector<std::string> failures;  // "cell, variant" of every variant that failed
   uint64_t next_problem = 0;
   const size_t n_cells = memories.size() * o.ns.size() * o.strategies.size() * o.concurrency.size();
   size_t cell_k = 0;
@@ -624,6 +630,22 @@ int main(int argc, char** argv) {
             memory_sets = bench::pool_overlay(*mem_model, target);
             std::fprintf(stderr, "\n%s: %s\n", cell_name(cell).c_str(), bench::describe(target, ws).c_str());
           }
+          // A variant that fails (its start, warm-up or a round) is left out of
+          // the rest of the cell and its table says why; the others go on.
+          std::vector<std::string> failed(o.variants.size());
+          auto fail = [&](size_t v, const std::string& what, const std::string& why) {
+            failed[v] = what + ": " + why;
+            std::fprintf(stderr, "\nflashtts-bench-tts: %s, %s: %s\n", cell_name(cell).c_str(), o.variants[v].c_str(),
+                         failed[v].c_str());
+            failures.push_back(cell_name(cell) + ", " + o.variants[v]);
+            if (!o.json_out.empty())
+              std::ofstream(o.json_out, std::ios::app)
+                  << json{{"bench", "tts"}, {"workload", o.workload}, {"strategy", strategy}, {"n", n},
+                          {"concurrency", conc}, {"memory_pct", mem ? json(mem) : json(nullptr)},
+                          {"variant", o.variants[v]}, {"failed", failed[v]}}
+                         .dump()
+                  << "\n";
+          };
           // Fresh pipelines per cell: the budget may follow N and the
           // concurrency, and no cell inherits another's prefix cache.
           std::vector<std::unique_ptr<Served>> served;
@@ -638,27 +660,24 @@ int main(int argc, char** argv) {
             }
             cfg->log_level = o.log_level;
             auto s = serve(o.variants[v], *cfg, int(v));
-            if (!s) {
-              std::fprintf(stderr, "flashtts-bench-tts: %s\n", s.error().message.c_str());
-              return 2;
-            }
-            served.push_back(std::move(*s));
+            served.push_back(s ? std::move(*s) : nullptr);
+            if (!s) fail(v, "start", s.error().message);
           }
           // One untimed solve per pipeline first: threads, page faults and
           // caches warm up there, not in the first variant's measured run.
-          for (size_t v = 0; v < served.size(); ++v)
-            if (auto w = run(*served[v], o, cell, {(*problems)[0]}, trace, 1); !w) {
-              std::fprintf(stderr, "flashtts-bench-tts: warm-up of %s: %s\n", o.variants[v].c_str(), w.error().message.c_str());
-              return 1;
-            }
+          for (size_t v = 0; v < served.size(); ++v) {
+            if (!served[v]) continue;
+            if (auto w = run(*served[v], o, cell, {(*problems)[0]}, trace, 1); !w) fail(v, "warm-up", w.error().message);
+          }
           // The pools each pipeline really got (a variant with a split
           // policy of its own may differ from the target: it is warned of).
           std::vector<bench::Pools> pools(served.size());
           for (size_t v = 0; mem && v < served.size(); ++v) {
+            if (!failed[v].empty()) continue;
             auto p = bench::read_pools(served[v]->ctx, served[v]->cfg.endpoints.clients.front());
             if (!p) {
-              std::fprintf(stderr, "flashtts-bench-tts: the pools of %s: %s\n", o.variants[v].c_str(), p.error().message.c_str());
-              return 1;
+              fail(v, "reading its pools", p.error().message);
+              continue;
             }
             pools[v] = *p;
             if (std::string w = bench::check_pools(target, *p); !w.empty())
@@ -671,12 +690,13 @@ int main(int argc, char** argv) {
             const uint64_t seed = seeds[round];
             for (size_t k = 0; k < served.size(); ++k) {
               size_t v = (k + size_t(round)) % served.size();  // the order rotates
+              if (!failed[v].empty()) continue;
               std::fprintf(stderr, "\r[%zu/%zu] %s round %d/%d: %s        ", cell_k, n_cells, cell_name(cell).c_str(),
                            round + 1, o.rounds, o.variants[v].c_str());
               auto r = run(*served[v], o, cell, ps, trace, seed);
               if (!r) {
-                std::fprintf(stderr, "\nflashtts-bench-tts: %s: %s\n", o.variants[v].c_str(), r.error().message.c_str());
-                return 1;
+                fail(v, "round " + std::to_string(round + 1), r.error().message);
+                continue;
               }
               tts::RunSummary s = tts::summarize(*r);
               for (const auto& f : r->solves)
@@ -708,6 +728,13 @@ int main(int argc, char** argv) {
                "accuracy | pass@N | correct/min | failed |\n";
           t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
           for (size_t v = 0; v < served.size(); ++v) {
+            if (!failed[v].empty()) {
+              std::string why = failed[v];
+              std::replace(why.begin(), why.end(), '|', '/');
+              std::replace(why.begin(), why.end(), '\n', ' ');
+              t += "| " + o.variants[v] + " | failed (" + why + ") |\n";
+              continue;
+            }
             tts::RunSummary m = median(by_variant[v]);
             const bool has_answers = !(*problems)[0].gold.empty();
             t += "| " + o.variants[v] + " | " + f1(m.latency_p50_ms) + " / " + f1(m.latency_p90_ms) + " | " +
@@ -733,7 +760,9 @@ int main(int argc, char** argv) {
             std::string plot = strategy + "-c" + std::to_string(conc) + (mem ? "-m" + std::to_string(mem) : "");
             plots[plot].push_back({o.variants[v], n, m.goodput, m.latency_p50_ms});
           }
-          for (size_t v = 1; v < served.size(); ++v) {
+          if (!failed[0].empty()) t += "\nno ratios: " + o.variants[0] + " failed\n";
+          for (size_t v = 1; v < served.size() && failed[0].empty(); ++v) {
+            if (!failed[v].empty()) continue;
             std::vector<double> ga, gb, la, lb;
             for (size_t r = 0; r < by_variant[v].size(); ++r) {
               ga.push_back(by_variant[v][r].goodput), gb.push_back(by_variant[0][r].goodput);
@@ -766,5 +795,11 @@ int main(int argc, char** argv) {
     for (const auto& [name, pts] : plots)
       std::ofstream(o.svg_prefix + "-" + name + ".svg")
           << tts::svg_plot(pts, "flashtts-bench-tts: " + o.workload + ", " + name + " (" + base->engine.device + ")");
+  if (!failures.empty()) {
+    std::fprintf(stderr, "flashtts-bench-tts: %zu variant(s) failed (their tables say why):", failures.size());
+    for (const auto& f : failures) std::fprintf(stderr, " [%s]", f.c_str());
+    std::fprintf(stderr, "\n");
+    return 3;
+  }
   return 0;
 }
