@@ -164,6 +164,7 @@ void add_serve(CLI::App& app, int* rc, const Globals* g) {
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;  // a signal interrupted the poll: loop and look
       }
+      if (!failed && gateway) failed = gateway->failed();
       if (failed) {
         (void)notify_service("STOPPING=1\nSTATUS=" + *failed);
         *rc = fail("serve", *failed);

@@ -202,7 +202,10 @@ Expected<std::unique_ptr<HttpGateway>> HttpGateway::start(zmq::context_t& ctx, G
   sigaddset(&block, SIGINT);
   sigaddset(&block, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &block, &old);
-  g.thread = std::thread([&g] { g.srv.listen_after_bind(); });
+  g.thread = std::thread([&g] {
+    g.srv.listen_after_bind();
+    g.listen_ended = true;
+  });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   // stop() is a no-op until the server runs; wait for it so that stop()
   // right after start() still ends the thread.
@@ -219,6 +222,11 @@ std::string HttpGateway::url() const {
   const std::string& h = impl_->o.host;
   bool v6 = h.find(':') != std::string::npos;
   return "http://" + (v6 ? "[" + h + "]" : h) + ":" + std::to_string(impl_->port);
+}
+
+std::optional<std::string> HttpGateway::failed() const {
+  if (!impl_->listen_ended || impl_->stopping) return std::nullopt;
+  return "the HTTP gateway stopped listening at " + url() + " (its listening socket failed)";
 }
 
 void HttpGateway::stop() {

@@ -17,13 +17,14 @@
 // and joins its threads. The gateway may start before the intake listens:
 // /health says 503 until a ping is answered.
 //
-// Thread contract: start(), port(), url() and stop() from the thread that
+// Thread contract: start(), port(), url(), failed() and stop() from the thread that
 // owns the gateway; the handlers run on the gateway's own threads, which
 // block SIGINT and SIGTERM (the owner's thread takes them).
 #pragma once
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -61,6 +62,12 @@ class HttpGateway {
 
   int port() const;          // the bound port
   std::string url() const;   // "http://HOST:PORT"
+  // Why the gateway no longer serves although stop() was not called: its
+  // listening loop ended (the listening socket failed); nullopt while it
+  // serves. The owner's loop checks it, so a server that stopped answering
+  // HTTP does not go on as if it did (flashtts serve exits, and systemd
+  // starts it again).
+  std::optional<std::string> failed() const;
   // Ends every request's wait, stops the server, joins its threads. Idempotent.
   void stop();
 

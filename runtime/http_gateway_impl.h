@@ -53,6 +53,7 @@ struct HttpGateway::Impl {
   http::ClientPool pool;
   http::GatewayMetrics metrics;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> listen_ended{false};  // the server's listening loop returned
   httplib::Server srv;
   std::thread thread;
   int port = 0;

@@ -10,7 +10,12 @@
 
 #include <httplib.h>
 
+#include <arpa/inet.h>
+#include <filesystem>
 #include <map>
+#include <netinet/in.h>
+#include <optional>
+#include <sys/socket.h>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -221,6 +226,43 @@ TEST(HttpGateway, HealthIs503UntilAServerAnswersItsPingAnd200After) {
   }
   EXPECT_EQ(status, 200);
   gw->stop();
+}
+
+// A gateway whose listening socket fails says so (flashtts serve's loop then
+// exits, and systemd starts it again); one that was stopped does not.
+TEST(HttpGateway, SaysWhenItsListeningSocketFailed) {
+  zmq::context_t ctx;
+  LogSink logs(spdlog::level::warn);
+  GatewayOptions o;
+  o.port = 0;
+  o.endpoint = ipc_endpoint("http-listen-fails");
+  auto gw = HttpGateway::start(ctx, o, logs.make("http"));
+  ASSERT_TRUE(gw.ok()) << gw.error().message;
+  EXPECT_FALSE((*gw)->failed());
+  // The process's socket bound to the gateway's port, shut down from outside.
+  int listening = -1;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(e.path().filename().string());
+    sockaddr_storage a{};
+    socklen_t n = sizeof a;
+    if (getsockname(fd, (sockaddr*)&a, &n) != 0 || a.ss_family != AF_INET) continue;
+    if (ntohs(((sockaddr_in*)&a)->sin_port) == (*gw)->port()) listening = fd;
+  }
+  ASSERT_GE(listening, 0);
+  ASSERT_EQ(::shutdown(listening, SHUT_RDWR), 0);
+  std::optional<std::string> why;
+  for (int i = 0; i < 500 && !why; ++i) {
+    std::this_thread::sleep_for(10ms);
+    why = (*gw)->failed();
+  }
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->find("stopped listening at " + (*gw)->url()), std::string::npos) << *why;
+  (*gw)->stop();
+
+  auto again = HttpGateway::start(ctx, o, logs.make("http"));
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  (*again)->stop();
+  EXPECT_FALSE((*again)->failed());
 }
 
 TEST(HttpGateway, SolveAnswersTheProtocolsResultMap) {
