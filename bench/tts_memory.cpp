@@ -132,7 +132,10 @@ std::vector<std::string> pool_overlay(const MemoryModel& m, const PoolTarget& t)
   char b[64], s[64];
   std::snprintf(b, sizeof b, "memory.budget_mb=%.17g", double(budget) / double(1 << 20));
   std::snprintf(s, sizeof s, "memory.generator_share=%.17g", double(g) / double(g + v));
-  return {b, s};
+  // Both models stay on the device with these pools: offload's "auto" would
+  // take turns where a pool is short of one max_position sequence, which
+  // the one-job floor allows, and the pools would be other than these.
+  return {b, s, "memory.offload=\"off\""};
 }
 
 std::string check_pools(const PoolTarget& t, const Pools& got) {

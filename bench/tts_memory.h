@@ -100,8 +100,9 @@ struct PoolTarget {
 };
 PoolTarget size_pools(const MemoryModel& m, const WorkingSet& ws, const SearchShape& shape, int percent);
 
-// The overlay lines (memory.budget_mb, memory.generator_share) that make the
-// arbiter grant exactly `t`: each pool's bytes are aimed at the middle of its
+// The overlay lines (memory.budget_mb, memory.generator_share, and
+// memory.offload = "off") that make the arbiter grant exactly `t` with both
+// models on the device: each pool's bytes are aimed at the middle of its
 // last block, so rounding of the budget and the share cannot cost a block.
 std::vector<std::string> pool_overlay(const MemoryModel& m, const PoolTarget& t);
 
