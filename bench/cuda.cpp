@@ -6,7 +6,7 @@
 //
 //   flashtts-bench-cuda --model DIR [--batches 1,8,64,256] [--context 512]
 //                       [--steps 32] [--prefill 2048] [--dtype bf16|f32]
-//                       [--load] [--json FILE]
+//                       [--load] [--json FILE] [--overlap-with PRM_DIR]
 //
 // DIR is a Hugging Face folder (flashtts-mkmodel --preset qwen2.5-math-1.5b
 // writes one with the real shapes). Its config.json gives the shapes; the
@@ -14,9 +14,20 @@
 // and drawing is much faster than reading a 7B folder) unless --load.
 // Decode steps are timed two ways: logits kept on the device and sampled
 // there (the CUDA path), and logits copied to the host (what forward() does).
+//
+// --overlap-with PRM_DIR: how much of the device two models get at once, the
+// question the simulated card answers with "not at all" (docs/sim.md, "The
+// timeline"). A decode pass of --model at the largest --batches, and a
+// prefill of --prefill tokens of the PRM (random weights too, on a stream
+// and a thread of its own, as the generator and verifier actors run), each
+// timed alone and then while the other runs back to back. The figure is
+// the sum of the two rates beside each other as fractions of their rates
+// alone: 1.0 = the passes serialize (what the simulator assumes), 2.0 = each
+// runs as if alone.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -156,6 +167,79 @@ struct Row {
   double tokens_per_s, step_ms, bytes_per_step, roofline_ratio;
 };
 
+// Median seconds of one pass of `pass`, over `n` after a warm-up one; with
+// `until` set, goes on while now < *until (the other model's run lasts).
+template <class Pass>
+double time_passes(Pass&& pass, int n, const Clock::time_point* until = nullptr) {
+  pass();
+  std::vector<double> t;
+  for (int i = 0; i < n || (until && Clock::now() < *until); ++i) {
+    auto t0 = Clock::now();
+    pass();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return median(t);
+}
+
+struct Overlap {
+  double decode_alone_s = 0, decode_beside_s = 0, prefill_alone_s = 0, prefill_beside_s = 0;
+  double together() const { return decode_alone_s / decode_beside_s + prefill_alone_s / prefill_beside_s; }
+};
+
+// --overlap-with: `decode` is one decode pass of the policy (on this
+// thread's stream); the PRM gets a backend, a stream and a thread of its own.
+template <class Decode>
+Overlap measure_overlap(const DeviceContext& dev, const std::string& prm_dir, int prefill, int block, Decode&& decode) {
+  auto c = load_model_config(prm_dir);
+  BENCH_CHECK(c);
+  const ModelConfig cfg = *c;
+  if (cfg.prm.kind == PrmKind::None) {
+    std::fprintf(stderr, "flashtts-bench-cuda: --overlap-with %s is not a PRM\n", prm_dir.c_str());
+    std::exit(1);
+  }
+  const int n_seq = std::max(1, prefill / 512), len = std::min(512, prefill);
+  const int blocks = (len + block - 1) / block;
+  Overlap o;
+  std::atomic<int> phase{0};  // the PRM thread: 1 = ready, 2 = alone timed; main: 3 = go together
+  Clock::time_point until;
+  std::thread prm([&] {
+    auto st = cuda::Stream::create(dev);  // also makes the device current on this thread
+    BENCH_CHECK(st);
+    BackendOptions bo;
+    bo.block_size = block;
+    bo.n_blocks = n_seq * blocks;
+    CudaBackendOptions co;
+    co.max_tokens = std::max(2048, n_seq * len);
+    auto be = make_cuda_backend(cfg, random_weights(cfg), bo, co, std::move(st).value());
+    BENCH_CHECK(be);
+    std::vector<std::vector<int32_t>> toks(n_seq, std::vector<int32_t>(len)), tables(n_seq);
+    std::vector<int32_t> last = {len - 1};
+    std::vector<BatchEntry> batch;
+    for (int s = 0; s < n_seq; ++s) {
+      for (int i = 0; i < len; ++i) toks[s][i] = (s * 7919 + i * 104729) % cfg.vocab_size;
+      for (int k = 0; k < blocks; ++k) tables[s].push_back(s * blocks + k);
+      batch.push_back({toks[s], 0, tables[s], last});
+    }
+    auto pass = [&] {
+      ForwardOutput out;
+      BENCH_CHECK((*be)->forward(batch, OutputKind::Score, &out));
+    };
+    phase = 1;
+    o.prefill_alone_s = time_passes(pass, 10);
+    phase = 2;
+    while (phase != 3) std::this_thread::yield();
+    o.prefill_beside_s = time_passes(pass, 10, &until);
+  });
+  while (phase != 1) std::this_thread::yield();  // the PRM's upload does not overlap the policy's timing
+  while (phase != 2) std::this_thread::yield();
+  o.decode_alone_s = time_passes(decode, 20);
+  until = Clock::now() + std::chrono::seconds(3);
+  phase = 3;
+  o.decode_beside_s = time_passes(decode, 20, &until);
+  prm.join();
+  return o;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -164,7 +248,10 @@ int main(int argc, char** argv) {
   std::vector<int> batches = {1, 8, 64, 256};
   int context = 512, steps = 32, prefill = 2048, block = 16;
   bool load = false;
+  std::string overlap_with;
   app.add_option("--model", model, "Hugging Face folder (config.json gives the shapes)")->required();
+  app.add_option("--overlap-with", overlap_with,
+                 "a PRM folder: time --model's decode and this model's prefill alone and on two streams at once");
   app.add_option("--batches", batches, "decode batch sizes")->delimiter(',');
   app.add_option("--context", context, "tokens of context each sequence holds before decoding");
   app.add_option("--steps", steps, "timed decode steps per batch size");
@@ -308,6 +395,31 @@ int main(int argc, char** argv) {
   }
   std::printf("graphs captured %d, replays %lld\n\n", b.graphs_captured(), (long long)b.graph_replays());
 
+  Overlap ov;
+  if (!overlap_with.empty()) {
+    if (prm) {
+      std::fprintf(stderr, "flashtts-bench-cuda: --overlap-with needs a policy as --model\n");
+      return 1;
+    }
+    // The largest batch's sequences hold context + steps tokens; each pass
+    // writes the token at `context` again (the same shape every pass).
+    std::vector<int32_t> one(max_batch, 1), row0 = {0};
+    std::vector<BatchEntry> batch;
+    for (int s = 0; s < max_batch; ++s) batch.push_back({std::span(&one[s], 1), context, tables[s], row0});
+    auto decode = [&] {
+      const float* d_out = nullptr;
+      int32_t n = 0;
+      BENCH_CHECK(b.forward_on_device(batch, kind, &d_out, &n));
+      BENCH_CHECK(b.synchronize());
+    };
+    ov = measure_overlap(**dev, overlap_with, prefill, block, decode);
+    std::printf("overlap with %s: decode of %d rows %.3f ms alone, %.3f ms beside the prefill; prefill of %d tokens "
+                "%.3f ms alone, %.3f ms beside the decode; together %.2f of the device each alone (1 = serialized, "
+                "2 = no contention)\n\n",
+                overlap_with.c_str(), max_batch, ov.decode_alone_s * 1e3, ov.decode_beside_s * 1e3, prefill,
+                ov.prefill_alone_s * 1e3, ov.prefill_beside_s * 1e3, ov.together());
+  }
+
   std::printf("%-26s %6s %12s %10s %12s %9s\n", "what", "batch", "tokens/s", "ms/step", "MB/step", "roofline");
   for (const Row& r : rows)
     std::printf("%-26s %6d %12.0f %10.3f %12.1f %9.2f\n", r.what.c_str(), r.batch, r.tokens_per_s, r.step_ms,
@@ -315,7 +427,13 @@ int main(int argc, char** argv) {
   if (!json_path.empty()) {
     std::ofstream f(json_path);
     f << "{\"device\": \"" << (*dev)->description() << "\", \"model\": \"" << model << "\", \"dtype\": \"" << dtype
-      << "\", \"copy_bandwidth_Bps\": " << bw << ", \"gemm_flops\": " << flops << ", \"rows\": [";
+      << "\", \"copy_bandwidth_Bps\": " << bw << ", \"gemm_flops\": " << flops;
+    if (!overlap_with.empty())
+      f << ", \"overlap\": {\"prm\": \"" << overlap_with << "\", \"decode_rows\": " << max_batch
+        << ", \"prefill_tokens\": " << prefill << ", \"decode_alone_s\": " << ov.decode_alone_s
+        << ", \"decode_beside_s\": " << ov.decode_beside_s << ", \"prefill_alone_s\": " << ov.prefill_alone_s
+        << ", \"prefill_beside_s\": " << ov.prefill_beside_s << ", \"together\": " << ov.together() << "}";
+    f << ", \"rows\": [";
     for (size_t i = 0; i < rows.size(); ++i)
       f << (i ? ", " : "") << "{\"what\": \"" << rows[i].what << "\", \"batch\": " << rows[i].batch
         << ", \"tokens_per_s\": " << rows[i].tokens_per_s << ", \"ms_per_step\": " << rows[i].step_ms

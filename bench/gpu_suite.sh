@@ -4,7 +4,8 @@
 #   tests.txt  every GPU test program (gtest output, then a pass/fail/skip count)
 #   sanitizer.txt  compute-sanitizer memcheck on the GPU tests, racecheck on attention
 #   bench.txt  flashtts-bench-cuda on random-weight folders of the real shapes
-#              (Qwen2.5-Math-1.5B, Skywork-o1-PRM-1.5B; 7B with FLASHTTS_BENCH_7B=1)
+#              (Qwen2.5-Math-1.5B, Skywork-o1-PRM-1.5B; 7B with FLASHTTS_BENCH_7B=1),
+#              and the 1.5B policy's decode beside the PRM's prefill (--overlap-with)
 #   hf.txt     Hugging Face transformers on the same folders (batch 1 and 64)
 #   results.json  the bench and transformers rows, for docs/performance.md
 #   suite.log  everything, in order
@@ -127,6 +128,18 @@ if [[ "$what" == all || "$what" == bench ]]; then
       --json "/tmp/hf-$p.json" 2>&1 | tee -a "$OUT/hf.txt" >>"$log"
     [[ -f "/tmp/hf-$p.json" ]] && jsons+=("/tmp/hf-$p.json")
   done
+  # How much of the device a decode and a prefill get at once on two streams
+  # (the simulated card serializes them: docs/sim.md, "The timeline").
+  prms=(skywork-prm-1.5b)
+  [[ "${FLASHTTS_BENCH_7B:-0}" == 1 ]] && prms+=(skywork-prm-7b)
+  for q in "${prms[@]}"; do
+    [[ -f "$models/qwen2.5-math-1.5b/config.json" && -f "$models/$q/config.json" ]] || continue
+    say "overlap qwen2.5-math-1.5b + $q: $(elapsed)"
+    echo "--- overlap qwen2.5-math-1.5b + $q" >>"$OUT/bench.txt"
+    timeout 300 "$BIN/flashtts-bench-cuda" --model "$models/qwen2.5-math-1.5b" --batches 64 --steps 8 \
+      --overlap-with "$models/$q" --json "/tmp/overlap-$q.json" 2>&1 | tee -a "$OUT/bench.txt" >>"$log"
+    [[ -f "/tmp/overlap-$q.json" ]] && jsons+=("/tmp/overlap-$q.json")
+  done
   python3 - "$OUT/results.json" "${jsons[@]}" <<'PY'
 import json, sys
 out, files = sys.argv[1], sys.argv[2:]
@@ -139,5 +152,5 @@ summary() {  # file, pattern
 }
 summary tests.txt '^TOTAL|: rc [0-9]'
 summary sanitizer.txt ': rc [0-9]|ERROR SUMMARY'
-summary bench.txt '^(---|device:|measured:|model:|prefill|decode|what|graphs)'
+summary bench.txt '^(---|device:|measured:|model:|prefill|decode|what|graphs|overlap)'
 summary hf.txt '^(---|device:|prefill|decode|what)'
