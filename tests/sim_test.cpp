@@ -72,6 +72,16 @@ struct Batch {
   }
 };
 
+// An engine's options on the simulated device `dev`: a pool of `blocks`
+// blocks of 16 tokens of `c`'s bf16 KV.
+EngineOptions sim_engine_options(std::shared_ptr<const DeviceContext> dev, const ModelConfig& c, int32_t blocks) {
+  EngineOptions eo;
+  eo.device = std::move(dev);
+  eo.block_size = 16;
+  eo.kv_bytes = (size_t)blocks * 16 * (size_t)sim_kv_bytes_per_token(c);
+  return eo;
+}
+
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 TEST(SimDevice, KnowsItsCardsAndRefusesOthersNamingTheKnownOnes) {
@@ -181,10 +191,7 @@ TEST(SimDevice, KvBookkeepingIsRealWithBf16Sizes) {
   auto dev = sim_device("sim:rtx4090");
   ASSERT_TRUE(dev);
   const ModelConfig c = qwen_1_5b();
-  EngineOptions eo;
-  eo.device = dev;
-  eo.block_size = 16;
-  eo.kv_bytes = 6 * 16 * (size_t)sim_kv_bytes_per_token(c);  // six blocks of bf16 KV
+  const EngineOptions eo = sim_engine_options(dev, c, 6);  // six blocks of bf16 KV
   EXPECT_EQ(kv_bytes_per_token_on(c, dev.get()), 2u * 28 * 2 * 128 * 2);
   auto e = Engine::create(c, ModelWeights{}, eo);  // no weights: the card holds them only in the model
   ASSERT_TRUE(e.ok()) << e.error().message;
@@ -266,9 +273,7 @@ TEST(SimDevice, DrawsItsTokensFromTheSampleIds) {
   auto dev = sim_device("sim:rtx4090");
   ASSERT_TRUE(dev);
   const ModelConfig c = qwen_1_5b();
-  EngineOptions eo;
-  eo.device = dev;
-  eo.kv_bytes = 64 * 16 * (size_t)sim_kv_bytes_per_token(c);
+  EngineOptions eo = sim_engine_options(dev, c, 64);
   eo.sample_ids = std::make_shared<const std::vector<int32_t>>(std::vector<int32_t>{7, 300, 151000});
   auto e = Engine::create(c, ModelWeights{}, eo);
   ASSERT_TRUE(e.ok()) << e.error().message;
