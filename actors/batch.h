@@ -196,11 +196,15 @@ class Batch {
   int64_t preemptions() const { return preemptions_; }
   const KeptKv& kept() const { return kept_; }
 
-  // Queues a new task behind the others of its class.
+  // Queues a new task behind the others of its class (by_request: behind
+  // the others of its class from requests as old as its own or older).
   void push(Task t) {
     if (t.job.from_job != 0 && engine_) t.from_counted = kept_.add_user(t.job.rid, t.job.from_job);
-    if (t.background()) queue_.push_back(std::move(t));
-    else queue_.insert(first_background(), std::move(t));
+    if (t.background()) return queue_.push_back(std::move(t));
+    auto at = first_background();
+    if (o_.by_request)
+      at = std::find_if(queue_.begin(), at, [&](const Task& q) { return q.job.rid > t.job.rid; });
+    queue_.insert(at, std::move(t));
   }
 
   // Restores the queue order after tasks changed class (stable).

@@ -35,6 +35,11 @@ struct EngineActorOptions {
   // lose); else the newest and the oldest (policies.scheduling: the prefix
   // tree's policies vs fifo).
   bool by_priority = false;
+  // policies.request_order = "arrival": a new job queues ahead of the queued
+  // jobs of younger requests (the intake numbers requests in arrival order),
+  // so the oldest request's work runs first and the requests finish one
+  // after another instead of all together.
+  bool by_request = false;
   Logger log;                                 // may be null: then nothing is logged
 };
 

@@ -42,9 +42,12 @@ struct Chunk {
 
 class PrefixTree {
  public:
-  // A queued job's place in the order: higher priority first, then older
-  // (smaller seq). seq is unique per job.
+  // A queued job's place in the order: the older request first where the
+  // policy orders requests (smaller `request`; 0 for every job where it
+  // does not), then higher priority, then older (smaller seq). seq is
+  // unique per job.
   struct Rank {
+    uint64_t request = 0;
     int64_t neg_priority = 0;
     uint64_t seq = 0;
     auto operator<=>(const Rank&) const = default;

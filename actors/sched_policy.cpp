@@ -57,7 +57,7 @@ class TreePolicy final : public SchedulingPolicy {
   enum class Order { kPrefix, kScatter, kRandom };
 
   TreePolicy(Order order, const SchedulingOptions& o)
-      : order_(order), name_(o.name), max_overtaken_(o.max_overtaken), rng_(o.seed) {}
+      : order_(order), name_(o.name), max_overtaken_(o.max_overtaken), by_request_(o.by_request), rng_(o.seed) {}
   ~TreePolicy() override {
     for (auto& [seq, e] : entries_) tree_.release(e.end);
     if (cursor_) tree_.release(cursor_);
@@ -133,7 +133,11 @@ class TreePolicy final : public SchedulingPolicy {
     bool inflight = false;
   };
 
-  static PrefixTree::Rank rank(uint64_t seq, const Entry& e) { return {-(int64_t)e.job.priority, seq}; }
+  // policies.request_order = "arrival": the older request first (the
+  // intake numbers requests in arrival order).
+  PrefixTree::Rank rank(uint64_t seq, const Entry& e) const {
+    return {by_request_ ? e.job.rid : 0, -(int64_t)e.job.priority, seq};
+  }
 
   void enqueue(uint64_t seq, Entry& e) {
     tree_.enqueue(e.end, rank(seq, e));
@@ -192,6 +196,7 @@ class TreePolicy final : public SchedulingPolicy {
   Order order_;
   std::string name_;
   int64_t max_overtaken_;
+  bool by_request_;
   std::mt19937_64 rng_;
   PrefixTree tree_;
   std::unordered_map<uint64_t, Entry> entries_;               // seq -> queued or in-flight job

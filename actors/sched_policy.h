@@ -13,7 +13,9 @@
 //   parents keep their order. No job waits forever: once the oldest queued
 //   job has seen `max_overtaken` dispatches since it arrived, it goes next.
 //   A job costs only the tokens no in-flight job holds (shared prefixes
-//   once), so admission does not refuse work that fits.
+//   once), so admission does not refuse work that fits. With
+//   `by_request` (policies.request_order = "arrival"), where the prefix does
+//   not decide, the older request's job goes first.
 // - "random" and "scatter" (for measurement, docs/performance.md): the
 //   prefix policy's accounting with another order: a random queued job, or
 //   the one sharing the shortest prefix with the last (the worst order).
@@ -66,6 +68,10 @@ struct SchedulingOptions {
   std::string name = "fifo";     // fifo | prefix | random | scatter
   int64_t max_overtaken = 1024;  // prefix family: the oldest job's wait bound, in dispatches
   uint64_t seed = 1;             // random
+  // prefix family (policies.request_order = "arrival"): where the prefix
+  // does not decide (the jobs share no more with the last than with each
+  // other), the older request's job first, before priority and age.
+  bool by_request = false;
 };
 
 std::unique_ptr<SchedulingPolicy> make_fifo_policy();

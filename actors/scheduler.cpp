@@ -182,7 +182,7 @@ QueuedJob score_entry(const msg::ScoreJob& j, std::string bytes) {
 }  // namespace
 
 Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOptions& o) {
-  const SchedulingOptions so{o.policy, o.max_overtaken};
+  const SchedulingOptions so{.name = o.policy, .max_overtaken = o.max_overtaken, .by_request = o.by_request};
   auto gp = make_scheduling_policy(so);
   if (!gp) return gp.error();
   auto sp = make_scheduling_policy(so);

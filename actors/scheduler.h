@@ -37,6 +37,7 @@ struct SchedulerOptions {
   int32_t block_size = 16;       // the engines' KV block: a generation job's chunk
   int32_t window = 0;            // jobs out at each model under a tree policy; 0 = no limit
   int64_t max_overtaken = 1024;  // the prefix policy's wait bound (sched_policy.h)
+  bool by_request = false;       // the prefix family: the older request first (SchedulingOptions)
 };
 
 Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOptions& o);

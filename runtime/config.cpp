@@ -259,6 +259,7 @@ Status read_policies(const Section& s, PolicyConfig* p) {
   FLASHTTS_TRY(s.check_unknown());
   FLASHTTS_TRY(s.read_enum("scheduling", &p->scheduling, {"fifo", "prefix", "random", "scatter"}));
   FLASHTTS_TRY(s.read("scheduling_max_overtaken", &p->scheduling_max_overtaken, 1, kInt32Max));
+  FLASHTTS_TRY(s.read_enum("request_order", &p->request_order, {"interleaved", "arrival"}));
   FLASHTTS_TRY(s.read_enum("memory_split", &p->memory_split, {"static", "roofline"}));
   FLASHTTS_TRY(s.read("speculation", &p->speculation));
   FLASHTTS_TRY(s.read("speculation_max_slowdown", &p->speculation_max_slowdown));
@@ -379,7 +380,7 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   FLASHTTS_TRY(read_engine(
       section("engine", {"device", "generator_threads", "verifier_threads", "prefill_chunk", "max_batch"}),
       &c.engine));
-  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "scheduling_max_overtaken", "memory_split", "speculation",
+  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "scheduling_max_overtaken", "request_order", "memory_split", "speculation",
                                                         "speculation_max_slowdown", "speculation_prune",
                                                         "speculation_bins", "live_beams"}),
                              &c.policies));

@@ -67,6 +67,10 @@ struct PolicyConfig {
   std::string scheduling = "fifo";
   // prefix: a job waits at most this many dispatches once it is the oldest queued.
   int64_t scheduling_max_overtaken = 1024;
+  // "interleaved" (the baseline: every request's work in arrival order of
+  // its jobs); "arrival": the oldest request's work first, at the scheduler
+  // (where the prefix does not decide) and in the engines' queues.
+  std::string request_order = "interleaved";
   // "static" (the baseline: memory.generator_share, fixed); "roofline" (pools
   // that move while the models serve, to the split predicted fastest:
   // actors/roofline_split.h).

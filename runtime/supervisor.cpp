@@ -86,6 +86,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
     // the rest wait here, in the policy's order.
     o.window = c.engine.max_batch + std::max(4, c.engine.max_batch / 8);
     o.max_overtaken = c.policies.scheduling_max_overtaken;
+    o.by_request = c.policies.request_order == "arrival";
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_scheduler(ctx, p, o); };
   }
   if (name == "generator" || name == "verifier") {
@@ -96,6 +97,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
     e.n_threads = gen ? c.engine.generator_threads : c.engine.verifier_threads;
     e.prefill_chunk = c.engine.prefill_chunk, e.max_batch = c.engine.max_batch;
     e.by_priority = is_tree_policy(c.policies.scheduling);
+    e.by_request = c.policies.request_order == "arrival";
     if (gen) {
       GeneratorOptions o{e, c.step_delimiter, c.policies.speculation_max_slowdown};
       return [o](zmq::context_t& ctx, ActorPipe& p) { return run_generator(ctx, p, o); };

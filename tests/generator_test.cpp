@@ -189,6 +189,33 @@ TEST(Generator, ByPriorityATightGrantPreemptsTheLowestPriorityJobsFirst) {
   }
 }
 
+// policies.request_order = "arrival": a job queues ahead of the queued jobs
+// of younger requests (higher rids), so the oldest request's work runs first;
+// "interleaved" keeps the order the jobs came in. One job at a time.
+TEST(Generator, ByRequestTheOlderRequestsJobsRunFirst) {
+  for (bool by_request : {false, true}) {
+    SCOPED_TRACE(by_request ? "arrival" : "interleaved");
+    Harness h;
+    auto o = h.options();
+    o.max_batch = 1;
+    o.by_request = by_request;
+    ASSERT_TRUE(h.start(o).ok());
+    ASSERT_TRUE(test::recv_message<msg::Weights>(h.arbiter).has_value());
+    // Queued before the grant, so the queue holds them all when the first runs.
+    h.send(job(1, 5, 0, "First of five:", 4));
+    h.send(job(2, 5, 1, "Second of five:", 4));
+    h.send(job(3, 4, 0, "Four is older:", 4));
+    h.send(job(4, 5, 2, "Third of five:", 4));
+    h.send(msg::Grant{"generator", 1 << 20, (1 << 20) / kBytesPerToken});
+    auto d = h.done(4);
+    ASSERT_EQ(d.size(), 4u);
+    std::vector<uint64_t> order;
+    for (const auto& g : d) order.push_back(g.job_id);
+    const std::vector<uint64_t> want = by_request ? std::vector<uint64_t>{3, 1, 2, 4} : std::vector<uint64_t>{1, 2, 3, 4};
+    EXPECT_EQ(order, want);
+  }
+}
+
 TEST(Generator, AJobStopsRightAfterTheTokenThatCompletesTheStepDelimiter) {
   // Pick as delimiter a piece of text the model is known to produce.
   msg::GenJob j = job(1, 1, 0, "Count: 1, 2, 3,", 40);

@@ -107,6 +107,25 @@ TEST(PrefixPolicy, TiesGoToTheHigherPriorityThenToTheOlder) {
   EXPECT_EQ(drain(*p), (std::vector<uint64_t>{3, 4, 1, 2, 5}));
 }
 
+// policies.request_order = "arrival": where the prefix does not decide, the
+// older request (lower rid) first, whatever the priorities; within a request
+// the prefix and the priorities decide as before.
+TEST(PrefixPolicy, ByRequestTheOlderRequestGoesFirstWhereThePrefixDoesNotDecide) {
+  for (bool by_request : {false, true}) {
+    SCOPED_TRACE(by_request ? "arrival" : "interleaved");
+    SchedulingOptions o{"prefix"};
+    o.by_request = by_request;
+    auto p = make_scheduling_policy(o);
+    ASSERT_TRUE(p.ok());
+    (*p)->push(job(1, "ab", 9, /*rid=*/2));
+    (*p)->push(job(2, "cd", 0, /*rid=*/1));
+    (*p)->push(job(3, "ae", 0, /*rid=*/2));
+    (*p)->push(job(4, "cf", 0, /*rid=*/1));
+    const std::vector<uint64_t> want = by_request ? std::vector<uint64_t>{2, 4, 1, 3} : std::vector<uint64_t>{1, 3, 2, 4};
+    EXPECT_EQ(drain(**p), want);
+  }
+}
+
 TEST(PrefixPolicy, ChildrenOfOneParentGoTogetherWhileParentsKeepTheirOrder) {
   auto p = policy("prefix");
   // Beams A (score 7) and B (score 3) each forked four children.
