@@ -42,6 +42,16 @@ struct Harness : test::EngineActorHarnessOf<GeneratorOptions> {
 
   // The next `n` GenDone messages in arrival order.
   std::vector<msg::GenDone> done(size_t n) { return test::recv_messages<msg::GenDone>(scheduler, n); }
+
+  // Starts with `o`, queues `jobs` before the grant (1 MiB), so the queue
+  // holds them all when the first runs however the machine schedules this
+  // thread; their GenDones in arrival order (empty if it did not start).
+  std::vector<msg::GenDone> run_queued(const GeneratorOptions& o, const std::vector<msg::GenJob>& jobs) {
+    if (!start(o).ok() || !test::recv_message<msg::Weights>(arbiter)) return {};
+    for (const auto& j : jobs) send(j);
+    send(msg::Grant{"generator", 1 << 20, (1 << 20) / kBytesPerToken});
+    return done(jobs.size());
+  }
 };
 
 msg::GenJob job(uint64_t id, uint64_t rid, int32_t beam, const std::string& prompt, int32_t max_tokens,
@@ -112,16 +122,10 @@ TEST(Generator, GreedyAndSampledJobsGiveExactlyTheTokensOfGenerate) {
 
 TEST(Generator, ShortJobsAreReportedBeforeALongOneFinishes) {
   Harness h;
-  ASSERT_TRUE(h.start(h.options()).ok());
-  ASSERT_TRUE(test::recv_message<msg::Weights>(h.arbiter).has_value());
-  // Queued before the grant, so that all three start together however the
-  // machine schedules this thread (sent after it, the long job could run to
-  // its end before the others arrive).
-  h.send(job(1, 1, 0, "A long story:", 60));
-  h.send(job(2, 1, 1, "Short:", 4));
-  h.send(job(3, 1, 2, "Medium one:", 12));
-  h.send(msg::Grant{"generator", 1 << 20, (1 << 20) / kBytesPerToken});
-  auto d = h.done(3);
+  // Queued before the grant, so that all three start together (sent after
+  // it, the long job could run to its end before the others arrive).
+  auto d = h.run_queued(h.options(), {job(1, 1, 0, "A long story:", 60), job(2, 1, 1, "Short:", 4),
+                                      job(3, 1, 2, "Medium one:", 12)});
   ASSERT_EQ(d.size(), 3u);
   EXPECT_EQ(d[0].job_id, 2u);
   EXPECT_EQ(d[1].job_id, 3u);
@@ -199,15 +203,8 @@ TEST(Generator, ByRequestTheOlderRequestsJobsRunFirst) {
     auto o = h.options();
     o.max_batch = 1;
     o.by_request = by_request;
-    ASSERT_TRUE(h.start(o).ok());
-    ASSERT_TRUE(test::recv_message<msg::Weights>(h.arbiter).has_value());
-    // Queued before the grant, so the queue holds them all when the first runs.
-    h.send(job(1, 5, 0, "First of five:", 4));
-    h.send(job(2, 5, 1, "Second of five:", 4));
-    h.send(job(3, 4, 0, "Four is older:", 4));
-    h.send(job(4, 5, 2, "Third of five:", 4));
-    h.send(msg::Grant{"generator", 1 << 20, (1 << 20) / kBytesPerToken});
-    auto d = h.done(4);
+    auto d = h.run_queued(o, {job(1, 5, 0, "First of five:", 4), job(2, 5, 1, "Second of five:", 4),
+                              job(3, 4, 0, "Four is older:", 4), job(4, 5, 2, "Third of five:", 4)});
     ASSERT_EQ(d.size(), 4u);
     std::vector<uint64_t> order;
     for (const auto& g : d) order.push_back(g.job_id);
