@@ -632,19 +632,27 @@ int main(int argc, char** argv) {
           }
           // A variant that fails (its start, warm-up or a round) is left out of
           // the rest of the cell and its table says why; the others go on.
+          // A JSON line of variant v in this cell (--json): the cell's and
+          // variant's names, then what the caller adds.
+          auto variant_json = [&](size_t v) {
+            return json{{"bench", "tts"},       {"workload", o.workload}, {"device", base->engine.device},
+                        {"simulated", simulated},
+                        {"strategy", strategy}, {"n", n},                 {"beam_width", o.beam_width},
+                        {"concurrency", conc},  {"memory_pct", mem ? json(mem) : json(nullptr)},
+                        {"variant", o.variants[v]}};
+          };
+          auto write_json = [&](const json& j) {
+            if (!o.json_out.empty()) std::ofstream(o.json_out, std::ios::app) << j.dump() << "\n";
+          };
           std::vector<std::string> failed(o.variants.size());
           auto fail = [&](size_t v, const std::string& what, const std::string& why) {
             failed[v] = what + ": " + why;
             std::fprintf(stderr, "\nflashtts-bench-tts: %s, %s: %s\n", cell_name(cell).c_str(), o.variants[v].c_str(),
                          failed[v].c_str());
             failures.push_back(cell_name(cell) + ", " + o.variants[v]);
-            if (!o.json_out.empty())
-              std::ofstream(o.json_out, std::ios::app)
-                  << json{{"bench", "tts"}, {"workload", o.workload}, {"strategy", strategy}, {"n", n},
-                          {"concurrency", conc}, {"memory_pct", mem ? json(mem) : json(nullptr)},
-                          {"variant", o.variants[v]}, {"failed", failed[v]}}
-                         .dump()
-                  << "\n";
+            json j = variant_json(v);
+            j["failed"] = failed[v];
+            write_json(j);
           };
           // Fresh pipelines per cell: the budget may follow N and the
           // concurrency, and no cell inherits another's prefix cache.
@@ -702,18 +710,14 @@ int main(int argc, char** argv) {
               for (const auto& f : r->solves)
                 if (f.failed) std::fprintf(stderr, "\n%s: a solve failed: %s\n", o.variants[v].c_str(), f.error.c_str());
               by_variant[v].push_back(s);
-              json j = {{"bench", "tts"},       {"workload", o.workload}, {"device", base->engine.device},
-                        {"simulated", simulated},
-                        {"strategy", strategy}, {"n", n},                 {"beam_width", o.beam_width},
-                        {"concurrency", conc},  {"memory_pct", mem ? json(mem) : json(nullptr)},
-                        {"variant", o.variants[v]}, {"round", round},     {"position", k},
-                        {"wall_ms", r->wall_ms}};
+              json j = variant_json(v);
+              j["round"] = round, j["position"] = k, j["wall_ms"] = r->wall_ms;
               if (mem) {
                 j["ws_gen_blocks"] = ws.gen_blocks, j["ws_ver_blocks"] = ws.ver_blocks;
                 j["pool_gen_blocks"] = pools[v].gen_blocks, j["pool_ver_blocks"] = pools[v].ver_blocks;
               }
               j["figures"] = summary_json(s);
-              if (!o.json_out.empty()) std::ofstream(o.json_out, std::ios::app) << j.dump() << "\n";
+              write_json(j);
             }
           }
           // The table of this cell.
