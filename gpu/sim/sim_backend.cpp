@@ -20,6 +20,7 @@ class SimBackend : public Backend {
   SimBackend(ModelConfig c, const BackendOptions& o, const DeviceContext& d)
       : c_(std::move(c)), o_(o), card_(*d.sim_card()), timeline_(*d.sim_timeline()) {
     if (o_.max_blocks == 0) o_.max_blocks = o_.n_blocks;
+    if (o_.sample_ids && !o_.sample_ids->empty()) sample_ids_ = o_.sample_ids.get();
   }
 
   Status forward(std::span<const BatchEntry> batch, OutputKind kind, ForwardOutput* out) override {
@@ -43,10 +44,9 @@ class SimBackend : public Backend {
           // The token that takes position + 1, uniform over the sample ids
           // (else the vocabulary).
           const double u = uniform_of(e.sampling.seed, e.sample_id, position + 1);
-          const std::vector<int32_t>* ids = o_.sample_ids && !o_.sample_ids->empty() ? o_.sample_ids.get() : nullptr;
-          const int64_t n = ids ? (int64_t)ids->size() : c_.vocab_size;
+          const int64_t n = sample_ids_ ? (int64_t)sample_ids_->size() : c_.vocab_size;
           const int64_t i = std::min<int64_t>(int64_t(u * (double)n), n - 1);
-          out->data[k++] = (float)(ids ? (*ids)[(size_t)i] : i);
+          out->data[k++] = (float)(sample_ids_ ? (*sample_ids_)[(size_t)i] : i);
         } else {
           // Keyed by the step's new tokens, so beams that differ score differently.
           uint64_t h = kScoreSalt;
@@ -88,6 +88,7 @@ class SimBackend : public Backend {
   const SimCard& card_;
   SimTimeline& timeline_;
   bool on_device_ = true;  // the weights (set_weights_on_device)
+  const std::vector<int32_t>* sample_ids_ = nullptr;  // o_.sample_ids when it holds any; else the vocabulary
 };
 
 }  // namespace
