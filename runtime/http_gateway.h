@@ -17,9 +17,9 @@
 // and joins its threads. The gateway may start before the intake listens:
 // /health says 503 until a ping is answered.
 //
-// Thread contract: start(), port(), url(), failed() and stop() from the thread that
-// owns the gateway; the handlers run on the gateway's own threads, which
-// block SIGINT and SIGTERM (the owner's thread takes them).
+// Thread contract: start(), port(), url(), failed() and stop() from the
+// thread that owns the gateway; the handlers run on the gateway's own
+// threads, which block SIGINT and SIGTERM (the owner's thread takes them).
 #pragma once
 
 #include <chrono>
