@@ -484,34 +484,4 @@ class Batch {
   int32_t kv_blocks_peak_ = 0;
 };
 
-// An engine actor's message dispatch: each type to its handler. A message
-// that cannot be opened or decoded, or of a type with no handler, is logged
-// and ignored; a handler's error ends the actor.
-class Routes {
- public:
-  explicit Routes(Logger log) : log_(std::move(log)) {}
-
-  // f(M) returns void or Status.
-  template <class M, class F>
-  Routes& on(F f) {
-    handlers_[M::kType] = [f = std::move(f), log = log_](const msg::Envelope& env) -> Status {
-      auto m = decode_logged<M>(env, log);
-      if (!m) return Status::success();
-      if constexpr (std::is_void_v<std::invoke_result_t<F&, M>>) {
-        f(std::move(*m));
-        return Status::success();
-      } else {
-        return f(std::move(*m));
-      }
-    };
-    return *this;
-  }
-
-  Status route(const std::string& bytes) const;
-
- private:
-  Logger log_;
-  std::map<std::string, std::function<Status(const msg::Envelope&)>, std::less<>> handlers_;
-};
-
 }  // namespace flashtts

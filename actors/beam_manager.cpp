@@ -16,6 +16,7 @@
 #include "runtime/base/clock.h"
 #include "runtime/base/mailbox.h"
 #include "runtime/base/poll_set.h"
+#include "runtime/base/routes.h"
 
 namespace flashtts {
 
@@ -69,7 +70,8 @@ class BeamManager {
     next_job_ = uint64_t(std::random_device{}()) << 20;
   }
 
-  void handle(const std::string& bytes);
+  // Its message dispatch (the handlers hold `this`).
+  Routes routes();
 
   uint64_t submit_gen(uint64_t rid, GenRequest g, int32_t report_every) {
     Request& r = requests_.at(rid);
@@ -189,38 +191,24 @@ Status BeamManager::prompt_fits(const std::vector<int32_t>& prompt) const {
                     " positions (max_position_embeddings) and needs one more for the first token it generates");
 }
 
-void BeamManager::handle(const std::string& bytes) {
-  auto env = msg::open(bytes);
-  if (!env) {
-    o_.log->warn("dropped a message: {}", env.error().message);
-    return;
-  }
-  const std::string& t = env->type;
-  if (t == msg::Start::kType) {
-    auto s = msg::decode<msg::Start>(*env);
-    if (!s) { o_.log->warn("{}", s.error().message); return; }
-    on_start(std::move(*s));
-  } else if (t == msg::GenDone::kType) {
-    if (auto d = msg::decode<msg::GenDone>(*env)) on_gen_done(*d);
-  } else if (t == msg::ScoreDone::kType) {
-    if (auto d = msg::decode<msg::ScoreDone>(*env)) on_score_done(*d);
-  } else if (t == msg::GenProgress::kType) {
-    auto g = msg::decode<msg::GenProgress>(*env);
-    if (!g) return;
-    msg::MapWriter ev;
-    ev.put("kind", "text").put("beam", g->beam).put("text", g->text);
-    progress(g->rid, ev);
-  } else if (t == msg::Cancel::kType) {
-    auto c = msg::decode<msg::Cancel>(*env);
-    if (!c || !requests_.count(c->rid)) return;
-    o_.log->debug("request {} cancelled: {}", c->rid, c->reason);
-    ++cancelled_;
-    forget(c->rid);
-  } else if (t == msg::StatsQuery::kType) {
-    if (auto q = msg::decode<msg::StatsQuery>(*env)) stats(q->qid);
-  } else {
-    o_.log->warn("ignored a '{}' message", t);
-  }
+Routes BeamManager::routes() {
+  Routes r(o_.log);
+  r.on<msg::Start>([this](msg::Start s) { on_start(std::move(s)); })
+      .on<msg::GenDone>([this](const msg::GenDone& d) { on_gen_done(d); })
+      .on<msg::ScoreDone>([this](const msg::ScoreDone& d) { on_score_done(d); })
+      .on<msg::GenProgress>([this](const msg::GenProgress& g) {
+        msg::MapWriter ev;
+        ev.put("kind", "text").put("beam", g.beam).put("text", g.text);
+        progress(g.rid, ev);
+      })
+      .on<msg::Cancel>([this](const msg::Cancel& c) {
+        if (!requests_.count(c.rid)) return;
+        o_.log->debug("request {} cancelled: {}", c.rid, c.reason);
+        ++cancelled_;
+        forget(c.rid);
+      })
+      .on<msg::StatsQuery>([this](const msg::StatsQuery& q) { stats(q.qid); });
+  return r;
 }
 
 void BeamManager::on_start(msg::Start s) {
@@ -414,8 +402,8 @@ Status run_beam_manager(zmq::context_t& ctx, ActorPipe& pipe, const BeamManagerO
   BeamManager bm(o, *mb, std::move(*tok), policy->max_position);
   pipe.ready();
   PollSet poll(pipe, {&mb->inbox()});
-  while (poll.wait(std::chrono::milliseconds(-1)))
-    while (auto bytes = mb->try_recv()) bm.handle(*bytes);
+  const Routes routes = bm.routes();
+  while (poll.wait(std::chrono::milliseconds(-1))) FLASHTTS_TRY(routes.drain(*mb));
   return Status::success();
 }
 

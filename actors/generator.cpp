@@ -24,6 +24,7 @@
 #include "messages/utf8.h"
 #include "runtime/base/clock.h"
 #include "runtime/base/mailbox.h"
+#include "runtime/base/routes.h"
 
 namespace flashtts {
 
@@ -101,10 +102,7 @@ class Generator {
   }
 
   // Handles every message waiting in the inbox.
-  Status drain() {
-    while (auto bytes = box_.try_recv()) FLASHTTS_TRY(routes_.route(*bytes));
-    return Status::success();
-  }
+  Status drain() { return routes_.drain(box_); }
 
   // One iteration: admit, one forward pass, sample, report, preempt.
   Status step();

@@ -16,6 +16,7 @@
 #include "runtime/base/mailbox.h"
 #include "runtime/base/poll_set.h"
 #include "runtime/base/request_log.h"
+#include "runtime/base/routes.h"
 
 namespace flashtts {
 
@@ -55,7 +56,8 @@ class Intake {
   }
 
   void on_client_message();
-  void on_internal(const std::string& bytes);
+  // The dispatch of the other actors' messages (the handlers hold `this`).
+  Routes internal_routes();
   // Applies the client socket's connection events that are waiting.
   void drain_monitor();
   void on_command(const std::string& cmd);
@@ -223,35 +225,25 @@ void Intake::handle_request(std::vector<std::string> envelope, const std::string
   box_.post("beam_manager", s);
 }
 
-void Intake::on_internal(const std::string& bytes) {
-  auto env = msg::open(bytes);
-  if (!env) {
-    o_.log->warn("dropped a message: {}", env.error().message);
-    return;
-  }
-  if (env->type == msg::Reply::kType) {
-    auto r = msg::decode<msg::Reply>(*env);
-    if (!r) return;
-    if (r->ok) reply_result(r->rid, r->result);
-    else reply_error(r->rid, r->code, r->message, false);
-  } else if (env->type == msg::Progress::kType) {
-    auto p = msg::decode<msg::Progress>(*env);
-    if (!p) return;
-    auto it = live_.find(p->rid);
-    if (it == live_.end()) return;
-    if (!send(it->second.envelope, msg::encode_progress(it->second.id, p->event))) drop_client(it->second.client);
-  } else if (env->type == msg::Heartbeat::kType) {
-    if (auto h = msg::decode<msg::Heartbeat>(*env)) on_liveness(peers_.heard(*h, Clock::now()));
-  } else if (env->type == msg::StatsReply::kType) {
-    auto s = msg::decode<msg::StatsReply>(*env);
-    if (!s) return;
-    auto it = stats_.find(s->qid);
-    if (it == stats_.end()) return;
-    it->second.replies[s->actor] = s->stats;
-    if (it->second.replies.size() == stats_peers_.size()) finish_stats(s->qid);
-  } else {
-    o_.log->warn("ignored a '{}' message", env->type);
-  }
+Routes Intake::internal_routes() {
+  Routes r(o_.log);
+  r.on<msg::Reply>([this](const msg::Reply& m) {
+        if (m.ok) reply_result(m.rid, m.result);
+        else reply_error(m.rid, m.code, m.message, false);
+      })
+      .on<msg::Progress>([this](const msg::Progress& p) {
+        auto it = live_.find(p.rid);
+        if (it == live_.end()) return;
+        if (!send(it->second.envelope, msg::encode_progress(it->second.id, p.event))) drop_client(it->second.client);
+      })
+      .on<msg::Heartbeat>([this](const msg::Heartbeat& h) { on_liveness(peers_.heard(h, Clock::now())); })
+      .on<msg::StatsReply>([this](const msg::StatsReply& s) {
+        auto it = stats_.find(s.qid);
+        if (it == stats_.end()) return;
+        it->second.replies[s.actor] = s.stats;
+        if (it->second.replies.size() == stats_peers_.size()) finish_stats(s.qid);
+      });
+  return r;
 }
 
 void Intake::start_stats(uint64_t rid, bool reset_peaks) {
@@ -450,9 +442,10 @@ Status run_intake(zmq::context_t& ctx, ActorPipe& pipe, const IntakeOptions& o) 
   pipe.ready();
   for (const auto& ep : o.client_endpoints) o.log->info("listening on {}", ep);
 
+  const Routes internal = in.internal_routes();
   PollSet poll(pipe, {&mb->inbox(), &router, &monitor});
   while (poll.wait(in.next_timeout(), [&](const std::string& c) { in.on_command(c); })) {
-    while (auto bytes = mb->try_recv()) in.on_internal(*bytes);
+    FLASHTTS_TRY(internal.drain(*mb));
     if (poll.readable(1))
       for (int i = 0; i < 256; ++i) {
         zmq::pollitem_t p{router.handle(), 0, ZMQ_POLLIN, 0};

@@ -13,6 +13,7 @@
 #include "messages/internal.h"
 #include "runtime/base/mailbox.h"
 #include "runtime/base/poll_set.h"
+#include "runtime/base/routes.h"
 
 namespace flashtts {
 
@@ -424,38 +425,20 @@ Status run_memory_arbiter(zmq::context_t& ctx, ActorPipe& pipe, const MemoryArbi
     if (o.peers.count(role)) box.post(role, msg::WeightsQuery{});
 
   Arbiter a(o, std::move(*policy), box);
+  // A weights report or a turn's end that does not decode ends the arbiter:
+  // without it no grant follows and the pipeline would wait forever.
+  Routes routes(o.log);
+  routes.on<msg::Weights>([&](const msg::Weights& w) { return a.on_weights(w); }, Routes::Decode::kStrict)
+      .on<msg::TurnDone>([&](const msg::TurnDone& d) { return a.on_turn_done(d); }, Routes::Decode::kStrict)
+      .on<msg::PoolSize>([&](const msg::PoolSize& p) { a.on_pool_size(p); })
+      .on<msg::QueueLoad>([&](const msg::QueueLoad& q) { a.on_load(q); })
+      .on<msg::EngineLoad>([&](const msg::EngineLoad& e) { a.on_load(e); })
+      .on<msg::DeviceUse>([&](const msg::DeviceUse& u) { a.on_use(u); })
+      .on<msg::StatsQuery>([&](const msg::StatsQuery& q) { a.on_stats(q); });
   PollSet poll(pipe, {&box.inbox()});
   while (poll.wait(a.next_wake())) {
     a.on_tick();
-    while (auto bytes = box.try_recv()) {
-      auto env = msg::open(*bytes);
-      if (!env) {
-        o.log->warn("dropped a message: {}", env.error().message);
-        continue;
-      }
-      const std::string& t = env->type;
-      if (t == msg::Weights::kType) {
-        auto w = msg::decode<msg::Weights>(*env);
-        if (!w) return w.error();
-        FLASHTTS_TRY(a.on_weights(*w));
-      } else if (t == msg::PoolSize::kType) {
-        if (auto p = decode_logged<msg::PoolSize>(*env, o.log)) a.on_pool_size(*p);
-      } else if (t == msg::QueueLoad::kType) {
-        if (auto q = decode_logged<msg::QueueLoad>(*env, o.log)) a.on_load(*q);
-      } else if (t == msg::EngineLoad::kType) {
-        if (auto e = decode_logged<msg::EngineLoad>(*env, o.log)) a.on_load(*e);
-      } else if (t == msg::DeviceUse::kType) {
-        if (auto u = decode_logged<msg::DeviceUse>(*env, o.log)) a.on_use(*u);
-      } else if (t == msg::TurnDone::kType) {
-        auto d = msg::decode<msg::TurnDone>(*env);
-        if (!d) return d.error();
-        FLASHTTS_TRY(a.on_turn_done(*d));
-      } else if (t == msg::StatsQuery::kType) {
-        if (auto q = decode_logged<msg::StatsQuery>(*env, o.log)) a.on_stats(*q);
-      } else {
-        o.log->warn("ignored a '{}' message", t);
-      }
-    }
+    FLASHTTS_TRY(routes.drain(box));
   }
   return Status::success();
 }

@@ -12,6 +12,7 @@
 #include "messages/internal.h"
 #include "runtime/base/mailbox.h"
 #include "runtime/base/poll_set.h"
+#include "runtime/base/routes.h"
 
 namespace flashtts {
 
@@ -148,7 +149,7 @@ struct Lane {
 // ends a sequence at the model's positions, so a job never holds more KV
 // than max_position tokens (when known: a job queued before the grant
 // counts all of max_tokens).
-QueuedJob gen_entry(msg::GenJob& j, std::string bytes, int32_t block_size, int64_t max_position) {
+QueuedJob gen_entry(const msg::GenJob& j, std::string bytes, int32_t block_size, int64_t max_position) {
   QueuedJob q{j.job_id, j.rid, j.priority, {}, 0, 0, std::move(bytes)};
   const size_t full = j.tokens.size() / (size_t)block_size;
   q.chunks.reserve(full);
@@ -232,81 +233,66 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
     q.score_out_jobs = (int32_t)ver.policy->inflight(), q.score_out_tokens = ver.policy->held_tokens();
     box.post("memory_arbiter", q);
   };
-  PollSet poll(pipe, {&box.inbox()});
-  while (poll.wait(elastic && !reported_idle ? kLoadInterval : std::chrono::milliseconds(-1))) {
-    while (auto bytes = box.try_recv()) {
-      auto env = msg::open(*bytes);
-      if (!env) {
-        o.log->warn("dropped a message: {}", env.error().message);
-        continue;
-      }
-      const std::string& t = env->type;
-      if (t == msg::GenJob::kType) {
-        auto j = msg::decode<msg::GenJob>(*env);
-        if (!j) { o.log->warn("{}", j.error().message); continue; }
-        if (j->speculative) {
+  auto forward = [&](const char* peer) { return [&box, peer](const std::string& bytes) { box.send(peer, bytes); }; };
+  Routes routes(o.log);
+  routes
+      .on<msg::GenJob>([&](msg::GenJob j, const std::string& bytes) {
+        if (j.speculative) {
           // Speculation takes no room from real work: the generator runs it
           // only in what real work leaves, and stops it when real work waits.
-          gen.speculative[j->job_id] = j->rid;
-          box.send("generator", *bytes);
-          continue;
+          gen.speculative[j.job_id] = j.rid;
+          box.send("generator", bytes);
+          return;
         }
-        QueuedJob q = gen_entry(*j, std::move(*bytes), o.block_size, gen.max_position);
+        QueuedJob q = gen_entry(j, bytes, o.block_size, gen.max_position);
         if (gen.max_capacity >= 0 && q.cost_tokens > gen.max_capacity) {
           ++gen.rejected;
           reject_gen(q);
-          continue;
+          return;
         }
-        gen.push(std::move(q), (int64_t)j->tokens.size());
-      } else if (t == msg::ScoreJob::kType) {
-        auto j = msg::decode<msg::ScoreJob>(*env);
-        if (!j) { o.log->warn("{}", j.error().message); continue; }
-        QueuedJob q = score_entry(*j, std::move(*bytes));
+        gen.push(std::move(q), (int64_t)j.tokens.size());
+      })
+      .on<msg::ScoreJob>([&](msg::ScoreJob j, const std::string& bytes) {
+        QueuedJob q = score_entry(j, bytes);
         const int64_t cost = q.cost_tokens;
         ver.push(std::move(q), cost);
-      } else if (t == msg::GenDone::kType) {
-        auto d = msg::decode<msg::GenDone>(*env);
-        if (d) gen.done(d->job_id);
-        box.send("beam_manager", *bytes);
-      } else if (t == msg::ScoreDone::kType) {
-        auto d = msg::decode<msg::ScoreDone>(*env);
-        if (d) ver.done(d->job_id);
-        box.send("beam_manager", *bytes);
-      } else if (t == msg::StopJobs::kType) {
-        box.send("generator", *bytes);
-      } else if (t == msg::ReleaseKv::kType) {
-        auto r = msg::decode<msg::ReleaseKv>(*env);
-        if (!r) continue;
-        gen.release_kv(box, r->rid, *bytes);
-        ver.release_kv(box, r->rid, *bytes);
-      } else if (t == msg::GenProgress::kType) {
-        box.send("beam_manager", *bytes);
-      } else if (t == msg::Forget::kType) {
-        auto f = msg::decode<msg::Forget>(*env);
-        if (!f) continue;
-        gen.forget(f->rid);
-        ver.forget(f->rid);
-        peaks.forget(f->rid);
-        box.send("generator", *bytes);
-        box.send("verifier", *bytes);
-      } else if (t == msg::Grant::kType) {
-        auto g = msg::decode<msg::Grant>(*env);
-        if (!g) continue;
-        Lane& l = g->role == "generator" ? gen : ver;
-        l.capacity = g->kv_tokens;
-        l.max_capacity = std::max(g->kv_tokens, g->kv_tokens_max);
-        l.max_position = g->max_position;
-        elastic = elastic || g->kv_tokens_max > g->kv_tokens;
-      } else if (t == msg::StatsQuery::kType) {
-        auto q = msg::decode<msg::StatsQuery>(*env);
-        if (!q) continue;
+      })
+      .on<msg::GenDone>([&](const msg::GenDone& d, const std::string& bytes) {
+        gen.done(d.job_id);
+        box.send("beam_manager", bytes);
+      })
+      .on<msg::ScoreDone>([&](const msg::ScoreDone& d, const std::string& bytes) {
+        ver.done(d.job_id);
+        box.send("beam_manager", bytes);
+      })
+      .pass(msg::StopJobs::kType, forward("generator"))
+      .pass(msg::GenProgress::kType, forward("beam_manager"))
+      .on<msg::ReleaseKv>([&](const msg::ReleaseKv& r, const std::string& bytes) {
+        gen.release_kv(box, r.rid, bytes);
+        ver.release_kv(box, r.rid, bytes);
+      })
+      .on<msg::Forget>([&](const msg::Forget& f, const std::string& bytes) {
+        gen.forget(f.rid);
+        ver.forget(f.rid);
+        peaks.forget(f.rid);
+        box.send("generator", bytes);
+        box.send("verifier", bytes);
+      })
+      .on<msg::Grant>([&](const msg::Grant& g) {
+        Lane& l = g.role == "generator" ? gen : ver;
+        l.capacity = g.kv_tokens;
+        l.max_capacity = std::max(g.kv_tokens, g.kv_tokens_max);
+        l.max_position = g.max_position;
+        elastic = elastic || g.kv_tokens_max > g.kv_tokens;
+      })
+      .on<msg::StatsQuery>([&](const msg::StatsQuery& q) {
         msg::MapWriter st;
         st.put("generator", gen.stats()).put("verifier", ver.stats());
-        box.post("intake", msg::StatsReply{q->qid, "scheduler", st.bytes()});
-      } else {
-        o.log->warn("ignored a '{}' message", t);
-      }
-    }
+        box.post("intake", msg::StatsReply{q.qid, "scheduler", st.bytes()});
+      });
+  PollSet poll(pipe, {&box.inbox()});
+  while (poll.wait(elastic && !reported_idle ? kLoadInterval : std::chrono::milliseconds(-1))) {
+    FLASHTTS_TRY(routes.drain(box));
     // After the inbox is drained: jobs that arrived together are ordered together.
     gen.dispatch(box, oversize_gen);
     ver.dispatch(box, run_alone);

@@ -22,6 +22,7 @@
 #include "messages/utf8.h"
 #include "runtime/base/clock.h"
 #include "runtime/base/mailbox.h"
+#include "runtime/base/routes.h"
 
 namespace flashtts {
 
@@ -99,10 +100,7 @@ class Verifier {
                                           workspace_bytes_on(config_, o_.device.get())));
   }
 
-  Status drain() {
-    while (auto bytes = box_.try_recv()) FLASHTTS_TRY(routes_.route(*bytes));
-    return Status::success();
-  }
+  Status drain() { return routes_.drain(box_); }
 
   // One iteration: admit, one forward pass, collect scores, report.
   Status step();
