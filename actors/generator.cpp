@@ -79,7 +79,8 @@ class Generator {
         })
         .on<msg::DeviceTurn>([this](const msg::DeviceTurn& t) { post("memory_arbiter", turns_.on_turn(t, batch_.engine())); })
         .on<msg::StatsQuery>([this](const msg::StatsQuery& m) { on_stats(m.qid, m.reset_peaks); })
-        .on<msg::WeightsQuery>([this](const msg::WeightsQuery&) { announce(); });  // a restarted arbiter asks
+        // A restarted arbiter asks.
+        .on<msg::WeightsQuery>([this](const msg::WeightsQuery&) { announce(/*answer=*/true); });
     // A simulated device writes text that reads back at about one token per
     // token, as a real policy's does (gpu/sim/sim_tokens.h).
     if (o_.device && o_.device->simulated()) {
@@ -96,9 +97,11 @@ class Generator {
   zmq::socket_t& inbox() { return box_.inbox(); }
   std::chrono::milliseconds idle_wait() const { return meter_.idle_wait(batch_); }
 
-  void announce() {
-    post("memory_arbiter", weights_report("generator", pass_cost_, o_.block_size, config_.max_position,
-                                          workspace_bytes_on(config_, o_.device.get())));
+  void announce(bool answer = false) {
+    msg::Weights w = weights_report("generator", pass_cost_, o_.block_size, config_.max_position,
+                                    workspace_bytes_on(config_, o_.device.get()));
+    w.answer = answer;
+    post("memory_arbiter", w);
   }
 
   // Handles every message waiting in the inbox.

@@ -276,10 +276,17 @@ Status Arbiter::on_weights(const msg::Weights& w) {
   ModelFootprint f{w.weight_bytes, w.kv_bytes_per_token, w.block_size, w.max_position, w.workspace_bytes};
   std::optional<ModelFootprint>* slot = w.role == "generator" ? &gen_ : w.role == "verifier" ? &ver_ : nullptr;
   if (!slot) return make_error("weights report from unknown role '" + w.role + "'");
-  // The same model announced again (it answered the weights query too, or
-  // its process restarted) is worth a debug line, not an info one.
+  // The same model announced again (its process restarted) is worth a
+  // debug line, not an info one.
   const bool again = *slot && (*slot)->weight_bytes == f.weight_bytes &&
                      (*slot)->kv_bytes_per_token == f.kv_bytes_per_token && (*slot)->block_size == f.block_size;
+  // An answer to the query this arbiter sent at its start, from a model
+  // whose own announcement it already has: nothing to grant again (a
+  // restarted model announces without being asked, and is granted again).
+  if (again && w.answer) {
+    o_.log->debug("{}: weights already announced", w.role);
+    return Status::success();
+  }
   *slot = f;
   demand_.set_cost(w.role == "generator", cost_of(w));
   const auto level = again ? spdlog::level::debug : spdlog::level::info;
@@ -287,9 +294,9 @@ Status Arbiter::on_weights(const msg::Weights& w) {
               double(f.weight_bytes) / (1 << 20), double(f.workspace_bytes) / (1 << 20), f.kv_bytes_per_token);
   if (!gen_ || !ver_) return Status::success();
   if (split_) {
-    // A model that announces itself again: a process of it restarted (or
-    // answered the weights query). It gets its share again; taking turns,
-    // the generator not before the verifier's weights have left.
+    // A model that announces itself again: a process of it restarted. It
+    // gets its share again; taking turns, the generator not before the
+    // verifier's weights have left.
     if (turns_start_serial_ != 0 && w.role == "generator") return Status::success();
     grant(w.role, w.role == "generator" ? split_->generator_kv_bytes : split_->verifier_kv_bytes, level);
     return Status::success();

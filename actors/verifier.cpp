@@ -87,7 +87,8 @@ class Verifier {
         })
         .on<msg::DeviceTurn>([this](const msg::DeviceTurn& t) { post("memory_arbiter", turns_.on_turn(t, batch_.engine())); })
         .on<msg::StatsQuery>([this](const msg::StatsQuery& m) { on_stats(m.qid, m.reset_peaks); })
-        .on<msg::WeightsQuery>([this](const msg::WeightsQuery&) { announce(); });  // a restarted arbiter asks
+        // A restarted arbiter asks.
+        .on<msg::WeightsQuery>([this](const msg::WeightsQuery&) { announce(/*answer=*/true); });
   }
   Verifier(const Verifier&) = delete;  // the hooks and routes point at this object
   Verifier& operator=(const Verifier&) = delete;
@@ -95,9 +96,11 @@ class Verifier {
   zmq::socket_t& inbox() { return box_.inbox(); }
   std::chrono::milliseconds idle_wait() const { return meter_.idle_wait(batch_); }
 
-  void announce() {
-    post("memory_arbiter", weights_report("verifier", pass_cost_, o_.block_size, config_.max_position,
-                                          workspace_bytes_on(config_, o_.device.get())));
+  void announce(bool answer = false) {
+    msg::Weights w = weights_report("verifier", pass_cost_, o_.block_size, config_.max_position,
+                                    workspace_bytes_on(config_, o_.device.get()));
+    w.answer = answer;
+    post("memory_arbiter", w);
   }
 
   Status drain() { return routes_.drain(box_); }

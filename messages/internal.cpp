@@ -189,7 +189,7 @@ void Weights::write(MapWriter& w) const {
   w.put("block_size", block_size).put("params", params).put("layer_params", layer_params);
   w.put("lm_head_params", lm_head_params).put("prm_head_params", prm_head_params).put("hidden", hidden);
   w.put("attn_flops_per_pair", attn_flops_per_pair).put("max_position", max_position);
-  w.put("workspace_bytes", workspace_bytes);
+  w.put("workspace_bytes", workspace_bytes).put("answer", answer);
 }
 Status Weights::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("role", &role));
@@ -201,7 +201,8 @@ Status Weights::read(const MapReader& r) {
                           {"hidden", &hidden}, {"attn_flops_per_pair", &attn_flops_per_pair}})
     FLASHTTS_TRY(r.get_opt(key, out));
   FLASHTTS_TRY(r.get_opt("max_position", &max_position));
-  return r.get_opt("workspace_bytes", &workspace_bytes);
+  FLASHTTS_TRY(r.get_opt("workspace_bytes", &workspace_bytes));
+  return r.get_opt("answer", &answer);
 }
 
 void Grant::write(MapWriter& w) const {

@@ -221,6 +221,9 @@ struct Weights {
   // Device bytes of the backend's workspaces (gpu/engine.h workspace_bytes_on):
   // an automatic budget leaves them free. 0 on the CPU.
   int64_t workspace_bytes = 0;
+  // The answer to a WeightsQuery (a restarted arbiter asks), not the
+  // announcement a model makes when it loads.
+  bool answer = false;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

@@ -692,6 +692,32 @@ TEST(MemoryArbiter, RooflineMovesMemoryShrinkFirstThenGrow) {
 msg::Weights policy_weights() { return weights_report("generator", cost(1.5e9, 28672, false), 16, 4096, 0); }
 msg::Weights prm_weights() { return weights_report("verifier", cost(7e9, 57344, true), 16, 4096, 0); }
 
+// A model announces its weights when it loads and answers the query the
+// arbiter sends at its start: the answer after the announcement brings no
+// second grant. A model that announces again (its process restarted, its
+// engine gone) is granted again.
+TEST(MemoryArbiter, AnAnswerToItsQueryAfterTheAnnouncementIsNotGrantedTwice) {
+  ArbiterHarness h("arb-answer");
+  h.start(h.options(24'000'000'000, "static"));
+  h.send(policy_weights());
+  h.send(prm_weights());
+  auto g = h.p.next<msg::Grant>("generator"), v = h.p.next<msg::Grant>("verifier");
+  ASSERT_TRUE(g && v);
+  msg::Weights answer = policy_weights();
+  answer.answer = true;
+  h.send(answer);
+  answer = prm_weights();
+  answer.answer = true;
+  h.send(answer);
+  EXPECT_FALSE(h.p.next<msg::Grant>("generator", 300ms));
+  EXPECT_FALSE(h.p.next<msg::Grant>("verifier", 300ms));
+  h.send(policy_weights());  // restarted
+  auto again = h.p.next<msg::Grant>("generator");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->kv_bytes, g->kv_bytes);
+  EXPECT_TRUE(h.a->stop(2s));
+}
+
 // Starts h's arbiter (static split) with `budget` and `offload`; both models announce themselves.
 void start_offload(ArbiterHarness& h, int64_t budget, const char* offload) {
   MemoryArbiterOptions o = h.options(budget, "static");

@@ -97,6 +97,10 @@ TEST(Messages, EveryInternalMessageSurvivesARoundTrip) {
   EXPECT_EQ(td.seconds, 0.5);
   EXPECT_EQ(td.error, "x");
   EXPECT_EQ(round_trip(Weights{"generator", 10, 20, 16}).kv_bytes_per_token, 20);
+  EXPECT_FALSE(round_trip(Weights{"generator", 10, 20, 16}).answer);
+  Weights asked{"verifier", 10, 20, 16};
+  asked.answer = true;
+  EXPECT_TRUE(round_trip(asked).answer);
   EXPECT_EQ(round_trip(StatsReply{3, "scheduler", MapWriter().put("q", int64_t(2)).bytes()}).actor, "scheduler");
   EXPECT_EQ(round_trip(Cancel{8, "client gone"}).reason, "client gone");
 }
