@@ -15,7 +15,8 @@
 // Figures per run (runtime/tts_figures.h): goodput, latency p50/p90,
 // generator and verifier busy time, mean rows per decode iteration and the
 // idle share (decode iterations with fewer rows than the searches have
-// beams), peak KV blocks per model, evictions, recomputed tokens,
+// beams) and idle slots (the beam slots of those iterations no row filled),
+// peak KV blocks per model, evictions, recomputed tokens,
 // preemptions, speculative tokens generated / kept / dropped (and the
 // speculations dropped early, their beam certain to be pruned), accuracy,
 // pass@N and correct answers per minute (arith). Per
@@ -271,7 +272,8 @@ Expected<tts::RunFigures> run(Served& s, const Options& o, const Cell& cell, con
 json summary_json(const tts::RunSummary& s) {
   return {{"latency_p50_ms", s.latency_p50_ms}, {"latency_p90_ms", s.latency_p90_ms}, {"goodput", s.goodput},
           {"gen_busy_ms", s.gen_busy_ms},       {"ver_busy_ms", s.ver_busy_ms},       {"mean_rows", s.mean_rows},
-          {"idle_share", s.idle_share},         {"gen_peak_blocks", s.gen_peak_blocks},
+          {"idle_share", s.idle_share},         {"idle_slots", s.idle_slots},
+          {"gen_peak_blocks", s.gen_peak_blocks},
           {"ver_peak_blocks", s.ver_peak_blocks}, {"evictions", s.evictions},
           {"recomputed_tokens", s.recomputed_tokens}, {"preemptions", s.preemptions},
           {"gen_pool_blocks", s.gen_pool_blocks}, {"ver_pool_blocks", s.ver_pool_blocks}, {"resizes", s.resizes},
@@ -315,6 +317,7 @@ tts::RunSummary median(const std::vector<tts::RunSummary>& v) {
   m.ver_busy_ms = med([](auto& s) { return s.ver_busy_ms; });
   m.mean_rows = med([](auto& s) { return s.mean_rows; });
   m.idle_share = med([](auto& s) { return s.idle_share; });
+  m.idle_slots = med([](auto& s) { return s.idle_slots; });
   m.gen_peak_blocks = (int64_t)med([](auto& s) { return s.gen_peak_blocks; });
   m.ver_peak_blocks = (int64_t)med([](auto& s) { return s.ver_peak_blocks; });
   m.evictions = (int64_t)med([](auto& s) { return s.evictions; });
@@ -726,11 +729,11 @@ int main(int argc, char** argv) {
           if (mem)
             t += bench::describe(ws) + " on " + o.variants[0] + " with ample memory; at " + std::to_string(mem) + "%: " +
                  bench::describe(target, ws) + "\n\n";
-          t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | idle share | "
-               "peak blocks gen / ver | pool at end gen / ver (resizes) | evictions | recomputed | preemptions | "
-               "spec. tokens gen / kept / dropped | spec. pruned early (tokens) | "
+          t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | "
+               "idle share | idle slots | peak blocks gen / ver | pool at end gen / ver (resizes) | evictions | "
+               "recomputed | preemptions | spec. tokens gen / kept / dropped | spec. pruned early (tokens) | "
                "accuracy | pass@N | correct/min | failed |\n";
-          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
           for (size_t v = 0; v < served.size(); ++v) {
             if (!failed[v].empty()) {
               std::string why = failed[v];
@@ -743,7 +746,7 @@ int main(int argc, char** argv) {
             const bool has_answers = !(*problems)[0].gold.empty();
             t += "| " + o.variants[v] + " | " + f1(m.latency_p50_ms) + " / " + f1(m.latency_p90_ms) + " | " +
                  f1(m.goodput) + " | " + f1(m.gen_busy_ms) + " / " + f1(m.ver_busy_ms) + " | " + f1(m.mean_rows) +
-                 " | " + f2(m.idle_share) + " | " + std::to_string(m.gen_peak_blocks) + " / " +
+                 " | " + f2(m.idle_share) + " | " + f2(m.idle_slots) + " | " + std::to_string(m.gen_peak_blocks) + " / " +
                  std::to_string(m.ver_peak_blocks) + " | " + std::to_string(m.gen_pool_blocks) + " / " +
                  std::to_string(m.ver_pool_blocks) + " (" + std::to_string(m.resizes) +
                  (m.weight_uploads > 0 ? "; " + std::to_string(m.weight_uploads) + " turns, " +

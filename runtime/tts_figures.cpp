@@ -74,6 +74,15 @@ double idle_share(std::span<const int64_t> hist, int64_t beams) {
   return all ? double(short_) / double(all) : 0.0;
 }
 
+double idle_slots(std::span<const int64_t> hist, int64_t beams) {
+  int64_t iterations = 0, empty = 0;
+  for (size_t rows = 1; rows < hist.size(); ++rows) {
+    iterations += hist[rows];
+    empty += hist[rows] * std::max<int64_t>(0, beams - (int64_t)rows);
+  }
+  return iterations && beams > 0 ? double(empty) / (double(iterations) * double(beams)) : 0.0;
+}
+
 double mean_rows(const Counters& c) {
   return c.decode_iterations ? double(c.decode_rows) / double(c.decode_iterations) : 0.0;
 }
@@ -119,6 +128,7 @@ RunSummary summarize(const RunFigures& r) {
   s.ver_busy_ms = r.ver.busy_ms;
   s.mean_rows = mean_rows(r.gen);
   s.idle_share = idle_share(r.gen.rows_hist, r.beams);
+  s.idle_slots = idle_slots(r.gen.rows_hist, r.beams);
   s.gen_peak_blocks = r.gen.kv_blocks_peak;
   s.ver_peak_blocks = r.ver.kv_blocks_peak;
   s.evictions = r.gen.evictions + r.ver.evictions;

@@ -8,6 +8,8 @@
 //   idle share       of the decode iterations (those that sampled tokens),
 //                    the share that sampled fewer rows than the searches in
 //                    flight have beams: the device waiting for stragglers
+//   idle slots       of those iterations' beam slots (beams x iterations),
+//                    the share no row filled
 //   recomputed       context tokens the generator computed at admission
 //                    beyond each prompt's first computation (the partial
 //                    block of every step, evicted prefixes, preemptions)
@@ -48,6 +50,12 @@ Counters delta(const Counters& after, const Counters& before);
 // when there were none.
 double idle_share(std::span<const int64_t> hist, int64_t beams);
 
+// The share of decode slots left empty: over the decode iterations in
+// `hist`, the rows short of `beams` (none when an iteration has as many or
+// more) per beams x iterations; 0 when there were none. Unlike idle_share,
+// an iteration one row short counts for one slot, not as an idle iteration.
+double idle_slots(std::span<const int64_t> hist, int64_t beams);
+
 // decode_rows / decode_iterations (0 when none).
 double mean_rows(const Counters& c);
 
@@ -76,7 +84,7 @@ struct RunFigures {
 // Figures of a run for the table and the JSON line.
 struct RunSummary {
   double latency_p50_ms = 0, latency_p90_ms = 0, goodput = 0;
-  double gen_busy_ms = 0, ver_busy_ms = 0, mean_rows = 0, idle_share = 0;
+  double gen_busy_ms = 0, ver_busy_ms = 0, mean_rows = 0, idle_share = 0, idle_slots = 0;
   int64_t gen_peak_blocks = 0, ver_peak_blocks = 0, evictions = 0, recomputed_tokens = 0, preemptions = 0;
   // The pools at the end of the run (blocks), and how often they were resized
   // in it (an elastic memory split).

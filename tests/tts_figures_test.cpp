@@ -36,6 +36,11 @@ TEST(TtsFigures, CountersOfARunAreTheDifferenceAndThePeakIsTheLast) {
   EXPECT_DOUBLE_EQ(idle_share(d.rows_hist, 2), 2.0 / 7.0);
   EXPECT_DOUBLE_EQ(mean_rows(d), 20.0 / 7.0);
   EXPECT_DOUBLE_EQ(idle_share({}, 4), 0.0);
+  // Of 7 x 4 slots: 2 iterations of 1 row leave 3 each, 1 of 2 rows leaves 2.
+  EXPECT_DOUBLE_EQ(idle_slots(d.rows_hist, 4), 8.0 / 28.0);
+  // Iterations with more rows than beams leave none (not fewer than none).
+  EXPECT_DOUBLE_EQ(idle_slots(d.rows_hist, 2), 2.0 / 14.0);
+  EXPECT_DOUBLE_EQ(idle_slots({}, 4), 0.0);
 }
 
 TEST(TtsFigures, ARunSummaryFromItsSolvesAndCounters) {
@@ -60,6 +65,7 @@ TEST(TtsFigures, ARunSummaryFromItsSolvesAndCounters) {
   EXPECT_DOUBLE_EQ(s.goodput, 20);
   EXPECT_DOUBLE_EQ(s.mean_rows, 2.5);
   EXPECT_DOUBLE_EQ(s.idle_share, 0.5);
+  EXPECT_DOUBLE_EQ(s.idle_slots, 4.0 / 16.0);  // 2 iterations of 2 rows in 4 slots
   EXPECT_EQ(s.recomputed_tokens, 60);  // 100 prefilled, 2 prompts of 20 are first computations
   EXPECT_EQ(s.gen_peak_blocks, 9);
   EXPECT_EQ(s.ver_peak_blocks, 3);
