@@ -98,10 +98,8 @@ class Generator {
   std::chrono::milliseconds idle_wait() const { return meter_.idle_wait(batch_); }
 
   void announce(bool answer = false) {
-    msg::Weights w = weights_report("generator", pass_cost_, o_.block_size, config_.max_position,
-                                    workspace_bytes_on(config_, o_.device.get()));
-    w.answer = answer;
-    post("memory_arbiter", w);
+    post("memory_arbiter", weights_report("generator", pass_cost_, o_.block_size, config_.max_position,
+                                          workspace_bytes_on(config_, o_.device.get()), answer));
   }
 
   // Handles every message waiting in the inbox.

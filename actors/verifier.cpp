@@ -97,10 +97,8 @@ class Verifier {
   std::chrono::milliseconds idle_wait() const { return meter_.idle_wait(batch_); }
 
   void announce(bool answer = false) {
-    msg::Weights w = weights_report("verifier", pass_cost_, o_.block_size, config_.max_position,
-                                    workspace_bytes_on(config_, o_.device.get()));
-    w.answer = answer;
-    post("memory_arbiter", w);
+    post("memory_arbiter", weights_report("verifier", pass_cost_, o_.block_size, config_.max_position,
+                                          workspace_bytes_on(config_, o_.device.get()), answer));
   }
 
   Status drain() { return routes_.drain(box_); }

@@ -3,9 +3,9 @@
 namespace flashtts {
 
 msg::Weights weights_report(const char* role, const ModelCost& cost, int32_t block_size, int64_t max_position,
-                            int64_t workspace_bytes) {
+                            int64_t workspace_bytes, bool answer) {
   msg::Weights w{role, (int64_t)cost.weight_bytes, (int64_t)cost.kv_bytes_per_token, block_size};
-  w.max_position = max_position, w.workspace_bytes = workspace_bytes;
+  w.max_position = max_position, w.workspace_bytes = workspace_bytes, w.answer = answer;
   w.params = cost.params, w.layer_params = cost.layer_params, w.lm_head_params = cost.lm_head_params;
   w.prm_head_params = cost.prm_head_params, w.hidden = cost.hidden, w.attn_flops_per_pair = cost.attn_flops_per_pair;
   return w;

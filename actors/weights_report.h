@@ -15,9 +15,10 @@ namespace flashtts {
 
 // max_position: the model's positions (ModelConfig::max_position; 0 = no
 // limit); workspace_bytes: its backend's workspaces on the device
-// (workspace_bytes_on, gpu/engine.h).
+// (workspace_bytes_on, gpu/engine.h); answer: it answers a WeightsQuery
+// (msg::Weights::answer).
 msg::Weights weights_report(const char* role, const ModelCost& cost, int32_t block_size, int64_t max_position,
-                            int64_t workspace_bytes);
+                            int64_t workspace_bytes, bool answer = false);
 ModelCost cost_of(const msg::Weights& w);
 
 }  // namespace flashtts
