@@ -10,7 +10,10 @@ top N / width of scores drawn afresh (as math-trace ranks). A member whose step
 ends early speculates until the longest ends (times its score bin with the
 paper's bins); copy 0 of a survivor keeps all of it, copies 1.. a prefix of
 ratio r ~ N(0.85, 0.1) (DuplicateThenTruncate), or, in "branch", a
-speculation of their own as long as copy 0's.
+speculation of their own as long as copy 0's. In "multi" a member goes on
+speculating past its next step (into the steps after it) until the longest
+ends, and copy 0 keeps it all; the copies, which diverge inside the next
+step, keep no more than in "flat".
 
   tools/lockstep_model.py [--searches 200] [--iterations 7] [--n 16,64,256]
 
@@ -42,6 +45,8 @@ def chain(lengths, n, mode, seed, iterations, width):
     for _ in range(iterations):
         steps = [draw.choice(lengths) for _ in range(n)]
         left = [max(0, steps[i] - carried[i]) for i in range(n)]
+        # "multi": what copy 0 carried past this step is a head start on the next.
+        excess = [max(0, carried[i] - steps[i]) if mode == "multi" else 0 for i in range(n)]
         longest = max(left)
         total += longest
         scores = [draw.random() for _ in range(n)]
@@ -52,7 +57,7 @@ def chain(lengths, n, mode, seed, iterations, width):
             quarter[i] = 4 * rank // n
         spec = []
         for i in range(n):
-            t = 0 if mode == "none" else longest - left[i]
+            t = 0 if mode == "none" else longest - left[i] + excess[i]
             if mode in ("bins", "bins+branch"):
                 t = t * (4 - quarter[i]) // 4
             spec.append(t)
@@ -60,6 +65,8 @@ def chain(lengths, n, mode, seed, iterations, width):
         for s in survivors:
             for c in range(width):
                 k = spec[s]
+                if c > 0 and mode == "multi":
+                    k -= excess[s]  # the copies diverge inside the next step
                 if c == 0 or mode in ("branch", "bins+branch"):
                     kept = k
                 elif k >= 2:
@@ -83,7 +90,7 @@ def main():
     lengths = step_lengths(a.cap)
     for n in (int(x) for x in a.n.split(",")):
         base = [chain(lengths, n, "none", s, a.iterations, a.width) for s in range(a.searches)]
-        for mode in ("bins", "bins+branch", "flat", "branch"):
+        for mode in ("bins", "bins+branch", "flat", "branch", "multi"):
             ratio = [b / chain(lengths, n, mode, s, a.iterations, a.width) for s, b in enumerate(base)]
             print(f"N = {n:4d}  {mode:12s} {statistics.mean(ratio):.3f}x")
 
