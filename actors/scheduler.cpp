@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <unordered_map>
@@ -20,6 +21,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kLoadInterval{100};
+constexpr int64_t kTemplateBytes = 256;  // a PRM input's template, around the problem and steps
 
 // Each request's most jobs open at once, generation and scoring together:
 // its beams, including those that wait at their iteration's barrier while
@@ -165,13 +167,35 @@ QueuedJob gen_entry(const msg::GenJob& j, std::string bytes, int32_t block_size,
   return q;
 }
 
-// A scoring job's: the problem and each step are chunks weighted by their
-// bytes (byte-level BPE gives at most one token per byte, plus one tag per
-// step); the template is the tail.
-QueuedJob score_entry(const msg::ScoreJob& j, std::string bytes) {
-  QueuedJob q{j.job_id, j.rid, j.priority, {}, 256, 0, std::move(bytes)};
-  auto chunk = [](std::string_view s, int32_t extra) {
-    return Chunk{std::hash<std::string_view>{}(s), (int32_t)s.size() + extra};
+// PRM tokens per byte of scoring input, measured on the jobs scored: the
+// scheduler sees a scoring job's text, not its PRM tokens. Until enough
+// came back, 1 (byte-level BPE gives at most one token per byte: a bound,
+// several times the tokens of most text, so a tight pool would run one
+// scoring job at a time).
+class TokensPerByte {
+ public:
+  double rate() const { return bytes_ >= kMinBytes ? std::min(1.0, tokens_ / bytes_) : 1.0; }
+  void add(int64_t bytes, int32_t tokens) {
+    if (bytes <= 0 || tokens <= 0) return;
+    bytes_ += (double)bytes, tokens_ += (double)tokens;
+    if (bytes_ > kDecayBytes) bytes_ /= 2, tokens_ /= 2;  // recent work weighs more
+  }
+
+ private:
+  static constexpr double kMinBytes = 16384, kDecayBytes = 64e6;
+  double bytes_ = 0, tokens_ = 0;
+};
+
+// A scoring job's queue entry: the problem and each step are chunks weighted
+// by their bytes (plus one tag per step) times `rate`, the measured PRM
+// tokens per byte; the template is the tail. Its bytes in all go to `bytes_in`.
+QueuedJob score_entry(const msg::ScoreJob& j, std::string bytes, double rate, int64_t* bytes_in) {
+  auto tokens = [rate](int64_t n) { return std::max<int32_t>(1, (int32_t)std::ceil((double)n * rate)); };
+  QueuedJob q{j.job_id, j.rid, j.priority, {}, tokens(kTemplateBytes), 0, std::move(bytes)};
+  *bytes_in = kTemplateBytes;
+  auto chunk = [&](std::string_view s, int32_t extra) {
+    *bytes_in += (int64_t)s.size() + extra;
+    return Chunk{std::hash<std::string_view>{}(s), tokens((int64_t)s.size() + extra)};
   };
   q.chunks.push_back(chunk(j.problem, 0));
   for (const auto& s : j.steps) q.chunks.push_back(chunk(s, 1));
@@ -234,6 +258,8 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
     box.post("memory_arbiter", q);
   };
   auto forward = [&](const char* peer) { return [&box, peer](const std::string& bytes) { box.send(peer, bytes); }; };
+  TokensPerByte prm_rate;
+  std::unordered_map<uint64_t, std::pair<uint64_t, int64_t>> score_bytes;  // open scoring job -> (rid, input bytes)
   Routes routes(o.log);
   routes
       .on<msg::GenJob>([&](msg::GenJob j, const std::string& bytes) {
@@ -253,8 +279,10 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         gen.push(std::move(q), (int64_t)j.tokens.size());
       })
       .on<msg::ScoreJob>([&](msg::ScoreJob j, const std::string& bytes) {
-        QueuedJob q = score_entry(j, bytes);
+        int64_t in_bytes = 0;
+        QueuedJob q = score_entry(j, bytes, prm_rate.rate(), &in_bytes);
         const int64_t cost = q.cost_tokens;
+        score_bytes[j.job_id] = {j.rid, in_bytes};
         ver.push(std::move(q), cost);
       })
       .on<msg::GenDone>([&](const msg::GenDone& d, const std::string& bytes) {
@@ -262,6 +290,10 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         box.send("beam_manager", bytes);
       })
       .on<msg::ScoreDone>([&](const msg::ScoreDone& d, const std::string& bytes) {
+        if (auto b = score_bytes.find(d.job_id); b != score_bytes.end()) {
+          if (d.error.empty()) prm_rate.add(b->second.second, d.n_tokens);
+          score_bytes.erase(b);
+        }
         ver.done(d.job_id);
         box.send("beam_manager", bytes);
       })
@@ -275,6 +307,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         gen.forget(f.rid);
         ver.forget(f.rid);
         peaks.forget(f.rid);
+        std::erase_if(score_bytes, [&](const auto& kv) { return kv.second.first == f.rid; });
         box.send("generator", bytes);
         box.send("verifier", bytes);
       })

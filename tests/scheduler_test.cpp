@@ -192,6 +192,43 @@ TEST(Scheduler, AJobReservesNoMoreThanTheModelsPositions) {
 // beams of the requests in flight (each request's most jobs open at once,
 // so beams that wait at their iteration's barrier count), and what the
 // scheduler's admission counts for the jobs out.
+// The scheduler sees a scoring job's text, not its PRM tokens: it counts a
+// job at its bytes (a bound) until scored jobs tell it the PRM tokens per
+// byte, and then counts it at that rate, so a tight verifier grant lets out
+// as many jobs as it holds instead of one at a time.
+TEST(Scheduler, ScoringJobsAreCountedAtThePrmTokensPerByteMeasured) {
+  SchedulerRun s("sched_rate", "fifo", 0);
+  s.post(msg::Grant{"verifier", 1 << 20, 12000});
+  auto score = [](uint64_t id, uint64_t rid) {
+    msg::ScoreJob j;
+    j.job_id = id, j.rid = rid, j.problem = std::string(3000, 'p') + std::to_string(rid);
+    j.steps = {std::string(2000, 's') + std::to_string(id)};
+    return j;
+  };
+  auto scored = [&]() {
+    std::vector<uint64_t> ids;
+    while (auto j = s.p.next<msg::ScoreJob>("verifier", 200ms)) ids.push_back(j->job_id);
+    return ids;
+  };
+  auto finish = [&](uint64_t id, uint64_t rid, int32_t n_tokens) {
+    msg::ScoreDone d;
+    d.job_id = id, d.rid = rid, d.scores = {0.5f}, d.n_tokens = n_tokens;
+    s.post(d);
+    EXPECT_TRUE(s.p.next<msg::ScoreDone>("beam_manager"));  // forwarded
+  };
+  // About 5,260 bytes each (the template counted as 256): two of 12,000.
+  for (uint64_t id = 1; id <= 4; ++id) s.post(score(id, id));
+  EXPECT_EQ(scored(), (std::vector<uint64_t>{1, 2}));
+  finish(1, 1, 1300);  // a quarter of their bytes: enough bytes measured after four
+  finish(2, 2, 1300);
+  EXPECT_EQ(scored(), (std::vector<uint64_t>{3, 4}));
+  finish(3, 3, 1300);
+  finish(4, 4, 1300);
+  // Now about 1,300 tokens each: nine of 12,000.
+  for (uint64_t id = 5; id <= 16; ++id) s.post(score(id, id));
+  EXPECT_EQ(scored().size(), 9u);
+}
+
 TEST(Scheduler, TellsTheArbiterOfBeamsWaitingAtTheirBarrierAndWhatAdmissionCounts) {
   SchedulerRun s("sched_load", "fifo", 0, {"beam_manager", "generator", "verifier", "intake", "memory_arbiter"});
   s.post(msg::Grant{"generator", 1 << 20, 1000, 2 << 20, 2000});
