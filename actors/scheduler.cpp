@@ -150,8 +150,10 @@ struct Lane {
 // context and max_tokens (which covers `prefix`) are its tail. The generator
 // ends a sequence at the model's positions, so a job never holds more KV
 // than max_position tokens (when known: a job queued before the grant
-// counts all of max_tokens).
-QueuedJob gen_entry(const msg::GenJob& j, std::string bytes, int32_t block_size, int64_t max_position) {
+// counts all of max_tokens). Of the tokens it may write, `reserve` counts;
+// `holds` gets what it may hold in all.
+QueuedJob gen_entry(const msg::GenJob& j, std::string bytes, int32_t block_size, int64_t max_position,
+                    double reserve, int64_t* holds) {
   QueuedJob q{j.job_id, j.rid, j.priority, {}, 0, 0, std::move(bytes)};
   const size_t full = j.tokens.size() / (size_t)block_size;
   q.chunks.reserve(full);
@@ -162,6 +164,8 @@ QueuedJob gen_entry(const msg::GenJob& j, std::string bytes, int32_t block_size,
   const int64_t context = (int64_t)j.tokens.size();
   int64_t need = context + j.max_tokens;
   if (max_position > 0) need = std::min(need, std::max(max_position, context));
+  *holds = need;
+  need = context + (int64_t)std::ceil(reserve * (double)(need - context));
   q.tail_tokens = need - (int64_t)(full * block_size);
   q.cost_tokens = need;
   return q;
@@ -221,12 +225,12 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
   RequestPeaks peaks;
   Lane gen{.peer = "generator", .policy = std::move(*gp), .window = window, .peaks = &peaks};
   Lane ver{.peer = "verifier", .policy = std::move(*sp), .window = window, .peaks = &peaks};
-  auto reject_gen = [&](const QueuedJob& q) {
+  auto reject_gen = [&](const QueuedJob& q, int64_t need) {
     auto env = msg::open(q.bytes);
     auto j = env ? msg::decode<msg::GenJob>(*env) : Expected<msg::GenJob>(make_error("undecodable"));
     msg::GenDone d;
     d.job_id = q.job_id, d.rid = q.rid, d.beam = j ? j->beam : 0, d.finish = "error", d.code = msg::code::kTooLarge;
-    d.error = "the job needs up to " + std::to_string(q.cost_tokens) + " tokens of KV cache but the generator holds " +
+    d.error = "the job needs up to " + std::to_string(need) + " tokens of KV cache but the generator holds " +
               std::to_string(gen.capacity) + "; shorten the problem or the token limits, or raise memory.budget_mb";
     box.post("beam_manager", d);
     return false;
@@ -234,7 +238,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
   // A generation job bigger than the pool can ever grow fails; one that
   // only the current grant cannot hold runs alone, and the generator holds
   // it until the memory arbiter grows its pool.
-  auto oversize_gen = [&](const QueuedJob& q) { return q.cost_tokens <= gen.max_capacity || reject_gen(q); };
+  auto oversize_gen = [&](const QueuedJob& q) { return q.cost_tokens <= gen.max_capacity || reject_gen(q, q.cost_tokens); };
   // A scoring job's size is a loose bound: one bigger than the grant runs
   // alone and the verifier decides on the exact count.
   auto run_alone = [](const QueuedJob&) { return true; };
@@ -270,10 +274,11 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
           box.send("generator", bytes);
           return;
         }
-        QueuedJob q = gen_entry(j, bytes, o.block_size, gen.max_position);
-        if (gen.max_capacity >= 0 && q.cost_tokens > gen.max_capacity) {
+        int64_t full = 0;
+        QueuedJob q = gen_entry(j, bytes, o.block_size, gen.max_position, o.reserve, &full);
+        if (gen.max_capacity >= 0 && full > gen.max_capacity) {
           ++gen.rejected;
-          reject_gen(q);
+          reject_gen(q, full);
           return;
         }
         gen.push(std::move(q), (int64_t)j.tokens.size());

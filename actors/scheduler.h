@@ -38,6 +38,12 @@ struct SchedulerOptions {
   int32_t window = 0;            // jobs out at each model under a tree policy; 0 = no limit
   int64_t max_overtaken = 1024;  // the prefix policy's wait bound (sched_policy.h)
   bool by_request = false;       // the prefix family: the older request first (SchedulingOptions)
+  // The share of the tokens a generation job may write (max_tokens) that
+  // counts against the generator's grant while the job is out: 1 reserves
+  // them all (the baseline); less lets more jobs out, and the generator, which
+  // takes blocks as tokens are written, preempts when they run short
+  // (policies.scheduling_reserve).
+  double reserve = 1.0;
 };
 
 Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOptions& o);

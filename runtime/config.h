@@ -71,6 +71,11 @@ struct PolicyConfig {
   // its jobs); "arrival": the oldest request's work first, at the scheduler
   // (where the prefix does not decide) and in the engines' queues.
   std::string request_order = "interleaved";
+  // The share of the tokens a generation job may write that the scheduler
+  // counts against the generator's grant while the job is out (1: all, the
+  // baseline); the generator takes blocks as tokens are written and, short of
+  // them, preempts (SchedulerOptions::reserve).
+  double scheduling_reserve = 1.0;
   // "static" (the baseline: memory.generator_share, fixed); "roofline" (pools
   // that move while the models serve, to the split predicted fastest:
   // actors/roofline_split.h).

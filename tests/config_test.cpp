@@ -260,6 +260,8 @@ TEST(Config, AValueOutsideItsChoicesIsAnErrorListingThem) {
   EXPECT_TRUE(contains(error_of("[policies]\nscheduling = \"lifo\"\n"),
               "policies.scheduling = 'lifo' on line 2 is not one of: 'fifo', 'prefix', 'random', 'scatter'"));
   EXPECT_TRUE(contains(error_of("[policies]\nscheduling_max_overtaken = 0\n"), "policies.scheduling_max_overtaken"));
+  EXPECT_TRUE(contains(error_of("[policies]\nscheduling_reserve = 1.5\n"),
+                       "policies.scheduling_reserve = 1.5 on line 2 must be in [0, 1]"));
   EXPECT_TRUE(contains(error_of("[policies]\nmemory_split = \"dynamic\"\n"), "policies.memory_split = 'dynamic'"));
 }
 
