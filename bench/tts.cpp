@@ -108,8 +108,8 @@ fs::path build_dir() {
 // the worst order). --splits adds static<P>: the static split at P%.
 std::map<std::string, std::vector<std::string>> builtin_overlays() {
   return {{"baseline",
-           {"policies.scheduling=\"fifo\"", "policies.memory_split=\"static\"", "policies.speculation=false",
-            "policies.live_beams=false"}},
+           {"policies.scheduling=\"fifo\"", "policies.scheduling_reserve=1.0", "policies.memory_split=\"static\"",
+            "policies.speculation=false", "policies.live_beams=false"}},
           {"flashtts",
            {"policies.scheduling=\"prefix\"", "policies.memory_split=\"roofline\"", "policies.speculation=true",
             "policies.live_beams=true"}},
