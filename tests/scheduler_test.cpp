@@ -91,10 +91,12 @@ struct SchedulerRun {
   std::optional<std::unique_ptr<Actor>> a;
   zmq::socket_t to{ctx, zmq::socket_type::push};
   SchedulerRun(const std::string& tag, const std::string& policy, int32_t window,
-               std::vector<std::string> peers = {"beam_manager", "generator", "verifier", "intake"})
+               std::vector<std::string> peers = {"beam_manager", "generator", "verifier", "intake"},
+               const std::function<void(SchedulerOptions&)>& set = {})
       : p(ctx, tag, std::move(peers)) {
     SchedulerOptions o{"inproc://" + tag, p.endpoints, policy, logs.make("scheduler")};
     o.window = window;
+    if (set) set(o);
     auto s = Actor::start(ctx, "scheduler", [o](auto& c, auto& pipe) { return run_scheduler(c, pipe, o); });
     EXPECT_TRUE(s.ok());
     a.emplace(std::move(*s));
@@ -192,28 +194,18 @@ TEST(Scheduler, AJobReservesNoMoreThanTheModelsPositions) {
 // reserved share counts while it is out, so more jobs go out at once; a job
 // that could never fit in all is still refused at once, with its whole size.
 TEST(Scheduler, OnlyTheReservedShareOfWhatAJobMayWriteCounts) {
-  zmq::context_t ctx;
-  Peers p(ctx, "sched_res", {"beam_manager", "generator", "verifier", "intake"});
-  LogSink logs(spdlog::level::off);
-  SchedulerOptions o{"inproc://sched_res", p.endpoints, "fifo", logs.make("scheduler")};
-  o.reserve = 0.25;
-  auto a = Actor::start(ctx, "scheduler", [o](auto& c, auto& pipe) { return run_scheduler(c, pipe, o); });
-  ASSERT_TRUE(a.ok());
-  zmq::socket_t to(ctx, zmq::socket_type::push);
-  to.set(zmq::sockopt::linger, 0);
-  to.connect("inproc://sched_res");
-  auto post = [&](const auto& m) { to.send(zmq::buffer(msg::encode(m))); };
-  post(msg::Grant{"generator", 1 << 20, 190});
-  for (uint64_t id = 1; id <= 4; ++id) post(job(id, 1, 30, 40));  // 30 + 10 of 40 each: 160 of 190
-  for (uint64_t id = 1; id <= 4; ++id) EXPECT_EQ(p.next<msg::GenJob>("generator")->job_id, id);
-  post(job(5, 1, 30, 40));
-  EXPECT_FALSE(p.next<msg::GenJob>("generator", 200ms));  // 200 > 190 (all of it: 280)
-  post(job(6, 2, 100, 150));  // 100 + 38 counted, but 250 in all: never fits
-  auto fail = p.next<msg::GenDone>("beam_manager");
+  SchedulerRun s("sched_res", "fifo", 0, {"beam_manager", "generator", "verifier", "intake"},
+                 [](SchedulerOptions& o) { o.reserve = 0.25; });
+  s.post(msg::Grant{"generator", 1 << 20, 190});
+  for (uint64_t id = 1; id <= 4; ++id) s.post(job(id, 1, 30, 40));  // 30 + 10 of 40 each: 160 of 190
+  EXPECT_EQ(s.sent(), (std::vector<uint64_t>{1, 2, 3, 4}));
+  s.post(job(5, 1, 30, 40));
+  EXPECT_TRUE(s.sent().empty());  // 200 > 190 (all of it: 280)
+  s.post(job(6, 2, 100, 150));    // 100 + 38 counted, but 250 in all: never fits
+  auto fail = s.p.next<msg::GenDone>("beam_manager");
   ASSERT_TRUE(fail);
   EXPECT_EQ(fail->job_id, 6u);
   EXPECT_NE(fail->error.find("250 tokens"), std::string::npos) << fail->error;
-  EXPECT_TRUE((*a)->stop(2s));
 }
 
 // Under an elastic split the memory arbiter hears each model's jobs, the
