@@ -238,7 +238,9 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
   // A generation job bigger than the pool can ever grow fails; one that
   // only the current grant cannot hold runs alone, and the generator holds
   // it until the memory arbiter grows its pool.
-  auto oversize_gen = [&](const QueuedJob& q) { return q.cost_tokens <= gen.max_capacity || reject_gen(q, q.cost_tokens); };
+  auto oversize_gen = [&](const QueuedJob& q) {
+    return q.cost_tokens <= gen.max_capacity || reject_gen(q, q.cost_tokens);
+  };
   // A scoring job's size is a loose bound: one bigger than the grant runs
   // alone and the verifier decides on the exact count.
   auto run_alone = [](const QueuedJob&) { return true; };

@@ -3,7 +3,10 @@
 // the verifier. Order comes from the scheduling policy (actors/sched_policy.h:
 // FIFO baseline, prefix-aware); admission control keeps the KV tokens the
 // dispatched jobs may need within what the memory arbiter granted each model,
-// so accepted work fits, and fails at once a job that could never fit.
+// so accepted work fits, and fails at once a job that could never fit. A
+// generation job counts its context and `reserve` of what it may write; a
+// scoring job its text's bytes times the PRM tokens per byte measured on
+// the jobs scored (it never sees their PRM tokens).
 // Results of the GPU actors pass back through it to the beam manager, which
 // frees their capacity.
 // Jobs that arrive together are ordered together: the scheduler dispatches
