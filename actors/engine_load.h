@@ -72,13 +72,18 @@ class LoadMeter {
     return std::chrono::milliseconds(-1);
   }
 
-  // The report, when one is due.
+  // The report, when one is due: every interval while jobs are queued or
+  // running, and at once when the last has gone (the engine actor then
+  // waits for a message and reports nothing more; without it the arbiter
+  // would keep the last busy report's largest context as a floor).
   template <class Task>
   std::optional<msg::EngineLoad> report(const char* role, const Batch<Task>& batch) {
     if (!on_ || !batch.engine()) return std::nullopt;
     const auto now = Clock::now();
-    if (now - last_ < interval_) return std::nullopt;
+    const bool busy = !batch.running().empty() || !batch.queue().empty();
+    if (now - last_ < interval_ && (busy || !last_busy_)) return std::nullopt;
     last_ = now;
+    last_busy_ = busy;
     const Engine& e = *batch.engine();
     msg::EngineLoad l;
     l.role = role;
@@ -123,6 +128,7 @@ class LoadMeter {
   int32_t settle_next_ = 0, settling_ = 0;  // jobs whose misses do not count, after the next resize / now
   ContextWindows windows_;
   Clock::time_point last_{};
+  bool last_busy_ = false;  // the last report had jobs queued or running
 };
 
 // An engine actor's grant: the batch creates or resizes the engine, the

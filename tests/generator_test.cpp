@@ -503,5 +503,29 @@ TEST(Generator, APoolShrunkUnderLoadPreemptsAndGrowsBackLosingNothing) {
   EXPECT_GT(test::stat(st, "preemptions"), 0);
 }
 
+// Under an elastic pool the memory arbiter hears the generator's load while
+// jobs run, and once more when the last has gone, though that is sooner
+// than the report interval after the one before: the generator then waits
+// for a message and reports nothing, and the arbiter would keep the last
+// busy report's largest context as a floor under the pool.
+TEST(Generator, TheArbiterHearsAtOnceWhenTheLastJobHasGone) {
+  Harness h;
+  ASSERT_TRUE(h.start(h.options()).ok());
+  ASSERT_TRUE(test::recv_message<msg::Weights>(h.arbiter).has_value());
+  h.send(msg::Grant{"generator", 32 * kBlockBytes, 32 * 16, 64 * kBlockBytes, 64 * 16, 1});
+  ASSERT_TRUE(test::recv_message<msg::PoolSize>(h.arbiter).has_value());
+  // The idle report the grant brought, and the interval past it, so that the
+  // job's first pass reports it running.
+  while (test::recv_message<msg::EngineLoad>(h.arbiter, 300ms)) {
+  }
+  h.send(job(1, 3, 0, "Count the apples.", 3));
+  ASSERT_EQ(h.done(1).size(), 1u);
+  std::optional<msg::EngineLoad> last;
+  while (auto l = test::recv_message<msg::EngineLoad>(h.arbiter, 500ms)) last = l;
+  ASSERT_TRUE(last.has_value()) << "no engine_load at all";
+  EXPECT_EQ(last->running, 0);
+  EXPECT_EQ(last->max_ctx_tokens, 0);
+}
+
 }  // namespace
 }  // namespace flashtts
