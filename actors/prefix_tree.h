@@ -6,8 +6,9 @@
 // tokens, so two paths part exactly where the engine's prefix cache stops
 // sharing blocks; for a scoring job (whose PRM tokens the scheduler never
 // sees) a chunk is the problem or one step, weighted by its bytes times the
-// PRM tokens per byte the scheduler measured (actors/scheduler.cpp). What is past the last chunk (a partial block, the
-// tokens a job will write) is the job's tail, which no other job shares.
+// PRM tokens per byte the scheduler measured (actors/scheduler.cpp). What
+// is past the last chunk (a partial block, the tokens a job will write) is
+// the job's tail, which no other job shares.
 //
 // It answers, in O(depth log n) at N = 512 beams x several requests:
 // - the order: the queued job that shares the longest prefix with a given

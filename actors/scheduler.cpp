@@ -268,7 +268,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
   std::unordered_map<uint64_t, std::pair<uint64_t, int64_t>> score_bytes;  // open scoring job -> (rid, input bytes)
   Routes routes(o.log);
   routes
-      .on<msg::GenJob>([&](msg::GenJob j, const std::string& bytes) {
+      .on<msg::GenJob>([&](msg::GenJob j, std::string& bytes) {
         if (j.speculative) {
           // Speculation takes no room from real work: the generator runs it
           // only in what real work leaves, and stops it when real work waits.
@@ -277,7 +277,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
           return;
         }
         int64_t full = 0;
-        QueuedJob q = gen_entry(j, bytes, o.block_size, gen.max_position, o.reserve, &full);
+        QueuedJob q = gen_entry(j, std::move(bytes), o.block_size, gen.max_position, o.reserve, &full);
         if (gen.max_capacity >= 0 && full > gen.max_capacity) {
           ++gen.rejected;
           reject_gen(q, full);
@@ -285,9 +285,9 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         }
         gen.push(std::move(q), (int64_t)j.tokens.size());
       })
-      .on<msg::ScoreJob>([&](msg::ScoreJob j, const std::string& bytes) {
+      .on<msg::ScoreJob>([&](msg::ScoreJob j, std::string& bytes) {
         int64_t in_bytes = 0;
-        QueuedJob q = score_entry(j, bytes, prm_rate.rate(), &in_bytes);
+        QueuedJob q = score_entry(j, std::move(bytes), prm_rate.rate(), &in_bytes);
         const int64_t cost = q.cost_tokens;
         score_bytes[j.job_id] = {j.rid, in_bytes};
         ver.push(std::move(q), cost);

@@ -746,8 +746,8 @@ int main(int argc, char** argv) {
             const bool has_answers = !(*problems)[0].gold.empty();
             t += "| " + o.variants[v] + " | " + f1(m.latency_p50_ms) + " / " + f1(m.latency_p90_ms) + " | " +
                  f1(m.goodput) + " | " + f1(m.gen_busy_ms) + " / " + f1(m.ver_busy_ms) + " | " + f1(m.mean_rows) +
-                 " | " + f2(m.idle_share) + " | " + f2(m.idle_slots) + " | " + std::to_string(m.gen_peak_blocks) + " / " +
-                 std::to_string(m.ver_peak_blocks) + " | " + std::to_string(m.gen_pool_blocks) + " / " +
+                 " | " + f2(m.idle_share) + " | " + f2(m.idle_slots) + " | " +
+                 std::to_string(m.gen_peak_blocks) + " / " + std::to_string(m.ver_peak_blocks) + " | " + std::to_string(m.gen_pool_blocks) + " / " +
                  std::to_string(m.ver_pool_blocks) + " (" + std::to_string(m.resizes) +
                  (m.weight_uploads > 0 ? "; " + std::to_string(m.weight_uploads) + " turns, " +
                                              f1(m.weight_upload_s) + " s uploads"

@@ -14,7 +14,6 @@
 
 #include "messages/envelope.h"
 #include "runtime/base/listen.h"
-#include "runtime/base/logging.h"
 #include "runtime/base/socket_options.h"
 #include "runtime/base/status.h"
 
@@ -54,16 +53,5 @@ class Mailbox {
   std::map<std::string, zmq::socket_t> out_;
   uint64_t n_sent_ = 0, n_received_ = 0, n_dropped_ = 0;
 };
-
-// The message `env` carries, decoded as M; nullopt (logged) when it is not one.
-template <class M>
-std::optional<M> decode_logged(const msg::Envelope& env, const Logger& log) {
-  auto m = msg::decode<M>(env);
-  if (!m) {
-    log->warn("ignored a message: {}", m.error().message);
-    return std::nullopt;
-  }
-  return std::move(m).value();
-}
 
 }  // namespace flashtts

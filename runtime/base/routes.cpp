@@ -3,14 +3,14 @@
 namespace flashtts {
 
 Routes& Routes::pass(std::string_view type, std::function<void(const std::string&)> f) {
-  handlers_[std::string(type)] = [f = std::move(f)](const msg::Envelope&, const std::string& bytes) {
+  handlers_[std::string(type)] = [f = std::move(f)](const msg::Envelope&, std::string& bytes) {
     f(bytes);
     return Status::success();
   };
   return *this;
 }
 
-Status Routes::route(const std::string& bytes) const {
+Status Routes::route(std::string bytes) const {
   auto env = msg::open(bytes);
   if (!env) {
     log_->warn("ignored a message: {}", env.error().message);
@@ -25,7 +25,7 @@ Status Routes::route(const std::string& bytes) const {
 }
 
 Status Routes::drain(Mailbox& box) const {
-  while (auto bytes = box.try_recv()) FLASHTTS_TRY(route(*bytes));
+  while (auto bytes = box.try_recv()) FLASHTTS_TRY(route(std::move(*bytes)));
   return Status::success();
 }
 

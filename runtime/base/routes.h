@@ -29,11 +29,12 @@ class Routes {
   explicit Routes(Logger log) : log_(std::move(log)) {}
 
   // Messages of type M to f: f(M) or f(M, bytes) (bytes: the message as it
-  // came, to pass on unchanged), returning void or Status.
+  // came, to pass on unchanged, or to move from: route() owns them),
+  // returning void or Status.
   template <class M, class F>
   Routes& on(F f, Decode decode = Decode::kLogged) {
     handlers_[M::kType] = [f = std::move(f), decode, log = log_](const msg::Envelope& env,
-                                                                  const std::string& bytes) mutable -> Status {
+                                                                  std::string& bytes) mutable -> Status {
       auto m = msg::decode<M>(env);
       if (!m) {
         if (decode == Decode::kStrict) return m.error();
@@ -41,7 +42,7 @@ class Routes {
         return Status::success();
       }
       auto call = [&] {
-        if constexpr (std::is_invocable_v<F&, M, const std::string&>) return f(std::move(*m), bytes);
+        if constexpr (std::is_invocable_v<F&, M, std::string&>) return f(std::move(*m), bytes);
         else return f(std::move(*m));
       };
       if constexpr (std::is_void_v<decltype(call())>) {
@@ -57,13 +58,13 @@ class Routes {
   // Messages of `type` to f(bytes) undecoded: those the actor only passes on.
   Routes& pass(std::string_view type, std::function<void(const std::string&)> f);
 
-  Status route(const std::string& bytes) const;
+  Status route(std::string bytes) const;
   // Routes every message waiting in `box`; stops at the first handler error.
   Status drain(Mailbox& box) const;
 
  private:
   Logger log_;
-  std::map<std::string, std::function<Status(const msg::Envelope&, const std::string&)>, std::less<>> handlers_;
+  std::map<std::string, std::function<Status(const msg::Envelope&, std::string&)>, std::less<>> handlers_;
 };
 
 }  // namespace flashtts
