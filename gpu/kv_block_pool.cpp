@@ -45,6 +45,7 @@ int32_t KvBlockPool::allocate() {
   assert(available() > 0);
   if (free_.empty()) {
     ++evictions_;
+    remember_evicted(blocks_[lru_head_].content);
     evict(lru_head_);
   }
   std::pop_heap(free_.begin(), free_.end(), std::greater<>());
@@ -68,6 +69,7 @@ void KvBlockPool::shrink(int32_t n_blocks) {
   // memory); then nothing above it is left but free blocks, which go.
   for (int32_t b = n_blocks; b < this->n_blocks(); ++b) {
     if (blocks_[b].id == 0) continue;
+    remember_evicted(blocks_[b].content);
     evict(b);
     ++evictions_;
   }
@@ -95,7 +97,7 @@ void KvBlockPool::unref(int32_t block, bool drop) {
   if (--b.ref > 0) return;
   if (b.id != 0 && drop) {
     index_.erase(b.hash);
-    b.id = 0;
+    b.id = 0, b.content = 0;
   }
   if (b.id != 0) {
     lru_push_back(block);
@@ -116,13 +118,14 @@ int32_t KvBlockPool::lookup(uint64_t hash, uint64_t parent_id,
 }
 
 bool KvBlockPool::register_block(int32_t block, uint64_t hash, uint64_t parent_id,
-                                 std::span<const int32_t> tokens) {
+                                 std::span<const int32_t> tokens, uint64_t content) {
   Block& b = blocks_[block];
   assert(b.ref > 0 && b.id == 0 && (int32_t)tokens.size() == block_size_);
   if (!index_.try_emplace(hash, block).second) return false;
   b.id = next_id_++;
   b.hash = hash;
   b.parent_id = parent_id;
+  b.content = content;
   std::copy(tokens.begin(), tokens.end(), tokens_.begin() + (size_t)block * block_size_);
   return true;
 }
@@ -131,7 +134,7 @@ void KvBlockPool::unregister(int32_t block) {
   Block& b = blocks_[block];
   assert(b.ref > 0 && b.id != 0);
   index_.erase(b.hash);
-  b.id = 0;
+  b.id = 0, b.content = 0;
 }
 
 std::span<const int32_t> KvBlockPool::tokens(int32_t block) const {
@@ -147,8 +150,23 @@ void KvBlockPool::evict(int32_t block) {
   assert(b.ref == 0 && b.id != 0);
   lru_remove(block);
   index_.erase(b.hash);
-  b.id = 0;
+  b.id = 0, b.content = 0;
   free_push(block);
+}
+
+void KvBlockPool::remember_evicted(uint64_t content) {
+  if (content == 0) return;
+  const size_t generation = std::max(kMinEvictedRemembered, 8 * blocks_.size());
+  if (evicted_.size() >= generation) {
+    evicted_before_ = std::move(evicted_);
+    evicted_ = {};
+  }
+  evicted_.insert(content);
+}
+
+bool KvBlockPool::take_evicted(uint64_t content) {
+  if (content == 0) return false;
+  return evicted_.erase(content) + evicted_before_.erase(content) > 0;
 }
 
 void KvBlockPool::free_push(int32_t block) {

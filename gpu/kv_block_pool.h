@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <span>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "runtime/base/status.h"
@@ -50,6 +51,15 @@ class KvBlockPool {
   int32_t available() const { return free_blocks() + cached_blocks(); }
   int64_t evictions() const { return evictions_; }
 
+  // Content hashes of recently evicted blocks (those counted in
+  // evictions()), so that computing one of them again can be counted as a
+  // recomputation: at least the last max(kMinEvictedRemembered, 8 x
+  // n_blocks) evictions are remembered, at most twice that.
+  static constexpr size_t kMinEvictedRemembered = 65536;
+  // True, once, when a block with this content was evicted and not computed
+  // again since: the caller is computing it again.
+  bool take_evicted(uint64_t content);
+
   // Returns an unregistered block with ref 1: the lowest-numbered free one,
   // or else the least recently used cached block, evicted (unregistered).
   // O(log n_blocks). REQUIRES: available() > 0
@@ -80,8 +90,10 @@ class KvBlockPool {
   // a new cache id. Returns false, and leaves it unregistered, when another
   // block already holds `hash` (a duplicate or a collision).
   // REQUIRES: ref_count(block) > 0, cache_id(block) == 0, tokens.size() == block_size()
+  // `content` names the block's content whatever its cache ids (a chain of
+  // kv_block_hash over the content hashes; 0 = none): an eviction remembers it.
   bool register_block(int32_t block, uint64_t hash, uint64_t parent_id,
-                      std::span<const int32_t> tokens);
+                      std::span<const int32_t> tokens, uint64_t content = 0);
   // Makes a used block unfindable (its contents are about to change).
   // REQUIRES: ref_count(block) > 0, cache_id(block) != 0
   void unregister(int32_t block);
@@ -89,6 +101,8 @@ class KvBlockPool {
   uint64_t cache_id(int32_t block) const { return blocks_[block].id; }  // 0: unregistered
   // REQUIRES: cache_id(block) != 0
   uint64_t parent_id(int32_t block) const { return blocks_[block].parent_id; }
+  // REQUIRES: cache_id(block) != 0
+  uint64_t content(int32_t block) const { return blocks_[block].content; }
   std::span<const int32_t> tokens(int32_t block) const;
 
   // Returns every cached block to the free list (not counted as evictions).
@@ -106,11 +120,13 @@ class KvBlockPool {
     uint64_t id = 0;              // cache id while registered, else 0
     uint64_t hash = 0;            // key of index_ while registered
     uint64_t parent_id = 0;       // while registered
+    uint64_t content = 0;         // while registered (register_block)
   };
 
   void lru_push_back(int32_t block);
   void lru_remove(int32_t block);
   void evict(int32_t block);  // cached -> free
+  void remember_evicted(uint64_t content);
   void free_push(int32_t block);
 
   int32_t block_size_;
@@ -123,6 +139,9 @@ class KvBlockPool {
   std::unordered_map<uint64_t, int32_t> index_;  // hash -> registered block
   uint64_t next_id_ = 1;
   int64_t evictions_ = 0;
+  // Content of evicted blocks: the newer generation, and the one before it
+  // (dropped when the newer fills).
+  std::unordered_set<uint64_t> evicted_, evicted_before_;
 };
 
 }  // namespace flashtts

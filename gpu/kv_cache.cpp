@@ -119,9 +119,10 @@ void KvCache::seal_block(Sequence& s, int32_t index) {
   const int32_t bs = block_size();
   const int32_t b = s.table[index];
   assert(pool_.ref_count(b) == 1 && pool_.cache_id(b) == 0);
-  uint64_t parent = 0;
+  uint64_t parent = 0, parent_content = 0;
   if (index > 0) {
     parent = pool_.cache_id(s.table[index - 1]);
+    parent_content = parent == 0 ? 0 : pool_.content(s.table[index - 1]);
     // The block before lost a hash collision and stayed private: no key can
     // name this prefix, so the rest of the sequence stays private too.
     if (parent == 0) return;
@@ -138,7 +139,11 @@ void KvCache::seal_block(Sequence& s, int32_t index) {
     ++deduplicated_blocks_;
     return;
   }
-  pool_.register_block(b, hash, parent, block_tokens);  // false on a collision: stays private
+  // Its content, whatever the cache ids of its prefix: found among those
+  // evicted, this block is KV computed again.
+  const uint64_t content = kv_block_hash(parent_content, block_tokens);
+  if (pool_.take_evicted(content)) ++recomputed_blocks_;
+  pool_.register_block(b, hash, parent, block_tokens, content);  // false on a collision: stays private
 }
 
 int32_t KvCache::truncate(SeqId seq, int32_t n) {
@@ -219,6 +224,7 @@ KvCacheStats KvCache::stats() const {
   st.miss_blocks = miss_blocks_;
   st.evictions = pool_.evictions();
   st.deduplicated_blocks = deduplicated_blocks_;
+  st.recomputed_tokens = recomputed_blocks_ * block_size();
   st.n_blocks = pool_.n_blocks();
   st.free_blocks = pool_.free_blocks();
   st.cached_blocks = pool_.cached_blocks();

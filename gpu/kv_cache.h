@@ -52,6 +52,10 @@ struct KvCacheStats {
   int64_t miss_blocks = 0;          // prompt blocks that could have been reused but were not cached
   int64_t evictions = 0;            // cached blocks evicted to make room
   int64_t deduplicated_blocks = 0;  // blocks append() swapped for an identical cached one
+  // Tokens of full blocks computed again after their content was evicted (as
+  // far back as the pool remembers: KvBlockPool::take_evicted). A partial
+  // last block computed again is not counted.
+  int64_t recomputed_tokens = 0;
   int32_t n_blocks = 0;
   int32_t free_blocks = 0;
   int32_t cached_blocks = 0;        // unreferenced but kept for reuse (evictable)
@@ -168,6 +172,7 @@ class KvCache {
   int64_t hit_blocks_ = 0;
   int64_t miss_blocks_ = 0;
   int64_t deduplicated_blocks_ = 0;
+  int64_t recomputed_blocks_ = 0;
 };
 
 // Tokens of `seq` that add_sequence could take from the KV of `other` once

@@ -32,6 +32,7 @@ Expected<Counters> read_counters(const msg::MapReader& m) {
   get_if_there(m, "preemptions", &c.preemptions);
   get_if_there(m, "evictions", &c.evictions);
   get_if_there(m, "tokens_computed", &c.tokens_computed);
+  get_if_there(m, "recomputed_tokens", &c.recomputed_tokens);
   get_if_there(m, "kv_blocks_peak", &c.kv_blocks_peak);
   get_if_there(m, "kv_blocks_used", &c.kv_blocks_used);
   get_if_there(m, "kv_blocks_total", &c.kv_blocks_total);
@@ -54,6 +55,7 @@ Counters delta(const Counters& a, const Counters& b) {
   d.preemptions = a.preemptions - b.preemptions;
   d.evictions = a.evictions - b.evictions;
   d.tokens_computed = a.tokens_computed - b.tokens_computed;
+  d.recomputed_tokens = a.recomputed_tokens - b.recomputed_tokens;
   d.kv_blocks_peak = a.kv_blocks_peak;
   d.kv_blocks_used = a.kv_blocks_used;
   d.kv_blocks_total = a.kv_blocks_total;
@@ -133,6 +135,7 @@ RunSummary summarize(const RunFigures& r) {
   s.ver_peak_blocks = r.ver.kv_blocks_peak;
   s.evictions = r.gen.evictions + r.ver.evictions;
   s.recomputed_tokens = std::max<int64_t>(0, r.gen.prefill_tokens - prompts);
+  s.gen_kv_recomputed = r.gen.recomputed_tokens, s.ver_kv_recomputed = r.ver.recomputed_tokens;
   s.preemptions = r.gen.preemptions + r.ver.preemptions;
   s.gen_pool_blocks = r.gen.kv_blocks_total, s.ver_pool_blocks = r.ver.kv_blocks_total;
   s.resizes = r.gen.kv_resizes + r.ver.kv_resizes;

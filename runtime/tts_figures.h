@@ -32,6 +32,7 @@ struct Counters {
   double busy_ms = 0;
   int64_t iterations = 0, decode_iterations = 0, decode_rows = 0, prefill_tokens = 0;
   int64_t preemptions = 0, evictions = 0, tokens_computed = 0;
+  int64_t recomputed_tokens = 0;  // KV of full blocks computed again after their eviction
   int64_t kv_blocks_peak = 0, kv_blocks_used = 0;
   int64_t kv_blocks_total = 0, kv_resizes = 0;  // the pool at the end; grants that resized it
   int64_t weight_uploads = 0;  // memory.offload: the weights' trips back onto the device
@@ -85,7 +86,14 @@ struct RunFigures {
 struct RunSummary {
   double latency_p50_ms = 0, latency_p90_ms = 0, goodput = 0;
   double gen_busy_ms = 0, ver_busy_ms = 0, mean_rows = 0, idle_share = 0, idle_slots = 0;
-  int64_t gen_peak_blocks = 0, ver_peak_blocks = 0, evictions = 0, recomputed_tokens = 0, preemptions = 0;
+  int64_t gen_peak_blocks = 0, ver_peak_blocks = 0, evictions = 0, preemptions = 0;
+  // The generator's prefill tokens beyond the prompts: every token of a
+  // beam it had computed before and computed again (after an eviction, a
+  // preemption, or in a partial block), its own model's measure.
+  int64_t recomputed_tokens = 0;
+  // Each model's KV computed again after its eviction (Counters::
+  // recomputed_tokens: full blocks only), the measure both models share.
+  int64_t gen_kv_recomputed = 0, ver_kv_recomputed = 0;
   // The pools at the end of the run (blocks), and how often they were resized
   // in it (an elastic memory split).
   int64_t gen_pool_blocks = 0, ver_pool_blocks = 0, resizes = 0;

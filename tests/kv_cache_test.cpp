@@ -413,6 +413,49 @@ TEST(KvCacheTest, ClearPrefixCacheDropsOnlyUnreferencedBlocks) {
   EXPECT_CONSISTENT(kv);
 }
 
+TEST(KvCacheTest, KvComputedAgainAfterItsEvictionIsCountedAsRecomputed) {
+  KvCache kv = make_cache(4);
+  add_computed(kv, 1, range(0, 9));  // two full blocks and a partial one
+  kv.free_sequence(1);
+  add_computed(kv, 2, range(0, 9));  // both full blocks hit: nothing computed again
+  kv.free_sequence(2);
+  EXPECT_EQ(kv.stats().recomputed_tokens, 0);
+  add_computed(kv, 3, range(100, 16));  // evicts both
+  EXPECT_EQ(kv.stats().evictions, 2);
+  EXPECT_EQ(kv.stats().recomputed_tokens, 0);  // first computed here
+  kv.free_sequence(3);
+  // Computed again: the second block counts too, although its parent has a
+  // new cache id; the partial block is not counted.
+  add_computed(kv, 4, range(0, 9));
+  EXPECT_EQ(kv.stats().recomputed_tokens, 8);
+  kv.free_sequence(4);
+  add_computed(kv, 5, range(0, 9));  // a hit again
+  EXPECT_EQ(kv.stats().recomputed_tokens, 8);
+  kv.free_sequence(5);
+  // Decoded rather than prefilled, the same content counts the same way.
+  add_computed(kv, 6, range(200, 16));  // evicts every block
+  kv.free_sequence(6);
+  const int64_t before = kv.stats().recomputed_tokens;
+  ASSERT_TRUE(kv.add_sequence(7, range(0, 1)).ok());
+  ASSERT_TRUE(kv.reserve(7, 7));
+  for (int32_t t = 0; t < 8; ++t) kv.append(7, range(t, 1));
+  EXPECT_EQ(kv.stats().recomputed_tokens - before, 8);
+  EXPECT_CONSISTENT(kv);
+}
+
+TEST(KvCacheTest, KvDroppedOnPurposeIsNotCountedWhenComputedAgain) {
+  KvCache kv = make_cache(4);
+  add_computed(kv, 1, range(0, 8));
+  kv.free_sequence(1, /*drop=*/true);
+  add_computed(kv, 2, range(0, 8));
+  kv.free_sequence(2);
+  kv.clear_prefix_cache();
+  add_computed(kv, 3, range(0, 8));
+  EXPECT_EQ(kv.stats().recomputed_tokens, 0);
+  EXPECT_EQ(kv.stats().evictions, 0);
+  EXPECT_CONSISTENT(kv);
+}
+
 // --- exhaustion -------------------------------------------------------------
 
 TEST(KvCacheTest, ExhaustionChangesNothingAndPassesOnceBlocksAreFreed) {
@@ -525,6 +568,27 @@ TEST(KvBlockPoolTest, TheBlockHashSeparatesTokensParentsAndOrder) {
 }
 
 // --- elastic pools ----------------------------------------------------------
+
+TEST(KvBlockPoolTest, TheEvictedContentIsRememberedForAtLeastTheLastGeneration) {
+  KvBlockPool pool(2, 1);
+  const int32_t kGeneration = (int32_t)KvBlockPool::kMinEvictedRemembered;
+  const int32_t kEvictions = 2 * kGeneration + 10;
+  // Block contents 1, 2, ...; each allocation past the first two evicts one.
+  for (int32_t i = 1; i <= kEvictions + 2; ++i) {
+    const int32_t b = pool.allocate();
+    const int32_t tok[1] = {i};
+    ASSERT_TRUE(pool.register_block(b, kv_block_hash(0, tok), 0, tok, (uint64_t)i));
+    pool.unref(b);
+  }
+  ASSERT_EQ(pool.evictions(), kEvictions);
+  for (int32_t i = kEvictions - kGeneration + 1; i <= kEvictions; ++i)
+    ASSERT_TRUE(pool.take_evicted((uint64_t)i)) << i;
+  EXPECT_FALSE(pool.take_evicted((uint64_t)kEvictions));  // once
+  EXPECT_FALSE(pool.take_evicted(1));  // more than two generations back
+  EXPECT_FALSE(pool.take_evicted((uint64_t)kEvictions + 1));  // still cached
+  EXPECT_FALSE(pool.take_evicted(0));  // no content
+  EXPECT_TRUE(pool.check_invariants().ok());
+}
 
 TEST(KvBlockPoolTest, AllocationTakesTheLowestFreeBlock) {
   KvBlockPool pool(6, 2);

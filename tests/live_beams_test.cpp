@@ -256,6 +256,32 @@ TEST(LiveBeams, EvictionTakesDeadBranchesBeforeTheAncestorsOfLiveBeams) {
   EXPECT_EQ(stat(h.stats(), "kv_blocks_used"), 0);
 }
 
+// Under memory pressure the engine counts the KV it computes again: the full
+// blocks of a context whose blocks were evicted (the bench's recomputed
+// tokens); nothing for a context computed the first time.
+TEST(LiveBeams, AContextComputedAgainAfterItsEvictionIsCountedAsRecomputed) {
+  auto blocks = [](size_t tokens) { return (int64_t)(tokens + 15) / 16; };
+  const std::vector<int32_t> prompt = encode("A context that is evicted and then computed once more:");
+  const std::vector<int32_t> other = encode("An unrelated job whose blocks fill the whole pool, all of them, now:");
+  GenHarness h;
+  auto o = h.options();
+  o.max_batch = 1;
+  // The other job takes every block (its last token's KV is never written).
+  h.start_granted(blocks(other.size() + 39) * kBlockBytes, o);
+  h.send(job(1, prompt, 8, false));
+  h.done();
+  h.send(job(2, other, 40, false));
+  h.done();
+  auto st = h.stats();
+  EXPECT_GT(stat(st, "evictions"), 0);
+  EXPECT_EQ(stat(st, "recomputed_tokens"), 0) << "every context so far was computed the first time";
+  h.send(job(3, prompt, 8, false));
+  h.done();
+  const int64_t full = 16 * (int64_t)(prompt.size() / 16);
+  EXPECT_GE(stat(h.stats(), "recomputed_tokens"), full);  // the prompt's full blocks, and maybe one it wrote
+  EXPECT_LE(stat(h.stats(), "recomputed_tokens"), 16 * (int64_t)((prompt.size() + 8) / 16));
+}
+
 // ------------------------------------------------------------------- verifier
 
 struct VerHarness : test::EngineActorHarnessOf<VerifierOptions> {
@@ -298,6 +324,41 @@ TEST(LiveBeams, APrmSequenceForkedForTheNextStepComputesOnlyThatStepWithTheFresh
   EXPECT_GT(stat(st, "kept_forked_tokens"), 0);
   EXPECT_EQ(stat(st, "kv_kept"), 0);
   EXPECT_EQ(stat(st, "kv_blocks_used"), 0);
+}
+
+TEST(LiveBeams, AScoringContextComputedAgainAfterItsEvictionIsCountedAsRecomputed) {
+  const std::vector<std::string> steps = {"12 times 7 is 84.", "84 minus 4 is 80.", "The answer is 80."};
+  msg::ScoreJob other = score_job(2, 2, {"Seven squared is forty-nine, and forty-nine plus one is fifty."}, false);
+  other.problem = "What is seven squared plus one? Answer with care, and show every step of the work.";
+  // How many PRM tokens each takes, on a pool that holds both.
+  int32_t tokens = 0, other_tokens = 0;
+  {
+    VerHarness probe;
+    probe.start_granted(4 << 20);
+    probe.send(score_job(1, 1, steps, false));
+    tokens = probe.done().n_tokens;
+    probe.send(other);
+    other_tokens = probe.done().n_tokens;
+  }
+  ASSERT_GT(tokens, 32);
+  ASSERT_GT(other_tokens, tokens);
+  VerHarness h;
+  h.start_granted((other_tokens + 15) / 16 * kBlockBytes);  // the other job takes every block
+  h.send(score_job(1, 1, steps, false));
+  h.done();
+  h.send(other);
+  h.done();
+  EXPECT_GT(stat(h.stats(), "evictions"), 0);
+  EXPECT_EQ(stat(h.stats(), "recomputed_tokens"), 0);
+  h.send(msg::Forget{1});
+  h.send(score_job(3, 3, steps, false));  // another request: no score cache
+  msg::ScoreDone again = h.done();
+  // Every full block it did not find again (the template's, which the other
+  // job shared, it found) was evicted and is counted.
+  const int32_t found = tokens - again.n_computed;
+  ASSERT_EQ(found % 16, 0);
+  ASSERT_LT(found, 16 * (tokens / 16));
+  EXPECT_EQ(stat(h.stats(), "recomputed_tokens"), 16 * (tokens / 16) - found);
 }
 
 }  // namespace

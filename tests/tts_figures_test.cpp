@@ -8,8 +8,9 @@ namespace flashtts::tts {
 namespace {
 
 msg::MapReader stats_map(double busy, int64_t dec_it, int64_t rows, int64_t prefill, int64_t peak,
-                         std::vector<int32_t> hist) {
+                         std::vector<int32_t> hist, int64_t recomputed = 0) {
   msg::MapWriter w;
+  w.put("recomputed_tokens", recomputed);
   w.put("busy_ms", busy).put("iterations", dec_it + 1).put("decode_iterations", dec_it).put("decode_rows", rows);
   w.put("prefill_tokens", prefill).put("preemptions", int64_t(1)).put("evictions", int64_t(2));
   w.put("kv_blocks_peak", peak).put("kv_blocks_used", int64_t(0)).put("rows_hist", hist);
@@ -20,14 +21,15 @@ msg::MapReader stats_map(double busy, int64_t dec_it, int64_t rows, int64_t pref
 }
 
 TEST(TtsFigures, CountersOfARunAreTheDifferenceAndThePeakIsTheLast) {
-  auto before = read_counters(stats_map(100, 10, 35, 500, 40, {0, 1, 0, 0, 9}));
-  auto after = read_counters(stats_map(400, 17, 55, 620, 12, {0, 3, 1, 0, 13}));
+  auto before = read_counters(stats_map(100, 10, 35, 500, 40, {0, 1, 0, 0, 9}, 32));
+  auto after = read_counters(stats_map(400, 17, 55, 620, 12, {0, 3, 1, 0, 13}, 80));
   ASSERT_TRUE(before.ok() && after.ok());
   Counters d = delta(*after, *before);
   EXPECT_DOUBLE_EQ(d.busy_ms, 300);
   EXPECT_EQ(d.decode_iterations, 7);
   EXPECT_EQ(d.decode_rows, 20);
   EXPECT_EQ(d.prefill_tokens, 120);
+  EXPECT_EQ(d.recomputed_tokens, 48);
   EXPECT_EQ(d.preemptions, 0);
   EXPECT_EQ(d.kv_blocks_peak, 12);  // reset at the run's start: after's own
   EXPECT_EQ(d.rows_hist, (std::vector<int64_t>{0, 2, 1, 0, 4}));
@@ -59,6 +61,7 @@ TEST(TtsFigures, ARunSummaryFromItsSolvesAndCounters) {
   r.ver.busy_ms = 80;
   r.ver.kv_blocks_peak = 3;
   r.ver.evictions = 5;
+  r.gen.recomputed_tokens = 48, r.ver.recomputed_tokens = 160;
   RunSummary s = summarize(r);
   EXPECT_DOUBLE_EQ(s.latency_p50_ms, 200);  // of the two that succeeded
   EXPECT_DOUBLE_EQ(s.latency_p90_ms, 280);
@@ -67,6 +70,8 @@ TEST(TtsFigures, ARunSummaryFromItsSolvesAndCounters) {
   EXPECT_DOUBLE_EQ(s.idle_share, 0.5);
   EXPECT_DOUBLE_EQ(s.idle_slots, 4.0 / 16.0);  // 2 iterations of 2 rows in 4 slots
   EXPECT_EQ(s.recomputed_tokens, 60);  // 100 prefilled, 2 prompts of 20 are first computations
+  EXPECT_EQ(s.gen_kv_recomputed, 48);
+  EXPECT_EQ(s.ver_kv_recomputed, 160);
   EXPECT_EQ(s.gen_peak_blocks, 9);
   EXPECT_EQ(s.ver_peak_blocks, 3);
   EXPECT_EQ(s.evictions, 5);
