@@ -55,6 +55,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <tuple>
@@ -105,7 +106,8 @@ fs::path build_dir() {
 // speculation, live beams, prefix-aware scheduling and the roofline memory
 // split), one per optimization for the ablation, and the orders prefix is
 // measured against (random, scatter: prefix's accounting in a random and in
-// the worst order). --splits adds static<P>: the static split at P%.
+// the worst order). --splits adds static<P>: the static split at P% (of the
+// cell's budget under --memory).
 std::map<std::string, std::vector<std::string>> builtin_overlays() {
   return {{"baseline",
            {"policies.scheduling=\"fifo\"", "policies.scheduling_reserve=1.0", "policies.memory_split=\"static\"",
@@ -275,7 +277,8 @@ json summary_json(const tts::RunSummary& s) {
           {"idle_share", s.idle_share},         {"idle_slots", s.idle_slots},
           {"gen_peak_blocks", s.gen_peak_blocks},
           {"ver_peak_blocks", s.ver_peak_blocks}, {"evictions", s.evictions},
-          {"recomputed_tokens", s.recomputed_tokens}, {"preemptions", s.preemptions},
+          {"recomputed_tokens", s.recomputed_tokens}, {"gen_kv_recomputed", s.gen_kv_recomputed},
+          {"ver_kv_recomputed", s.ver_kv_recomputed}, {"preemptions", s.preemptions},
           {"gen_pool_blocks", s.gen_pool_blocks}, {"ver_pool_blocks", s.ver_pool_blocks}, {"resizes", s.resizes},
           {"weight_uploads", s.weight_uploads}, {"weight_upload_s", s.weight_upload_s},
           {"gen_passes", s.gen_passes}, {"gen_decode_passes", s.gen_decode_passes},
@@ -322,6 +325,8 @@ tts::RunSummary median(const std::vector<tts::RunSummary>& v) {
   m.ver_peak_blocks = (int64_t)med([](auto& s) { return s.ver_peak_blocks; });
   m.evictions = (int64_t)med([](auto& s) { return s.evictions; });
   m.recomputed_tokens = (int64_t)med([](auto& s) { return s.recomputed_tokens; });
+  m.gen_kv_recomputed = (int64_t)med([](auto& s) { return s.gen_kv_recomputed; });
+  m.ver_kv_recomputed = (int64_t)med([](auto& s) { return s.ver_kv_recomputed; });
   m.preemptions = (int64_t)med([](auto& s) { return s.preemptions; });
   m.gen_pool_blocks = (int64_t)med([](auto& s) { return s.gen_pool_blocks; });
   m.ver_pool_blocks = (int64_t)med([](auto& s) { return s.ver_pool_blocks; });
@@ -443,7 +448,8 @@ int main(int argc, char** argv) {
   app.add_option("--concurrency", o.concurrency, "Requests at once")->delimiter(',');
   app.add_option("--budget-mb", o.budget_mb, "memory.budget_mb for every variant (0: from the device)");
   app.add_option("--splits", o.splits,
-                 "Adds a variant static<P> per P: the static split with generator_share P% (the roofline oracle)")
+                 "Adds a variant static<P> per P: the static split with generator_share P% (the roofline oracle; "
+                 "under --memory, P% of the cell's budget)")
       ->delimiter(',');
   app.add_option("--memory", o.memory,
                  "KV pools as % of the cell's KV working set, measured per model by a calibration run of the "
@@ -521,8 +527,10 @@ int main(int argc, char** argv) {
     trace = std::move(*t);
   }
   auto overlays = builtin_overlays();
+  std::set<std::string> splits;  // the variants --splits added
   for (int p : o.splits) {
     const std::string name = "static" + std::to_string(p);
+    splits.insert(name);
     overlays[name] = {"policies.memory_split=\"static\"", "memory.generator_share=" + std::to_string(p / 100.0)};
     if (std::find(o.variants.begin(), o.variants.end(), name) == o.variants.end()) o.variants.push_back(name);
   }
@@ -663,7 +671,11 @@ int main(int argc, char** argv) {
           for (size_t v = 0; v < o.variants.size(); ++v) {
             std::vector<std::string> sets = base_sets;
             for (const auto& s : overlays[o.variants[v]]) sets.push_back(s);
-            sets.insert(sets.end(), memory_sets.begin(), memory_sets.end());
+            // A static<P> of --splits keeps its share of the cell's budget:
+            // under --memory the splits are the oracle at that budget.
+            const bool own_share = splits.count(o.variants[v]) > 0;
+            for (const auto& s : memory_sets)
+              if (!own_share || !s.starts_with("memory.generator_share=")) sets.push_back(s);
             auto cfg = overlay(base_file, sets);
             if (!cfg) {
               std::fprintf(stderr, "flashtts-bench-tts: %s: %s\n", o.variants[v].c_str(), cfg.error().message.c_str());
@@ -731,9 +743,9 @@ int main(int argc, char** argv) {
                  bench::describe(target, ws) + "\n\n";
           t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | "
                "idle share | idle slots | peak blocks gen / ver | pool at end gen / ver (resizes) | evictions | "
-               "recomputed | preemptions | spec. tokens gen / kept / dropped | spec. pruned early (tokens) | "
+               "recomputed (gen prefill) | KV recomputed gen / ver | preemptions | spec. tokens gen / kept / dropped | spec. pruned early (tokens) | "
                "accuracy | pass@N | correct/min | failed |\n";
-          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
           for (size_t v = 0; v < served.size(); ++v) {
             if (!failed[v].empty()) {
               std::string why = failed[v];
@@ -754,7 +766,8 @@ int main(int argc, char** argv) {
                                        : std::string()) +
                  ") | " +
                  std::to_string(m.evictions) + " | " +
-                 std::to_string(m.recomputed_tokens) + " | " + std::to_string(m.preemptions) + " | " +
+                 std::to_string(m.recomputed_tokens) + " | " + std::to_string(m.gen_kv_recomputed) + " / " +
+                 std::to_string(m.ver_kv_recomputed) + " | " + std::to_string(m.preemptions) + " | " +
                  (m.spec_generated < 0 ? std::string("-")
                                        : std::to_string(m.spec_generated) + " / " + std::to_string(m.spec_kept) +
                                              " / " + std::to_string(m.spec_dropped)) +
