@@ -122,6 +122,10 @@ void write_server_stats(PromText& out, const json& stats) {
        {{policy, &gen, "kv_blocks_peak"}, {prm, &ver, "kv_blocks_peak"}});
   emit(out, {"flashtts_kv_evictions_total", Type::kCounter, "Cached KV blocks evicted per model."},
        {{policy, &gen, "evictions"}, {prm, &ver, "evictions"}});
+  emit(out,
+       {"flashtts_kv_recomputed_tokens_total", Type::kCounter,
+        "Tokens of full KV blocks a model computed again after evicting them."},
+       {{policy, &gen, "recomputed_tokens"}, {prm, &ver, "recomputed_tokens"}});
   emit(out, {"flashtts_prefix_hit_rate", Type::kGauge, "Share of context tokens found in a model's prefix cache."},
        {{policy, &gen, "prefix_hit_rate"}, {prm, &ver, "prefix_hit_rate"}});
   emit(out, {"flashtts_preemptions_total", Type::kCounter, "Sequences preempted for KV memory per model."},

@@ -480,6 +480,8 @@ TEST(HttpGateway, MetricsAreValidPrometheusTextAndMoveWithRequests) {
   EXPECT_GT(value_of(before, "flashtts_kv_blocks", {{"model", "policy"}, {"state", "free"}}), 0);
   EXPECT_GE(value_of(before, "flashtts_queue_depth", {{"queue", "scheduler"}, {"model", "policy"}}), 0);
   EXPECT_GE(value_of(before, "flashtts_preemptions_total", {{"model", "policy"}}), 0);
+  for (const char* m : {"policy", "prm"})
+    EXPECT_GE(value_of(before, "flashtts_kv_recomputed_tokens_total", {{"model", m}}), 0) << m;
   EXPECT_GE(value_of(before, "flashtts_spec_tokens_total"), 0);
   double tokens0 = value_of(before, "flashtts_policy_tokens_total");
   double prm0 = value_of(before, "flashtts_prm_tokens_total");
