@@ -44,15 +44,17 @@ struct Loss {
 // than the cache gets almost no hits), so below U the model is U - (1 - a) C,
 // and 0 at or above it: a = 0 is the linear model, a = 1 a cache that
 // thrashes. The misses measured at the pool's current size fit it: beyond
-// the linear ones they give a; fewer than those, or any at a pool the
-// estimate says holds U, mean the working set is not U: it is that pool plus
-// the misses.
+// the linear ones, up to U, they give a. Fewer than the linear ones, any at
+// a pool the estimate says holds U, or more than all of U (the jobs computed
+// shared prefixes again within an iteration, each time one of them came
+// back) mean the working set is not U: it is that pool plus the misses, and
+// the loss linear below it.
 Loss fit_loss(const ModelDemand& d, double footprint) {
   const double held = d.held();
   Loss l{held * footprint, 0};
   const double c0 = (double)d.miss_pool_tokens, m0 = held * d.miss_tokens;
   if (c0 > 0) {
-    if (c0 < l.u && m0 >= l.u - c0) l.a = std::min(1.0, (m0 - (l.u - c0)) / c0);
+    if (c0 < l.u && m0 >= l.u - c0 && m0 <= l.u) l.a = (m0 - (l.u - c0)) / c0;
     else if (c0 < l.u || m0 > 0.05 * c0) l.u = c0 + m0;
   }
   return l;

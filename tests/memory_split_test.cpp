@@ -135,6 +135,26 @@ TEST(RooflineSplit, TheMissesMeasuredAtThePoolsSizeFitWhatASmallerOrLargerPoolLo
   EXPECT_GT(predict_scoring(v, (int64_t)u), predict_scoring(v, (int64_t)(2 * u)));
 }
 
+// Shared prefixes evicted between the jobs that share them are computed
+// again by each: the misses can exceed the whole estimated working set. Then
+// the estimate is too small, not the cache thrashing: the prediction at the
+// measured pool is what was measured, and more memory saves misses.
+TEST(RooflineSplit, MissesBeyondTheWholeWorkingSetMakeItLargerAndMemorySavesThem) {
+  ModelDemand v = scoring_just_over_the_pool();
+  const double u = v.jobs * v.ctx_tokens / v.sharing;
+  const double none = predict_scoring(v, (int64_t)(4 * u));
+  v.miss_pool_tokens = kVerPool, v.miss_tokens = 2 * u / v.jobs;
+  // Each half working set more saves as much (a linear loss, a prefill
+  // bound by compute), down to nothing at the pool plus the misses.
+  const int64_t half = (int64_t)(0.5 * u);
+  const double at0 = predict_scoring(v, kVerPool), at1 = predict_scoring(v, kVerPool + half),
+               at2 = predict_scoring(v, kVerPool + 2 * half);
+  EXPECT_GT(at0 - at1, 0);
+  EXPECT_NEAR(at0 - at1, at1 - at2, 1e-3 * (at0 - at1));
+  EXPECT_GT(at2, none);
+  EXPECT_DOUBLE_EQ(predict_scoring(v, kVerPool + 4 * half + 16), none);
+}
+
 TEST(RooflineSplit, AThrashingPoolGetsMemoryTheLinearModelWouldNotMove) {
   RooflineSplit p(0.75, RooflineOptions{});
   // The linear model sees a pool short by 5%: within the hysteresis, no move.
