@@ -298,7 +298,10 @@ class Batch {
   // The most KV blocks held: note() after each forward pass, before tasks finish.
   void note_peak() { kv_blocks_peak_ = std::max(kv_blocks_peak_, engine_->kv_stats().used_blocks); }
   int32_t kv_blocks_peak() const { return kv_blocks_peak_; }
-  void reset_peak(int32_t used) { kv_blocks_peak_ = used; }
+  void reset_peak(int32_t used) {
+    kv_blocks_peak_ = used;
+    if (engine_) engine_->reset_kv_needed_peak();
+  }
 
  private:
   typename std::deque<Task>::iterator first_background() {

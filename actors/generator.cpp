@@ -271,7 +271,7 @@ void Generator::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("kv_blocks_total", kv.n_blocks).put("kv_blocks_free", kv.free_blocks);
   st.put("kv_blocks_used", kv.used_blocks).put("kv_blocks_cached", kv.cached_blocks);
   st.put("prefix_hit_rate", kv.hit_rate()).put("evictions", kv.evictions);
-  st.put("recomputed_tokens", kv.recomputed_tokens);
+  st.put("recomputed_tokens", kv.recomputed_tokens).put("kv_blocks_needed_peak", kv.needed_peak_blocks);
   st.put("running", (int64_t)batch_.running().size()).put("queued", (int64_t)batch_.queue().size());
   st.put("jobs_done", jobs_done_).put("tokens_generated", tokens_generated_);
   st.put("preemptions", batch_.preemptions()).put("iterations", iterations_).put("busy_ms", busy_ms_);

@@ -120,6 +120,7 @@ class Engine {
 
   KvCacheStats kv_stats() const { return kv_.stats(); }
   const KvCache& kv() const { return kv_; }
+  void reset_kv_needed_peak() { kv_.reset_needed_peak(); }  // KvCacheStats::needed_peak_blocks
 
   // Makes the KV pool kv_bytes / (bytes per token * block size) blocks, live
   // sequences staying where they are: grown blocks are free; a shrink evicts

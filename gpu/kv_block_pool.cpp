@@ -39,6 +39,7 @@ KvBlockPool::KvBlockPool(int32_t n_blocks, int32_t block_size)
   free_.reserve(n_blocks);
   for (int32_t b = 0; b < n_blocks; ++b) free_.push_back(b);
   index_.reserve(n_blocks);
+  renumber_slots();
 }
 
 int32_t KvBlockPool::allocate() {
@@ -52,6 +53,7 @@ int32_t KvBlockPool::allocate() {
   int32_t b = free_.back();
   free_.pop_back();
   blocks_[b].ref = 1;
+  note_not_free();
   return b;
 }
 
@@ -61,6 +63,8 @@ void KvBlockPool::grow(int32_t n_blocks) {
   blocks_.resize(n_blocks);
   tokens_.resize((size_t)n_blocks * block_size_);
   for (int32_t b = old; b < n_blocks; ++b) free_push(b);
+  renumber_slots();
+  note_not_free();
 }
 
 void KvBlockPool::shrink(int32_t n_blocks) {
@@ -77,6 +81,8 @@ void KvBlockPool::shrink(int32_t n_blocks) {
   std::make_heap(free_.begin(), free_.end(), std::greater<>());
   blocks_.resize(n_blocks);
   tokens_.resize((size_t)n_blocks * block_size_);
+  renumber_slots();
+  note_not_free();
 }
 
 int32_t KvBlockPool::used_from(int32_t first) const {
@@ -88,7 +94,12 @@ int32_t KvBlockPool::used_from(int32_t first) const {
 void KvBlockPool::ref(int32_t block) {
   Block& b = blocks_[block];
   assert(b.ref > 0 || b.id != 0);  // not free
-  if (b.ref++ == 0) lru_remove(block);
+  if (b.ref++ > 0) return;
+  // A hit on a cached block: LRU had to keep it, and every block in use or
+  // cached after it, all the time it was cached.
+  const int32_t older = slots_up_to(b.lru_slot) - 1;
+  needed_peak_ = std::max(needed_peak_, most_not_free_since(b.cached_at, b.not_free_then) - older);
+  lru_remove(block);
 }
 
 void KvBlockPool::unref(int32_t block, bool drop) {
@@ -103,6 +114,7 @@ void KvBlockPool::unref(int32_t block, bool drop) {
     lru_push_back(block);
   } else {
     free_push(block);
+    note_not_free();
   }
 }
 
@@ -152,6 +164,7 @@ void KvBlockPool::evict(int32_t block) {
   index_.erase(b.hash);
   b.id = 0, b.content = 0;
   free_push(block);
+  note_not_free();
 }
 
 void KvBlockPool::remember_evicted(uint64_t content) {
@@ -174,8 +187,58 @@ void KvBlockPool::free_push(int32_t block) {
   std::push_heap(free_.begin(), free_.end(), std::greater<>());
 }
 
+void KvBlockPool::slots_add(int32_t slot, int32_t n) {
+  for (size_t i = (size_t)slot + 1; i < slots_.size(); i += i & (~i + 1)) slots_[i] += n;
+}
+
+int32_t KvBlockPool::slots_up_to(int32_t slot) const {
+  int32_t n = 0;
+  for (size_t i = (size_t)slot + 1; i > 0; i -= i & (~i + 1)) n += slots_[i];
+  return n;
+}
+
+void KvBlockPool::note_not_free() {
+  const int32_t x = n_blocks() - free_blocks();
+  if (x == not_free_) return;
+  not_free_ = x;
+  ++not_free_clock_;
+  while (!not_free_peaks_.empty() && not_free_peaks_.back().second <= x) not_free_peaks_.pop_back();
+  not_free_peaks_.push_back({not_free_clock_, x});
+  needed_peak_ = std::max(needed_peak_, used_blocks());
+}
+
+void KvBlockPool::reset_needed_peak() {
+  needed_peak_ = used_blocks();
+  reset_clock_ = ++not_free_clock_;
+  not_free_at_reset_ = not_free_;
+  not_free_peaks_.assign(1, {not_free_clock_, not_free_});
+}
+
+int32_t KvBlockPool::most_not_free_since(uint64_t clock, int32_t then) const {
+  if (clock < reset_clock_) clock = reset_clock_, then = not_free_at_reset_;
+  // Every change after `clock` is covered by the first entry after it: what
+  // it popped was no more than it.
+  auto it = std::upper_bound(not_free_peaks_.begin(), not_free_peaks_.end(), clock,
+                             [](uint64_t c, const std::pair<uint64_t, int32_t>& e) { return c < e.first; });
+  return it == not_free_peaks_.end() ? then : std::max(then, it->second);
+}
+
+void KvBlockPool::renumber_slots() {
+  // Room for n_blocks more pushes before the next renumbering.
+  slots_.assign(2 * blocks_.size() + 65, 0);
+  next_slot_ = 0;
+  for (int32_t b = lru_head_; b != kNoBlock; b = blocks_[b].lru_next) {
+    blocks_[b].lru_slot = next_slot_++;
+    slots_add(blocks_[b].lru_slot, 1);
+  }
+}
+
 void KvBlockPool::lru_push_back(int32_t block) {
+  if (next_slot_ + 1 >= (int32_t)slots_.size()) renumber_slots();
   Block& b = blocks_[block];
+  b.lru_slot = next_slot_++;
+  slots_add(b.lru_slot, 1);
+  b.cached_at = not_free_clock_, b.not_free_then = not_free_;
   b.lru_prev = lru_tail_;
   b.lru_next = kNoBlock;
   if (lru_tail_ != kNoBlock) {
@@ -189,6 +252,7 @@ void KvBlockPool::lru_push_back(int32_t block) {
 
 void KvBlockPool::lru_remove(int32_t block) {
   Block& b = blocks_[block];
+  slots_add(b.lru_slot, -1);
   if (b.lru_prev != kNoBlock) {
     blocks_[b.lru_prev].lru_next = b.lru_next;
   } else {
@@ -225,6 +289,14 @@ Status KvBlockPool::check_invariants() const {
     ++n_lru;
   }
   if (prev != lru_tail_ || n_lru != n_cached_) return fail("LRU tail or count wrong");
+  int32_t last_slot = -1, rank = 0;
+  for (int32_t b = lru_head_; b != kNoBlock; b = blocks_[b].lru_next) {
+    if (blocks_[b].lru_slot <= last_slot || blocks_[b].lru_slot >= next_slot_)
+      return fail("LRU slots out of order");
+    if (slots_up_to(blocks_[b].lru_slot) != ++rank) return fail("LRU slot counts wrong");
+    last_slot = blocks_[b].lru_slot;
+  }
+  if (slots_up_to((int32_t)slots_.size() - 2) != n_cached_) return fail("LRU slot counts do not add up");
   size_t n_registered = 0;
   for (int32_t b = 0; b < n_blocks(); ++b) {
     const Block& blk = blocks_[b];

@@ -12,10 +12,12 @@
 // not thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "runtime/base/status.h"
@@ -59,6 +61,17 @@ class KvBlockPool {
   // True, once, when a block with this content was evicted and not computed
   // again since: the caller is computing it again.
   bool take_evicted(uint64_t content);
+
+  // The fewest blocks a pool with this one's LRU eviction needs to have done
+  // the same work without evicting a block it reused (the KV working set
+  // counted with its reuse), since the pool was made or
+  // reset_needed_peak(): the most blocks used at once, and at each cache
+  // hit, what keeping the block hit took while it was cached: the blocks
+  // in use and cached (not free), less the cached ones older than it. Its
+  // most not-free blocks over that time less those older at the hit: exact
+  // while no older block left the cache in between, else a little over.
+  int32_t needed_peak() const { return needed_peak_; }
+  void reset_needed_peak();
 
   // Returns an unregistered block with ref 1: the lowest-numbered free one,
   // or else the least recently used cached block, evicted (unregistered).
@@ -121,12 +134,24 @@ class KvBlockPool {
     uint64_t hash = 0;            // key of index_ while registered
     uint64_t parent_id = 0;       // while registered
     uint64_t content = 0;         // while registered (register_block)
+    int32_t lru_slot = 0;         // while cached: its place in the LRU order
+    uint64_t cached_at = 0;       // while cached: the not-free clock when it was cached
+    int32_t not_free_then = 0;    // and the not-free blocks then
   };
 
   void lru_push_back(int32_t block);
   void lru_remove(int32_t block);
   void evict(int32_t block);  // cached -> free
   void remember_evicted(uint64_t content);
+  // The cached blocks by LRU slot, a Fenwick tree of counts (slots ascend
+  // with recency; renumbered when they run out).
+  void slots_add(int32_t slot, int32_t n);
+  int32_t slots_up_to(int32_t slot) const;  // cached blocks in slots <= slot
+  void renumber_slots();
+  // After any change of the blocks not free: a tick of the clock, and the
+  // suffix maxima (not_free_peaks_) kept.
+  void note_not_free();
+  int32_t most_not_free_since(uint64_t clock, int32_t then) const;
   void free_push(int32_t block);
 
   int32_t block_size_;
@@ -142,6 +167,16 @@ class KvBlockPool {
   // Content of evicted blocks: the newer generation, and the one before it
   // (dropped when the newer fills).
   std::unordered_set<uint64_t> evicted_, evicted_before_;
+  std::vector<int32_t> slots_;  // Fenwick tree over LRU slots (1-based inside)
+  int32_t next_slot_ = 0;
+  int32_t needed_peak_ = 0;
+  // (clock, not-free blocks) at each change: the most since each entry's
+  // time, strictly falling (so at most n_blocks + 1 entries).
+  std::vector<std::pair<uint64_t, int32_t>> not_free_peaks_;
+  uint64_t not_free_clock_ = 0;
+  int32_t not_free_ = 0;
+  uint64_t reset_clock_ = 0;  // of the last reset_needed_peak(): nothing before it counts
+  int32_t not_free_at_reset_ = 0;
 };
 
 }  // namespace flashtts

@@ -225,6 +225,7 @@ KvCacheStats KvCache::stats() const {
   st.evictions = pool_.evictions();
   st.deduplicated_blocks = deduplicated_blocks_;
   st.recomputed_tokens = recomputed_blocks_ * block_size();
+  st.needed_peak_blocks = pool_.needed_peak();
   st.n_blocks = pool_.n_blocks();
   st.free_blocks = pool_.free_blocks();
   st.cached_blocks = pool_.cached_blocks();

@@ -56,6 +56,10 @@ struct KvCacheStats {
   // far back as the pool remembers: KvBlockPool::take_evicted). A partial
   // last block computed again is not counted.
   int64_t recomputed_tokens = 0;
+  // The fewest blocks this pool's LRU eviction needs for the same work without
+  // evicting a block it reused (KvBlockPool::needed_peak), since the last
+  // reset_needed_peak(): the KV working set counted with its reuse.
+  int32_t needed_peak_blocks = 0;
   int32_t n_blocks = 0;
   int32_t free_blocks = 0;
   int32_t cached_blocks = 0;        // unreferenced but kept for reuse (evictable)
@@ -150,6 +154,7 @@ class KvCache {
 
   // Drops every unreferenced cached block (blocks in use stay registered).
   void clear_prefix_cache() { pool_.drop_cached(); }
+  void reset_needed_peak() { pool_.reset_needed_peak(); }
 
   // Checks that ref counts match the block tables, that the pool's state is
   // consistent, and that every registered block in a table holds that

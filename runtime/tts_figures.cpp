@@ -34,6 +34,7 @@ Expected<Counters> read_counters(const msg::MapReader& m) {
   get_if_there(m, "tokens_computed", &c.tokens_computed);
   get_if_there(m, "recomputed_tokens", &c.recomputed_tokens);
   get_if_there(m, "kv_blocks_peak", &c.kv_blocks_peak);
+  get_if_there(m, "kv_blocks_needed_peak", &c.kv_blocks_needed_peak);
   get_if_there(m, "kv_blocks_used", &c.kv_blocks_used);
   get_if_there(m, "kv_blocks_total", &c.kv_blocks_total);
   get_if_there(m, "kv_resizes", &c.kv_resizes);
@@ -57,6 +58,7 @@ Counters delta(const Counters& a, const Counters& b) {
   d.tokens_computed = a.tokens_computed - b.tokens_computed;
   d.recomputed_tokens = a.recomputed_tokens - b.recomputed_tokens;
   d.kv_blocks_peak = a.kv_blocks_peak;
+  d.kv_blocks_needed_peak = a.kv_blocks_needed_peak;
   d.kv_blocks_used = a.kv_blocks_used;
   d.kv_blocks_total = a.kv_blocks_total;
   d.kv_resizes = a.kv_resizes - b.kv_resizes;

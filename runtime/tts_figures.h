@@ -34,6 +34,7 @@ struct Counters {
   int64_t preemptions = 0, evictions = 0, tokens_computed = 0;
   int64_t recomputed_tokens = 0;  // KV of full blocks computed again after their eviction
   int64_t kv_blocks_peak = 0, kv_blocks_used = 0;
+  int64_t kv_blocks_needed_peak = 0;  // the working set with its reuse (KvCacheStats::needed_peak_blocks)
   int64_t kv_blocks_total = 0, kv_resizes = 0;  // the pool at the end; grants that resized it
   int64_t weight_uploads = 0;  // memory.offload: the weights' trips back onto the device
   double weight_upload_ms = 0;  // and their device time

@@ -456,6 +456,68 @@ TEST(KvCacheTest, KvDroppedOnPurposeIsNotCountedWhenComputedAgain) {
   EXPECT_CONSISTENT(kv);
 }
 
+TEST(KvCacheTest, ThePoolNeededForEveryReuseKeepsEveryHitAndOneBlockLessLosesOne) {
+  auto run = [](int32_t n_blocks) {
+    KvCache kv = make_cache(n_blocks);
+    add_computed(kv, 1, range(0, 9));  // a0 a1 and a partial block
+    kv.free_sequence(1);
+    add_computed(kv, 2, range(100, 9));  // three blocks while a0 a1 wait in the cache
+    kv.free_sequence(2);
+    add_computed(kv, 3, range(0, 9));  // reuses a0 a1
+    return kv.stats();
+  };
+  const KvCacheStats ample = run(16);
+  EXPECT_EQ(ample.hit_blocks, 2);
+  // a0 and a1 cached and sequence 2's three blocks in use.
+  EXPECT_EQ(ample.needed_peak_blocks, 5);
+  EXPECT_EQ(run(5).hit_blocks, 2);
+  EXPECT_EQ(run(4).hit_blocks, 1) << "a1, the end of the chain, evicted";
+}
+
+TEST(KvCacheTest, RandomWorkOnThePoolItNeededGetsEveryHitItGotOnAnAmplePool) {
+  std::mt19937 rng(7);
+  struct Op {
+    bool add;
+    int32_t seq;
+    Tokens prompt;
+  };
+  std::vector<Op> ops;
+  std::vector<Tokens> prefixes;
+  for (int k = 0; k < 6; ++k) prefixes.push_back(range(1000 * (k + 1), 6 + 5 * k));
+  std::vector<int32_t> live;
+  for (int32_t i = 0, next = 1; i < 400; ++i) {
+    if (live.size() < 4 && (live.empty() || rng() % 2)) {
+      Tokens p = prefixes[rng() % prefixes.size()];
+      const int32_t tail = (int32_t)(rng() % 12);
+      for (int32_t t = 0; t < tail; ++t) p.push_back((int32_t)(rng() % 50));
+      ops.push_back({true, next, p});
+      live.push_back(next++);
+    } else {
+      const size_t k = rng() % live.size();
+      ops.push_back({false, live[k], {}});
+      live.erase(live.begin() + (ptrdiff_t)k);
+    }
+  }
+  auto run = [&](int32_t n_blocks) {
+    KvCache kv = make_cache(n_blocks);
+    for (const Op& op : ops) {
+      if (op.add) add_computed(kv, op.seq, op.prompt);
+      else kv.free_sequence(op.seq);
+    }
+    EXPECT_CONSISTENT(kv);
+    return kv.stats();
+  };
+  const KvCacheStats ample = run(512);
+  ASSERT_EQ(ample.evictions, 0);
+  ASSERT_GT(ample.hit_blocks, 50);
+  const int32_t need = ample.needed_peak_blocks;
+  EXPECT_LT(need, 512);
+  const KvCacheStats tight = run(need);
+  EXPECT_EQ(tight.hit_blocks, ample.hit_blocks) << need << " blocks";
+  EXPECT_GT(tight.evictions, 0) << "blocks never reused were evicted";
+  EXPECT_LT(run(need * 3 / 4).hit_blocks, ample.hit_blocks);
+}
+
 // --- exhaustion -------------------------------------------------------------
 
 TEST(KvCacheTest, ExhaustionChangesNothingAndPassesOnceBlocksAreFreed) {
