@@ -32,9 +32,11 @@
 //
 // --memory P (1..1000; the memory-pressure workload: 25 and 50, and 100 as
 // the control that just fits): each cell first runs once on the baseline
-// variant with ample memory, a calibration that is not reported, and the
-// peak KV blocks each model held there (kv_blocks_peak: blocks referenced at
-// the peak) are the cell's KV working set. The cell's pipelines then get KV
+// variant with ample memory, a calibration that is not reported, and what
+// each model's KV pool needed there is the cell's KV working set: the fewest
+// blocks its LRU prefix cache needs to keep every block the run reused
+// (kv_blocks_needed_peak), or with --working-set in-use the peak of blocks
+// referenced at once (kv_blocks_peak). The cell's pipelines then get KV
 // pools of P% of it, per model (at least one job's largest context plus a
 // block, so no job is refused), and each JSON line carries the working set
 // (ws_gen_blocks, ws_ver_blocks) and the pools the pipeline got
@@ -94,6 +96,7 @@ struct Options {
   bool quick = false;
   std::string json_out, svg_prefix, md_out;
   std::string log_level = "warn";  // the pipelines' (stderr)
+  std::string working_set = "reuse";  // --memory's: "reuse" or "in-use"
 };
 
 fs::path build_dir() {
@@ -456,6 +459,11 @@ int main(int argc, char** argv) {
                  "baseline with ample memory (empty: the config's budget)")
       ->delimiter(',')
       ->check(CLI::Range(1, 1000));
+  app.add_option("--working-set", o.working_set,
+                 "What --memory's working set counts: reuse (the blocks in use and those the LRU prefix cache "
+                 "must keep for their reuse) or in-use (the peak of blocks in use at once; the figures before "
+                 "2026-12-07 evening)")
+      ->check(CLI::IsMember({"reuse", "in-use"}));
   app.add_option("--variants", o.variants, "Variants to run (the first is the baseline of the ratios)")->delimiter(',');
   app.add_option("--overlay", o.overlays, "NAME:section.key=value, adds to (or defines) variant NAME");
   app.add_option("--rounds", o.rounds, "Rounds per cell (each runs every variant once, order rotating)");
@@ -627,7 +635,7 @@ int main(int argc, char** argv) {
                 if (!pools) return pools.error();
                 return bench::Observed{std::move(*r), *pools};
               };
-              auto w = bench::calibrate(&*mem_model, shape, run_with);
+              auto w = bench::calibrate(&*mem_model, shape, run_with, o.working_set == "reuse");
               if (!w) {
                 std::fprintf(stderr, "\nflashtts-bench-tts: calibration of %s: %s\n", cell_name(cell).c_str(),
                              w.error().message.c_str());

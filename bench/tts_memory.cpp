@@ -83,7 +83,8 @@ Expected<Pools> read_pools(zmq::context_t& ctx, const std::string& endpoint) {
   return p;
 }
 
-Expected<WorkingSet> calibrate(MemoryModel* m, const SearchShape& shape, const RunWith& run_with) {
+Expected<WorkingSet> calibrate(MemoryModel* m, const SearchShape& shape, const RunWith& run_with,
+                               bool with_reuse) {
   // The base budget is ample when its static split holds the upper bound of
   // each model's working set; else pools of exactly that bound (the earlier
   // --memory sizing at P = 100).
@@ -96,8 +97,13 @@ Expected<WorkingSet> calibrate(MemoryModel* m, const SearchShape& shape, const R
   auto obs = run_with(sets);
   if (!obs) return obs.error();
   WorkingSet ws;
-  ws.gen_blocks = obs->run.gen.kv_blocks_peak;  // peaks were reset at the run's start
-  ws.ver_blocks = obs->run.ver.kv_blocks_peak;
+  // Peaks were reset at the run's start.
+  ws.gen_in_use = obs->run.gen.kv_blocks_peak, ws.ver_in_use = obs->run.ver.kv_blocks_peak;
+  ws.gen_with_reuse = std::max(ws.gen_in_use, obs->run.gen.kv_blocks_needed_peak);
+  ws.ver_with_reuse = std::max(ws.ver_in_use, obs->run.ver.kv_blocks_needed_peak);
+  ws.with_reuse = with_reuse;
+  ws.gen_blocks = with_reuse ? ws.gen_with_reuse : ws.gen_in_use;
+  ws.ver_blocks = with_reuse ? ws.ver_with_reuse : ws.ver_in_use;
   const tts::RunSummary sum = tts::summarize(obs->run);
   ws.recomputed_tokens = sum.recomputed_tokens;
   ws.evictions = sum.evictions;
@@ -151,12 +157,16 @@ std::string check_pools(const PoolTarget& t, const Pools& got) {
 }
 
 std::string describe(const WorkingSet& ws) {
-  char b[256];
+  char b[384];
   std::snprintf(b, sizeof b,
-                "KV working set generator %lld / verifier %lld blocks (calibration: latency p50 %.1f ms, %lld tokens "
-                "recomputed, %lld evictions)",
-                (long long)ws.gen_blocks, (long long)ws.ver_blocks, ws.latency_p50_ms, (long long)ws.recomputed_tokens,
-                (long long)ws.evictions);
+                "KV working set generator %lld / verifier %lld blocks %s (%s: %lld / %lld; calibration: latency p50 "
+                "%.1f ms, %lld tokens recomputed, %lld evictions)",
+                (long long)ws.gen_blocks, (long long)ws.ver_blocks,
+                ws.with_reuse ? "with their reuse" : "in use at once",
+                ws.with_reuse ? "in use at once" : "with their reuse",
+                (long long)(ws.with_reuse ? ws.gen_in_use : ws.gen_with_reuse),
+                (long long)(ws.with_reuse ? ws.ver_in_use : ws.ver_with_reuse), ws.latency_p50_ms,
+                (long long)ws.recomputed_tokens, (long long)ws.evictions);
   return b;
 }
 

@@ -69,7 +69,11 @@ Expected<Pools> read_pools(zmq::context_t& ctx, const std::string& endpoint);
 // calibration run saw: its longest prompt, and the figures a run without
 // memory pressure has (recomputed tokens: the partial block of each step).
 struct WorkingSet {
-  int64_t gen_blocks = 0, ver_blocks = 0;
+  int64_t gen_blocks = 0, ver_blocks = 0;  // the working set the pools are sized from
+  // Its two measures: the peak of blocks in use at once, and with the
+  // blocks held for their reuse (KvCacheStats::needed_peak_blocks).
+  int64_t gen_in_use = 0, ver_in_use = 0, gen_with_reuse = 0, ver_with_reuse = 0;
+  bool with_reuse = true;  // which one gen_blocks and ver_blocks are
   int64_t prompt_tokens = 0, recomputed_tokens = 0, evictions = 0;
   double latency_p50_ms = 0;
 };
@@ -87,9 +91,12 @@ using RunWith = std::function<Expected<Observed>(const std::vector<std::string>&
 // where its pools cannot hold the upper bound of the working set (every beam
 // a whole context of prompt 128 + max_steps x max_tokens_per_step tokens, no
 // prefix shared), a budget whose pools hold exactly that bound. Returns the
-// peak blocks each model held; takes the weight sizes the pipeline reported
-// into `m`. Error when a solve of the calibration failed.
-Expected<WorkingSet> calibrate(MemoryModel* m, const SearchShape& shape, const RunWith& run_with);
+// working set of each model: with `with_reuse`, the fewest blocks its LRU
+// pool needs to keep every block it reused (at least the peak in use), else
+// the peak of blocks in use at once; takes the weight sizes the pipeline
+// reported into `m`. Error when a solve of the calibration failed.
+Expected<WorkingSet> calibrate(MemoryModel* m, const SearchShape& shape, const RunWith& run_with,
+                               bool with_reuse = true);
 
 // Each model's pool: ceil(working set x percent / 100) blocks, at least one
 // job's largest context (prompt + max_steps x max_tokens_per_step tokens,
