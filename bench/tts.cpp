@@ -751,7 +751,8 @@ int main(int argc, char** argv) {
                  bench::describe(target, ws) + "\n\n";
           t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | "
                "idle share | idle slots | peak blocks gen / ver | pool at end gen / ver (resizes) | evictions | "
-               "recomputed (gen prefill) | KV recomputed gen / ver | preemptions | spec. tokens gen / kept / dropped | spec. pruned early (tokens) | "
+               "recomputed (gen prefill) | KV recomputed gen / ver | preemptions | "
+               "spec. tokens gen / kept / dropped | spec. pruned early (tokens) | "
                "accuracy | pass@N | correct/min | failed |\n";
           t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
           for (size_t v = 0; v < served.size(); ++v) {
