@@ -44,11 +44,7 @@ KvBlockPool::KvBlockPool(int32_t n_blocks, int32_t block_size)
 
 int32_t KvBlockPool::allocate() {
   assert(available() > 0);
-  if (free_.empty()) {
-    ++evictions_;
-    remember_evicted(blocks_[lru_head_].content);
-    evict(lru_head_);
-  }
+  if (free_.empty()) evict_counted(lru_head_);
   std::pop_heap(free_.begin(), free_.end(), std::greater<>());
   int32_t b = free_.back();
   free_.pop_back();
@@ -71,12 +67,8 @@ void KvBlockPool::shrink(int32_t n_blocks) {
   assert(n_blocks > 0 && n_blocks <= this->n_blocks() && used_from(n_blocks) == 0);
   // Cached blocks above the cut are evicted (their content goes with their
   // memory); then nothing above it is left but free blocks, which go.
-  for (int32_t b = n_blocks; b < this->n_blocks(); ++b) {
-    if (blocks_[b].id == 0) continue;
-    remember_evicted(blocks_[b].content);
-    evict(b);
-    ++evictions_;
-  }
+  for (int32_t b = n_blocks; b < this->n_blocks(); ++b)
+    if (blocks_[b].id != 0) evict_counted(b);
   std::erase_if(free_, [n_blocks](int32_t b) { return b >= n_blocks; });
   std::make_heap(free_.begin(), free_.end(), std::greater<>());
   blocks_.resize(n_blocks);
@@ -167,14 +159,17 @@ void KvBlockPool::evict(int32_t block) {
   note_not_free();
 }
 
-void KvBlockPool::remember_evicted(uint64_t content) {
-  if (content == 0) return;
-  const size_t generation = std::max(kMinEvictedRemembered, 8 * blocks_.size());
-  if (evicted_.size() >= generation) {
-    evicted_before_ = std::move(evicted_);
-    evicted_ = {};
+void KvBlockPool::evict_counted(int32_t block) {
+  ++evictions_;
+  if (const uint64_t content = blocks_[block].content; content != 0) {
+    const size_t generation = std::max(kMinEvictedRemembered, 8 * blocks_.size());
+    if (evicted_.size() >= generation) {
+      evicted_before_ = std::move(evicted_);
+      evicted_ = {};
+    }
+    evicted_.insert(content);
   }
-  evicted_.insert(content);
+  evict(block);
 }
 
 bool KvBlockPool::take_evicted(uint64_t content) {

@@ -12,7 +12,6 @@
 // not thread-safe.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <unordered_map>
@@ -142,7 +141,8 @@ class KvBlockPool {
   void lru_push_back(int32_t block);
   void lru_remove(int32_t block);
   void evict(int32_t block);  // cached -> free
-  void remember_evicted(uint64_t content);
+  // evict(), counted in evictions() and its content remembered (take_evicted).
+  void evict_counted(int32_t block);
   // The cached blocks by LRU slot, a Fenwick tree of counts (slots ascend
   // with recency; renumbered when they run out).
   void slots_add(int32_t slot, int32_t n);

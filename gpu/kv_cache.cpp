@@ -122,10 +122,10 @@ void KvCache::seal_block(Sequence& s, int32_t index) {
   uint64_t parent = 0, parent_content = 0;
   if (index > 0) {
     parent = pool_.cache_id(s.table[index - 1]);
-    parent_content = parent == 0 ? 0 : pool_.content(s.table[index - 1]);
     // The block before lost a hash collision and stayed private: no key can
     // name this prefix, so the rest of the sequence stays private too.
     if (parent == 0) return;
+    parent_content = pool_.content(s.table[index - 1]);
   }
   std::span<const int32_t> block_tokens =
       std::span<const int32_t>(s.tokens).subspan((size_t)index * bs, bs);
