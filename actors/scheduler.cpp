@@ -7,6 +7,7 @@
 #include <functional>
 #include <unordered_map>
 
+#include "actors/request_gate.h"
 #include "actors/sched_policy.h"
 #include "gpu/kv_block_pool.h"
 #include "messages/error_codes.h"
@@ -67,10 +68,13 @@ struct Lane {
   std::unordered_map<uint64_t, int64_t> queued_of{};                       // rid -> queued jobs
   std::unordered_map<uint64_t, std::vector<std::string>> held_releases{};  // rid -> release_kv messages
   RequestPeaks* peaks = nullptr;  // shared by both lanes
+  RequestGate* gate = nullptr;    // shared by both lanes
+  RequestGate::Lane gate_lane = RequestGate::kGen;
 
   void push(QueuedJob q, int64_t ctx_tokens) {
     ++queued_of[q.rid];
     peaks->opened(q.rid);
+    gate->opened(gate_lane, q, ctx_tokens);
     open[q.job_id] = {q.rid, ctx_tokens};
     open_ctx_tokens += ctx_tokens;
     policy->push(std::move(q));
@@ -80,6 +84,7 @@ struct Lane {
     if (it == open.end()) return;
     open_ctx_tokens -= it->second.second;
     peaks->closed(it->second.first);
+    gate->closed(gate_lane, job_id);
     open.erase(it);
   }
   void release_kv(Mailbox& box, uint64_t rid, const std::string& bytes) {
@@ -223,8 +228,16 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
 
   const int32_t window = is_tree_policy(o.policy) ? o.window : 0;
   RequestPeaks peaks;
-  Lane gen{.peer = "generator", .policy = std::move(*gp), .window = window, .peaks = &peaks};
-  Lane ver{.peer = "verifier", .policy = std::move(*sp), .window = window, .peaks = &peaks};
+  RequestGate gate(o.request_admission == "fit");
+  Lane gen{.peer = "generator", .policy = std::move(*gp), .window = window, .peaks = &peaks, .gate = &gate,
+           .gate_lane = RequestGate::kGen};
+  Lane ver{.peer = "verifier", .policy = std::move(*sp), .window = window, .peaks = &peaks, .gate = &gate,
+           .gate_lane = RequestGate::kVer};
+  // A job of a request the gate holds waits there, outside the lanes.
+  auto enter = [&](Lane& l, QueuedJob q, int64_t ctx_tokens) {
+    if (gate.open_for(q.rid)) l.push(std::move(q), ctx_tokens);
+    else gate.hold(q.rid, {l.gate_lane, std::move(q), ctx_tokens});
+  };
   auto reject_gen = [&](const QueuedJob& q, int64_t need) {
     auto env = msg::open(q.bytes);
     auto j = env ? msg::decode<msg::GenJob>(*env) : Expected<msg::GenJob>(make_error("undecodable"));
@@ -283,14 +296,14 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
           reject_gen(q, full);
           return;
         }
-        gen.push(std::move(q), (int64_t)j.tokens.size());
+        enter(gen, std::move(q), (int64_t)j.tokens.size());
       })
       .on<msg::ScoreJob>([&](msg::ScoreJob j, std::string& bytes) {
         int64_t in_bytes = 0;
         QueuedJob q = score_entry(j, std::move(bytes), prm_rate.rate(), &in_bytes);
         const int64_t cost = q.cost_tokens;
         score_bytes[j.job_id] = {j.rid, in_bytes};
-        ver.push(std::move(q), cost);
+        enter(ver, std::move(q), cost);
       })
       .on<msg::GenDone>([&](const msg::GenDone& d, const std::string& bytes) {
         gen.done(d.job_id);
@@ -314,6 +327,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         gen.forget(f.rid);
         ver.forget(f.rid);
         peaks.forget(f.rid);
+        gate.forget(f.rid);
         std::erase_if(score_bytes, [&](const auto& kv) { return kv.second.first == f.rid; });
         box.send("generator", bytes);
         box.send("verifier", bytes);
@@ -328,12 +342,23 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
       .on<msg::StatsQuery>([&](const msg::StatsQuery& q) {
         msg::MapWriter st;
         st.put("generator", gen.stats()).put("verifier", ver.stats());
+        st.put("requests_waiting", uint64_t(gate.pending())).put("requests_held", gate.held_total());
         box.post("intake", msg::StatsReply{q.qid, "scheduler", st.bytes()});
       });
+  size_t waiting = 0;  // requests the gate held at the last look
   PollSet poll(pipe, {&box.inbox()});
   while (poll.wait(elastic && !reported_idle ? kLoadInterval : std::chrono::milliseconds(-1))) {
     FLASHTTS_TRY(routes.drain(box));
-    // After the inbox is drained: jobs that arrived together are ordered together.
+    // After the inbox is drained: jobs that arrived together are ordered
+    // together, and a new request's first jobs are all known to the gate.
+    if (gate.pending() > 0) {
+      for (RequestGate::Job& j : gate.admit({gen.capacity, ver.capacity}))
+        (j.lane == RequestGate::kGen ? gen : ver).push(std::move(j.job), j.ctx_tokens);
+      if (gate.pending() != waiting) {
+        waiting = gate.pending();
+        o.log->debug("{} request(s) wait for KV room beside those running (request_admission = \"fit\")", waiting);
+      }
+    }
     gen.dispatch(box, oversize_gen);
     ver.dispatch(box, run_alone);
     report_load();

@@ -17,6 +17,8 @@
 // Speculative generation jobs (GenJob::speculative) bypass the queue and the
 // admission count: the generator runs them only in the room real work leaves
 // and stops them when real work waits; stop_jobs goes straight through too.
+// In front of both lanes, admission by request (actors/request_gate.h) may
+// hold a request's jobs whole until the requests before it end.
 //
 // Thread contract: run_scheduler() is an ActorBody; it runs on the actor's
 // thread and owns everything it creates.
@@ -47,6 +49,9 @@ struct SchedulerOptions {
   // takes blocks as tokens are written, preempts when they run short
   // (policies.scheduling_reserve).
   double reserve = 1.0;
+  // "all", or "fit": a request's work waits whole until it fits beside the
+  // requests admitted (actors/request_gate.h; policies.request_admission).
+  std::string request_admission = "all";
 };
 
 Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOptions& o);

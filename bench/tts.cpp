@@ -114,6 +114,7 @@ fs::path build_dir() {
 std::map<std::string, std::vector<std::string>> builtin_overlays() {
   return {{"baseline",
            {"policies.scheduling=\"fifo\"", "policies.scheduling_reserve=1.0", "policies.memory_split=\"static\"",
+            "policies.request_admission=\"all\"",
             "policies.speculation=false", "policies.live_beams=false"}},
           {"flashtts",
            {"policies.scheduling=\"prefix\"", "policies.memory_split=\"roofline\"", "policies.speculation=true",

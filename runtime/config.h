@@ -71,6 +71,7 @@ struct PolicyConfig {
   // its jobs); "arrival": the oldest request's work first, at the scheduler
   // (where the prefix does not decide) and in the engines' queues.
   std::string request_order = "interleaved";
+  std::string request_admission = "all";  // "all" | "fit" (actors/request_gate.h)
   // The share of the tokens a generation job may write that the scheduler
   // counts against the generator's grant while the job is out (1: all, the
   // baseline); the generator takes blocks as tokens are written and, short of

@@ -88,6 +88,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
     o.max_overtaken = c.policies.scheduling_max_overtaken;
     o.by_request = c.policies.request_order == "arrival";
     o.reserve = c.policies.scheduling_reserve;
+    o.request_admission = c.policies.request_admission;
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_scheduler(ctx, p, o); };
   }
   if (name == "generator" || name == "verifier") {

@@ -1,13 +1,15 @@
 // The scheduler and the memory arbiter, through their messages: FIFO order,
 // admission against the KV grant, immediate failure of jobs that can never
-// fit, forget; the arbiter's static split and its failure on a budget that
-// cannot hold the weights.
+// fit, forget; admission by request (actors/request_gate.h, alone and through
+// the scheduler's messages); the arbiter's static split and its failure on a
+// budget that cannot hold the weights.
 #include <gtest/gtest.h>
 
 #include <functional>
 #include <optional>
 
 #include "actors/memory_arbiter.h"
+#include "actors/request_gate.h"
 #include "actors/scheduler.h"
 #include "messages/internal.h"
 #include "runtime/base/mailbox.h"
@@ -274,6 +276,152 @@ TEST(Scheduler, TellsTheArbiterOfBeamsWaitingAtTheirBarrierAndWhatAdmissionCount
   s.post(msg::Forget{1});
   q = load_where([](const msg::QueueLoad& q) { return q.live_jobs == 2; });
   EXPECT_TRUE(q.has_value()) << "request 1's beams still counted after its forget";
+}
+
+// --- Admission by request (policies.request_admission = "fit") ---
+
+// A queue entry of chunks of 16 tokens, keyed by character.
+QueuedJob gate_job(uint64_t id, uint64_t rid, std::string_view chunks) {
+  QueuedJob q{id, rid, 0, {}, 0, 0, {}};
+  for (char c : chunks) q.chunks.push_back({(uint64_t)c, 16});
+  return q;
+}
+
+// Enters jobs of a new request the way the scheduler does; returns whether they went straight to a lane.
+bool gate_enter(RequestGate& g, std::vector<QueuedJob> jobs) {
+  bool open = true;
+  for (QueuedJob& q : jobs) {
+    const int64_t ctx = (int64_t)q.chunks.size() * 16 + 8;  // 8 tokens past the last chunk
+    if (g.open_for(q.rid)) g.opened(RequestGate::kGen, q, ctx);
+    else open = false, g.hold(q.rid, {RequestGate::kGen, std::move(q), ctx});
+  }
+  return open;
+}
+
+// Admits what fits and opens the released jobs in their lane; returns their ids.
+std::vector<uint64_t> gate_admit(RequestGate& g, int64_t gen_capacity, int64_t ver_capacity = -1) {
+  std::vector<uint64_t> ids;
+  for (RequestGate::Job& j : g.admit({gen_capacity, ver_capacity})) {
+    g.opened(j.lane, j.job, j.ctx_tokens);
+    ids.push_back(j.job.job_id);
+  }
+  return ids;
+}
+
+TEST(RequestGate, AllAdmitsEveryRequestAtOnceAndLearnsNothing) {
+  RequestGate g(false);
+  EXPECT_TRUE(gate_enter(g, {gate_job(1, 1, "pa"), gate_job(2, 1, "pb")}));
+  EXPECT_TRUE(gate_enter(g, {gate_job(3, 2, "pa")}));
+  EXPECT_TRUE(gate_admit(g, 1).empty());
+  g.forget(1);
+  EXPECT_LT(g.per_job(RequestGate::kGen, RequestGate::kGen), 0);
+}
+
+// The footprint is the most KV the request's open jobs held together, a
+// shared chunk once and a chunk's content at another position apart; the
+// estimate is that per job of its first arrival.
+TEST(RequestGate, ARequestsFootprintCountsSharedPrefixesOnceAtItsPeak) {
+  RequestGate g(true);
+  EXPECT_FALSE(gate_enter(g, {gate_job(1, 1, "pa"), gate_job(2, 1, "pb")}));  // pending until admit
+  EXPECT_EQ(gate_admit(g, 1000), (std::vector<uint64_t>{1, 2}));
+  // p, a, b: 48 tokens, and 8 past the chunks of each: 64.
+  g.closed(RequestGate::kGen, 1);
+  g.closed(RequestGate::kGen, 2);
+  // The next iteration: "pap" holds p at a second position (its own KV), 3 chunks + 8.
+  EXPECT_TRUE(gate_enter(g, {gate_job(3, 1, "pap"), gate_job(4, 1, "pab"), gate_job(5, 1, "pab")}));
+  // p, a, p', b: 64 tokens + 3 x 8 = 88, the peak.
+  g.forget(1);
+  EXPECT_DOUBLE_EQ(g.per_job(RequestGate::kGen, RequestGate::kGen), 88.0 / 2);
+  EXPECT_DOUBLE_EQ(g.per_job(RequestGate::kGen, RequestGate::kVer), 0.0);
+}
+
+TEST(RequestGate, ARequestWaitsWholeInArrivalOrderUntilItFitsBesideThoseAdmitted) {
+  RequestGate g(true);
+  // Nothing learned yet: every request is admitted.
+  EXPECT_FALSE(gate_enter(g, {gate_job(1, 1, "pa"), gate_job(2, 1, "pb")}));
+  EXPECT_FALSE(gate_enter(g, {gate_job(3, 2, "q")}));
+  EXPECT_EQ(gate_admit(g, 10), (std::vector<uint64_t>{1, 2, 3}));
+  for (uint64_t id : {1, 2, 3}) g.closed(RequestGate::kGen, id);
+  g.forget(1);  // 64 tokens over 2 first jobs: 32 a job
+  g.forget(2);  // 24 over 1: the estimate moves 30% of the way, to 29.6
+  EXPECT_NEAR(g.per_job(RequestGate::kGen, RequestGate::kGen), 29.6, 1e-9);
+
+  // Requests 3 and 4 of 2 jobs each (60 tokens by the estimate) do not both fit 100.
+  EXPECT_FALSE(gate_enter(g, {gate_job(10, 3, "xa"), gate_job(11, 3, "xb")}));
+  EXPECT_FALSE(gate_enter(g, {gate_job(20, 4, "ya"), gate_job(21, 4, "yb")}));
+  EXPECT_EQ(gate_admit(g, 100), (std::vector<uint64_t>{10, 11}));
+  EXPECT_EQ(g.pending(), 1u);
+  // A small request behind the waiting one does not overtake it.
+  EXPECT_FALSE(gate_enter(g, {gate_job(30, 5, "z")}));
+  EXPECT_TRUE(gate_admit(g, 100).empty());
+  EXPECT_FALSE(gate_enter(g, {gate_job(22, 4, "yc")}));  // a later job of a waiting request waits too
+  // Request 3's jobs ending is not enough: its footprint stays counted until it ends.
+  g.closed(RequestGate::kGen, 10), g.closed(RequestGate::kGen, 11);
+  EXPECT_TRUE(gate_admit(g, 100).empty());
+  g.forget(3);
+  EXPECT_EQ(gate_admit(g, 100), (std::vector<uint64_t>{20, 21, 22}));  // request 5 now waits on request 4
+  EXPECT_EQ(g.pending(), 1u);
+  EXPECT_EQ(g.held_total(), 2u);
+  // Cancelling a waiting request drops its jobs; an unknown pool (-1) holds no one.
+  g.forget(5);
+  EXPECT_EQ(g.pending(), 0u);
+  EXPECT_FALSE(gate_enter(g, {gate_job(40, 6, "w")}));
+  EXPECT_EQ(gate_admit(g, -1), (std::vector<uint64_t>{40}));
+}
+
+TEST(RequestGate, OneRequestAloneIsAdmittedHoweverLarge) {
+  RequestGate g(true);
+  gate_enter(g, {gate_job(1, 1, "pa")});
+  gate_admit(g, 1000);
+  g.closed(RequestGate::kGen, 1);
+  g.forget(1);  // 40 tokens a job
+  std::vector<QueuedJob> big;
+  for (uint64_t id = 10; id < 20; ++id) big.push_back(gate_job(id, 2, "qa"));
+  gate_enter(g, std::move(big));
+  EXPECT_EQ(gate_admit(g, 100).size(), 10u);  // 10 x 40 > 100, but nothing else runs
+}
+
+// Through the scheduler's messages: under "fit" a request whose footprint
+// would not fit beside the running one waits whole until that one's forget;
+// under "all" its jobs go out as soon as the grant holds them.
+TEST(Scheduler, UnderFitARequestWaitsWholeUntilTheOneBeforeItEnds) {
+  for (const char* admission : {"all", "fit"}) {
+    SCOPED_TRACE(admission);
+    const bool fit = std::string(admission) == "fit";
+    SchedulerRun s(std::string("sched-gate-") + admission, "fifo", 0,
+                   {"beam_manager", "generator", "verifier", "intake"},
+                   [&](SchedulerOptions& o) { o.request_admission = admission; });
+    s.post(msg::Grant{"generator", 1 << 20, 180});
+    // Request 1 teaches the estimate: p, a, b = 48 tokens over 2 jobs.
+    s.post(blocks_job(1, 1, "pa", 8));
+    s.post(blocks_job(2, 1, "pb", 8));
+    EXPECT_EQ(s.sent(), (std::vector<uint64_t>{1, 2}));
+    s.done(1), s.done(2);
+    auto forget = [&](uint64_t rid) {
+      s.post(msg::Forget{rid});
+      EXPECT_TRUE(s.p.next<msg::Forget>("generator"));
+      EXPECT_TRUE(s.p.next<msg::Forget>("verifier"));
+    };
+    forget(1);
+    // Requests 2 and 3 of 4 jobs each: 96 tokens each by the estimate, 192 > 180.
+    for (uint64_t id = 10; id < 14; ++id) s.post(blocks_job(id, 2, std::string("q") + char('a' + id - 10), 8));
+    for (uint64_t id = 20; id < 24; ++id) s.post(blocks_job(id, 3, std::string("r") + char('a' + id - 20), 8));
+    EXPECT_EQ(s.sent(), (std::vector<uint64_t>{10, 11, 12, 13}));  // 4 x 40 of 180 tokens
+    for (uint64_t id = 10; id < 14; ++id) s.done(id);
+    if (fit) {
+      EXPECT_TRUE(s.sent().empty());  // request 2 has not ended
+      s.post(msg::StatsQuery{7});
+      auto st = s.p.next<msg::StatsReply>("intake");
+      ASSERT_TRUE(st);
+      auto m = msg::MapReader::parse(st->stats);
+      ASSERT_TRUE(m);
+      uint64_t waiting = 0;
+      EXPECT_TRUE(m->get("requests_waiting", &waiting).ok());
+      EXPECT_EQ(waiting, 1u);
+      forget(2);
+    }
+    EXPECT_EQ(s.sent(), (std::vector<uint64_t>{20, 21, 22, 23}));
+  }
 }
 
 TEST(MemoryArbiter, SplitsWhatTheWeightsLeaveAndGrantsBothModels) {
