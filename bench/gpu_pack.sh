@@ -7,7 +7,7 @@
 # dependencies, and nothing can be installed on it.
 #
 #   bench/gpu_pack.sh            # then: device run with carry [".gpu-pack"],
-#                                #   command "bench/gpu_suite.sh all"
+#                                #   command "bench/gpu_suite.sh all" (or test, then tts)
 # Environment: JOBS (default 2), BUILD (default build-cuda),
 # ARCHS (CMAKE_CUDA_ARCHITECTURES; default the project's list).
 set -euo pipefail
@@ -17,12 +17,14 @@ archs=()
 [[ -n "${ARCHS:-}" ]] && archs=(-DCMAKE_CUDA_ARCHITECTURES="$ARCHS")
 tests=(device_fallback_test batch_plan_test cuda_attention_test cuda_parity_test cuda_engine_test cuda_kv_pages_test cuda_offload_test cuda_sampling_test)
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHTTS_CUDA=ON "${archs[@]}" >/dev/null
-cmake --build "$build" -j"${JOBS:-2}" --target flashtts flashtts-mkmodel flashtts-bench-cuda "${tests[@]}"
+cmake --build "$build" -j"${JOBS:-2}" --target flashtts flashtts-mkmodel flashtts-bench-cuda flashtts-bench-tts \
+  "${tests[@]}"
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/tests" "$stage/lib"
-cp "$build/flashtts" "$build/flashtts-mkmodel" "$build/bench/flashtts-bench-cuda" "$stage/bin/"
+cp "$build/flashtts" "$build/flashtts-mkmodel" "$build/bench/flashtts-bench-cuda" "$build/bench/flashtts-bench-tts" \
+  "$stage/bin/"
 for t in "${tests[@]}"; do cp "$build/tests/gpu/$t" "$stage/tests/"; done
 # Every shared library the programs load, except the C/C++ runtime (the
 # GPU image has newer ones) and CUDA's (the image's match its driver).

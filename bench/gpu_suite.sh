@@ -8,9 +8,15 @@
 #              and the 1.5B policy's decode beside the PRM's prefill (--overlap-with)
 #   hf.txt     Hugging Face transformers on the same folders (batch 1 and 64)
 #   results.json  the bench and transformers rows, for docs/performance.md
+#   tts.txt, tts.jsonl, tts.md  (tts only) issues 21-23 on the device: the
+#              math-trace beam search, baseline / speculation / flashtts, on
+#              1.5B + 1.5B PRM shapes in the paper's 24 GB edge budget
+#              (N from TTS_N, default 8,32,128,512; TTS_7B=1 adds the 1.5B + 7B
+#              PRM memory-pressure cell, issue 22's edge setting)
 #   suite.log  everything, in order
 #
-# Usage: bench/gpu_suite.sh [all|test|bench]   (default all)
+# Usage: bench/gpu_suite.sh [all|test|bench|tts]   (default all; tts is not in all:
+# with 15 minutes of device time, run `test` first, then `tts` in a second call)
 # Binaries come from .gpu-pack/pack.tar.xz (bench/gpu_pack.sh, run on the
 # development machine and carried) or, when absent, are built here with
 # -DCMAKE_CUDA_ARCHITECTURES=native (needs the project's build dependencies),
@@ -60,6 +66,7 @@ if [[ -z "$BIN" ]]; then
   run cmake --build "$root/build-gpu" -j"$(nproc)" || { echo "build failed" | tee -a "$log"; exit 1; }
   BIN="$root/build-gpu" TESTS="$root/build-gpu/tests/gpu"
   ln -sf "$root/build-gpu/bench/flashtts-bench-cuda" "$BIN/flashtts-bench-cuda"
+  ln -sf "$root/build-gpu/bench/flashtts-bench-tts" "$BIN/flashtts-bench-tts"
 fi
 for p in "$BIN/flashtts-mkmodel" "$BIN/flashtts-bench-cuda"; do
   ldd "$p" | grep -q "not found" && { echo "missing libraries for $p:"; ldd "$p" | grep "not found"; } | tee -a "$log"
@@ -146,6 +153,36 @@ out, files = sys.argv[1], sys.argv[2:]
 json.dump([dict(json.load(open(f)), source=f) for f in files], open(out, "w"), indent=1)
 PY
 fi
+if [[ "$what" == tts ]]; then
+  models=/tmp/flashtts-models
+  presets=(qwen2.5-math-1.5b skywork-prm-1.5b)
+  [[ "${TTS_7B:-0}" == 1 ]] && presets+=(skywork-prm-7b)
+  for p in "${presets[@]}"; do
+    say "model $p: $(elapsed)"
+    [[ -f "$models/$p/config.json" ]] || run "$BIN/flashtts-mkmodel" --preset "$p" --dtype bf16 --out "$models/$p" ||
+      { echo "mkmodel $p failed" | tee -a "$log"; exit 1; }
+  done
+  : >"$OUT/tts.txt"
+  # Every N of one variant set in one process; a cell's lines reach tts.jsonl
+  # as its runs end, so a timeout keeps the cells before it.
+  tts() {  # seconds, then flashtts-bench-tts arguments
+    local limit=$1
+    shift
+    timeout "$limit" "$BIN/flashtts-bench-tts" --workload math-trace --device cuda --rounds 1 \
+      --config "$root/configs/default.toml" --trace-table "$root/bench/data/math500_step_lengths.tsv" \
+      --policy "$models/qwen2.5-math-1.5b" --json "$OUT/tts.jsonl" --md "$OUT/tts.md" "$@" 2>&1 |
+      tee -a "$OUT/tts.txt" >>"$log"
+    echo "flashtts-bench-tts: rc ${PIPESTATUS[0]}" | tee -a "$OUT/tts.txt" "$log"
+  }
+  say "tts: speculation and flashtts vs baseline, 1.5B + 1.5B PRM, 24 GB: $(elapsed)"
+  tts "${TTS_TIMEOUT:-420}" --prm "$models/skywork-prm-1.5b" --budget-mb 24576 \
+    --variants baseline,speculation,flashtts --n "${TTS_N:-8,32,128,512}"
+  if [[ "${TTS_7B:-0}" == 1 ]]; then
+    say "tts: prefix vs fifo under memory pressure, 1.5B + 7B PRM, 24 GB: $(elapsed)"
+    tts "${TTS_7B_TIMEOUT:-300}" --prm "$models/skywork-prm-7b" --budget-mb 24576 \
+      --variants baseline,prefix,flashtts --n 64 --memory 25,50
+  fi
+fi
 say "done: $(elapsed)"
 summary() {  # file, pattern
   [[ -s "$OUT/$1" ]] && { echo "=== $1"; grep -E "$2" "$OUT/$1" | tail -40; }
@@ -154,3 +191,4 @@ summary tests.txt '^TOTAL|: rc [0-9]'
 summary sanitizer.txt ': rc [0-9]|ERROR SUMMARY'
 summary bench.txt '^(---|device:|measured:|model:|prefill|decode|what|graphs|overlap)'
 summary hf.txt '^(---|device:|prefill|decode|what)'
+summary tts.txt '^(\| |flashtts-bench-tts: rc|beam_search|.*ratio)'
