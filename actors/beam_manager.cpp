@@ -73,13 +73,16 @@ class BeamManager {
   // Its message dispatch (the handlers hold `this`).
   Routes routes();
 
+  // The most jobs the request has at once: a search's n, else 1.
+  static int32_t beams(const Request& r) { return r.start.kind == "solve" ? std::max(1, r.start.solve.n) : 1; }
+
   uint64_t submit_gen(uint64_t rid, GenRequest g, int32_t report_every) {
     Request& r = requests_.at(rid);
     msg::GenJob j;
     j.job_id = ++next_job_, j.rid = rid, j.beam = g.beam, j.tokens = std::move(g.tokens);
     j.max_tokens = g.max_tokens, j.stop_at_delimiter = g.stop_at_delimiter, j.report_every = report_every;
     j.forced_tokens = g.forced_tokens, j.speculative = g.speculative, j.prefix = std::move(g.prefix);
-    j.keep_kv = g.keep_kv, j.from_job = g.from_job, j.priority = g.priority;
+    j.keep_kv = g.keep_kv, j.from_job = g.from_job, j.priority = g.priority, j.request_beams = beams(r);
     if (j.keep_kv) r.keeping.insert(j.job_id);
     if (r.start.kind == "solve") {
       const auto& p = r.start.solve;
@@ -106,7 +109,7 @@ class BeamManager {
     Request& r = requests_.at(rid);
     msg::ScoreJob j;
     j.job_id = ++next_job_, j.rid = rid, j.beam = s.beam, j.problem = problem, j.steps = std::move(s.steps);
-    j.keep_kv = s.keep_kv, j.from_job = s.from_job, j.priority = s.priority;
+    j.keep_kv = s.keep_kv, j.from_job = s.from_job, j.priority = s.priority, j.request_beams = beams(r);
     if (j.keep_kv) r.keeping.insert(j.job_id);
     box_.post("scheduler", j);
     ++jobs_;

@@ -8,6 +8,7 @@ namespace flashtts {
 namespace {
 
 constexpr double kLearnRate = 0.3;  // the newest request's weight in the estimate
+constexpr uint64_t kTemplateKey = 0x7465'6d70'6c61'7465ull;  // a scoring input's template, shared by its beams
 
 uint64_t chain(uint64_t parent, uint64_t key) {
   uint64_t h = parent ^ (key + 0x9e3779b97f4a7c15ull + (parent << 6) + (parent >> 2));
@@ -18,13 +19,14 @@ uint64_t chain(uint64_t parent, uint64_t key) {
 
 }  // namespace
 
-bool RequestGate::open_for(uint64_t rid) {
+bool RequestGate::open_for(uint64_t rid, int32_t beams) {
   if (!enabled_) return true;
   auto [it, fresh] = requests_.try_emplace(rid);
   if (fresh) {
     it->second.seq = next_seq_++;
     pending_[it->second.seq] = rid;
   }
+  if (!it->second.admitted) it->second.beams = std::max<int64_t>(it->second.beams, beams);
   return it->second.admitted;
 }
 
@@ -34,45 +36,50 @@ void RequestGate::hold(uint64_t rid, Job j) {
   r.held.push_back(std::move(j));
 }
 
+void RequestGate::Footprint::add(Context c) {
+  for (const auto& [key, n] : c.chunks) {
+    auto [slot, fresh] = chunks.try_emplace(key, 0, n);
+    if (slot->second.first++ == 0) tokens += slot->second.second;
+  }
+  tokens += c.tail;
+  peak = std::max(peak, tokens);
+  latest.push_back(std::move(c));
+}
+
+void RequestGate::Footprint::drop_oldest() {
+  for (const auto& [key, n] : latest.front().chunks) {
+    auto c = chunks.find(key);
+    if (c != chunks.end() && --c->second.first == 0) tokens -= c->second.second, chunks.erase(c);
+  }
+  tokens -= latest.front().tail;
+  latest.pop_front();
+}
+
 void RequestGate::opened(Lane lane, const QueuedJob& q, int64_t ctx_tokens) {
   if (!enabled_) return;
   auto it = requests_.find(q.rid);
   if (it == requests_.end()) return;
-  Footprint& f = it->second.fp[lane];
-  OpenJob o{q.rid, {}, 0};
-  o.keys.reserve(q.chunks.size());
+  Request& r = it->second;
+  Context c;
+  c.chunks.reserve(q.chunks.size() + 1);
   uint64_t key = 0;
   int64_t chunked = 0;
-  for (const Chunk& c : q.chunks) {
-    key = chain(key, c.key);
-    o.keys.push_back(key);
-    chunked += c.tokens;
-    auto [slot, fresh] = f.chunks.try_emplace(key, 0, c.tokens);
-    if (slot->second.first++ == 0) f.tokens += slot->second.second;
+  for (const Chunk& ch : q.chunks) {
+    c.chunks.emplace_back(key = chain(key, ch.key), ch.tokens);
+    chunked += ch.tokens;
   }
-  o.tail = std::max<int64_t>(0, ctx_tokens - chunked);
-  f.tokens += o.tail;
-  f.peak = std::max(f.peak, f.tokens);
-  open_[lane][q.job_id] = std::move(o);
+  const int64_t past = std::max<int64_t>(0, ctx_tokens - chunked);
+  // A generation context's partial last block is its own; a scoring input's
+  // template (its tail) is the same for every beam, so it counts once.
+  if (lane == kVer) c.chunks.emplace_back(kTemplateKey, (int32_t)past);
+  else c.tail = past;
+  Footprint& f = r.fp[lane];
+  // The oldest leaves first: the footprint holds at most `beams` contexts at once.
+  while (!f.latest.empty() && (int64_t)f.latest.size() >= std::max<int64_t>(1, r.beams)) f.drop_oldest();
+  f.add(std::move(c));
 }
 
-void RequestGate::closed(Lane lane, uint64_t job_id) {
-  auto o = open_[lane].find(job_id);
-  if (o == open_[lane].end()) return;
-  auto it = requests_.find(o->second.rid);
-  if (it != requests_.end()) {
-    Footprint& f = it->second.fp[lane];
-    for (uint64_t key : o->second.keys) {
-      auto c = f.chunks.find(key);
-      if (c == f.chunks.end()) continue;
-      if (--c->second.first == 0) f.tokens -= c->second.second, f.chunks.erase(c);
-    }
-    f.tokens -= o->second.tail;
-  }
-  open_[lane].erase(o);
-}
-
-std::vector<RequestGate::Job> RequestGate::admit(std::array<int64_t, 2> capacity) {
+std::vector<RequestGate::Job> RequestGate::admit(std::array<int64_t, 2> capacity, std::string* why) {
   std::vector<Job> out;
   std::array<int64_t, 2> used{0, 0};
   bool any = false;
@@ -84,19 +91,25 @@ std::vector<RequestGate::Job> RequestGate::admit(std::array<int64_t, 2> capacity
   while (!pending_.empty()) {
     auto p = pending_.begin();
     Request& r = requests_.at(p->second);
+    if (r.beams <= 0) r.beams = (int64_t)r.held.size();
     std::array<int64_t, 2> estimate{-1, -1};
     if (learned_[r.first])
-      for (int l : {kGen, kVer})
-        estimate[l] = (int64_t)std::ceil(per_job_[r.first][l] * (double)r.held.size());
+      for (int l : {kGen, kVer}) estimate[l] = (int64_t)std::ceil(per_beam_[r.first][l] * (double)r.beams);
     bool fits = true;
     for (int l : {kGen, kVer})
       if (any && capacity[l] >= 0 && estimate[l] >= 0 && used[l] + estimate[l] > capacity[l]) fits = false;
     if (!fits) {
       if (!r.waited) r.waited = true, ++held_total_;
+      if (why)
+        *why = "request " + std::to_string(p->second) + " (" + std::to_string(r.held.size()) +
+               " jobs) waits: its KV footprint, estimated at " + std::to_string(estimate[kGen]) + " / " +
+               std::to_string(estimate[kVer]) + " tokens (generator / verifier), beside the " +
+               std::to_string(used[kGen]) + " / " + std::to_string(used[kVer]) +
+               " of the requests admitted, is more than the grants' " + std::to_string(capacity[kGen]) + " / " +
+               std::to_string(capacity[kVer]);
       break;  // arrival order: no request overtakes a waiting one
     }
     r.admitted = true;
-    r.first_jobs = (int64_t)r.held.size();
     r.estimate = estimate;
     for (int l : {kGen, kVer}) used[l] += std::max<int64_t>(0, estimate[l]);
     any = true;
@@ -111,15 +124,14 @@ void RequestGate::forget(uint64_t rid) {
   auto it = requests_.find(rid);
   if (it == requests_.end()) return;
   Request& r = it->second;
-  if (r.admitted && r.first_jobs > 0) {
+  if (r.admitted && r.beams > 0) {
     for (int l : {kGen, kVer}) {
-      const double per = (double)r.fp[l].peak / (double)r.first_jobs;
-      double& e = per_job_[r.first][l];
+      const double per = (double)r.fp[l].peak / (double)r.beams;
+      double& e = per_beam_[r.first][l];
       e = learned_[r.first] ? (1 - kLearnRate) * e + kLearnRate * per : per;
     }
     learned_[r.first] = true;
   }
-  for (auto& lane : open_) std::erase_if(lane, [&](const auto& kv) { return kv.second.rid == rid; });
   if (!r.admitted) pending_.erase(r.seq);
   requests_.erase(it);
 }

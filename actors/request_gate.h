@@ -6,24 +6,30 @@
 // evicting each other's prefixes between their iterations
 // (docs/pipeline.md, "Between requests").
 //
-// A request's footprint in a model is the most KV its open jobs (queued or
-// out) held together, shared chunks once (the chunks of actors/prefix_tree.h,
-// chained, plus each job's context past its last chunk); the tokens a job
-// may write count once they are the next job's context. What a new request
-// will need is learned from the requests that ended: their footprint per job
-// of their first arrival (a beam search's first iteration has its n jobs),
-// for requests whose first jobs went to the same model. Before any request
-// has ended there is nothing to judge by, and every request is admitted;
-// one admitted request is never held back, however large.
+// A request's footprint in a model is the most KV the contexts of its
+// latest `beams` jobs there held together (a beam search's live beams: the
+// KV its next iteration reuses), shared chunks once (the chunks of
+// actors/prefix_tree.h, chained by position, plus each generation context
+// past its last chunk, and a scoring input's template once); what a job
+// writes counts once it is the next job's context.
+// What a new request will need is learned from the requests that ended:
+// their footprint per beam (msg::GenJob::request_beams, a search's n; else
+// the jobs of its first arrival), for requests whose first jobs went to the
+// same model. Before any request has ended there is nothing to judge by, and
+// every request is admitted; one admitted request is never held back,
+// however large.
 //
 // "all" (the baseline) admits every request at once and tracks nothing.
 //
 // Owner: the scheduler actor. Thread contract: called on its thread only.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <map>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -43,46 +49,50 @@ class RequestGate {
   explicit RequestGate(bool enabled) : enabled_(enabled) {}
   bool enabled() const { return enabled_; }
 
-  // Whether a job of `rid` goes to its lane now. A request not seen before
-  // is pending until the next admit(), which then knows its first jobs.
-  bool open_for(uint64_t rid);
+  // Whether a job of `rid` (of a request of `beams` jobs at once; 0 =
+  // unknown) goes to its lane now. A request not seen before is pending
+  // until the next admit(), which then knows its first jobs.
+  bool open_for(uint64_t rid, int32_t beams);
   // Keeps a job of a request that is pending (open_for was false).
   void hold(uint64_t rid, Job j);
-  // A job entered its lane / left it (done, rejected): the footprints.
+  // A job entered its lane: its context joins its request's footprint there
+  // (and the oldest of more than `beams` leaves it).
   void opened(Lane lane, const QueuedJob& q, int64_t ctx_tokens);
-  void closed(Lane lane, uint64_t job_id);
   // Admits pending requests in arrival order while each fits the free part
   // of `capacity` (each model's KV tokens; < 0: unknown, fits); returns the
   // jobs they held, in the order they came, for their lanes.
-  std::vector<Job> admit(std::array<int64_t, 2> capacity);
+  // `why`, when given, gets a line on the first request that waits.
+  std::vector<Job> admit(std::array<int64_t, 2> capacity, std::string* why = nullptr);
   // The request ended or was cancelled: its footprint teaches the estimate
   // (if it ran), its held jobs are dropped.
   void forget(uint64_t rid);
 
   size_t pending() const { return pending_.size(); }
   uint64_t held_total() const { return held_total_; }  // requests that ever waited
-  // The estimate per first job, by the lane of the first jobs (for stats and tests; < 0: none yet).
-  double per_job(Lane first, Lane lane) const { return learned_[first] ? per_job_[first][lane] : -1.0; }
+  // The estimate per beam, by the lane of the first jobs (for stats and tests; < 0: none yet).
+  double per_beam(Lane first, Lane lane) const { return learned_[first] ? per_beam_[first][lane] : -1.0; }
 
  private:
+  struct Context {
+    std::vector<std::pair<uint64_t, int32_t>> chunks;  // (key, chained by position; tokens)
+    int64_t tail = 0;                                  // tokens past them, its own
+  };
   struct Footprint {
-    std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> chunks;  // chained key -> (jobs holding it, tokens)
+    std::deque<Context> latest;  // the request's latest jobs' contexts, oldest first
+    std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> chunks;  // chained key -> (contexts holding it, tokens)
     int64_t tokens = 0, peak = 0;
+    void add(Context c);
+    void drop_oldest();
   };
   struct Request {
     uint64_t seq = 0;              // arrival order
     bool admitted = false;
     bool waited = false;
     Lane first = kGen;             // the lane of its first job
-    int64_t first_jobs = 0;        // jobs it had when admitted
+    int64_t beams = 0;             // its request_beams, else the jobs it had when admitted
     std::array<int64_t, 2> estimate{-1, -1};
     std::array<Footprint, 2> fp;
     std::vector<Job> held;
-  };
-  struct OpenJob {
-    uint64_t rid;
-    std::vector<uint64_t> keys;
-    int64_t tail;
   };
   // What an admitted request is counted at: its estimate or more if it grew past it.
   static int64_t need(const Request& r, Lane lane) { return std::max(r.estimate[lane], r.fp[lane].peak); }
@@ -91,8 +101,7 @@ class RequestGate {
   uint64_t next_seq_ = 0, held_total_ = 0;
   std::unordered_map<uint64_t, Request> requests_;
   std::map<uint64_t, uint64_t> pending_;  // seq -> rid
-  std::array<std::unordered_map<uint64_t, OpenJob>, 2> open_;
-  std::array<std::array<double, 2>, 2> per_job_{};  // [first lane][lane]: KV tokens per first job
+  std::array<std::array<double, 2>, 2> per_beam_{};  // [first lane][lane]: KV tokens per beam
   std::array<bool, 2> learned_{false, false};
 };
 

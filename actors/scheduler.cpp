@@ -84,7 +84,6 @@ struct Lane {
     if (it == open.end()) return;
     open_ctx_tokens -= it->second.second;
     peaks->closed(it->second.first);
-    gate->closed(gate_lane, job_id);
     open.erase(it);
   }
   void release_kv(Mailbox& box, uint64_t rid, const std::string& bytes) {
@@ -234,8 +233,8 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
   Lane ver{.peer = "verifier", .policy = std::move(*sp), .window = window, .peaks = &peaks, .gate = &gate,
            .gate_lane = RequestGate::kVer};
   // A job of a request the gate holds waits there, outside the lanes.
-  auto enter = [&](Lane& l, QueuedJob q, int64_t ctx_tokens) {
-    if (gate.open_for(q.rid)) l.push(std::move(q), ctx_tokens);
+  auto enter = [&](Lane& l, QueuedJob q, int64_t ctx_tokens, int32_t request_beams) {
+    if (gate.open_for(q.rid, request_beams)) l.push(std::move(q), ctx_tokens);
     else gate.hold(q.rid, {l.gate_lane, std::move(q), ctx_tokens});
   };
   auto reject_gen = [&](const QueuedJob& q, int64_t need) {
@@ -296,14 +295,14 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
           reject_gen(q, full);
           return;
         }
-        enter(gen, std::move(q), (int64_t)j.tokens.size());
+        enter(gen, std::move(q), (int64_t)j.tokens.size(), j.request_beams);
       })
       .on<msg::ScoreJob>([&](msg::ScoreJob j, std::string& bytes) {
         int64_t in_bytes = 0;
         QueuedJob q = score_entry(j, std::move(bytes), prm_rate.rate(), &in_bytes);
         const int64_t cost = q.cost_tokens;
         score_bytes[j.job_id] = {j.rid, in_bytes};
-        enter(ver, std::move(q), cost);
+        enter(ver, std::move(q), cost, j.request_beams);
       })
       .on<msg::GenDone>([&](const msg::GenDone& d, const std::string& bytes) {
         gen.done(d.job_id);
@@ -352,11 +351,13 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
     // After the inbox is drained: jobs that arrived together are ordered
     // together, and a new request's first jobs are all known to the gate.
     if (gate.pending() > 0) {
-      for (RequestGate::Job& j : gate.admit({gen.capacity, ver.capacity}))
+      std::string why;
+      for (RequestGate::Job& j : gate.admit({gen.capacity, ver.capacity}, &why))
         (j.lane == RequestGate::kGen ? gen : ver).push(std::move(j.job), j.ctx_tokens);
       if (gate.pending() != waiting) {
         waiting = gate.pending();
-        o.log->debug("{} request(s) wait for KV room beside those running (request_admission = \"fit\")", waiting);
+        o.log->debug("{} request(s) wait for KV room beside those running (request_admission = \"fit\"){}{}",
+                     waiting, why.empty() ? "" : ": ", why);
       }
     }
     gen.dispatch(box, oversize_gen);

@@ -81,6 +81,7 @@ void GenJob::write(MapWriter& w) const {
   if (!prefix.empty()) w.put("prefix", prefix);
   if (keep_kv) w.put("keep_kv", keep_kv);
   if (from_job != 0) w.put("from_job", from_job);
+  if (request_beams != 0) w.put("request_beams", request_beams);
 }
 
 Status GenJob::read(const MapReader& r) {
@@ -100,6 +101,7 @@ Status GenJob::read(const MapReader& r) {
   FLASHTTS_TRY(r.get_opt("prefix", &prefix));
   FLASHTTS_TRY(r.get_opt("keep_kv", &keep_kv));
   FLASHTTS_TRY(r.get_opt("from_job", &from_job));
+  FLASHTTS_TRY(r.get_opt("request_beams", &request_beams));
   return r.get_opt("priority", &priority);
 }
 
@@ -155,6 +157,7 @@ void ScoreJob::write(MapWriter& w) const {
   if (keep_kv) w.put("keep_kv", keep_kv);
   if (from_job != 0) w.put("from_job", from_job);
   if (priority != 0) w.put("priority", priority);
+  if (request_beams != 0) w.put("request_beams", request_beams);
 }
 Status ScoreJob::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("job_id", &job_id));
@@ -164,6 +167,7 @@ Status ScoreJob::read(const MapReader& r) {
   FLASHTTS_TRY(r.get_opt("keep_kv", &keep_kv));
   FLASHTTS_TRY(r.get_opt("from_job", &from_job));
   FLASHTTS_TRY(r.get_opt("priority", &priority));
+  FLASHTTS_TRY(r.get_opt("request_beams", &request_beams));
   return r.get("steps", &steps);
 }
 

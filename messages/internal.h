@@ -114,6 +114,10 @@ struct GenJob {
   // the prefix cache.
   bool keep_kv = false;
   uint64_t from_job = 0;
+  // The most jobs its request has at once (a search's n; 1 for a plain
+  // generation or scoring): the scheduler's admission by request judges a
+  // request's size by it (actors/request_gate.h). 0 = unknown.
+  int32_t request_beams = 0;
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };
@@ -188,6 +192,7 @@ struct ScoreJob {
   bool keep_kv = false;   // as GenJob's: the PRM sequence lives on under this job's id
   uint64_t from_job = 0;  // a kept PRM sequence this input starts like
   int32_t priority = 0;   // higher first, where the policy uses it (GenJob's)
+  int32_t request_beams = 0;  // GenJob's
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

@@ -287,12 +287,13 @@ QueuedJob gate_job(uint64_t id, uint64_t rid, std::string_view chunks) {
   return q;
 }
 
-// Enters jobs of a new request the way the scheduler does; returns whether they went straight to a lane.
-bool gate_enter(RequestGate& g, std::vector<QueuedJob> jobs) {
+// Enters jobs of a request of `beams` jobs at once (0: unknown) the way the
+// scheduler does; returns whether they went straight to a lane.
+bool gate_enter(RequestGate& g, std::vector<QueuedJob> jobs, int32_t beams = 0) {
   bool open = true;
   for (QueuedJob& q : jobs) {
     const int64_t ctx = (int64_t)q.chunks.size() * 16 + 8;  // 8 tokens past the last chunk
-    if (g.open_for(q.rid)) g.opened(RequestGate::kGen, q, ctx);
+    if (g.open_for(q.rid, beams)) g.opened(RequestGate::kGen, q, ctx);
     else open = false, g.hold(q.rid, {RequestGate::kGen, std::move(q), ctx});
   }
   return open;
@@ -314,25 +315,39 @@ TEST(RequestGate, AllAdmitsEveryRequestAtOnceAndLearnsNothing) {
   EXPECT_TRUE(gate_enter(g, {gate_job(3, 2, "pa")}));
   EXPECT_TRUE(gate_admit(g, 1).empty());
   g.forget(1);
-  EXPECT_LT(g.per_job(RequestGate::kGen, RequestGate::kGen), 0);
+  EXPECT_LT(g.per_beam(RequestGate::kGen, RequestGate::kGen), 0);
 }
 
-// The footprint is the most KV the request's open jobs held together, a
-// shared chunk once and a chunk's content at another position apart; the
-// estimate is that per job of its first arrival.
-TEST(RequestGate, ARequestsFootprintCountsSharedPrefixesOnceAtItsPeak) {
+// The footprint is the most KV the contexts of the request's latest `beams`
+// jobs held together, a shared chunk once and a chunk's content at another
+// position apart; the estimate is that per beam.
+TEST(RequestGate, ARequestsFootprintIsItsLatestBeamsContextsSharedPrefixesOnce) {
   RequestGate g(true);
-  EXPECT_FALSE(gate_enter(g, {gate_job(1, 1, "pa"), gate_job(2, 1, "pb")}));  // pending until admit
+  EXPECT_FALSE(gate_enter(g, {gate_job(1, 1, "pa"), gate_job(2, 1, "pb")}, 2));  // pending until admit
   EXPECT_EQ(gate_admit(g, 1000), (std::vector<uint64_t>{1, 2}));
   // p, a, b: 48 tokens, and 8 past the chunks of each: 64.
-  g.closed(RequestGate::kGen, 1);
-  g.closed(RequestGate::kGen, 2);
-  // The next iteration: "pap" holds p at a second position (its own KV), 3 chunks + 8.
-  EXPECT_TRUE(gate_enter(g, {gate_job(3, 1, "pap"), gate_job(4, 1, "pab"), gate_job(5, 1, "pab")}));
-  // p, a, p', b: 64 tokens + 3 x 8 = 88, the peak.
+  // The next iteration: "pap" holds p at a second position (its own KV) and
+  // takes the place of the oldest, "pa": p, b, a, p' and two tails, 80.
+  EXPECT_TRUE(gate_enter(g, {gate_job(3, 1, "pap")}, 2));
+  // "pab" takes the place of "pb": p, a, p', b, 80 again.
+  EXPECT_TRUE(gate_enter(g, {gate_job(4, 1, "pab")}, 2));
   g.forget(1);
-  EXPECT_DOUBLE_EQ(g.per_job(RequestGate::kGen, RequestGate::kGen), 88.0 / 2);
-  EXPECT_DOUBLE_EQ(g.per_job(RequestGate::kGen, RequestGate::kVer), 0.0);
+  EXPECT_DOUBLE_EQ(g.per_beam(RequestGate::kGen, RequestGate::kGen), 80.0 / 2);
+  EXPECT_DOUBLE_EQ(g.per_beam(RequestGate::kGen, RequestGate::kVer), 0.0);
+}
+
+// A scoring input's tail is its template, the same for every beam: once.
+TEST(RequestGate, AScoringFootprintCountsTheTemplateOnce) {
+  RequestGate g(true);
+  for (uint64_t id : {1, 2}) {
+    QueuedJob q = gate_job(id, 1, id == 1 ? "pa" : "pb");
+    ASSERT_FALSE(g.open_for(1, 2));
+    g.hold(1, {RequestGate::kVer, std::move(q), 32 + 100});  // 2 chunks and a template of 100
+  }
+  for (RequestGate::Job& j : g.admit({-1, -1})) g.opened(j.lane, j.job, j.ctx_tokens);
+  g.forget(1);
+  EXPECT_DOUBLE_EQ(g.per_beam(RequestGate::kVer, RequestGate::kVer), (48.0 + 100) / 2);  // p, a, b, the template
+  EXPECT_DOUBLE_EQ(g.per_beam(RequestGate::kVer, RequestGate::kGen), 0.0);
 }
 
 TEST(RequestGate, ARequestWaitsWholeInArrivalOrderUntilItFitsBesideThoseAdmitted) {
@@ -341,25 +356,24 @@ TEST(RequestGate, ARequestWaitsWholeInArrivalOrderUntilItFitsBesideThoseAdmitted
   EXPECT_FALSE(gate_enter(g, {gate_job(1, 1, "pa"), gate_job(2, 1, "pb")}));
   EXPECT_FALSE(gate_enter(g, {gate_job(3, 2, "q")}));
   EXPECT_EQ(gate_admit(g, 10), (std::vector<uint64_t>{1, 2, 3}));
-  for (uint64_t id : {1, 2, 3}) g.closed(RequestGate::kGen, id);
   g.forget(1);  // 64 tokens over 2 first jobs: 32 a job
   g.forget(2);  // 24 over 1: the estimate moves 30% of the way, to 29.6
-  EXPECT_NEAR(g.per_job(RequestGate::kGen, RequestGate::kGen), 29.6, 1e-9);
+  EXPECT_NEAR(g.per_beam(RequestGate::kGen, RequestGate::kGen), 29.6, 1e-9);
 
-  // Requests 3 and 4 of 2 jobs each (60 tokens by the estimate) do not both fit 100.
+  // Requests 3 (2 jobs: 60 tokens by the estimate) and 4 (3 beams: 89) do not both fit 100.
   EXPECT_FALSE(gate_enter(g, {gate_job(10, 3, "xa"), gate_job(11, 3, "xb")}));
-  EXPECT_FALSE(gate_enter(g, {gate_job(20, 4, "ya"), gate_job(21, 4, "yb")}));
+  EXPECT_FALSE(gate_enter(g, {gate_job(20, 4, "ya"), gate_job(21, 4, "yb")}, 3));  // a third beam to come
   EXPECT_EQ(gate_admit(g, 100), (std::vector<uint64_t>{10, 11}));
   EXPECT_EQ(g.pending(), 1u);
   // A small request behind the waiting one does not overtake it.
   EXPECT_FALSE(gate_enter(g, {gate_job(30, 5, "z")}));
   EXPECT_TRUE(gate_admit(g, 100).empty());
-  EXPECT_FALSE(gate_enter(g, {gate_job(22, 4, "yc")}));  // a later job of a waiting request waits too
-  // Request 3's jobs ending is not enough: its footprint stays counted until it ends.
-  g.closed(RequestGate::kGen, 10), g.closed(RequestGate::kGen, 11);
+  EXPECT_FALSE(gate_enter(g, {gate_job(22, 4, "yc")}, 3));  // a later job of a waiting request waits too
+  // Request 3's footprint stays counted until it ends.
   EXPECT_TRUE(gate_admit(g, 100).empty());
   g.forget(3);
-  EXPECT_EQ(gate_admit(g, 100), (std::vector<uint64_t>{20, 21, 22}));  // request 5 now waits on request 4
+  // Request 5 (30) now waits on request 4, counted at its estimate (89) before its jobs open.
+  EXPECT_EQ(gate_admit(g, 100), (std::vector<uint64_t>{20, 21, 22}));
   EXPECT_EQ(g.pending(), 1u);
   EXPECT_EQ(g.held_total(), 2u);
   // Cancelling a waiting request drops its jobs; an unknown pool (-1) holds no one.
@@ -373,8 +387,7 @@ TEST(RequestGate, OneRequestAloneIsAdmittedHoweverLarge) {
   RequestGate g(true);
   gate_enter(g, {gate_job(1, 1, "pa")});
   gate_admit(g, 1000);
-  g.closed(RequestGate::kGen, 1);
-  g.forget(1);  // 40 tokens a job
+  g.forget(1);  // 40 tokens a beam
   std::vector<QueuedJob> big;
   for (uint64_t id = 10; id < 20; ++id) big.push_back(gate_job(id, 2, "qa"));
   gate_enter(g, std::move(big));
@@ -392,9 +405,13 @@ TEST(Scheduler, UnderFitARequestWaitsWholeUntilTheOneBeforeItEnds) {
                    {"beam_manager", "generator", "verifier", "intake"},
                    [&](SchedulerOptions& o) { o.request_admission = admission; });
     s.post(msg::Grant{"generator", 1 << 20, 180});
-    // Request 1 teaches the estimate: p, a, b = 48 tokens over 2 jobs.
-    s.post(blocks_job(1, 1, "pa", 8));
-    s.post(blocks_job(2, 1, "pb", 8));
+    auto beams = [](msg::GenJob j, int32_t n) {
+      j.request_beams = n;
+      return j;
+    };
+    // Request 1 teaches the estimate: p, a, b = 48 tokens over 2 beams.
+    s.post(beams(blocks_job(1, 1, "pa", 8), 2));
+    s.post(beams(blocks_job(2, 1, "pb", 8), 2));
     EXPECT_EQ(s.sent(), (std::vector<uint64_t>{1, 2}));
     s.done(1), s.done(2);
     auto forget = [&](uint64_t rid) {
@@ -403,9 +420,11 @@ TEST(Scheduler, UnderFitARequestWaitsWholeUntilTheOneBeforeItEnds) {
       EXPECT_TRUE(s.p.next<msg::Forget>("verifier"));
     };
     forget(1);
-    // Requests 2 and 3 of 4 jobs each: 96 tokens each by the estimate, 192 > 180.
-    for (uint64_t id = 10; id < 14; ++id) s.post(blocks_job(id, 2, std::string("q") + char('a' + id - 10), 8));
-    for (uint64_t id = 20; id < 24; ++id) s.post(blocks_job(id, 3, std::string("r") + char('a' + id - 20), 8));
+    // Requests 2 and 3 of 4 beams each: 96 tokens each by the estimate, 192 > 180.
+    for (uint64_t id = 10; id < 14; ++id)
+      s.post(beams(blocks_job(id, 2, std::string("q") + char('a' + id - 10), 8), 4));
+    for (uint64_t id = 20; id < 24; ++id)
+      s.post(beams(blocks_job(id, 3, std::string("r") + char('a' + id - 20), 8), 4));
     EXPECT_EQ(s.sent(), (std::vector<uint64_t>{10, 11, 12, 13}));  // 4 x 40 of 180 tokens
     for (uint64_t id = 10; id < 14; ++id) s.done(id);
     if (fit) {
