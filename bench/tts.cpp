@@ -118,7 +118,7 @@ std::map<std::string, std::vector<std::string>> builtin_overlays() {
             "policies.speculation=false", "policies.live_beams=false"}},
           {"flashtts",
            {"policies.scheduling=\"prefix\"", "policies.memory_split=\"roofline\"", "policies.speculation=true",
-            "policies.live_beams=true"}},
+            "policies.live_beams=true", "policies.request_admission=\"fit\""}},
           {"roofline", {"policies.memory_split=\"roofline\""}},
           {"speculation", {"policies.speculation=true", "policies.live_beams=false"}},
           {"live_beams", {"policies.speculation=false", "policies.live_beams=true"}},
