@@ -148,9 +148,9 @@ class BeamManager {
   void finish_solve(uint64_t rid);
   void reply_ok(uint64_t rid, const msg::MapWriter& result);
   void reply_error(uint64_t rid, const std::string& code, const std::string& message);
-  void forget(uint64_t rid) {
+  void forget(uint64_t rid, bool completed = false) {
     requests_.erase(rid);
-    box_.post("scheduler", msg::Forget{rid});
+    box_.post("scheduler", msg::Forget{rid, completed});
   }
   Expected<std::vector<int32_t>> prompt_ids(const std::string& text, bool chat);
   // Error (too_large) when the policy model has no position left to generate
@@ -374,7 +374,7 @@ void BeamManager::reply_ok(uint64_t rid, const msg::MapWriter& result) {
   rep.rid = rid, rep.ok = true, rep.result = result.bytes();
   box_.post("intake", rep);
   ++completed_;
-  forget(rid);
+  forget(rid, true);
 }
 
 void BeamManager::reply_error(uint64_t rid, const std::string& code, const std::string& message) {

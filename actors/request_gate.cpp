@@ -120,11 +120,11 @@ std::vector<RequestGate::Job> RequestGate::admit(std::array<int64_t, 2> capacity
   return out;
 }
 
-void RequestGate::forget(uint64_t rid) {
+void RequestGate::forget(uint64_t rid, bool completed) {
   auto it = requests_.find(rid);
   if (it == requests_.end()) return;
   Request& r = it->second;
-  if (r.admitted && r.beams > 0) {
+  if (completed && r.admitted && r.beams > 0) {
     for (int l : {kGen, kVer}) {
       const double per = (double)r.fp[l].peak / (double)r.beams;
       double& e = per_beam_[r.first][l];

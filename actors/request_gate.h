@@ -12,12 +12,12 @@
 // actors/prefix_tree.h, chained by position, plus each generation context
 // past its last chunk, and a scoring input's template once); what a job
 // writes counts once it is the next job's context.
-// What a new request will need is learned from the requests that ended:
-// their footprint per beam (msg::GenJob::request_beams, a search's n; else
-// the jobs of its first arrival), for requests whose first jobs went to the
-// same model. Before any request has ended there is nothing to judge by, and
-// every request is admitted; one admitted request is never held back,
-// however large.
+// What a new request will need is learned from the requests that
+// completed: their footprint per beam (msg::GenJob::request_beams, a
+// search's n; else the jobs of its first arrival), for requests whose first
+// jobs went to the same model. Before any request has completed there is
+// nothing to judge by, and every request is admitted; one admitted request
+// is never held back, however large.
 //
 // "all" (the baseline) admits every request at once and tracks nothing.
 //
@@ -63,9 +63,10 @@ class RequestGate {
   // jobs they held, in the order they came, for their lanes.
   // `why`, when given, gets a line on the first request that waits.
   std::vector<Job> admit(std::array<int64_t, 2> capacity, std::string* why = nullptr);
-  // The request ended or was cancelled: its footprint teaches the estimate
-  // (if it ran), its held jobs are dropped.
-  void forget(uint64_t rid);
+  // The request ended, `completed` with its result (its footprint then
+  // teaches the estimate), or failed or was cancelled (a part of its work,
+  // which would teach too little); its held jobs are dropped.
+  void forget(uint64_t rid, bool completed);
 
   size_t pending() const { return pending_.size(); }
   uint64_t held_total() const { return held_total_; }  // requests that ever waited

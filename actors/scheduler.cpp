@@ -326,7 +326,7 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
         gen.forget(f.rid);
         ver.forget(f.rid);
         peaks.forget(f.rid);
-        gate.forget(f.rid);
+        gate.forget(f.rid, f.completed);
         std::erase_if(score_bytes, [&](const auto& kv) { return kv.second.first == f.rid; });
         box.send("generator", bytes);
         box.send("verifier", bytes);

@@ -68,8 +68,14 @@ Status Cancel::read(const MapReader& r) {
   return r.get_opt("reason", &reason);
 }
 
-void Forget::write(MapWriter& w) const { w.put("rid", rid); }
-Status Forget::read(const MapReader& r) { return r.get("rid", &rid); }
+void Forget::write(MapWriter& w) const {
+  w.put("rid", rid);
+  if (completed) w.put("completed", completed);
+}
+Status Forget::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get_opt("completed", &completed));
+  return r.get("rid", &rid);
+}
 
 void GenJob::write(MapWriter& w) const {
   w.put("job_id", job_id).put("rid", rid).put("beam", beam).put("tokens", tokens);

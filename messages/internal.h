@@ -71,6 +71,7 @@ struct Cancel {
 struct Forget {
   static constexpr const char* kType = "forget";
   uint64_t rid = 0;
+  bool completed = false;  // the request ended with its result (not cancelled, not failed)
   void write(MapWriter& w) const;
   Status read(const MapReader& r);
 };

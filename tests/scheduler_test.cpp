@@ -314,7 +314,7 @@ TEST(RequestGate, AllAdmitsEveryRequestAtOnceAndLearnsNothing) {
   EXPECT_TRUE(gate_enter(g, {gate_job(1, 1, "pa"), gate_job(2, 1, "pb")}));
   EXPECT_TRUE(gate_enter(g, {gate_job(3, 2, "pa")}));
   EXPECT_TRUE(gate_admit(g, 1).empty());
-  g.forget(1);
+  g.forget(1, true);
   EXPECT_LT(g.per_beam(RequestGate::kGen, RequestGate::kGen), 0);
 }
 
@@ -331,7 +331,7 @@ TEST(RequestGate, ARequestsFootprintIsItsLatestBeamsContextsSharedPrefixesOnce) 
   EXPECT_TRUE(gate_enter(g, {gate_job(3, 1, "pap")}, 2));
   // "pab" takes the place of "pb": p, a, p', b, 80 again.
   EXPECT_TRUE(gate_enter(g, {gate_job(4, 1, "pab")}, 2));
-  g.forget(1);
+  g.forget(1, true);
   EXPECT_DOUBLE_EQ(g.per_beam(RequestGate::kGen, RequestGate::kGen), 80.0 / 2);
   EXPECT_DOUBLE_EQ(g.per_beam(RequestGate::kGen, RequestGate::kVer), 0.0);
 }
@@ -345,7 +345,7 @@ TEST(RequestGate, AScoringFootprintCountsTheTemplateOnce) {
     g.hold(1, {RequestGate::kVer, std::move(q), 32 + 100});  // 2 chunks and a template of 100
   }
   for (RequestGate::Job& j : g.admit({-1, -1})) g.opened(j.lane, j.job, j.ctx_tokens);
-  g.forget(1);
+  g.forget(1, true);
   EXPECT_DOUBLE_EQ(g.per_beam(RequestGate::kVer, RequestGate::kVer), (48.0 + 100) / 2);  // p, a, b, the template
   EXPECT_DOUBLE_EQ(g.per_beam(RequestGate::kVer, RequestGate::kGen), 0.0);
 }
@@ -356,8 +356,8 @@ TEST(RequestGate, ARequestWaitsWholeInArrivalOrderUntilItFitsBesideThoseAdmitted
   EXPECT_FALSE(gate_enter(g, {gate_job(1, 1, "pa"), gate_job(2, 1, "pb")}));
   EXPECT_FALSE(gate_enter(g, {gate_job(3, 2, "q")}));
   EXPECT_EQ(gate_admit(g, 10), (std::vector<uint64_t>{1, 2, 3}));
-  g.forget(1);  // 64 tokens over 2 first jobs: 32 a job
-  g.forget(2);  // 24 over 1: the estimate moves 30% of the way, to 29.6
+  g.forget(1, true);  // 64 tokens over 2 first jobs: 32 a job
+  g.forget(2, true);  // 24 over 1: the estimate moves 30% of the way, to 29.6
   EXPECT_NEAR(g.per_beam(RequestGate::kGen, RequestGate::kGen), 29.6, 1e-9);
 
   // Requests 3 (2 jobs: 60 tokens by the estimate) and 4 (3 beams: 89) do not both fit 100.
@@ -371,14 +371,18 @@ TEST(RequestGate, ARequestWaitsWholeInArrivalOrderUntilItFitsBesideThoseAdmitted
   EXPECT_FALSE(gate_enter(g, {gate_job(22, 4, "yc")}, 3));  // a later job of a waiting request waits too
   // Request 3's footprint stays counted until it ends.
   EXPECT_TRUE(gate_admit(g, 100).empty());
-  g.forget(3);
+  g.forget(3, true);
   // Request 5 (30) now waits on request 4, counted at its estimate (89) before its jobs open.
   EXPECT_EQ(gate_admit(g, 100), (std::vector<uint64_t>{20, 21, 22}));
   EXPECT_EQ(g.pending(), 1u);
   EXPECT_EQ(g.held_total(), 2u);
-  // Cancelling a waiting request drops its jobs; an unknown pool (-1) holds no one.
-  g.forget(5);
+  // Cancelling a waiting request drops its jobs; a running one's part of
+  // its work teaches nothing; an unknown pool (-1) holds no one.
+  const double before = g.per_beam(RequestGate::kGen, RequestGate::kGen);
+  g.forget(5, false);
   EXPECT_EQ(g.pending(), 0u);
+  g.forget(4, false);
+  EXPECT_DOUBLE_EQ(g.per_beam(RequestGate::kGen, RequestGate::kGen), before);
   EXPECT_FALSE(gate_enter(g, {gate_job(40, 6, "w")}));
   EXPECT_EQ(gate_admit(g, -1), (std::vector<uint64_t>{40}));
 }
@@ -387,7 +391,7 @@ TEST(RequestGate, OneRequestAloneIsAdmittedHoweverLarge) {
   RequestGate g(true);
   gate_enter(g, {gate_job(1, 1, "pa")});
   gate_admit(g, 1000);
-  g.forget(1);  // 40 tokens a beam
+  g.forget(1, true);  // 40 tokens a beam
   std::vector<QueuedJob> big;
   for (uint64_t id = 10; id < 20; ++id) big.push_back(gate_job(id, 2, "qa"));
   gate_enter(g, std::move(big));
@@ -415,7 +419,7 @@ TEST(Scheduler, UnderFitARequestWaitsWholeUntilTheOneBeforeItEnds) {
     EXPECT_EQ(s.sent(), (std::vector<uint64_t>{1, 2}));
     s.done(1), s.done(2);
     auto forget = [&](uint64_t rid) {
-      s.post(msg::Forget{rid});
+      s.post(msg::Forget{rid, true});
       EXPECT_TRUE(s.p.next<msg::Forget>("generator"));
       EXPECT_TRUE(s.p.next<msg::Forget>("verifier"));
     };
