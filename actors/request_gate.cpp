@@ -95,9 +95,12 @@ std::vector<RequestGate::Job> RequestGate::admit(std::array<int64_t, 2> capacity
     std::array<int64_t, 2> estimate{-1, -1};
     if (learned_[r.first])
       for (int l : {kGen, kVer}) estimate[l] = (int64_t)std::ceil(per_beam_[r.first][l] * (double)r.beams);
+    // At least half of its footprint fits in what the admitted leave: the
+    // estimate is good to a few tens of percent, and a small overflow costs
+    // less than the batching a whole request's wait loses.
     bool fits = true;
     for (int l : {kGen, kVer})
-      if (any && capacity[l] >= 0 && estimate[l] >= 0 && used[l] + estimate[l] > capacity[l]) fits = false;
+      if (any && capacity[l] >= 0 && estimate[l] >= 0 && used[l] + (estimate[l] + 1) / 2 > capacity[l]) fits = false;
     if (!fits) {
       if (!r.waited) r.waited = true, ++held_total_;
       if (why)

@@ -1,6 +1,8 @@
 // Admission by request (policies.request_admission = "fit"): a request's
-// work reaches the models only while the KV footprints of the requests
-// already admitted, with its own, fit each model's grant; otherwise it waits
+// work reaches the models only while at least half of its KV footprint fits
+// in what the footprints of the requests already admitted leave of each
+// model's grant (the estimate is good to a few tens of percent, and a small
+// overflow costs less than a whole request's wait); otherwise it waits
 // whole, in arrival order, until an admitted request ends. Requests that
 // share a pool too small for all of them then take turns instead of
 // evicting each other's prefixes between their iterations
@@ -58,8 +60,8 @@ class RequestGate {
   // A job entered its lane: its context joins its request's footprint there
   // (and the oldest of more than `beams` leaves it).
   void opened(Lane lane, const QueuedJob& q, int64_t ctx_tokens);
-  // Admits pending requests in arrival order while each fits the free part
-  // of `capacity` (each model's KV tokens; < 0: unknown, fits); returns the
+  // Admits pending requests in arrival order while half of each fits the
+  // free part of `capacity` (each model's KV tokens; < 0: unknown, fits); returns the
   // jobs they held, in the order they came, for their lanes.
   // `why`, when given, gets a line on the first request that waits.
   std::vector<Job> admit(std::array<int64_t, 2> capacity, std::string* why = nullptr);

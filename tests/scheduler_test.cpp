@@ -360,7 +360,8 @@ TEST(RequestGate, ARequestWaitsWholeInArrivalOrderUntilItFitsBesideThoseAdmitted
   g.forget(2, true);  // 24 over 1: the estimate moves 30% of the way, to 29.6
   EXPECT_NEAR(g.per_beam(RequestGate::kGen, RequestGate::kGen), 29.6, 1e-9);
 
-  // Requests 3 (2 jobs: 60 tokens by the estimate) and 4 (3 beams: 89) do not both fit 100.
+  // Requests 3 (2 jobs: 60 tokens by the estimate) and 4 (3 beams: 89): not
+  // even half of 4 fits what 3 leaves of 100.
   EXPECT_FALSE(gate_enter(g, {gate_job(10, 3, "xa"), gate_job(11, 3, "xb")}));
   EXPECT_FALSE(gate_enter(g, {gate_job(20, 4, "ya"), gate_job(21, 4, "yb")}, 3));  // a third beam to come
   EXPECT_EQ(gate_admit(g, 100), (std::vector<uint64_t>{10, 11}));
@@ -372,7 +373,8 @@ TEST(RequestGate, ARequestWaitsWholeInArrivalOrderUntilItFitsBesideThoseAdmitted
   // Request 3's footprint stays counted until it ends.
   EXPECT_TRUE(gate_admit(g, 100).empty());
   g.forget(3, true);
-  // Request 5 (30) now waits on request 4, counted at its estimate (89) before its jobs open.
+  // Request 5 (30, half of it 15) now waits on request 4, counted at its
+  // estimate (89) before its jobs open.
   EXPECT_EQ(gate_admit(g, 100), (std::vector<uint64_t>{20, 21, 22}));
   EXPECT_EQ(g.pending(), 1u);
   EXPECT_EQ(g.held_total(), 2u);
@@ -385,6 +387,20 @@ TEST(RequestGate, ARequestWaitsWholeInArrivalOrderUntilItFitsBesideThoseAdmitted
   EXPECT_DOUBLE_EQ(g.per_beam(RequestGate::kGen, RequestGate::kGen), before);
   EXPECT_FALSE(gate_enter(g, {gate_job(40, 6, "w")}));
   EXPECT_EQ(gate_admit(g, -1), (std::vector<uint64_t>{40}));
+}
+
+// The estimate is good to a few tens of percent: a request half of whose
+// footprint fits in what the others leave goes in.
+TEST(RequestGate, ARequestHalfOfWhichFitsIsAdmitted) {
+  RequestGate g(true);
+  gate_enter(g, {gate_job(1, 1, "pa")});
+  gate_admit(g, 1000);
+  g.forget(1, true);  // 40 tokens a beam
+  EXPECT_FALSE(gate_enter(g, {gate_job(10, 2, "qa"), gate_job(11, 2, "qb")}, 2));  // 80
+  EXPECT_FALSE(gate_enter(g, {gate_job(20, 3, "ra"), gate_job(21, 3, "rb")}, 2));  // 80, half 40
+  EXPECT_FALSE(gate_enter(g, {gate_job(30, 4, "sa"), gate_job(31, 4, "sb")}, 2));
+  EXPECT_EQ(gate_admit(g, 120), (std::vector<uint64_t>{10, 11, 20, 21}));  // 80 + 40 <= 120; then 160 + 40 > 120
+  EXPECT_EQ(g.pending(), 1u);
 }
 
 TEST(RequestGate, OneRequestAloneIsAdmittedHoweverLarge) {
@@ -424,11 +440,12 @@ TEST(Scheduler, UnderFitARequestWaitsWholeUntilTheOneBeforeItEnds) {
       EXPECT_TRUE(s.p.next<msg::Forget>("verifier"));
     };
     forget(1);
-    // Requests 2 and 3 of 4 beams each: 96 tokens each by the estimate, 192 > 180.
+    // Requests 2 (4 beams: 96 tokens by the estimate) and 3 (8 beams: 192,
+    // of which half, 96, does not fit the 84 request 2 leaves of 180).
     for (uint64_t id = 10; id < 14; ++id)
       s.post(beams(blocks_job(id, 2, std::string("q") + char('a' + id - 10), 8), 4));
     for (uint64_t id = 20; id < 24; ++id)
-      s.post(beams(blocks_job(id, 3, std::string("r") + char('a' + id - 20), 8), 4));
+      s.post(beams(blocks_job(id, 3, std::string("r") + char('a' + id - 20), 8), 8));
     EXPECT_EQ(s.sent(), (std::vector<uint64_t>{10, 11, 12, 13}));  // 4 x 40 of 180 tokens
     for (uint64_t id = 10; id < 14; ++id) s.done(id);
     if (fit) {
