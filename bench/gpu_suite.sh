@@ -12,7 +12,8 @@
 #              math-trace beam search, baseline / speculation / flashtts, on
 #              1.5B + 1.5B PRM shapes in the paper's 24 GB edge budget
 #              (N from TTS_N, default 8,32,128,512; TTS_7B=1 adds the 1.5B + 7B
-#              PRM memory-pressure cell, issue 22's edge setting)
+#              PRM memory-pressure cell, issue 22's edge setting; TTS_DEVICE=sim:rtx4090
+#              rehearses it without a GPU)
 #   suite.log  everything, in order
 #
 # Usage: bench/gpu_suite.sh [all|test|bench|tts]   (default all; tts is not in all:
@@ -168,7 +169,7 @@ if [[ "$what" == tts ]]; then
   tts() {  # seconds, then flashtts-bench-tts arguments
     local limit=$1
     shift
-    timeout "$limit" "$BIN/flashtts-bench-tts" --workload math-trace --device cuda --rounds 1 \
+    timeout "$limit" "$BIN/flashtts-bench-tts" --workload math-trace --device "${TTS_DEVICE:-cuda}" --rounds 1 \
       --config "$root/configs/default.toml" --trace-table "$root/bench/data/math500_step_lengths.tsv" \
       --policy "$models/qwen2.5-math-1.5b" --json "$OUT/tts.jsonl" --md "$OUT/tts.md" "$@" 2>&1 |
       tee -a "$OUT/tts.txt" >>"$log"
@@ -191,4 +192,4 @@ summary tests.txt '^TOTAL|: rc [0-9]'
 summary sanitizer.txt ': rc [0-9]|ERROR SUMMARY'
 summary bench.txt '^(---|device:|measured:|model:|prefill|decode|what|graphs|overlap)'
 summary hf.txt '^(---|device:|prefill|decode|what)'
-summary tts.txt '^(\| |flashtts-bench-tts: rc|beam_search|.*ratio)'
+summary tts.txt '^(\| |flashtts-bench-tts: rc|beam_search|.*paired)'

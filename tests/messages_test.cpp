@@ -35,9 +35,11 @@ TEST(Messages, EveryInternalMessageSurvivesARoundTrip) {
   EXPECT_EQ(j2.priority, -2);
   EXPECT_FALSE(j2.keep_kv);
   EXPECT_EQ(j2.from_job, 0u);
-  j.keep_kv = true, j.from_job = 1ull << 50;
+  EXPECT_EQ(j2.request_beams, 0);
+  j.keep_kv = true, j.from_job = 1ull << 50, j.request_beams = 512;
   EXPECT_TRUE(round_trip(j).keep_kv);
   EXPECT_EQ(round_trip(j).from_job, 1ull << 50);
+  EXPECT_EQ(round_trip(j).request_beams, 512);
 
   GenDone d;
   d.job_id = 1, d.rid = 2, d.beam = 3, d.tokens = {5}, d.text = "a\n\n", d.finish = "delimiter", d.n_cached = 16;
@@ -51,9 +53,13 @@ TEST(Messages, EveryInternalMessageSurvivesARoundTrip) {
   ScoreJob s;
   s.job_id = 4, s.problem = "p", s.steps = {"one", "", "three"};
   EXPECT_EQ(round_trip(s).steps, s.steps);
-  s.keep_kv = true, s.from_job = 9;
+  s.keep_kv = true, s.from_job = 9, s.request_beams = 64;
   EXPECT_TRUE(round_trip(s).keep_kv);
   EXPECT_EQ(round_trip(s).from_job, 9u);
+  EXPECT_EQ(round_trip(s).request_beams, 64);
+  EXPECT_FALSE(round_trip(Forget{3}).completed);
+  EXPECT_TRUE(round_trip(Forget{3, true}).completed);
+  EXPECT_EQ(round_trip(Forget{3, true}).rid, 3u);
   ReleaseKv rk{5, {1, 1ull << 60}};
   EXPECT_EQ(round_trip(rk).job_ids, rk.job_ids);
   EXPECT_EQ(round_trip(rk).rid, 5u);
