@@ -3,19 +3,14 @@
 #include <algorithm>
 #include <cmath>
 
+#include "gpu/sample_hash.h"
+
 namespace flashtts {
 
 namespace {
 
 constexpr double kLearnRate = 0.3;  // the newest request's weight in the estimate
 constexpr uint64_t kTemplateKey = 0x7465'6d70'6c61'7465ull;  // a scoring input's template, shared by its beams
-
-uint64_t chain(uint64_t parent, uint64_t key) {
-  uint64_t h = parent ^ (key + 0x9e3779b97f4a7c15ull + (parent << 6) + (parent >> 2));
-  h ^= h >> 31;
-  h *= 0xbf58476d1ce4e5b9ull;
-  return h ^ (h >> 29);
-}
 
 }  // namespace
 
@@ -38,7 +33,7 @@ void RequestGate::hold(uint64_t rid, Job j) {
 
 void RequestGate::Footprint::add(Context c) {
   for (const auto& [key, n] : c.chunks) {
-    auto [slot, fresh] = chunks.try_emplace(key, 0, n);
+    auto slot = chunks.try_emplace(key, 0, n).first;
     if (slot->second.first++ == 0) tokens += slot->second.second;
   }
   tokens += c.tail;
@@ -65,7 +60,7 @@ void RequestGate::opened(Lane lane, const QueuedJob& q, int64_t ctx_tokens) {
   uint64_t key = 0;
   int64_t chunked = 0;
   for (const Chunk& ch : q.chunks) {
-    c.chunks.emplace_back(key = chain(key, ch.key), ch.tokens);
+    c.chunks.emplace_back(key = mix64(key ^ ch.key), ch.tokens);  // chained: a chunk's key names its position
     chunked += ch.tokens;
   }
   const int64_t past = std::max<int64_t>(0, ctx_tokens - chunked);

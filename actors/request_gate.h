@@ -49,7 +49,6 @@ class RequestGate {
   };
 
   explicit RequestGate(bool enabled) : enabled_(enabled) {}
-  bool enabled() const { return enabled_; }
 
   // Whether a job of `rid` (of a request of `beams` jobs at once; 0 =
   // unknown) goes to its lane now. A request not seen before is pending

@@ -385,8 +385,8 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   FLASHTTS_TRY(read_engine(
       section("engine", {"device", "generator_threads", "verifier_threads", "prefill_chunk", "max_batch"}),
       &c.engine));
-  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "scheduling_max_overtaken", "request_order", "request_admission",
-                                                        "scheduling_reserve", "memory_split", "speculation", "speculation_max_slowdown",
+  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "scheduling_max_overtaken", "request_order",
+                                                        "request_admission", "scheduling_reserve", "memory_split", "speculation", "speculation_max_slowdown",
                                                         "speculation_prune", "speculation_bins", "live_beams"}),
                              &c.policies));
   FLASHTTS_TRY(read_search(section("search", {"step_delimiter", "strategy", "n", "beam_width", "max_steps",
