@@ -4,37 +4,31 @@
 #include <charconv>
 #include <fstream>
 
+#include "gpu/sample_hash.h"
+
 namespace flashtts {
 
 namespace {
-
-// splitmix64's finalizer: every input bit flips about half the output bits.
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // A uniform double in [0, 1) from the top 53 bits.
 double unit(uint64_t h) { return double(h >> 11) * 0x1.0p-53; }
 
 }  // namespace
 
-uint64_t lineage_root(int32_t index) { return mix(0x6c696e65616765ull ^ (uint64_t)(uint32_t)index); }
+uint64_t lineage_root(int32_t index) { return mix64(0x6c696e65616765ull ^ (uint64_t)(uint32_t)index); }
 
 uint64_t lineage_child(uint64_t parent, int32_t copy) {
-  return copy == 0 ? parent : mix(parent ^ mix((uint64_t)(uint32_t)copy));
+  return copy == 0 ? parent : mix64(parent ^ mix64((uint64_t)(uint32_t)copy));
 }
 
 TraceDraw trace_draw(const msg::TraceParams& trace, uint64_t lineage, int32_t step, int32_t max_steps) {
   assert(trace.on());
-  const uint64_t h = mix(mix(trace.seed) ^ mix(lineage ^ mix((uint64_t)(uint32_t)step)));
+  const uint64_t h = mix64(mix64(trace.seed) ^ mix64(lineage ^ mix64((uint64_t)(uint32_t)step)));
   TraceDraw d;
   d.tokens = trace.step_tokens[h % trace.step_tokens.size()];
   // A second, independent stream for the end decision.
-  d.ends = step + 1 >= max_steps || unit(mix(h ^ 0x656e64ull)) < trace.end_prob;
-  d.score = (float)unit(mix(h ^ 0x73636f7265ull));
+  d.ends = step + 1 >= max_steps || unit(mix64(h ^ 0x656e64ull)) < trace.end_prob;
+  d.score = (float)unit(mix64(h ^ 0x73636f7265ull));
   return d;
 }
 
