@@ -26,6 +26,10 @@
 // sequences are freed after background tasks are stopped and before a
 // foreground task is preempted or refused.
 //
+// Dead branches first (EngineActorOptions::drop_dead_kv): a task that ends
+// without keeping its sequence leaves a record of its own blocks in the
+// batch's JobTails (actors/job_tails.h); drop_kv frees them.
+//
 // Task: derives from BatchSlot, has `job.rid`, `job.job_id`, `job.keep_kv`,
 // `job.from_job` and `bool background() const`.
 //
@@ -45,6 +49,7 @@
 #include <vector>
 
 #include "actors/engine_actor.h"
+#include "actors/job_tails.h"
 #include "actors/kept_kv.h"
 #include "gpu/engine.h"
 #include "gpu/kv_cache.h"
@@ -110,6 +115,9 @@ class Batch {
     // Ends a running background task now (the generator's "stopped"); must
     // release() it. Needed only where tasks can be background.
     std::function<void(Task&)> stop;
+    // Where a task's own tokens begin in its sequence (past what its beam
+    // shares with others): JobTails records its blocks from there on.
+    std::function<int32_t(const Task&)> own_from;
   };
 
   Batch(const EngineActorOptions& o, Logger log, Hooks hooks)
@@ -195,6 +203,7 @@ class Batch {
   const std::vector<Task>& running() const { return running_; }
   int64_t preemptions() const { return preemptions_; }
   const KeptKv& kept() const { return kept_; }
+  const JobTails& tails() const { return tails_; }
 
   // Queues a new task behind the others of its class (by_request: behind
   // the others of its class from requests as old as its own or older).
@@ -223,8 +232,12 @@ class Batch {
       t.from_counted = false;
     }
     if (t.seq >= 0) {
-      if (keep && t.job.keep_kv && !making_room_) kept_.keep(t.job.rid, t.job.job_id, t.seq, t.job.priority);
-      else engine_->release(t.seq);
+      if (keep && t.job.keep_kv && !making_room_) {
+        kept_.keep(t.job.rid, t.job.job_id, t.seq, t.job.priority);
+      } else {
+        if (o_.drop_dead_kv && hooks_.own_from) tails_.record(*engine_, t.job.rid, t.job.job_id, t.seq, hooks_.own_from(t));
+        engine_->release(t.seq);
+      }
       t.seq = -1;
       hold_admission_ = hold_background_ = false;
     }
@@ -245,6 +258,12 @@ class Batch {
     std::erase_if(queue_, [&](const Task& t) { return t.job.rid == rid; });
     drop_left();
     if (engine_) kept_.forget(*engine_, rid);
+    tails_.forget(rid);
+  }
+
+  // drop_kv: these jobs' beams end; what only they wrote leaves the cache.
+  void drop_dead(uint64_t rid, std::span<const uint64_t> jobs) {
+    if (engine_) tails_.drop(*engine_, rid, jobs);
   }
 
   // release_kv: the kept sequences of these jobs are no longer needed.
@@ -479,6 +498,7 @@ class Batch {
   std::vector<Task> running_;  // admission order
   int64_t next_seq_ = 1;
   KeptKv kept_;                   // live beams' sequences between their jobs
+  JobTails tails_;                // dead branches first: finished jobs' own blocks
   bool short_of_blocks_ = false;  // the last admission round found no blocks for the head
   bool making_room_ = false;      // a background task is being stopped for room
   bool hold_admission_ = false;   // after a preemption, until a task leaves (or none runs)

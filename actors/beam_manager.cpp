@@ -53,6 +53,7 @@ class Host final : public SearchHost {
   void stop(std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) override;
   uint64_t submit_score(ScoreRequest s) override;
   void keep_kv_only(const std::unordered_set<uint64_t>& referenced) override;
+  void drop_kv(std::vector<uint64_t> job_ids) override;
   void progress(const msg::MapWriter& event) override;
   double elapsed_ms() const override;
 
@@ -131,6 +132,10 @@ class BeamManager {
     box_.post("scheduler", m);
   }
 
+  void drop_kv(uint64_t rid, std::vector<uint64_t> job_ids) {
+    if (!job_ids.empty()) box_.post("scheduler", msg::DropKv{rid, std::move(job_ids)});
+  }
+
   double elapsed_ms(uint64_t rid) const { return ms_since(requests_.at(rid).t0); }
 
   void progress(uint64_t rid, const msg::MapWriter& event) {
@@ -172,6 +177,7 @@ void Host::stop(std::vector<uint64_t> job_ids, std::vector<int32_t> at_tokens) {
 }
 uint64_t Host::submit_score(ScoreRequest s) { return bm_.submit_score(rid_, bm_.problem(rid_), std::move(s)); }
 void Host::keep_kv_only(const std::unordered_set<uint64_t>& referenced) { bm_.keep_kv_only(rid_, referenced); }
+void Host::drop_kv(std::vector<uint64_t> job_ids) { bm_.drop_kv(rid_, std::move(job_ids)); }
 void Host::progress(const msg::MapWriter& event) { bm_.progress(rid_, event); }
 double Host::elapsed_ms() const { return bm_.elapsed_ms(rid_); }
 
@@ -233,7 +239,8 @@ void BeamManager::on_start(msg::Start s) {
                       .speculation_bounded = o_.speculation_bounded,
                       .speculation_prune = o_.speculation_prune,
                       .live_beams = o_.live_beams,
-                      .speculation_bins = o_.speculation_bins};
+                      .speculation_bins = o_.speculation_bins,
+                      .drop_dead_kv = o_.drop_dead_kv};
     r.search = make_strategy(setup);
     Host host(*this, rid);
     r.search->start(host);

@@ -36,6 +36,7 @@ struct BeamManagerOptions {
   bool speculation_prune = false;            // policies.speculation_prune
   bool live_beams = false;                   // policies.live_beams (beam search, DVTS)
   bool speculation_bins = true;              // policies.speculation_bins
+  bool drop_dead_kv = false;                 // policies.eviction = "pruned" (beam search, DVTS)
 };
 
 Status run_beam_manager(zmq::context_t& ctx, ActorPipe& pipe, const BeamManagerOptions& o);

@@ -33,6 +33,12 @@
 // sequences no beam refers to any more (pruned, completed, copied) are
 // released.
 //
+// Dead branches first (SearchSetup::drop_dead_kv): a beam's jobs of this
+// iteration (its step, look-ahead and scoring) are named in drop_kv as soon
+// as nothing can continue the beam: when it is set aside (its step ended
+// it), when keep_ others rank above it (the early prune's certainty, with or
+// without speculation), or at the selection.
+//
 // Trace mode (math-trace, actors/trace.h): every step, look-ahead steps too,
 // is one forced generation of its drawn length and ends the beam when the
 // draw ends it. The first beams are lineage_root(slot); a survivor's copy c
@@ -73,6 +79,10 @@ struct Slot {
   // Live beams: the jobs whose kept sequences hold its path (policy) and its
   // scored steps (PRM), and its scoring job while it runs.
   uint64_t gen_kv = 0, score_kv = 0, scoring = 0;
+  // Dead branches first: this iteration's finished jobs that wrote its KV,
+  // and whether drop_kv has named them.
+  std::vector<uint64_t> own_jobs;
+  bool dropped = false;
 };
 
 class BeamSearch final : public SearchStrategy {
@@ -81,6 +91,7 @@ class BeamSearch final : public SearchStrategy {
       : s_(std::move(s)), keep_(s_.params.n / s_.params.beam_width),
         speculate_(s_.speculation && s_.params.lookahead == 0),
         prune_(speculate_ && s_.speculation_prune && !s_.params.filter_duplicates),
+        drop_(s_.drop_dead_kv), drop_early_(drop_ && !s_.params.filter_duplicates),
         spec_(s_, s_.params.n / (int32_t)keep_, &tally_) {
     slots_.resize(s_.params.n);
     for (size_t k = 0; k < slots_.size(); ++k) slots_[k].path.lineage = lineage_root((int32_t)k);
@@ -98,6 +109,7 @@ class BeamSearch final : public SearchStrategy {
     const size_t k = it->second;
     jobs_.erase(it);
     Slot& sl = slots_[k];
+    if (drop_) sl.own_jobs.push_back(d.job_id);
     if (sl.phase == Slot::Phase::Generating) {
       return on_written(host, k, d, (int32_t)d.tokens.size() - sl.prefix);
     } else if (sl.phase == Slot::Phase::LookingAhead) {
@@ -124,6 +136,7 @@ class BeamSearch final : public SearchStrategy {
     const size_t k = it->second;
     jobs_.erase(it);
     Slot& sl = slots_[k];
+    if (drop_) sl.own_jobs.push_back(d.job_id);
     if (sl.phase != Slot::Phase::Scoring) return;
     if (d.job_id == sl.scoring) sl.score_kv = d.job_id;
     sl.path.take_scores(d.scores, &s_.params.trace, s_.params.max_steps);
@@ -269,7 +282,11 @@ class BeamSearch final : public SearchStrategy {
     sl.phase = Slot::Phase::Resolved;
     sl.rank = aggregate_scores(sl.path.step_scores, s_.params.aggregation);
     sl.done_ms = host.elapsed_ms();
-    if (prune_ && !last_iteration()) prune_beaten(host, k);  // (the last iteration does not speculate)
+    // (The last iteration does not speculate, and nothing is left to protect.)
+    if (!last_iteration()) {
+      if (sl.ended) drop(host, k);
+      if (prune_ || drop_early_) prune_beaten(host, k);
+    }
     if (++resolved_ == slots_.size() && spec_.at_barrier(host)) select(host);
   }
 
@@ -292,8 +309,25 @@ class BeamSearch final : public SearchStrategy {
                                [&](size_t a, size_t b) { return ranks_before(a, b); });
     const size_t place = (size_t)(at - ranked_.begin());
     ranked_.insert(at, k);
-    if (place >= keep_) spec_.prune(host, k);
-    else if (ranked_.size() > keep_) spec_.prune(host, ranked_[keep_]);
+    if (place >= keep_) beaten(host, k);
+    else if (ranked_.size() > keep_) beaten(host, ranked_[keep_]);
+  }
+
+  // Slot k is certain to be pruned.
+  void beaten(SearchHost& host, size_t k) {
+    if (prune_) spec_.prune(host, k);
+    if (drop_early_) drop(host, k);
+  }
+
+  // Nothing continues slot k's beam: its jobs' KV may go.
+  void drop(SearchHost& host, size_t k) {
+    Slot& sl = slots_[k];
+    if (!drop_ || sl.dropped) return;
+    sl.dropped = true;
+    std::vector<uint64_t> ids;
+    for (uint64_t id : sl.own_jobs)
+      if (id != 0) ids.push_back(id);
+    host.drop_kv(std::move(ids));
   }
 
   void select(SearchHost& host) {
@@ -331,6 +365,12 @@ class BeamSearch final : public SearchStrategy {
       finished_ = true;
       return;
     }
+    if (drop_) {
+      std::vector<char> kept(slots_.size(), 0);
+      for (size_t k : active) kept[k] = 1;
+      for (size_t k = 0; k < slots_.size(); ++k)
+        if (!kept[k]) drop(host, k);
+    }
     // Back to n beams in flight: the survivors repeated in order (each
     // beam_width times when all keep_ survive). Pruned beams' speculation is
     // dropped here; a survivor's is taken over by its copies.
@@ -353,6 +393,8 @@ class BeamSearch final : public SearchStrategy {
   size_t keep_;
   bool speculate_;
   bool prune_;  // speculation_prune, where select() makes certainty simple
+  bool drop_;        // drop_dead_kv
+  bool drop_early_;  // drop_dead_kv before the selection, where prune_beaten() is certain
   std::vector<Slot> slots_;
   std::vector<size_t> ranked_;  // this iteration's resolved, non-ended slots, in select()'s order
   SpecTally tally_;

@@ -24,6 +24,11 @@
 // sequences (or the speculation they take over); when a subtree starts an
 // iteration, the kept sequences no subtree refers to any more are released.
 //
+// Dead branches first (SearchSetup::drop_dead_kv): a candidate's jobs (its
+// step and its scoring) are named in drop_kv once it cannot be kept: when
+// another resolved candidate of its subtree beats it, or when the subtree
+// keeps another (or ends, and then its kept one too).
+//
 // Trace mode (math-trace, actors/trace.h): every candidate step is one forced
 // generation of its drawn length and ends the subtree when the draw ends it.
 // Subtree t starts as lineage_root(t); candidate j is lineage_child(path, j),
@@ -54,6 +59,9 @@ struct Candidate {
   // Live beams: the jobs whose kept sequences hold its path (policy) and its
   // scored steps (PRM), and its scoring job while it runs.
   uint64_t gen_kv = 0, score_kv = 0, scoring = 0;
+  // Dead branches first: its finished jobs, and whether drop_kv named them.
+  std::vector<uint64_t> own_jobs;
+  bool dropped = false;
 };
 
 struct Subtree {
@@ -73,7 +81,7 @@ class Dvts final : public SearchStrategy {
  public:
   explicit Dvts(SearchSetup s)
       : s_(std::move(s)), width_(s_.params.beam_width), speculate_(s_.speculation),
-        prune_(speculate_ && s_.speculation_prune) {
+        prune_(speculate_ && s_.speculation_prune), drop_(s_.drop_dead_kv) {
     trees_.resize(s_.params.n / width_);
     for (size_t t = 0; t < trees_.size(); ++t) {
       trees_[t].path.lineage = lineage_root((int32_t)t);
@@ -96,6 +104,7 @@ class Dvts final : public SearchStrategy {
     if (it == jobs_.end()) return;
     auto [t, j] = it->second;
     jobs_.erase(it);
+    if (drop_) trees_[t].cands[j].own_jobs.push_back(d.job_id);
     written(host, t, j, d, (int32_t)d.tokens.size() - trees_[t].cands[j].prefix);
   }
 
@@ -107,6 +116,7 @@ class Dvts final : public SearchStrategy {
     auto [t, j] = it->second;
     jobs_.erase(it);
     Candidate& c = trees_[t].cands[j];
+    if (drop_) c.own_jobs.push_back(d.job_id);
     if (d.job_id == c.scoring) c.score_kv = d.job_id;
     c.path.take_scores(d.scores, &s_.params.trace, s_.params.max_steps);
     resolve(host, t, j);
@@ -213,7 +223,8 @@ class Dvts final : public SearchStrategy {
     Subtree& tree = trees_[t];
     Candidate& c = tree.cands[j];
     c.score = aggregate_scores(c.path.step_scores, s_.params.aggregation);
-    if (prune_ && !last_iteration(tree)) prune_beaten(host, t, j);  // (the last iteration does not speculate)
+    // (The last iteration does not speculate, and nothing is left to protect.)
+    if ((prune_ || drop_) && !last_iteration(tree)) prune_beaten(host, t, j);
     if (++tree.resolved < width_) return;
     if (!tree.spec->at_barrier(host)) {
       tree.waiting = true;  // advance() once the speculation has ended
@@ -237,8 +248,20 @@ class Dvts final : public SearchStrategy {
     }
     const float best = tree.cands[(size_t)tree.leader].score;
     const bool beats = score > best || (score == best && (int32_t)j < tree.leader);
-    tree.spec->prune(host, beats ? (size_t)tree.leader : j);
+    const size_t beaten = beats ? (size_t)tree.leader : j;
+    if (prune_) tree.spec->prune(host, beaten);
+    drop(host, tree.cands[beaten]);
     if (beats) tree.leader = (int32_t)j;
+  }
+
+  // Nothing continues candidate c: its jobs' KV may go.
+  void drop(SearchHost& host, Candidate& c) {
+    if (!drop_ || c.dropped) return;
+    c.dropped = true;
+    std::vector<uint64_t> ids;
+    for (uint64_t id : c.own_jobs)
+      if (id != 0) ids.push_back(id);
+    host.drop_kv(std::move(ids));
   }
 
   // Every candidate is scored and no speculation runs: keep the best.
@@ -257,6 +280,9 @@ class Dvts final : public SearchStrategy {
       tree.done_ms = host.elapsed_ms();
       ++done_;
     }
+    if (tree.iteration < s_.params.max_steps)  // (after the last, nothing is left to protect)
+      for (size_t i = 0; i < tree.cands.size(); ++i)
+        if (i != best || tree.done) drop(host, tree.cands[i]);
     msg::MapWriter ev;
     ev.put("kind", "iteration").put("subtree", (int32_t)t).put("iteration", tree.iteration);
     ev.put("score", kept.score).put("ended", kept.ended);
@@ -288,6 +314,7 @@ class Dvts final : public SearchStrategy {
   int32_t width_;
   bool speculate_;
   bool prune_;  // speculation_prune
+  bool drop_;   // drop_dead_kv
   SpecTally tally_;
   std::vector<Subtree> trees_;
   std::unordered_map<uint64_t, std::pair<size_t, size_t>> jobs_;  // job id -> (subtree, candidate)

@@ -40,6 +40,9 @@ struct EngineActorOptions {
   // so the oldest request's work runs first and the requests finish one
   // after another instead of all together.
   bool by_request = false;
+  // policies.eviction = "pruned": record each finished job's own blocks so
+  // that drop_kv can free a dead beam's at once (actors/job_tails.h).
+  bool drop_dead_kv = false;
   Logger log;                                 // may be null: then nothing is logged
 };
 

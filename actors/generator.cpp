@@ -72,6 +72,7 @@ class Generator {
     routes_.on<msg::GenJob>([this](msg::GenJob j) { on_job(std::move(j)); })
         .on<msg::StopJobs>([this](const msg::StopJobs& m) { on_stop(m); })
         .on<msg::ReleaseKv>([this](const msg::ReleaseKv& m) { batch_.release_kept(m.rid, m.job_ids); })
+        .on<msg::DropKv>([this](const msg::DropKv& m) { batch_.drop_dead(m.rid, m.job_ids); })
         .on<msg::Forget>([this](const msg::Forget& m) { batch_.forget(m.rid); })
         .on<msg::Grant>([this](const msg::Grant& g) {
           return on_engine_grant(g, "generator", o_, config_, &weights_, pass_cost_, batch_, meter_, turns_, log_,
@@ -191,6 +192,7 @@ Batch<GenTask>::Hooks Generator::hooks() {
   if (o_.speculation_max_slowdown > 0) h.background_max_uncached = o_.block_size;
   h.background_free_blocks_only = true;  // speculation never evicts the prefix cache
   h.stop = [this](GenTask& t) { finish(t, "stopped"); };
+  h.own_from = [](const GenTask& t) { return (int32_t)t.job.tokens.size(); };  // its prefix is its step's
   return h;
 }
 
@@ -280,6 +282,7 @@ void Generator::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("kv_resizes", batch_.resizes());
   st.put("weight_uploads", turns_.uploads()).put("weight_upload_ms", turns_.upload_ms());
   batch_.kept().add_stats(st);
+  batch_.tails().add_stats(st);
   st.put("spec_jobs", spec_jobs_).put("spec_tokens", spec_tokens_);
   st.put("spec_stopped", spec_stopped_).put("spec_held", spec_held_);
   st.put("row_cost_a_ms", cost_.known() ? cost_.a() : -1.0).put("row_cost_b_ms", cost_.known() ? cost_.b() : -1.0);

@@ -318,6 +318,11 @@ Status run_scheduler(zmq::context_t& ctx, ActorPipe& pipe, const SchedulerOption
       })
       .pass(msg::StopJobs::kType, forward("generator"))
       .pass(msg::GenProgress::kType, forward("beam_manager"))
+      .pass(msg::DropKv::kType,  // the jobs named are done: no fork waits for their blocks
+            [&](const std::string& bytes) {
+              box.send("generator", bytes);
+              box.send("verifier", bytes);
+            })
       .on<msg::ReleaseKv>([&](const msg::ReleaseKv& r, const std::string& bytes) {
         gen.release_kv(box, r.rid, bytes);
         ver.release_kv(box, r.rid, bytes);

@@ -71,6 +71,9 @@ class SearchHost {
   // Live beams: frees the sequences kept for this request's finished jobs
   // (keep_kv), except those of the jobs in `referenced` (msg::ReleaseKv).
   virtual void keep_kv_only(const std::unordered_set<uint64_t>& referenced) = 0;
+  // These finished jobs' beams end (pruned or set aside): the engines free
+  // the KV only they wrote (msg::DropKv).
+  virtual void drop_kv(std::vector<uint64_t> job_ids) = 0;
   // A progress event for streaming clients (sent only when they asked).
   virtual void progress(const msg::MapWriter& event) = 0;
   // Milliseconds since the request started.
@@ -113,6 +116,9 @@ struct SearchSetup {
   // speculation at 100/75/50/25% of what the lockstep would give it, by the
   // quarter its parent's score ranks in; false: every member gets all of it.
   bool speculation_bins = true;
+  // policies.eviction = "pruned": the search names the finished jobs of the
+  // beams it drops (pruned or set aside) in SearchHost::drop_kv.
+  bool drop_dead_kv = false;
 };
 
 class SearchStrategy {

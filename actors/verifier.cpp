@@ -80,6 +80,7 @@ class Verifier {
         routes_(log_) {
     routes_.on<msg::ScoreJob>([this](msg::ScoreJob j) { on_job(std::move(j)); })
         .on<msg::ReleaseKv>([this](const msg::ReleaseKv& m) { batch_.release_kept(m.rid, m.job_ids); })
+        .on<msg::DropKv>([this](const msg::DropKv& m) { batch_.drop_dead(m.rid, m.job_ids); })
         .on<msg::Forget>([this](const msg::Forget& m) { on_forget(m.rid); })
         .on<msg::Grant>([this](const msg::Grant& g) {
           return on_engine_grant(g, "verifier", o_, config_, &weights_, pass_cost_, batch_, meter_, turns_, log_,
@@ -170,6 +171,14 @@ Batch<ScoreTask>::Hooks Verifier::hooks() {
            std::to_string(batch_.capacity()) + " tokens; shorten the problem or raise memory.budget_mb";
   };
   h.reject = [this](ScoreTask& t, std::string why) { finish(t, std::move(why), msg::code::kTooLarge); };
+  // Its last step's tokens: past the step before it. A first step's start is
+  // not known here (the problem's tokens end somewhere before it): from the
+  // block of its score position, which holds its last tokens.
+  h.own_from = [](const ScoreTask& t) {
+    const auto& pos = t.in.score_positions;
+    if (pos.empty()) return (int32_t)t.in.ids.size();
+    return pos.size() >= 2 ? pos[pos.size() - 2] + 1 : pos.back();
+  };
   h.admitted = [this](ScoreTask& t, std::span<const int32_t> ids, int32_t n_cached) {
     // A score inside the reused prefix that the cache does not hold (another
     // request computed that KV, or Forget dropped the scores): cut the
@@ -225,6 +234,7 @@ void Verifier::on_stats(uint64_t qid, bool reset_peaks) {
   st.put("kv_blocks_peak", batch_.kv_blocks_peak()).put("kv_resizes", batch_.resizes());
   st.put("weight_uploads", turns_.uploads()).put("weight_upload_ms", turns_.upload_ms());
   batch_.kept().add_stats(st);
+  batch_.tails().add_stats(st);
   if (reset_peaks) batch_.reset_peak(kv.used_blocks);
   post("intake", msg::StatsReply{qid, "verifier", st.bytes()});
 }

@@ -115,6 +115,12 @@ class Engine {
   // backend where it samples, else here from the logits: the same draw).
   Status run(std::span<const RunItem> items, OutputKind kind, RunResult* result);
 
+  // The registered blocks of the sequence from the one holding token `from`
+  // on, and discard() of such blocks once their sequence is gone
+  // (KvCache::registered_from, KvCache::discard).
+  std::vector<CachedBlock> registered_from(int64_t seq, int32_t from) const { return kv_.registered_from(seq, from); }
+  int32_t discard(std::span<const CachedBlock> blocks) { return kv_.discard(blocks); }
+
   // Tokens of `tokens` whose KV add_sequence would find in the prefix cache.
   int32_t cached_prefix(std::span<const int32_t> tokens) const { return kv_.cached_prefix(tokens); }
 

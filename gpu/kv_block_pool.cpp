@@ -161,15 +161,24 @@ void KvBlockPool::evict(int32_t block) {
 
 void KvBlockPool::evict_counted(int32_t block) {
   ++evictions_;
-  if (const uint64_t content = blocks_[block].content; content != 0) {
-    const size_t generation = std::max(kMinEvictedRemembered, 8 * blocks_.size());
-    if (evicted_.size() >= generation) {
-      evicted_before_ = std::move(evicted_);
-      evicted_ = {};
-    }
-    evicted_.insert(content);
-  }
+  remember_evicted(blocks_[block].content);
   evict(block);
+}
+
+void KvBlockPool::discard(int32_t block) {
+  ++discards_;
+  remember_evicted(blocks_[block].content);
+  evict(block);
+}
+
+void KvBlockPool::remember_evicted(uint64_t content) {
+  if (content == 0) return;
+  const size_t generation = std::max(kMinEvictedRemembered, 8 * blocks_.size());
+  if (evicted_.size() >= generation) {
+    evicted_before_ = std::move(evicted_);
+    evicted_ = {};
+  }
+  evicted_.insert(content);
 }
 
 bool KvBlockPool::take_evicted(uint64_t content) {

@@ -120,6 +120,13 @@ class KvBlockPool {
   // Returns every cached block to the free list (not counted as evictions).
   void drop_cached();
 
+  // Frees a cached block whose content nobody is expected to ask for again (a
+  // pruned beam's). Counted in discards(), not evictions(); its content is
+  // remembered as an eviction's is, so computing it again still counts.
+  // REQUIRES: ref_count(block) == 0, cache_id(block) != 0
+  void discard(int32_t block);
+  int64_t discards() const { return discards_; }
+
   // Checks the state partition, the free heap and LRU list, and the index.
   // O(n_blocks); for tests and debugging.
   Status check_invariants() const;
@@ -143,6 +150,7 @@ class KvBlockPool {
   void evict(int32_t block);  // cached -> free
   // evict(), counted in evictions() and its content remembered (take_evicted).
   void evict_counted(int32_t block);
+  void remember_evicted(uint64_t content);  // take_evicted() finds it
   // The cached blocks by LRU slot, a Fenwick tree of counts (slots ascend
   // with recency; renumbered when they run out).
   void slots_add(int32_t slot, int32_t n);
@@ -164,6 +172,7 @@ class KvBlockPool {
   std::unordered_map<uint64_t, int32_t> index_;  // hash -> registered block
   uint64_t next_id_ = 1;
   int64_t evictions_ = 0;
+  int64_t discards_ = 0;
   // Content of evicted blocks: the newer generation, and the one before it
   // (dropped when the newer fills).
   std::unordered_set<uint64_t> evicted_, evicted_before_;

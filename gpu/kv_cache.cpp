@@ -199,6 +199,24 @@ void KvCache::free_sequence(SeqId seq, bool drop) {
   seqs_.erase(seq);
 }
 
+std::vector<CachedBlock> KvCache::registered_from(SeqId seq, int32_t from) const {
+  const Sequence& s = get(seq);
+  std::vector<CachedBlock> out;
+  for (size_t i = (size_t)from / block_size(); i < s.table.size(); ++i)
+    if (const uint64_t id = pool_.cache_id(s.table[i]); id != 0) out.push_back({s.table[i], id});
+  return out;
+}
+
+int32_t KvCache::discard(std::span<const CachedBlock> blocks) {
+  int32_t n = 0;
+  for (const CachedBlock& b : blocks) {
+    if (b.block >= n_blocks() || pool_.cache_id(b.block) != b.id || pool_.ref_count(b.block) != 0) continue;
+    pool_.discard(b.block);
+    ++n;
+  }
+  return n;
+}
+
 bool KvCache::holds_block_from(SeqId seq, int32_t first) const {
   const Sequence& s = get(seq);
   return std::any_of(s.table.begin(), s.table.end(), [first](int32_t b) { return b >= first; });

@@ -41,6 +41,13 @@ struct KvCacheOptions {
                                // at creation (resize() changes it)
 };
 
+// A registered block as a sequence held it: still that content while the
+// pool's cache_id(block) is id (cache ids are never reused).
+struct CachedBlock {
+  int32_t block = 0;
+  uint64_t id = 0;
+};
+
 // Copy every layer's K and V of block `src` into block `dst`.
 struct BlockCopy {
   int32_t src = 0;
@@ -129,6 +136,14 @@ class KvCache {
   // blocks no other sequence holds are freed and leave the prefix cache.
   // REQUIRES: has_sequence(seq)
   void free_sequence(SeqId seq, bool drop = false);
+
+  // The registered blocks of the sequence's table from the one holding token
+  // `from` on (a job's own tokens: what nobody else may have asked for).
+  // REQUIRES: has_sequence(seq), from >= 0
+  std::vector<CachedBlock> registered_from(SeqId seq, int32_t from) const;
+  // Frees those of `blocks` that are still cached with that content and no
+  // sequence holds (KvBlockPool::discard); returns how many.
+  int32_t discard(std::span<const CachedBlock> blocks);
 
   // REQUIRES: has_sequence(seq) for these three
   std::span<const int32_t> block_table(SeqId seq) const;

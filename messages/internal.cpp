@@ -117,6 +117,12 @@ Status ReleaseKv::read(const MapReader& r) {
   return r.get("job_ids", &job_ids);
 }
 
+void DropKv::write(MapWriter& w) const { w.put("rid", rid).put("job_ids", job_ids); }
+Status DropKv::read(const MapReader& r) {
+  FLASHTTS_TRY(r.get("rid", &rid));
+  return r.get("job_ids", &job_ids);
+}
+
 void StopJobs::write(MapWriter& w) const { w.put("rid", rid).put("job_ids", job_ids).put("at_tokens", at_tokens); }
 Status StopJobs::read(const MapReader& r) {
   FLASHTTS_TRY(r.get("rid", &rid));

@@ -1,9 +1,9 @@
 // Messages between the actors (DESIGN.md, "Shape"). Each type is defined once
 // here with its named fields; encode()/decode() in envelope.h carry it.
 //
-//   intake ──start, cancel──▶ beam_manager ──gen_job, score_job, stop_jobs, release_kv, forget──▶ scheduler
-//   scheduler ──gen_job, stop_jobs, release_kv, forget──▶ generator ──gen_progress, gen_done──▶ scheduler
-//   scheduler ──score_job, release_kv, forget──▶ verifier ──score_done──▶ scheduler
+//   intake ──start, cancel──▶ beam_manager ──gen_job, score_job, stop_jobs, release_kv, drop_kv, forget──▶ scheduler
+//   scheduler ──gen_job, stop_jobs, release_kv, drop_kv, forget──▶ generator ──gen_progress, gen_done──▶ scheduler
+//   scheduler ──score_job, release_kv, drop_kv, forget──▶ verifier ──score_done──▶ scheduler
 //   scheduler ──gen_*, score_done──▶ beam_manager ──progress, reply──▶ intake
 //   generator, verifier ──weights──▶ memory_arbiter ──grant──▶ generator, verifier, scheduler
 //   intake ──stats_query──▶ every actor ──stats_reply──▶ intake
@@ -146,6 +146,21 @@ struct StopJobs {
 // once; unknown ids are ignored.
 struct ReleaseKv {
   static constexpr const char* kType = "release_kv";
+  uint64_t rid = 0;
+  std::vector<uint64_t> job_ids;
+  void write(MapWriter& w) const;
+  Status read(const MapReader& r);
+};
+
+// beam_manager -> scheduler -> generator, verifier (policies.eviction =
+// "pruned"): these finished jobs' beams end here, pruned or set aside, so
+// nothing continues them. Each engine frees at once the blocks those jobs
+// wrote (their own tokens, not the context they shared) that no other job's
+// record lists and no sequence holds (actors/job_tails.h), instead of
+// leaving them in the prefix cache as recent as the live beams' steps.
+// Unknown ids are ignored.
+struct DropKv {
+  static constexpr const char* kType = "drop_kv";
   uint64_t rid = 0;
   std::vector<uint64_t> job_ids;
   void write(MapWriter& w) const;

@@ -261,6 +261,7 @@ Status read_policies(const Section& s, PolicyConfig* p) {
   FLASHTTS_TRY(s.read("scheduling_max_overtaken", &p->scheduling_max_overtaken, 1, kInt32Max));
   FLASHTTS_TRY(s.read_enum("request_order", &p->request_order, {"interleaved", "arrival"}));
   FLASHTTS_TRY(s.read_enum("request_admission", &p->request_admission, {"all", "fit"}));
+  FLASHTTS_TRY(s.read_enum("eviction", &p->eviction, {"lru", "pruned"}));
   FLASHTTS_TRY(s.read("scheduling_reserve", &p->scheduling_reserve));
   if (!(p->scheduling_reserve >= 0 && p->scheduling_reserve <= 1))
     return s.fail("scheduling_reserve", show(p->scheduling_reserve),
@@ -385,10 +386,11 @@ Expected<Config> parse_document(const Value& root, const std::string& file, cons
   FLASHTTS_TRY(read_engine(
       section("engine", {"device", "generator_threads", "verifier_threads", "prefill_chunk", "max_batch"}),
       &c.engine));
-  FLASHTTS_TRY(read_policies(section("policies", {"scheduling", "scheduling_max_overtaken", "request_order",
-                                                        "request_admission", "scheduling_reserve", "memory_split", "speculation", "speculation_max_slowdown",
-                                                        "speculation_prune", "speculation_bins", "live_beams"}),
-                             &c.policies));
+  FLASHTTS_TRY(read_policies(
+      section("policies", {"scheduling", "scheduling_max_overtaken", "request_order", "request_admission", "eviction",
+                           "scheduling_reserve", "memory_split", "speculation", "speculation_max_slowdown",
+                           "speculation_prune", "speculation_bins", "live_beams"}),
+      &c.policies));
   FLASHTTS_TRY(read_search(section("search", {"step_delimiter", "strategy", "n", "beam_width", "max_steps",
                                               "max_tokens_per_step", "temperature", "top_p", "top_k", "seed",
                                               "aggregation", "selection", "lookahead", "filter_duplicates",

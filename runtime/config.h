@@ -72,6 +72,10 @@ struct PolicyConfig {
   // (where the prefix does not decide) and in the engines' queues.
   std::string request_order = "interleaved";
   std::string request_admission = "all";  // "all" | "fit" (actors/request_gate.h)
+  // "lru" (the baseline: the prefix cache evicts the least recently used
+  // block); "pruned": the blocks a pruned or finished beam wrote leave it as
+  // soon as the search drops the beam (actors/job_tails.h).
+  std::string eviction = "lru";
   // The share of the tokens a generation job may write that the scheduler
   // counts against the generator's grant while the job is out (1: all, the
   // baseline); the generator takes blocks as tokens are written and, short of

@@ -76,7 +76,8 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
                          .speculation_bounded = c.policies.speculation_max_slowdown > 0,
                          .speculation_prune = c.policies.speculation_prune,
                          .live_beams = c.policies.live_beams,
-                         .speculation_bins = c.policies.speculation_bins};
+                         .speculation_bins = c.policies.speculation_bins,
+                         .drop_dead_kv = c.policies.eviction == "pruned"};
     return [o](zmq::context_t& ctx, ActorPipe& p) { return run_beam_manager(ctx, p, o); };
   }
   if (name == "scheduler") {
@@ -100,6 +101,7 @@ ActorBody body_of(const Config& c, const std::string& name, const LogSink& logs,
     e.prefill_chunk = c.engine.prefill_chunk, e.max_batch = c.engine.max_batch;
     e.by_priority = is_tree_policy(c.policies.scheduling);
     e.by_request = c.policies.request_order == "arrival";
+    e.drop_dead_kv = c.policies.eviction == "pruned";
     if (gen) {
       GeneratorOptions o{e, c.step_delimiter, c.policies.speculation_max_slowdown};
       return [o](zmq::context_t& ctx, ActorPipe& p) { return run_generator(ctx, p, o); };

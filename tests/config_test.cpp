@@ -263,6 +263,11 @@ TEST(Config, AValueOutsideItsChoicesIsAnErrorListingThem) {
   EXPECT_TRUE(contains(error_of("[policies]\nscheduling_reserve = 1.5\n"),
                        "policies.scheduling_reserve = 1.5 on line 2 must be in [0, 1]"));
   EXPECT_TRUE(contains(error_of("[policies]\nmemory_split = \"dynamic\"\n"), "policies.memory_split = 'dynamic'"));
+  EXPECT_TRUE(contains(error_of("[policies]\neviction = \"request\"\n"),
+                       "policies.eviction = 'request' on line 2 is not one of: 'lru', 'pruned'"));
+  auto c = parse("[policies]\neviction = \"pruned\"\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->policies.eviction, "pruned");
 }
 
 // Issue 24: the file documents "qwen", "skywork" and "lm", the loader reads

@@ -456,6 +456,42 @@ TEST(KvCacheTest, KvDroppedOnPurposeIsNotCountedWhenComputedAgain) {
   EXPECT_CONSISTENT(kv);
 }
 
+// A dead beam's blocks (policies.eviction = "pruned"): only those still
+// cached with the recorded content are freed; a block a sequence holds, or
+// one since evicted and given other content, is left alone. Computing a
+// discarded block again counts as recomputed (the discard was a mistake).
+TEST(KvCacheTest, DiscardFreesOnlyBlocksStillCachedWithTheirContent) {
+  KvCache kv = make_cache(6);
+  add_computed(kv, 1, range(0, 9));    // blocks: [0..3] [4..7] and a partial one
+  const std::vector<CachedBlock> own = kv.registered_from(1, 4);  // from the block holding token 4
+  ASSERT_EQ(own.size(), 1u);
+  EXPECT_EQ(kv.registered_from(1, 0).size(), 2u);
+  EXPECT_EQ(kv.discard(own), 0) << "a sequence holds it";
+  kv.free_sequence(1);
+  add_computed(kv, 2, range(0, 5));    // holds the first block again, not the second
+  EXPECT_EQ(kv.stats().cached_blocks, 1);
+  EXPECT_EQ(kv.discard(kv.registered_from(2, 0)), 0) << "in use";
+  EXPECT_EQ(kv.discard(own), 1);
+  EXPECT_EQ(kv.discard(own), 0) << "already gone";
+  EXPECT_EQ(kv.stats().cached_blocks, 0);
+  EXPECT_EQ(kv.stats().evictions, 0) << "a discard is not an eviction";
+  kv.free_sequence(2);
+  add_computed(kv, 3, range(0, 9));    // the first block hits, the second is computed again
+  EXPECT_EQ(kv.stats().recomputed_tokens, 4);
+  kv.free_sequence(3);
+  // A block id reused for other content since: its cache id differs.
+  KvCache small = make_cache(2);
+  add_computed(small, 1, range(0, 4));
+  const std::vector<CachedBlock> first = small.registered_from(1, 0);
+  small.free_sequence(1);
+  add_computed(small, 2, range(50, 8));  // evicts it and reuses its id
+  small.free_sequence(2);
+  EXPECT_EQ(small.discard(first), 0);
+  EXPECT_EQ(small.stats().cached_blocks, 2);
+  EXPECT_CONSISTENT(kv);
+  EXPECT_CONSISTENT(small);
+}
+
 TEST(KvCacheTest, ThePoolNeededForEveryReuseKeepsEveryHitAndOneBlockLessLosesOne) {
   auto run = [](int32_t n_blocks) {
     KvCache kv = make_cache(n_blocks);

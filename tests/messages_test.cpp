@@ -63,6 +63,9 @@ TEST(Messages, EveryInternalMessageSurvivesARoundTrip) {
   ReleaseKv rk{5, {1, 1ull << 60}};
   EXPECT_EQ(round_trip(rk).job_ids, rk.job_ids);
   EXPECT_EQ(round_trip(rk).rid, 5u);
+  DropKv dk{6, {2, 1ull << 61}};
+  EXPECT_EQ(round_trip(dk).job_ids, dk.job_ids);
+  EXPECT_EQ(round_trip(dk).rid, 6u);
   ScoreDone sd;
   sd.scores = {0.25f, 1.0f};
   EXPECT_EQ(round_trip(sd).scores, sd.scores);

@@ -88,6 +88,13 @@ class ScriptHost final : public SearchHost {
       it = kept.erase(it);
     }
   }
+  void drop_kv(std::vector<uint64_t> job_ids) override {
+    for (uint64_t id : job_ids) {
+      EXPECT_TRUE(dropped.insert(id).second) << "job " << id << " dropped twice";
+      EXPECT_TRUE(std::none_of(pending.begin(), pending.end(), [&](const Job& j) { return j.id == id; }))
+          << "job " << id << " is still running";
+    }
+  }
   void progress(const msg::MapWriter& event) override {
     auto r = msg::MapReader::parse(event.bytes());
     ASSERT_TRUE(r.ok());
@@ -102,6 +109,7 @@ class ScriptHost final : public SearchHost {
   std::vector<msg::MapReader> events;
   std::map<uint64_t, int32_t> stops;  // job id -> at_tokens of its stop
   std::set<uint64_t> kept, released;  // live beams: finished keep_kv jobs, and those released
+  std::set<uint64_t> dropped;          // drop_kv's jobs
   int64_t forks = 0;                   // jobs that named a from_job
   std::vector<std::string> bad_forks;  // why a from_job was wrong
   int32_t rounds = 0;
@@ -130,6 +138,7 @@ class ScriptHost final : public SearchHost {
     ++forks;
     const std::string why = "job " + std::to_string(j.id + 0) + " from " + std::to_string(j.from_job) + ": ";
     if (j.from_job > log.size()) return bad_forks.push_back(why + "no such job");
+    if (dropped.count(j.from_job)) return bad_forks.push_back(why + "dropped (drop_kv)");
     if (!kept.count(j.from_job)) return bad_forks.push_back(why + (released.count(j.from_job) ? "released" : "not kept"));
     const Job& f = log[j.from_job - 1];
     if (f.gen != j.gen) return bad_forks.push_back(why + "another model's sequence");
@@ -756,6 +765,8 @@ struct UnevenRun {
   // first iteration's that started from nothing.
   int64_t forks = 0, released = 0, kept_at_end = 0, unforked = 0;
   std::vector<std::string> bad_forks;
+  std::set<uint64_t> dropped;  // drop_kv's jobs
+  int64_t real_jobs = 0;       // non-speculative jobs
   // The search's stats.speculation (-1: none).
   int64_t spec_generated = -1, spec_kept = -1, steps_reused = -1;
   int64_t pruned_early = -1, pruned_early_stopped = -1, pruned_early_tokens = -1;
@@ -766,6 +777,7 @@ struct UnevenOptions {
   bool prune = false;              // SearchSetup::speculation_prune
   bool speculation_last = false;   // Script::speculation_last
   bool filter_duplicates = false;
+  bool drop = false;               // SearchSetup::drop_dead_kv
 };
 UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_steps, uint32_t shuffle, bool speculation,
                      const UnevenOptions& opt);
@@ -781,6 +793,7 @@ UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_ste
   st.speculation_prune = opt.prune;
   st.params.filter_duplicates = opt.filter_duplicates;
   st.live_beams = live;
+  st.drop_dead_kv = opt.drop;
   auto search = make_strategy(st);
   ScriptHost h;
   Script sc{[](const Job& j) {
@@ -802,7 +815,8 @@ UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_ste
     out.resumed += j.speculative && !j.prefix.empty();
     out.unforked += j.round > 0 && !j.greedy && j.from_job == 0;
   }
-  out.forks = h.forks, out.bad_forks = h.bad_forks;
+  out.forks = h.forks, out.bad_forks = h.bad_forks, out.dropped = h.dropped;
+  for (const Job& j : h.log) out.real_jobs += !j.speculative;
   out.released = (int64_t)h.released.size(), out.kept_at_end = (int64_t)h.kept.size();
   msg::MapWriter w;
   search->add_stats(w);
@@ -1037,6 +1051,38 @@ TEST(Dvts, LiveBeamsForkTheKeptCandidatesSequencesAndReleaseTheRest) {
       EXPECT_TRUE(on.bad_forks.empty()) << on.bad_forks.front();
       EXPECT_GT(on.released, 0);
       EXPECT_LE(on.kept_at_end, 2 * 8 + 8);
+    }
+  }
+}
+
+// Dead branches first (SearchSetup::drop_dead_kv): every beam that is pruned
+// or set aside before the last iteration has its jobs named in drop_kv once,
+// after they finished, and no job names a dropped one as its from_job after
+// the drop (with live beams every continuation names its parent's job, so a
+// survivor's job dropped would be caught); the search is the same as
+// without.
+TEST(BeamSearch, DeadBranchesDropTheJobsOfPrunedBeamsOnlyAndTheSearchIsTheSame) {
+  struct Case {
+    const char* strategy;
+    int32_t width, steps;
+    size_t dropped;  // without speculation: 2 jobs x beams dropped per iteration x iterations but the last
+  };
+  for (const Case& c : {Case{"beam_search", 2, 5, 2 * 4 * 4}, Case{"dvts", 4, 4, 2 * (2 * 3) * 3}}) {
+    for (bool speculation : {false, true}) {
+      const UnevenRun off = run_uneven(c.strategy, c.width, c.steps, 0, speculation);
+      EXPECT_TRUE(off.dropped.empty());
+      for (bool live : {false, true})
+        for (uint32_t shuffle : {0u, 3u}) {
+          SCOPED_TRACE(std::string(c.strategy) + ", speculation " + std::to_string(speculation) + ", live " +
+                       std::to_string(live) + ", order " + std::to_string(shuffle));
+          const UnevenRun on = run_uneven(c.strategy, c.width, c.steps, shuffle, speculation,
+                                          UnevenOptions{.live = live, .prune = true, .drop = true});
+          EXPECT_EQ(on.texts, off.texts);
+          EXPECT_TRUE(on.bad_forks.empty()) << on.bad_forks.front();
+          if (!speculation) EXPECT_EQ(on.dropped.size(), c.dropped);
+          else EXPECT_GT(on.dropped.size(), 0u);
+          if (live) EXPECT_GT(on.forks, 0);
+        }
     }
   }
 }

@@ -371,5 +371,47 @@ TEST(SpeculationPipeline, UnderMemoryPressureSpeculationGivesTheSameSearchesAsWi
   }
 }
 
+// Issue 22: freeing what pruned and finished beams wrote (policies.eviction =
+// "pruned") changes which cached blocks a tight pool keeps, never what a
+// search computes; both engines free blocks, and the pools empty after every
+// search.
+TEST(SpeculationPipeline, DroppingDeadBranchesGivesTheSameSearchesAndLeavesThePoolsEmpty) {
+  for (bool speculation : {false, true}) {
+    SCOPED_TRACE(speculation ? "speculation on" : "speculation off");
+    auto config = [&](const std::string& eviction) {
+      Config c = spec_config("dead-" + eviction + (speculation ? "-spec" : ""), speculation, 0.0, false, "prefix");
+      c.policies.eviction = eviction;
+      c.memory.budget_mb = kTightBudgetMb;
+      return c;
+    };
+    test::Pipeline lru(config("lru")), pruned(config("pruned"));
+    Client a = lru.client(), b = pruned.client();
+    for (const char* strategy : {"beam_search", "dvts"})
+      for (bool trace : {true, false}) {
+        SCOPED_TRACE(std::string(strategy) + (trace ? ", math-trace steps" : ", the tiny policy's own steps"));
+        Solved x = solve(a, 7, trace, strategy), y = solve(b, 7, trace, strategy);
+        ASSERT_EQ(y.texts.size(), 8u);
+        EXPECT_EQ(x.texts, y.texts);
+        EXPECT_EQ(x.step_tokens, y.step_tokens);
+        expect_pools_empty(b);
+      }
+    auto dropped = [](Client& c, const char* actor) {
+      auto st = c.call("stats", msg::MapWriter(), 10s);
+      EXPECT_TRUE(st.ok());
+      msg::MapReader actors, s;
+      int64_t n = -1, records = -1;
+      if (st.ok() && st->body.get("actors", &actors).ok() && actors.get(actor, &s).ok()) {
+        EXPECT_TRUE(s.get("kv_dropped_blocks", &n).ok());
+        EXPECT_TRUE(s.get("tails_recorded", &records).ok());
+        EXPECT_EQ(records, 0) << actor << ": a request's records go with its forget";
+      }
+      return n;
+    };
+    EXPECT_GT(dropped(b, "generator"), 0);
+    EXPECT_GT(dropped(b, "verifier"), 0);
+    EXPECT_EQ(dropped(a, "generator"), 0);
+  }
+}
+
 }  // namespace
 }  // namespace flashtts
