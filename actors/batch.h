@@ -235,7 +235,8 @@ class Batch {
       if (keep && t.job.keep_kv && !making_room_) {
         kept_.keep(t.job.rid, t.job.job_id, t.seq, t.job.priority);
       } else {
-        if (o_.drop_dead_kv && hooks_.own_from) tails_.record(*engine_, t.job.rid, t.job.job_id, t.seq, hooks_.own_from(t));
+        if (o_.drop_dead_kv && hooks_.own_from)
+          tails_.record(*engine_, t.job.rid, t.job.job_id, t.seq, hooks_.own_from(t));
         engine_->release(t.seq);
       }
       t.seq = -1;
