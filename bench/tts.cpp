@@ -104,27 +104,34 @@ fs::path build_dir() {
   return fs::read_symlink("/proc/self/exe", ec).parent_path().parent_path();
 }
 
-// The built-in overlays: the baseline (what vLLM does: FIFO, prefix cache,
-// no live beams, a static memory split), flashtts (every optimization:
-// speculation, live beams, prefix-aware scheduling and the roofline memory
+// The built-in overlays: the baseline (what vLLM does: FIFO, prefix cache
+// with LRU eviction, no live beams, a static memory split), flashtts (every
+// optimization: speculation, live beams, prefix-aware scheduling with dead
+// branches evicted first and admission by request, and the roofline memory
 // split), one per optimization for the ablation, and the orders prefix is
-// measured against (random, scatter: prefix's accounting in a random and in
-// the worst order). --splits adds static<P>: the static split at P% (of the
+// measured against (random, scatter: prefix's accounting and eviction in a
+// random and in the worst order). --splits adds static<P>: the static split at P% (of the
 // cell's budget under --memory).
 std::map<std::string, std::vector<std::string>> builtin_overlays() {
   return {{"baseline",
            {"policies.scheduling=\"fifo\"", "policies.scheduling_reserve=1.0", "policies.memory_split=\"static\"",
-            "policies.request_admission=\"all\"",
+            "policies.request_admission=\"all\"", "policies.eviction=\"lru\"",
             "policies.speculation=false", "policies.live_beams=false"}},
           {"flashtts",
            {"policies.scheduling=\"prefix\"", "policies.memory_split=\"roofline\"", "policies.speculation=true",
-            "policies.live_beams=true", "policies.request_admission=\"fit\""}},
+            "policies.live_beams=true", "policies.request_admission=\"fit\"", "policies.eviction=\"pruned\""}},
           {"roofline", {"policies.memory_split=\"roofline\""}},
           {"speculation", {"policies.speculation=true", "policies.live_beams=false"}},
           {"live_beams", {"policies.speculation=false", "policies.live_beams=true"}},
-          {"prefix", {"policies.scheduling=\"prefix\"", "policies.speculation=false", "policies.live_beams=false"}},
-          {"random", {"policies.scheduling=\"random\"", "policies.speculation=false", "policies.live_beams=false"}},
-          {"scatter", {"policies.scheduling=\"scatter\"", "policies.speculation=false", "policies.live_beams=false"}}};
+          {"prefix",
+           {"policies.scheduling=\"prefix\"", "policies.eviction=\"pruned\"", "policies.speculation=false",
+            "policies.live_beams=false"}},
+          {"random",
+           {"policies.scheduling=\"random\"", "policies.eviction=\"pruned\"", "policies.speculation=false",
+            "policies.live_beams=false"}},
+          {"scatter",
+           {"policies.scheduling=\"scatter\"", "policies.eviction=\"pruned\"", "policies.speculation=false",
+            "policies.live_beams=false"}}};
 }
 
 // The base TOML with `section.key=value` lines set, parsed as a Config.
