@@ -133,6 +133,7 @@ class BeamManager {
   }
 
   void drop_kv(uint64_t rid, std::vector<uint64_t> job_ids) {
+    std::erase(job_ids, 0);
     if (!job_ids.empty()) box_.post("scheduler", msg::DropKv{rid, std::move(job_ids)});
   }
 

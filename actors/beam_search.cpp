@@ -324,10 +324,7 @@ class BeamSearch final : public SearchStrategy {
     Slot& sl = slots_[k];
     if (!drop_ || sl.dropped) return;
     sl.dropped = true;
-    std::vector<uint64_t> ids;
-    for (uint64_t id : sl.own_jobs)
-      if (id != 0) ids.push_back(id);
-    host.drop_kv(std::move(ids));
+    host.drop_kv(sl.own_jobs);
   }
 
   void select(SearchHost& host) {

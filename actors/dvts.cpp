@@ -258,10 +258,7 @@ class Dvts final : public SearchStrategy {
   void drop(SearchHost& host, Candidate& c) {
     if (!drop_ || c.dropped) return;
     c.dropped = true;
-    std::vector<uint64_t> ids;
-    for (uint64_t id : c.own_jobs)
-      if (id != 0) ids.push_back(id);
-    host.drop_kv(std::move(ids));
+    host.drop_kv(c.own_jobs);
   }
 
   // Every candidate is scored and no speculation runs: keep the best.

@@ -72,7 +72,8 @@ class SearchHost {
   // (keep_kv), except those of the jobs in `referenced` (msg::ReleaseKv).
   virtual void keep_kv_only(const std::unordered_set<uint64_t>& referenced) = 0;
   // These finished jobs' beams end (pruned or set aside): the engines free
-  // the KV only they wrote (msg::DropKv).
+  // the KV only they wrote (msg::DropKv). 0s (steps carried from a
+  // speculation, which no job of the beam wrote) are left out.
   virtual void drop_kv(std::vector<uint64_t> job_ids) = 0;
   // A progress event for streaming clients (sent only when they asked).
   virtual void progress(const msg::MapWriter& event) = 0;
