@@ -16,12 +16,7 @@ int32_t JobTails::drop(Engine& e, uint64_t rid, std::span<const uint64_t> jobs) 
   for (uint64_t job : jobs) {
     auto it = tails_.find({rid, job});
     if (it == tails_.end()) continue;
-    for (const CachedBlock& b : it->second) {
-      auto l = listed_.find(b.id);
-      if (--l->second > 0) continue;
-      listed_.erase(l);
-      unlisted.push_back(b);
-    }
+    unlist(it->second, &unlisted);
     tails_.erase(it);
   }
   const int32_t n = e.discard(unlisted);
@@ -37,10 +32,12 @@ void JobTails::forget(uint64_t rid) {
   }
 }
 
-void JobTails::unlist(const std::vector<CachedBlock>& blocks) {
+void JobTails::unlist(const std::vector<CachedBlock>& blocks, std::vector<CachedBlock>* unlisted) {
   for (const CachedBlock& b : blocks) {
     auto l = listed_.find(b.id);
-    if (--l->second == 0) listed_.erase(l);
+    if (--l->second > 0) continue;
+    listed_.erase(l);
+    if (unlisted) unlisted->push_back(b);
   }
 }
 

@@ -45,7 +45,9 @@ class JobTails {
   void add_stats(msg::MapWriter& st) const;
 
  private:
-  void unlist(const std::vector<CachedBlock>& blocks);
+  // Takes one record's listing of `blocks`; those no record lists any more
+  // go to `unlisted` when given.
+  void unlist(const std::vector<CachedBlock>& blocks, std::vector<CachedBlock>* unlisted = nullptr);
 
   std::map<std::pair<uint64_t, uint64_t>, std::vector<CachedBlock>> tails_;  // (rid, job) -> own blocks
   std::unordered_map<uint64_t, int32_t> listed_;  // cache id -> records listing it

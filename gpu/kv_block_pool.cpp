@@ -166,7 +166,6 @@ void KvBlockPool::evict_counted(int32_t block) {
 }
 
 void KvBlockPool::discard(int32_t block) {
-  ++discards_;
   remember_evicted(blocks_[block].content);
   evict(block);
 }

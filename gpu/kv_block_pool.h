@@ -121,11 +121,10 @@ class KvBlockPool {
   void drop_cached();
 
   // Frees a cached block whose content nobody is expected to ask for again (a
-  // pruned beam's). Counted in discards(), not evictions(); its content is
-  // remembered as an eviction's is, so computing it again still counts.
+  // pruned beam's). Not counted in evictions(); its content is remembered as
+  // an eviction's is, so computing it again still counts.
   // REQUIRES: ref_count(block) == 0, cache_id(block) != 0
   void discard(int32_t block);
-  int64_t discards() const { return discards_; }
 
   // Checks the state partition, the free heap and LRU list, and the index.
   // O(n_blocks); for tests and debugging.
@@ -172,7 +171,6 @@ class KvBlockPool {
   std::unordered_map<uint64_t, int32_t> index_;  // hash -> registered block
   uint64_t next_id_ = 1;
   int64_t evictions_ = 0;
-  int64_t discards_ = 0;
   // Content of evicted blocks: the newer generation, and the one before it
   // (dropped when the newer fills).
   std::unordered_set<uint64_t> evicted_, evicted_before_;
