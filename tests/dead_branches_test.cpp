@@ -30,11 +30,7 @@ int64_t blocks(size_t tokens) { return (int64_t)(tokens + 15) / 16; }
 
 struct GenHarness : test::EngineActorHarnessOf<GeneratorOptions> {
   GenHarness() : EngineActorHarnessOf("dead-gen", "generator", run_generator, model_dir("qwen2"), kBytesPerToken) {}
-  msg::GenDone done() {
-    auto d = test::recv_messages<msg::GenDone>(scheduler, 1, 20s);
-    EXPECT_EQ(d.size(), 1u);
-    return d.empty() ? msg::GenDone{} : d[0];
-  }
+  msg::GenDone done() { return EngineActorHarness::done<msg::GenDone>(); }
 };
 
 msg::GenJob job(uint64_t id, std::vector<int32_t> tokens, int32_t n, double temperature = 0.7) {
@@ -136,11 +132,7 @@ TEST(DeadBranches, ABlockAnotherJobAlsoWroteStaysUntilBothAreDropped) {
 
 struct VerHarness : test::EngineActorHarnessOf<VerifierOptions> {
   VerHarness() : EngineActorHarnessOf("dead-ver", "verifier", run_verifier, model_dir("qwen2-prm"), kBytesPerToken) {}
-  msg::ScoreDone done() {
-    auto d = test::recv_messages<msg::ScoreDone>(scheduler, 1, 20s);
-    EXPECT_EQ(d.size(), 1u);
-    return d.empty() ? msg::ScoreDone{} : d[0];
-  }
+  msg::ScoreDone done() { return EngineActorHarness::done<msg::ScoreDone>(); }
 };
 
 std::vector<std::string> concat_steps(std::vector<std::string> steps, const std::string& next) {

@@ -43,11 +43,7 @@ struct GenHarness : test::EngineActorHarnessOf<GeneratorOptions> {
     o.speculation_max_slowdown = 0;
     return o;
   }
-  msg::GenDone done() {
-    auto d = test::recv_messages<msg::GenDone>(scheduler, 1, 20s);
-    EXPECT_EQ(d.size(), 1u);
-    return d.empty() ? msg::GenDone{} : d[0];
-  }
+  msg::GenDone done() { return EngineActorHarness::done<msg::GenDone>(); }
 };
 
 msg::GenJob job(uint64_t id, std::vector<int32_t> tokens, int32_t n, bool keep, uint64_t from = 0) {
@@ -286,11 +282,7 @@ TEST(LiveBeams, AContextComputedAgainAfterItsEvictionIsCountedAsRecomputed) {
 
 struct VerHarness : test::EngineActorHarnessOf<VerifierOptions> {
   VerHarness() : EngineActorHarnessOf("live-beams-ver", "verifier", run_verifier, prm_dir(), kBytesPerToken) {}
-  msg::ScoreDone done() {
-    auto d = test::recv_messages<msg::ScoreDone>(scheduler, 1, 20s);
-    EXPECT_EQ(d.size(), 1u);
-    return d.empty() ? msg::ScoreDone{} : d[0];
-  }
+  msg::ScoreDone done() { return EngineActorHarness::done<msg::ScoreDone>(); }
 };
 
 const std::string kProblem = "What is 12 times 7, minus 4?";

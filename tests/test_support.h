@@ -260,6 +260,14 @@ struct EngineActorHarness {
   // A StatsQuery answered by the actor's StatsReply to the intake, parsed
   // (empty, and a failure, when none comes).
   msg::MapReader stats();
+
+  // The actor's next M to the scheduler (GenDone, ScoreDone) within
+  // `timeout`; a default M, and a failure, when none comes.
+  template <class M>
+  M done(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    auto d = recv_messages<M>(scheduler, 1, timeout);
+    return d.empty() ? M{} : std::move(d[0]);
+  }
 };
 
 // An EngineActorHarness for the actor whose body is `run` with options of
