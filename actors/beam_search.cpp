@@ -37,7 +37,8 @@
 // iteration (its step, look-ahead and scoring) are named in drop_kv as soon
 // as nothing can continue the beam: when it is set aside (its step ended
 // it), when keep_ others rank above it (the early prune's certainty, with or
-// without speculation), or at the selection.
+// without speculation), or at the selection; its speculation's jobs too
+// (SpecGroup::drop).
 //
 // Trace mode (math-trace, actors/trace.h): every step, look-ahead steps too,
 // is one forced generation of its drawn length and ends the beam when the
@@ -130,7 +131,7 @@ class BeamSearch final : public SearchStrategy {
   }
 
   void on_scored(SearchHost& host, const msg::ScoreDone& d) override {
-    if (spec_.on_scored(d)) return;
+    if (spec_.on_scored(host, d)) return;
     auto it = jobs_.find(d.job_id);
     if (it == jobs_.end()) return;
     const size_t k = it->second;
@@ -325,6 +326,7 @@ class BeamSearch final : public SearchStrategy {
     if (!drop_ || sl.dropped) return;
     sl.dropped = true;
     host.drop_kv(sl.own_jobs);
+    spec_.drop(host, k);
   }
 
   void select(SearchHost& host) {

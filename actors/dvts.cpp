@@ -109,8 +109,9 @@ class Dvts final : public SearchStrategy {
   }
 
   void on_scored(SearchHost& host, const msg::ScoreDone& d) override {
+    // (A done subtree's group still names its dropped look-ahead scorings.)
     for (Subtree& tree : trees_)
-      if (!tree.done && tree.spec->on_scored(d)) return;
+      if (tree.spec->on_scored(host, d)) return;
     auto it = jobs_.find(d.job_id);
     if (it == jobs_.end()) return;
     auto [t, j] = it->second;
@@ -250,15 +251,17 @@ class Dvts final : public SearchStrategy {
     const bool beats = score > best || (score == best && (int32_t)j < tree.leader);
     const size_t beaten = beats ? (size_t)tree.leader : j;
     if (prune_) tree.spec->prune(host, beaten);
-    drop(host, tree.cands[beaten]);
+    drop(host, t, beaten);
     if (beats) tree.leader = (int32_t)j;
   }
 
-  // Nothing continues candidate c: its jobs' KV may go.
-  void drop(SearchHost& host, Candidate& c) {
+  // Nothing continues candidate j of subtree t: its jobs' KV may go, its speculation's too.
+  void drop(SearchHost& host, size_t t, size_t j) {
+    Candidate& c = trees_[t].cands[j];
     if (!drop_ || c.dropped) return;
     c.dropped = true;
     host.drop_kv(c.own_jobs);
+    trees_[t].spec->drop(host, j);
   }
 
   // Every candidate is scored and no speculation runs: keep the best.
@@ -279,7 +282,7 @@ class Dvts final : public SearchStrategy {
     }
     if (tree.iteration < s_.params.max_steps)  // (after the last, nothing is left to protect)
       for (size_t i = 0; i < tree.cands.size(); ++i)
-        if (i != best || tree.done) drop(host, tree.cands[i]);
+        if (i != best || tree.done) drop(host, t, i);
     msg::MapWriter ev;
     ev.put("kind", "iteration").put("subtree", (int32_t)t).put("iteration", tree.iteration);
     ev.put("score", kept.score).put("ended", kept.ended);

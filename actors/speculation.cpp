@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cmath>
 #include <numbers>
+#include <utility>
 
 #include "actors/trace.h"
 #include "gpu/sampler.h"
@@ -182,6 +183,8 @@ bool SpecGroup::on_generated(SearchHost& host, const msg::GenDone& d) {
   Speculation& sp = *specs_[it->second];
   jobs_.erase(it);
   sp.job = 0;
+  if (members_[sp.member].dropped) host.drop_kv({d.job_id});
+  else if (s_.drop_dead_kv) sp.done.push_back(d.job_id);
   // The GenDone holds the whole part, the prefix a resumed part started from too.
   const size_t start = sp.second ? (size_t)sp.first : 0;
   tally_->generated += (int64_t)(start + d.tokens.size()) - (int64_t)sp.tokens.size();
@@ -236,18 +239,23 @@ bool SpecGroup::on_generated(SearchHost& host, const msg::GenDone& d) {
   return true;
 }
 
-bool SpecGroup::on_scored(const msg::ScoreDone& d) {
+bool SpecGroup::on_scored(SearchHost& host, const msg::ScoreDone& d) {
+  if (dead_scorings_.erase(d.job_id)) {
+    host.drop_kv({d.job_id});
+    return true;
+  }
   auto it = scorings_.find(d.job_id);
   if (it == scorings_.end()) return false;
   Speculation& sp = *specs_[it->second];
   scorings_.erase(it);
+  if (s_.drop_dead_kv) sp.done.push_back(d.job_id);
   sp.scores = d.scores;
   sp.scored = true;
   return true;
 }
 
 void SpecGroup::verify_ahead(SearchHost& host, Speculation& sp) {
-  if (!sp.complete() || sp.score_job || members_[sp.member].pruned) return;
+  if (!sp.complete() || sp.score_job || members_[sp.member].pruned || members_[sp.member].dropped) return;
   const SearchPath& path = members_[sp.member].path;
   SearchPath next = path;
   msg::GenDone d;
@@ -274,6 +282,16 @@ void SpecGroup::prune(SearchHost& host, size_t m) {
   } else {
     settle_pruned(sp);  // stopped short before the cap was known: never resumed
   }
+}
+
+void SpecGroup::drop(SearchHost& host, size_t m) {
+  assert(m < members_.size());
+  if (!s_.drop_dead_kv || members_[m].dropped) return;
+  members_[m].dropped = true;
+  if (!specs_[m]) return;
+  Speculation& sp = *specs_[m];
+  if (sp.score_job && !sp.scored) dead_scorings_.insert(sp.score_job);
+  if (!sp.done.empty()) host.drop_kv(std::exchange(sp.done, {}));
 }
 
 void SpecGroup::settle_pruned(Speculation& sp) {

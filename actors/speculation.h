@@ -36,6 +36,13 @@
 // (carry() of it gives nothing). Survivors' speculations are untouched, so
 // what they keep, and the search, are the same as without.
 //
+// Dead branches first (SearchSetup::drop_dead_kv): once nothing can continue
+// a member (drop(): certain to be pruned, or not kept at the selection), its
+// speculation's finished jobs (every part, and its look-ahead scoring) are
+// named in drop_kv, and those still running as they finish. A survivor's
+// speculation is never named: its copies go on from it, as from the step
+// before it.
+//
 // Thread contract: owned by one strategy, on the beam_manager's thread.
 #pragma once
 
@@ -112,12 +119,17 @@ class SpecGroup {
 
   // Takes the result of one of its jobs; false when the job is not its own.
   bool on_generated(SearchHost& host, const msg::GenDone& d);
-  bool on_scored(const msg::ScoreDone& d);
+  bool on_scored(SearchHost& host, const msg::ScoreDone& d);
 
   // Member m is certain to be pruned at this iteration's selection: its
   // speculation is dropped now (its GenDone still settles it).
   // REQUIRES: m has written; m is not pruned already.
   void prune(SearchHost& host, size_t m);
+
+  // Nothing continues member m (dead branches first): its speculation's jobs
+  // are named in drop_kv, the finished ones now and the rest as they finish.
+  // Idempotent. REQUIRES: m is not a survivor of this iteration.
+  void drop(SearchHost& host, size_t m);
 
   // Every member is resolved. True when no speculation is running (the
   // barrier is passed); else, with a cost bound, it ends the running ones,
@@ -154,6 +166,7 @@ class SpecGroup {
     float prior = 0;
     uint64_t kv_job = 0;
     bool pruned = false;  // certain to be pruned: its speculation is dropped
+    bool dropped = false;  // drop(): its speculation's jobs go to drop_kv as they finish
   };
   struct Speculation {
     size_t member = 0;
@@ -176,6 +189,7 @@ class SpecGroup {
     std::vector<float> scores;
     bool scored = false;
     int64_t taken = 0;            // the most a copy took over
+    std::vector<uint64_t> done;   // its finished jobs not yet named in drop_kv (dead branches first)
 
     int32_t kept() const;
     int32_t point() const;  // the running part's stop point (its own tokens) at the cap
@@ -189,6 +203,9 @@ class SpecGroup {
   std::vector<std::optional<Speculation>> specs_;  // per member
   std::unordered_map<uint64_t, size_t> jobs_;      // speculative job -> member
   std::unordered_map<uint64_t, size_t> scorings_;  // look-ahead scoring job -> member
+  // Look-ahead scorings of dropped members still running: named in drop_kv
+  // when they finish, in this iteration or a later one.
+  std::unordered_set<uint64_t> dead_scorings_;
   size_t written_ = 0, pending_ = 0;
   bool at_barrier_ = false;
 };

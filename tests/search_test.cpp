@@ -671,7 +671,9 @@ TEST(BeamSearch, TruncatedCopiesKeepAboutEightyFivePercentOfTheSpeculation) {
   // their streams do.
   std::set<std::pair<std::string, int32_t>> seen;
   for (const Job& j : h.log)
-    if (j.gen && !j.speculative && j.round == 1) EXPECT_TRUE(seen.insert({j.context_text(), j.beam}).second);
+    if (j.gen && !j.speculative && j.round == 1) {
+      EXPECT_TRUE(seen.insert({j.context_text(), j.beam}).second);
+    }
 }
 
 TEST(BeamSearch, WithACostBoundTheBarrierEndsTheSpeculationStillRunning) {
@@ -767,6 +769,10 @@ struct UnevenRun {
   int64_t forks = 0, released = 0, kept_at_end = 0, unforked = 0;
   std::vector<std::string> bad_forks;
   std::set<uint64_t> dropped;  // drop_kv's jobs
+  // Dead branches first with speculation: speculative jobs dropped, and of
+  // them those a later real job goes on from (same context, with a prefix: a
+  // survivor's).
+  int64_t spec_dropped = 0, spec_dropped_carried = 0;
   int64_t real_jobs = 0;       // non-speculative jobs
   // The search's stats.speculation (-1: none).
   int64_t spec_generated = -1, spec_kept = -1, steps_reused = -1;
@@ -818,6 +824,15 @@ UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_ste
   }
   out.forks = h.forks, out.bad_forks = h.bad_forks, out.dropped = h.dropped;
   for (const Job& j : h.log) out.real_jobs += !j.speculative;
+  for (const Job& s : h.log) {
+    if (!s.gen || !s.speculative) continue;
+    const bool dropped = h.dropped.count(s.id) > 0;
+    out.spec_dropped += dropped;
+    if (dropped)
+      out.spec_dropped_carried += std::any_of(h.log.begin() + (ptrdiff_t)s.id, h.log.end(), [&](const Job& j) {
+        return j.gen && !j.speculative && !j.prefix.empty() && j.tokens == s.tokens;
+      });
+  }
   out.released = (int64_t)h.released.size(), out.kept_at_end = (int64_t)h.kept.size();
   msg::MapWriter w;
   search->add_stats(w);
@@ -1058,7 +1073,7 @@ TEST(Dvts, LiveBeamsForkTheKeptCandidatesSequencesAndReleaseTheRest) {
 
 // Dead branches first (SearchSetup::drop_dead_kv): every beam that is pruned
 // or set aside before the last iteration has its jobs named in drop_kv once,
-// after they finished, and no job names a dropped one as its from_job after
+// after they finished (its speculation's too, never a survivor's), and no job names a dropped one as its from_job after
 // the drop (with live beams every continuation names its parent's job, so a
 // survivor's job dropped would be caught); the search is the same as
 // without.
@@ -1080,9 +1095,21 @@ TEST(BeamSearch, DeadBranchesDropTheJobsOfPrunedBeamsOnlyAndTheSearchIsTheSame) 
                                           UnevenOptions{.live = live, .prune = true, .drop = true});
           EXPECT_EQ(on.texts, off.texts);
           EXPECT_TRUE(on.bad_forks.empty()) << on.bad_forks.front();
-          if (!speculation) EXPECT_EQ(on.dropped.size(), c.dropped);
-          else EXPECT_GT(on.dropped.size(), 0u);
-          if (live) EXPECT_GT(on.forks, 0);
+          if (!speculation) {
+            EXPECT_EQ(on.dropped.size(), c.dropped);
+          } else {
+            EXPECT_GT(on.dropped.size(), 0u);
+          }
+          // A pruned beam's speculation is dropped too (each speculation
+          // pruned early has at least one job), a survivor's never.
+          EXPECT_EQ(on.spec_dropped > 0, speculation);
+          if (speculation) {
+            EXPECT_GE(on.spec_dropped, on.pruned_early);
+          }
+          EXPECT_EQ(on.spec_dropped_carried, 0);
+          if (live) {
+            EXPECT_GT(on.forks, 0);
+          }
         }
     }
   }
