@@ -2,20 +2,9 @@
 
 #include <cassert>
 
+#include "gpu/sample_hash.h"
+
 namespace flashtts {
-
-namespace {
-
-// splitmix64's finaliser: a block's key from its predecessor's and its tokens.
-uint64_t mix(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 void ContextWindows::enter(Counts& c, const Job& j) {
   for (uint64_t b : j.blocks) ++c.refs[b];
@@ -40,7 +29,7 @@ void ContextWindows::add(std::span<const int32_t> tokens, int32_t block_size, st
   j.blocks.reserve(n / (size_t)block_size);
   uint64_t key = 0x9e3779b97f4a7c15ULL;
   for (size_t i = 0; i < n; ++i) {
-    key = mix(key ^ (uint32_t)(i < tokens.size() ? tokens[i] : more[i - tokens.size()]));
+    key = mix64(key ^ (uint32_t)(i < tokens.size() ? tokens[i] : more[i - tokens.size()]));
     if ((i + 1) % (size_t)block_size == 0) j.blocks.push_back(key);
   }
   j.tail = (int32_t)(n % (size_t)block_size);
