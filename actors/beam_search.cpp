@@ -161,6 +161,7 @@ class BeamSearch final : public SearchStrategy {
 
   void add_stats(msg::MapWriter& st) const override {
     st.put("iterations", iterations_run_).put("beams_completed", (int32_t)completed_.size());
+    st.put("straggler_chain_tokens", chain_tokens_);
     if (speculate_) tally_.add_stats(st);
   }
 
@@ -175,6 +176,7 @@ class BeamSearch final : public SearchStrategy {
   void begin_iteration(SearchHost& host) {
     const auto& p = s_.params;
     resolved_ = 0;
+    longest_ = 0;
     ranked_.clear();
     spec_.begin(slots_.size());
     ++iterations_run_;
@@ -221,6 +223,7 @@ class BeamSearch final : public SearchStrategy {
   // tokens in this iteration): append it, speculate, then score it.
   void on_written(SearchHost& host, size_t k, const msg::GenDone& d, int32_t generated) {
     Slot& sl = slots_[k];
+    longest_ = std::max(longest_, generated);
     if (trace()) {
       sl.ended = last_iteration() || forced_step_ends_beam(d, draw(sl.path, 0).ends);
       sl.path.append_forced(d);
@@ -331,6 +334,7 @@ class BeamSearch final : public SearchStrategy {
 
   void select(SearchHost& host) {
     const auto& p = s_.params;
+    chain_tokens_ += longest_;
     std::vector<size_t> active;
     for (size_t k = 0; k < slots_.size(); ++k) {
       Slot& sl = slots_[k];
@@ -403,6 +407,11 @@ class BeamSearch final : public SearchStrategy {
   size_t resolved_ = 0;
   int32_t iteration_ = 0;  // 0-based index of the iteration in flight
   int32_t iterations_run_ = 0;
+  // The straggler chain: the most tokens a beam generated in this iteration,
+  // and their sum over the iterations so far (decode passes the lockstep
+  // cannot shorten; what speculation cuts, tools/lockstep_model.py).
+  int32_t longest_ = 0;
+  int64_t chain_tokens_ = 0;
   bool finished_ = false;
 };
 

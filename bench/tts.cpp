@@ -16,7 +16,8 @@
 // generator and verifier busy time, mean rows per decode iteration and the
 // idle share (decode iterations with fewer rows than the searches have
 // beams) and idle slots (the beam slots of those iterations no row filled),
-// peak KV blocks per model, evictions, recomputed tokens,
+// the straggler chain (beam search: per iteration the most tokens a beam's
+// step generated, summed), peak KV blocks per model, evictions, recomputed tokens,
 // preemptions, speculative tokens generated / kept / dropped (and the
 // speculations dropped early, their beam certain to be pruned), accuracy,
 // pass@N and correct answers per minute (arith). Per
@@ -250,6 +251,7 @@ Expected<tts::RunFigures> run(Served& s, const Options& o, const Cell& cell, con
     (void)st.get("goodput_tokens_per_s", &sf.goodput);
     (void)st.get("policy_tokens", &sf.policy_tokens);
     (void)st.get("prompt_tokens", &sf.prompt_tokens);
+    (void)st.get("straggler_chain_tokens", &sf.chain_tokens);
     if (msg::MapReader sp; st.get("speculation", &sp).ok()) {
       (void)sp.get("tokens_generated", &sf.spec_generated);
       (void)sp.get("tokens_kept", &sf.spec_kept);
@@ -294,6 +296,7 @@ json summary_json(const tts::RunSummary& s) {
           {"weight_uploads", s.weight_uploads}, {"weight_upload_s", s.weight_upload_s},
           {"gen_passes", s.gen_passes}, {"gen_decode_passes", s.gen_decode_passes},
           {"ver_tokens_computed", s.ver_tokens_computed},
+          {"straggler_chain_tokens", s.chain_tokens < 0 ? json(nullptr) : json(s.chain_tokens)},
           {"speculative_tokens", s.spec_generated < 0 ? json(nullptr)
                                                       : json{{"generated", s.spec_generated},
                                                              {"kept", s.spec_kept},
@@ -349,6 +352,7 @@ tts::RunSummary median(const std::vector<tts::RunSummary>& v) {
   m.spec_dropped = (int64_t)med([](auto& s) { return s.spec_dropped; });
   m.spec_pruned_early = (int64_t)med([](auto& s) { return s.spec_pruned_early; });
   m.spec_pruned_early_tokens = (int64_t)med([](auto& s) { return s.spec_pruned_early_tokens; });
+  m.chain_tokens = med([](auto& s) { return s.chain_tokens; });
   // Shares of problems solved are means over the rounds, not medians.
   auto mean = [&](auto get) {
     double x = 0;
@@ -758,11 +762,11 @@ int main(int argc, char** argv) {
             t += bench::describe(ws) + " on " + o.variants[0] + " with ample memory; at " + std::to_string(mem) + "%: " +
                  bench::describe(target, ws) + "\n\n";
           t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | "
-               "idle share | idle slots | peak blocks gen / ver | pool at end gen / ver (resizes) | evictions | "
+               "idle share | idle slots | straggler chain (tokens) | peak blocks gen / ver | pool at end gen / ver (resizes) | evictions | "
                "recomputed (gen prefill) | KV recomputed gen / ver | preemptions | "
                "spec. tokens gen / kept / dropped | spec. pruned early (tokens) | "
                "accuracy | pass@N | correct/min | failed |\n";
-          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+          t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
           for (size_t v = 0; v < served.size(); ++v) {
             if (!failed[v].empty()) {
               std::string why = failed[v];
@@ -776,6 +780,7 @@ int main(int argc, char** argv) {
             t += "| " + o.variants[v] + " | " + f1(m.latency_p50_ms) + " / " + f1(m.latency_p90_ms) + " | " +
                  f1(m.goodput) + " | " + f1(m.gen_busy_ms) + " / " + f1(m.ver_busy_ms) + " | " + f1(m.mean_rows) +
                  " | " + f2(m.idle_share) + " | " + f2(m.idle_slots) + " | " +
+                 (m.chain_tokens < 0 ? std::string("-") : f1(m.chain_tokens)) + " | " +
                  std::to_string(m.gen_peak_blocks) + " / " + std::to_string(m.ver_peak_blocks) + " | " + std::to_string(m.gen_pool_blocks) + " / " +
                  std::to_string(m.ver_pool_blocks) + " (" + std::to_string(m.resizes) +
                  (m.weight_uploads > 0 ? "; " + std::to_string(m.weight_uploads) + " turns, " +
@@ -800,15 +805,19 @@ int main(int argc, char** argv) {
           if (!failed[0].empty()) t += "\nno ratios: " + o.variants[0] + " failed\n";
           for (size_t v = 1; v < served.size() && failed[0].empty(); ++v) {
             if (!failed[v].empty()) continue;
-            std::vector<double> ga, gb, la, lb;
+            std::vector<double> ga, gb, la, lb, ca, cb;
             for (size_t r = 0; r < by_variant[v].size(); ++r) {
               ga.push_back(by_variant[v][r].goodput), gb.push_back(by_variant[0][r].goodput);
               la.push_back(by_variant[v][r].latency_p50_ms), lb.push_back(by_variant[0][r].latency_p50_ms);
+              if (by_variant[v][r].chain_tokens >= 0 && by_variant[0][r].chain_tokens >= 0)
+                ca.push_back(by_variant[v][r].chain_tokens), cb.push_back(by_variant[0][r].chain_tokens);
             }
-            tts::Ratio g = tts::paired_ratio(ga, gb), l = tts::paired_ratio(la, lb);
+            tts::Ratio g = tts::paired_ratio(ga, gb), l = tts::paired_ratio(la, lb), c = tts::paired_ratio(ca, cb);
             t += "\n" + o.variants[v] + " / " + o.variants[0] + ", paired over " + std::to_string(g.pairs) +
                  " round(s): goodput " + f2(g.median) + " [" + f2(g.min) + ", " + f2(g.max) + "], latency " +
                  f2(l.median) + " [" + f2(l.min) + ", " + f2(l.max) + "]";
+            if (c.pairs > 0)
+              t += ", straggler chain " + f2(c.median) + " [" + f2(c.min) + ", " + f2(c.max) + "]";
             if (!(*problems)[0].gold.empty()) {
               std::vector<double> aa, ab;
               for (size_t r = 0; r < by_variant[v].size(); ++r)

@@ -104,7 +104,8 @@ RunSummary summarize(const RunFigures& r) {
   std::vector<double> lat;
   double goodput = 0;
   int ok = 0, correct = 0, pass = 0;
-  int64_t prompts = 0;
+  int64_t prompts = 0, chains = 0;
+  double chain_sum = 0;
   for (const SolveFigures& f : r.solves) {
     if (f.failed) {
       ++s.failed;
@@ -116,6 +117,7 @@ RunSummary summarize(const RunFigures& r) {
     correct += f.correct;
     pass += f.pass;
     prompts += f.prompt_tokens;
+    if (f.chain_tokens >= 0) chain_sum += (double)f.chain_tokens, ++chains;
     if (f.spec_generated >= 0) {
       s.spec_generated = std::max<int64_t>(s.spec_generated, 0) + f.spec_generated;
       s.spec_kept = std::max<int64_t>(s.spec_kept, 0) + f.spec_kept;
@@ -128,6 +130,7 @@ RunSummary summarize(const RunFigures& r) {
   s.latency_p50_ms = percentile(lat, 50);
   s.latency_p90_ms = percentile(lat, 90);
   s.goodput = ok ? goodput / ok : 0;
+  s.chain_tokens = chains ? chain_sum / (double)chains : -1;
   s.gen_busy_ms = r.gen.busy_ms;
   s.ver_busy_ms = r.ver.busy_ms;
   s.mean_rows = mean_rows(r.gen);

@@ -13,6 +13,10 @@
 //   recomputed       context tokens the generator computed at admission
 //                    beyond each prompt's first computation (the partial
 //                    block of every step, evicted prefixes, preemptions)
+//   straggler chain  beam search: per iteration the most tokens a beam's
+//                    step generated, summed over the iterations; the decode
+//                    passes the lockstep cannot shorten, which speculation
+//                    cuts (tools/lockstep_model.py models it)
 //
 // Thread contract: pure functions and plain values; any thread.
 #pragma once
@@ -73,6 +77,7 @@ struct SolveFigures {
   // speculations dropped early (their beam certain to be pruned) and their tokens.
   int64_t spec_generated = -1, spec_kept = -1, spec_dropped = -1;
   int64_t spec_pruned_early = -1, spec_pruned_early_tokens = -1;
+  int64_t chain_tokens = -1;  // stats.straggler_chain_tokens (beam search; -1: none)
 };
 
 // One run: `requests` solves at once on one variant.
@@ -110,6 +115,7 @@ struct RunSummary {
   // Speculative tokens of all the run's solves; -1 when none speculated.
   int64_t spec_generated = -1, spec_kept = -1, spec_dropped = -1;
   int64_t spec_pruned_early = -1, spec_pruned_early_tokens = -1;  // (SolveFigures')
+  double chain_tokens = -1;  // the solves' mean straggler chain; -1 when none reported it
 };
 RunSummary summarize(const RunFigures& r);
 

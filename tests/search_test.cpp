@@ -111,6 +111,7 @@ class ScriptHost final : public SearchHost {
   std::map<uint64_t, int32_t> stops;  // job id -> at_tokens of its stop
   std::set<uint64_t> kept, released;  // live beams: finished keep_kv jobs, and those released
   std::set<uint64_t> dropped;          // drop_kv's jobs
+  std::map<uint64_t, int32_t> written;  // generation job id -> tokens it generated (beyond its prefix)
   int64_t forks = 0;                   // jobs that named a from_job
   std::vector<std::string> bad_forks;  // why a from_job was wrong
   int32_t rounds = 0;
@@ -242,6 +243,7 @@ std::vector<Completion> run(SearchStrategy& s, ScriptHost& h, const Script& sc) 
         d.text = text_of(d.tokens);
         d.finish = "stopped";
       }
+      h.written[j.id] = (int32_t)(d.tokens.size() - j.prefix.size());
       s.on_generated(h, d);
     } else {
       msg::ScoreDone d;
@@ -774,6 +776,9 @@ struct UnevenRun {
   // survivor's).
   int64_t spec_dropped = 0, spec_dropped_carried = 0;
   int64_t real_jobs = 0;       // non-speculative jobs
+  // Beam search's stats.straggler_chain_tokens, and the same from the jobs:
+  // per iteration the most a real step job generated, summed (-1: none).
+  int64_t chain = -1, chain_of_jobs = 0;
   // The search's stats.speculation (-1: none).
   int64_t spec_generated = -1, spec_kept = -1, steps_reused = -1;
   int64_t pruned_early = -1, pruned_early_stopped = -1, pruned_early_tokens = -1;
@@ -824,6 +829,10 @@ UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_ste
   }
   out.forks = h.forks, out.bad_forks = h.bad_forks, out.dropped = h.dropped;
   for (const Job& j : h.log) out.real_jobs += !j.speculative;
+  std::map<int32_t, int32_t> longest;  // round -> the most a real step job generated
+  for (const Job& j : h.log)
+    if (j.gen && !j.speculative && !j.greedy) longest[j.round] = std::max(longest[j.round], h.written[j.id]);
+  for (const auto& [round, tokens] : longest) out.chain_of_jobs += tokens;
   for (const Job& s : h.log) {
     if (!s.gen || !s.speculative) continue;
     const bool dropped = h.dropped.count(s.id) > 0;
@@ -838,6 +847,9 @@ UnevenRun run_uneven(const std::string& strategy, int32_t width, int32_t max_ste
   search->add_stats(w);
   auto r = msg::MapReader::parse(w.bytes());
   EXPECT_TRUE(r.ok());
+  if (r.ok() && strategy == "beam_search") {
+    EXPECT_TRUE(r->get("straggler_chain_tokens", &out.chain).ok());
+  }
   if (msg::MapReader sp; r.ok() && r->get("speculation", &sp).ok()) {
     EXPECT_TRUE(sp.get("tokens_generated", &out.spec_generated).ok());
     EXPECT_TRUE(sp.get("tokens_kept", &out.spec_kept).ok());
@@ -858,6 +870,23 @@ TEST(BeamSearch, WithSpeculationTheResultDoesNotDependOnTheOrderJobsComeBackIn) 
   for (uint32_t shuffle = 1; shuffle <= 6; ++shuffle)
     EXPECT_EQ(run_uneven("beam_search", 2, 5, shuffle, true).texts, fifo.texts) << "order " << shuffle;
   EXPECT_EQ(run_uneven("beam_search", 2, 5, 0, false).spec_jobs, 0);
+}
+
+// Beam search reports its straggler chain: per iteration the most tokens a
+// beam's real step generated, summed; speculation shortens it (the scripted
+// steps depend on the streams, which speculation changes, so the searches
+// differ; both chains are those of the jobs).
+TEST(BeamSearch, ReportsTheStragglerChainThatSpeculationShortens) {
+  const UnevenRun off = run_uneven("beam_search", 2, 5, 0, false);
+  EXPECT_GT(off.chain, 0);
+  EXPECT_EQ(off.chain, off.chain_of_jobs);
+  for (uint32_t shuffle : {0u, 3u})
+    for (bool live : {false, true}) {
+      SCOPED_TRACE("order " + std::to_string(shuffle) + (live ? ", live beams" : ""));
+      const UnevenRun on = run_uneven("beam_search", 2, 5, shuffle, true, live);
+      EXPECT_EQ(on.chain, on.chain_of_jobs);
+      EXPECT_LT(on.chain, off.chain);
+    }
 }
 
 // The generator stops speculative jobs to make room for real work whenever

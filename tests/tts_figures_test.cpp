@@ -81,10 +81,13 @@ TEST(TtsFigures, ARunSummaryFromItsSolvesAndCounters) {
   EXPECT_DOUBLE_EQ(s.correct_per_min, 2.0);  // 1 correct in half a minute
   EXPECT_EQ(s.failed, 1);
   EXPECT_EQ(s.spec_generated, -1) << "no solve speculated";
+  EXPECT_EQ(s.chain_tokens, -1) << "no solve reported its straggler chain";
   r.solves[0].spec_generated = 30, r.solves[0].spec_kept = 20, r.solves[0].spec_dropped = 10;
   r.solves[0].spec_pruned_early = 2, r.solves[0].spec_pruned_early_tokens = 7;
   r.solves[1].spec_generated = 5, r.solves[1].spec_kept = 5, r.solves[1].spec_dropped = 0;
+  r.solves[0].chain_tokens = 300, r.solves[1].chain_tokens = 500, r.solves[2].chain_tokens = 9999;
   s = summarize(r);
+  EXPECT_DOUBLE_EQ(s.chain_tokens, 400) << "the mean of the solves that succeeded";
   EXPECT_EQ(s.spec_generated, 35);
   EXPECT_EQ(s.spec_kept, 25);
   EXPECT_EQ(s.spec_dropped, 10);
