@@ -22,7 +22,19 @@ bool RequestGate::open_for(uint64_t rid, int32_t beams) {
     pending_[it->second.seq] = rid;
   }
   if (!it->second.admitted) it->second.beams = std::max<int64_t>(it->second.beams, beams);
+  if (beams > 0) it->second.beams_known = true;
   return it->second.admitted;
+}
+
+void RequestGate::finished(uint64_t rid, Lane lane) {
+  if (!enabled_) return;
+  auto it = requests_.find(rid);
+  if (it != requests_.end()) ++it->second.finished[lane];
+}
+
+double RequestGate::progress(const Request& r) const {
+  if (!r.beams_known || r.beams <= 0 || !jobs_learned_[r.first] || !(jobs_per_beam_[r.first] > 0)) return 0;
+  return std::min(1.0, (double)r.finished[r.first] / (jobs_per_beam_[r.first] * (double)r.beams));
 }
 
 void RequestGate::hold(uint64_t rid, Job j) {
@@ -78,9 +90,11 @@ std::vector<RequestGate::Job> RequestGate::admit(std::array<int64_t, 2> capacity
   std::vector<Job> out;
   std::array<int64_t, 2> used{0, 0};
   bool any = false;
+  double done = 1;  // the least progress of the admitted requests
   for (const auto& [rid, r] : requests_) {
     if (!r.admitted) continue;
     any = true;
+    done = std::min(done, progress(r));
     for (int l : {kGen, kVer}) used[l] += need(r, Lane(l));
   }
   while (!pending_.empty()) {
@@ -92,10 +106,15 @@ std::vector<RequestGate::Job> RequestGate::admit(std::array<int64_t, 2> capacity
       for (int l : {kGen, kVer}) estimate[l] = (int64_t)std::ceil(per_beam_[r.first][l] * (double)r.beams);
     // At least half of its footprint fits in what the admitted leave: the
     // estimate is good to a few tens of percent, and a small overflow costs
-    // less than the batching a whole request's wait loses.
+    // less than the batching a whole request's wait loses. Once they are
+    // more than half through, the part it will hold when they end: it goes
+    // at their pace, and its footprint grows with its search.
+    const double share = std::min(0.5, 1.0 - done);
     bool fits = true;
     for (int l : {kGen, kVer})
-      if (any && capacity[l] >= 0 && estimate[l] >= 0 && used[l] + (estimate[l] + 1) / 2 > capacity[l]) fits = false;
+      if (any && capacity[l] >= 0 && estimate[l] >= 0 &&
+          used[l] + (int64_t)std::ceil((double)estimate[l] * share) > capacity[l])
+        fits = false;
     if (!fits) {
       if (!r.waited) r.waited = true, ++held_total_;
       if (why)
@@ -103,7 +122,8 @@ std::vector<RequestGate::Job> RequestGate::admit(std::array<int64_t, 2> capacity
                " jobs) waits: its KV footprint, estimated at " + std::to_string(estimate[kGen]) + " / " +
                std::to_string(estimate[kVer]) + " tokens (generator / verifier), beside the " +
                std::to_string(used[kGen]) + " / " + std::to_string(used[kVer]) +
-               " of the requests admitted, is more than the grants' " + std::to_string(capacity[kGen]) + " / " +
+               " of the requests admitted (the least advanced " + std::to_string((int)std::lround(100 * done)) +
+               "% through), is more than the grants' " + std::to_string(capacity[kGen]) + " / " +
                std::to_string(capacity[kVer]);
       break;  // arrival order: no request overtakes a waiting one
     }
@@ -111,6 +131,7 @@ std::vector<RequestGate::Job> RequestGate::admit(std::array<int64_t, 2> capacity
     r.estimate = estimate;
     for (int l : {kGen, kVer}) used[l] += std::max<int64_t>(0, estimate[l]);
     any = true;
+    done = 0;  // it has just begun
     for (Job& j : r.held) out.push_back(std::move(j));
     r.held.clear();
     pending_.erase(p);
@@ -129,6 +150,12 @@ void RequestGate::forget(uint64_t rid, bool completed) {
       e = learned_[r.first] ? (1 - kLearnRate) * e + kLearnRate * per : per;
     }
     learned_[r.first] = true;
+    if (r.beams_known) {
+      const double jobs = (double)r.finished[r.first] / (double)r.beams;
+      double& e = jobs_per_beam_[r.first];
+      e = jobs_learned_[r.first] ? (1 - kLearnRate) * e + kLearnRate * jobs : jobs;
+      jobs_learned_[r.first] = true;
+    }
   }
   if (!r.admitted) pending_.erase(r.seq);
   requests_.erase(it);

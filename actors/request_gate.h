@@ -8,6 +8,13 @@
 // evicting each other's prefixes between their iterations
 // (docs/pipeline.md, "Between requests").
 //
+// Taking turns without a gap: a request's footprint grows with its search,
+// so one that starts while the admitted ones finish holds only part of its
+// own when they end. Once every admitted request is more than half through
+// (its finished jobs in its first lane against the jobs per beam learned
+// from the requests that completed), a waiting request needs only the part
+// it will hold by then to fit: 1 - (the least progress) of its footprint.
+//
 // A request's footprint in a model is the most KV the contexts of its
 // latest `beams` jobs there held together (a beam search's live beams: the
 // KV its next iteration reuses), shared chunks once (the chunks of
@@ -59,6 +66,8 @@ class RequestGate {
   // A job entered its lane: its context joins its request's footprint there
   // (and the oldest of more than `beams` leaves it).
   void opened(Lane lane, const QueuedJob& q, int64_t ctx_tokens);
+  // A job of `rid` that entered `lane` finished (its request's progress).
+  void finished(uint64_t rid, Lane lane);
   // Admits pending requests in arrival order while half of each fits the
   // free part of `capacity` (each model's KV tokens; < 0: unknown, fits); returns the
   // jobs they held, in the order they came, for their lanes.
@@ -73,6 +82,8 @@ class RequestGate {
   uint64_t held_total() const { return held_total_; }  // requests that ever waited
   // The estimate per beam, by the lane of the first jobs (for stats and tests; < 0: none yet).
   double per_beam(Lane first, Lane lane) const { return learned_[first] ? per_beam_[first][lane] : -1.0; }
+  // Jobs per beam in the first lane, learned likewise (< 0: none yet).
+  double jobs_per_beam(Lane first) const { return jobs_learned_[first] ? jobs_per_beam_[first] : -1.0; }
 
  private:
   struct Context {
@@ -92,12 +103,17 @@ class RequestGate {
     bool waited = false;
     Lane first = kGen;             // the lane of its first job
     int64_t beams = 0;             // its request_beams, else the jobs it had when admitted
+    bool beams_known = false;      // from request_beams: its progress can be told
+    std::array<int64_t, 2> finished{0, 0};  // its jobs finished, per lane
     std::array<int64_t, 2> estimate{-1, -1};
     std::array<Footprint, 2> fp;
     std::vector<Job> held;
   };
   // What an admitted request is counted at: its estimate or more if it grew past it.
   static int64_t need(const Request& r, Lane lane) { return std::max(r.estimate[lane], r.fp[lane].peak); }
+  // The share of its work an admitted request has done, by its finished jobs
+  // against those its beams are expected to run (0 when that is not known).
+  double progress(const Request& r) const;
 
   bool enabled_;
   uint64_t next_seq_ = 0, held_total_ = 0;
@@ -105,6 +121,8 @@ class RequestGate {
   std::map<uint64_t, uint64_t> pending_;  // seq -> rid
   std::array<std::array<double, 2>, 2> per_beam_{};  // [first lane][lane]: KV tokens per beam
   std::array<bool, 2> learned_{false, false};
+  std::array<double, 2> jobs_per_beam_{};  // [first lane]: finished jobs there per beam
+  std::array<bool, 2> jobs_learned_{false, false};
 };
 
 }  // namespace flashtts

@@ -103,6 +103,7 @@ struct Lane {
 
   void done(uint64_t job_id) {
     if (speculative.erase(job_id)) return;
+    if (auto it = open.find(job_id); it != open.end()) gate->finished(it->second.first, gate_lane);
     close(job_id);
     if (policy->done(job_id)) ++completed;
   }

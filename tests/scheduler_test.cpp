@@ -403,6 +403,35 @@ TEST(RequestGate, ARequestHalfOfWhichFitsIsAdmitted) {
   EXPECT_EQ(g.pending(), 1u);
 }
 
+// A request's footprint grows with its search: once the admitted one is
+// more than half through (its finished jobs against the jobs per beam the
+// completed requests ran), the next needs room only for the part it will
+// hold when that one ends. Without request_beams nothing tells progress.
+TEST(RequestGate, ARequestFarEnoughThroughLeavesRoomForWhatTheNextHoldsWhenItEnds) {
+  RequestGate g(true);
+  EXPECT_FALSE(gate_enter(g, {gate_job(1, 1, "pa"), gate_job(2, 1, "pb")}, 2));
+  gate_admit(g, 1000);
+  for (int i = 0; i < 4; ++i) g.finished(1, RequestGate::kGen);
+  g.forget(1, true);  // 32 tokens and 2 jobs a beam
+  EXPECT_DOUBLE_EQ(g.jobs_per_beam(RequestGate::kGen), 2.0);
+  EXPECT_FALSE(gate_enter(g, {gate_job(10, 2, "qa"), gate_job(11, 2, "qb")}, 2));  // 64
+  EXPECT_EQ(gate_admit(g, 90).size(), 2u);
+  EXPECT_FALSE(gate_enter(g, {gate_job(20, 3, "ra"), gate_job(21, 3, "rb")}, 2));  // 64, half 32
+  EXPECT_TRUE(gate_admit(g, 90).empty());  // 64 + 32 > 90
+  g.finished(2, RequestGate::kGen), g.finished(2, RequestGate::kGen);
+  g.finished(2, RequestGate::kVer);  // another lane's jobs do not count
+  EXPECT_TRUE(gate_admit(g, 90).empty()) << "half through: still half";
+  g.finished(2, RequestGate::kGen);
+  EXPECT_EQ(gate_admit(g, 90), (std::vector<uint64_t>{20, 21})) << "3/4 through: 64 + 16 <= 90";
+
+  RequestGate unknown(true);
+  gate_enter(unknown, {gate_job(1, 1, "pa"), gate_job(2, 1, "pb")});
+  gate_admit(unknown, 1000);
+  for (int i = 0; i < 4; ++i) unknown.finished(1, RequestGate::kGen);
+  unknown.forget(1, true);
+  EXPECT_LT(unknown.jobs_per_beam(RequestGate::kGen), 0);
+}
+
 TEST(RequestGate, OneRequestAloneIsAdmittedHoweverLarge) {
   RequestGate g(true);
   gate_enter(g, {gate_job(1, 1, "pa")});
@@ -415,9 +444,10 @@ TEST(RequestGate, OneRequestAloneIsAdmittedHoweverLarge) {
 }
 
 // Through the scheduler's messages: under "fit" a request whose footprint
-// would not fit beside the running one waits whole until that one's forget;
-// under "all" its jobs go out as soon as the grant holds them.
-TEST(Scheduler, UnderFitARequestWaitsWholeUntilTheOneBeforeItEnds) {
+// would not fit beside the running one waits whole until that one is far
+// enough through that the part it will hold when that one ends fits; under
+// "all" its jobs go out as soon as the grant holds them.
+TEST(Scheduler, UnderFitARequestWaitsWholeUntilTheOneBeforeItIsFarEnoughThrough) {
   for (const char* admission : {"all", "fit"}) {
     SCOPED_TRACE(admission);
     const bool fit = std::string(admission) == "fit";
@@ -429,7 +459,8 @@ TEST(Scheduler, UnderFitARequestWaitsWholeUntilTheOneBeforeItEnds) {
       j.request_beams = n;
       return j;
     };
-    // Request 1 teaches the estimate: p, a, b = 48 tokens over 2 beams.
+    // Request 1 teaches the estimate: p, a, b = 48 tokens over 2 beams, and
+    // one job per beam.
     s.post(beams(blocks_job(1, 1, "pa", 8), 2));
     s.post(beams(blocks_job(2, 1, "pb", 8), 2));
     EXPECT_EQ(s.sent(), (std::vector<uint64_t>{1, 2}));
@@ -440,16 +471,17 @@ TEST(Scheduler, UnderFitARequestWaitsWholeUntilTheOneBeforeItEnds) {
       EXPECT_TRUE(s.p.next<msg::Forget>("verifier"));
     };
     forget(1);
-    // Requests 2 (4 beams: 96 tokens by the estimate) and 3 (8 beams: 192,
-    // of which half, 96, does not fit the 84 request 2 leaves of 180).
+    // Requests 2 (4 beams: 96 tokens by the estimate, 112 as its jobs hold
+    // them) and 3 (8 beams: 192, of which half, 96, does not fit the 68
+    // request 2 leaves of 180).
     for (uint64_t id = 10; id < 14; ++id)
       s.post(beams(blocks_job(id, 2, std::string("q") + char('a' + id - 10), 8), 4));
     for (uint64_t id = 20; id < 24; ++id)
       s.post(beams(blocks_job(id, 3, std::string("r") + char('a' + id - 20), 8), 8));
     EXPECT_EQ(s.sent(), (std::vector<uint64_t>{10, 11, 12, 13}));  // 4 x 40 of 180 tokens
-    for (uint64_t id = 10; id < 14; ++id) s.done(id);
+    s.done(10), s.done(11);
     if (fit) {
-      EXPECT_TRUE(s.sent().empty());  // request 2 has not ended
+      EXPECT_TRUE(s.sent().empty());  // request 2 is half through
       s.post(msg::StatsQuery{7});
       auto st = s.p.next<msg::StatsReply>("intake");
       ASSERT_TRUE(st);
@@ -458,9 +490,15 @@ TEST(Scheduler, UnderFitARequestWaitsWholeUntilTheOneBeforeItEnds) {
       uint64_t waiting = 0;
       EXPECT_TRUE(m->get("requests_waiting", &waiting).ok());
       EXPECT_EQ(waiting, 1u);
-      forget(2);
     }
-    EXPECT_EQ(s.sent(), (std::vector<uint64_t>{20, 21, 22, 23}));
+    // Three quarters through, request 2 ends before request 3 holds more
+    // than a quarter of its footprint (48 tokens), which fits; its jobs go
+    // out as the grant holds them (job 13 is still out).
+    s.done(12);
+    EXPECT_EQ(s.sent(), (std::vector<uint64_t>{20, 21, 22}));
+    s.done(13);
+    EXPECT_EQ(s.sent(), (std::vector<uint64_t>{23}));
+    if (fit) forget(2);
   }
 }
 
