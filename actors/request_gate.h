@@ -68,8 +68,9 @@ class RequestGate {
   void opened(Lane lane, const QueuedJob& q, int64_t ctx_tokens);
   // A job of `rid` that entered `lane` finished (its request's progress).
   void finished(uint64_t rid, Lane lane);
-  // Admits pending requests in arrival order while half of each fits the
-  // free part of `capacity` (each model's KV tokens; < 0: unknown, fits); returns the
+  // Admits pending requests in arrival order while half of each (less once
+  // the admitted are more than half through) fits the free part of
+  // `capacity` (each model's KV tokens; < 0: unknown, fits); returns the
   // jobs they held, in the order they came, for their lanes.
   // `why`, when given, gets a line on the first request that waits.
   std::vector<Job> admit(std::array<int64_t, 2> capacity, std::string* why = nullptr);
