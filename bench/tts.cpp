@@ -762,8 +762,9 @@ int main(int argc, char** argv) {
             t += bench::describe(ws) + " on " + o.variants[0] + " with ample memory; at " + std::to_string(mem) + "%: " +
                  bench::describe(target, ws) + "\n\n";
           t += "| variant | latency p50 / p90 (ms) | goodput (tok/s) | gen / ver busy (ms) | rows per decode | "
-               "idle share | idle slots | straggler chain (tokens) | peak blocks gen / ver | pool at end gen / ver (resizes) | evictions | "
-               "recomputed (gen prefill) | KV recomputed gen / ver | preemptions | "
+               "idle share | idle slots | straggler chain (tokens) | peak blocks gen / ver | "
+               "pool at end gen / ver (resizes) | evictions | recomputed (gen prefill) | KV recomputed gen / ver | "
+               "preemptions | "
                "spec. tokens gen / kept / dropped | spec. pruned early (tokens) | "
                "accuracy | pass@N | correct/min | failed |\n";
           t += "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
